@@ -1,0 +1,292 @@
+//! Tenants and their sending settings, validated once at the edge so everything downstream can
+//! trust them.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+/// Whether a tenant may authenticate. Disabling keeps every row (history, usage) but refuses all
+/// of the tenant's keys.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum TenantStatus {
+    Active,
+    Disabled,
+}
+
+impl TenantStatus {
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Active => "active",
+            Self::Disabled => "disabled",
+        }
+    }
+}
+
+impl FromStr for TenantStatus {
+    type Err = TenantSettingsError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "active" => Ok(Self::Active),
+            "disabled" => Ok(Self::Disabled),
+            other => Err(TenantSettingsError::Status(other.to_owned())),
+        }
+    }
+}
+
+impl TryFrom<String> for TenantStatus {
+    type Error = TenantSettingsError;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        s.parse()
+    }
+}
+
+/// Why a tenant field was refused; the message names the field.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TenantSettingsError {
+    #[error("name must be 1 to 200 characters without control characters")]
+    Name,
+    #[error(
+        "`{0}` is not a valid domain name (ASCII letters, digits and hyphens; use the xn-- form for international names)"
+    )]
+    Domain(String),
+    #[error("{field}: `{value}` is not a valid email address")]
+    Mailbox { field: &'static str, value: String },
+    #[error("status must be `active` or `disabled`, not `{0}`")]
+    Status(String),
+    #[error("allowed_sender_domains holds at most {max} domains")]
+    TooManyDomains { max: usize },
+}
+
+/// A tenant's display name; unique across tenants, case-insensitively.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub struct TenantName(String);
+
+impl TenantName {
+    /// # Errors
+    /// Empty, longer than 200 characters, or containing control characters.
+    pub fn parse(raw: &str) -> Result<Self, TenantSettingsError> {
+        let name = raw.trim();
+        if name.is_empty() || name.chars().count() > 200 || name.chars().any(char::is_control) {
+            return Err(TenantSettingsError::Name);
+        }
+        Ok(Self(name.to_owned()))
+    }
+
+    #[must_use]
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A lower-cased DNS domain name, at least two labels.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(transparent)]
+pub struct Domain(String);
+
+impl Domain {
+    /// # Errors
+    /// Anything that is not a syntactically valid host name with a dot.
+    pub fn parse(raw: &str) -> Result<Self, TenantSettingsError> {
+        let invalid = || TenantSettingsError::Domain(raw.to_owned());
+        let lower = raw.trim().trim_end_matches('.').to_ascii_lowercase();
+        if lower.is_empty() || lower.len() > 253 || !lower.contains('.') {
+            return Err(invalid());
+        }
+        let label_ok = |label: &str| {
+            !label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        };
+        if !lower.split('.').all(label_ok) {
+            return Err(invalid());
+        }
+        Ok(Self(lower))
+    }
+
+    #[must_use]
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for Domain {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A mailbox as users type it: `addr@example.com` or `Name <addr@example.com>`.
+///
+/// The full RFC 5322 parser lives with ingest; this one guards tenant settings, which end up in
+/// headers, so it refuses anything that could inject a header.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub struct Mailbox(String);
+
+impl Mailbox {
+    /// # Errors
+    /// Control characters, no `@`, an empty or over-long local part, or a bad domain.
+    pub fn parse(field: &'static str, raw: &str) -> Result<Self, TenantSettingsError> {
+        let invalid = || TenantSettingsError::Mailbox {
+            field,
+            value: raw.to_owned(),
+        };
+        let value = raw.trim();
+        if value.is_empty() || value.len() > 320 || value.chars().any(char::is_control) {
+            return Err(invalid());
+        }
+        let address = match (value.rfind('<'), value.strip_suffix('>')) {
+            (Some(open), Some(inner)) => &inner[open + 1..],
+            (None, None) => value,
+            _ => return Err(invalid()),
+        };
+        let (local, domain) = address.rsplit_once('@').ok_or_else(invalid)?;
+        if local.is_empty() || local.len() > 64 || local.contains(['<', '>', ' ', ',', '@']) {
+            return Err(invalid());
+        }
+        Domain::parse(domain).map_err(|_| invalid())?;
+        Ok(Self(value.to_owned()))
+    }
+
+    #[must_use]
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// How many sender domains one tenant may restrict itself to.
+pub const MAX_ALLOWED_DOMAINS: usize = 100;
+
+/// Per-tenant sending defaults and restrictions.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct TenantSettings {
+    /// Used when a message names no sender.
+    pub default_from: Option<Mailbox>,
+    /// Added as Reply-To when a message sets none.
+    pub reply_to: Option<Mailbox>,
+    /// When not empty, the only domains a sender address may use.
+    pub allowed_sender_domains: Vec<Domain>,
+}
+
+impl TenantSettings {
+    /// Parses the domain list, dropping duplicates and keeping a stable order.
+    ///
+    /// # Errors
+    /// The first invalid domain, or too many.
+    pub fn parse_domains<I, S>(raw: I) -> Result<Vec<Domain>, TenantSettingsError>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        let mut domains = raw
+            .into_iter()
+            .map(|d| Domain::parse(d.as_ref()))
+            .collect::<Result<Vec<_>, _>>()?;
+        domains.sort();
+        domains.dedup();
+        if domains.len() > MAX_ALLOWED_DOMAINS {
+            return Err(TenantSettingsError::TooManyDomains {
+                max: MAX_ALLOWED_DOMAINS,
+            });
+        }
+        Ok(domains)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn domains_are_normalised_and_checked() {
+        assert_eq!(
+            Domain::parse("Example.COM.").unwrap().as_str(),
+            "example.com"
+        );
+        assert_eq!(
+            Domain::parse("xn--bcher-kva.de").unwrap().as_str(),
+            "xn--bcher-kva.de"
+        );
+        for bad in [
+            "",
+            "localhost",
+            "-a.com",
+            "a-.com",
+            "a..com",
+            "exa mple.com",
+            "bücher.de",
+            "a.com\r\n",
+        ] {
+            assert!(Domain::parse(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn mailboxes_accept_display_names_and_refuse_injection() {
+        assert!(Mailbox::parse("default_from", "Acme <noreply@acme.test>").is_ok());
+        assert!(Mailbox::parse("default_from", "noreply@acme.test").is_ok());
+        for bad in [
+            "noreply",
+            "@acme.test",
+            "a@b",
+            "Acme <noreply@acme.test",
+            "noreply@acme.test\r\nBcc: x@evil.test",
+            "Acme noreply@acme.test>",
+        ] {
+            let err = Mailbox::parse("reply_to", bad).unwrap_err();
+            assert!(err.to_string().starts_with("reply_to:"), "{err}");
+        }
+    }
+
+    #[test]
+    fn domain_lists_are_deduplicated_and_capped() {
+        let domains = TenantSettings::parse_domains(["b.test", "A.test", "a.test"]).unwrap();
+        assert_eq!(
+            domains.iter().map(Domain::as_str).collect::<Vec<_>>(),
+            ["a.test", "b.test"]
+        );
+        let many: Vec<String> = (0..=MAX_ALLOWED_DOMAINS)
+            .map(|i| format!("d{i}.test"))
+            .collect();
+        assert_eq!(
+            TenantSettings::parse_domains(&many),
+            Err(TenantSettingsError::TooManyDomains {
+                max: MAX_ALLOWED_DOMAINS
+            })
+        );
+    }
+
+    #[test]
+    fn names_are_trimmed_and_bounded() {
+        assert_eq!(TenantName::parse("  Acme ").unwrap().as_str(), "Acme");
+        assert!(TenantName::parse("   ").is_err());
+        assert!(TenantName::parse(&"x".repeat(201)).is_err());
+        assert!(TenantName::parse("a\u{0}b").is_err());
+    }
+
+    proptest! {
+        #[test]
+        fn parsed_domains_never_hold_header_breaking_bytes(raw in "\\PC{0,40}") {
+            if let Ok(domain) = Domain::parse(&raw) {
+                prop_assert!(domain.as_str().bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.'));
+            }
+        }
+
+        #[test]
+        fn parsed_mailboxes_never_hold_control_characters(raw in ".{0,60}") {
+            if let Ok(mailbox) = Mailbox::parse("f", &raw) {
+                prop_assert!(!mailbox.as_str().chars().any(char::is_control));
+                prop_assert!(mailbox.as_str().contains('@'));
+            }
+        }
+    }
+}

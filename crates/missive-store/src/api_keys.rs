@@ -1,0 +1,224 @@
+//! API key rows. Only the SHA-256 of a key is stored; lookups go by that hash.
+
+use missive_core::{ApiKeyHash, ApiKeyId, Scopes, TenantId, TenantStatus};
+use sqlx::{FromRow, PgConnection};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::error::map_unique;
+use crate::{Store, StoreError};
+
+const KEY_CONFLICTS: &[(&str, &str)] = &[(
+    "api_keys_live_name_key",
+    "this tenant already has a live API key with this name",
+)];
+
+/// The columns [`ApiKeyRecord`] reads, as a literal so it can join `concat!`.
+macro_rules! key_columns {
+    () => {
+        "tenant_id, id, name, prefix, scopes, created_at, last_used_at, expires_at, revoked_at"
+    };
+}
+
+/// A key as listed: everything but the secret, which is never stored.
+#[derive(Clone, Debug, FromRow)]
+pub struct ApiKeyRecord {
+    #[sqlx(try_from = "Uuid")]
+    pub tenant_id: TenantId,
+    #[sqlx(try_from = "Uuid")]
+    pub id: ApiKeyId,
+    pub name: String,
+    pub prefix: String,
+    #[sqlx(try_from = "Vec<String>")]
+    pub scopes: StoredScopes,
+    pub created_at: OffsetDateTime,
+    pub last_used_at: Option<OffsetDateTime>,
+    pub expires_at: Option<OffsetDateTime>,
+    pub revoked_at: Option<OffsetDateTime>,
+}
+
+/// Scopes as read back from a `text[]` column.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredScopes(pub Scopes);
+
+impl TryFrom<Vec<String>> for StoredScopes {
+    type Error = missive_core::ScopeError;
+    fn try_from(names: Vec<String>) -> Result<Self, Self::Error> {
+        Scopes::parse(names).map(Self)
+    }
+}
+
+/// A key to insert; the hash and prefix come from [`missive_core::NewApiKey`].
+#[derive(Debug)]
+pub struct NewApiKeyRow<'a> {
+    pub tenant_id: TenantId,
+    pub id: ApiKeyId,
+    pub name: &'a str,
+    pub prefix: &'a str,
+    pub hash: ApiKeyHash,
+    pub scopes: &'a Scopes,
+    pub expires_at: Option<OffsetDateTime>,
+}
+
+/// What authentication needs to know about a presented key, in one round trip.
+#[derive(Clone, Debug, FromRow)]
+pub struct KeyForAuth {
+    #[sqlx(try_from = "Uuid")]
+    pub tenant_id: TenantId,
+    #[sqlx(try_from = "Uuid")]
+    pub id: ApiKeyId,
+    pub key_hash: Vec<u8>,
+    #[sqlx(try_from = "Vec<String>")]
+    pub scopes: StoredScopes,
+    pub last_used_at: Option<OffsetDateTime>,
+    pub expires_at: Option<OffsetDateTime>,
+    pub revoked_at: Option<OffsetDateTime>,
+    #[sqlx(try_from = "String")]
+    pub tenant_status: TenantStatus,
+}
+
+pub(crate) async fn insert_api_key(
+    conn: &mut PgConnection,
+    key: &NewApiKeyRow<'_>,
+) -> Result<ApiKeyRecord, StoreError> {
+    sqlx::query_as::<_, ApiKeyRecord>(concat!(
+        "INSERT INTO api_keys (tenant_id, id, name, prefix, key_hash, scopes, expires_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7)
+         RETURNING ",
+        key_columns!()
+    ))
+    .bind(key.tenant_id.as_uuid())
+    .bind(key.id.as_uuid())
+    .bind(key.name)
+    .bind(key.prefix)
+    .bind(key.hash.as_bytes())
+    .bind(key.scopes.names())
+    .bind(key.expires_at)
+    .fetch_one(conn)
+    .await
+    .map_err(|e| map_unique(e, KEY_CONFLICTS))
+}
+
+impl Store {
+    /// Adds a key to an active tenant.
+    ///
+    /// # Errors
+    /// `NotFound` for an unknown tenant, `Conflict` for a disabled tenant or a taken name.
+    #[tracing::instrument(skip_all, fields(tenant_id = %key.tenant_id))]
+    pub async fn create_api_key(&self, key: &NewApiKeyRow<'_>) -> Result<ApiKeyRecord, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        // Lock the tenant row so a concurrent delete cannot slip a live key past its revocation.
+        let status: Option<String> =
+            sqlx::query_scalar("SELECT status FROM tenants WHERE id = $1 FOR SHARE")
+                .bind(key.tenant_id.as_uuid())
+                .fetch_optional(&mut *tx)
+                .await?;
+        match status.as_deref() {
+            None => return Err(StoreError::NotFound),
+            Some("active") => {}
+            Some(_) => return Err(StoreError::Conflict("the tenant is disabled")),
+        }
+        let record = insert_api_key(&mut tx, key).await?;
+        tx.commit().await?;
+        Ok(record)
+    }
+
+    /// A tenant's keys, newest first, revoked ones included.
+    ///
+    /// # Errors
+    /// Database failures.
+    pub async fn list_api_keys(
+        &self,
+        tenant_id: TenantId,
+    ) -> Result<Vec<ApiKeyRecord>, StoreError> {
+        let rows = sqlx::query_as::<_, ApiKeyRecord>(concat!(
+            "SELECT ",
+            key_columns!(),
+            " FROM api_keys WHERE tenant_id = $1 ORDER BY id DESC"
+        ))
+        .bind(tenant_id.as_uuid())
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows)
+    }
+
+    /// Revokes one key of one tenant.
+    ///
+    /// # Errors
+    /// `NotFound` when the tenant has no such key (whoever else might), `Conflict` when it is
+    /// already revoked.
+    #[tracing::instrument(skip_all, fields(tenant_id = %tenant_id, api_key_id = %key_id))]
+    pub async fn revoke_api_key(
+        &self,
+        tenant_id: TenantId,
+        key_id: ApiKeyId,
+    ) -> Result<ApiKeyRecord, StoreError> {
+        let revoked = sqlx::query_as::<_, ApiKeyRecord>(concat!(
+            "UPDATE api_keys SET revoked_at = now()
+             WHERE tenant_id = $1 AND id = $2 AND revoked_at IS NULL
+             RETURNING ",
+            key_columns!()
+        ))
+        .bind(tenant_id.as_uuid())
+        .bind(key_id.as_uuid())
+        .fetch_optional(&self.pool)
+        .await?;
+        if let Some(record) = revoked {
+            return Ok(record);
+        }
+        let exists: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM api_keys WHERE tenant_id = $1 AND id = $2)",
+        )
+        .bind(tenant_id.as_uuid())
+        .bind(key_id.as_uuid())
+        .fetch_one(&self.pool)
+        .await?;
+        Err(if exists {
+            StoreError::Conflict("this API key is already revoked")
+        } else {
+            StoreError::NotFound
+        })
+    }
+
+    /// Finds the key with this hash and its tenant's status.
+    ///
+    /// # Errors
+    /// Database failures; an unknown hash is `Ok(None)`.
+    pub async fn find_api_key_by_hash(
+        &self,
+        hash: &ApiKeyHash,
+    ) -> Result<Option<KeyForAuth>, StoreError> {
+        let row = sqlx::query_as::<_, KeyForAuth>(
+            "SELECT k.tenant_id, k.id, k.key_hash, k.scopes, k.last_used_at, k.expires_at,
+                    k.revoked_at, t.status AS tenant_status
+             FROM api_keys k JOIN tenants t ON t.id = k.tenant_id
+             WHERE k.key_hash = $1",
+        )
+        .bind(hash.as_bytes())
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row)
+    }
+
+    /// Records that a key was used. Callers throttle this so a busy key costs one write a minute,
+    /// not one per request.
+    ///
+    /// # Errors
+    /// Database failures.
+    pub async fn touch_api_key(
+        &self,
+        tenant_id: TenantId,
+        key_id: ApiKeyId,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE api_keys SET last_used_at = now()
+             WHERE tenant_id = $1 AND id = $2
+               AND (last_used_at IS NULL OR last_used_at < now() - interval '1 minute')",
+        )
+        .bind(tenant_id.as_uuid())
+        .bind(key_id.as_uuid())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+}

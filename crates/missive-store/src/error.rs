@@ -1,0 +1,45 @@
+//! The storage layer's error type. Callers map `NotFound` and `Conflict` to client errors and
+//! everything else to a 500 that is logged once at the edge.
+
+/// What went wrong in a store call.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// No row matched, including rows that belong to another tenant.
+    #[error("not found")]
+    NotFound,
+    /// A uniqueness or state rule refused the change; the message is safe to show the client.
+    #[error("{0}")]
+    Conflict(&'static str),
+    /// A stored value no longer parses: a bug or a hand-edited row.
+    #[error("stored row is invalid: {0}")]
+    Corrupt(String),
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+}
+
+impl StoreError {
+    /// Whether the database could not be reached (as opposed to refusing the statement).
+    #[must_use]
+    pub fn is_unavailable(&self) -> bool {
+        matches!(
+            self,
+            Self::Database(
+                sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_)
+            )
+        )
+    }
+}
+
+/// Turns a unique violation on a known index into a client-facing conflict.
+pub(crate) fn map_unique(err: sqlx::Error, conflicts: &[(&str, &'static str)]) -> StoreError {
+    if let sqlx::Error::Database(db) = &err
+        && db.is_unique_violation()
+        && let Some(constraint) = db.constraint()
+        && let Some((_, message)) = conflicts.iter().find(|(name, _)| *name == constraint)
+    {
+        return StoreError::Conflict(message);
+    }
+    StoreError::Database(err)
+}

@@ -1,0 +1,473 @@
+//! Tenants and API keys as operations: the one code path behind both the admin API and the CLI.
+//!
+//! Requests arrive here as plain data (from JSON or flags), are validated into core types, and
+//! leave as views: the JSON shapes both front ends print.
+
+use missive_core::{
+    ApiKeyId, Mailbox, NewApiKey, Scope, ScopeError, Scopes, TenantId, TenantName, TenantSettings,
+    TenantSettingsError, TenantStatus,
+};
+use missive_store::{
+    ApiKeyRecord, NewApiKeyRow, NewTenant, Store, StoreError, TenantPatch, TenantRecord,
+};
+use serde::{Deserialize, Deserializer, Serialize};
+use time::OffsetDateTime;
+use utoipa::ToSchema;
+
+/// What an account operation can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum AccountsError {
+    #[error("{0}")]
+    Invalid(String),
+    #[error("not found")]
+    NotFound,
+    #[error("{0}")]
+    Conflict(&'static str),
+    #[error(transparent)]
+    Store(StoreError),
+}
+
+impl From<StoreError> for AccountsError {
+    fn from(err: StoreError) -> Self {
+        match err {
+            StoreError::NotFound => Self::NotFound,
+            StoreError::Conflict(message) => Self::Conflict(message),
+            other => Self::Store(other),
+        }
+    }
+}
+
+impl From<TenantSettingsError> for AccountsError {
+    fn from(err: TenantSettingsError) -> Self {
+        Self::Invalid(err.to_string())
+    }
+}
+
+impl From<ScopeError> for AccountsError {
+    fn from(err: ScopeError) -> Self {
+        Self::Invalid(format!("scopes: {err}"))
+    }
+}
+
+/// Distinguishes an absent field (leave alone) from `null` (clear it) in PATCH bodies.
+fn double_option<'de, T, D>(deserializer: D) -> Result<Option<Option<T>>, D::Error>
+where
+    T: Deserialize<'de>,
+    D: Deserializer<'de>,
+{
+    Option::<T>::deserialize(deserializer).map(Some)
+}
+
+/// Sending settings as given when a tenant is created.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SettingsInput {
+    /// Sender used when a message names none, e.g. `Acme <noreply@acme.test>`.
+    pub default_from: Option<String>,
+    /// Reply-To added when a message sets none.
+    pub reply_to: Option<String>,
+    /// When not empty, the only domains senders may use.
+    #[serde(default)]
+    pub allowed_sender_domains: Vec<String>,
+}
+
+/// `POST /v1/tenants`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateTenantRequest {
+    /// Unique (case-insensitively) among tenants.
+    pub name: String,
+    #[serde(default)]
+    pub settings: SettingsInput,
+}
+
+/// Changes to sending settings; `null` clears a field, an absent field is left alone.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SettingsPatchInput {
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<String>)]
+    pub default_from: Option<Option<String>>,
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<String>)]
+    pub reply_to: Option<Option<String>>,
+    pub allowed_sender_domains: Option<Vec<String>>,
+}
+
+/// `PATCH /v1/tenants/{id}`.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateTenantRequest {
+    pub name: Option<String>,
+    /// `disabled` refuses the tenant's keys without revoking them; `active` restores them.
+    pub status: Option<TenantStatus>,
+    #[serde(default)]
+    pub settings: SettingsPatchInput,
+}
+
+/// Resend's key permissions, accepted as a shorthand for scopes.
+#[derive(Clone, Copy, Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Permission {
+    FullAccess,
+    SendingAccess,
+}
+
+/// `POST /v1/tenants/{id}/api-keys` and `POST /v1/api-keys`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateApiKeyRequest {
+    /// Unique among the tenant's live keys.
+    pub name: String,
+    /// Scopes; empty or absent means `full_access`.
+    #[serde(default)]
+    pub scopes: Vec<Scope>,
+    /// Resend's shorthand: `full_access` or `sending_access` (= `send`). Not with `scopes`.
+    pub permission: Option<Permission>,
+    /// After this instant the key is refused.
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    pub expires_at: Option<OffsetDateTime>,
+}
+
+/// A tenant's sending settings.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SettingsView {
+    pub default_from: Option<String>,
+    pub reply_to: Option<String>,
+    pub allowed_sender_domains: Vec<String>,
+}
+
+/// A tenant.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TenantView {
+    /// Always `tenant`.
+    #[schema(example = "tenant")]
+    pub object: &'static str,
+    pub id: TenantId,
+    /// The same as `id`: every response about a tenant's data names its tenant.
+    pub tenant_id: TenantId,
+    pub name: String,
+    pub status: TenantStatus,
+    pub settings: SettingsView,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    pub updated_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub disabled_at: Option<OffsetDateTime>,
+}
+
+impl From<TenantRecord> for TenantView {
+    fn from(t: TenantRecord) -> Self {
+        Self {
+            object: "tenant",
+            id: t.id,
+            tenant_id: t.id,
+            name: t.name,
+            status: t.status,
+            settings: SettingsView {
+                default_from: t.default_from,
+                reply_to: t.reply_to,
+                allowed_sender_domains: t.allowed_sender_domains,
+            },
+            created_at: t.created_at,
+            updated_at: t.updated_at,
+            disabled_at: t.disabled_at,
+        }
+    }
+}
+
+/// An API key as listed: never the key itself.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ApiKeyView {
+    /// Always `api_key`.
+    #[schema(example = "api_key")]
+    pub object: &'static str,
+    pub id: ApiKeyId,
+    pub tenant_id: TenantId,
+    pub name: String,
+    /// The first characters of the key, to tell keys apart.
+    pub prefix: String,
+    pub scopes: Vec<Scope>,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub last_used_at: Option<OffsetDateTime>,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub expires_at: Option<OffsetDateTime>,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub revoked_at: Option<OffsetDateTime>,
+}
+
+impl From<ApiKeyRecord> for ApiKeyView {
+    fn from(k: ApiKeyRecord) -> Self {
+        Self {
+            object: "api_key",
+            id: k.id,
+            tenant_id: k.tenant_id,
+            name: k.name,
+            prefix: k.prefix,
+            scopes: k.scopes.0.iter().collect(),
+            created_at: k.created_at,
+            last_used_at: k.last_used_at,
+            expires_at: k.expires_at,
+            revoked_at: k.revoked_at,
+        }
+    }
+}
+
+/// A key just created: the only response that carries `token`, the key itself.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CreatedApiKeyView {
+    #[serde(flatten)]
+    pub key: ApiKeyView,
+    /// The API key. Shown once; only its SHA-256 is stored.
+    pub token: String,
+}
+
+/// A tenant just created, with its first key.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CreatedTenantView {
+    pub tenant: TenantView,
+    pub api_key: CreatedApiKeyView,
+}
+
+/// One page of tenants.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TenantList {
+    /// Always `list`.
+    #[schema(example = "list")]
+    pub object: &'static str,
+    pub data: Vec<TenantView>,
+    /// Whether another page follows; pass the last id as `after` to get it.
+    pub has_more: bool,
+}
+
+/// A tenant's keys.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ApiKeyList {
+    /// Always `list`.
+    #[schema(example = "list")]
+    pub object: &'static str,
+    pub data: Vec<ApiKeyView>,
+}
+
+/// The largest page of tenants.
+pub const MAX_PAGE: u32 = 100;
+
+fn parse_settings(input: &SettingsInput) -> Result<TenantSettings, AccountsError> {
+    Ok(TenantSettings {
+        default_from: input
+            .default_from
+            .as_deref()
+            .map(|m| Mailbox::parse("settings.default_from", m))
+            .transpose()?,
+        reply_to: input
+            .reply_to
+            .as_deref()
+            .map(|m| Mailbox::parse("settings.reply_to", m))
+            .transpose()?,
+        allowed_sender_domains: TenantSettings::parse_domains(&input.allowed_sender_domains)?,
+    })
+}
+
+fn parse_key_name(name: &str) -> Result<String, AccountsError> {
+    let name = name.trim();
+    if name.is_empty() || name.chars().count() > 200 || name.chars().any(char::is_control) {
+        return Err(AccountsError::Invalid(
+            "name must be 1 to 200 characters without control characters".to_owned(),
+        ));
+    }
+    Ok(name.to_owned())
+}
+
+fn key_scopes(request: &CreateApiKeyRequest) -> Result<Scopes, AccountsError> {
+    match (request.permission, request.scopes.is_empty()) {
+        (Some(_), false) => Err(AccountsError::Invalid(
+            "give either `permission` or `scopes`, not both".to_owned(),
+        )),
+        (Some(Permission::FullAccess), true) => Ok(Scopes::full_access()),
+        (Some(Permission::SendingAccess), true) => Ok(Scopes::new([Scope::Send])),
+        (None, _) => Ok(Scopes::new(request.scopes.iter().copied())),
+    }
+}
+
+/// Creates a tenant and its first `full_access` key, atomically.
+///
+/// # Errors
+/// `Invalid` for bad fields, `Conflict` for a taken name.
+pub async fn create_tenant(
+    store: &Store,
+    request: &CreateTenantRequest,
+) -> Result<CreatedTenantView, AccountsError> {
+    let name = TenantName::parse(&request.name)?;
+    let settings = parse_settings(&request.settings)?;
+    let tenant_id = TenantId::new();
+    let key = NewApiKey::generate();
+    let scopes = Scopes::full_access();
+    let (tenant, record) = store
+        .create_tenant_with_key(
+            &NewTenant {
+                id: tenant_id,
+                name: &name,
+                settings: &settings,
+            },
+            &NewApiKeyRow {
+                tenant_id,
+                id: ApiKeyId::new(),
+                name: "default",
+                prefix: key.display_prefix(),
+                hash: key.hash(),
+                scopes: &scopes,
+                expires_at: None,
+            },
+        )
+        .await?;
+    tracing::info!(tenant_id = %tenant.id, "tenant created");
+    Ok(CreatedTenantView {
+        tenant: tenant.into(),
+        api_key: CreatedApiKeyView {
+            key: record.into(),
+            token: key.into_string(),
+        },
+    })
+}
+
+/// One page of tenants after `after`, at most `limit` (1 to [`MAX_PAGE`]).
+///
+/// # Errors
+/// `Invalid` for a bad limit.
+pub async fn list_tenants(
+    store: &Store,
+    after: Option<TenantId>,
+    limit: u32,
+) -> Result<TenantList, AccountsError> {
+    if !(1..=MAX_PAGE).contains(&limit) {
+        return Err(AccountsError::Invalid(format!(
+            "limit must be from 1 to {MAX_PAGE}"
+        )));
+    }
+    let mut rows = store.list_tenants(after, i64::from(limit) + 1).await?;
+    let has_more = rows.len() > limit as usize;
+    rows.truncate(limit as usize);
+    Ok(TenantList {
+        object: "list",
+        data: rows.into_iter().map(Into::into).collect(),
+        has_more,
+    })
+}
+
+/// # Errors
+/// `NotFound` for an unknown id.
+pub async fn get_tenant(store: &Store, id: TenantId) -> Result<TenantView, AccountsError> {
+    Ok(store.get_tenant(id).await?.into())
+}
+
+/// Applies a partial update.
+///
+/// # Errors
+/// `Invalid` for bad fields, `NotFound`, or `Conflict` for a taken name.
+pub async fn update_tenant(
+    store: &Store,
+    id: TenantId,
+    request: &UpdateTenantRequest,
+) -> Result<TenantView, AccountsError> {
+    let settings = &request.settings;
+    let mailbox = |field: &'static str, value: &Option<Option<String>>| {
+        value
+            .as_ref()
+            .map(|v| v.as_deref().map(|m| Mailbox::parse(field, m)).transpose())
+            .transpose()
+    };
+    let patch = TenantPatch {
+        name: request.name.as_deref().map(TenantName::parse).transpose()?,
+        status: request.status,
+        default_from: mailbox("settings.default_from", &settings.default_from)?,
+        reply_to: mailbox("settings.reply_to", &settings.reply_to)?,
+        allowed_sender_domains: settings
+            .allowed_sender_domains
+            .as_ref()
+            .map(TenantSettings::parse_domains)
+            .transpose()?,
+    };
+    Ok(store.update_tenant(id, &patch).await?.into())
+}
+
+/// Disables a tenant and revokes its keys; its data is kept.
+///
+/// # Errors
+/// `NotFound` for an unknown id.
+pub async fn delete_tenant(store: &Store, id: TenantId) -> Result<TenantView, AccountsError> {
+    let tenant = store.disable_tenant_and_revoke_keys(id).await?;
+    tracing::info!(tenant_id = %id, "tenant disabled and its keys revoked");
+    Ok(tenant.into())
+}
+
+/// Issues a key for an active tenant.
+///
+/// # Errors
+/// `Invalid` for bad fields, `NotFound` for an unknown tenant, `Conflict` for a disabled tenant
+/// or a taken name.
+pub async fn create_api_key(
+    store: &Store,
+    tenant_id: TenantId,
+    request: &CreateApiKeyRequest,
+) -> Result<CreatedApiKeyView, AccountsError> {
+    let name = parse_key_name(&request.name)?;
+    let scopes = key_scopes(request)?;
+    if let Some(expires_at) = request.expires_at
+        && expires_at <= OffsetDateTime::now_utc()
+    {
+        return Err(AccountsError::Invalid(
+            "expires_at must be in the future".to_owned(),
+        ));
+    }
+    let key = NewApiKey::generate();
+    let record = store
+        .create_api_key(&NewApiKeyRow {
+            tenant_id,
+            id: ApiKeyId::new(),
+            name: &name,
+            prefix: key.display_prefix(),
+            hash: key.hash(),
+            scopes: &scopes,
+            expires_at: request.expires_at,
+        })
+        .await?;
+    tracing::info!(tenant_id = %tenant_id, api_key_id = %record.id, "api key created");
+    Ok(CreatedApiKeyView {
+        key: record.into(),
+        token: key.into_string(),
+    })
+}
+
+/// A tenant's keys, newest first.
+///
+/// # Errors
+/// `NotFound` for an unknown tenant.
+pub async fn list_api_keys(
+    store: &Store,
+    tenant_id: TenantId,
+) -> Result<ApiKeyList, AccountsError> {
+    // An unknown tenant is a 404, not an empty list.
+    store.get_tenant(tenant_id).await?;
+    let keys = store.list_api_keys(tenant_id).await?;
+    Ok(ApiKeyList {
+        object: "list",
+        data: keys.into_iter().map(Into::into).collect(),
+    })
+}
+
+/// Revokes one of a tenant's keys.
+///
+/// # Errors
+/// `NotFound` when the tenant has no such key, `Conflict` when it is already revoked.
+pub async fn revoke_api_key(
+    store: &Store,
+    tenant_id: TenantId,
+    key_id: ApiKeyId,
+) -> Result<ApiKeyView, AccountsError> {
+    let record = store.revoke_api_key(tenant_id, key_id).await?;
+    tracing::info!(tenant_id = %tenant_id, api_key_id = %key_id, "api key revoked");
+    Ok(record.into())
+}

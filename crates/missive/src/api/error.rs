@@ -1,0 +1,143 @@
+//! The one error shape of the HTTP edge, compatible with Resend's:
+//! `{"statusCode": 422, "name": "validation_error", "message": "..."}`.
+//!
+//! Policy: handlers return [`ApiError`]; client errors carry a message safe to show; server errors
+//! carry their detail in a response extension that the logging middleware writes once, so the
+//! client never sees internals and every 500 is logged exactly once.
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use missive_core::Scope;
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::accounts::AccountsError;
+
+/// The JSON body of every error response.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorBody {
+    #[serde(rename = "statusCode")]
+    #[schema(example = 422)]
+    pub status_code: u16,
+    /// Machine-readable kind, e.g. `validation_error`, `invalid_api_key`, `not_found`.
+    #[schema(example = "validation_error")]
+    pub name: &'static str,
+    /// Human-readable explanation.
+    pub message: String,
+}
+
+/// An error that becomes an HTTP response.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{0}")]
+    Validation(String),
+    #[error("{0}")]
+    InvalidJson(String),
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+    #[error("request body is larger than the limit")]
+    PayloadTooLarge,
+    #[error("missing API key: send `Authorization: Bearer <key>`")]
+    MissingApiKey,
+    #[error("{0}")]
+    InvalidApiKey(&'static str),
+    #[error("this API key lacks the `{0}` scope")]
+    MissingScope(Scope),
+    #[error("the admin API is disabled: set MISSIVE_ADMIN_KEY to enable it")]
+    AdminDisabled,
+    #[error("{0}")]
+    NotFound(String),
+    #[error("method not allowed")]
+    MethodNotAllowed,
+    #[error("{0}")]
+    Conflict(&'static str),
+    #[error("the service is temporarily unavailable")]
+    Unavailable(String),
+    #[error("internal server error")]
+    Internal(String),
+}
+
+/// Detail of a server error, for the logging middleware only.
+#[derive(Clone, Debug)]
+pub struct ServerErrorDetail(pub String);
+
+impl ApiError {
+    /// The standard 404 for a resource id the caller cannot see.
+    #[must_use]
+    pub fn not_found() -> Self {
+        Self::NotFound("not found".to_owned())
+    }
+
+    #[must_use]
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::InvalidJson(_) => StatusCode::BAD_REQUEST,
+            Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::MissingApiKey | Self::InvalidApiKey(_) => StatusCode::UNAUTHORIZED,
+            Self::MissingScope(_) | Self::AdminDisabled => StatusCode::FORBIDDEN,
+            Self::NotFound(_) => StatusCode::NOT_FOUND,
+            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Self::Conflict(_) => StatusCode::CONFLICT,
+            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    #[must_use]
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Validation(_) => "validation_error",
+            Self::InvalidJson(_) => "invalid_json",
+            Self::UnsupportedMediaType(_) => "invalid_content_type",
+            Self::PayloadTooLarge => "payload_too_large",
+            Self::MissingApiKey => "missing_api_key",
+            Self::InvalidApiKey(_) => "invalid_api_key",
+            Self::MissingScope(_) => "restricted_api_key",
+            Self::AdminDisabled => "admin_api_disabled",
+            Self::NotFound(_) => "not_found",
+            Self::MethodNotAllowed => "method_not_allowed",
+            Self::Conflict(_) => "conflict",
+            Self::Unavailable(_) => "service_unavailable",
+            Self::Internal(_) => "internal_server_error",
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        let body = ErrorBody {
+            status_code: status.as_u16(),
+            name: self.name(),
+            message: self.to_string(),
+        };
+        let mut response = (status, Json(body)).into_response();
+        if let Self::Internal(detail) | Self::Unavailable(detail) = self {
+            response.extensions_mut().insert(ServerErrorDetail(detail));
+        }
+        response
+    }
+}
+
+impl From<missive_store::StoreError> for ApiError {
+    fn from(err: missive_store::StoreError) -> Self {
+        AccountsError::from(err).into()
+    }
+}
+
+impl From<AccountsError> for ApiError {
+    fn from(err: AccountsError) -> Self {
+        match err {
+            AccountsError::Invalid(message) => Self::Validation(message),
+            AccountsError::NotFound => Self::not_found(),
+            AccountsError::Conflict(message) => Self::Conflict(message),
+            AccountsError::Store(store) if store.is_unavailable() => {
+                Self::Unavailable(store.to_string())
+            }
+            AccountsError::Store(store) => Self::Internal(store.to_string()),
+        }
+    }
+}

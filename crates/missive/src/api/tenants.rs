@@ -1,0 +1,132 @@
+//! Admin routes for tenants: `/v1/tenants` and `/v1/tenants/{id}`.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use missive_core::TenantId;
+use serde::Deserialize;
+use utoipa::IntoParams;
+
+use super::auth::AdminAuth;
+use super::error::{ApiError, ErrorBody};
+use super::extract::{ApiJson, ApiPath, ApiQuery};
+use crate::accounts::{
+    self, CreateTenantRequest, CreatedTenantView, TenantList, TenantView, UpdateTenantRequest,
+};
+use crate::state::AppState;
+
+/// Paging for `GET /v1/tenants`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ListTenantsQuery {
+    /// Page size, 1 to 100 (default 20).
+    pub limit: Option<u32>,
+    /// Return tenants after this id (the last id of the previous page).
+    pub after: Option<TenantId>,
+}
+
+/// Create a tenant and its first API key (shown once).
+#[utoipa::path(
+    post, path = "/v1/tenants", tag = "admin",
+    request_body = CreateTenantRequest,
+    security(("admin_key" = [])),
+    responses(
+        (status = 201, description = "Created", body = CreatedTenantView),
+        (status = 401, description = "Missing or wrong admin key", body = ErrorBody),
+        (status = 403, description = "Admin API disabled", body = ErrorBody),
+        (status = 409, description = "Name taken", body = ErrorBody),
+        (status = 422, description = "Invalid field", body = ErrorBody),
+    )
+)]
+pub async fn create_tenant(
+    _: AdminAuth,
+    State(state): State<AppState>,
+    ApiJson(request): ApiJson<CreateTenantRequest>,
+) -> Result<(StatusCode, Json<CreatedTenantView>), ApiError> {
+    let created = accounts::create_tenant(&state.store, &request).await?;
+    Ok((StatusCode::CREATED, Json(created)))
+}
+
+/// List tenants in creation order.
+#[utoipa::path(
+    get, path = "/v1/tenants", tag = "admin",
+    params(ListTenantsQuery),
+    security(("admin_key" = [])),
+    responses(
+        (status = 200, description = "One page", body = TenantList),
+        (status = 401, description = "Missing or wrong admin key", body = ErrorBody),
+        (status = 422, description = "Invalid paging", body = ErrorBody),
+    )
+)]
+pub async fn list_tenants(
+    _: AdminAuth,
+    State(state): State<AppState>,
+    ApiQuery(query): ApiQuery<ListTenantsQuery>,
+) -> Result<Json<TenantList>, ApiError> {
+    let page = accounts::list_tenants(&state.store, query.after, query.limit.unwrap_or(20)).await?;
+    Ok(Json(page))
+}
+
+/// Read one tenant.
+#[utoipa::path(
+    get, path = "/v1/tenants/{id}", tag = "admin",
+    params(("id" = TenantId, Path, description = "Tenant id")),
+    security(("admin_key" = [])),
+    responses(
+        (status = 200, description = "The tenant", body = TenantView),
+        (status = 401, description = "Missing or wrong admin key", body = ErrorBody),
+        (status = 404, description = "No such tenant", body = ErrorBody),
+    )
+)]
+pub async fn get_tenant(
+    _: AdminAuth,
+    State(state): State<AppState>,
+    ApiPath(id): ApiPath<TenantId>,
+) -> Result<Json<TenantView>, ApiError> {
+    Ok(Json(accounts::get_tenant(&state.store, id).await?))
+}
+
+/// Change a tenant's name, status or settings.
+#[utoipa::path(
+    patch, path = "/v1/tenants/{id}", tag = "admin",
+    params(("id" = TenantId, Path, description = "Tenant id")),
+    request_body = UpdateTenantRequest,
+    security(("admin_key" = [])),
+    responses(
+        (status = 200, description = "The updated tenant", body = TenantView),
+        (status = 401, description = "Missing or wrong admin key", body = ErrorBody),
+        (status = 404, description = "No such tenant", body = ErrorBody),
+        (status = 409, description = "Name taken", body = ErrorBody),
+        (status = 422, description = "Invalid field", body = ErrorBody),
+    )
+)]
+pub async fn update_tenant(
+    _: AdminAuth,
+    State(state): State<AppState>,
+    ApiPath(id): ApiPath<TenantId>,
+    ApiJson(request): ApiJson<UpdateTenantRequest>,
+) -> Result<Json<TenantView>, ApiError> {
+    Ok(Json(
+        accounts::update_tenant(&state.store, id, &request).await?,
+    ))
+}
+
+/// Disable a tenant and revoke all its keys. Its data is kept.
+#[utoipa::path(
+    delete, path = "/v1/tenants/{id}", tag = "admin",
+    params(("id" = TenantId, Path, description = "Tenant id")),
+    security(("admin_key" = [])),
+    responses(
+        (status = 200, description = "The disabled tenant", body = TenantView),
+        (status = 401, description = "Missing or wrong admin key", body = ErrorBody),
+        (status = 404, description = "No such tenant", body = ErrorBody),
+    )
+)]
+pub async fn delete_tenant(
+    _: AdminAuth,
+    State(state): State<AppState>,
+    ApiPath(id): ApiPath<TenantId>,
+) -> Result<Json<TenantView>, ApiError> {
+    Ok(Json(accounts::delete_tenant(&state.store, id).await?))
+}

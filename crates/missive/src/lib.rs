@@ -1,0 +1,15 @@
+//! Missive, the application: configuration, telemetry, start-up, and the HTTP API.
+//!
+//! The binary in `main.rs` only parses the command line and calls [`cli::run`]; everything else
+//! lives here so the test suite drives the same code.
+
+pub mod accounts;
+pub mod api;
+pub mod cli;
+pub mod config;
+pub mod startup;
+pub mod state;
+pub mod telemetry;
+
+pub use config::Config;
+pub use startup::Application;

@@ -1,0 +1,45 @@
+//! What every request handler shares.
+
+use std::sync::Arc;
+
+use metrics_exporter_prometheus::PrometheusHandle;
+use missive_store::Store;
+use secrecy::{ExposeSecret, SecretString};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+/// The admin bearer key, kept as a SHA-256 so comparisons take the same time whatever the length
+/// or content of the presented key.
+pub struct AdminKey {
+    digest: [u8; 32],
+}
+
+impl AdminKey {
+    #[must_use]
+    pub fn new(key: &SecretString) -> Self {
+        Self {
+            digest: Sha256::digest(key.expose_secret().as_bytes()).into(),
+        }
+    }
+
+    /// Constant-time check of a presented key.
+    #[must_use]
+    pub fn verify(&self, presented: &str) -> bool {
+        let digest: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
+        self.digest.ct_eq(&digest).into()
+    }
+}
+
+impl std::fmt::Debug for AdminKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AdminKey([REDACTED])")
+    }
+}
+
+/// Shared state, cheap to clone.
+#[derive(Clone, Debug)]
+pub struct AppState {
+    pub store: Store,
+    pub admin_key: Option<Arc<AdminKey>>,
+    pub metrics: PrometheusHandle,
+}
