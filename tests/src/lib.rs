@@ -1,1 +1,47 @@
-//! x
+//! Test harness for Missive's end-to-end suites.
+//!
+//! - One Postgres cluster per test run. `make test` starts it and exports
+//!   `MISSIVE_TEST_DATABASE_URL`; a bare `cargo test` starts a private one under
+//!   `target/test-pg` through `scripts/pg.sh` (serialised with a file lock).
+//! - A fresh database per test, cloned from a migrated template: the template is migrated once per
+//!   migration set (under an advisory lock, so parallel test processes agree), and cloning takes
+//!   milliseconds.
+//! - [`TestApp::spawn`] runs the real application on port 0 with typed helpers to call it.
+
+pub mod db;
+pub mod http;
+
+pub use db::{TestDb, pg_bin, workspace_root};
+pub use http::{Auth, CreatedTenant, Response, TestApp, http_client};
+
+/// The `missive` binary: `MISSIVE_BIN`, or the workspace's debug build (built on first use).
+///
+/// # Panics
+/// When the binary cannot be built.
+#[must_use]
+pub fn missive_bin() -> std::path::PathBuf {
+    static BIN: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+    BIN.get_or_init(|| {
+        if let Ok(bin) = std::env::var("MISSIVE_BIN") {
+            return bin.into();
+        }
+        // The test executable lives in <target>/debug/deps; the binary in <target>/debug.
+        let exe = std::env::current_exe().expect("current exe");
+        let profile_dir = exe
+            .parent()
+            .and_then(std::path::Path::parent)
+            .expect("target/debug");
+        let bin = profile_dir.join("missive");
+        if !bin.exists() {
+            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+            let status = std::process::Command::new(cargo)
+                .args(["build", "-p", "missive", "--bin", "missive"])
+                .current_dir(workspace_root())
+                .status()
+                .expect("run cargo build");
+            assert!(status.success(), "cargo build -p missive failed");
+        }
+        bin
+    })
+    .clone()
+}

@@ -224,7 +224,7 @@ mod tests {
             "a..com",
             "exa mple.com",
             "bücher.de",
-            "a.com\r\n",
+            "a.com\r\nbcc.test",
         ] {
             assert!(Domain::parse(bad).is_err(), "{bad:?} accepted");
         }

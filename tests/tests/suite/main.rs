@@ -1,1 +1,12 @@
-//! x
+//! Missive's end-to-end suite: one binary, a real Postgres, real HTTP.
+
+mod api_keys;
+mod auth;
+mod cli;
+mod edge;
+mod fuzz;
+mod health;
+mod isolation;
+mod openapi;
+mod store;
+mod tenants;

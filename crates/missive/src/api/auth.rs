@@ -26,6 +26,10 @@ fn bearer(parts: &Parts) -> Result<&str, ApiError> {
     let value = header
         .to_str()
         .map_err(|_| ApiError::InvalidApiKey("the Authorization header is not valid text"))?;
+    // A scheme with nothing after it (header parsers trim the space) is a missing key.
+    if value.trim().eq_ignore_ascii_case("bearer") {
+        return Err(ApiError::MissingApiKey);
+    }
     let (scheme, token) = value.split_once(' ').ok_or(ApiError::InvalidApiKey(
         "expected `Authorization: Bearer <key>`",
     ))?;

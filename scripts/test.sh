@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# The whole test suite (`make test`): a throwaway Postgres cluster for this run, the Python tools
+# the suite calls, then every test in the workspace. Extra arguments go to the test runner.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+run_dir=$(mktemp -d "${TMPDIR:-/tmp}/missive-test.XXXXXX")
+cleanup() { scripts/pg.sh destroy "$run_dir/pg" >/dev/null 2>&1 || true; rm -rf "$run_dir"; }
+trap cleanup EXIT
+
+MISSIVE_TEST_DATABASE_URL=$(scripts/pg.sh start "$run_dir/pg" --port auto --fast --db postgres)
+MISSIVE_TEST_PG_BIN=$(scripts/pg.sh bin)
+MISSIVE_TEST_PYTHON=$(scripts/pyenv.sh)
+export MISSIVE_TEST_DATABASE_URL MISSIVE_TEST_PG_BIN MISSIVE_TEST_PYTHON
+
+target_dir=${CARGO_TARGET_DIR:-$PWD/target}
+cargo build --workspace --bins
+export MISSIVE_BIN="$target_dir/debug/missive"
+
+if cargo nextest --version >/dev/null 2>&1; then
+  cargo nextest run --workspace --no-fail-fast "$@"
+else
+  cargo test --workspace --no-fail-fast "$@"
+fi

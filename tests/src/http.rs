@@ -1,0 +1,313 @@
+//! `TestApp`: the real application on port 0, with typed helpers.
+
+use std::net::SocketAddr;
+use std::sync::Once;
+
+use missive::Config;
+use missive_store::Store;
+use reqwest::Method;
+use secrecy::SecretString;
+use serde_json::{Value, json};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::db::TestDb;
+
+/// The admin key every test app is started with.
+pub const ADMIN_KEY: &str = "test-admin-key-0123456789abcdef";
+
+/// How a request authenticates.
+#[derive(Clone, Copy, Debug)]
+pub enum Auth<'a> {
+    None,
+    Admin,
+    /// A tenant API key.
+    Key(&'a str),
+    /// A raw `Authorization` header value.
+    Header(&'a str),
+}
+
+/// A response with its body parsed as JSON (or `Value::Null` when it is not JSON).
+#[derive(Debug)]
+pub struct Response {
+    pub status: u16,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: Value,
+    pub text: String,
+}
+
+impl Response {
+    /// Asserts the status and, for errors, our JSON error shape; returns the body.
+    ///
+    /// # Panics
+    /// On any mismatch, with the whole response in the message.
+    #[track_caller]
+    pub fn expect(&self, status: u16) -> &Value {
+        assert_eq!(
+            self.status, status,
+            "unexpected status; body: {}",
+            self.text
+        );
+        if status >= 400 {
+            self.assert_error_shape();
+        }
+        &self.body
+    }
+
+    /// Asserts an error of this status and name.
+    ///
+    /// # Panics
+    /// On any mismatch.
+    #[track_caller]
+    pub fn expect_error(&self, status: u16, name: &str) -> &str {
+        self.expect(status);
+        assert_eq!(self.body["name"], name, "body: {}", self.text);
+        self.body["message"].as_str().unwrap_or_default()
+    }
+
+    /// # Panics
+    /// When the body is not `{"statusCode", "name", "message"}` matching the status.
+    #[track_caller]
+    pub fn assert_error_shape(&self) {
+        let object = self
+            .body
+            .as_object()
+            .unwrap_or_else(|| panic!("error body is not JSON: {}", self.text));
+        assert_eq!(
+            object.len(),
+            3,
+            "error body has extra fields: {}",
+            self.text
+        );
+        assert_eq!(self.body["statusCode"], self.status, "body: {}", self.text);
+        assert!(
+            self.body["name"].as_str().is_some_and(|n| !n.is_empty()),
+            "body: {}",
+            self.text
+        );
+        assert!(
+            self.body["message"].as_str().is_some_and(|m| !m.is_empty()),
+            "body: {}",
+            self.text
+        );
+    }
+}
+
+/// A tenant created through the admin API, with its first key.
+#[derive(Debug, Clone)]
+pub struct CreatedTenant {
+    pub id: String,
+    pub key: String,
+    pub key_id: String,
+}
+
+/// A running application against its own fresh database.
+#[derive(Debug)]
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub base_url: String,
+    pub client: reqwest::Client,
+    pub db: TestDb,
+    shutdown: CancellationToken,
+    server: Option<JoinHandle<std::io::Result<()>>>,
+}
+
+/// An HTTP client for tests (installs the TLS provider reqwest needs first).
+#[must_use]
+pub fn http_client() -> reqwest::Client {
+    init_process();
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("http client")
+}
+
+fn init_process() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        drop(rustls::crypto::ring::default_provider().install_default());
+    });
+}
+
+impl TestApp {
+    /// Starts the application with the admin API on.
+    pub async fn spawn() -> Self {
+        Self::spawn_with(|_| {}).await
+    }
+
+    /// Starts the application after `adjust` has changed the test configuration.
+    ///
+    /// # Panics
+    /// When the application cannot start.
+    pub async fn spawn_with(adjust: impl FnOnce(&mut Config)) -> Self {
+        init_process();
+        let db = TestDb::create().await;
+        let mut config = Config::with_database_url(&db.url);
+        config.http_addr = "127.0.0.1:0".parse().expect("address");
+        config.admin_key = Some(SecretString::from(ADMIN_KEY));
+        config.shutdown_timeout = std::time::Duration::from_secs(5);
+        adjust(&mut config);
+        let app = missive::Application::build_with_store(&config, db.store.clone())
+            .await
+            .expect("application starts");
+        let addr = app.http_addr();
+        let shutdown = CancellationToken::new();
+        let server = tokio::spawn(app.run_until_stopped(shutdown.clone()));
+        Self {
+            addr,
+            base_url: format!("http://{addr}"),
+            client: http_client(),
+            db,
+            shutdown,
+            server: Some(server),
+        }
+    }
+
+    #[must_use]
+    pub fn store(&self) -> &Store {
+        &self.db.store
+    }
+
+    /// Sends a request with an optional JSON body.
+    ///
+    /// # Panics
+    /// When the server does not answer.
+    pub async fn request(
+        &self,
+        method: Method,
+        path: &str,
+        auth: Auth<'_>,
+        body: Option<&Value>,
+    ) -> Response {
+        let mut request = self
+            .client
+            .request(method, format!("{}{path}", self.base_url));
+        request = match auth {
+            Auth::None => request,
+            Auth::Admin => request.bearer_auth(ADMIN_KEY),
+            Auth::Key(key) => request.bearer_auth(key),
+            Auth::Header(value) => request.header("authorization", value),
+        };
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        Self::read(request.send().await.expect("server answers")).await
+    }
+
+    /// Sends raw bytes with the given content type.
+    ///
+    /// # Panics
+    /// When the server does not answer.
+    pub async fn request_raw(
+        &self,
+        method: Method,
+        path: &str,
+        auth: Auth<'_>,
+        content_type: Option<&str>,
+        body: Vec<u8>,
+    ) -> Response {
+        let mut request = self
+            .client
+            .request(method, format!("{}{path}", self.base_url))
+            .body(body);
+        if let Some(content_type) = content_type {
+            request = request.header("content-type", content_type);
+        }
+        request = match auth {
+            Auth::None => request,
+            Auth::Admin => request.bearer_auth(ADMIN_KEY),
+            Auth::Key(key) => request.bearer_auth(key),
+            Auth::Header(value) => request.header("authorization", value),
+        };
+        Self::read(request.send().await.expect("server answers")).await
+    }
+
+    async fn read(response: reqwest::Response) -> Response {
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let text = response.text().await.expect("body");
+        let body = serde_json::from_str(&text).unwrap_or(Value::Null);
+        Response {
+            status,
+            headers,
+            body,
+            text,
+        }
+    }
+
+    pub async fn get(&self, path: &str, auth: Auth<'_>) -> Response {
+        self.request(Method::GET, path, auth, None).await
+    }
+
+    pub async fn post(&self, path: &str, auth: Auth<'_>, body: &Value) -> Response {
+        self.request(Method::POST, path, auth, Some(body)).await
+    }
+
+    pub async fn patch(&self, path: &str, auth: Auth<'_>, body: &Value) -> Response {
+        self.request(Method::PATCH, path, auth, Some(body)).await
+    }
+
+    pub async fn delete(&self, path: &str, auth: Auth<'_>) -> Response {
+        self.request(Method::DELETE, path, auth, None).await
+    }
+
+    /// Creates a tenant through the admin API.
+    ///
+    /// # Panics
+    /// Unless the API answers 201 with a tenant and a key.
+    pub async fn create_tenant(&self, name: &str) -> CreatedTenant {
+        let response = self
+            .post("/v1/tenants", Auth::Admin, &json!({ "name": name }))
+            .await;
+        let body = response.expect(201);
+        CreatedTenant {
+            id: body["tenant"]["id"].as_str().expect("tenant id").to_owned(),
+            key: body["api_key"]["token"].as_str().expect("token").to_owned(),
+            key_id: body["api_key"]["id"].as_str().expect("key id").to_owned(),
+        }
+    }
+
+    /// Issues a key with these scopes through the admin API; returns (key id, token).
+    ///
+    /// # Panics
+    /// Unless the API answers 201.
+    pub async fn create_key(
+        &self,
+        tenant_id: &str,
+        name: &str,
+        scopes: &[&str],
+    ) -> (String, String) {
+        let response = self
+            .post(
+                &format!("/v1/tenants/{tenant_id}/api-keys"),
+                Auth::Admin,
+                &json!({ "name": name, "scopes": scopes }),
+            )
+            .await;
+        let body = response.expect(201);
+        (
+            body["id"].as_str().expect("key id").to_owned(),
+            body["token"].as_str().expect("token").to_owned(),
+        )
+    }
+
+    /// Triggers graceful shutdown and waits for the server task.
+    ///
+    /// # Panics
+    /// When the server failed.
+    pub async fn shutdown(mut self) {
+        self.shutdown.cancel();
+        if let Some(server) = self.server.take() {
+            server
+                .await
+                .expect("server task")
+                .expect("server ran cleanly");
+        }
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}

@@ -1,0 +1,103 @@
+//! Tenant authentication: offline refusal of malformed keys, and each 401 case.
+
+use missive_tests::{Auth, TestApp};
+
+const ALPHABET: &str = "abcdefghijklmnopqrstuvwxyz234567";
+
+/// Every key that differs from `key` in exactly one character, within the key alphabet (the
+/// hardest case: same shape, same length).
+fn single_character_flips(key: &str) -> Vec<String> {
+    let mut flips = Vec::new();
+    for (i, c) in key.char_indices().skip(4) {
+        let replacement = ALPHABET.chars().find(|r| *r != c).unwrap();
+        let mut flipped = key.to_owned();
+        flipped.replace_range(i..=i, &replacement.to_string());
+        flips.push(flipped);
+    }
+    flips
+}
+
+#[tokio::test]
+async fn a_flipped_character_is_refused_before_any_query() {
+    let app = TestApp::spawn().await;
+    let tenant = app.create_tenant("Acme").await;
+    let flips = single_character_flips(&tenant.key);
+    assert_eq!(flips.len(), tenant.key.len() - 4);
+    for flipped in &flips {
+        let message = app
+            .get("/v1/tenant", Auth::Key(flipped))
+            .await
+            .expect_error(401, "invalid_api_key")
+            .to_owned();
+        assert_eq!(message, "API key is malformed", "{flipped}");
+    }
+    // With the database gone, a well-formed key cannot be checked (503) while a flipped one is
+    // still refused: proof that the refusal needs no query.
+    app.store().pool().close().await;
+    app.get("/v1/tenant", Auth::Key(&tenant.key))
+        .await
+        .expect_error(503, "service_unavailable");
+    for flipped in flips.iter().step_by(7) {
+        let message = app
+            .get("/v1/tenant", Auth::Key(flipped))
+            .await
+            .expect_error(401, "invalid_api_key")
+            .to_owned();
+        assert_eq!(message, "API key is malformed");
+    }
+}
+
+#[tokio::test]
+async fn unknown_missing_and_misformatted_credentials_are_401() {
+    let app = TestApp::spawn().await;
+    app.create_tenant("Acme").await;
+    // A key we could have issued but did not.
+    let unknown = missive_core::NewApiKey::generate();
+    let message = app
+        .get("/v1/tenant", Auth::Key(unknown.expose()))
+        .await
+        .expect_error(401, "invalid_api_key")
+        .to_owned();
+    assert_eq!(message, "API key is not valid");
+    app.get("/v1/tenant", Auth::None)
+        .await
+        .expect_error(401, "missing_api_key");
+    app.get("/v1/tenant", Auth::Header("Bearer "))
+        .await
+        .expect_error(401, "missing_api_key");
+    app.get("/v1/tenant", Auth::Header("Basic dXNlcjpwYXNz"))
+        .await
+        .expect_error(401, "invalid_api_key");
+    app.get("/v1/tenant", Auth::Header("Bearer"))
+        .await
+        .expect_error(401, "missing_api_key");
+    app.get("/v1/tenant", Auth::Header("Token abc"))
+        .await
+        .expect_error(401, "invalid_api_key");
+    app.get("/v1/tenant", Auth::Header("Bearer m\u{fc}ll"))
+        .await
+        .expect_error(401, "invalid_api_key");
+    // The admin key is not a tenant key.
+    app.get("/v1/tenant", Auth::Admin)
+        .await
+        .expect_error(401, "invalid_api_key");
+}
+
+#[tokio::test]
+async fn a_disabled_tenant_cannot_authenticate() {
+    let app = TestApp::spawn().await;
+    let tenant = app.create_tenant("Acme").await;
+    app.patch(
+        &format!("/v1/tenants/{}", tenant.id),
+        Auth::Admin,
+        &serde_json::json!({ "status": "disabled" }),
+    )
+    .await
+    .expect(200);
+    let message = app
+        .get("/v1/tenant", Auth::Key(&tenant.key))
+        .await
+        .expect_error(401, "invalid_api_key")
+        .to_owned();
+    assert!(message.contains("disabled"), "{message}");
+}

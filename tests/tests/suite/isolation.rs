@@ -1,0 +1,102 @@
+//! Cross-tenant isolation on every tenant-scoped route: another tenant's ids are 404, listings
+//! never mix tenants, and nothing one tenant does reaches another.
+
+use missive_tests::{Auth, TestApp};
+use serde_json::json;
+
+#[tokio::test]
+async fn a_tenant_sees_only_itself() {
+    let app = TestApp::spawn().await;
+    let a = app.create_tenant("A").await;
+    let b = app.create_tenant("B").await;
+    let me = app.get("/v1/tenant", Auth::Key(&a.key)).await;
+    let me = me.expect(200);
+    assert_eq!(me["id"], a.id.as_str());
+    assert!(!me.to_string().contains(&b.id));
+}
+
+#[tokio::test]
+async fn key_listings_never_mix_tenants() {
+    let app = TestApp::spawn().await;
+    let a = app.create_tenant("A").await;
+    let b = app.create_tenant("B").await;
+    app.create_key(&b.id, "b-only", &["send"]).await;
+    for (response, tenant) in [
+        (app.get("/v1/api-keys", Auth::Key(&a.key)).await, &a),
+        (
+            app.get(&format!("/v1/tenants/{}/api-keys", a.id), Auth::Admin)
+                .await,
+            &a,
+        ),
+        (app.get("/v1/api-keys", Auth::Key(&b.key)).await, &b),
+    ] {
+        let keys = response.expect(200)["data"].as_array().unwrap().clone();
+        assert!(!keys.is_empty());
+        assert!(
+            keys.iter().all(|k| k["tenant_id"] == tenant.id.as_str()),
+            "{keys:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn another_tenants_key_id_is_404_and_stays_untouched() {
+    let app = TestApp::spawn().await;
+    let a = app.create_tenant("A").await;
+    let b = app.create_tenant("B").await;
+    // Through the tenant API, with A's full-access key.
+    let response = app
+        .delete(&format!("/v1/api-keys/{}", b.key_id), Auth::Key(&a.key))
+        .await;
+    let message = response.expect_error(404, "not_found").to_owned();
+    assert_eq!(message, "not found", "no hint that the id exists elsewhere");
+    // Through the admin API, naming A as the owner of B's key.
+    app.delete(
+        &format!("/v1/tenants/{}/api-keys/{}", a.id, b.key_id),
+        Auth::Admin,
+    )
+    .await
+    .expect_error(404, "not_found");
+    // The answer for another tenant's id is the same as for an id that exists nowhere.
+    let nowhere = app
+        .delete(
+            &format!("/v1/api-keys/{}", uuid::Uuid::now_v7()),
+            Auth::Key(&a.key),
+        )
+        .await;
+    assert_eq!(nowhere.text, response.text);
+    app.get("/v1/tenant", Auth::Key(&b.key)).await.expect(200);
+}
+
+#[tokio::test]
+async fn keys_a_tenant_creates_belong_to_it_whatever_the_body_says() {
+    let app = TestApp::spawn().await;
+    let a = app.create_tenant("A").await;
+    let b = app.create_tenant("B").await;
+    // No field can redirect a key to another tenant: unknown fields are refused outright.
+    app.post(
+        "/v1/api-keys",
+        Auth::Key(&a.key),
+        &json!({ "name": "x", "tenant_id": b.id }),
+    )
+    .await
+    .expect_error(422, "validation_error");
+    let created = app
+        .post("/v1/api-keys", Auth::Key(&a.key), &json!({ "name": "x" }))
+        .await;
+    let created = created.expect(201).clone();
+    assert_eq!(created["tenant_id"], a.id.as_str());
+    let token = created["token"].as_str().unwrap();
+    assert_eq!(
+        app.get("/v1/tenant", Auth::Key(token)).await.expect(200)["id"],
+        a.id.as_str()
+    );
+    // Deleting B leaves A's keys working.
+    app.delete(&format!("/v1/tenants/{}", b.id), Auth::Admin)
+        .await
+        .expect(200);
+    app.get("/v1/tenant", Auth::Key(&a.key)).await.expect(200);
+    app.get("/v1/tenant", Auth::Key(&b.key))
+        .await
+        .expect_error(401, "invalid_api_key");
+}
