@@ -1,5 +1,6 @@
 //! Logging and metrics set-up, done once per process.
 
+use std::io::IsTerminal as _;
 use std::sync::OnceLock;
 
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
@@ -30,7 +31,11 @@ pub fn init_tracing(filter: &str, format: LogFormat) -> Result<(), TelemetryErro
     // Logs go to stderr so that commands printing JSON on stdout stay machine-readable.
     let result = match format {
         LogFormat::Pretty => registry
-            .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .with_ansi(std::io::stderr().is_terminal())
+                    .with_writer(std::io::stderr),
+            )
             .try_init(),
         LogFormat::Json => registry
             .with(
