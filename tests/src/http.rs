@@ -27,6 +27,15 @@ pub enum Auth<'a> {
     Header(&'a str),
 }
 
+fn with_auth(request: reqwest::RequestBuilder, auth: Auth<'_>) -> reqwest::RequestBuilder {
+    match auth {
+        Auth::None => request,
+        Auth::Admin => request.bearer_auth(ADMIN_KEY),
+        Auth::Key(key) => request.bearer_auth(key),
+        Auth::Header(value) => request.header("authorization", value),
+    }
+}
+
 /// A response with its body parsed as JSON (or `Value::Null` when it is not JSON).
 #[derive(Debug)]
 pub struct Response {
@@ -182,12 +191,7 @@ impl TestApp {
         let mut request = self
             .client
             .request(method, format!("{}{path}", self.base_url));
-        request = match auth {
-            Auth::None => request,
-            Auth::Admin => request.bearer_auth(ADMIN_KEY),
-            Auth::Key(key) => request.bearer_auth(key),
-            Auth::Header(value) => request.header("authorization", value),
-        };
+        request = with_auth(request, auth);
         if let Some(body) = body {
             request = request.json(body);
         }
@@ -213,12 +217,7 @@ impl TestApp {
         if let Some(content_type) = content_type {
             request = request.header("content-type", content_type);
         }
-        request = match auth {
-            Auth::None => request,
-            Auth::Admin => request.bearer_auth(ADMIN_KEY),
-            Auth::Key(key) => request.bearer_auth(key),
-            Auth::Header(value) => request.header("authorization", value),
-        };
+        request = with_auth(request, auth);
         Self::read(request.send().await.expect("server answers")).await
     }
 

@@ -11,6 +11,7 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use missive_core::{ApiKeyId, Scope, TenantId};
+use missive_store::Store;
 use serde::Serialize;
 use time::OffsetDateTime;
 use tokio_util::sync::CancellationToken;
@@ -226,64 +227,67 @@ async fn execute(command: Command, config: &Config) -> anyhow::Result<()> {
     match command {
         Command::Serve(args) => serve(config, &args.roles).await,
         Command::Migrate => {
-            let store = startup::connect_store(config).await?;
-            store.migrate().await?;
+            migrated_store(config).await?;
             tracing::info!("migrations applied");
             Ok(())
         }
-        Command::Tenant(command) => {
-            let store = startup::connect_store(config).await?;
-            store.migrate().await?;
-            match command {
-                TenantCommand::Create {
-                    name,
-                    domains,
+        Command::Tenant(command) => tenant_command(command, &migrated_store(config).await?).await,
+        Command::Key(command) => key_command(command, &migrated_store(config).await?).await,
+    }
+}
+
+/// Admin commands migrate first, so they work before the first `serve`.
+async fn migrated_store(config: &Config) -> anyhow::Result<Store> {
+    let store = startup::connect_store(config).await?;
+    store.migrate().await?;
+    Ok(store)
+}
+
+async fn tenant_command(command: TenantCommand, store: &Store) -> anyhow::Result<()> {
+    match command {
+        TenantCommand::Create {
+            name,
+            domains,
+            default_from,
+            reply_to,
+        } => {
+            let request = CreateTenantRequest {
+                name,
+                settings: SettingsInput {
                     default_from,
                     reply_to,
-                } => {
-                    let request = CreateTenantRequest {
-                        name,
-                        settings: SettingsInput {
-                            default_from,
-                            reply_to,
-                            allowed_sender_domains: domains,
-                        },
-                    };
-                    print_json(&accounts::create_tenant(&store, &request).await?)
-                }
-                TenantCommand::List { limit, after } => {
-                    print_json(&accounts::list_tenants(&store, after, limit).await?)
-                }
-            }
+                    allowed_sender_domains: domains,
+                },
+            };
+            print_json(&accounts::create_tenant(store, &request).await?)
         }
-        Command::Key(command) => {
-            let store = startup::connect_store(config).await?;
-            store.migrate().await?;
-            match command {
-                KeyCommand::Create {
-                    tenant,
-                    scopes,
-                    name,
-                    expires_at,
-                } => {
-                    let name = name.unwrap_or_else(|| {
-                        format!("cli-{}", OffsetDateTime::now_utc().unix_timestamp())
-                    });
-                    let request = CreateApiKeyRequest {
-                        name,
-                        scopes,
-                        permission: None,
-                        expires_at,
-                    };
-                    print_json(&accounts::create_api_key(&store, tenant, &request).await?)
-                }
-                KeyCommand::List { tenant } => {
-                    print_json(&accounts::list_api_keys(&store, tenant).await?)
-                }
-                KeyCommand::Revoke { tenant, key } => {
-                    print_json(&accounts::revoke_api_key(&store, tenant, key).await?)
-                }
-            }
+        TenantCommand::List { limit, after } => {
+            print_json(&accounts::list_tenants(store, after, limit).await?)
+        }
+    }
+}
+
+async fn key_command(command: KeyCommand, store: &Store) -> anyhow::Result<()> {
+    match command {
+        KeyCommand::Create {
+            tenant,
+            scopes,
+            name,
+            expires_at,
+        } => {
+            let name = name
+                .unwrap_or_else(|| format!("cli-{}", OffsetDateTime::now_utc().unix_timestamp()));
+            let request = CreateApiKeyRequest {
+                name,
+                scopes,
+                permission: None,
+                expires_at,
+            };
+            print_json(&accounts::create_api_key(store, tenant, &request).await?)
+        }
+        KeyCommand::List { tenant } => print_json(&accounts::list_api_keys(store, tenant).await?),
+        KeyCommand::Revoke { tenant, key } => {
+            print_json(&accounts::revoke_api_key(store, tenant, key).await?)
         }
     }
 }

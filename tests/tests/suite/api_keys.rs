@@ -103,6 +103,17 @@ async fn listings_show_prefixes_and_last_use_but_never_keys() {
 }
 
 #[tokio::test]
+async fn admin_listing_of_an_unknown_tenant_is_404_not_an_empty_list() {
+    let app = TestApp::spawn().await;
+    app.get(
+        &format!("/v1/tenants/{}/api-keys", uuid::Uuid::now_v7()),
+        Auth::Admin,
+    )
+    .await
+    .expect_error(404, "not_found");
+}
+
+#[tokio::test]
 async fn admin_revokes_once_then_409_and_404_for_unknown_keys() {
     let app = TestApp::spawn().await;
     let tenant = app.create_tenant("Acme").await;

@@ -101,3 +101,42 @@ async fn a_disabled_tenant_cannot_authenticate() {
         .to_owned();
     assert!(message.contains("disabled"), "{message}");
 }
+
+#[tokio::test]
+async fn every_tenant_route_refuses_missing_malformed_unknown_and_revoked_keys() {
+    let app = TestApp::spawn().await;
+    let tenant = app.create_tenant("Acme").await;
+    let (revoked_id, revoked) = app.create_key(&tenant.id, "old", &["full_access"]).await;
+    app.delete(
+        &format!("/v1/tenants/{}/api-keys/{revoked_id}", tenant.id),
+        Auth::Admin,
+    )
+    .await
+    .expect(200);
+    let unknown = missive_core::NewApiKey::generate();
+    let malformed = format!("{}x", &tenant.key[..tenant.key.len() - 1]);
+    let body = serde_json::json!({ "name": "x" });
+    let routes = [
+        (reqwest::Method::GET, "/v1/tenant".to_owned()),
+        (reqwest::Method::GET, "/v1/api-keys".to_owned()),
+        (reqwest::Method::POST, "/v1/api-keys".to_owned()),
+        (
+            reqwest::Method::DELETE,
+            format!("/v1/api-keys/{}", tenant.key_id),
+        ),
+    ];
+    for (method, path) in &routes {
+        app.request(method.clone(), path, Auth::None, Some(&body))
+            .await
+            .expect_error(401, "missing_api_key");
+        for key in [malformed.as_str(), unknown.expose(), revoked.as_str()] {
+            app.request(method.clone(), path, Auth::Key(key), Some(&body))
+                .await
+                .expect_error(401, "invalid_api_key");
+        }
+    }
+    // None of those attempts changed anything: the tenant's own key still works.
+    app.get("/v1/tenant", Auth::Key(&tenant.key))
+        .await
+        .expect(200);
+}
