@@ -79,8 +79,14 @@ impl Store {
         ))
         .bind(tenant.id.as_uuid())
         .bind(tenant.name.as_str())
-        .bind(tenant.settings.default_from.as_ref().map(Mailbox::as_str))
-        .bind(tenant.settings.reply_to.as_ref().map(Mailbox::as_str))
+        .bind(
+            tenant
+                .settings
+                .default_from
+                .as_ref()
+                .map(ToString::to_string),
+        )
+        .bind(tenant.settings.reply_to.as_ref().map(ToString::to_string))
         .bind(domain_strings(&tenant.settings.allowed_sender_domains))
         .fetch_one(&mut *tx)
         .await
@@ -162,14 +168,14 @@ impl Store {
             patch
                 .default_from
                 .as_ref()
-                .and_then(|m| m.as_ref().map(Mailbox::as_str)),
+                .and_then(|m| m.as_ref().map(ToString::to_string)),
         )
         .bind(patch.reply_to.is_some())
         .bind(
             patch
                 .reply_to
                 .as_ref()
-                .and_then(|m| m.as_ref().map(Mailbox::as_str)),
+                .and_then(|m| m.as_ref().map(ToString::to_string)),
         )
         .bind(patch.allowed_sender_domains.as_deref().map(domain_strings))
         .fetch_optional(&self.pool)

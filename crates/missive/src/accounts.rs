@@ -4,8 +4,8 @@
 //! leave as views: the JSON shapes both front ends print.
 
 use missive_core::{
-    ApiKeyId, Mailbox, NewApiKey, Scope, ScopeError, Scopes, TenantId, TenantName, TenantSettings,
-    TenantSettingsError, TenantStatus,
+    ApiKeyId, NewApiKey, Scope, ScopeError, Scopes, TenantId, TenantName, TenantSettings,
+    TenantSettingsError, TenantStatus, parse_setting_mailbox,
 };
 use missive_store::{
     ApiKeyRecord, NewApiKeyRow, NewTenant, Store, StoreError, TenantPatch, TenantRecord,
@@ -260,12 +260,12 @@ fn parse_settings(input: &SettingsInput) -> Result<TenantSettings, AccountsError
         default_from: input
             .default_from
             .as_deref()
-            .map(|m| Mailbox::parse("settings.default_from", m))
+            .map(|m| parse_setting_mailbox("settings.default_from", m))
             .transpose()?,
         reply_to: input
             .reply_to
             .as_deref()
-            .map(|m| Mailbox::parse("settings.reply_to", m))
+            .map(|m| parse_setting_mailbox("settings.reply_to", m))
             .transpose()?,
         allowed_sender_domains: TenantSettings::parse_domains(&input.allowed_sender_domains)?,
     })
@@ -376,7 +376,11 @@ pub async fn update_tenant(
     let mailbox = |field: &'static str, value: &Option<Option<String>>| {
         value
             .as_ref()
-            .map(|v| v.as_deref().map(|m| Mailbox::parse(field, m)).transpose())
+            .map(|v| {
+                v.as_deref()
+                    .map(|m| parse_setting_mailbox(field, m))
+                    .transpose()
+            })
             .transpose()
     };
     let patch = TenantPatch {
