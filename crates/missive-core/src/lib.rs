@@ -6,7 +6,9 @@
 pub mod address;
 pub mod api_key;
 pub mod ids;
+pub mod mime;
 pub mod scope;
+pub mod submission;
 pub mod tenant;
 
 pub use address::{AddressError, EmailAddress, Mailbox};

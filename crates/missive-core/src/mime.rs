@@ -1,0 +1,145 @@
+//! Builds the final RFC 5322 message from a [`Submission`]: multipart/alternative for html and
+//! text, attachments and inline parts, Date, MIME-Version and our Message-ID. Transfer encodings
+//! are chosen per part so no line exceeds 998 octets. Bcc recipients never appear in the headers:
+//! they exist only in the envelope.
+
+use mail_builder::MessageBuilder;
+use mail_builder::headers::address::Address;
+use mail_builder::headers::raw::Raw;
+use mail_builder::headers::text::Text;
+use time::OffsetDateTime;
+
+use crate::address::Mailbox;
+use crate::submission::Submission;
+
+fn address(mailbox: &Mailbox) -> Address<'_> {
+    Address::new_address(mailbox.name.as_deref(), mailbox.email.as_str())
+}
+
+fn address_list(mailboxes: &[Mailbox]) -> Address<'_> {
+    Address::new_list(mailboxes.iter().map(address).collect())
+}
+
+/// The Message-ID for an email: its id at the sender's domain, without angle brackets.
+#[must_use]
+pub fn message_id(email_id: &uuid::Uuid, from: &Mailbox) -> String {
+    format!("{}@{}", email_id.simple(), from.email.domain())
+}
+
+/// Serialises the message.
+#[must_use]
+pub fn build_mime(submission: &Submission, message_id: &str, date: OffsetDateTime) -> Vec<u8> {
+    let mut builder = MessageBuilder::new()
+        .from(address(&submission.from))
+        .subject(submission.subject.as_str())
+        .message_id(message_id)
+        .date(date.unix_timestamp());
+    if !submission.to.is_empty() {
+        builder = builder.to(address_list(&submission.to));
+    }
+    if !submission.cc.is_empty() {
+        builder = builder.cc(address_list(&submission.cc));
+    }
+    if !submission.reply_to.is_empty() {
+        builder = builder.reply_to(address_list(&submission.reply_to));
+    }
+    for (name, value) in &submission.headers {
+        // ASCII values go out as written (List-Unsubscribe and friends are structured);
+        // anything else is RFC 2047 encoded.
+        builder = if value.is_ascii() {
+            builder.header(name.as_str(), Raw::new(value.as_str()))
+        } else {
+            builder.header(name.as_str(), Text::new(value.as_str()))
+        };
+    }
+    if let Some(text) = &submission.text {
+        builder = builder.text_body(text.as_str());
+    }
+    if let Some(html) = &submission.html {
+        builder = builder.html_body(html.as_str());
+    }
+    for attachment in &submission.attachments {
+        let content = attachment.content.as_slice();
+        builder = match &attachment.content_id {
+            Some(cid) => builder.inline(attachment.content_type.as_str(), cid.as_str(), content),
+            None => builder.attachment(
+                attachment.content_type.as_str(),
+                attachment.filename.as_str(),
+                content,
+            ),
+        };
+    }
+    builder
+        .write_to_vec()
+        .expect("writing to a Vec cannot fail")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::submission::{Attachment, Tag};
+
+    pub(super) fn submission() -> Submission {
+        Submission {
+            from: Mailbox::parse("Acme <news@acme.test>").unwrap(),
+            to: vec![Mailbox::parse("Jörg <jörg@bücher.de>").unwrap()],
+            cc: vec![Mailbox::parse("cc@x.test").unwrap()],
+            bcc: vec![Mailbox::parse("secret@hidden.test").unwrap()],
+            reply_to: vec![Mailbox::parse("support@acme.test").unwrap()],
+            subject: "Grüße ".repeat(40),
+            html: Some(format!("<p>{}</p>", "long line ".repeat(300))),
+            text: Some("hello".into()),
+            headers: vec![("X-Campaign".into(), "spring".into())],
+            attachments: vec![
+                Attachment {
+                    filename: "report.pdf".into(),
+                    content: (0..=255u8).cycle().take(5000).collect(),
+                    content_type: "application/pdf".into(),
+                    content_id: None,
+                },
+                Attachment {
+                    filename: "logo.png".into(),
+                    content: vec![137, 80, 78, 71, 0, 1, 2],
+                    content_type: "image/png".into(),
+                    content_id: Some("logo".into()),
+                },
+            ],
+            tags: vec![Tag {
+                name: "k".into(),
+                value: "v".into(),
+            }],
+            scheduled_at: None,
+        }
+    }
+
+    #[test]
+    fn the_message_has_every_header_and_part_and_no_bcc() {
+        let mime = build_mime(&submission(), "abc@acme.test", OffsetDateTime::UNIX_EPOCH);
+        let text = String::from_utf8_lossy(&mime);
+        let headers = &text[..text.find("\r\n\r\n").unwrap()];
+        for needle in [
+            "From: ",
+            "To: ",
+            "Cc: ",
+            "Reply-To: ",
+            "Subject: ",
+            "Date: ",
+            "Message-ID: <abc@acme.test>",
+            "MIME-Version: 1.0",
+            "X-Campaign: spring",
+        ] {
+            assert!(headers.contains(needle), "missing {needle} in\n{headers}");
+        }
+        assert!(
+            !text.to_ascii_lowercase().contains("bcc"),
+            "Bcc leaked:\n{headers}"
+        );
+        assert!(!text.contains("secret@hidden.test"));
+        assert!(text.contains("multipart/alternative"));
+        assert!(text.contains("report.pdf"));
+        assert!(text.contains("Content-ID: <logo>"));
+        for line in mime.split(|b| *b == b'\n') {
+            assert!(line.len() <= 998, "line of {} octets", line.len());
+        }
+    }
+}
