@@ -75,6 +75,10 @@ pub struct KeyForAuth {
     pub revoked_at: Option<OffsetDateTime>,
     #[sqlx(try_from = "String")]
     pub tenant_status: TenantStatus,
+    /// The tenant's sending settings, read in the same round trip because every send needs them.
+    pub default_from: Option<String>,
+    pub reply_to: Option<String>,
+    pub allowed_sender_domains: Vec<String>,
 }
 
 pub(crate) async fn insert_api_key(
@@ -190,7 +194,8 @@ impl Store {
     ) -> Result<Option<KeyForAuth>, StoreError> {
         let row = sqlx::query_as::<_, KeyForAuth>(
             "SELECT k.tenant_id, k.id, k.key_hash, k.scopes, k.last_used_at, k.expires_at,
-                    k.revoked_at, t.status AS tenant_status
+                    k.revoked_at, t.status AS tenant_status, t.default_from, t.reply_to,
+                    t.allowed_sender_domains
              FROM api_keys k JOIN tenants t ON t.id = k.tenant_id
              WHERE k.key_hash = $1",
         )

@@ -5,10 +5,15 @@
 //! holding another tenant's id gets `NotFound`, never the row.
 
 mod api_keys;
+mod emails;
 mod error;
 mod tenants;
 
 pub use api_keys::{ApiKeyRecord, KeyForAuth, NewApiKeyRow, StoredScopes};
+pub use emails::{
+    DeliveryRecord, EmailFilter, EmailRecord, EventRecord, IDEMPOTENCY_WINDOW, IdempotencyRecord,
+    InsertOutcome, NewEmail,
+};
 pub use error::StoreError;
 pub use tenants::{NewTenant, TenantPatch, TenantRecord};
 

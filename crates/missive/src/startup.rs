@@ -86,6 +86,7 @@ impl Application {
                 .as_ref()
                 .map(|k| Arc::new(AdminKey::new(k))),
             metrics: telemetry::metrics_handle(),
+            max_message_bytes: config.max_message_bytes,
         };
         let router = api::router(state, config.max_request_bytes);
         Ok(Self {

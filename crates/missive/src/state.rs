@@ -42,4 +42,6 @@ pub struct AppState {
     pub store: Store,
     pub admin_key: Option<Arc<AdminKey>>,
     pub metrics: PrometheusHandle,
+    /// Largest final MIME message accepted.
+    pub max_message_bytes: usize,
 }

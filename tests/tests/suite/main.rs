@@ -4,6 +4,7 @@ mod api_keys;
 mod auth;
 mod cli;
 mod edge;
+mod emails;
 mod fuzz;
 mod health;
 mod isolation;

@@ -13,6 +13,7 @@ use missive_core::{ApiKeyId, Scope, Scopes, TenantId, TenantStatus, parse_api_ke
 use time::{Duration, OffsetDateTime};
 
 use super::error::ApiError;
+use crate::ingest::SendingSettings;
 use crate::state::AppState;
 
 /// How stale `last_used_at` may get before a request refreshes it.
@@ -71,6 +72,8 @@ pub struct TenantAuth {
     pub tenant_id: TenantId,
     pub key_id: ApiKeyId,
     pub scopes: Scopes,
+    /// The tenant's sending settings, loaded with the key.
+    pub sending: SendingSettings,
 }
 
 impl TenantAuth {
@@ -142,6 +145,11 @@ impl FromRequestParts<AppState> for TenantAuth {
             tenant_id: key.tenant_id,
             key_id: key.id,
             scopes: key.scopes.0,
+            sending: SendingSettings {
+                default_from: key.default_from,
+                reply_to: key.reply_to,
+                allowed_sender_domains: key.allowed_sender_domains,
+            },
         })
     }
 }

@@ -47,6 +47,12 @@ pub enum ApiError {
     #[error("the admin API is disabled: set MISSIVE_ADMIN_KEY to enable it")]
     AdminDisabled,
     #[error("{0}")]
+    InvalidFrom(String),
+    #[error("{0}")]
+    InvalidIdempotencyKey(String),
+    #[error("this Idempotency-Key was used with a different request body")]
+    IdempotencyConflict,
+    #[error("{0}")]
     NotFound(String),
     #[error("method not allowed")]
     MethodNotAllowed,
@@ -72,7 +78,10 @@ impl ApiError {
     #[must_use]
     pub fn status(&self) -> StatusCode {
         match self {
-            Self::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::Validation(_) | Self::InvalidFrom(_) | Self::InvalidIdempotencyKey(_) => {
+                StatusCode::UNPROCESSABLE_ENTITY
+            }
+            Self::IdempotencyConflict => StatusCode::CONFLICT,
             Self::InvalidJson(_) => StatusCode::BAD_REQUEST,
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
@@ -90,6 +99,9 @@ impl ApiError {
     pub fn name(&self) -> &'static str {
         match self {
             Self::Validation(_) => "validation_error",
+            Self::InvalidFrom(_) => "invalid_from_address",
+            Self::InvalidIdempotencyKey(_) => "invalid_idempotency_key",
+            Self::IdempotencyConflict => "invalid_idempotent_request",
             Self::InvalidJson(_) => "invalid_json",
             Self::UnsupportedMediaType(_) => "invalid_content_type",
             Self::PayloadTooLarge => "payload_too_large",

@@ -3,6 +3,7 @@
 
 pub mod api_keys;
 pub mod auth;
+pub mod emails;
 pub mod error;
 pub mod extract;
 pub mod health;
@@ -43,6 +44,7 @@ use crate::state::AppState;
         (name = "admin", description = "Operator routes, authenticated with MISSIVE_ADMIN_KEY"),
         (name = "tenant", description = "The calling tenant"),
         (name = "api-keys", description = "The calling tenant's API keys (Resend-compatible)"),
+        (name = "emails", description = "Send and read emails (Resend-compatible)"),
         (name = "health", description = "Probes and metrics"),
     )
 )]
@@ -91,6 +93,10 @@ fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(api_keys::create_api_key, api_keys::list_api_keys))
         .routes(routes!(api_keys::revoke_api_key))
         .routes(routes!(tenant::current_tenant))
+        .routes(routes!(emails::send_email, emails::list_emails))
+        .routes(routes!(emails::send_batch))
+        .routes(routes!(emails::get_email))
+        .routes(routes!(emails::cancel_email))
         .routes(routes!(health::healthz))
         .routes(routes!(health::readyz))
         .routes(routes!(health::metrics))
@@ -135,6 +141,7 @@ pub fn with_edge(router: Router, max_request_bytes: usize) -> Router {
                                 path = %request.uri().path(),
                                 request_id,
                                 tenant_id = tracing::field::Empty,
+                                email_id = tracing::field::Empty,
                             )
                         })
                         .on_response(DefaultOnResponse::new().level(Level::INFO)),

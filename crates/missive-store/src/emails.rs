@@ -1,0 +1,416 @@
+//! Emails, their deliveries and events, and idempotency records.
+
+use missive_core::TenantId;
+use missive_core::submission::RecipientKind;
+use sqlx::{FromRow, PgConnection};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::{Store, StoreError};
+
+/// An email ready to store: everything validated and rendered.
+#[derive(Debug)]
+pub struct NewEmail {
+    pub id: Uuid,
+    pub message_id: String,
+    pub from_address: String,
+    pub reply_to: Vec<String>,
+    pub subject: String,
+    pub html: Option<String>,
+    pub text: Option<String>,
+    pub tags: serde_json::Value,
+    pub mime: Vec<u8>,
+    pub scheduled_at: Option<OffsetDateTime>,
+    /// Envelope recipients, deduplicated.
+    pub recipients: Vec<(RecipientKind, String)>,
+}
+
+/// An idempotency record to write with the emails: the answer a replay gets.
+#[derive(Debug)]
+pub struct IdempotencyRecord<'a> {
+    pub key: &'a str,
+    pub request_hash: [u8; 32],
+    pub response_status: u16,
+    pub response_body: &'a serde_json::Value,
+}
+
+/// What happened to an insert.
+#[derive(Debug, PartialEq)]
+pub enum InsertOutcome {
+    /// Stored and committed.
+    Inserted,
+    /// The key was used before with the same body: the first answer.
+    Replay {
+        status: u16,
+        body: serde_json::Value,
+    },
+    /// The key was used before with another body.
+    KeyReused,
+}
+
+/// How long an idempotency key is remembered.
+pub const IDEMPOTENCY_WINDOW: &str = "24 hours";
+
+/// An email as read back.
+#[derive(Clone, Debug, FromRow)]
+pub struct EmailRecord {
+    #[sqlx(try_from = "Uuid")]
+    pub tenant_id: TenantId,
+    pub id: Uuid,
+    pub message_id: String,
+    pub from_address: String,
+    pub reply_to: Vec<String>,
+    pub subject: String,
+    pub html: Option<String>,
+    pub text: Option<String>,
+    pub tags: serde_json::Value,
+    pub scheduled_at: Option<OffsetDateTime>,
+    pub created_at: OffsetDateTime,
+}
+
+/// One recipient's delivery state.
+#[derive(Clone, Debug, FromRow)]
+pub struct DeliveryRecord {
+    pub id: Uuid,
+    pub email_id: Uuid,
+    pub recipient: String,
+    #[sqlx(try_from = "String")]
+    pub kind: RecipientKind,
+    pub status: String,
+    pub attempts: i32,
+    pub next_attempt_at: OffsetDateTime,
+    pub last_smtp_code: Option<i32>,
+    pub last_smtp_response: Option<String>,
+    pub updated_at: OffsetDateTime,
+}
+
+/// One entry of an email's history.
+#[derive(Clone, Debug, FromRow)]
+pub struct EventRecord {
+    pub id: i64,
+    pub delivery_id: Option<Uuid>,
+    #[sqlx(rename = "type")]
+    pub kind: String,
+    pub recipient: Option<String>,
+    pub smtp_code: Option<i32>,
+    pub smtp_response: Option<String>,
+    pub created_at: OffsetDateTime,
+}
+
+/// Filters for listing emails.
+#[derive(Debug, Default)]
+pub struct EmailFilter {
+    /// Only emails with a recipient in this delivery status.
+    pub status: Option<String>,
+    /// Only emails carrying this tag (`name` and `value`).
+    pub tag: Option<(String, String)>,
+    pub created_after: Option<OffsetDateTime>,
+    pub created_before: Option<OffsetDateTime>,
+    /// Cursor: emails older than this one.
+    pub before_id: Option<Uuid>,
+}
+
+async fn claim_idempotency_key(
+    conn: &mut PgConnection,
+    tenant_id: TenantId,
+    record: &IdempotencyRecord<'_>,
+) -> Result<Option<InsertOutcome>, StoreError> {
+    // A key past its window is forgotten, then claimed afresh.
+    sqlx::query(
+        "DELETE FROM idempotency_keys
+         WHERE tenant_id = $1 AND key = $2 AND created_at < now() - $3::interval",
+    )
+    .bind(tenant_id.as_uuid())
+    .bind(record.key)
+    .bind(IDEMPOTENCY_WINDOW)
+    .execute(&mut *conn)
+    .await?;
+    // A concurrent request with the same key waits here on the unique index until the first
+    // commits, then sees its row.
+    let inserted = sqlx::query(
+        "INSERT INTO idempotency_keys (tenant_id, key, request_hash, response_status, response_body)
+         VALUES ($1, $2, $3, $4, $5)
+         ON CONFLICT (tenant_id, key) DO NOTHING",
+    )
+    .bind(tenant_id.as_uuid())
+    .bind(record.key)
+    .bind(record.request_hash.as_slice())
+    .bind(i32::from(record.response_status))
+    .bind(record.response_body)
+    .execute(&mut *conn)
+    .await?
+    .rows_affected();
+    if inserted == 1 {
+        return Ok(None);
+    }
+    let (hash, status, body): (Vec<u8>, i32, serde_json::Value) = sqlx::query_as(
+        "SELECT request_hash, response_status, response_body FROM idempotency_keys
+         WHERE tenant_id = $1 AND key = $2",
+    )
+    .bind(tenant_id.as_uuid())
+    .bind(record.key)
+    .fetch_one(&mut *conn)
+    .await?;
+    Ok(Some(if hash == record.request_hash {
+        InsertOutcome::Replay {
+            status: u16::try_from(status).unwrap_or(200),
+            body,
+        }
+    } else {
+        InsertOutcome::KeyReused
+    }))
+}
+
+async fn insert_email(
+    conn: &mut PgConnection,
+    tenant_id: TenantId,
+    email: &NewEmail,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO emails (tenant_id, id, message_id, from_address, reply_to, subject, html, text,
+                             tags, mime, scheduled_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+    )
+    .bind(tenant_id.as_uuid())
+    .bind(email.id)
+    .bind(&email.message_id)
+    .bind(&email.from_address)
+    .bind(&email.reply_to)
+    .bind(&email.subject)
+    .bind(&email.html)
+    .bind(&email.text)
+    .bind(&email.tags)
+    .bind(&email.mime)
+    .bind(email.scheduled_at)
+    .execute(&mut *conn)
+    .await?;
+    let ids: Vec<Uuid> = email.recipients.iter().map(|_| Uuid::now_v7()).collect();
+    let recipients: Vec<&str> = email.recipients.iter().map(|(_, r)| r.as_str()).collect();
+    let kinds: Vec<&str> = email.recipients.iter().map(|(k, _)| k.as_str()).collect();
+    // One statement for all recipients and one for their events, whatever their number.
+    sqlx::query(
+        "INSERT INTO deliveries (tenant_id, id, email_id, recipient, kind, next_attempt_at)
+         SELECT $1, r.id, $2, r.recipient, r.kind, COALESCE($6, now())
+         FROM UNNEST($3::uuid[], $4::text[], $5::text[]) AS r(id, recipient, kind)",
+    )
+    .bind(tenant_id.as_uuid())
+    .bind(email.id)
+    .bind(&ids)
+    .bind(&recipients)
+    .bind(&kinds)
+    .bind(email.scheduled_at)
+    .execute(&mut *conn)
+    .await?;
+    let event = if email.scheduled_at.is_some() {
+        "email.scheduled"
+    } else {
+        "email.queued"
+    };
+    sqlx::query(
+        "INSERT INTO email_events (tenant_id, email_id, delivery_id, type, recipient)
+         SELECT $1, $2, r.id, $5, r.recipient
+         FROM UNNEST($3::uuid[], $4::text[]) AS r(id, recipient)",
+    )
+    .bind(tenant_id.as_uuid())
+    .bind(email.id)
+    .bind(&ids)
+    .bind(&recipients)
+    .bind(event)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+impl Store {
+    /// Stores emails with their deliveries and events, and the idempotency record, in one
+    /// transaction. Returns only after the commit.
+    ///
+    /// # Errors
+    /// Database failures; nothing is stored then.
+    #[tracing::instrument(skip_all, fields(tenant_id = %tenant_id, emails = emails.len()))]
+    pub async fn insert_emails(
+        &self,
+        tenant_id: TenantId,
+        emails: &[NewEmail],
+        idempotency: Option<&IdempotencyRecord<'_>>,
+    ) -> Result<InsertOutcome, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        if let Some(record) = idempotency
+            && let Some(outcome) = claim_idempotency_key(&mut tx, tenant_id, record).await?
+        {
+            tx.rollback().await?;
+            return Ok(outcome);
+        }
+        for email in emails {
+            insert_email(&mut tx, tenant_id, email).await?;
+        }
+        tx.commit().await?;
+        Ok(InsertOutcome::Inserted)
+    }
+
+    /// One email of one tenant.
+    ///
+    /// # Errors
+    /// `NotFound` when the tenant has no such email.
+    pub async fn get_email(
+        &self,
+        tenant_id: TenantId,
+        id: Uuid,
+    ) -> Result<EmailRecord, StoreError> {
+        sqlx::query_as::<_, EmailRecord>(
+            "SELECT tenant_id, id, message_id, from_address, reply_to, subject, html, text, tags,
+                    scheduled_at, created_at
+             FROM emails WHERE tenant_id = $1 AND id = $2",
+        )
+        .bind(tenant_id.as_uuid())
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?
+        .ok_or(StoreError::NotFound)
+    }
+
+    /// The deliveries of some emails of one tenant, in email then recipient order.
+    ///
+    /// # Errors
+    /// Database failures.
+    pub async fn deliveries_of(
+        &self,
+        tenant_id: TenantId,
+        email_ids: &[Uuid],
+    ) -> Result<Vec<DeliveryRecord>, StoreError> {
+        let rows = sqlx::query_as::<_, DeliveryRecord>(
+            "SELECT id, email_id, recipient, kind, status, attempts, next_attempt_at,
+                    last_smtp_code, last_smtp_response, updated_at
+             FROM deliveries WHERE tenant_id = $1 AND email_id = ANY($2)
+             ORDER BY email_id, id",
+        )
+        .bind(tenant_id.as_uuid())
+        .bind(email_ids)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows)
+    }
+
+    /// An email's history, oldest first.
+    ///
+    /// # Errors
+    /// Database failures.
+    pub async fn events_of(
+        &self,
+        tenant_id: TenantId,
+        email_id: Uuid,
+    ) -> Result<Vec<EventRecord>, StoreError> {
+        let rows = sqlx::query_as::<_, EventRecord>(
+            "SELECT id, delivery_id, type, recipient, smtp_code, smtp_response, created_at
+             FROM email_events WHERE tenant_id = $1 AND email_id = $2 ORDER BY id",
+        )
+        .bind(tenant_id.as_uuid())
+        .bind(email_id)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows)
+    }
+
+    /// A page of a tenant's emails, newest first.
+    ///
+    /// # Errors
+    /// Database failures.
+    pub async fn list_emails(
+        &self,
+        tenant_id: TenantId,
+        filter: &EmailFilter,
+        limit: i64,
+    ) -> Result<Vec<EmailRecord>, StoreError> {
+        let tag = filter
+            .tag
+            .as_ref()
+            .map(|(name, value)| serde_json::json!([{ "name": name, "value": value }]));
+        let rows = sqlx::query_as::<_, EmailRecord>(
+            "SELECT e.tenant_id, e.id, e.message_id, e.from_address, e.reply_to, e.subject, e.html,
+                    e.text, e.tags, e.scheduled_at, e.created_at
+             FROM emails e
+             WHERE e.tenant_id = $1
+               AND ($2::uuid IS NULL OR e.id < $2)
+               AND ($3::timestamptz IS NULL OR e.created_at >= $3)
+               AND ($4::timestamptz IS NULL OR e.created_at < $4)
+               AND ($5::jsonb IS NULL OR e.tags @> $5)
+               AND ($6::text IS NULL OR EXISTS (
+                    SELECT 1 FROM deliveries d
+                    WHERE d.tenant_id = e.tenant_id AND d.email_id = e.id AND d.status = $6))
+             ORDER BY e.id DESC
+             LIMIT $7",
+        )
+        .bind(tenant_id.as_uuid())
+        .bind(filter.before_id)
+        .bind(filter.created_after)
+        .bind(filter.created_before)
+        .bind(tag)
+        .bind(filter.status.as_deref())
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows)
+    }
+
+    /// Cancels a scheduled email whose deliveries have not started.
+    ///
+    /// # Errors
+    /// `NotFound` when the tenant has no such email; `Conflict` when it is not scheduled or
+    /// sending has begun.
+    #[tracing::instrument(skip_all, fields(tenant_id = %tenant_id, email_id = %email_id))]
+    pub async fn cancel_email(
+        &self,
+        tenant_id: TenantId,
+        email_id: Uuid,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let scheduled: Option<Option<OffsetDateTime>> = sqlx::query_scalar(
+            "SELECT scheduled_at FROM emails WHERE tenant_id = $1 AND id = $2 FOR UPDATE",
+        )
+        .bind(tenant_id.as_uuid())
+        .bind(email_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        match scheduled {
+            None => return Err(StoreError::NotFound),
+            Some(None) => {
+                return Err(StoreError::Conflict(
+                    "only a scheduled email can be canceled",
+                ));
+            }
+            Some(Some(_)) => {}
+        }
+        // Rows a worker already holds or finished stay as they are; then the cancel is refused.
+        let canceled = sqlx::query_as::<_, (Uuid, String)>(
+            "UPDATE deliveries SET status = 'canceled', updated_at = now()
+             WHERE tenant_id = $1 AND email_id = $2 AND status = 'queued' AND attempts = 0
+               AND NOT EXISTS (SELECT 1 FROM deliveries s
+                               WHERE s.tenant_id = $1 AND s.email_id = $2
+                                 AND (s.status <> 'queued' OR s.attempts > 0))
+             RETURNING id, recipient",
+        )
+        .bind(tenant_id.as_uuid())
+        .bind(email_id)
+        .fetch_all(&mut *tx)
+        .await?;
+        if canceled.is_empty() {
+            return Err(StoreError::Conflict(
+                "sending has already started or the email was canceled",
+            ));
+        }
+        let (ids, recipients): (Vec<Uuid>, Vec<String>) = canceled.into_iter().unzip();
+        sqlx::query(
+            "INSERT INTO email_events (tenant_id, email_id, delivery_id, type, recipient)
+             SELECT $1, $2, r.id, 'email.canceled', r.recipient
+             FROM UNNEST($3::uuid[], $4::text[]) AS r(id, recipient)",
+        )
+        .bind(tenant_id.as_uuid())
+        .bind(email_id)
+        .bind(&ids)
+        .bind(&recipients)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+}
