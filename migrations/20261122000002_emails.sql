@@ -8,6 +8,9 @@ CREATE TABLE emails (
     -- Our Message-ID header value, without angle brackets.
     message_id    text NOT NULL,
     from_address  text NOT NULL,
+    -- The SMTP envelope sender (MAIL FROM), and whether the envelope needs SMTPUTF8.
+    envelope_from text NOT NULL,
+    smtputf8      boolean NOT NULL DEFAULT false,
     reply_to      text[] NOT NULL DEFAULT '{}',
     subject       text NOT NULL,
     html          text,
@@ -34,8 +37,10 @@ CREATE TABLE deliveries (
     attempts            integer NOT NULL DEFAULT 0,
     -- When the row is next due; for a scheduled email, its scheduled time.
     next_attempt_at     timestamptz NOT NULL DEFAULT now(),
-    -- Set while a worker holds the row; an expired lease is reclaimed by any worker.
+    -- Set while a worker holds the row; an expired lease is reclaimed by any worker, and the
+    -- lease id makes sure a worker that lost its lease cannot record a result over the new one.
     lease_expires_at    timestamptz,
+    lease_id            uuid,
     last_smtp_code      integer,
     last_smtp_response  text,
     created_at          timestamptz NOT NULL DEFAULT now(),

@@ -12,6 +12,10 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::db::TestDb;
+use crate::sink::SmtpSink;
+use missive::delivery::{DeliveryWorker, Transport, WorkerSettings};
+use missive::startup::Roles;
+use std::sync::Arc;
 
 /// The admin key every test app is started with.
 pub const ADMIN_KEY: &str = "test-admin-key-0123456789abcdef";
@@ -114,6 +118,11 @@ pub struct CreatedTenant {
 #[derive(Debug)]
 pub struct TestApp {
     pub addr: SocketAddr,
+    /// The shared relay every test app delivers to.
+    pub sink: SmtpSink,
+    /// A worker on the same database and relay, driven by the test (`drain`), never in the
+    /// background.
+    pub worker: DeliveryWorker,
     pub base_url: String,
     pub client: reqwest::Client,
     pub db: TestDb,
@@ -151,19 +160,28 @@ impl TestApp {
     pub async fn spawn_with(adjust: impl FnOnce(&mut Config)) -> Self {
         init_process();
         let db = TestDb::create().await;
+        let sink = SmtpSink::start().await;
         let mut config = Config::with_database_url(&db.url);
+        config.relay = missive::config::parse_relay_url(&sink.relay_url()).expect("sink relay URL");
         config.http_addr = "127.0.0.1:0".parse().expect("address");
         config.admin_key = Some(SecretString::from(ADMIN_KEY));
         config.shutdown_timeout = std::time::Duration::from_secs(5);
         adjust(&mut config);
-        let app = missive::Application::build_with_store(&config, db.store.clone())
+        let app = missive::Application::build_with_store(&config, db.store.clone(), Roles::API)
             .await
             .expect("application starts");
-        let addr = app.http_addr();
+        let addr = app.http_addr().expect("the api role binds");
+        let worker = DeliveryWorker::new(
+            db.store.clone(),
+            Arc::new(Transport::from_config(&config)),
+            WorkerSettings::from_config(&config),
+        );
         let shutdown = CancellationToken::new();
         let server = tokio::spawn(app.run_until_stopped(shutdown.clone()));
         Self {
             addr,
+            sink,
+            worker,
             base_url: format!("http://{addr}"),
             client: http_client(),
             db,

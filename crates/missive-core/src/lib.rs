@@ -7,6 +7,8 @@ pub mod address;
 pub mod api_key;
 pub mod ids;
 pub mod mime;
+pub mod outcome;
+pub mod retry;
 pub mod scope;
 pub mod submission;
 pub mod tenant;

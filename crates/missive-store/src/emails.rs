@@ -14,6 +14,8 @@ pub struct NewEmail {
     pub id: Uuid,
     pub message_id: String,
     pub from_address: String,
+    pub envelope_from: String,
+    pub smtputf8: bool,
     pub reply_to: Vec<String>,
     pub subject: String,
     pub html: Option<String>,
@@ -167,14 +169,16 @@ async fn insert_email(
     email: &NewEmail,
 ) -> Result<(), StoreError> {
     sqlx::query(
-        "INSERT INTO emails (tenant_id, id, message_id, from_address, reply_to, subject, html, text,
-                             tags, mime, scheduled_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+        "INSERT INTO emails (tenant_id, id, message_id, from_address, envelope_from, smtputf8,
+                             reply_to, subject, html, text, tags, mime, scheduled_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
     )
     .bind(tenant_id.as_uuid())
     .bind(email.id)
     .bind(&email.message_id)
     .bind(&email.from_address)
+    .bind(&email.envelope_from)
+    .bind(email.smtputf8)
     .bind(&email.reply_to)
     .bind(&email.subject)
     .bind(&email.html)

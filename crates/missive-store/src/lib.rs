@@ -5,11 +5,13 @@
 //! holding another tenant's id gets `NotFound`, never the row.
 
 mod api_keys;
+mod deliveries;
 mod emails;
 mod error;
 mod tenants;
 
 pub use api_keys::{ApiKeyRecord, KeyForAuth, NewApiKeyRow, StoredScopes};
+pub use deliveries::{DeliveryResult, DeliveryStatus, LeasedDelivery, OutgoingMessage};
 pub use emails::{
     DeliveryRecord, EmailFilter, EmailRecord, EventRecord, IDEMPOTENCY_WINDOW, IdempotencyRecord,
     InsertOutcome, NewEmail,

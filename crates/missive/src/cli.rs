@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::accounts::{self, CreateApiKeyRequest, CreateTenantRequest, SettingsInput};
 use crate::config::Config;
-use crate::startup::{self, Application};
+use crate::startup::{self, Application, Roles};
 use crate::telemetry;
 
 /// Missive: a multi-tenant transactional email relay.
@@ -294,32 +294,34 @@ async fn key_command(command: KeyCommand, store: &Store) -> anyhow::Result<()> {
 
 async fn serve(config: &Config, roles: &[Role]) -> anyhow::Result<()> {
     let runs = |role| roles.is_empty() || roles.contains(&role);
-    for role in [Role::Smtp, Role::Worker] {
-        if runs(role) {
-            // Honest about what this build does: these roles arrive with their own modules.
-            tracing::warn!(
-                ?role,
-                "this build has no {role:?} component yet; nothing started for it"
-            );
-        }
+    if runs(Role::Smtp) {
+        // Honest about what this build does: the SMTP listeners arrive with their own module.
+        tracing::warn!("this build has no SMTP listener yet; nothing started for the smtp role");
     }
-    if !runs(Role::Api) {
-        anyhow::bail!("nothing to run: this build only has the api role");
+    let selected = Roles {
+        api: runs(Role::Api),
+        worker: runs(Role::Worker),
+    };
+    if !selected.api && !selected.worker {
+        anyhow::bail!("nothing to run: choose --role api and/or --role worker");
     }
-    let app = Application::build(config)
+    let app = Application::build_with_roles(config, selected)
         .await
         .context("start-up failed")?;
     let shutdown = CancellationToken::new();
     tokio::spawn(startup::cancel_on_signal(shutdown.clone()));
-    let addr = app.http_addr();
-    tracing::info!(
-        api = %format!("http://{addr}/v1"),
-        docs = %format!("http://{addr}/docs"),
-        admin_api = config.admin_key.is_some(),
-        "Missive is up"
-    );
+    match app.http_addr() {
+        Some(addr) => tracing::info!(
+            api = %format!("http://{addr}/v1"),
+            docs = %format!("http://{addr}/docs"),
+            admin_api = config.admin_key.is_some(),
+            worker = selected.worker,
+            "Missive is up"
+        ),
+        None => tracing::info!("Missive is up (worker only)"),
+    }
     app.run_until_stopped(shutdown)
         .await
-        .context("HTTP server failed")?;
+        .context("server failed")?;
     Ok(())
 }

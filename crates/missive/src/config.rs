@@ -155,6 +155,60 @@ const SETTINGS: &[Setting] = &[
         default: Some("10485760"),
     },
     Setting {
+        key: "helo_name",
+        env: &["MISSIVE_HELO_NAME"],
+        flag: "--helo-name",
+        default: Some("localhost"),
+    },
+    Setting {
+        key: "relay_max_connections",
+        env: &["MISSIVE_RELAY_MAX_CONNECTIONS"],
+        flag: "--relay-max-connections",
+        default: Some("8"),
+    },
+    Setting {
+        key: "relay_timeout_secs",
+        env: &["MISSIVE_RELAY_TIMEOUT_SECS"],
+        flag: "--relay-timeout-secs",
+        default: Some("60"),
+    },
+    Setting {
+        key: "worker_concurrency",
+        env: &["MISSIVE_WORKER_CONCURRENCY"],
+        flag: "--worker-concurrency",
+        default: Some("32"),
+    },
+    Setting {
+        key: "lease_secs",
+        env: &["MISSIVE_LEASE_SECS"],
+        flag: "--lease-secs",
+        default: Some("300"),
+    },
+    Setting {
+        key: "poll_interval_ms",
+        env: &["MISSIVE_POLL_INTERVAL_MS"],
+        flag: "--poll-interval-ms",
+        default: Some("1000"),
+    },
+    Setting {
+        key: "retry_base_secs",
+        env: &["MISSIVE_RETRY_BASE_SECS"],
+        flag: "--retry-base-secs",
+        default: Some("60"),
+    },
+    Setting {
+        key: "retry_max_interval_secs",
+        env: &["MISSIVE_RETRY_MAX_INTERVAL_SECS"],
+        flag: "--retry-max-interval-secs",
+        default: Some("7200"),
+    },
+    Setting {
+        key: "retry_max_age_secs",
+        env: &["MISSIVE_RETRY_MAX_AGE_SECS"],
+        flag: "--retry-max-age-secs",
+        default: Some("259200"),
+    },
+    Setting {
         key: "shutdown_timeout_secs",
         env: &["MISSIVE_SHUTDOWN_TIMEOUT_SECS"],
         flag: "--shutdown-timeout-secs",
@@ -246,6 +300,14 @@ pub struct Config {
     pub max_request_bytes: usize,
     pub max_message_bytes: usize,
     pub shutdown_timeout: Duration,
+    /// Name we give in EHLO to relays.
+    pub helo_name: String,
+    pub relay_max_connections: usize,
+    pub relay_timeout: Duration,
+    pub worker_concurrency: usize,
+    pub lease_duration: Duration,
+    pub poll_interval: Duration,
+    pub retry: missive_core::retry::RetryPolicy,
 }
 
 /// The shortest admin key we accept: a guessable admin key would open every tenant.
@@ -438,6 +500,43 @@ impl Parser {
             shutdown_timeout: self
                 .required("shutdown_timeout_secs", |s| parse_bounded(s, 0, 3600))
                 .map(Duration::from_secs)?,
+            helo_name: self.required("helo_name", |s| {
+                missive_core::Domain::parse(s)
+                    .map(|d| d.as_str().to_owned())
+                    .or_else(|_| {
+                        if s == "localhost" {
+                            Ok(s.to_owned())
+                        } else {
+                            Err(format!("`{s}` is not a host name"))
+                        }
+                    })
+            })?,
+            relay_max_connections: self
+                .required("relay_max_connections", |s| parse_bounded(s, 1, 10_000))?,
+            relay_timeout: self
+                .required("relay_timeout_secs", |s| parse_bounded(s, 1, 3600))
+                .map(Duration::from_secs)?,
+            worker_concurrency: self
+                .required("worker_concurrency", |s| parse_bounded(s, 1, 10_000))?,
+            lease_duration: self
+                .required("lease_secs", |s| parse_bounded(s, 1, 86_400))
+                .map(Duration::from_secs)?,
+            poll_interval: self
+                .required("poll_interval_ms", |s| parse_bounded(s, 10, 3_600_000))
+                .map(Duration::from_millis)?,
+            retry: missive_core::retry::RetryPolicy {
+                base: self
+                    .required("retry_base_secs", |s| parse_bounded(s, 0, 86_400))
+                    .map(Duration::from_secs)?,
+                max_interval: self
+                    .required("retry_max_interval_secs", |s| {
+                        parse_bounded(s, 0, 7 * 86_400)
+                    })
+                    .map(Duration::from_secs)?,
+                max_age: self
+                    .required("retry_max_age_secs", |s| parse_bounded(s, 0, 30 * 86_400))
+                    .map(Duration::from_secs)?,
+            },
         };
         if config.tls_cert.is_some() != config.tls_key.is_some() {
             let present = if config.tls_cert.is_some() {

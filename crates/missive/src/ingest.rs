@@ -86,16 +86,20 @@ pub fn prepare(
             max: max_message_bytes,
         });
     }
-    let recipients = submission
+    let recipients: Vec<_> = submission
         .recipients()
         .into_iter()
         .map(|(kind, email)| (kind, email.as_str().to_owned()))
         .collect();
+    let smtputf8 =
+        submission.from.email.needs_smtputf8() || recipients.iter().any(|(_, r)| !r.is_ascii());
     let tags = serde_json::to_value(&submission.tags).unwrap_or_else(|_| serde_json::json!([]));
     Ok(NewEmail {
         id,
         message_id,
         from_address: submission.from.to_string(),
+        envelope_from: submission.from.email.as_str().to_owned(),
+        smtputf8,
         reply_to: submission
             .reply_to
             .iter()

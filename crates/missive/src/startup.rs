@@ -13,6 +13,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, ConfigError};
+use crate::delivery::{DeliveryWorker, Transport, WorkerSettings};
 use crate::state::{AdminKey, AppState};
 use crate::{api, telemetry};
 
@@ -43,65 +44,104 @@ pub async fn connect_store(config: &Config) -> Result<Store, StartupError> {
     Ok(Store::connect(url.expose_secret(), settings).await?)
 }
 
+/// Which parts a process runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Roles {
+    pub api: bool,
+    pub worker: bool,
+}
+
+impl Roles {
+    pub const ALL: Self = Self {
+        api: true,
+        worker: true,
+    };
+    pub const API: Self = Self {
+        api: true,
+        worker: false,
+    };
+}
+
 /// A built, bound, not yet running application.
 #[derive(Debug)]
 pub struct Application {
-    listener: TcpListener,
-    http_addr: SocketAddr,
-    router: Router,
+    http: Option<(TcpListener, SocketAddr, Router)>,
+    worker: Option<DeliveryWorker>,
     store: Store,
     shutdown_timeout: Duration,
 }
 
 impl Application {
-    /// Connects, migrates and binds.
+    /// Connects, migrates and binds every role.
     ///
     /// # Errors
     /// Any [`StartupError`].
     pub async fn build(config: &Config) -> Result<Self, StartupError> {
+        Self::build_with_roles(config, Roles::ALL).await
+    }
+
+    /// Connects, migrates and binds the given roles.
+    ///
+    /// # Errors
+    /// Any [`StartupError`].
+    pub async fn build_with_roles(config: &Config, roles: Roles) -> Result<Self, StartupError> {
         let store = connect_store(config).await?;
         store.migrate().await?;
-        Self::build_with_store(config, store).await
+        Self::build_with_store(config, store, roles).await
     }
 
     /// Binds against an existing (migrated) store.
     ///
     /// # Errors
     /// The HTTP address cannot be bound.
-    pub async fn build_with_store(config: &Config, store: Store) -> Result<Self, StartupError> {
-        let listener = TcpListener::bind(config.http_addr)
-            .await
-            .map_err(|source| StartupError::Bind {
+    pub async fn build_with_store(
+        config: &Config,
+        store: Store,
+        roles: Roles,
+    ) -> Result<Self, StartupError> {
+        let http = if roles.api {
+            let listener = TcpListener::bind(config.http_addr)
+                .await
+                .map_err(|source| StartupError::Bind {
+                    addr: config.http_addr,
+                    source,
+                })?;
+            let addr = listener.local_addr().map_err(|source| StartupError::Bind {
                 addr: config.http_addr,
                 source,
             })?;
-        let http_addr = listener.local_addr().map_err(|source| StartupError::Bind {
-            addr: config.http_addr,
-            source,
-        })?;
-        let state = AppState {
-            store: store.clone(),
-            admin_key: config
-                .admin_key
-                .as_ref()
-                .map(|k| Arc::new(AdminKey::new(k))),
-            metrics: telemetry::metrics_handle(),
-            max_message_bytes: config.max_message_bytes,
+            let state = AppState {
+                store: store.clone(),
+                admin_key: config
+                    .admin_key
+                    .as_ref()
+                    .map(|k| Arc::new(AdminKey::new(k))),
+                metrics: telemetry::metrics_handle(),
+                max_message_bytes: config.max_message_bytes,
+            };
+            Some((listener, addr, api::router(state, config.max_request_bytes)))
+        } else {
+            None
         };
-        let router = api::router(state, config.max_request_bytes);
+        let worker = roles.worker.then(|| {
+            DeliveryWorker::new(
+                store.clone(),
+                Arc::new(Transport::from_config(config)),
+                WorkerSettings::from_config(config),
+            )
+        });
         Ok(Self {
-            listener,
-            http_addr,
-            router,
+            http,
+            worker,
             store,
             shutdown_timeout: config.shutdown_timeout,
         })
     }
 
-    /// The address the HTTP API is bound to.
+    /// The address the HTTP API is bound to, when this process runs the API.
     #[must_use]
-    pub fn http_addr(&self) -> SocketAddr {
-        self.http_addr
+    pub fn http_addr(&self) -> Option<SocketAddr> {
+        self.http.as_ref().map(|(_, addr, _)| *addr)
     }
 
     #[must_use]
@@ -109,28 +149,40 @@ impl Application {
         &self.store
     }
 
-    /// Serves until `shutdown` fires, then lets in-flight requests finish for up to the configured
-    /// timeout before closing the pool.
+    /// Serves until `shutdown` fires, then lets in-flight requests and sends finish for up to
+    /// the configured timeout before closing the pool.
     ///
     /// # Errors
     /// The listener failed.
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> std::io::Result<()> {
-        tracing::info!(addr = %self.http_addr, "HTTP API listening");
-        let server = axum::serve(self.listener, self.router)
-            .with_graceful_shutdown(shutdown.clone().cancelled_owned());
+        let http = async {
+            let Some((listener, addr, router)) = self.http else {
+                return Ok(());
+            };
+            tracing::info!(%addr, "HTTP API listening");
+            let result = axum::serve(listener, router)
+                .with_graceful_shutdown(shutdown.clone().cancelled_owned())
+                .await;
+            tracing::info!("HTTP API stopped");
+            result
+        };
+        let worker = async {
+            if let Some(worker) = self.worker {
+                worker.run(shutdown.clone()).await;
+            }
+        };
         let deadline = async {
             shutdown.cancelled().await;
             tokio::time::sleep(self.shutdown_timeout).await;
         };
         let result = tokio::select! {
-            result = server => result,
+            (result, ()) = async { tokio::join!(http, worker) } => result,
             () = deadline => {
-                tracing::warn!(timeout = ?self.shutdown_timeout, "requests still running at the shutdown deadline; closing them");
+                tracing::warn!(timeout = ?self.shutdown_timeout, "work still running at the shutdown deadline; stopping it");
                 Ok(())
             }
         };
         self.store.close().await;
-        tracing::info!("HTTP API stopped");
         result
     }
 }

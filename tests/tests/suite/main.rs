@@ -3,6 +3,7 @@
 mod api_keys;
 mod auth;
 mod cli;
+mod delivery;
 mod edge;
 mod emails;
 mod fuzz;

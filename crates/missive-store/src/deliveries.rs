@@ -1,0 +1,204 @@
+//! Leasing deliveries to workers and recording what happened.
+//!
+//! A worker claims due rows in one short statement that marks them `sending`, stamps a lease
+//! (expiry and id) and writes the `email.sending` events; the SMTP conversation happens outside
+//! any transaction. Results are written back in one transaction per batch, and only onto rows
+//! that still carry the worker's lease id, so a worker that lost its lease cannot overwrite the
+//! work of the one that reclaimed it.
+
+use std::time::Duration;
+
+use missive_core::TenantId;
+use sqlx::FromRow;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::{Store, StoreError};
+
+/// A delivery a worker now holds.
+#[derive(Clone, Debug, FromRow)]
+pub struct LeasedDelivery {
+    #[sqlx(try_from = "Uuid")]
+    pub tenant_id: TenantId,
+    pub id: Uuid,
+    pub email_id: Uuid,
+    pub recipient: String,
+    /// Attempts including this one.
+    pub attempts: i32,
+    pub created_at: OffsetDateTime,
+    pub lease_id: Uuid,
+}
+
+/// What a worker needs to send an email.
+#[derive(Clone, Debug, FromRow)]
+pub struct OutgoingMessage {
+    #[sqlx(try_from = "Uuid")]
+    pub tenant_id: TenantId,
+    pub id: Uuid,
+    pub envelope_from: String,
+    pub smtputf8: bool,
+    pub mime: Vec<u8>,
+}
+
+/// The status a delivery ends an attempt in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DeliveryStatus {
+    Delivered,
+    Deferred,
+    Bounced,
+    Failed,
+}
+
+impl DeliveryStatus {
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Delivered => "delivered",
+            Self::Deferred => "deferred",
+            Self::Bounced => "bounced",
+            Self::Failed => "failed",
+        }
+    }
+}
+
+/// One attempt's result for one delivery.
+#[derive(Clone, Debug)]
+pub struct DeliveryResult {
+    pub tenant_id: TenantId,
+    pub id: Uuid,
+    pub lease_id: Uuid,
+    pub status: DeliveryStatus,
+    /// For `Deferred`: when to try again.
+    pub next_attempt_at: Option<OffsetDateTime>,
+    pub smtp_code: Option<u16>,
+    pub smtp_response: String,
+}
+
+impl Store {
+    /// Claims up to `limit` due deliveries (and deliveries whose lease ran out) for `lease`.
+    ///
+    /// # Errors
+    /// Database failures.
+    pub async fn lease_due_deliveries(
+        &self,
+        limit: i64,
+        lease: Duration,
+    ) -> Result<Vec<LeasedDelivery>, StoreError> {
+        let lease_id = Uuid::now_v7();
+        let rows = sqlx::query_as::<_, LeasedDelivery>(
+            "WITH due AS (
+                 SELECT tenant_id, id FROM deliveries
+                 WHERE (status IN ('queued', 'deferred') AND next_attempt_at <= now())
+                    OR (status = 'sending' AND lease_expires_at < now())
+                 ORDER BY next_attempt_at
+                 LIMIT $1
+                 FOR UPDATE SKIP LOCKED
+             ), leased AS (
+                 UPDATE deliveries d
+                 SET status = 'sending', attempts = d.attempts + 1, lease_id = $2,
+                     lease_expires_at = now() + make_interval(secs => $3), updated_at = now()
+                 FROM due WHERE d.tenant_id = due.tenant_id AND d.id = due.id
+                 RETURNING d.tenant_id, d.id, d.email_id, d.recipient, d.attempts, d.created_at, d.lease_id
+             ), events AS (
+                 INSERT INTO email_events (tenant_id, email_id, delivery_id, type, recipient)
+                 SELECT tenant_id, email_id, id, 'email.sending', recipient FROM leased
+             )
+             SELECT * FROM leased",
+        )
+        .bind(limit)
+        .bind(lease_id)
+        .bind(lease.as_secs_f64())
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows)
+    }
+
+    /// The messages behind some leased deliveries.
+    ///
+    /// # Errors
+    /// Database failures.
+    pub async fn outgoing_messages(
+        &self,
+        keys: &[(TenantId, Uuid)],
+    ) -> Result<Vec<OutgoingMessage>, StoreError> {
+        let tenants: Vec<Uuid> = keys.iter().map(|(t, _)| t.as_uuid()).collect();
+        let ids: Vec<Uuid> = keys.iter().map(|(_, id)| *id).collect();
+        let rows = sqlx::query_as::<_, OutgoingMessage>(
+            "SELECT e.tenant_id, e.id, e.envelope_from, e.smtputf8, e.mime
+             FROM emails e JOIN UNNEST($1::uuid[], $2::uuid[]) AS k(tenant_id, id)
+               ON e.tenant_id = k.tenant_id AND e.id = k.id",
+        )
+        .bind(&tenants)
+        .bind(&ids)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows)
+    }
+
+    /// Writes a batch of results and their events in one transaction. Returns how many rows
+    /// still held the lease and were updated.
+    ///
+    /// # Errors
+    /// Database failures.
+    pub async fn record_delivery_results(
+        &self,
+        results: &[DeliveryResult],
+    ) -> Result<u64, StoreError> {
+        if results.is_empty() {
+            return Ok(0);
+        }
+        let tenants: Vec<Uuid> = results.iter().map(|r| r.tenant_id.as_uuid()).collect();
+        let ids: Vec<Uuid> = results.iter().map(|r| r.id).collect();
+        let leases: Vec<Uuid> = results.iter().map(|r| r.lease_id).collect();
+        let statuses: Vec<&str> = results.iter().map(|r| r.status.as_str()).collect();
+        let next: Vec<Option<OffsetDateTime>> = results.iter().map(|r| r.next_attempt_at).collect();
+        let codes: Vec<Option<i32>> = results.iter().map(|r| r.smtp_code.map(i32::from)).collect();
+        let responses: Vec<&str> = results.iter().map(|r| r.smtp_response.as_str()).collect();
+        let updated = sqlx::query(
+            "WITH r AS (
+                 SELECT * FROM UNNEST($1::uuid[], $2::uuid[], $3::uuid[], $4::text[], $5::timestamptz[],
+                                      $6::int[], $7::text[])
+                     AS r(tenant_id, id, lease_id, status, next_attempt_at, code, response)
+             ), updated AS (
+                 UPDATE deliveries d
+                 SET status = r.status, next_attempt_at = COALESCE(r.next_attempt_at, d.next_attempt_at),
+                     lease_expires_at = NULL, lease_id = NULL, last_smtp_code = r.code,
+                     last_smtp_response = r.response, updated_at = now()
+                 FROM r
+                 WHERE d.tenant_id = r.tenant_id AND d.id = r.id AND d.lease_id = r.lease_id
+                   AND d.status = 'sending'
+                 RETURNING d.tenant_id, d.id, d.email_id, d.recipient, r.status, r.code, r.response
+             )
+             INSERT INTO email_events (tenant_id, email_id, delivery_id, type, recipient, smtp_code, smtp_response)
+             SELECT tenant_id, email_id, id, 'email.' || status, recipient, code, response FROM updated",
+        )
+        .bind(&tenants)
+        .bind(&ids)
+        .bind(&leases)
+        .bind(&statuses)
+        .bind(&next)
+        .bind(&codes)
+        .bind(&responses)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(updated)
+    }
+
+    /// When the next delivery falls due, for a worker deciding how long to sleep.
+    ///
+    /// # Errors
+    /// Database failures.
+    pub async fn next_delivery_due(&self) -> Result<Option<OffsetDateTime>, StoreError> {
+        let next: Option<OffsetDateTime> = sqlx::query_scalar(
+            "SELECT min(t) FROM (
+                 (SELECT min(next_attempt_at) AS t FROM deliveries WHERE status IN ('queued', 'deferred'))
+                 UNION ALL
+                 (SELECT min(lease_expires_at) FROM deliveries WHERE status = 'sending')
+             ) s",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(next)
+    }
+}

@@ -1,0 +1,344 @@
+//! The delivery worker: leases due deliveries, sends each email once to all its leased
+//! recipients through the route's transport, classifies each recipient's reply and records the
+//! results with their events.
+//!
+//! Nothing is sent inside a transaction, and nothing is lost when a worker dies: its lease
+//! expires and any worker takes the rows again. A NOTIFY on insert wakes workers at once;
+//! polling (and the next due time) is the fallback.
+
+pub mod smtp;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use missive_core::TenantId;
+use missive_core::outcome::{Outcome, classify};
+use missive_core::retry::{RetryDecision, RetryPolicy};
+use missive_store::{
+    DeliveryResult, DeliveryStatus, LeasedDelivery, OutgoingMessage, Store, StoreError,
+};
+use sqlx::postgres::PgListener;
+use time::OffsetDateTime;
+use tokio::sync::Notify;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use self::smtp::{RecipientReply, SmtpPool};
+use crate::config::{Config, RelayUrl};
+
+/// Where outbound mail goes.
+#[derive(Debug)]
+pub enum Transport {
+    /// Development: each message is written to a directory with its envelope.
+    Capture(PathBuf),
+    /// An SMTP relay.
+    Smtp(SmtpPool),
+}
+
+/// Tuning for the worker, from the configuration.
+#[derive(Clone, Copy, Debug)]
+pub struct WorkerSettings {
+    /// Emails sent at the same time by one worker.
+    pub concurrency: usize,
+    /// How long a lease lasts before another worker may take the rows.
+    pub lease: Duration,
+    /// Longest sleep when nothing is due and no notification arrives.
+    pub poll_interval: Duration,
+    pub retry: RetryPolicy,
+}
+
+impl WorkerSettings {
+    #[must_use]
+    pub fn from_config(config: &Config) -> Self {
+        Self {
+            concurrency: config.worker_concurrency,
+            lease: config.lease_duration,
+            poll_interval: config.poll_interval,
+            retry: config.retry,
+        }
+    }
+}
+
+impl Transport {
+    /// Builds the shared relay's transport.
+    #[must_use]
+    pub fn from_config(config: &Config) -> Self {
+        match &config.relay {
+            RelayUrl::Capture(dir) => Self::Capture(dir.clone()),
+            RelayUrl::Smtp(relay) => Self::Smtp(SmtpPool::new(
+                relay.clone(),
+                config.helo_name.clone(),
+                config.relay_max_connections,
+                config.relay_timeout,
+            )),
+        }
+    }
+
+    async fn send(&self, message: &OutgoingMessage, recipients: &[String]) -> Vec<RecipientReply> {
+        match self {
+            Self::Smtp(pool) => {
+                pool.send(
+                    &message.envelope_from,
+                    recipients,
+                    message.smtputf8,
+                    &message.mime,
+                )
+                .await
+            }
+            Self::Capture(dir) => match capture(dir, message, recipients).await {
+                Ok(()) => recipients
+                    .iter()
+                    .map(|_| {
+                        RecipientReply::Reply(smtp::Reply {
+                            code: 250,
+                            text: "250 captured".into(),
+                        })
+                    })
+                    .collect(),
+                Err(err) => recipients
+                    .iter()
+                    .map(|_| RecipientReply::Failed(format!("capture failed: {err}")))
+                    .collect(),
+            },
+        }
+    }
+}
+
+/// Writes `<email>-<n>.eml` and its envelope as JSON beside it.
+async fn capture(
+    dir: &std::path::Path,
+    message: &OutgoingMessage,
+    recipients: &[String],
+) -> std::io::Result<()> {
+    tokio::fs::create_dir_all(dir).await?;
+    let stem = format!("{}-{}", message.id, Uuid::now_v7().simple());
+    let envelope = serde_json::json!({
+        "tenant_id": message.tenant_id,
+        "email_id": message.id,
+        "mail_from": message.envelope_from,
+        "rcpt_to": recipients,
+    });
+    tokio::fs::write(dir.join(format!("{stem}.json")), envelope.to_string()).await?;
+    // The .eml last: a reader that sees it finds the envelope already there.
+    tokio::fs::write(dir.join(format!("{stem}.eml")), &message.mime).await
+}
+
+/// The delivery worker.
+#[derive(Debug, Clone)]
+pub struct DeliveryWorker {
+    store: Store,
+    transport: Arc<Transport>,
+    settings: WorkerSettings,
+}
+
+fn result_for(
+    delivery: &LeasedDelivery,
+    reply: RecipientReply,
+    policy: &RetryPolicy,
+    now: OffsetDateTime,
+) -> DeliveryResult {
+    let (outcome, code, text) = match reply {
+        RecipientReply::Reply(reply) => (classify(reply.code), Some(reply.code), reply.text),
+        RecipientReply::Failed(message) => (Outcome::Deferred, None, message),
+    };
+    let (status, next_attempt_at) = match outcome {
+        Outcome::Delivered => (DeliveryStatus::Delivered, None),
+        Outcome::Bounced => (DeliveryStatus::Bounced, None),
+        Outcome::Deferred => {
+            let age = (now - delivery.created_at)
+                .try_into()
+                .unwrap_or(Duration::ZERO);
+            let attempts = u32::try_from(delivery.attempts).unwrap_or(1);
+            match policy.after_failure(attempts, age, rand::random::<f64>()) {
+                RetryDecision::RetryIn(delay) => (DeliveryStatus::Deferred, Some(now + delay)),
+                RetryDecision::GiveUp => (DeliveryStatus::Failed, None),
+            }
+        }
+    };
+    DeliveryResult {
+        tenant_id: delivery.tenant_id,
+        id: delivery.id,
+        lease_id: delivery.lease_id,
+        status,
+        next_attempt_at,
+        smtp_code: code,
+        smtp_response: text,
+    }
+}
+
+impl DeliveryWorker {
+    #[must_use]
+    pub fn new(store: Store, transport: Arc<Transport>, settings: WorkerSettings) -> Self {
+        Self {
+            store,
+            transport,
+            settings,
+        }
+    }
+
+    /// Leases one batch and delivers it. Returns how many deliveries were attempted.
+    ///
+    /// # Errors
+    /// Database failures while leasing; failures while recording are logged and the rows are
+    /// left to their lease.
+    pub async fn process_due(&self) -> Result<usize, StoreError> {
+        let batch = i64::try_from(self.settings.concurrency.saturating_mul(4).max(1)).unwrap_or(64);
+        let leased = self
+            .store
+            .lease_due_deliveries(batch, self.settings.lease)
+            .await?;
+        if leased.is_empty() {
+            return Ok(0);
+        }
+        let count = leased.len();
+        // One SMTP transaction per email, with all of its leased recipients.
+        let mut groups: BTreeMap<(TenantId, Uuid), Vec<LeasedDelivery>> = BTreeMap::new();
+        for delivery in leased {
+            groups
+                .entry((delivery.tenant_id, delivery.email_id))
+                .or_default()
+                .push(delivery);
+        }
+        let keys: Vec<(TenantId, Uuid)> = groups.keys().copied().collect();
+        let messages: BTreeMap<(TenantId, Uuid), OutgoingMessage> = self
+            .store
+            .outgoing_messages(&keys)
+            .await?
+            .into_iter()
+            .map(|m| ((m.tenant_id, m.id), m))
+            .collect();
+        let permits = Arc::new(tokio::sync::Semaphore::new(
+            self.settings.concurrency.max(1),
+        ));
+        let mut tasks = JoinSet::new();
+        for (key, deliveries) in groups {
+            let Some(message) = messages.get(&key).cloned() else {
+                continue;
+            };
+            let worker = self.clone();
+            let permits = permits.clone();
+            tasks.spawn(async move {
+                let _permit = permits.acquire_owned().await;
+                worker.deliver(message, deliveries).await;
+            });
+        }
+        while tasks.join_next().await.is_some() {}
+        Ok(count)
+    }
+
+    #[tracing::instrument(skip_all, fields(tenant_id = %message.tenant_id, email_id = %message.id))]
+    async fn deliver(&self, message: OutgoingMessage, deliveries: Vec<LeasedDelivery>) {
+        let recipients: Vec<String> = deliveries.iter().map(|d| d.recipient.clone()).collect();
+        let replies = self.transport.send(&message, &recipients).await;
+        let now = OffsetDateTime::now_utc();
+        let results: Vec<DeliveryResult> = deliveries
+            .iter()
+            .zip(replies)
+            .map(|(delivery, reply)| result_for(delivery, reply, &self.settings.retry, now))
+            .collect();
+        for result in &results {
+            tracing::info!(status = result.status.as_str(), code = ?result.smtp_code, response = %result.smtp_response, "delivery attempt");
+            metrics::counter!("missive_delivery_attempts_total", "status" => result.status.as_str()).increment(1);
+        }
+        if let Err(err) = self.store.record_delivery_results(&results).await {
+            // The lease will expire and the rows be tried again: a duplicate is better than a loss.
+            tracing::error!(error = %err, "could not record delivery results");
+        }
+    }
+
+    /// Delivers until nothing is due. For tests and tools: no sleeping, no notifications.
+    ///
+    /// # Errors
+    /// Database failures.
+    pub async fn drain(&self) -> Result<usize, StoreError> {
+        let mut total = 0;
+        loop {
+            let n = self.process_due().await?;
+            if n == 0 {
+                return Ok(total);
+            }
+            total += n;
+        }
+    }
+
+    /// Runs until `shutdown` fires; in-flight sends finish first.
+    pub async fn run(self, shutdown: CancellationToken) {
+        let wake = Arc::new(Notify::new());
+        tokio::spawn(listen_for_deliveries(
+            self.store.clone(),
+            wake.clone(),
+            shutdown.clone(),
+        ));
+        tracing::info!(
+            concurrency = self.settings.concurrency,
+            "delivery worker started"
+        );
+        while !shutdown.is_cancelled() {
+            // Register interest before looking, so a notification between the two is not lost.
+            let notified = wake.notified();
+            let worked = match self.process_due().await {
+                Ok(n) => n > 0,
+                Err(err) => {
+                    tracing::error!(error = %err, "leasing deliveries failed");
+                    false
+                }
+            };
+            if worked {
+                continue;
+            }
+            let sleep = match self.store.next_delivery_due().await {
+                Ok(Some(at)) => (at - OffsetDateTime::now_utc())
+                    .try_into()
+                    .unwrap_or(Duration::ZERO)
+                    .min(self.settings.poll_interval),
+                _ => self.settings.poll_interval,
+            };
+            tokio::select! {
+                () = notified => {}
+                () = tokio::time::sleep(sleep.max(Duration::from_millis(10))) => {}
+                () = shutdown.cancelled() => {}
+            }
+        }
+        tracing::info!("delivery worker stopped");
+    }
+}
+
+/// LISTENs for new deliveries and wakes the worker; reconnects with backoff.
+async fn listen_for_deliveries(store: Store, wake: Arc<Notify>, shutdown: CancellationToken) {
+    let mut backoff = Duration::from_millis(100);
+    while !shutdown.is_cancelled() {
+        let listener = async {
+            let mut listener = PgListener::connect_with(store.pool()).await?;
+            listener.listen("missive_deliveries").await?;
+            Ok::<_, sqlx::Error>(listener)
+        };
+        match listener.await {
+            Ok(mut listener) => {
+                backoff = Duration::from_millis(100);
+                loop {
+                    tokio::select! {
+                        () = shutdown.cancelled() => return,
+                        received = listener.recv() => match received {
+                            Ok(_) => wake.notify_one(),
+                            Err(err) => {
+                                tracing::warn!(error = %err, "delivery notifications interrupted; reconnecting");
+                                break;
+                            }
+                        }
+                    }
+                }
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, "cannot listen for delivery notifications; polling meanwhile")
+            }
+        }
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(backoff) => {}
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(30));
+    }
+}

@@ -1,0 +1,391 @@
+//! A minimal SMTP client for relaying, written for per-recipient results: each RCPT gets its own
+//! reply and a rejected recipient never aborts the others (lettre aborts the whole transaction on
+//! one rejection). Connections are reused across messages, under our own cap.
+
+use std::io;
+use std::time::Duration;
+
+use base64::Engine as _;
+use secrecy::ExposeSecret;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufStream};
+use tokio::net::TcpStream;
+use tokio::sync::{Mutex, Semaphore};
+
+use crate::config::{RelayTls, SmtpRelay};
+
+/// An SMTP reply: its code and its text (continuation lines joined with newlines).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Reply {
+    pub code: u16,
+    pub text: String,
+}
+
+impl Reply {
+    fn is_positive(&self) -> bool {
+        (200..300).contains(&self.code)
+    }
+}
+
+/// Why a conversation broke off. Every variant is temporary for the recipients involved.
+#[derive(Debug, thiserror::Error)]
+pub enum SmtpError {
+    #[error("cannot connect to the relay {addr}: {source}")]
+    Connect { addr: String, source: io::Error },
+    #[error("the relay {addr} did not answer within {timeout:?}")]
+    Timeout { addr: String, timeout: Duration },
+    #[error("connection to the relay lost: {0}")]
+    Io(#[from] io::Error),
+    #[error("the relay sent a malformed reply: {0:?}")]
+    Protocol(String),
+    #[error("the relay refused us: {} {}", .0.code, .0.text)]
+    Refused(Reply),
+    #[error("TLS towards the relay (tls=starttls|tls) is not supported by this build yet")]
+    TlsUnsupported,
+}
+
+/// The longest reply line we read; a relay sending more is broken.
+const MAX_REPLY_LINE: usize = 4096;
+
+struct Connection {
+    stream: BufStream<TcpStream>,
+    smtputf8: bool,
+    eightbit: bool,
+}
+
+impl Connection {
+    async fn read_reply(&mut self) -> Result<Reply, SmtpError> {
+        let mut text = String::new();
+        loop {
+            let mut line = String::new();
+            let n = (&mut self.stream)
+                .take(MAX_REPLY_LINE as u64)
+                .read_line(&mut line)
+                .await?;
+            if n == 0 {
+                return Err(SmtpError::Io(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "relay closed the connection",
+                )));
+            }
+            let line = line.trim_end_matches(['\r', '\n']);
+            let code = line
+                .get(..3)
+                .and_then(|c| c.parse::<u16>().ok())
+                .ok_or_else(|| SmtpError::Protocol(line.to_owned()))?;
+            let more = line.as_bytes().get(3) == Some(&b'-');
+            if !text.is_empty() {
+                text.push('\n');
+            }
+            text.push_str(line);
+            if !more {
+                return Ok(Reply { code, text });
+            }
+        }
+    }
+
+    async fn command(&mut self, line: &str) -> Result<Reply, SmtpError> {
+        self.stream.write_all(line.as_bytes()).await?;
+        self.stream.write_all(b"\r\n").await?;
+        self.stream.flush().await?;
+        self.read_reply().await
+    }
+}
+
+/// The result for one recipient of one attempt: the reply that decided it, or the failure.
+#[derive(Debug)]
+pub enum RecipientReply {
+    Reply(Reply),
+    Failed(String),
+}
+
+/// A relay with a pool of reusable connections and a cap on how many are open at once.
+pub struct SmtpPool {
+    relay: SmtpRelay,
+    helo: String,
+    timeout: Duration,
+    permits: Semaphore,
+    idle: Mutex<Vec<Connection>>,
+}
+
+impl std::fmt::Debug for SmtpPool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SmtpPool")
+            .field(
+                "relay",
+                &format_args!("{}:{}", self.relay.host, self.relay.port),
+            )
+            .field("available", &self.permits.available_permits())
+            .finish_non_exhaustive()
+    }
+}
+
+impl SmtpPool {
+    #[must_use]
+    pub fn new(relay: SmtpRelay, helo: String, max_connections: usize, timeout: Duration) -> Self {
+        Self {
+            relay,
+            helo,
+            timeout,
+            permits: Semaphore::new(max_connections.max(1)),
+            idle: Mutex::new(Vec::new()),
+        }
+    }
+
+    fn addr(&self) -> String {
+        format!("{}:{}", self.relay.host, self.relay.port)
+    }
+
+    async fn timed<T, E: From<SmtpError>>(
+        &self,
+        future: impl Future<Output = Result<T, E>>,
+    ) -> Result<T, E> {
+        tokio::time::timeout(self.timeout, future)
+            .await
+            .unwrap_or_else(|_| {
+                Err(SmtpError::Timeout {
+                    addr: self.addr(),
+                    timeout: self.timeout,
+                }
+                .into())
+            })
+    }
+
+    async fn connect(&self) -> Result<Connection, SmtpError> {
+        if self.relay.tls != RelayTls::None {
+            return Err(SmtpError::TlsUnsupported);
+        }
+        let addr = self.addr();
+        let stream = self
+            .timed(async {
+                TcpStream::connect((self.relay.host.as_str(), self.relay.port))
+                    .await
+                    .map_err(|source| SmtpError::Connect {
+                        addr: addr.clone(),
+                        source,
+                    })
+            })
+            .await?;
+        stream.set_nodelay(true)?;
+        let mut conn = Connection {
+            stream: BufStream::new(stream),
+            smtputf8: false,
+            eightbit: false,
+        };
+        self.timed(async {
+            let greeting = conn.read_reply().await?;
+            if greeting.code != 220 {
+                return Err(SmtpError::Refused(greeting));
+            }
+            let ehlo = conn.command(&format!("EHLO {}", self.helo)).await?;
+            if ehlo.is_positive() {
+                let upper = ehlo.text.to_ascii_uppercase();
+                conn.smtputf8 = upper.lines().any(|l| l.get(4..) == Some("SMTPUTF8"));
+                conn.eightbit = upper.lines().any(|l| l.get(4..) == Some("8BITMIME"));
+            } else {
+                let helo = conn.command(&format!("HELO {}", self.helo)).await?;
+                if !helo.is_positive() {
+                    return Err(SmtpError::Refused(helo));
+                }
+            }
+            if let Some((user, pass)) = &self.relay.credentials {
+                let token = base64::engine::general_purpose::STANDARD
+                    .encode(format!("\0{user}\0{}", pass.expose_secret()));
+                let auth = conn.command(&format!("AUTH PLAIN {token}")).await?;
+                if auth.code != 235 {
+                    return Err(SmtpError::Refused(auth));
+                }
+            }
+            Ok(())
+        })
+        .await?;
+        Ok(conn)
+    }
+
+    /// Sends one message to some recipients and returns one reply per recipient, in order.
+    /// Never fails as a whole: a broken conversation becomes a failure for each recipient that
+    /// had no final answer yet.
+    pub async fn send(
+        &self,
+        from: &str,
+        recipients: &[String],
+        smtputf8: bool,
+        mime: &[u8],
+    ) -> Vec<RecipientReply> {
+        let Ok(_permit) = self.permits.acquire().await else {
+            return recipients
+                .iter()
+                .map(|_| RecipientReply::Failed("relay pool closed".into()))
+                .collect();
+        };
+        // A pooled connection may have been closed by the relay while idle: if it fails before
+        // any recipient was accepted, try once more on a fresh one.
+        let pooled = self.idle.lock().await.pop();
+        let reused = pooled.is_some();
+        let mut conn = match pooled {
+            Some(conn) => conn,
+            None => match self.connect().await {
+                Ok(conn) => conn,
+                Err(err) => {
+                    return recipients
+                        .iter()
+                        .map(|_| RecipientReply::Failed(err.to_string()))
+                        .collect();
+                }
+            },
+        };
+        let mut replies: Vec<Option<RecipientReply>> = recipients.iter().map(|_| None).collect();
+        let mut outcome = self
+            .timed(transaction(
+                &mut conn,
+                from,
+                recipients,
+                smtputf8,
+                mime,
+                &mut replies,
+            ))
+            .await;
+        if reused && matches!(outcome, Err(Stage::BeforeRecipients(_))) {
+            match self.connect().await {
+                Ok(fresh) => {
+                    conn = fresh;
+                    outcome = self
+                        .timed(transaction(
+                            &mut conn,
+                            from,
+                            recipients,
+                            smtputf8,
+                            mime,
+                            &mut replies,
+                        ))
+                        .await;
+                }
+                Err(err) => outcome = Err(Stage::BeforeRecipients(err)),
+            }
+        }
+        match outcome {
+            Ok(()) => self.idle.lock().await.push(conn),
+            Err(stage) => {
+                let message = stage.into_error().to_string();
+                for reply in &mut replies {
+                    if reply.is_none() {
+                        *reply = Some(RecipientReply::Failed(message.clone()));
+                    }
+                }
+            }
+        }
+        replies
+            .into_iter()
+            .map(|r| r.unwrap_or_else(|| RecipientReply::Failed("no reply".into())))
+            .collect()
+    }
+}
+
+/// Where a transaction broke, to know whether a retry on a fresh connection is safe.
+#[derive(Debug)]
+enum Stage {
+    BeforeRecipients(SmtpError),
+    Later(SmtpError),
+}
+
+impl Stage {
+    fn into_error(self) -> SmtpError {
+        match self {
+            Self::BeforeRecipients(e) | Self::Later(e) => e,
+        }
+    }
+}
+
+impl From<SmtpError> for Stage {
+    fn from(err: SmtpError) -> Self {
+        Self::Later(err)
+    }
+}
+
+/// Doubles leading dots (RFC 5321 section 4.5.2) and ends the data with CRLF.CRLF.
+fn dot_stuff(mime: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(mime.len() + 64);
+    let mut at_line_start = true;
+    for &byte in mime {
+        if at_line_start && byte == b'.' {
+            out.push(b'.');
+        }
+        out.push(byte);
+        at_line_start = byte == b'\n';
+    }
+    if !out.ends_with(b"\r\n") {
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b".\r\n");
+    out
+}
+
+async fn transaction(
+    conn: &mut Connection,
+    from: &str,
+    recipients: &[String],
+    smtputf8: bool,
+    mime: &[u8],
+    replies: &mut [Option<RecipientReply>],
+) -> Result<(), Stage> {
+    let mut mail = format!("MAIL FROM:<{from}>");
+    if conn.eightbit {
+        mail.push_str(" BODY=8BITMIME");
+    }
+    if smtputf8 && conn.smtputf8 {
+        mail.push_str(" SMTPUTF8");
+    }
+    let mail_reply = conn.command(&mail).await.map_err(Stage::BeforeRecipients)?;
+    if !mail_reply.is_positive() {
+        // The sender was refused: that answer decides every recipient.
+        for reply in replies.iter_mut() {
+            *reply = Some(RecipientReply::Reply(mail_reply.clone()));
+        }
+        conn.command("RSET").await?;
+        return Ok(());
+    }
+    let mut accepted = Vec::new();
+    for (index, recipient) in recipients.iter().enumerate() {
+        let reply = conn.command(&format!("RCPT TO:<{recipient}>")).await?;
+        if reply.is_positive() {
+            accepted.push(index);
+        } else {
+            replies[index] = Some(RecipientReply::Reply(reply));
+        }
+    }
+    if accepted.is_empty() {
+        conn.command("RSET").await?;
+        return Ok(());
+    }
+    let data = conn.command("DATA").await?;
+    if data.code != 354 {
+        for &index in &accepted {
+            replies[index] = Some(RecipientReply::Reply(data.clone()));
+        }
+        conn.command("RSET").await?;
+        return Ok(());
+    }
+    conn.stream
+        .write_all(&dot_stuff(mime))
+        .await
+        .map_err(SmtpError::from)?;
+    conn.stream.flush().await.map_err(SmtpError::from)?;
+    let done = conn.read_reply().await?;
+    for &index in &accepted {
+        replies[index] = Some(RecipientReply::Reply(done.clone()));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dot_stuffing_doubles_leading_dots_only() {
+        assert_eq!(
+            dot_stuff(b".a\r\nb.c\r\n..d\r\n"),
+            b"..a\r\nb.c\r\n...d\r\n.\r\n".to_vec()
+        );
+        assert_eq!(dot_stuff(b"no newline"), b"no newline\r\n.\r\n".to_vec());
+    }
+}

@@ -1,0 +1,461 @@
+//! The delivery worker against a real SMTP sink over TCP: delivered, per-recipient refusals,
+//! deferral and retry, giving up, unreachable relays, lease expiry, scheduling, capture.
+
+use std::time::Duration;
+
+use mail_parser::MimeHeaders as _;
+use missive_tests::{Auth, TestApp};
+use serde_json::{Value, json};
+
+async fn send(app: &TestApp, key: &str, body: &Value) -> String {
+    app.post("/v1/emails", Auth::Key(key), body)
+        .await
+        .expect(200)["id"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+async fn read_email(app: &TestApp, key: &str, id: &str) -> Value {
+    app.get(&format!("/v1/emails/{id}"), Auth::Key(key))
+        .await
+        .expect(200)
+        .clone()
+}
+
+fn statuses(email: &Value) -> Vec<(String, String)> {
+    email["recipients"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["email"].as_str().unwrap().to_owned(),
+                r["status"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+fn event_types(email: &Value) -> Vec<String> {
+    email["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["type"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
+    list.iter()
+        .map(|(a, b)| ((*a).to_owned(), (*b).to_owned()))
+        .collect()
+}
+
+#[tokio::test]
+async fn an_email_is_delivered_with_bcc_only_in_the_envelope() {
+    let app = TestApp::spawn().await;
+    let tenant = app.create_tenant("Acme").await;
+    let id = send(
+        &app,
+        &tenant.key,
+        &json!({
+            "from": "Acme <news@acme.test>", "to": ["a@x.test", "b@x.test"], "cc": "c@x.test",
+            "bcc": "secret@x.test", "subject": "Hi", "text": "Hello\r\n.leading dot line"
+        }),
+    )
+    .await;
+    assert_eq!(app.worker.drain().await.unwrap(), 4);
+
+    let received = app.sink.received();
+    assert_eq!(received.len(), 1, "one SMTP transaction for all recipients");
+    let message = &received[0];
+    assert_eq!(message.mail_from, "news@acme.test");
+    assert_eq!(
+        message.rcpt_to,
+        ["a@x.test", "b@x.test", "c@x.test", "secret@x.test"]
+    );
+    let text = String::from_utf8_lossy(&message.data);
+    assert!(
+        !text.to_ascii_lowercase().contains("bcc") && !text.contains("secret@x.test"),
+        "{text}"
+    );
+    assert!(
+        text.contains("\r\n.leading dot line"),
+        "dot-stuffing undone by the sink: {text}"
+    );
+
+    let email = read_email(&app, &tenant.key, &id).await;
+    assert_eq!(email["last_event"], "delivered");
+    assert!(email["recipients"].as_array().unwrap().iter().all(|r| {
+        r["status"] == "delivered"
+            && r["attempts"] == 1
+            && r["last_smtp_code"] == 250
+            && r["last_smtp_response"]
+                .as_str()
+                .unwrap()
+                .contains("queued as sink")
+    }));
+    let delivered: Vec<&Value> = email["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["type"] == "email.delivered")
+        .collect();
+    assert_eq!(delivered.len(), 4);
+    assert!(delivered.iter().all(|e| e["smtp_code"] == 250));
+    assert_eq!(app.worker.drain().await.unwrap(), 0, "nothing left to do");
+}
+
+#[tokio::test]
+async fn attachments_arrive_byte_identical() {
+    let app = TestApp::spawn().await;
+    let tenant = app.create_tenant("Acme").await;
+    let bytes: Vec<u8> = (0..=255u8).cycle().take(100_000).collect();
+    send(
+        &app,
+        &tenant.key,
+        &json!({ "from": "a@acme.test", "to": "r@x.test", "subject": "f", "text": "see attached",
+                 "attachments": [{ "filename": "blob.bin", "content": bytes }] }),
+    )
+    .await;
+    app.worker.drain().await.unwrap();
+    let received = app.sink.received();
+    let parsed = mail_parser::MessageParser::default()
+        .parse(&received[0].data)
+        .unwrap();
+    let attachment = parsed.attachments().next().unwrap();
+    assert_eq!(attachment.attachment_name(), Some("blob.bin"));
+    assert_eq!(attachment.contents(), bytes.as_slice());
+}
+
+#[tokio::test]
+async fn one_refused_recipient_does_not_fail_the_others() {
+    let app = TestApp::spawn().await;
+    let tenant = app.create_tenant("Acme").await;
+    app.sink.answer_rcpt("gone@x.test", &[550]);
+    let id = send(&app, &tenant.key, &json!({ "from": "a@acme.test", "to": ["ok@x.test", "gone@x.test", "ok2@x.test"], "subject": "s", "text": "t" })).await;
+    app.worker.drain().await.unwrap();
+    let email = read_email(&app, &tenant.key, &id).await;
+    assert_eq!(
+        statuses(&email),
+        pairs(&[
+            ("ok@x.test", "delivered"),
+            ("gone@x.test", "bounced"),
+            ("ok2@x.test", "delivered")
+        ])
+    );
+    let gone = email["recipients"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["email"] == "gone@x.test")
+        .unwrap()
+        .clone();
+    assert_eq!(gone["last_smtp_code"], 550);
+    assert!(
+        gone["last_smtp_response"]
+            .as_str()
+            .unwrap()
+            .contains("5.1.1")
+    );
+    assert_eq!(email["last_event"], "bounced");
+    assert_eq!(app.sink.received()[0].rcpt_to, ["ok@x.test", "ok2@x.test"]);
+}
+
+#[tokio::test]
+async fn a_deferred_recipient_is_retried_and_delivered() {
+    let app = TestApp::spawn_with(|c| c.retry.base = Duration::ZERO).await;
+    let tenant = app.create_tenant("Acme").await;
+    app.sink.answer_rcpt("slow@x.test", &[451, 451]);
+    let id = send(
+        &app,
+        &tenant.key,
+        &json!({ "from": "a@acme.test", "to": "slow@x.test", "subject": "s", "text": "t" }),
+    )
+    .await;
+    app.worker.drain().await.unwrap();
+    let email = read_email(&app, &tenant.key, &id).await;
+    assert_eq!(statuses(&email), pairs(&[("slow@x.test", "delivered")]));
+    assert_eq!(email["recipients"][0]["attempts"], 3);
+    assert_eq!(
+        event_types(&email),
+        [
+            "email.queued",
+            "email.sending",
+            "email.deferred",
+            "email.sending",
+            "email.deferred",
+            "email.sending",
+            "email.delivered"
+        ]
+    );
+    let deferred = email["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["type"] == "email.deferred")
+        .unwrap()
+        .clone();
+    assert_eq!(deferred["smtp_code"], 451);
+}
+
+#[tokio::test]
+async fn a_deferral_waits_for_the_backoff() {
+    let app = TestApp::spawn().await;
+    let tenant = app.create_tenant("Acme").await;
+    app.sink.answer_rcpt("slow@x.test", &[451]);
+    let id = send(
+        &app,
+        &tenant.key,
+        &json!({ "from": "a@acme.test", "to": "slow@x.test", "subject": "s", "text": "t" }),
+    )
+    .await;
+    app.worker.drain().await.unwrap();
+    let email = read_email(&app, &tenant.key, &id).await;
+    assert_eq!(email["last_event"], "deferred");
+    let next = time::OffsetDateTime::parse(
+        email["recipients"][0]["next_attempt_at"].as_str().unwrap(),
+        &time::format_description::well_known::Rfc3339,
+    )
+    .unwrap();
+    let wait = next - time::OffsetDateTime::now_utc();
+    assert!(
+        wait > time::Duration::seconds(40) && wait < time::Duration::seconds(73),
+        "first retry about a minute away: {wait}"
+    );
+    assert_eq!(app.worker.drain().await.unwrap(), 0, "not due yet");
+}
+
+#[tokio::test]
+async fn a_temporary_failure_past_the_maximum_age_fails() {
+    let app = TestApp::spawn_with(|c| c.retry.max_age = Duration::ZERO).await;
+    let tenant = app.create_tenant("Acme").await;
+    app.sink.answer_rcpt("slow@x.test", &[451]);
+    let id = send(
+        &app,
+        &tenant.key,
+        &json!({ "from": "a@acme.test", "to": "slow@x.test", "subject": "s", "text": "t" }),
+    )
+    .await;
+    app.worker.drain().await.unwrap();
+    let email = read_email(&app, &tenant.key, &id).await;
+    assert_eq!(email["last_event"], "failed");
+    let failed = email["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["type"] == "email.failed")
+        .unwrap()
+        .clone();
+    assert_eq!(failed["smtp_code"], 451);
+}
+
+#[tokio::test]
+async fn an_unreachable_relay_defers_and_a_dropped_connection_is_retried() {
+    let closed_port = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().port()
+    };
+    let app = TestApp::spawn_with(|c| {
+        c.relay =
+            missive::config::parse_relay_url(&format!("smtp://127.0.0.1:{closed_port}?tls=none"))
+                .unwrap();
+    })
+    .await;
+    let tenant = app.create_tenant("Acme").await;
+    let id = send(
+        &app,
+        &tenant.key,
+        &json!({ "from": "a@acme.test", "to": "r@x.test", "subject": "s", "text": "t" }),
+    )
+    .await;
+    app.worker.drain().await.unwrap();
+    let email = read_email(&app, &tenant.key, &id).await;
+    assert_eq!(email["last_event"], "deferred");
+    assert_eq!(email["recipients"][0]["last_smtp_code"], Value::Null);
+    assert!(
+        email["recipients"][0]["last_smtp_response"]
+            .as_str()
+            .unwrap()
+            .contains("cannot connect"),
+        "{email}"
+    );
+
+    // A relay that drops the connection: deferred, then delivered on the retry.
+    let app = TestApp::spawn_with(|c| c.retry.base = Duration::ZERO).await;
+    let tenant = app.create_tenant("Acme").await;
+    app.sink.drop_next_connections(1);
+    let id = send(
+        &app,
+        &tenant.key,
+        &json!({ "from": "a@acme.test", "to": "r@x.test", "subject": "s", "text": "t" }),
+    )
+    .await;
+    app.worker.drain().await.unwrap();
+    let email = read_email(&app, &tenant.key, &id).await;
+    assert_eq!(email["last_event"], "delivered");
+    assert!(event_types(&email).contains(&"email.deferred".to_owned()));
+    assert_eq!(app.sink.received().len(), 1);
+}
+
+#[tokio::test]
+async fn a_worker_that_dies_holding_a_lease_loses_it_to_another() {
+    let app = TestApp::spawn().await;
+    let tenant = app.create_tenant("Acme").await;
+    let id = send(
+        &app,
+        &tenant.key,
+        &json!({ "from": "a@acme.test", "to": "r@x.test", "subject": "s", "text": "t" }),
+    )
+    .await;
+    // A worker leases the row for one second and dies without a word.
+    let stale = app
+        .store()
+        .lease_due_deliveries(10, Duration::from_secs(1))
+        .await
+        .unwrap();
+    assert_eq!(stale.len(), 1);
+    assert_eq!(
+        app.worker.drain().await.unwrap(),
+        0,
+        "the lease is respected while it lasts"
+    );
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(
+        app.worker.drain().await.unwrap(),
+        1,
+        "an expired lease is reclaimed"
+    );
+    let email = read_email(&app, &tenant.key, &id).await;
+    assert_eq!(email["last_event"], "delivered");
+    assert_eq!(email["recipients"][0]["attempts"], 2);
+    // The dead worker's late result cannot overwrite the new one.
+    let late = missive_store::DeliveryResult {
+        tenant_id: stale[0].tenant_id,
+        id: stale[0].id,
+        lease_id: stale[0].lease_id,
+        status: missive_store::DeliveryStatus::Bounced,
+        next_attempt_at: None,
+        smtp_code: Some(550),
+        smtp_response: "late".into(),
+    };
+    assert_eq!(
+        app.store().record_delivery_results(&[late]).await.unwrap(),
+        0
+    );
+    assert_eq!(email_status(&app, &tenant.key, &id).await, "delivered");
+}
+
+async fn email_status(app: &TestApp, key: &str, id: &str) -> String {
+    read_email(app, key, id).await["last_event"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+#[tokio::test]
+async fn scheduled_emails_wait_for_their_time_and_canceled_ones_never_go() {
+    let app = TestApp::spawn().await;
+    let tenant = app.create_tenant("Acme").await;
+    let later = (time::OffsetDateTime::now_utc() + time::Duration::days(1))
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap();
+    let body = json!({ "from": "a@acme.test", "to": "r@x.test", "subject": "s", "text": "t", "scheduled_at": later });
+    let kept = send(&app, &tenant.key, &body).await;
+    let canceled = send(&app, &tenant.key, &body).await;
+    app.post(
+        &format!("/v1/emails/{canceled}/cancel"),
+        Auth::Key(&tenant.key),
+        &json!({}),
+    )
+    .await
+    .expect(200);
+    assert_eq!(app.worker.drain().await.unwrap(), 0);
+    assert!(app.sink.received().is_empty());
+    // Move the clock: make both due now.
+    sqlx::query("UPDATE deliveries SET next_attempt_at = now() - interval '1 second'")
+        .execute(app.store().pool())
+        .await
+        .unwrap();
+    assert_eq!(
+        app.worker.drain().await.unwrap(),
+        1,
+        "only the kept email is sent"
+    );
+    assert_eq!(email_status(&app, &tenant.key, &kept).await, "delivered");
+    assert_eq!(email_status(&app, &tenant.key, &canceled).await, "canceled");
+    app.post(
+        &format!("/v1/emails/{kept}/cancel"),
+        Auth::Key(&tenant.key),
+        &json!({}),
+    )
+    .await
+    .expect_error(409, "conflict");
+}
+
+#[tokio::test]
+async fn a_running_worker_wakes_on_notify_without_polling() {
+    let app = TestApp::spawn_with(|c| c.poll_interval = Duration::from_secs(3600)).await;
+    let tenant = app.create_tenant("Acme").await;
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let worker = tokio::spawn(app.worker.clone().run(shutdown.clone()));
+    // Let the worker start listening and go to sleep on an empty queue.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    send(
+        &app,
+        &tenant.key,
+        &json!({ "from": "a@acme.test", "to": "r@x.test", "subject": "s", "text": "t" }),
+    )
+    .await;
+    let started = std::time::Instant::now();
+    while app.sink.received().is_empty() {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the worker was not woken"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    shutdown.cancel();
+    worker.await.unwrap();
+}
+
+#[tokio::test]
+async fn connections_to_the_relay_are_reused() {
+    let app = TestApp::spawn().await;
+    let tenant = app.create_tenant("Acme").await;
+    for i in 0..5 {
+        send(&app, &tenant.key, &json!({ "from": "a@acme.test", "to": format!("r{i}@x.test"), "subject": "s", "text": "t" })).await;
+        app.worker.drain().await.unwrap();
+    }
+    assert_eq!(app.sink.received().len(), 5);
+    assert_eq!(
+        app.sink.connections(),
+        1,
+        "one connection carried every message"
+    );
+}
+
+#[tokio::test]
+async fn the_capture_relay_writes_each_message_with_its_envelope() {
+    let dir = std::env::temp_dir().join(format!("missive-capture-{}", uuid::Uuid::new_v4()));
+    let relay = format!("capture:{}", dir.display());
+    let app =
+        TestApp::spawn_with(|c| c.relay = missive::config::parse_relay_url(&relay).unwrap()).await;
+    let tenant = app.create_tenant("Acme").await;
+    let id = send(&app, &tenant.key, &json!({ "from": "a@acme.test", "to": "r@x.test", "bcc": "b@x.test", "subject": "s", "text": "t" })).await;
+    app.worker.drain().await.unwrap();
+    let mut files: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    files.sort();
+    assert_eq!(files.len(), 2, "{files:?}");
+    assert!(files[0].starts_with(&id) && files[0].ends_with(".eml"));
+    let envelope: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join(&files[1])).unwrap()).unwrap();
+    assert_eq!(envelope["rcpt_to"], json!(["r@x.test", "b@x.test"]));
+    assert_eq!(envelope["mail_from"], "a@acme.test");
+    assert_eq!(email_status(&app, &tenant.key, &id).await, "delivered");
+    std::fs::remove_dir_all(dir).ok();
+}
