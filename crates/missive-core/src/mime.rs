@@ -113,6 +113,20 @@ mod tests {
     }
 
     #[test]
+    fn text_attachments_keep_bytes_that_are_not_utf8() {
+        let mut s = submission();
+        s.attachments = vec![Attachment {
+            filename: "hello.txt".into(),
+            content: b"hello attachment \x00\xff".to_vec(),
+            content_type: "text/plain".into(),
+            content_id: None,
+        }];
+        let mime = build_mime(&s, "abc@acme.test", OffsetDateTime::UNIX_EPOCH);
+        let text = String::from_utf8(mime).expect("the message is 7-bit clean");
+        assert!(text.contains("hello attachment =00=FF"), "{text}");
+    }
+
+    #[test]
     fn the_message_has_every_header_and_part_and_no_bcc() {
         let mime = build_mime(&submission(), "abc@acme.test", OffsetDateTime::UNIX_EPOCH);
         let text = String::from_utf8_lossy(&mime);

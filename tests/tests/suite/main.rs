@@ -10,5 +10,6 @@ mod fuzz;
 mod health;
 mod isolation;
 mod openapi;
+mod resend_sdk;
 mod store;
 mod tenants;

@@ -1,0 +1,57 @@
+//! The official Resend Python SDK sends through Missive unmodified: plain, with an attachment and
+//! tags, then reads the email back; errors arrive as the SDK's own exceptions.
+
+use mail_parser::MimeHeaders as _;
+use missive_tests::{TestApp, workspace_root};
+use serde_json::Value;
+
+#[tokio::test]
+async fn the_resend_python_sdk_sends_and_reads_back() {
+    let app = TestApp::spawn().await;
+    let tenant = app.create_tenant("Acme").await;
+    let python = std::env::var("MISSIVE_TEST_PYTHON")
+        .expect("MISSIVE_TEST_PYTHON is not set: run the suite with `make test`, which installs the Resend SDK");
+    let output = tokio::process::Command::new(python)
+        .arg(workspace_root().join("tests/python/resend_sdk.py"))
+        .env("RESEND_API_URL", format!("{}/v1", app.base_url))
+        .env("RESEND_API_KEY", &tenant.key)
+        .output()
+        .await
+        .expect("run the SDK script");
+    assert!(
+        output.status.success(),
+        "SDK script failed:\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let result: Value = serde_json::from_slice(&output.stdout).expect("the script prints JSON");
+
+    let got = &result["got"];
+    assert_eq!(got["id"], result["attached"]);
+    assert_eq!(got["subject"], "Attachment from the SDK");
+    assert_eq!(got["tags"][0]["name"], "category");
+    assert_eq!(got["tenant_id"], tenant.id.as_str());
+    assert_eq!(got["last_event"], "queued");
+    let error = &result["error"];
+    assert!(
+        error["message"]
+            .as_str()
+            .unwrap()
+            .contains("not-an-address"),
+        "{error}"
+    );
+
+    app.worker.drain().await.unwrap();
+    let received = app.sink.received();
+    assert_eq!(received.len(), 2);
+    let files = received
+        .iter()
+        .find(|m| m.rcpt_to == ["files@x.test"])
+        .expect("the attachment email arrived");
+    let parsed = mail_parser::MessageParser::default()
+        .parse(&files.data)
+        .unwrap();
+    let attachment = parsed.attachments().next().unwrap();
+    assert_eq!(attachment.attachment_name(), Some("hello.bin"));
+    assert_eq!(attachment.contents(), b"hello attachment \x00\xff");
+    assert!(received.iter().any(|m| m.rcpt_to == ["plain@x.test"]));
+}
