@@ -12,7 +12,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::db::TestDb;
-use crate::sink::SmtpSink;
+use crate::sink::{SinkOptions, SmtpSink};
 use missive::delivery::{DeliveryWorker, Transport, WorkerSettings};
 use missive::startup::Roles;
 use std::sync::Arc;
@@ -158,22 +158,34 @@ impl TestApp {
     /// # Panics
     /// When the application cannot start.
     pub async fn spawn_with(adjust: impl FnOnce(&mut Config)) -> Self {
+        Self::spawn_with_sink(SinkOptions::default(), |config, _| adjust(config)).await
+    }
+
+    /// Starts the application with a sink of the given kind; `adjust` sees the sink, to point the
+    /// relay at it with the right TLS mode and credentials.
+    ///
+    /// # Panics
+    /// When the application cannot start.
+    pub async fn spawn_with_sink(
+        options: SinkOptions,
+        adjust: impl FnOnce(&mut Config, &SmtpSink),
+    ) -> Self {
         init_process();
         let db = TestDb::create().await;
-        let sink = SmtpSink::start().await;
+        let sink = SmtpSink::start_with(options).await;
         let mut config = Config::with_database_url(&db.url);
         config.relay = missive::config::parse_relay_url(&sink.relay_url()).expect("sink relay URL");
         config.http_addr = "127.0.0.1:0".parse().expect("address");
         config.admin_key = Some(SecretString::from(ADMIN_KEY));
         config.shutdown_timeout = std::time::Duration::from_secs(5);
-        adjust(&mut config);
+        adjust(&mut config, &sink);
         let app = missive::Application::build_with_store(&config, db.store.clone(), Roles::API)
             .await
             .expect("application starts");
         let addr = app.http_addr().expect("the api role binds");
         let worker = DeliveryWorker::new(
             db.store.clone(),
-            Arc::new(Transport::from_config(&config)),
+            Arc::new(Transport::from_config(&config).expect("relay transport")),
             WorkerSettings::from_config(&config),
         );
         let shutdown = CancellationToken::new();

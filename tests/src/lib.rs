@@ -14,7 +14,7 @@ pub mod sink;
 
 pub use db::{TestDb, pg_bin, workspace_root};
 pub use http::{Auth, CreatedTenant, Response, TestApp, http_client};
-pub use sink::{Received, SmtpSink};
+pub use sink::{Received, SinkOptions, SmtpSink};
 
 /// The `missive` binary: `MISSIVE_BIN`, or the workspace's debug build (built on first use).
 ///

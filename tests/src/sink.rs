@@ -5,14 +5,32 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use base64::Engine as _;
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::TlsAcceptor;
+use tokio_rustls::rustls;
+
+/// How the sink behaves beyond plain SMTP.
+#[derive(Debug, Clone, Default)]
+pub struct SinkOptions {
+    /// Offer STARTTLS.
+    pub starttls: bool,
+    /// TLS from the first byte (SMTPS).
+    pub implicit_tls: bool,
+    /// Require AUTH PLAIN with these credentials before MAIL.
+    pub auth: Option<(String, String)>,
+}
 
 /// One message as the sink received it.
 #[derive(Debug, Clone)]
 pub struct Received {
     pub mail_from: String,
     pub rcpt_to: Vec<String>,
+    /// Whether the transaction ran under TLS.
+    pub tls: bool,
+    /// The user name the client authenticated as.
+    pub auth_user: Option<String>,
     /// The message with dot-stuffing undone.
     pub data: Vec<u8>,
 }
@@ -30,7 +48,31 @@ struct State {
 #[derive(Debug, Clone)]
 pub struct SmtpSink {
     pub addr: SocketAddr,
+    /// PEM of the CA that signed the sink's certificate, when it speaks TLS.
+    pub ca_pem: Option<String>,
     state: Arc<Mutex<State>>,
+}
+
+/// A CA and a certificate for 127.0.0.1 and localhost signed by it.
+fn tls_material() -> (TlsAcceptor, String) {
+    let ca_key = rcgen::KeyPair::generate().expect("CA key");
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("CA params");
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca = rcgen::CertifiedIssuer::self_signed(ca_params, ca_key).expect("CA certificate");
+    let key = rcgen::KeyPair::generate().expect("server key");
+    let params =
+        rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()])
+            .expect("params");
+    let cert = params.signed_by(&key, &ca).expect("server certificate");
+    let der_key = rustls::pki_types::PrivateKeyDer::try_from(key.serialize_der()).expect("key DER");
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("protocol versions")
+        .with_no_client_auth()
+        .with_single_cert(vec![cert.der().clone()], der_key)
+        .expect("server config");
+    (TlsAcceptor::from(Arc::new(config)), ca.pem())
 }
 
 fn reply_text(code: u16) -> String {
@@ -47,6 +89,21 @@ impl SmtpSink {
     /// # Panics
     /// When no port can be bound.
     pub async fn start() -> Self {
+        Self::start_with(SinkOptions::default()).await
+    }
+
+    /// Starts a sink with TLS and authentication options.
+    ///
+    /// # Panics
+    /// When no port can be bound.
+    pub async fn start_with(options: SinkOptions) -> Self {
+        let (acceptor, ca_pem) = if options.starttls || options.implicit_tls {
+            let (acceptor, pem) = tls_material();
+            (Some(acceptor), Some(pem))
+        } else {
+            (None, None)
+        };
+        let options = Arc::new(options);
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind sink");
         let addr = listener.local_addr().expect("sink addr");
         let state = Arc::new(Mutex::new(State::default()));
@@ -68,18 +125,35 @@ impl SmtpSink {
                     drop(stream);
                     continue;
                 }
+                let (acceptor, options) = (acceptor.clone(), options.clone());
                 tokio::spawn(async move {
-                    drop(session(stream, state).await);
+                    drop(session(stream, state, acceptor, options).await);
                 });
             }
         });
-        Self { addr, state }
+        Self {
+            addr,
+            ca_pem,
+            state,
+        }
     }
 
     /// The relay URL that points Missive here.
     #[must_use]
     pub fn relay_url(&self) -> String {
         format!("smtp://{}?tls=none", self.addr)
+    }
+
+    /// Writes the CA to a file Missive can trust (`MISSIVE_RELAY_CA_FILE`).
+    ///
+    /// # Panics
+    /// When the sink has no TLS or the file cannot be written.
+    #[must_use]
+    pub fn write_ca_file(&self) -> std::path::PathBuf {
+        let path =
+            std::env::temp_dir().join(format!("missive-sink-ca-{}.pem", uuid::Uuid::new_v4()));
+        std::fs::write(&path, self.ca_pem.as_ref().expect("a TLS sink")).expect("write CA");
+        path
     }
 
     /// Answers `recipient`'s next RCPT commands with `codes`, then 250.
@@ -109,27 +183,99 @@ impl SmtpSink {
     }
 }
 
-async fn session(stream: TcpStream, state: Arc<Mutex<State>>) -> std::io::Result<()> {
-    let (read, mut write) = stream.into_split();
-    let mut reader = BufReader::new(read);
-    write.write_all(b"220 sink.test ESMTP\r\n").await?;
+async fn session(
+    stream: TcpStream,
+    state: Arc<Mutex<State>>,
+    acceptor: Option<TlsAcceptor>,
+    options: Arc<SinkOptions>,
+) -> std::io::Result<()> {
+    if options.implicit_tls {
+        let tls = acceptor.expect("TLS material").accept(stream).await?;
+        return conversation(&mut BufReader::new(tls), &state, &options, true, true)
+            .await
+            .map(drop);
+    }
+    let mut reader = BufReader::new(stream);
+    if conversation(&mut reader, &state, &options, false, true).await? {
+        // STARTTLS: whatever the client sent before the handshake is discarded.
+        let tls = acceptor
+            .expect("TLS material")
+            .accept(reader.into_inner())
+            .await?;
+        conversation(&mut BufReader::new(tls), &state, &options, true, false).await?;
+    }
+    Ok(())
+}
+
+/// Runs commands until QUIT or EOF (false), or until a STARTTLS was accepted (true).
+async fn conversation<S: AsyncRead + AsyncWrite + Unpin>(
+    reader: &mut BufReader<S>,
+    state: &Mutex<State>,
+    options: &SinkOptions,
+    tls: bool,
+    greet: bool,
+) -> std::io::Result<bool> {
+    if greet {
+        reader
+            .get_mut()
+            .write_all(b"220 sink.test ESMTP\r\n")
+            .await?;
+    }
+    let offer_starttls = options.starttls && !tls;
     let mut mail_from = String::new();
     let mut rcpt_to: Vec<String> = Vec::new();
+    let mut auth_user: Option<String> = None;
     loop {
         let mut line = String::new();
         if reader.read_line(&mut line).await? == 0 {
-            return Ok(());
+            return Ok(false);
         }
         let command = line.trim_end().to_owned();
         let upper = command.to_ascii_uppercase();
         let reply = if upper.starts_with("EHLO") {
-            "250-sink.test\r\n250-8BITMIME\r\n250-SMTPUTF8\r\n250 PIPELINING".to_owned()
+            let mut lines = vec!["250-sink.test", "250-8BITMIME", "250-SMTPUTF8"];
+            if offer_starttls {
+                lines.push("250-STARTTLS");
+            }
+            if options.auth.is_some() && !offer_starttls {
+                lines.push("250-AUTH PLAIN");
+            }
+            lines.push("250 PIPELINING");
+            lines.join("\r\n")
         } else if upper.starts_with("HELO") || upper.starts_with("NOOP") {
             "250 ok".to_owned()
+        } else if upper == "STARTTLS" && offer_starttls {
+            reader
+                .get_mut()
+                .write_all(b"220 2.0.0 ready for TLS\r\n")
+                .await?;
+            return Ok(true);
+        } else if upper.starts_with("AUTH PLAIN ") {
+            let decoded = base64::engine::general_purpose::STANDARD
+                .decode(command[11..].trim())
+                .unwrap_or_default();
+            let parts: Vec<&[u8]> = decoded.split(|b| *b == 0).collect();
+            let given = (parts.len() == 3).then(|| {
+                (
+                    String::from_utf8_lossy(parts[1]).into_owned(),
+                    String::from_utf8_lossy(parts[2]).into_owned(),
+                )
+            });
+            match (&options.auth, given) {
+                (Some(expected), Some(given)) if *expected == given => {
+                    auth_user = Some(given.0);
+                    "235 2.7.0 authenticated".to_owned()
+                }
+                _ => "535 5.7.8 bad credentials".to_owned(),
+            }
         } else if upper.starts_with("MAIL FROM:") {
-            mail_from = address(&command);
-            rcpt_to.clear();
-            "250 2.1.0 ok".to_owned()
+            if options.auth.is_some() && auth_user.is_none() {
+                "530 5.7.0 authentication required".to_owned()
+            } else {
+                mail_from = address(&command);
+                rcpt_to.clear();
+                "250 2.1.0 ok".to_owned()
+            }
         } else if upper.starts_with("RCPT TO:") {
             let recipient = address(&command);
             let code = {
@@ -147,12 +293,12 @@ async fn session(stream: TcpStream, state: Arc<Mutex<State>>) -> std::io::Result
             if rcpt_to.is_empty() {
                 "554 5.5.1 no valid recipients".to_owned()
             } else {
-                write.write_all(b"354 go ahead\r\n").await?;
+                reader.get_mut().write_all(b"354 go ahead\r\n").await?;
                 let mut data = Vec::new();
                 loop {
                     let mut raw = Vec::new();
                     if reader.read_until(b'\n', &mut raw).await? == 0 {
-                        return Ok(());
+                        return Ok(false);
                     }
                     if raw == b".\r\n" {
                         break;
@@ -167,6 +313,8 @@ async fn session(stream: TcpStream, state: Arc<Mutex<State>>) -> std::io::Result
                 state.lock().unwrap().received.push(Received {
                     mail_from: mail_from.clone(),
                     rcpt_to: std::mem::take(&mut rcpt_to),
+                    tls,
+                    auth_user: auth_user.clone(),
                     data,
                 });
                 "250 2.0.0 queued as sink".to_owned()
@@ -175,13 +323,14 @@ async fn session(stream: TcpStream, state: Arc<Mutex<State>>) -> std::io::Result
             rcpt_to.clear();
             "250 ok".to_owned()
         } else if upper == "QUIT" {
-            write.write_all(b"221 bye\r\n").await?;
-            return Ok(());
+            reader.get_mut().write_all(b"221 bye\r\n").await?;
+            return Ok(false);
         } else {
             "502 5.5.2 not implemented".to_owned()
         };
-        write.write_all(reply.as_bytes()).await?;
-        write.write_all(b"\r\n").await?;
+        let stream = reader.get_mut();
+        stream.write_all(reply.as_bytes()).await?;
+        stream.write_all(b"\r\n").await?;
     }
 }
 

@@ -161,6 +161,12 @@ const SETTINGS: &[Setting] = &[
         default: Some("localhost"),
     },
     Setting {
+        key: "relay_ca_file",
+        env: &["MISSIVE_RELAY_CA_FILE"],
+        flag: "--relay-ca-file",
+        default: None,
+    },
+    Setting {
         key: "relay_max_connections",
         env: &["MISSIVE_RELAY_MAX_CONNECTIONS"],
         flag: "--relay-max-connections",
@@ -302,6 +308,8 @@ pub struct Config {
     pub shutdown_timeout: Duration,
     /// Name we give in EHLO to relays.
     pub helo_name: String,
+    /// Extra PEM certificates a relay's TLS certificate may chain to.
+    pub relay_ca_file: Option<PathBuf>,
     pub relay_max_connections: usize,
     pub relay_timeout: Duration,
     pub worker_concurrency: usize,
@@ -511,6 +519,7 @@ impl Parser {
                         }
                     })
             })?,
+            relay_ca_file: self.get("relay_ca_file", parse_path)?,
             relay_max_connections: self
                 .required("relay_max_connections", |s| parse_bounded(s, 1, 10_000))?,
             relay_timeout: self

@@ -24,6 +24,8 @@ pub enum StartupError {
     Config(#[from] ConfigError),
     #[error("database: {0}")]
     Store(#[from] StoreError),
+    #[error(transparent)]
+    Transport(#[from] crate::delivery::TransportError),
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: SocketAddr,
@@ -123,13 +125,15 @@ impl Application {
         } else {
             None
         };
-        let worker = roles.worker.then(|| {
-            DeliveryWorker::new(
+        let worker = if roles.worker {
+            Some(DeliveryWorker::new(
                 store.clone(),
-                Arc::new(Transport::from_config(config)),
+                Arc::new(Transport::from_config(config)?),
                 WorkerSettings::from_config(config),
-            )
-        });
+            ))
+        } else {
+            None
+        };
         Ok(Self {
             http,
             worker,

@@ -459,3 +459,128 @@ async fn the_capture_relay_writes_each_message_with_its_envelope() {
     assert_eq!(email_status(&app, &tenant.key, &id).await, "delivered");
     std::fs::remove_dir_all(dir).ok();
 }
+
+async fn deliver_one(app: &TestApp) -> Value {
+    let tenant = app.create_tenant("Acme").await;
+    let id = send(
+        app,
+        &tenant.key,
+        &json!({ "from": "a@acme.test", "to": "r@x.test", "subject": "s", "text": "t" }),
+    )
+    .await;
+    app.worker.drain().await.unwrap();
+    read_email(app, &tenant.key, &id).await
+}
+
+#[tokio::test]
+async fn the_relay_is_reached_over_starttls_with_auth() {
+    let options = missive_tests::SinkOptions {
+        starttls: true,
+        auth: Some(("relay-user".into(), "relay pass:word".into())),
+        ..Default::default()
+    };
+    let app = TestApp::spawn_with_sink(options, |config, sink| {
+        let url = format!(
+            "smtp://relay-user:relay%20pass%3Aword@{}?tls=starttls",
+            sink.addr
+        );
+        config.relay = missive::config::parse_relay_url(&url).unwrap();
+        config.relay_ca_file = Some(sink.write_ca_file());
+    })
+    .await;
+    let email = deliver_one(&app).await;
+    assert_eq!(email["last_event"], "delivered", "{email}");
+    let received = app.sink.received();
+    assert!(received[0].tls, "the message went over TLS");
+    assert_eq!(received[0].auth_user.as_deref(), Some("relay-user"));
+}
+
+#[tokio::test]
+async fn the_relay_is_reached_over_implicit_tls() {
+    let options = missive_tests::SinkOptions {
+        implicit_tls: true,
+        ..Default::default()
+    };
+    let app = TestApp::spawn_with_sink(options, |config, sink| {
+        config.relay =
+            missive::config::parse_relay_url(&format!("smtp://{}?tls=tls", sink.addr)).unwrap();
+        config.relay_ca_file = Some(sink.write_ca_file());
+    })
+    .await;
+    let email = deliver_one(&app).await;
+    assert_eq!(email["last_event"], "delivered", "{email}");
+    assert!(app.sink.received()[0].tls);
+}
+
+#[tokio::test]
+async fn an_untrusted_certificate_or_missing_starttls_defers() {
+    // The sink's CA is not trusted: the handshake fails and the delivery is deferred.
+    let options = missive_tests::SinkOptions {
+        starttls: true,
+        ..Default::default()
+    };
+    let app = TestApp::spawn_with_sink(options, |config, sink| {
+        config.relay =
+            missive::config::parse_relay_url(&format!("smtp://{}?tls=starttls", sink.addr))
+                .unwrap();
+    })
+    .await;
+    let email = deliver_one(&app).await;
+    assert_eq!(email["last_event"], "deferred");
+    assert!(
+        email["recipients"][0]["last_smtp_response"]
+            .as_str()
+            .unwrap()
+            .contains("TLS"),
+        "{email}"
+    );
+    assert!(app.sink.received().is_empty());
+
+    // A relay without STARTTLS is never used in clear when starttls was asked for.
+    let app = TestApp::spawn_with(|config| {
+        let url = config_relay_with_tls(config, "starttls");
+        config.relay = missive::config::parse_relay_url(&url).unwrap();
+    })
+    .await;
+    let email = deliver_one(&app).await;
+    assert_eq!(email["last_event"], "deferred");
+    assert!(
+        email["recipients"][0]["last_smtp_response"]
+            .as_str()
+            .unwrap()
+            .contains("STARTTLS"),
+        "{email}"
+    );
+    assert!(app.sink.received().is_empty());
+}
+
+/// The default test relay's address with another TLS mode.
+fn config_relay_with_tls(config: &missive::Config, tls: &str) -> String {
+    let missive::config::RelayUrl::Smtp(relay) = &config.relay else {
+        panic!("smtp relay")
+    };
+    format!("smtp://{}:{}?tls={tls}", relay.host, relay.port)
+}
+
+#[tokio::test]
+async fn wrong_relay_credentials_defer_rather_than_lose_mail() {
+    let options = missive_tests::SinkOptions {
+        auth: Some(("u".into(), "right".into())),
+        ..Default::default()
+    };
+    let app = TestApp::spawn_with_sink(options, |config, sink| {
+        config.relay =
+            missive::config::parse_relay_url(&format!("smtp://u:wrong@{}?tls=none", sink.addr))
+                .unwrap();
+    })
+    .await;
+    let email = deliver_one(&app).await;
+    assert_eq!(email["last_event"], "deferred");
+    assert!(
+        email["recipients"][0]["last_smtp_response"]
+            .as_str()
+            .unwrap()
+            .contains("535"),
+        "{email}"
+    );
+}

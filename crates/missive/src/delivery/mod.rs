@@ -62,19 +62,66 @@ impl WorkerSettings {
     }
 }
 
+/// Why the relay transport could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum TransportError {
+    #[error("MISSIVE_RELAY_CA_FILE: cannot read certificates from {path}: {message}")]
+    CaFile { path: PathBuf, message: String },
+}
+
+/// The roots a relay's certificate must chain to: the Mozilla set, plus the operator's own CA
+/// for relays with private certificates.
+fn tls_client_config(
+    extra_ca: Option<&std::path::Path>,
+) -> Result<Arc<rustls::ClientConfig>, TransportError> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject as _;
+    let mut roots = rustls::RootCertStore::empty();
+    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    if let Some(path) = extra_ca {
+        let error = |message: String| TransportError::CaFile {
+            path: path.to_owned(),
+            message,
+        };
+        let certs = CertificateDer::pem_file_iter(path)
+            .map_err(|e| error(e.to_string()))?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| error(e.to_string()))?;
+        if certs.is_empty() {
+            return Err(error("no certificate in the file".to_owned()));
+        }
+        for cert in certs {
+            roots.add(cert).map_err(|e| error(e.to_string()))?;
+        }
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| TransportError::CaFile {
+            path: PathBuf::new(),
+            message: e.to_string(),
+        })?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(Arc::new(config))
+}
+
 impl Transport {
     /// Builds the shared relay's transport.
-    #[must_use]
-    pub fn from_config(config: &Config) -> Self {
-        match &config.relay {
+    ///
+    /// # Errors
+    /// The extra CA file cannot be read.
+    pub fn from_config(config: &Config) -> Result<Self, TransportError> {
+        Ok(match &config.relay {
             RelayUrl::Capture(dir) => Self::Capture(dir.clone()),
             RelayUrl::Smtp(relay) => Self::Smtp(SmtpPool::new(
                 relay.clone(),
+                tls_client_config(config.relay_ca_file.as_deref())?,
                 config.helo_name.clone(),
                 config.relay_max_connections,
                 config.relay_timeout,
             )),
-        }
+        })
     }
 
     async fn send(&self, message: &OutgoingMessage, recipients: &[String]) -> Vec<RecipientReply> {

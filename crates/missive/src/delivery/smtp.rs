@@ -3,13 +3,21 @@
 //! one rejection). Connections are reused across messages, under our own cap.
 
 use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use base64::Engine as _;
 use secrecy::ExposeSecret;
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufStream};
+use tokio::io::{
+    AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufStream, ReadBuf,
+};
 use tokio::net::TcpStream;
 use tokio::sync::{Mutex, Semaphore};
+use tokio_rustls::TlsConnector;
+use tokio_rustls::client::TlsStream;
+use tokio_rustls::rustls::pki_types::ServerName;
 
 use crate::config::{RelayTls, SmtpRelay};
 
@@ -39,15 +47,63 @@ pub enum SmtpError {
     Protocol(String),
     #[error("the relay refused us: {} {}", .0.code, .0.text)]
     Refused(Reply),
-    #[error("TLS towards the relay (tls=starttls|tls) is not supported by this build yet")]
-    TlsUnsupported,
+    #[error("the relay does not offer STARTTLS, and tls=starttls requires it")]
+    NoStartTls,
+    #[error("TLS with the relay failed: {0}")]
+    Tls(io::Error),
+}
+
+/// A connection to the relay, before or after TLS.
+enum Stream {
+    Plain(TcpStream),
+    Tls(Box<TlsStream<TcpStream>>),
+}
+
+impl AsyncRead for Stream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Self::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Self::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Stream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Self::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            Self::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Self::Plain(s) => Pin::new(s).poll_flush(cx),
+            Self::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Self::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            Self::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+        }
+    }
 }
 
 /// The longest reply line we read; a relay sending more is broken.
 const MAX_REPLY_LINE: usize = 4096;
 
 struct Connection {
-    stream: BufStream<TcpStream>,
+    stream: BufStream<Stream>,
     smtputf8: bool,
     eightbit: bool,
 }
@@ -101,6 +157,7 @@ pub enum RecipientReply {
 /// A relay with a pool of reusable connections and a cap on how many are open at once.
 pub struct SmtpPool {
     relay: SmtpRelay,
+    tls: TlsConnector,
     helo: String,
     timeout: Duration,
     permits: Semaphore,
@@ -120,10 +177,18 @@ impl std::fmt::Debug for SmtpPool {
 }
 
 impl SmtpPool {
+    /// A pool for `relay`; `tls` holds the roots the relay's certificate must chain to.
     #[must_use]
-    pub fn new(relay: SmtpRelay, helo: String, max_connections: usize, timeout: Duration) -> Self {
+    pub fn new(
+        relay: SmtpRelay,
+        tls: Arc<tokio_rustls::rustls::ClientConfig>,
+        helo: String,
+        max_connections: usize,
+        timeout: Duration,
+    ) -> Self {
         Self {
             relay,
+            tls: TlsConnector::from(tls),
             helo,
             timeout,
             permits: Semaphore::new(max_connections.max(1)),
@@ -150,10 +215,24 @@ impl SmtpPool {
             })
     }
 
-    async fn connect(&self) -> Result<Connection, SmtpError> {
-        if self.relay.tls != RelayTls::None {
-            return Err(SmtpError::TlsUnsupported);
+    async fn handshake(&self, tcp: TcpStream) -> Result<Stream, SmtpError> {
+        let name = ServerName::try_from(self.relay.host.clone())
+            .map_err(|e| SmtpError::Tls(io::Error::new(io::ErrorKind::InvalidInput, e)))?;
+        let tls = self.tls.connect(name, tcp).await.map_err(SmtpError::Tls)?;
+        Ok(Stream::Tls(Box::new(tls)))
+    }
+
+    async fn ehlo(&self, conn: &mut Connection) -> Result<Reply, SmtpError> {
+        let ehlo = conn.command(&format!("EHLO {}", self.helo)).await?;
+        if ehlo.is_positive() {
+            let upper = ehlo.text.to_ascii_uppercase();
+            conn.smtputf8 = upper.lines().any(|l| l.get(4..) == Some("SMTPUTF8"));
+            conn.eightbit = upper.lines().any(|l| l.get(4..) == Some("8BITMIME"));
         }
+        Ok(ehlo)
+    }
+
+    async fn connect(&self) -> Result<Connection, SmtpError> {
         let addr = self.addr();
         let stream = self
             .timed(async {
@@ -166,22 +245,47 @@ impl SmtpPool {
             })
             .await?;
         stream.set_nodelay(true)?;
-        let mut conn = Connection {
-            stream: BufStream::new(stream),
-            smtputf8: false,
-            eightbit: false,
-        };
         self.timed(async {
+            let stream = match self.relay.tls {
+                RelayTls::Tls => self.handshake(stream).await?,
+                RelayTls::None | RelayTls::StartTls => Stream::Plain(stream),
+            };
+            let mut conn = Connection {
+                stream: BufStream::new(stream),
+                smtputf8: false,
+                eightbit: false,
+            };
             let greeting = conn.read_reply().await?;
             if greeting.code != 220 {
                 return Err(SmtpError::Refused(greeting));
             }
-            let ehlo = conn.command(&format!("EHLO {}", self.helo)).await?;
-            if ehlo.is_positive() {
-                let upper = ehlo.text.to_ascii_uppercase();
-                conn.smtputf8 = upper.lines().any(|l| l.get(4..) == Some("SMTPUTF8"));
-                conn.eightbit = upper.lines().any(|l| l.get(4..) == Some("8BITMIME"));
-            } else {
+            let mut ehlo = self.ehlo(&mut conn).await?;
+            if self.relay.tls == RelayTls::StartTls {
+                let offered = ehlo.is_positive()
+                    && ehlo
+                        .text
+                        .to_ascii_uppercase()
+                        .lines()
+                        .any(|l| l.get(4..) == Some("STARTTLS"));
+                if !offered {
+                    return Err(SmtpError::NoStartTls);
+                }
+                let reply = conn.command("STARTTLS").await?;
+                if reply.code != 220 {
+                    return Err(SmtpError::Refused(reply));
+                }
+                // Anything buffered before the handshake is discarded, as RFC 3207 requires.
+                let Stream::Plain(tcp) = conn.stream.into_inner() else {
+                    return Err(SmtpError::Protocol("STARTTLS on a TLS connection".into()));
+                };
+                conn = Connection {
+                    stream: BufStream::new(self.handshake(tcp).await?),
+                    smtputf8: false,
+                    eightbit: false,
+                };
+                ehlo = self.ehlo(&mut conn).await?;
+            }
+            if !ehlo.is_positive() {
                 let helo = conn.command(&format!("HELO {}", self.helo)).await?;
                 if !helo.is_positive() {
                     return Err(SmtpError::Refused(helo));
@@ -195,10 +299,9 @@ impl SmtpPool {
                     return Err(SmtpError::Refused(auth));
                 }
             }
-            Ok(())
+            Ok(conn)
         })
-        .await?;
-        Ok(conn)
+        .await
     }
 
     /// Sends one message to some recipients and returns one reply per recipient, in order.
