@@ -1,5 +1,5 @@
 # Missive's everyday commands. The quick start is `make run` and `make test`.
-.PHONY: run test lint fmt build stop clean help
+.PHONY: run test bench lint fmt build stop clean help
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-6s %s\n", $$1, $$2}'
@@ -9,6 +9,9 @@ run: ## Run Missive with a local Postgres (.missive/) and the capture relay
 
 test: ## Run the whole test suite against a throwaway Postgres
 	@scripts/test.sh
+
+bench: ## REST benchmarks against a durable local Postgres; prints a markdown table
+	@bench/run.sh
 
 lint: ## Formatting and clippy checks, as CI runs them
 	cargo fmt --all -- --check

@@ -1,0 +1,265 @@
+//! `missive-loadgen`: the load generator and SMTP sink behind `bench/run.sh`.
+//!
+//! - `accept`: N concurrent clients post a fixed number of emails as fast as they can; prints
+//!   throughput and latency percentiles as JSON.
+//! - `latency`: posts at a fixed rate for a fixed time (open loop, so a slow server cannot slow
+//!   the arrivals down); prints latency percentiles as JSON.
+//! - `sink`: a minimal, fast SMTP sink that counts messages into a file, for end-to-end timing.
+
+// Reports go to stdout by design: bench/run.sh reads them.
+#![allow(clippy::print_stdout)]
+
+use std::io::Write as _;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+
+#[derive(Debug, Parser)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Closed loop: `clients` workers send `total` emails in all.
+    Accept {
+        #[arg(long)]
+        url: String,
+        #[arg(long)]
+        key: String,
+        #[arg(long, default_value_t = 32)]
+        clients: usize,
+        #[arg(long, default_value_t = 20_000)]
+        total: usize,
+    },
+    /// Open loop: `rate` requests a second for `seconds`.
+    Latency {
+        #[arg(long)]
+        url: String,
+        #[arg(long)]
+        key: String,
+        #[arg(long, default_value_t = 500)]
+        rate: u64,
+        #[arg(long, default_value_t = 20)]
+        seconds: u64,
+    },
+    /// Counts messages received over SMTP into `count_file`.
+    Sink {
+        #[arg(long)]
+        port: u16,
+        #[arg(long)]
+        count_file: PathBuf,
+    },
+}
+
+fn body(i: usize) -> serde_json::Value {
+    serde_json::json!({
+        "from": "Bench <bench@bench.test>",
+        "to": format!("user{i}@sink.test"),
+        "subject": format!("Benchmark message {i}"),
+        "html": format!("<p>Hello {i}</p><p>{}</p>", "Lorem ipsum dolor sit amet. ".repeat(40)),
+        "text": format!("Hello {i}"),
+        "tags": [{ "name": "bench", "value": "yes" }]
+    })
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[index].as_secs_f64() * 1000.0
+}
+
+async fn post(
+    client: &reqwest::Client,
+    url: &str,
+    key: &str,
+    i: usize,
+) -> anyhow::Result<Duration> {
+    let started = Instant::now();
+    let response = client
+        .post(format!("{url}/v1/emails"))
+        .bearer_auth(key)
+        .json(&body(i))
+        .send()
+        .await?;
+    let status = response.status();
+    response.bytes().await?;
+    anyhow::ensure!(status.is_success(), "HTTP {status}");
+    Ok(started.elapsed())
+}
+
+fn client() -> anyhow::Result<reqwest::Client> {
+    Ok(reqwest::Client::builder()
+        .pool_max_idle_per_host(256)
+        .build()?)
+}
+
+async fn accept(url: String, key: String, clients: usize, total: usize) -> anyhow::Result<()> {
+    let client = client()?;
+    let next = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..clients {
+        let (client, url, key, next) = (client.clone(), url.clone(), key.clone(), next.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut latencies = Vec::new();
+            let mut errors = 0u64;
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed) as usize;
+                if i >= total {
+                    return (latencies, errors);
+                }
+                match post(&client, &url, &key, i).await {
+                    Ok(latency) => latencies.push(latency),
+                    Err(_) => errors += 1,
+                }
+            }
+        }));
+    }
+    let mut latencies = Vec::with_capacity(total);
+    let mut errors = 0;
+    for task in tasks {
+        let (l, e) = task.await?;
+        latencies.extend(l);
+        errors += e;
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    latencies.sort();
+    let report = serde_json::json!({
+        "requests": total, "errors": errors, "seconds": elapsed,
+        "per_second": latencies.len() as f64 / elapsed,
+        "p50_ms": percentile(&latencies, 0.50), "p99_ms": percentile(&latencies, 0.99),
+    });
+    println!("{report}");
+    Ok(())
+}
+
+async fn latency(url: String, key: String, rate: u64, seconds: u64) -> anyhow::Result<()> {
+    let client = client()?;
+    let total = (rate * seconds) as usize;
+    let interval = Duration::from_secs_f64(1.0 / rate as f64);
+    let started = Instant::now();
+    let mut tasks = Vec::with_capacity(total);
+    for i in 0..total {
+        let due = started + interval.mul_f64(i as f64);
+        tokio::time::sleep_until(due.into()).await;
+        let (client, url, key) = (client.clone(), url.clone(), key.clone());
+        tasks.push(tokio::spawn(
+            async move { post(&client, &url, &key, i).await },
+        ));
+    }
+    let mut latencies = Vec::with_capacity(total);
+    let mut errors = 0;
+    for task in tasks {
+        match task.await? {
+            Ok(latency) => latencies.push(latency),
+            Err(_) => errors += 1,
+        }
+    }
+    latencies.sort();
+    let report = serde_json::json!({
+        "requests": total, "errors": errors, "rate": rate,
+        "p50_ms": percentile(&latencies, 0.50), "p99_ms": percentile(&latencies, 0.99),
+        "max_ms": percentile(&latencies, 1.0),
+    });
+    println!("{report}");
+    Ok(())
+}
+
+async fn sink(port: u16, count_file: PathBuf) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+        .await
+        .context("bind the sink")?;
+    let count = Arc::new(AtomicU64::new(0));
+    let writer = count.clone();
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            let n = writer.load(Ordering::Relaxed);
+            let tmp = count_file.with_extension("tmp");
+            if std::fs::File::create(&tmp)
+                .and_then(|mut f| writeln!(f, "{n}"))
+                .is_ok()
+            {
+                drop(std::fs::rename(&tmp, &count_file));
+            }
+        }
+    });
+    loop {
+        let (stream, _) = listener.accept().await?;
+        let count = count.clone();
+        tokio::spawn(async move {
+            let (read, mut write) = stream.into_split();
+            let mut reader = BufReader::new(read);
+            let _ = write.write_all(b"220 sink ESMTP\r\n").await;
+            let mut line = Vec::new();
+            let mut recipients = 0u64;
+            loop {
+                line.clear();
+                if reader.read_until(b'\n', &mut line).await.unwrap_or(0) == 0 {
+                    return;
+                }
+                let upper = line.to_ascii_uppercase();
+                let reply: &[u8] = if upper.starts_with(b"EHLO") {
+                    b"250-sink\r\n250-8BITMIME\r\n250-SMTPUTF8\r\n250 PIPELINING\r\n"
+                } else if upper.starts_with(b"RCPT") {
+                    recipients += 1;
+                    b"250 ok\r\n"
+                } else if upper.starts_with(b"DATA") {
+                    let _ = write.write_all(b"354 go\r\n").await;
+                    loop {
+                        line.clear();
+                        if reader.read_until(b'\n', &mut line).await.unwrap_or(0) == 0 {
+                            return;
+                        }
+                        if line == b".\r\n" {
+                            break;
+                        }
+                    }
+                    count.fetch_add(recipients, Ordering::Relaxed);
+                    recipients = 0;
+                    b"250 queued\r\n"
+                } else if upper.starts_with(b"QUIT") {
+                    let _ = write.write_all(b"221 bye\r\n").await;
+                    return;
+                } else {
+                    if upper.starts_with(b"RSET") || upper.starts_with(b"MAIL") {
+                        recipients = 0;
+                    }
+                    b"250 ok\r\n"
+                };
+                if write.write_all(reply).await.is_err() {
+                    return;
+                }
+            }
+        });
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    drop(rustls::crypto::ring::default_provider().install_default());
+    match Cli::parse().command {
+        Command::Accept {
+            url,
+            key,
+            clients,
+            total,
+        } => accept(url, key, clients, total).await,
+        Command::Latency {
+            url,
+            key,
+            rate,
+            seconds,
+        } => latency(url, key, rate, seconds).await,
+        Command::Sink { port, count_file } => sink(port, count_file).await,
+    }
+}
