@@ -337,34 +337,27 @@ impl SmtpPool {
             },
         };
         let mut replies: Vec<Option<RecipientReply>> = recipients.iter().map(|_| None).collect();
-        let mut outcome = self
-            .timed(transaction(
-                &mut conn,
-                from,
-                recipients,
-                smtputf8,
-                mime,
-                &mut replies,
-            ))
-            .await;
-        if reused && matches!(outcome, Err(Stage::BeforeRecipients(_))) {
-            match self.connect().await {
-                Ok(fresh) => {
-                    conn = fresh;
-                    outcome = self
-                        .timed(transaction(
-                            &mut conn,
-                            from,
-                            recipients,
-                            smtputf8,
-                            mime,
-                            &mut replies,
-                        ))
-                        .await;
-                }
-                Err(err) => outcome = Err(Stage::BeforeRecipients(err)),
+        let mut retry_on_fresh = reused;
+        let outcome = loop {
+            let outcome = self
+                .timed(transaction(
+                    &mut conn,
+                    from,
+                    recipients,
+                    smtputf8,
+                    mime,
+                    &mut replies,
+                ))
+                .await;
+            if !(retry_on_fresh && matches!(outcome, Err(Stage::BeforeRecipients(_)))) {
+                break outcome;
             }
-        }
+            retry_on_fresh = false;
+            match self.connect().await {
+                Ok(fresh) => conn = fresh,
+                Err(err) => break Err(Stage::BeforeRecipients(err)),
+            }
+        };
         match outcome {
             Ok(()) => self.idle.lock().await.push(conn),
             Err(stage) => {
