@@ -280,6 +280,18 @@ impl TestApp {
         self.request(Method::DELETE, path, auth, None).await
     }
 
+    /// Sends an email with a tenant key and returns its id.
+    ///
+    /// # Panics
+    /// Unless the API answers 200 with an id.
+    pub async fn send_email(&self, key: &str, body: &Value) -> String {
+        let response = self.post("/v1/emails", Auth::Key(key), body).await;
+        response.expect(200)["id"]
+            .as_str()
+            .expect("email id")
+            .to_owned()
+    }
+
     /// Creates a tenant through the admin API.
     ///
     /// # Panics

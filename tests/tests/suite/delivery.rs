@@ -7,15 +7,6 @@ use mail_parser::MimeHeaders as _;
 use missive_tests::{Auth, TestApp};
 use serde_json::{Value, json};
 
-async fn send(app: &TestApp, key: &str, body: &Value) -> String {
-    app.post("/v1/emails", Auth::Key(key), body)
-        .await
-        .expect(200)["id"]
-        .as_str()
-        .unwrap()
-        .to_owned()
-}
-
 async fn read_email(app: &TestApp, key: &str, id: &str) -> Value {
     app.get(&format!("/v1/emails/{id}"), Auth::Key(key))
         .await
@@ -56,15 +47,15 @@ fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
 async fn an_email_is_delivered_with_bcc_only_in_the_envelope() {
     let app = TestApp::spawn().await;
     let tenant = app.create_tenant("Acme").await;
-    let id = send(
-        &app,
-        &tenant.key,
-        &json!({
-            "from": "Acme <news@acme.test>", "to": ["a@x.test", "b@x.test"], "cc": "c@x.test",
-            "bcc": "secret@x.test", "subject": "Hi", "text": "Hello\r\n.leading dot line"
-        }),
-    )
-    .await;
+    let id = app
+        .send_email(
+            &tenant.key,
+            &json!({
+                "from": "Acme <news@acme.test>", "to": ["a@x.test", "b@x.test"], "cc": "c@x.test",
+                "bcc": "secret@x.test", "subject": "Hi", "text": "Hello\r\n.leading dot line"
+            }),
+        )
+        .await;
     assert_eq!(app.worker.drain().await.unwrap(), 4);
 
     let received = app.sink.received();
@@ -112,8 +103,7 @@ async fn attachments_arrive_byte_identical() {
     let app = TestApp::spawn().await;
     let tenant = app.create_tenant("Acme").await;
     let bytes: Vec<u8> = (0..=255u8).cycle().take(100_000).collect();
-    send(
-        &app,
+    app.send_email(
         &tenant.key,
         &json!({ "from": "a@acme.test", "to": "r@x.test", "subject": "f", "text": "see attached",
                  "attachments": [{ "filename": "blob.bin", "content": bytes }] }),
@@ -134,7 +124,7 @@ async fn one_refused_recipient_does_not_fail_the_others() {
     let app = TestApp::spawn().await;
     let tenant = app.create_tenant("Acme").await;
     app.sink.answer_rcpt("gone@x.test", &[550]);
-    let id = send(&app, &tenant.key, &json!({ "from": "a@acme.test", "to": ["ok@x.test", "gone@x.test", "ok2@x.test"], "subject": "s", "text": "t" })).await;
+    let id = app.send_email(&tenant.key, &json!({ "from": "a@acme.test", "to": ["ok@x.test", "gone@x.test", "ok2@x.test"], "subject": "s", "text": "t" })).await;
     app.worker.drain().await.unwrap();
     let email = read_email(&app, &tenant.key, &id).await;
     assert_eq!(
@@ -168,12 +158,12 @@ async fn a_deferred_recipient_is_retried_and_delivered() {
     let app = TestApp::spawn_with(|c| c.retry.base = Duration::ZERO).await;
     let tenant = app.create_tenant("Acme").await;
     app.sink.answer_rcpt("slow@x.test", &[451, 451]);
-    let id = send(
-        &app,
-        &tenant.key,
-        &json!({ "from": "a@acme.test", "to": "slow@x.test", "subject": "s", "text": "t" }),
-    )
-    .await;
+    let id = app
+        .send_email(
+            &tenant.key,
+            &json!({ "from": "a@acme.test", "to": "slow@x.test", "subject": "s", "text": "t" }),
+        )
+        .await;
     app.worker.drain().await.unwrap();
     let email = read_email(&app, &tenant.key, &id).await;
     assert_eq!(statuses(&email), pairs(&[("slow@x.test", "delivered")]));
@@ -205,12 +195,12 @@ async fn a_deferral_waits_for_the_backoff() {
     let app = TestApp::spawn().await;
     let tenant = app.create_tenant("Acme").await;
     app.sink.answer_rcpt("slow@x.test", &[451]);
-    let id = send(
-        &app,
-        &tenant.key,
-        &json!({ "from": "a@acme.test", "to": "slow@x.test", "subject": "s", "text": "t" }),
-    )
-    .await;
+    let id = app
+        .send_email(
+            &tenant.key,
+            &json!({ "from": "a@acme.test", "to": "slow@x.test", "subject": "s", "text": "t" }),
+        )
+        .await;
     app.worker.drain().await.unwrap();
     let email = read_email(&app, &tenant.key, &id).await;
     assert_eq!(email["last_event"], "deferred");
@@ -232,12 +222,12 @@ async fn a_temporary_failure_past_the_maximum_age_fails() {
     let app = TestApp::spawn_with(|c| c.retry.max_age = Duration::ZERO).await;
     let tenant = app.create_tenant("Acme").await;
     app.sink.answer_rcpt("slow@x.test", &[451]);
-    let id = send(
-        &app,
-        &tenant.key,
-        &json!({ "from": "a@acme.test", "to": "slow@x.test", "subject": "s", "text": "t" }),
-    )
-    .await;
+    let id = app
+        .send_email(
+            &tenant.key,
+            &json!({ "from": "a@acme.test", "to": "slow@x.test", "subject": "s", "text": "t" }),
+        )
+        .await;
     app.worker.drain().await.unwrap();
     let email = read_email(&app, &tenant.key, &id).await;
     assert_eq!(email["last_event"], "failed");
@@ -264,12 +254,12 @@ async fn an_unreachable_relay_defers_and_a_dropped_connection_is_retried() {
     })
     .await;
     let tenant = app.create_tenant("Acme").await;
-    let id = send(
-        &app,
-        &tenant.key,
-        &json!({ "from": "a@acme.test", "to": "r@x.test", "subject": "s", "text": "t" }),
-    )
-    .await;
+    let id = app
+        .send_email(
+            &tenant.key,
+            &json!({ "from": "a@acme.test", "to": "r@x.test", "subject": "s", "text": "t" }),
+        )
+        .await;
     app.worker.drain().await.unwrap();
     let email = read_email(&app, &tenant.key, &id).await;
     assert_deferred_because(&email, "cannot connect");
@@ -279,12 +269,12 @@ async fn an_unreachable_relay_defers_and_a_dropped_connection_is_retried() {
     let app = TestApp::spawn_with(|c| c.retry.base = Duration::ZERO).await;
     let tenant = app.create_tenant("Acme").await;
     app.sink.drop_next_connections(1);
-    let id = send(
-        &app,
-        &tenant.key,
-        &json!({ "from": "a@acme.test", "to": "r@x.test", "subject": "s", "text": "t" }),
-    )
-    .await;
+    let id = app
+        .send_email(
+            &tenant.key,
+            &json!({ "from": "a@acme.test", "to": "r@x.test", "subject": "s", "text": "t" }),
+        )
+        .await;
     app.worker.drain().await.unwrap();
     let email = read_email(&app, &tenant.key, &id).await;
     assert_eq!(email["last_event"], "delivered");
@@ -296,12 +286,12 @@ async fn an_unreachable_relay_defers_and_a_dropped_connection_is_retried() {
 async fn a_worker_that_dies_holding_a_lease_loses_it_to_another() {
     let app = TestApp::spawn().await;
     let tenant = app.create_tenant("Acme").await;
-    let id = send(
-        &app,
-        &tenant.key,
-        &json!({ "from": "a@acme.test", "to": "r@x.test", "subject": "s", "text": "t" }),
-    )
-    .await;
+    let id = app
+        .send_email(
+            &tenant.key,
+            &json!({ "from": "a@acme.test", "to": "r@x.test", "subject": "s", "text": "t" }),
+        )
+        .await;
     // A worker leases the row for one second and dies without a word.
     let stale = app
         .store()
@@ -355,8 +345,8 @@ async fn scheduled_emails_wait_for_their_time_and_canceled_ones_never_go() {
         .format(&time::format_description::well_known::Rfc3339)
         .unwrap();
     let body = json!({ "from": "a@acme.test", "to": "r@x.test", "subject": "s", "text": "t", "scheduled_at": later });
-    let kept = send(&app, &tenant.key, &body).await;
-    let canceled = send(&app, &tenant.key, &body).await;
+    let kept = app.send_email(&tenant.key, &body).await;
+    let canceled = app.send_email(&tenant.key, &body).await;
     app.post(
         &format!("/v1/emails/{canceled}/cancel"),
         Auth::Key(&tenant.key),
@@ -395,8 +385,7 @@ async fn a_running_worker_wakes_on_notify_without_polling() {
     let worker = tokio::spawn(app.worker.clone().run(shutdown.clone()));
     // Let the worker start listening and go to sleep on an empty queue.
     tokio::time::sleep(Duration::from_millis(300)).await;
-    send(
-        &app,
+    app.send_email(
         &tenant.key,
         &json!({ "from": "a@acme.test", "to": "r@x.test", "subject": "s", "text": "t" }),
     )
@@ -418,7 +407,7 @@ async fn connections_to_the_relay_are_reused() {
     let app = TestApp::spawn().await;
     let tenant = app.create_tenant("Acme").await;
     for i in 0..5 {
-        send(&app, &tenant.key, &json!({ "from": "a@acme.test", "to": format!("r{i}@x.test"), "subject": "s", "text": "t" })).await;
+        app.send_email(&tenant.key, &json!({ "from": "a@acme.test", "to": format!("r{i}@x.test"), "subject": "s", "text": "t" })).await;
         app.worker.drain().await.unwrap();
     }
     assert_eq!(app.sink.received().len(), 5);
@@ -436,7 +425,7 @@ async fn the_capture_relay_writes_each_message_with_its_envelope() {
     let app =
         TestApp::spawn_with(|c| c.relay = missive::config::parse_relay_url(&relay).unwrap()).await;
     let tenant = app.create_tenant("Acme").await;
-    let id = send(&app, &tenant.key, &json!({ "from": "a@acme.test", "to": "r@x.test", "bcc": "b@x.test", "subject": "s", "text": "t" })).await;
+    let id = app.send_email(&tenant.key, &json!({ "from": "a@acme.test", "to": "r@x.test", "bcc": "b@x.test", "subject": "s", "text": "t" })).await;
     app.worker.drain().await.unwrap();
     let mut files: Vec<String> = std::fs::read_dir(&dir)
         .unwrap()
@@ -455,12 +444,12 @@ async fn the_capture_relay_writes_each_message_with_its_envelope() {
 
 async fn deliver_one(app: &TestApp) -> Value {
     let tenant = app.create_tenant("Acme").await;
-    let id = send(
-        app,
-        &tenant.key,
-        &json!({ "from": "a@acme.test", "to": "r@x.test", "subject": "s", "text": "t" }),
-    )
-    .await;
+    let id = app
+        .send_email(
+            &tenant.key,
+            &json!({ "from": "a@acme.test", "to": "r@x.test", "subject": "s", "text": "t" }),
+        )
+        .await;
     app.worker.drain().await.unwrap();
     read_email(app, &tenant.key, &id).await
 }

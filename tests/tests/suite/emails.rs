@@ -117,13 +117,7 @@ async fn attachments_are_stored_byte_identical() {
             { "filename": "logo.png", "content": png, "content_id": "logo", "content_type": "image/png" }
         ]
     });
-    let id = app
-        .post("/v1/emails", Auth::Key(&tenant.key), &body)
-        .await
-        .expect(200)["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let id = app.send_email(&tenant.key, &body).await;
     let mime = stored_mime(&app, &id).await;
     let parsed = mail_parser::MessageParser::default().parse(&mime).unwrap();
     let attachments: Vec<_> = parsed.attachments().collect();
@@ -444,13 +438,7 @@ async fn another_tenants_emails_are_invisible() {
         .to_owned();
     let mut scheduled = plain(&json!("a@x.test"));
     scheduled["scheduled_at"] = json!(in_a_month());
-    let scheduled_id = app
-        .post("/v1/emails", Auth::Key(&a.key), &scheduled)
-        .await
-        .expect(200)["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let scheduled_id = app.send_email(&a.key, &scheduled).await;
     let nowhere = app
         .get(
             &format!("/v1/emails/{}", uuid::Uuid::now_v7()),
@@ -486,14 +474,7 @@ async fn listing_pages_and_filters() {
     for i in 0..3 {
         let mut body = plain(&json!(format!("r{i}@x.test")));
         body["tags"] = json!([{ "name": "n", "value": format!("v{i}") }]);
-        ids.push(
-            app.post("/v1/emails", Auth::Key(&tenant.key), &body)
-                .await
-                .expect(200)["id"]
-                .as_str()
-                .unwrap()
-                .to_owned(),
-        );
+        ids.push(app.send_email(&tenant.key, &body).await);
     }
     let page = app.get("/v1/emails?limit=2", Auth::Key(&tenant.key)).await;
     let page = page.expect(200).clone();
@@ -552,13 +533,7 @@ async fn a_scheduled_email_can_be_canceled_once_and_only_it() {
     let tenant = app.create_tenant("Acme").await;
     let mut body = plain(&json!(["a@x.test", "b@x.test"]));
     body["scheduled_at"] = json!(in_a_month());
-    let id = app
-        .post("/v1/emails", Auth::Key(&tenant.key), &body)
-        .await
-        .expect(200)["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let id = app.send_email(&tenant.key, &body).await;
     let email = app
         .get(&format!("/v1/emails/{id}"), Auth::Key(&tenant.key))
         .await;
