@@ -145,7 +145,9 @@ mod tests {
             assert!(headers.contains(needle), "missing {needle} in\n{headers}");
         }
         assert!(
-            !text.to_ascii_lowercase().contains("bcc"),
+            !text
+                .lines()
+                .any(|l| l.to_ascii_lowercase().starts_with("bcc:")),
             "Bcc leaked:\n{headers}"
         );
         assert!(!text.contains("secret@hidden.test"));
