@@ -280,6 +280,21 @@ impl TestApp {
         self.request(Method::DELETE, path, auth, None).await
     }
 
+    /// Polls `GET path` with `key` until it answers `status`: for changes made by another
+    /// process, which reach this one's key cache through a notification.
+    ///
+    /// # Panics
+    /// After two seconds without that answer.
+    pub async fn wait_for_status(&self, path: &str, key: &str, status: u16) {
+        for _ in 0..200 {
+            if self.get(path, Auth::Key(key)).await.status == status {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        panic!("GET {path} never answered {status}");
+    }
+
     /// Sends an email with a tenant key and returns its id.
     ///
     /// # Panics

@@ -163,63 +163,106 @@ async fn claim_idempotency_key(
     }))
 }
 
-async fn insert_email(
+/// Inserts emails of any tenants, their deliveries and their first events in one statement:
+/// one round trip whatever the number of emails, which is what makes grouping commits pay.
+pub(crate) async fn insert_rows(
     conn: &mut PgConnection,
-    tenant_id: TenantId,
-    email: &NewEmail,
+    emails: &[(TenantId, &NewEmail)],
 ) -> Result<(), StoreError> {
+    let n = emails.len();
+    let mut tenants = Vec::with_capacity(n);
+    let mut ids = Vec::with_capacity(n);
+    let mut message_ids = Vec::with_capacity(n);
+    let mut froms = Vec::with_capacity(n);
+    let mut envelope_froms = Vec::with_capacity(n);
+    let mut smtputf8 = Vec::with_capacity(n);
+    // Arrays of arrays must be rectangular in Postgres, so each reply-to list travels as JSON.
+    let mut reply_tos = Vec::with_capacity(n);
+    let mut subjects = Vec::with_capacity(n);
+    let mut htmls = Vec::with_capacity(n);
+    let mut texts = Vec::with_capacity(n);
+    let mut tags = Vec::with_capacity(n);
+    let mut mimes = Vec::with_capacity(n);
+    let mut scheduled = Vec::with_capacity(n);
+    let mut d_tenants = Vec::new();
+    let mut d_ids = Vec::new();
+    let mut d_emails = Vec::new();
+    let mut d_recipients = Vec::new();
+    let mut d_kinds = Vec::new();
+    let mut d_scheduled = Vec::new();
+    let mut d_events = Vec::new();
+    for (tenant_id, email) in emails {
+        tenants.push(tenant_id.as_uuid());
+        ids.push(email.id);
+        message_ids.push(email.message_id.as_str());
+        froms.push(email.from_address.as_str());
+        envelope_froms.push(email.envelope_from.as_str());
+        smtputf8.push(email.smtputf8);
+        reply_tos.push(serde_json::json!(email.reply_to));
+        subjects.push(email.subject.as_str());
+        htmls.push(email.html.as_deref());
+        texts.push(email.text.as_deref());
+        tags.push(&email.tags);
+        mimes.push(email.mime.as_slice());
+        scheduled.push(email.scheduled_at);
+        let event = if email.scheduled_at.is_some() {
+            "email.scheduled"
+        } else {
+            "email.queued"
+        };
+        for (kind, recipient) in &email.recipients {
+            d_tenants.push(tenant_id.as_uuid());
+            d_ids.push(Uuid::now_v7());
+            d_emails.push(email.id);
+            d_recipients.push(recipient.as_str());
+            d_kinds.push(kind.as_str());
+            d_scheduled.push(email.scheduled_at);
+            d_events.push(event);
+        }
+    }
     sqlx::query(
-        "INSERT INTO emails (tenant_id, id, message_id, from_address, envelope_from, smtputf8,
-                             reply_to, subject, html, text, tags, mime, scheduled_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+        "WITH e AS (
+             INSERT INTO emails (tenant_id, id, message_id, from_address, envelope_from, smtputf8,
+                                 reply_to, subject, html, text, tags, mime, scheduled_at)
+             SELECT u.tenant_id, u.id, u.message_id, u.from_address, u.envelope_from, u.smtputf8,
+                    ARRAY(SELECT jsonb_array_elements_text(u.reply_to)), u.subject, u.html, u.text,
+                    u.tags, u.mime, u.scheduled_at
+             FROM UNNEST($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::bool[],
+                         $7::jsonb[], $8::text[], $9::text[], $10::text[], $11::jsonb[], $12::bytea[],
+                         $13::timestamptz[])
+                 AS u(tenant_id, id, message_id, from_address, envelope_from, smtputf8, reply_to,
+                      subject, html, text, tags, mime, scheduled_at)
+         ), r AS (
+             SELECT * FROM UNNEST($14::uuid[], $15::uuid[], $16::uuid[], $17::text[], $18::text[],
+                                  $19::timestamptz[], $20::text[])
+                 AS r(tenant_id, id, email_id, recipient, kind, scheduled_at, event)
+         ), d AS (
+             INSERT INTO deliveries (tenant_id, id, email_id, recipient, kind, next_attempt_at)
+             SELECT tenant_id, id, email_id, recipient, kind, COALESCE(scheduled_at, now()) FROM r
+         )
+         INSERT INTO email_events (tenant_id, email_id, delivery_id, type, recipient)
+         SELECT tenant_id, email_id, id, event, recipient FROM r",
     )
-    .bind(tenant_id.as_uuid())
-    .bind(email.id)
-    .bind(&email.message_id)
-    .bind(&email.from_address)
-    .bind(&email.envelope_from)
-    .bind(email.smtputf8)
-    .bind(&email.reply_to)
-    .bind(&email.subject)
-    .bind(&email.html)
-    .bind(&email.text)
-    .bind(&email.tags)
-    .bind(&email.mime)
-    .bind(email.scheduled_at)
-    .execute(&mut *conn)
-    .await?;
-    let ids: Vec<Uuid> = email.recipients.iter().map(|_| Uuid::now_v7()).collect();
-    let recipients: Vec<&str> = email.recipients.iter().map(|(_, r)| r.as_str()).collect();
-    let kinds: Vec<&str> = email.recipients.iter().map(|(k, _)| k.as_str()).collect();
-    // One statement for all recipients and one for their events, whatever their number.
-    sqlx::query(
-        "INSERT INTO deliveries (tenant_id, id, email_id, recipient, kind, next_attempt_at)
-         SELECT $1, r.id, $2, r.recipient, r.kind, COALESCE($6, now())
-         FROM UNNEST($3::uuid[], $4::text[], $5::text[]) AS r(id, recipient, kind)",
-    )
-    .bind(tenant_id.as_uuid())
-    .bind(email.id)
+    .bind(&tenants)
     .bind(&ids)
-    .bind(&recipients)
-    .bind(&kinds)
-    .bind(email.scheduled_at)
-    .execute(&mut *conn)
-    .await?;
-    let event = if email.scheduled_at.is_some() {
-        "email.scheduled"
-    } else {
-        "email.queued"
-    };
-    sqlx::query(
-        "INSERT INTO email_events (tenant_id, email_id, delivery_id, type, recipient)
-         SELECT $1, $2, r.id, $5, r.recipient
-         FROM UNNEST($3::uuid[], $4::text[]) AS r(id, recipient)",
-    )
-    .bind(tenant_id.as_uuid())
-    .bind(email.id)
-    .bind(&ids)
-    .bind(&recipients)
-    .bind(event)
+    .bind(&message_ids)
+    .bind(&froms)
+    .bind(&envelope_froms)
+    .bind(&smtputf8)
+    .bind(&reply_tos)
+    .bind(&subjects)
+    .bind(&htmls)
+    .bind(&texts)
+    .bind(&tags)
+    .bind(&mimes)
+    .bind(&scheduled)
+    .bind(&d_tenants)
+    .bind(&d_ids)
+    .bind(&d_emails)
+    .bind(&d_recipients)
+    .bind(&d_kinds)
+    .bind(&d_scheduled)
+    .bind(&d_events)
     .execute(&mut *conn)
     .await?;
     Ok(())
@@ -245,9 +288,8 @@ impl Store {
             tx.rollback().await?;
             return Ok(outcome);
         }
-        for email in emails {
-            insert_email(&mut tx, tenant_id, email).await?;
-        }
+        let rows: Vec<(TenantId, &NewEmail)> = emails.iter().map(|e| (tenant_id, e)).collect();
+        insert_rows(&mut tx, &rows).await?;
         tx.commit().await?;
         Ok(InsertOutcome::Inserted)
     }

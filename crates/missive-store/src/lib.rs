@@ -9,6 +9,7 @@ mod deliveries;
 mod emails;
 mod error;
 mod tenants;
+mod writer;
 
 pub use api_keys::{ApiKeyRecord, KeyForAuth, NewApiKeyRow, StoredScopes};
 pub use deliveries::{DeliveryResult, DeliveryStatus, LeasedDelivery, OutgoingMessage};
@@ -18,6 +19,7 @@ pub use emails::{
 };
 pub use error::StoreError;
 pub use tenants::{NewTenant, TenantPatch, TenantRecord};
+pub use writer::{EmailWriter, WriterSettings};
 
 use std::time::Duration;
 

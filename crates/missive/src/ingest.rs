@@ -7,7 +7,7 @@
 use missive_core::mime::{build_mime, message_id};
 use missive_core::submission::Submission;
 use missive_core::{Mailbox, TenantId};
-use missive_store::{IdempotencyRecord, InsertOutcome, NewEmail, Store, StoreError};
+use missive_store::{EmailWriter, IdempotencyRecord, InsertOutcome, NewEmail, StoreError};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -115,22 +115,24 @@ pub fn prepare(
     })
 }
 
-/// Commits prepared emails (and the idempotency record) in one transaction.
+/// Commits prepared emails (and the idempotency record) in one transaction, possibly shared
+/// with other requests' emails; returns after the commit.
 ///
 /// # Errors
 /// Database failures; nothing is stored then.
 pub async fn accept(
-    store: &Store,
+    writer: &EmailWriter,
     tenant_id: TenantId,
-    emails: &[NewEmail],
+    emails: Vec<NewEmail>,
     idempotency: Option<&IdempotencyRecord<'_>>,
 ) -> Result<InsertOutcome, IngestError> {
-    let outcome = store.insert_emails(tenant_id, emails, idempotency).await?;
+    let accepted: Vec<(Uuid, usize)> = emails.iter().map(|e| (e.id, e.recipients.len())).collect();
+    let outcome = writer.insert(tenant_id, emails, idempotency).await?;
     if outcome == InsertOutcome::Inserted {
-        for email in emails {
-            tracing::info!(%tenant_id, email_id = %email.id, recipients = email.recipients.len(), "email accepted");
+        for (email_id, recipients) in &accepted {
+            tracing::info!(%tenant_id, %email_id, recipients, "email accepted");
         }
-        metrics::counter!("missive_emails_accepted_total").increment(emails.len() as u64);
+        metrics::counter!("missive_emails_accepted_total").increment(accepted.len() as u64);
     }
     Ok(outcome)
 }

@@ -9,6 +9,8 @@ pub mod cli;
 pub mod config;
 pub mod delivery;
 pub mod ingest;
+pub mod key_cache;
+pub mod listen;
 pub mod startup;
 pub mod state;
 pub mod telemetry;

@@ -7,13 +7,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use missive_store::{PoolSettings, Store, StoreError};
+use missive_store::{EmailWriter, PoolSettings, Store, StoreError, WriterSettings};
 use secrecy::ExposeSecret;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, ConfigError};
 use crate::delivery::{DeliveryWorker, Transport, WorkerSettings};
+use crate::key_cache::KeyCache;
 use crate::state::{AdminKey, AppState};
 use crate::{api, telemetry};
 
@@ -67,7 +68,7 @@ impl Roles {
 /// A built, bound, not yet running application.
 #[derive(Debug)]
 pub struct Application {
-    http: Option<(TcpListener, SocketAddr, Router)>,
+    http: Option<(TcpListener, SocketAddr, Router, KeyCache)>,
     worker: Option<DeliveryWorker>,
     store: Store,
     shutdown_timeout: Duration,
@@ -113,7 +114,9 @@ impl Application {
                 source,
             })?;
             let state = AppState {
+                keys: KeyCache::new(store.clone()),
                 store: store.clone(),
+                writer: EmailWriter::start(store.clone(), WriterSettings::default()),
                 admin_key: config
                     .admin_key
                     .as_ref()
@@ -121,7 +124,13 @@ impl Application {
                 metrics: telemetry::metrics_handle(),
                 max_message_bytes: config.max_message_bytes,
             };
-            Some((listener, addr, api::router(state, config.max_request_bytes)))
+            let keys = state.keys.clone();
+            Some((
+                listener,
+                addr,
+                api::router(state, config.max_request_bytes),
+                keys,
+            ))
         } else {
             None
         };
@@ -145,7 +154,7 @@ impl Application {
     /// The address the HTTP API is bound to, when this process runs the API.
     #[must_use]
     pub fn http_addr(&self) -> Option<SocketAddr> {
-        self.http.as_ref().map(|(_, addr, _)| *addr)
+        self.http.as_ref().map(|(_, addr, _, _)| *addr)
     }
 
     #[must_use]
@@ -160,9 +169,10 @@ impl Application {
     /// The listener failed.
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> std::io::Result<()> {
         let http = async {
-            let Some((listener, addr, router)) = self.http else {
+            let Some((listener, addr, router, keys)) = self.http else {
                 return Ok(());
             };
+            tokio::spawn(keys.listen(shutdown.clone()));
             tracing::info!(%addr, "HTTP API listening");
             let result = axum::serve(listener, router)
                 .with_graceful_shutdown(shutdown.clone().cancelled_owned())

@@ -3,7 +3,9 @@
 use std::sync::Arc;
 
 use metrics_exporter_prometheus::PrometheusHandle;
-use missive_store::Store;
+use missive_store::{EmailWriter, Store};
+
+use crate::key_cache::KeyCache;
 use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
@@ -40,6 +42,10 @@ impl std::fmt::Debug for AdminKey {
 #[derive(Clone, Debug)]
 pub struct AppState {
     pub store: Store,
+    /// Group-commits accepted emails.
+    pub writer: EmailWriter,
+    /// API key lookups; emptied by this process's own key and tenant changes.
+    pub keys: KeyCache,
     pub admin_key: Option<Arc<AdminKey>>,
     pub metrics: PrometheusHandle,
     /// Largest final MIME message accepted.

@@ -140,3 +140,62 @@ async fn every_tenant_route_refuses_missing_malformed_unknown_and_revoked_keys()
         .await
         .expect(200);
 }
+
+#[tokio::test]
+async fn key_lookups_are_cached_and_dropped_when_another_process_changes_a_key_or_tenant() {
+    let app = TestApp::spawn().await;
+    let tenant = app.create_tenant("Acme").await;
+    let pool = app.store().pool();
+    // The cache serves only while it hears notifications; wait for its listener.
+    app.wait_for_status("/v1/tenant", &tenant.key, 200).await;
+    let listening = || async {
+        sqlx::query_scalar::<_, i64>(
+            "SELECT count(*) FROM pg_stat_activity WHERE query ILIKE 'LISTEN%missive_api_keys%'",
+        )
+        .fetch_one(pool)
+        .await
+        .unwrap()
+    };
+    for _ in 0..200 {
+        if listening().await > 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    app.get("/v1/tenant", Auth::Key(&tenant.key))
+        .await
+        .expect(200);
+
+    // A change that sends no notification is not seen: the answer came from the cache.
+    sqlx::query("ALTER TABLE api_keys DISABLE TRIGGER api_keys_notify")
+        .execute(pool)
+        .await
+        .unwrap();
+    sqlx::query("UPDATE api_keys SET revoked_at = now()")
+        .execute(pool)
+        .await
+        .unwrap();
+    app.get("/v1/tenant", Auth::Key(&tenant.key))
+        .await
+        .expect(200);
+
+    // The same change as another process makes it (trigger on) reaches the cache.
+    sqlx::query("ALTER TABLE api_keys ENABLE TRIGGER api_keys_notify")
+        .execute(pool)
+        .await
+        .unwrap();
+    sqlx::query("UPDATE api_keys SET revoked_at = now()")
+        .execute(pool)
+        .await
+        .unwrap();
+    app.wait_for_status("/v1/tenant", &tenant.key, 401).await;
+
+    // Tenant changes too: a second key, cached, stops working when the tenant is disabled.
+    let (_, second) = app.create_key(&tenant.id, "second", &["full_access"]).await;
+    app.get("/v1/tenant", Auth::Key(&second)).await.expect(200);
+    sqlx::query("UPDATE tenants SET status = 'disabled'")
+        .execute(pool)
+        .await
+        .unwrap();
+    app.wait_for_status("/v1/tenant", &second, 401).await;
+}

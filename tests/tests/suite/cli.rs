@@ -110,6 +110,8 @@ async fn tenant_and_key_commands_share_the_apis_code_path() {
         &["key", "revoke", "--tenant", &tenant_id, "--key", key_id],
         &env,
     ));
+    // Another process's revocation reaches the server's key cache by notification.
+    app.wait_for_status("/v1/tenant", &send_key, 401).await;
     app.get("/v1/tenant", Auth::Key(&send_key))
         .await
         .expect_error(401, "invalid_api_key");

@@ -84,3 +84,96 @@ async fn every_unique_index_on_a_tenant_owned_table_starts_with_tenant_id() {
         assert_eq!(first_column, "tenant_id", "unique index {index} on {table}");
     }
 }
+
+fn new_email(to: &str) -> missive_store::NewEmail {
+    use missive_core::submission::RecipientKind;
+    missive_store::NewEmail {
+        id: uuid::Uuid::now_v7(),
+        message_id: format!("{}@missive.test", uuid::Uuid::now_v7()),
+        from_address: "App <app@acme.test>".into(),
+        envelope_from: "app@acme.test".into(),
+        smtputf8: false,
+        reply_to: vec!["Help <help@acme.test>".into(), "b@acme.test".into()],
+        subject: "Hi".into(),
+        html: None,
+        text: Some("Hello".into()),
+        tags: json!([{ "name": "kind", "value": "test" }]),
+        mime: b"Subject: Hi\r\n\r\nHello\r\n".to_vec(),
+        scheduled_at: None,
+        recipients: vec![
+            (RecipientKind::To, to.to_owned()),
+            (RecipientKind::Bcc, "audit@acme.test".to_owned()),
+        ],
+    }
+}
+
+#[tokio::test]
+async fn grouped_commits_store_every_request_once_and_isolate_a_failing_one() {
+    use missive_store::{EmailWriter, InsertOutcome, WriterSettings};
+    let app = TestApp::spawn().await;
+    let tenant: missive_core::TenantId = app.create_tenant("Acme").await.id.parse().unwrap();
+    let store = app.store().clone();
+    let writer = EmailWriter::start(
+        store.clone(),
+        WriterSettings {
+            writers: 1,
+            max_group_emails: 256,
+        },
+    );
+    let stored = new_email("first@example.test");
+    let duplicate_id = stored.id;
+    writer.insert(tenant, vec![stored], None).await.unwrap();
+
+    // Hold the writer on a lock so the next requests pile up and are committed as one group,
+    // one of which reuses an id and must fail alone.
+    let mut blocker = store.pool().begin().await.unwrap();
+    sqlx::query("LOCK TABLE emails IN EXCLUSIVE MODE")
+        .execute(&mut *blocker)
+        .await
+        .unwrap();
+    let mut tasks = tokio::task::JoinSet::new();
+    for n in 0..40 {
+        let writer = writer.clone();
+        let mut email = new_email(&format!("user{n}@example.test"));
+        if n == 17 {
+            email.id = duplicate_id;
+        }
+        tasks.spawn(async move { (n, writer.insert(tenant, vec![email], None).await) });
+        if n == 0 {
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    blocker.rollback().await.unwrap();
+
+    let mut failed = Vec::new();
+    while let Some(joined) = tasks.join_next().await {
+        let (n, result) = joined.unwrap();
+        match result {
+            Ok(outcome) => assert_eq!(outcome, InsertOutcome::Inserted),
+            Err(_) => failed.push(n),
+        }
+    }
+    assert_eq!(failed, [17], "only the request reusing an id fails");
+    let count = |sql: &'static str| {
+        let store = store.clone();
+        async move {
+            sqlx::query_scalar::<_, i64>(sql)
+                .fetch_one(store.pool())
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(count("SELECT count(*) FROM emails").await, 40);
+    assert_eq!(count("SELECT count(*) FROM deliveries").await, 80);
+    assert_eq!(
+        count("SELECT count(*) FROM email_events WHERE type = 'email.queued'").await,
+        80
+    );
+    // Every column survives the array round trip, reply-to lists included.
+    let reply_to: Vec<String> = sqlx::query_scalar("SELECT reply_to FROM emails LIMIT 1")
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+    assert_eq!(reply_to, ["Help <help@acme.test>", "b@acme.test"]);
+}

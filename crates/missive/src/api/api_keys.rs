@@ -78,9 +78,10 @@ pub async fn admin_revoke_api_key(
     State(state): State<AppState>,
     ApiPath((tenant_id, key_id)): ApiPath<(TenantId, ApiKeyId)>,
 ) -> Result<Json<ApiKeyView>, ApiError> {
-    Ok(Json(
-        accounts::revoke_api_key(&state.store, tenant_id, key_id).await?,
-    ))
+    let changed = accounts::revoke_api_key(&state.store, tenant_id, key_id).await?;
+    // Cached lookups of the old state must not outlive the answer.
+    state.keys.forget_all();
+    Ok(Json(changed))
 }
 
 /// Create a key for the calling tenant (needs `full_access`).
@@ -145,7 +146,8 @@ pub async fn revoke_api_key(
     ApiPath(key_id): ApiPath<ApiKeyId>,
 ) -> Result<Json<ApiKeyView>, ApiError> {
     auth.require(Scope::FullAccess)?;
-    Ok(Json(
-        accounts::revoke_api_key(&state.store, auth.tenant_id, key_id).await?,
-    ))
+    let changed = accounts::revoke_api_key(&state.store, auth.tenant_id, key_id).await?;
+    // Cached lookups of the old state must not outlive the answer.
+    state.keys.forget_all();
+    Ok(Json(changed))
 }

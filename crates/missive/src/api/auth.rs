@@ -2,8 +2,8 @@
 //!
 //! - [`AdminAuth`]: the operator's `MISSIVE_ADMIN_KEY`, compared in constant time.
 //! - [`TenantAuth`]: a tenant API key. The key's checksum is verified before any query, so
-//!   garbage costs no database round trip; then one indexed lookup by SHA-256 finds the key and its
-//!   tenant's status. Unknown, revoked or expired keys and disabled tenants are all 401; a missing
+//!   garbage costs no database round trip; then the key and its tenant's status come from the key cache or one
+//!   indexed lookup by SHA-256. Unknown, revoked or expired keys and disabled tenants are all 401; a missing
 //!   scope is 403 naming the scope. The tenant id is recorded on the request's tracing span.
 
 use axum::extract::FromRequestParts;
@@ -102,8 +102,8 @@ impl FromRequestParts<AppState> for TenantAuth {
         let hash =
             parse_api_key(token).map_err(|_| ApiError::InvalidApiKey("API key is malformed"))?;
         let key = state
-            .store
-            .find_api_key_by_hash(&hash)
+            .keys
+            .find(&hash)
             .await?
             .ok_or(ApiError::InvalidApiKey("API key is not valid"))?;
         // The index lookup already matched; comparing again in constant time costs nothing and
@@ -133,6 +133,7 @@ impl FromRequestParts<AppState> for TenantAuth {
             .is_none_or(|at| now - at > LAST_USED_RESOLUTION)
         {
             // Off the request path: a slow write must not slow the request.
+            state.keys.note_used(&hash, now);
             let store = state.store.clone();
             let (tenant_id, key_id) = (key.tenant_id, key.id);
             tokio::spawn(async move {

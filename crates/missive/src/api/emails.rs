@@ -438,7 +438,7 @@ fn parse_request<T: serde::de::DeserializeOwned>(body: Value) -> Result<T, ApiEr
 async fn commit(
     state: &AppState,
     tenant_id: TenantId,
-    emails: &[NewEmail],
+    emails: Vec<NewEmail>,
     key: Option<String>,
     body: &Value,
     response: Value,
@@ -449,7 +449,7 @@ async fn commit(
         response_status: 200,
         response_body: &response,
     });
-    match ingest::accept(&state.store, tenant_id, emails, record.as_ref()).await? {
+    match ingest::accept(&state.writer, tenant_id, emails, record.as_ref()).await? {
         InsertOutcome::Inserted => Ok((StatusCode::OK, Json(response)).into_response()),
         InsertOutcome::Replay { status, body } => {
             let status = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
@@ -486,15 +486,7 @@ pub async fn send_email(
     let email = ingest::prepare(submission, &auth.sending, state.max_message_bytes)?;
     tracing::Span::current().record("email_id", tracing::field::display(email.id));
     let response = serde_json::json!({ "id": email.id });
-    commit(
-        &state,
-        auth.tenant_id,
-        std::slice::from_ref(&email),
-        key,
-        &body,
-        response,
-    )
-    .await
+    commit(&state, auth.tenant_id, vec![email], key, &body, response).await
 }
 
 /// Send up to 100 emails; all are validated before any is stored, and all are stored together.
@@ -543,7 +535,7 @@ pub async fn send_batch(
     commit(
         &state,
         auth.tenant_id,
-        &emails,
+        emails,
         key,
         &body,
         serde_json::json!({ "data": data }),

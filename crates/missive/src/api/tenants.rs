@@ -107,9 +107,10 @@ pub async fn update_tenant(
     ApiPath(id): ApiPath<TenantId>,
     ApiJson(request): ApiJson<UpdateTenantRequest>,
 ) -> Result<Json<TenantView>, ApiError> {
-    Ok(Json(
-        accounts::update_tenant(&state.store, id, &request).await?,
-    ))
+    let changed = accounts::update_tenant(&state.store, id, &request).await?;
+    // Cached lookups of the old state must not outlive the answer.
+    state.keys.forget_all();
+    Ok(Json(changed))
 }
 
 /// Disable a tenant and revoke all its keys. Its data is kept.
@@ -128,5 +129,8 @@ pub async fn delete_tenant(
     State(state): State<AppState>,
     ApiPath(id): ApiPath<TenantId>,
 ) -> Result<Json<TenantView>, ApiError> {
-    Ok(Json(accounts::delete_tenant(&state.store, id).await?))
+    let changed = accounts::delete_tenant(&state.store, id).await?;
+    // Cached lookups of the old state must not outlive the answer.
+    state.keys.forget_all();
+    Ok(Json(changed))
 }

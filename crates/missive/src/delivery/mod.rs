@@ -19,7 +19,6 @@ use missive_core::retry::{RetryDecision, RetryPolicy};
 use missive_store::{
     DeliveryResult, DeliveryStatus, LeasedDelivery, OutgoingMessage, Store, StoreError,
 };
-use sqlx::postgres::PgListener;
 use time::OffsetDateTime;
 use tokio::sync::Notify;
 use tokio::task::JoinSet;
@@ -28,6 +27,7 @@ use uuid::Uuid;
 
 use self::smtp::{RecipientReply, SmtpPool};
 use crate::config::{Config, RelayUrl};
+use crate::listen::{ListenEvent, listen};
 
 /// Where outbound mail goes.
 #[derive(Debug)]
@@ -314,10 +314,17 @@ impl DeliveryWorker {
     /// Runs until `shutdown` fires; in-flight sends finish first.
     pub async fn run(self, shutdown: CancellationToken) {
         let wake = Arc::new(Notify::new());
-        tokio::spawn(listen_for_deliveries(
+        let woken = wake.clone();
+        tokio::spawn(listen(
             self.store.clone(),
-            wake.clone(),
+            "missive_deliveries",
             shutdown.clone(),
+            move |event| {
+                // After a reconnect, rows queued meanwhile sent no notification we heard.
+                if event != ListenEvent::Disconnected {
+                    woken.notify_one();
+                }
+            },
         ));
         tracing::info!(
             concurrency = self.settings.concurrency,
@@ -350,42 +357,5 @@ impl DeliveryWorker {
             }
         }
         tracing::info!("delivery worker stopped");
-    }
-}
-
-/// LISTENs for new deliveries and wakes the worker; reconnects with backoff.
-async fn listen_for_deliveries(store: Store, wake: Arc<Notify>, shutdown: CancellationToken) {
-    let mut backoff = Duration::from_millis(100);
-    while !shutdown.is_cancelled() {
-        let listener = async {
-            let mut listener = PgListener::connect_with(store.pool()).await?;
-            listener.listen("missive_deliveries").await?;
-            Ok::<_, sqlx::Error>(listener)
-        };
-        match listener.await {
-            Ok(mut listener) => {
-                backoff = Duration::from_millis(100);
-                loop {
-                    tokio::select! {
-                        () = shutdown.cancelled() => return,
-                        received = listener.recv() => match received {
-                            Ok(_) => wake.notify_one(),
-                            Err(err) => {
-                                tracing::warn!(error = %err, "delivery notifications interrupted; reconnecting");
-                                break;
-                            }
-                        }
-                    }
-                }
-            }
-            Err(err) => {
-                tracing::warn!(error = %err, "cannot listen for delivery notifications; polling meanwhile")
-            }
-        }
-        tokio::select! {
-            () = shutdown.cancelled() => return,
-            () = tokio::time::sleep(backoff) => {}
-        }
-        backoff = (backoff * 2).min(Duration::from_secs(30));
     }
 }

@@ -1,0 +1,152 @@
+//! Group commit for accepted emails.
+//!
+//! Every accepted email must be durable before its client hears back, and a durable commit costs
+//! a disk flush. Requests without an idempotency key therefore go through a queue: a few writer
+//! tasks each take whatever is waiting (up to a cap), store it with one statement in one
+//! transaction, and answer every request in the group after that commit. Under light load a
+//! group is one request and nothing waits for company; under heavy load one flush serves dozens
+//! of requests. A request whose group fails is retried alone, so one bad row never fails the
+//! others.
+
+use std::sync::Arc;
+
+use missive_core::TenantId;
+use tokio::sync::{Mutex, mpsc, oneshot};
+
+use crate::emails::insert_rows;
+use crate::{IdempotencyRecord, InsertOutcome, NewEmail, Store, StoreError};
+
+/// How the writer groups commits.
+#[derive(Clone, Copy, Debug)]
+pub struct WriterSettings {
+    /// Writer tasks: one collects the next group while others wait on their flush.
+    pub writers: usize,
+    /// Most emails stored by one statement.
+    pub max_group_emails: usize,
+}
+
+impl Default for WriterSettings {
+    fn default() -> Self {
+        Self {
+            writers: 4,
+            max_group_emails: 256,
+        }
+    }
+}
+
+struct Pending {
+    tenant_id: TenantId,
+    emails: Vec<NewEmail>,
+    done: oneshot::Sender<Result<(), StoreError>>,
+}
+
+/// Stores accepted emails; cheap to clone.
+#[derive(Clone, Debug)]
+pub struct EmailWriter {
+    store: Store,
+    queue: mpsc::Sender<Pending>,
+}
+
+impl EmailWriter {
+    /// Starts the writer tasks; they stop once every clone of the writer is dropped and the
+    /// queue is empty.
+    #[must_use]
+    pub fn start(store: Store, settings: WriterSettings) -> Self {
+        let writers = settings.writers.max(1);
+        let max = settings.max_group_emails.max(1);
+        // Bounded, so a database that falls behind pushes back on the clients.
+        let (queue, receiver) = mpsc::channel(max.saturating_mul(writers));
+        let receiver = Arc::new(Mutex::new(receiver));
+        for _ in 0..writers {
+            tokio::spawn(write_groups(store.clone(), receiver.clone(), max));
+        }
+        Self { store, queue }
+    }
+
+    /// Stores emails of one tenant with their deliveries and events; returns after the commit.
+    /// With an idempotency record the claim and the emails share their own transaction.
+    ///
+    /// # Errors
+    /// Database failures; nothing is stored then.
+    pub async fn insert(
+        &self,
+        tenant_id: TenantId,
+        emails: Vec<NewEmail>,
+        idempotency: Option<&IdempotencyRecord<'_>>,
+    ) -> Result<InsertOutcome, StoreError> {
+        if idempotency.is_some() {
+            return self
+                .store
+                .insert_emails(tenant_id, &emails, idempotency)
+                .await;
+        }
+        let (done, committed) = oneshot::channel();
+        let pending = Pending {
+            tenant_id,
+            emails,
+            done,
+        };
+        self.queue
+            .send(pending)
+            .await
+            .map_err(|_| StoreError::Stopped)?;
+        committed.await.map_err(|_| StoreError::Stopped)??;
+        Ok(InsertOutcome::Inserted)
+    }
+}
+
+async fn write_groups(store: Store, receiver: Arc<Mutex<mpsc::Receiver<Pending>>>, max: usize) {
+    loop {
+        let mut group = Vec::new();
+        {
+            // One writer collects at a time; the others are flushing meanwhile.
+            let mut receiver = receiver.lock().await;
+            let Some(first) = receiver.recv().await else {
+                return;
+            };
+            let mut emails = first.emails.len();
+            group.push(first);
+            while emails < max {
+                match receiver.try_recv() {
+                    Ok(next) => {
+                        emails += next.emails.len();
+                        group.push(next);
+                    }
+                    Err(_) => break,
+                }
+            }
+        }
+        commit_group(&store, group).await;
+    }
+}
+
+async fn commit_group(store: &Store, group: Vec<Pending>) {
+    let result = insert_group(store, &group).await;
+    match result {
+        Ok(()) => {
+            for pending in group {
+                let _ = pending.done.send(Ok(()));
+            }
+        }
+        Err(err) if group.len() == 1 => {
+            let _ = group.into_iter().next().map(|p| p.done.send(Err(err)));
+        }
+        Err(err) => {
+            tracing::warn!(error = %err, requests = group.len(), "group commit failed; committing its requests one by one");
+            for pending in group {
+                let alone = insert_group(store, std::slice::from_ref(&pending)).await;
+                let _ = pending.done.send(alone);
+            }
+        }
+    }
+}
+
+async fn insert_group(store: &Store, group: &[Pending]) -> Result<(), StoreError> {
+    let rows: Vec<(TenantId, &NewEmail)> = group
+        .iter()
+        .flat_map(|p| p.emails.iter().map(move |e| (p.tenant_id, e)))
+        .collect();
+    let mut conn = store.pool().acquire().await?;
+    // One statement outside an explicit transaction is its own transaction: one round trip.
+    insert_rows(&mut conn, &rows).await
+}

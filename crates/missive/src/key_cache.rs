@@ -1,0 +1,138 @@
+//! A cache of API key lookups, so a busy key costs no database round trip per request.
+//!
+//! Entries are only trusted while a LISTEN connection is up: a trigger NOTIFYs on every change
+//! to a key or a tenant, and any notification, reconnect or disconnect empties the cache. The
+//! process that makes a change also empties its cache before answering, so its own revocations
+//! take effect at once; other processes follow within the notification's delivery time. Entries
+//! also expire after a short age, and unknown keys are never cached. Expiry times are checked on
+//! every use, cached or not.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use missive_core::ApiKeyHash;
+use missive_store::{KeyForAuth, Store, StoreError};
+use time::OffsetDateTime;
+use tokio_util::sync::CancellationToken;
+
+use crate::listen::{ListenEvent, listen};
+
+/// The channel the key and tenant triggers NOTIFY on.
+const CHANNEL: &str = "missive_api_keys";
+/// The longest an entry is trusted, as a backstop to notifications.
+const MAX_AGE: Duration = Duration::from_secs(30);
+/// Entries kept at most; a full cache starts afresh.
+const MAX_ENTRIES: usize = 10_000;
+
+struct Entry {
+    key: KeyForAuth,
+    fetched: Instant,
+}
+
+#[derive(Default)]
+struct Inner {
+    /// Whether notifications are being heard, so entries can be trusted.
+    live: AtomicBool,
+    /// Bumped by every invalidation; a lookup that raced one does not store its stale row.
+    generation: AtomicU64,
+    entries: Mutex<HashMap<[u8; 32], Entry>>,
+}
+
+/// Shared, cheap to clone.
+#[derive(Clone)]
+pub struct KeyCache {
+    store: Store,
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for KeyCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeyCache")
+            .field("live", &self.inner.live.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
+    }
+}
+
+impl KeyCache {
+    /// A cache that serves nothing from memory until [`KeyCache::listen`] is running.
+    #[must_use]
+    pub fn new(store: Store) -> Self {
+        Self {
+            store,
+            inner: Arc::default(),
+        }
+    }
+
+    /// Follows key and tenant changes until `shutdown`.
+    pub async fn listen(self, shutdown: CancellationToken) {
+        let inner = self.inner.clone();
+        listen(self.store, CHANNEL, shutdown, move |event| {
+            inner
+                .live
+                .store(event != ListenEvent::Disconnected, Ordering::SeqCst);
+            forget(&inner);
+        })
+        .await;
+        self.inner.live.store(false, Ordering::SeqCst);
+    }
+
+    /// The key with this hash, from memory when possible.
+    ///
+    /// # Errors
+    /// Database failures.
+    pub async fn find(&self, hash: &ApiKeyHash) -> Result<Option<KeyForAuth>, StoreError> {
+        let live = self.inner.live.load(Ordering::SeqCst);
+        if live
+            && let Some(entry) = self.entries().get(&hash.0)
+            && entry.fetched.elapsed() < MAX_AGE
+        {
+            return Ok(Some(entry.key.clone()));
+        }
+        let generation = self.inner.generation.load(Ordering::SeqCst);
+        let found = self.store.find_api_key_by_hash(hash).await?;
+        if live && let Some(key) = &found {
+            let mut entries = self.entries();
+            // Checked under the lock that invalidation also takes, so no stale row slips in.
+            if self.inner.generation.load(Ordering::SeqCst) == generation {
+                if entries.len() >= MAX_ENTRIES {
+                    entries.clear();
+                }
+                entries.insert(
+                    hash.0,
+                    Entry {
+                        key: key.clone(),
+                        fetched: Instant::now(),
+                    },
+                );
+            }
+        }
+        Ok(found)
+    }
+
+    /// Records a use written to the database, so the cached row does not ask for another.
+    pub fn note_used(&self, hash: &ApiKeyHash, at: OffsetDateTime) {
+        if let Some(entry) = self.entries().get_mut(&hash.0) {
+            entry.key.last_used_at = Some(at);
+        }
+    }
+
+    /// Empties the cache: called after this process changes a key or a tenant.
+    pub fn forget_all(&self) {
+        forget(&self.inner);
+    }
+
+    fn entries(&self) -> std::sync::MutexGuard<'_, HashMap<[u8; 32], Entry>> {
+        self.inner
+            .entries
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+fn forget(inner: &Inner) {
+    let mut entries = inner.entries.lock().unwrap_or_else(PoisonError::into_inner);
+    inner.generation.fetch_add(1, Ordering::SeqCst);
+    entries.clear();
+}

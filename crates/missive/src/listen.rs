@@ -1,0 +1,67 @@
+//! Postgres LISTEN with reconnection, shared by everything that reacts to NOTIFY: the delivery
+//! worker's wake-up and the API key cache's invalidation.
+//!
+//! Callers hear when the listener connects, when a notification arrives and when the connection
+//! drops, because what was missed while disconnected is unknown: a worker looks for due rows, a
+//! cache empties itself.
+
+use std::time::Duration;
+
+use missive_store::Store;
+use sqlx::postgres::PgListener;
+use tokio_util::sync::CancellationToken;
+
+/// What a listener reports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ListenEvent {
+    /// Listening (again); anything may have happened before this.
+    Connected,
+    /// A notification on the channel.
+    Notified,
+    /// The connection is gone; notifications are missed until `Connected`.
+    Disconnected,
+}
+
+/// LISTENs on `channel` until `shutdown`, reconnecting with backoff.
+pub async fn listen(
+    store: Store,
+    channel: &'static str,
+    shutdown: CancellationToken,
+    mut on_event: impl FnMut(ListenEvent) + Send,
+) {
+    let mut backoff = Duration::from_millis(100);
+    while !shutdown.is_cancelled() {
+        let listener = async {
+            let mut listener = PgListener::connect_with(store.pool()).await?;
+            listener.listen(channel).await?;
+            Ok::<_, sqlx::Error>(listener)
+        };
+        match listener.await {
+            Ok(mut listener) => {
+                backoff = Duration::from_millis(100);
+                on_event(ListenEvent::Connected);
+                loop {
+                    tokio::select! {
+                        () = shutdown.cancelled() => return,
+                        received = listener.recv() => match received {
+                            Ok(_) => on_event(ListenEvent::Notified),
+                            Err(err) => {
+                                tracing::warn!(channel, error = %err, "notifications interrupted; reconnecting");
+                                on_event(ListenEvent::Disconnected);
+                                break;
+                            }
+                        }
+                    }
+                }
+            }
+            Err(err) => {
+                tracing::warn!(channel, error = %err, "cannot listen for notifications; retrying");
+            }
+        }
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(backoff) => {}
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(30));
+    }
+}
