@@ -20,6 +20,8 @@ pub struct SinkOptions {
     pub implicit_tls: bool,
     /// Require AUTH PLAIN with these credentials before MAIL.
     pub auth: Option<(String, String)>,
+    /// Leave PIPELINING out of the EHLO reply (and count clients that pipeline anyway).
+    pub no_pipelining: bool,
 }
 
 /// One message as the sink received it.
@@ -42,6 +44,8 @@ struct State {
     rcpt_codes: HashMap<String, Vec<u16>>,
     drop_connections: usize,
     connections: usize,
+    /// Commands that arrived behind another one although PIPELINING was not offered.
+    unoffered_pipelining: usize,
 }
 
 /// A running sink; stops when dropped with its runtime.
@@ -176,6 +180,12 @@ impl SmtpSink {
         self.state.lock().unwrap().received.clone()
     }
 
+    /// Commands a client sent ahead of a reply although PIPELINING was not offered.
+    #[must_use]
+    pub fn unoffered_pipelining(&self) -> usize {
+        self.state.lock().unwrap().unoffered_pipelining
+    }
+
     /// Connections accepted so far.
     #[must_use]
     pub fn connections(&self) -> usize {
@@ -230,6 +240,9 @@ async fn conversation<S: AsyncRead + AsyncWrite + Unpin>(
         if reader.read_line(&mut line).await? == 0 {
             return Ok(false);
         }
+        if options.no_pipelining && !reader.buffer().is_empty() {
+            state.lock().unwrap().unoffered_pipelining += 1;
+        }
         let command = line.trim_end().to_owned();
         let upper = command.to_ascii_uppercase();
         let reply = if upper.starts_with("EHLO") {
@@ -240,7 +253,10 @@ async fn conversation<S: AsyncRead + AsyncWrite + Unpin>(
             if options.auth.is_some() && !offer_starttls {
                 lines.push("250-AUTH PLAIN");
             }
-            lines.push("250 PIPELINING");
+            if !options.no_pipelining {
+                lines.push("250-PIPELINING");
+            }
+            lines.push("250 ENHANCEDSTATUSCODES");
             lines.join("\r\n")
         } else if upper.starts_with("HELO") || upper.starts_with("NOOP") {
             "250 ok".to_owned()

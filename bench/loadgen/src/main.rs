@@ -197,15 +197,34 @@ async fn sink(port: u16, count_file: PathBuf) -> anyhow::Result<()> {
         let (stream, _) = listener.accept().await?;
         let count = count.clone();
         tokio::spawn(async move {
+            let _ = stream.set_nodelay(true);
             let (read, mut write) = stream.into_split();
             let mut reader = BufReader::new(read);
-            let _ = write.write_all(b"220 sink ESMTP\r\n").await;
+            // Replies to pipelined commands go out together once the input is drained, as real
+            // servers do; a reply per write would meet Nagle's algorithm and delayed ACKs.
+            let mut out: Vec<u8> = b"220 sink ESMTP\r\n".to_vec();
             let mut line = Vec::new();
             let mut recipients = 0u64;
+            let mut in_data = false;
             loop {
+                if reader.buffer().is_empty() && !out.is_empty() {
+                    if write.write_all(&out).await.is_err() {
+                        return;
+                    }
+                    out.clear();
+                }
                 line.clear();
                 if reader.read_until(b'\n', &mut line).await.unwrap_or(0) == 0 {
                     return;
+                }
+                if in_data {
+                    if line == b".\r\n" {
+                        in_data = false;
+                        count.fetch_add(recipients, Ordering::Relaxed);
+                        recipients = 0;
+                        out.extend_from_slice(b"250 queued\r\n");
+                    }
+                    continue;
                 }
                 let upper = line.to_ascii_uppercase();
                 let reply: &[u8] = if upper.starts_with(b"EHLO") {
@@ -214,20 +233,10 @@ async fn sink(port: u16, count_file: PathBuf) -> anyhow::Result<()> {
                     recipients += 1;
                     b"250 ok\r\n"
                 } else if upper.starts_with(b"DATA") {
-                    let _ = write.write_all(b"354 go\r\n").await;
-                    loop {
-                        line.clear();
-                        if reader.read_until(b'\n', &mut line).await.unwrap_or(0) == 0 {
-                            return;
-                        }
-                        if line == b".\r\n" {
-                            break;
-                        }
-                    }
-                    count.fetch_add(recipients, Ordering::Relaxed);
-                    recipients = 0;
-                    b"250 queued\r\n"
+                    in_data = true;
+                    b"354 go\r\n"
                 } else if upper.starts_with(b"QUIT") {
+                    let _ = write.write_all(&out).await;
                     let _ = write.write_all(b"221 bye\r\n").await;
                     return;
                 } else {
@@ -236,9 +245,7 @@ async fn sink(port: u16, count_file: PathBuf) -> anyhow::Result<()> {
                     }
                     b"250 ok\r\n"
                 };
-                if write.write_all(reply).await.is_err() {
-                    return;
-                }
+                out.extend_from_slice(reply);
             }
         });
     }

@@ -86,13 +86,22 @@ impl Store {
     ) -> Result<Vec<LeasedDelivery>, StoreError> {
         let lease_id = Uuid::now_v7();
         let rows = sqlx::query_as::<_, LeasedDelivery>(
-            "WITH due AS (
+            // Two index scans rather than one OR: with an OR the planner sorts every due row
+            // on each lease, which costs more than the sending as the queue grows.
+            "WITH expired AS (
                  SELECT tenant_id, id FROM deliveries
-                 WHERE (status IN ('queued', 'deferred') AND next_attempt_at <= now())
-                    OR (status = 'sending' AND lease_expires_at < now())
+                 WHERE status = 'sending' AND lease_expires_at < now()
+                 ORDER BY lease_expires_at
+                 LIMIT $1
+                 FOR UPDATE SKIP LOCKED
+             ), fresh AS (
+                 SELECT tenant_id, id FROM deliveries
+                 WHERE status IN ('queued', 'deferred') AND next_attempt_at <= now()
                  ORDER BY next_attempt_at
                  LIMIT $1
                  FOR UPDATE SKIP LOCKED
+             ), due AS (
+                 SELECT * FROM (SELECT * FROM expired UNION ALL SELECT * FROM fresh) d LIMIT $1
              ), leased AS (
                  UPDATE deliveries d
                  SET status = 'sending', attempts = d.attempts + 1, lease_id = $2,

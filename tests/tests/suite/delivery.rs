@@ -124,12 +124,78 @@ async fn attachments_arrive_byte_identical() {
 
 #[tokio::test]
 async fn one_refused_recipient_does_not_fail_the_others() {
+    one_refused_recipient(&TestApp::spawn().await).await;
+}
+
+#[tokio::test]
+async fn a_relay_without_pipelining_gets_one_command_at_a_time() {
+    let options = missive_tests::SinkOptions {
+        no_pipelining: true,
+        ..Default::default()
+    };
+    let app = TestApp::spawn_with_sink(options, |_, _| {}).await;
+    one_refused_recipient(&app).await;
+    // Every recipient refused: no DATA is sent, and the connection stays usable.
+    app.sink.answer_rcpt("x@x.test", &[550]);
+    app.sink.answer_rcpt("y@x.test", &[550]);
+    let tenant = app.create_tenant("Other").await;
+    let id = app
+        .send_email(
+            &tenant.key,
+            &json!({ "from": "a@acme.test", "to": ["x@x.test", "y@x.test"], "subject": "s", "text": "t" }),
+        )
+        .await;
+    app.worker.drain().await.unwrap();
+    let email = read_email(&app, &tenant.key, &id).await;
+    assert_eq!(
+        statuses(&email),
+        pairs(&[("x@x.test", "bounced"), ("y@x.test", "bounced")])
+    );
+    assert_eq!(app.sink.received().len(), 1);
+    assert_eq!(app.sink.unoffered_pipelining(), 0);
+}
+
+#[tokio::test]
+async fn a_pipelining_relay_refusing_every_recipient_gets_no_message() {
     let app = TestApp::spawn().await;
+    let tenant = app.create_tenant("Acme").await;
+    app.sink.answer_rcpt("x@x.test", &[550]);
+    app.sink.answer_rcpt("y@x.test", &[451]);
+    let id = app
+        .send_email(
+            &tenant.key,
+            &json!({ "from": "a@acme.test", "to": ["x@x.test", "y@x.test"], "subject": "s", "text": "t" }),
+        )
+        .await;
+    app.worker.drain().await.unwrap();
+    let email = read_email(&app, &tenant.key, &id).await;
+    assert_eq!(
+        statuses(&email),
+        pairs(&[("x@x.test", "bounced"), ("y@x.test", "deferred")])
+    );
+    assert!(app.sink.received().is_empty());
+    // The connection survived the refused transaction and carries the next one.
+    deliver_one_more(&app, &tenant.key).await;
+    assert_eq!(app.sink.connections(), 1);
+}
+
+async fn deliver_one_more(app: &TestApp, key: &str) {
+    let id = app
+        .send_email(
+            key,
+            &json!({ "from": "a@acme.test", "to": "z@x.test", "subject": "s", "text": "t" }),
+        )
+        .await;
+    app.worker.drain().await.unwrap();
+    assert_eq!(email_status(app, key, &id).await, "delivered");
+}
+
+async fn one_refused_recipient(app: &TestApp) {
     let tenant = app.create_tenant("Acme").await;
     app.sink.answer_rcpt("gone@x.test", &[550]);
     let id = app.send_email(&tenant.key, &json!({ "from": "a@acme.test", "to": ["ok@x.test", "gone@x.test", "ok2@x.test"], "subject": "s", "text": "t" })).await;
     app.worker.drain().await.unwrap();
-    let email = read_email(&app, &tenant.key, &id).await;
+    let email = read_email(app, &tenant.key, &id).await;
     assert_eq!(
         statuses(&email),
         pairs(&[

@@ -20,7 +20,7 @@ use missive_store::{
     DeliveryResult, DeliveryStatus, LeasedDelivery, OutgoingMessage, Store, StoreError,
 };
 use time::OffsetDateTime;
-use tokio::sync::Notify;
+use tokio::sync::{Notify, Semaphore, mpsc};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -173,6 +173,12 @@ async fn capture(
     tokio::fs::write(dir.join(format!("{stem}.eml")), &message.mime).await
 }
 
+/// One email to send, with the recipients leased for it.
+struct Job {
+    message: OutgoingMessage,
+    deliveries: Vec<LeasedDelivery>,
+}
+
 /// The delivery worker.
 #[derive(Debug, Clone)]
 pub struct DeliveryWorker {
@@ -226,22 +232,17 @@ impl DeliveryWorker {
         }
     }
 
-    /// Leases one batch and delivers it. Returns how many deliveries were attempted.
-    ///
-    /// # Errors
-    /// Database failures while leasing; failures while recording are logged and the rows are
-    /// left to their lease.
-    pub async fn process_due(&self) -> Result<usize, StoreError> {
-        let batch = i64::try_from(self.settings.concurrency.saturating_mul(4).max(1)).unwrap_or(64);
+    /// Leases up to `limit` due deliveries and groups them by email with the email's message:
+    /// one SMTP transaction per email, with all of its leased recipients.
+    async fn lease(&self, limit: usize) -> Result<Vec<Job>, StoreError> {
+        let limit = i64::try_from(limit.max(1)).unwrap_or(i64::MAX);
         let leased = self
             .store
-            .lease_due_deliveries(batch, self.settings.lease)
+            .lease_due_deliveries(limit, self.settings.lease)
             .await?;
         if leased.is_empty() {
-            return Ok(0);
+            return Ok(Vec::new());
         }
-        let count = leased.len();
-        // One SMTP transaction per email, with all of its leased recipients.
         let mut groups: BTreeMap<(TenantId, Uuid), Vec<LeasedDelivery>> = BTreeMap::new();
         for delivery in leased {
             groups
@@ -250,34 +251,62 @@ impl DeliveryWorker {
                 .push(delivery);
         }
         let keys: Vec<(TenantId, Uuid)> = groups.keys().copied().collect();
-        let messages: BTreeMap<(TenantId, Uuid), OutgoingMessage> = self
+        let mut messages: BTreeMap<(TenantId, Uuid), OutgoingMessage> = self
             .store
             .outgoing_messages(&keys)
             .await?
             .into_iter()
             .map(|m| ((m.tenant_id, m.id), m))
             .collect();
+        Ok(groups
+            .into_iter()
+            .filter_map(|(key, deliveries)| {
+                messages.remove(&key).map(|message| Job {
+                    message,
+                    deliveries,
+                })
+            })
+            .collect())
+    }
+
+    /// Leases one batch, delivers it and records the results in one statement. Returns how
+    /// many deliveries were attempted.
+    ///
+    /// # Errors
+    /// Database failures while leasing; failures while recording are logged and the rows are
+    /// left to their lease.
+    pub async fn process_due(&self) -> Result<usize, StoreError> {
+        let jobs = self
+            .lease(self.settings.concurrency.saturating_mul(4))
+            .await?;
+        let count = jobs.iter().map(|j| j.deliveries.len()).sum();
         let permits = Arc::new(tokio::sync::Semaphore::new(
             self.settings.concurrency.max(1),
         ));
         let mut tasks = JoinSet::new();
-        for (key, deliveries) in groups {
-            let Some(message) = messages.get(&key).cloned() else {
-                continue;
-            };
+        for job in jobs {
             let worker = self.clone();
             let permits = permits.clone();
             tasks.spawn(async move {
                 let _permit = permits.acquire_owned().await;
-                worker.deliver(message, deliveries).await;
+                worker.attempt(job).await
             });
         }
-        while tasks.join_next().await.is_some() {}
+        let mut results = Vec::with_capacity(count);
+        while let Some(done) = tasks.join_next().await {
+            results.extend(done.unwrap_or_default());
+        }
+        record(&self.store, &results).await;
         Ok(count)
     }
 
-    #[tracing::instrument(skip_all, fields(tenant_id = %message.tenant_id, email_id = %message.id))]
-    async fn deliver(&self, message: OutgoingMessage, deliveries: Vec<LeasedDelivery>) {
+    /// Sends one email to its leased recipients and classifies each reply.
+    #[tracing::instrument(skip_all, fields(tenant_id = %job.message.tenant_id, email_id = %job.message.id))]
+    async fn attempt(&self, job: Job) -> Vec<DeliveryResult> {
+        let Job {
+            message,
+            deliveries,
+        } = job;
         let recipients: Vec<String> = deliveries.iter().map(|d| d.recipient.clone()).collect();
         let replies = self.transport.send(&message, &recipients).await;
         let now = OffsetDateTime::now_utc();
@@ -290,10 +319,7 @@ impl DeliveryWorker {
             tracing::info!(status = result.status.as_str(), code = ?result.smtp_code, response = %result.smtp_response, "delivery attempt");
             metrics::counter!("missive_delivery_attempts_total", "status" => result.status.as_str()).increment(1);
         }
-        if let Err(err) = self.store.record_delivery_results(&results).await {
-            // The lease will expire and the rows be tried again: a duplicate is better than a loss.
-            tracing::error!(error = %err, "could not record delivery results");
-        }
+        results
     }
 
     /// Delivers until nothing is due. For tests and tools: no sleeping, no notifications.
@@ -311,7 +337,12 @@ impl DeliveryWorker {
         }
     }
 
-    /// Runs until `shutdown` fires; in-flight sends finish first.
+    /// Runs until `shutdown` fires; in-flight sends finish and are recorded first.
+    ///
+    /// A pipeline rather than batch after batch: new rows are leased as soon as a quarter of
+    /// the send slots are free, so one slow relay conversation never holds up the others, and
+    /// results are written by a recorder that puts everything finished meanwhile into one
+    /// statement.
     pub async fn run(self, shutdown: CancellationToken) {
         let wake = Arc::new(Notify::new());
         let woken = wake.clone();
@@ -326,21 +357,44 @@ impl DeliveryWorker {
                 }
             },
         ));
-        tracing::info!(
-            concurrency = self.settings.concurrency,
-            "delivery worker started"
-        );
+        let concurrency = self.settings.concurrency.max(1);
+        tracing::info!(concurrency, "delivery worker started");
+        let slots = Arc::new(Semaphore::new(concurrency));
+        let (results, recorded) = mpsc::unbounded_channel::<Vec<DeliveryResult>>();
+        let recorder = tokio::spawn(record_as_they_come(self.store.clone(), recorded));
+        let low_water = (concurrency / 4).max(1);
         while !shutdown.is_cancelled() {
             // Register interest before looking, so a notification between the two is not lost.
             let notified = wake.notified();
-            let worked = match self.process_due().await {
-                Ok(n) => n > 0,
+            let free = slots.available_permits();
+            if free < low_water {
+                // Wait (without holding them) until enough slots are free for a worthwhile lease.
+                tokio::select! {
+                    _ = slots.acquire_many(u32::try_from(low_water).unwrap_or(1)) => {}
+                    () = shutdown.cancelled() => {}
+                }
+                continue;
+            }
+            let jobs = match self.lease(free).await {
+                Ok(jobs) => jobs,
                 Err(err) => {
                     tracing::error!(error = %err, "leasing deliveries failed");
-                    false
+                    Vec::new()
                 }
             };
-            if worked {
+            if !jobs.is_empty() {
+                for job in jobs {
+                    let Ok(permit) = slots.clone().acquire_owned().await else {
+                        break;
+                    };
+                    let worker = self.clone();
+                    let results = results.clone();
+                    tokio::spawn(async move {
+                        let done = worker.attempt(job).await;
+                        let _ = results.send(done);
+                        drop(permit);
+                    });
+                }
                 continue;
             }
             let sleep = match self.store.next_delivery_due().await {
@@ -356,6 +410,38 @@ impl DeliveryWorker {
                 () = shutdown.cancelled() => {}
             }
         }
+        // Every slot back means every send finished and handed its results over.
+        let all = u32::try_from(concurrency).unwrap_or(u32::MAX);
+        let _ = slots.acquire_many(all).await;
+        drop(results);
+        let _ = recorder.await;
         tracing::info!("delivery worker stopped");
+    }
+}
+
+/// Writes results as they arrive, everything that arrived meanwhile in one statement.
+async fn record_as_they_come(
+    store: Store,
+    mut recorded: mpsc::UnboundedReceiver<Vec<DeliveryResult>>,
+) {
+    while let Some(first) = recorded.recv().await {
+        let mut batch = first;
+        while batch.len() < MAX_RECORD_BATCH {
+            match recorded.try_recv() {
+                Ok(more) => batch.extend(more),
+                Err(_) => break,
+            }
+        }
+        record(&store, &batch).await;
+    }
+}
+
+/// Results written by one statement at most.
+const MAX_RECORD_BATCH: usize = 1_000;
+
+async fn record(store: &Store, results: &[DeliveryResult]) {
+    if let Err(err) = store.record_delivery_results(results).await {
+        // The leases will expire and the rows be tried again: a duplicate beats a loss.
+        tracing::error!(error = %err, deliveries = results.len(), "could not record delivery results");
     }
 }

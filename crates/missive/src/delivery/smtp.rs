@@ -106,6 +106,8 @@ struct Connection {
     stream: BufStream<Stream>,
     smtputf8: bool,
     eightbit: bool,
+    /// RFC 2920: the envelope goes out in one write and its replies are read after.
+    pipelining: bool,
 }
 
 impl Connection {
@@ -139,9 +141,14 @@ impl Connection {
         }
     }
 
-    async fn command(&mut self, line: &str) -> Result<Reply, SmtpError> {
+    async fn write_line(&mut self, line: &str) -> Result<(), SmtpError> {
         self.stream.write_all(line.as_bytes()).await?;
         self.stream.write_all(b"\r\n").await?;
+        Ok(())
+    }
+
+    async fn command(&mut self, line: &str) -> Result<Reply, SmtpError> {
+        self.write_line(line).await?;
         self.stream.flush().await?;
         self.read_reply().await
     }
@@ -228,6 +235,7 @@ impl SmtpPool {
             let upper = ehlo.text.to_ascii_uppercase();
             conn.smtputf8 = upper.lines().any(|l| l.get(4..) == Some("SMTPUTF8"));
             conn.eightbit = upper.lines().any(|l| l.get(4..) == Some("8BITMIME"));
+            conn.pipelining = upper.lines().any(|l| l.get(4..) == Some("PIPELINING"));
         }
         Ok(ehlo)
     }
@@ -254,6 +262,7 @@ impl SmtpPool {
                 stream: BufStream::new(stream),
                 smtputf8: false,
                 eightbit: false,
+                pipelining: false,
             };
             let greeting = conn.read_reply().await?;
             if greeting.code != 220 {
@@ -282,6 +291,7 @@ impl SmtpPool {
                     stream: BufStream::new(self.handshake(tcp).await?),
                     smtputf8: false,
                     eightbit: false,
+                    pipelining: false,
                 };
                 ehlo = self.ehlo(&mut conn).await?;
             }
@@ -415,6 +425,70 @@ fn dot_stuff(mime: &[u8]) -> Vec<u8> {
     out
 }
 
+/// The relay's answers to MAIL, RCPT and DATA.
+struct Envelope {
+    mail: Reply,
+    /// One per recipient; empty when MAIL was refused and nothing more was sent.
+    rcpts: Vec<Reply>,
+    /// `None` when DATA was not sent because no recipient was accepted.
+    data: Option<Reply>,
+}
+
+/// Sends the envelope: in one write when the relay pipelines, command by command otherwise.
+async fn envelope(
+    conn: &mut Connection,
+    mail: &str,
+    recipients: &[String],
+) -> Result<Envelope, Stage> {
+    if conn.pipelining {
+        conn.write_line(mail)
+            .await
+            .map_err(Stage::BeforeRecipients)?;
+        for recipient in recipients {
+            conn.write_line(&format!("RCPT TO:<{recipient}>")).await?;
+        }
+        conn.write_line("DATA").await?;
+        conn.stream.flush().await.map_err(SmtpError::from)?;
+        let mail = conn.read_reply().await.map_err(Stage::BeforeRecipients)?;
+        let mut rcpts = Vec::with_capacity(recipients.len());
+        for _ in recipients {
+            rcpts.push(conn.read_reply().await?);
+        }
+        let data = Some(conn.read_reply().await?);
+        return Ok(Envelope { mail, rcpts, data });
+    }
+    let mail = conn.command(mail).await.map_err(Stage::BeforeRecipients)?;
+    if !mail.is_positive() {
+        return Ok(Envelope {
+            mail,
+            rcpts: Vec::new(),
+            data: None,
+        });
+    }
+    let mut rcpts = Vec::with_capacity(recipients.len());
+    for recipient in recipients {
+        rcpts.push(conn.command(&format!("RCPT TO:<{recipient}>")).await?);
+    }
+    let data = if rcpts.iter().any(Reply::is_positive) {
+        Some(conn.command("DATA").await?)
+    } else {
+        None
+    };
+    Ok(Envelope { mail, rcpts, data })
+}
+
+/// Ends a transaction that must not deliver: a relay that said 354 anyway gets an empty
+/// message ended at once (it has no accepted recipient to send it to), then RSET.
+async fn abandon(conn: &mut Connection, data: Option<&Reply>) -> Result<(), SmtpError> {
+    if data.is_some_and(|d| d.code == 354) {
+        conn.stream.write_all(b".\r\n").await?;
+        conn.stream.flush().await?;
+        conn.read_reply().await?;
+    }
+    conn.command("RSET").await?;
+    Ok(())
+}
+
 async fn transaction(
     conn: &mut Connection,
     from: &str,
@@ -430,35 +504,34 @@ async fn transaction(
     if smtputf8 && conn.smtputf8 {
         mail.push_str(" SMTPUTF8");
     }
-    let mail_reply = conn.command(&mail).await.map_err(Stage::BeforeRecipients)?;
-    if !mail_reply.is_positive() {
+    let envelope = envelope(conn, &mail, recipients).await?;
+    if !envelope.mail.is_positive() {
         // The sender was refused: that answer decides every recipient.
         for reply in replies.iter_mut() {
-            *reply = Some(RecipientReply::Reply(mail_reply.clone()));
+            *reply = Some(RecipientReply::Reply(envelope.mail.clone()));
         }
-        conn.command("RSET").await?;
+        abandon(conn, envelope.data.as_ref()).await?;
         return Ok(());
     }
     let mut accepted = Vec::new();
-    for (index, recipient) in recipients.iter().enumerate() {
-        let reply = conn.command(&format!("RCPT TO:<{recipient}>")).await?;
+    for (index, reply) in envelope.rcpts.into_iter().enumerate() {
         if reply.is_positive() {
             accepted.push(index);
         } else {
             replies[index] = Some(RecipientReply::Reply(reply));
         }
     }
-    if accepted.is_empty() {
-        conn.command("RSET").await?;
-        return Ok(());
-    }
-    let data = conn.command("DATA").await?;
-    if data.code != 354 {
-        for &index in &accepted {
-            replies[index] = Some(RecipientReply::Reply(data.clone()));
+    match envelope.data {
+        Some(data) if data.code == 354 && !accepted.is_empty() => {}
+        data => {
+            if let Some(data) = data.as_ref().filter(|d| d.code != 354) {
+                for &index in &accepted {
+                    replies[index] = Some(RecipientReply::Reply(data.clone()));
+                }
+            }
+            abandon(conn, data.as_ref()).await?;
+            return Ok(());
         }
-        conn.command("RSET").await?;
-        return Ok(());
     }
     conn.stream
         .write_all(&dot_stuff(mime))
