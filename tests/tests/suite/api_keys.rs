@@ -244,6 +244,8 @@ async fn expired_keys_are_refused() {
         .execute(app.store().pool())
         .await
         .unwrap();
+    // A change made outside this process reaches its key cache by notification.
+    app.wait_for_status("/v1/tenant", &key, 401).await;
     let message = app
         .get("/v1/tenant", Auth::Key(&key))
         .await
