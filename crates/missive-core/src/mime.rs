@@ -7,6 +7,7 @@ use mail_builder::MessageBuilder;
 use mail_builder::headers::address::Address;
 use mail_builder::headers::raw::Raw;
 use mail_builder::headers::text::Text;
+use mail_builder::mime::MimePart;
 use time::OffsetDateTime;
 
 use crate::address::Mailbox;
@@ -24,6 +25,46 @@ fn address_list(mailboxes: &[Mailbox]) -> Address<'_> {
 #[must_use]
 pub fn message_id(email_id: &uuid::Uuid, from: &Mailbox) -> String {
     format!("{}@{}", email_id.simple(), from.email.domain())
+}
+
+/// The body tree: html and text as multipart/alternative; inline parts (those with a
+/// Content-ID) beside it in multipart/related, so clients resolve `cid:` references and do not
+/// list them as attachments; other attachments beside that in multipart/mixed.
+fn body(submission: &Submission) -> MimePart<'_> {
+    let mut alternatives: Vec<MimePart<'_>> = Vec::with_capacity(2);
+    if let Some(text) = &submission.text {
+        alternatives.push(MimePart::new("text/plain", text.as_str()));
+    }
+    if let Some(html) = &submission.html {
+        alternatives.push(MimePart::new("text/html", html.as_str()));
+    }
+    let mut body = match alternatives.len() {
+        0 => MimePart::new("text/plain", ""),
+        1 => alternatives.remove(0),
+        _ => MimePart::new("multipart/alternative", alternatives),
+    };
+    let (inline, attached): (Vec<_>, Vec<_>) = submission
+        .attachments
+        .iter()
+        .partition(|a| a.content_id.is_some());
+    if !inline.is_empty() {
+        let mut related = vec![body];
+        related.extend(inline.into_iter().map(|a| {
+            MimePart::new(a.content_type.as_str(), a.content.as_slice())
+                .inline()
+                .cid(a.content_id.as_deref().unwrap_or_default())
+        }));
+        body = MimePart::new("multipart/related", related);
+    }
+    if !attached.is_empty() {
+        let mut mixed = vec![body];
+        mixed.extend(attached.into_iter().map(|a| {
+            MimePart::new(a.content_type.as_str(), a.content.as_slice())
+                .attachment(a.filename.as_str())
+        }));
+        body = MimePart::new("multipart/mixed", mixed);
+    }
+    body
 }
 
 /// Serialises the message.
@@ -52,23 +93,7 @@ pub fn build_mime(submission: &Submission, message_id: &str, date: OffsetDateTim
             builder.header(name.as_str(), Text::new(value.as_str()))
         };
     }
-    if let Some(text) = &submission.text {
-        builder = builder.text_body(text.as_str());
-    }
-    if let Some(html) = &submission.html {
-        builder = builder.html_body(html.as_str());
-    }
-    for attachment in &submission.attachments {
-        let content = attachment.content.as_slice();
-        builder = match &attachment.content_id {
-            Some(cid) => builder.inline(attachment.content_type.as_str(), cid.as_str(), content),
-            None => builder.attachment(
-                attachment.content_type.as_str(),
-                attachment.filename.as_str(),
-                content,
-            ),
-        };
-    }
+    builder = builder.body(body(submission));
     builder
         .write_to_vec()
         .expect("writing to a Vec cannot fail")
@@ -157,5 +182,48 @@ mod tests {
         for line in mime.split(|b| *b == b'\n') {
             assert!(line.len() <= 998, "line of {} octets", line.len());
         }
+    }
+
+    /// The Content-Type lines in order: the shape of the body tree.
+    fn content_types(mime: &[u8]) -> Vec<String> {
+        String::from_utf8_lossy(mime)
+            .lines()
+            .filter_map(|l| l.strip_prefix("Content-Type: "))
+            .map(|l| l.trim_end_matches(';').to_owned())
+            .collect()
+    }
+
+    #[test]
+    fn inline_parts_go_in_multipart_related_and_attachments_in_mixed() {
+        let mime = build_mime(&submission(), "abc@acme.test", OffsetDateTime::UNIX_EPOCH);
+        assert_eq!(
+            content_types(&mime),
+            [
+                "multipart/mixed",
+                "multipart/related",
+                "multipart/alternative",
+                "text/plain; charset=\"utf-8\"",
+                "text/html; charset=\"utf-8\"",
+                "image/png",
+                "application/pdf",
+            ]
+        );
+        let mut only_inline = submission();
+        only_inline.attachments.remove(0);
+        only_inline.html = None;
+        let mime = build_mime(&only_inline, "abc@acme.test", OffsetDateTime::UNIX_EPOCH);
+        assert_eq!(
+            content_types(&mime),
+            [
+                "multipart/related",
+                "text/plain; charset=\"utf-8\"",
+                "image/png"
+            ]
+        );
+        let mut plain = submission();
+        plain.attachments.clear();
+        plain.html = None;
+        let mime = build_mime(&plain, "abc@acme.test", OffsetDateTime::UNIX_EPOCH);
+        assert_eq!(content_types(&mime), ["text/plain; charset=\"utf-8\""]);
     }
 }

@@ -109,7 +109,12 @@ async fn attachments_arrive_byte_identical() {
     app.send_email(
         &tenant.key,
         &json!({ "from": "a@acme.test", "to": "r@x.test", "subject": "f", "text": "see attached",
-                 "attachments": [{ "filename": "blob.bin", "content": bytes }] }),
+                 "html": "<img src=\"cid:logo\">",
+                 "attachments": [
+                     { "filename": "blob.bin", "content": bytes },
+                     { "filename": "logo.png", "content": [137, 80, 78, 71], "content_type": "image/png",
+                       "content_id": "logo" }
+                 ] }),
     )
     .await;
     app.worker.drain().await.unwrap();
@@ -117,9 +122,20 @@ async fn attachments_arrive_byte_identical() {
     let parsed = mail_parser::MessageParser::default()
         .parse(&received[0].data)
         .unwrap();
-    let attachment = parsed.attachments().next().unwrap();
-    assert_eq!(attachment.attachment_name(), Some("blob.bin"));
+    let attachment = parsed
+        .attachments()
+        .find(|a| a.attachment_name() == Some("blob.bin"))
+        .unwrap();
     assert_eq!(attachment.contents(), bytes.as_slice());
+    // The inline image sits beside the html in multipart/related, found by its Content-ID.
+    let logo = parsed
+        .parts
+        .iter()
+        .find(|p| p.content_id() == Some("logo"))
+        .unwrap();
+    assert_eq!(logo.contents(), [137, 80, 78, 71]);
+    let text = String::from_utf8_lossy(&received[0].data);
+    assert!(text.contains("multipart/related"), "{text}");
 }
 
 #[tokio::test]
