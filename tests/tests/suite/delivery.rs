@@ -633,3 +633,46 @@ async fn wrong_relay_credentials_defer_rather_than_lose_mail() {
     let email = deliver_one(&app).await;
     assert_deferred_because(&email, "535");
 }
+
+#[tokio::test]
+async fn leasing_takes_tenants_in_turn_so_a_backlog_cannot_starve_others() {
+    let app = TestApp::spawn().await;
+    let noisy = app.create_tenant("Noisy").await;
+    let quiet = app.create_tenant("Quiet").await;
+    for n in 0..30 {
+        app.send_email(
+            &noisy.key,
+            &json!({ "from": "a@noisy.test", "to": format!("r{n}@x.test"), "subject": "s", "text": "t" }),
+        )
+        .await;
+    }
+    // Queued last, it would wait behind the whole backlog in arrival order.
+    app.send_email(
+        &quiet.key,
+        &json!({ "from": "a@quiet.test", "to": "q@x.test", "subject": "s", "text": "t" }),
+    )
+    .await;
+    let leased = app
+        .store()
+        .lease_due_deliveries(4, std::time::Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert_eq!(leased.len(), 4);
+    let quiet_id: missive_core::TenantId = quiet.id.parse().unwrap();
+    assert_eq!(
+        leased.iter().filter(|d| d.tenant_id == quiet_id).count(),
+        1,
+        "the quiet tenant's email is in the first lease"
+    );
+    // Within a tenant, oldest first.
+    let mut noisy_recipients: Vec<&str> = leased
+        .iter()
+        .filter(|d| d.tenant_id != quiet_id)
+        .map(|d| d.recipient.as_str())
+        .collect();
+    noisy_recipients.sort_unstable();
+    assert_eq!(noisy_recipients, ["r0@x.test", "r1@x.test", "r2@x.test"]);
+    // The rest is delivered; the four leased here wait for their lease to run out.
+    app.worker.drain().await.unwrap();
+    assert_eq!(app.sink.received().len(), 31 - 4);
+}
