@@ -1,0 +1,66 @@
+# Shared by the benchmark scripts (sourced, not run): a release build, a private durable Postgres
+# (fsync and synchronous_commit on), the counting SMTP sink as the shared relay, and helpers to
+# start Missive with given roles. Everything it starts stops when the sourcing script exits.
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+TOTAL=${BENCH_TOTAL:-20000}
+CLIENTS=${BENCH_CLIENTS:-32}
+
+cargo build --release --bin missive --bin missive-loadgen >&2
+target_dir=${CARGO_TARGET_DIR:-$PWD/target}
+missive="$target_dir/release/missive"
+loadgen="$target_dir/release/missive-loadgen"
+
+run_dir=$(mktemp -d "${TMPDIR:-/tmp}/missive-bench.XXXXXX")
+pids=()
+cleanup() {
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  scripts/pg.sh destroy "$run_dir/pg" >/dev/null 2>&1 || true
+  rm -rf "$run_dir"
+}
+trap cleanup EXIT
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+db_url=$(scripts/pg.sh start "$run_dir/pg" --port auto)
+sink_port=$(free_port)
+http_port=$(free_port)
+"$loadgen" sink --port "$sink_port" --count-file "$run_dir/sink.count" &
+pids+=($!)
+
+admin_key=$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')
+export MISSIVE_DATABASE_URL="$db_url" MISSIVE_ADMIN_KEY="$admin_key" MISSIVE_LOG=warn \
+  MISSIVE_HTTP_ADDR="127.0.0.1:$http_port" MISSIVE_RELAY_URL="smtp://127.0.0.1:$sink_port?tls=none" \
+  MISSIVE_DB_MAX_CONNECTIONS="${BENCH_DB_CONNECTIONS:-48}" MISSIVE_RELAY_MAX_CONNECTIONS=16
+base="http://127.0.0.1:$http_port"
+
+# start_missive LOG ROLE...: starts `missive serve` with those roles, sets missive_pid, and waits
+# for the API when it is one of them.
+start_missive() {
+  local log=$1; shift
+  local args=()
+  for role in "$@"; do args+=(--role "$role"); done
+  "$missive" serve "${args[@]}" 2>"$run_dir/$log" &
+  missive_pid=$!
+  pids+=($missive_pid)
+  if [[ " $* " == *" api "* ]]; then
+    for _ in $(seq 1 100); do curl -fs "$base/healthz" >/dev/null && break; sleep 0.1; done
+  fi
+}
+
+# A send key of a new tenant, through the admin API.
+create_key() {
+  curl -fs -X POST "$base/v1/tenants" -H "Authorization: Bearer $admin_key" \
+    -H 'Content-Type: application/json' -d '{"name":"bench"}' \
+    | python3 -c 'import json,sys; print(json.load(sys.stdin)["api_key"]["token"])'
+}
+
+# How many recipients the sink has received.
+count() { cat "$run_dir/sink.count" 2>/dev/null || echo 0; }
+
+# wait_for_sink N: until the sink holds N recipients, or ten minutes.
+wait_for_sink() {
+  local deadline=$(( $(date +%s) + 600 ))
+  while [ "$(count)" -lt "$1" ] && [ "$(date +%s)" -lt "$deadline" ]; do sleep 0.05; done
+}
