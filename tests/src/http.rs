@@ -280,6 +280,17 @@ impl TestApp {
         self.request(Method::DELETE, path, auth, None).await
     }
 
+    /// Runs one SQL statement against the application's database, as another process would.
+    ///
+    /// # Panics
+    /// When the statement fails.
+    pub async fn execute_sql(&self, statement: &'static str) {
+        sqlx::query(statement)
+            .execute(self.store().pool())
+            .await
+            .unwrap_or_else(|e| panic!("{statement}: {e}"));
+    }
+
     /// Polls `GET path` with `key` until it answers `status`: for changes made by another
     /// process, which reach this one's key cache through a notification.
     ///

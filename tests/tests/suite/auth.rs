@@ -167,35 +167,25 @@ async fn key_lookups_are_cached_and_dropped_when_another_process_changes_a_key_o
         .expect(200);
 
     // A change that sends no notification is not seen: the answer came from the cache.
-    sqlx::query("ALTER TABLE api_keys DISABLE TRIGGER api_keys_notify")
-        .execute(pool)
-        .await
-        .unwrap();
-    sqlx::query("UPDATE api_keys SET revoked_at = now()")
-        .execute(pool)
-        .await
-        .unwrap();
+    app.execute_sql("ALTER TABLE api_keys DISABLE TRIGGER api_keys_notify")
+        .await;
+    app.execute_sql("UPDATE api_keys SET revoked_at = now()")
+        .await;
     app.get("/v1/tenant", Auth::Key(&tenant.key))
         .await
         .expect(200);
 
     // The same change as another process makes it (trigger on) reaches the cache.
-    sqlx::query("ALTER TABLE api_keys ENABLE TRIGGER api_keys_notify")
-        .execute(pool)
-        .await
-        .unwrap();
-    sqlx::query("UPDATE api_keys SET revoked_at = now()")
-        .execute(pool)
-        .await
-        .unwrap();
+    app.execute_sql("ALTER TABLE api_keys ENABLE TRIGGER api_keys_notify")
+        .await;
+    app.execute_sql("UPDATE api_keys SET revoked_at = now()")
+        .await;
     app.wait_for_status("/v1/tenant", &tenant.key, 401).await;
 
     // Tenant changes too: a second key, cached, stops working when the tenant is disabled.
     let (_, second) = app.create_key(&tenant.id, "second", &["full_access"]).await;
     app.get("/v1/tenant", Auth::Key(&second)).await.expect(200);
-    sqlx::query("UPDATE tenants SET status = 'disabled'")
-        .execute(pool)
-        .await
-        .unwrap();
+    app.execute_sql("UPDATE tenants SET status = 'disabled'")
+        .await;
     app.wait_for_status("/v1/tenant", &second, 401).await;
 }

@@ -442,10 +442,8 @@ async fn scheduled_emails_wait_for_their_time_and_canceled_ones_never_go() {
     assert_eq!(app.worker.drain().await.unwrap(), 0);
     assert!(app.sink.received().is_empty());
     // Move the clock: make both due now.
-    sqlx::query("UPDATE deliveries SET next_attempt_at = now() - interval '1 second'")
-        .execute(app.store().pool())
-        .await
-        .unwrap();
+    app.execute_sql("UPDATE deliveries SET next_attempt_at = now() - interval '1 second'")
+        .await;
     assert_eq!(
         app.worker.drain().await.unwrap(),
         1,
