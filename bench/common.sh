@@ -24,6 +24,10 @@ trap cleanup EXIT
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
 db_url=$(scripts/pg.sh start "$run_dir/pg" --port auto)
+pg_pid=$(head -n 1 "$(cat "$run_dir/pg/location")/postmaster.pid")
+pg_bin=$(scripts/pg.sh bin)
+BENCH_PG_VERSION=$("$pg_bin/postgres" --version | awk '{print $3}')
+export BENCH_PG_VERSION
 sink_port=$(free_port)
 http_port=$(free_port)
 "$loadgen" sink --port "$sink_port" --count-file "$run_dir/sink.count" &
@@ -52,7 +56,7 @@ start_missive() {
 # A send key of a new tenant, through the admin API.
 create_key() {
   curl -fs -X POST "$base/v1/tenants" -H "Authorization: Bearer $admin_key" \
-    -H 'Content-Type: application/json' -d '{"name":"bench"}' \
+    -H 'Content-Type: application/json' -d "{\"name\":\"bench-$(date +%s%N)\"}" \
     | python3 -c 'import json,sys; print(json.load(sys.stdin)["api_key"]["token"])'
 }
 

@@ -1,0 +1,194 @@
+#!/usr/bin/env python3
+"""Measurements and the report for the benchmark scripts (standard library only).
+
+    measure.py cpu PID                 CPU seconds of PID and its children, reaped ones included
+    measure.py sample OUT PID...       until killed: peak memory of each PID's process tree into OUT
+    measure.py rss PID                 current memory of PID's process tree, in MiB
+    measure.py report RESULTS DOC      median/spread table from RESULTS (JSON lines) into DOC
+
+Memory of a tree is the sum of its processes' PSS (proportional set size), so Postgres's shared
+buffers count once rather than once per backend.
+"""
+import json
+import os
+import platform
+import re
+import statistics
+import subprocess
+import sys
+import time
+
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def children(pid):
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            return [int(p) for p in f.read().split()]
+    except OSError:
+        return []
+
+
+def stat_fields(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        # The command name may hold spaces; fields start after its closing parenthesis.
+        return f.read().rsplit(")", 1)[1].split()
+
+
+def cpu_seconds(pid):
+    """utime+stime of the tree, plus what reaped children left in cutime/cstime."""
+    try:
+        fields = stat_fields(pid)
+    except OSError:
+        return 0.0
+    own = sum(int(x) for x in fields[11:15]) / TICK
+    return own + sum(cpu_seconds(child) for child in children(pid))
+
+
+def pss_kib(pid):
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as f:
+            match = re.search(r"^Pss:\s+(\d+) kB", f.read(), re.M)
+            own = int(match.group(1)) if match else 0
+    except OSError:
+        own = 0
+    return own + sum(pss_kib(child) for child in children(pid))
+
+
+def sample(out, pids):
+    peaks = {pid: 0 for pid in pids}
+    while True:
+        for pid in pids:
+            peaks[pid] = max(peaks[pid], pss_kib(pid))
+        tmp = out + ".tmp"
+        with open(tmp, "w") as f:
+            json.dump({pid: kib / 1024 for pid, kib in peaks.items()}, f)
+        os.replace(tmp, out)
+        time.sleep(0.25)
+
+
+def fmt(value, digits=0):
+    return f"{value:,.{digits}f}"
+
+
+def summary(values, digits=0, unit=""):
+    """'median unit (min–max)' for three or more runs, or the single value."""
+    med = statistics.median(values)
+    if len(values) == 1:
+        return f"{fmt(med, digits)}{unit}"
+    return f"{fmt(med, digits)}{unit} ({fmt(min(values), digits)}–{fmt(max(values), digits)})"
+
+
+def machine():
+    def run(*cmd):
+        try:
+            return subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.strip()
+        except (OSError, subprocess.CalledProcessError):
+            return "unknown"
+
+    with open("/proc/meminfo") as f:
+        mem_gib = int(f.readline().split()[1]) / 1024 / 1024
+    model = "unknown"
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    distro = "unknown"
+    if os.path.exists("/etc/os-release"):
+        with open("/etc/os-release") as f:
+            for line in f:
+                if line.startswith("PRETTY_NAME="):
+                    distro = line.split("=", 1)[1].strip().strip('"')
+    pg = os.environ.get("BENCH_PG_VERSION", "unknown")
+    return (
+        f"{os.cpu_count()} cores ({model}), {mem_gib:.0f} GiB, {distro}, Linux {platform.release()}, "
+        f"{run('rustc', '--version')}, PostgreSQL {pg}"
+    )
+
+
+def met(ok):
+    return "**yes**" if ok else "**no**"
+
+
+def report(results_path, doc_path):
+    with open(results_path) as f:
+        rows = [json.loads(line) for line in f if line.strip()]
+    by = {}
+    for row in rows:
+        by.setdefault(row["scenario"], []).append(row)
+
+    def col(scenario, key):
+        return [r[key] for r in by.get(scenario, [])]
+
+    lines = [
+        f"Machine: {machine()}.",
+        "",
+        f"Run of {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; each figure is the median of "
+        f"{len(by.get('accept', [])) or 1} runs with the lowest and highest in brackets.",
+        "",
+        "| scenario | measured | target | met |",
+        "| --- | --- | --- | --- |",
+    ]
+    if "accept" in by:
+        rate = col("accept", "per_second")
+        e2e = col("accept", "e2e_per_second")
+        total = by["accept"][0]["total"]
+        clients = by["accept"][0]["clients"]
+        lines += [
+            f"| REST accept, {clients} clients, {total:,} emails (worker running) | "
+            f"{summary(rate, unit='/s')}; p50 {summary(col('accept', 'p50_ms'), 1, ' ms')}, "
+            f"p99 {summary(col('accept', 'p99_ms'), 1, ' ms')}; errors {sum(col('accept', 'errors'))} | "
+            f"≥ 3,000/s | {met(statistics.median(rate) >= 3000)} |",
+            f"| REST end to end to the sink | {summary(e2e, unit='/s')} | ≥ 1,500/s | "
+            f"{met(statistics.median(e2e) >= 1500)} |",
+            f"| CPU per accepted email: Missive / Postgres | "
+            f"{summary(col('accept', 'missive_cpu_us'), unit=' µs')} / "
+            f"{summary(col('accept', 'pg_cpu_us'), unit=' µs')} | | |",
+        ]
+    if "latency" in by:
+        p99 = col("latency", "p99_ms")
+        rate = by["latency"][0]["rate"]
+        lines.append(
+            f"| REST latency at {rate} req/s | p50 {summary(col('latency', 'p50_ms'), 1, ' ms')}, "
+            f"p99 {summary(p99, 1, ' ms')}; errors {sum(col('latency', 'errors'))} | p99 < 25 ms | "
+            f"{met(statistics.median(p99) < 25)} |"
+        )
+    if "memory" in by:
+        mem = by["memory"][0]
+        lines += [
+            f"| Missive memory idle (PSS) | {fmt(mem['missive_idle_mib'], 1)} MiB | < 50 MiB | "
+            f"{met(mem['missive_idle_mib'] < 50)} |",
+            f"| Missive peak memory over all scenarios (PSS) | {fmt(mem['missive_peak_mib'], 1)} MiB | "
+            f"< 300 MiB | {met(mem['missive_peak_mib'] < 300)} |",
+            f"| Postgres peak memory, all processes (PSS) | {fmt(mem['pg_peak_mib'], 1)} MiB | | |",
+        ]
+
+    start, end = "<!-- bench:start -->", "<!-- bench:end -->"
+    block = start + "\n" + "\n".join(lines) + "\n" + end
+    doc = open(doc_path).read() if os.path.exists(doc_path) else "# Benchmarks\n\n"
+    if start in doc and end in doc:
+        doc = doc[: doc.index(start)] + block + doc[doc.index(end) + len(end):]
+    else:
+        doc = doc.rstrip("\n") + "\n\n" + block + "\n"
+    with open(doc_path, "w") as f:
+        f.write(doc)
+    print("\n".join(lines))
+
+
+def main():
+    cmd, args = sys.argv[1], sys.argv[2:]
+    if cmd == "cpu":
+        print(f"{cpu_seconds(int(args[0])):.3f}")
+    elif cmd == "rss":
+        print(f"{pss_kib(int(args[0])) / 1024:.1f}")
+    elif cmd == "sample":
+        sample(args[0], [int(p) for p in args[1:]])
+    elif cmd == "report":
+        report(args[0], args[1])
+    else:
+        sys.exit(f"unknown command {cmd}")
+
+
+if __name__ == "__main__":
+    main()
