@@ -14,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 use crate::db::TestDb;
 use crate::sink::{SinkOptions, SmtpSink};
 use missive::delivery::{DeliveryWorker, Transport, WorkerSettings};
+use missive::smtp::SmtpContext;
 use missive::startup::Roles;
 use std::sync::Arc;
 
@@ -118,6 +119,12 @@ pub struct CreatedTenant {
 #[derive(Debug)]
 pub struct TestApp {
     pub addr: SocketAddr,
+    /// SMTP submission with STARTTLS offered.
+    pub smtp_addr: SocketAddr,
+    /// SMTP submission over implicit TLS.
+    pub smtps_addr: SocketAddr,
+    /// What SMTP sessions share, to run one over an in-memory stream.
+    pub smtp: Arc<SmtpContext>,
     /// The shared relay every test app delivers to.
     pub sink: SmtpSink,
     /// A worker on the same database and relay, driven by the test (`drain`), never in the
@@ -176,13 +183,18 @@ impl TestApp {
         let mut config = Config::with_database_url(&db.url);
         config.relay = missive::config::parse_relay_url(&sink.relay_url()).expect("sink relay URL");
         config.http_addr = "127.0.0.1:0".parse().expect("address");
+        config.smtp_addr = "127.0.0.1:0".parse().expect("address");
+        config.smtps_addr = "127.0.0.1:0".parse().expect("address");
         config.admin_key = Some(SecretString::from(ADMIN_KEY));
         config.shutdown_timeout = std::time::Duration::from_secs(5);
         adjust(&mut config, &sink);
-        let app = missive::Application::build_with_store(&config, db.store.clone(), Roles::API)
-            .await
-            .expect("application starts");
+        let app =
+            missive::Application::build_with_store(&config, db.store.clone(), Roles::SUBMISSION)
+                .await
+                .expect("application starts");
         let addr = app.http_addr().expect("the api role binds");
+        let (smtp_addr, smtps_addr) = app.smtp_addrs().expect("the smtp role binds");
+        let smtp = app.smtp_context().expect("the smtp role runs");
         let worker = DeliveryWorker::new(
             db.store.clone(),
             Arc::new(Transport::from_config(&config).expect("relay transport")),
@@ -192,6 +204,9 @@ impl TestApp {
         let server = tokio::spawn(app.run_until_stopped(shutdown.clone()));
         Self {
             addr,
+            smtp_addr,
+            smtps_addr,
+            smtp,
             sink,
             worker,
             base_url: format!("http://{addr}"),
@@ -362,6 +377,11 @@ impl TestApp {
     ///
     /// # Panics
     /// When the server failed.
+    /// Starts the shutdown without waiting for it (to watch what open sessions see).
+    pub fn begin_shutdown(&self) {
+        self.shutdown.cancel();
+    }
+
     pub async fn shutdown(mut self) {
         self.shutdown.cancel();
         if let Some(server) = self.server.take() {

@@ -11,10 +11,12 @@
 pub mod db;
 pub mod http;
 pub mod sink;
+pub mod smtp_client;
 
 pub use db::{TestDb, pg_bin, workspace_root};
 pub use http::{Auth, CreatedTenant, Response, TestApp, http_client};
 pub use sink::{Received, SinkOptions, SmtpSink};
+pub use smtp_client::{SmtpClient, SmtpReply, plain, queued_id};
 
 /// The `missive` binary: `MISSIVE_BIN`, or the workspace's debug build (built on first use).
 ///

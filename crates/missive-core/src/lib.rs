@@ -7,6 +7,7 @@ pub mod address;
 pub mod api_key;
 pub mod ids;
 pub mod mime;
+pub mod network;
 pub mod outcome;
 pub mod retry;
 pub mod scope;
@@ -16,6 +17,7 @@ pub mod tenant;
 pub use address::{AddressError, EmailAddress, Mailbox};
 pub use api_key::{ApiKeyError, ApiKeyHash, NewApiKey, parse_api_key};
 pub use ids::{ApiKeyId, TenantId};
+pub use network::{IpNetwork, NetworkError};
 pub use scope::{Scope, ScopeError, Scopes};
 pub use tenant::{
     Domain, TenantName, TenantSettings, TenantSettingsError, TenantStatus, parse_setting_mailbox,

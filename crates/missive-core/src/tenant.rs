@@ -7,6 +7,7 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 
 use crate::address::Mailbox;
+use crate::network::{IpNetwork, NetworkError};
 
 /// Whether a tenant may authenticate. Disabling keeps every row (history, usage) but refuses all
 /// of the tenant's keys.
@@ -60,6 +61,8 @@ pub enum TenantSettingsError {
     Status(String),
     #[error("allowed_sender_domains holds at most {max} domains")]
     TooManyDomains { max: usize },
+    #[error("trusted_networks: {0}")]
+    Network(#[from] NetworkError),
 }
 
 /// A tenant's display name; unique across tenants, case-insensitively.
@@ -151,6 +154,8 @@ pub struct TenantSettings {
     pub reply_to: Option<Mailbox>,
     /// When not empty, the only domains a sender address may use.
     pub allowed_sender_domains: Vec<Domain>,
+    /// Source networks whose SMTP clients submit for this tenant without AUTH.
+    pub trusted_networks: Vec<IpNetwork>,
 }
 
 impl TenantSettings {

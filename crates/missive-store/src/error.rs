@@ -39,7 +39,8 @@ impl StoreError {
 /// Turns a unique violation on a known index into a client-facing conflict.
 pub(crate) fn map_unique(err: sqlx::Error, conflicts: &[(&str, &'static str)]) -> StoreError {
     if let sqlx::Error::Database(db) = &err
-        && db.is_unique_violation()
+        // 23P01: an exclusion constraint, the "no overlap" form of uniqueness.
+        && (db.is_unique_violation() || db.code().as_deref() == Some("23P01"))
         && let Some(constraint) = db.constraint()
         && let Some((_, message)) = conflicts.iter().find(|(name, _)| *name == constraint)
     {

@@ -18,7 +18,7 @@ pub use emails::{
     InsertOutcome, NewEmail,
 };
 pub use error::StoreError;
-pub use tenants::{NewTenant, TenantPatch, TenantRecord};
+pub use tenants::{NewTenant, TenantPatch, TenantRecord, TrustedSender};
 pub use writer::{EmailWriter, WriterSettings};
 
 use std::time::Duration;
@@ -65,6 +65,27 @@ impl Store {
             .connect_with(options)
             .await?;
         Ok(Self { pool })
+    }
+
+    /// A second, smaller pool to the same database whose commits do not wait for the WAL flush
+    /// (`synchronous_commit = off`), for the delivery worker's lease and outcome writes.
+    ///
+    /// Why this is safe: what must never be lost, an accepted message, is written through the
+    /// normal pool and is durable before anyone is told. A worker write lost in a crash (within
+    /// the last few hundred milliseconds) only rolls a delivery back to an earlier state, from
+    /// which it is sent again: at-least-once delivery, which a crash between sending and
+    /// recording already implies. In exchange the worker's commits stop competing with accepts
+    /// for WAL flushes.
+    #[must_use]
+    pub fn with_relaxed_commits(&self, max_connections: u32) -> Self {
+        let options = (*self.pool.connect_options())
+            .clone()
+            .options([("synchronous_commit", "off")]);
+        let pool = PgPoolOptions::new()
+            .max_connections(max_connections)
+            .acquire_timeout(self.pool.options().get_acquire_timeout())
+            .connect_lazy_with(options);
+        Self { pool }
     }
 
     #[must_use]

@@ -1,7 +1,12 @@
 //! Tenant rows: create (with the first key, atomically), list, read, update, disable.
 
-use missive_core::{Domain, Mailbox, TenantId, TenantName, TenantSettings, TenantStatus};
+use std::net::IpAddr;
+
+use missive_core::{
+    Domain, IpNetwork, Mailbox, TenantId, TenantName, TenantSettings, TenantStatus,
+};
 use sqlx::FromRow;
+use sqlx::PgConnection;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -16,6 +21,8 @@ const TENANT_CONFLICTS: &[(&str, &str)] =
 macro_rules! tenant_columns {
     () => {
         "id, name, status, default_from, reply_to, allowed_sender_domains, \
+         ARRAY(SELECT n.network::text FROM trusted_networks n \
+               WHERE n.tenant_id = tenants.id ORDER BY n.network) AS trusted_networks, \
          created_at, updated_at, disabled_at"
     };
 }
@@ -31,6 +38,7 @@ pub struct TenantRecord {
     pub default_from: Option<String>,
     pub reply_to: Option<String>,
     pub allowed_sender_domains: Vec<String>,
+    pub trusted_networks: Vec<String>,
     pub created_at: OffsetDateTime,
     pub updated_at: OffsetDateTime,
     pub disabled_at: Option<OffsetDateTime>,
@@ -52,10 +60,65 @@ pub struct TenantPatch {
     pub default_from: Option<Option<Mailbox>>,
     pub reply_to: Option<Option<Mailbox>>,
     pub allowed_sender_domains: Option<Vec<Domain>>,
+    /// Replaces the whole list when given.
+    pub trusted_networks: Option<Vec<IpNetwork>>,
+}
+
+/// The tenant a trusted network submits for, with what ingest needs to know about it.
+#[derive(Clone, Debug, FromRow)]
+pub struct TrustedSender {
+    #[sqlx(try_from = "Uuid")]
+    pub tenant_id: TenantId,
+    #[sqlx(try_from = "String")]
+    pub tenant_status: TenantStatus,
+    pub network: String,
+    pub default_from: Option<String>,
+    pub reply_to: Option<String>,
+    pub allowed_sender_domains: Vec<String>,
+}
+
+const NETWORK_CONFLICTS: &[(&str, &str)] = &[(
+    "trusted_networks_no_overlap",
+    "a trusted network overlaps one already listed, by this tenant or another",
+)];
+
+/// Replaces a tenant's trusted networks within the caller's transaction.
+async fn replace_trusted_networks(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+    networks: &[IpNetwork],
+) -> Result<(), StoreError> {
+    sqlx::query("DELETE FROM trusted_networks WHERE tenant_id = $1")
+        .bind(tenant.as_uuid())
+        .execute(&mut *conn)
+        .await?;
+    let networks: Vec<String> = networks.iter().map(ToString::to_string).collect();
+    sqlx::query(
+        "INSERT INTO trusted_networks (tenant_id, network)
+         SELECT $1, n::cidr FROM unnest($2::text[]) AS n",
+    )
+    .bind(tenant.as_uuid())
+    .bind(&networks)
+    .execute(&mut *conn)
+    .await
+    .map_err(|e| map_unique(e, NETWORK_CONFLICTS))?;
+    Ok(())
 }
 
 fn domain_strings(domains: &[Domain]) -> Vec<String> {
     domains.iter().map(|d| d.as_str().to_owned()).collect()
+}
+
+async fn select_tenant(conn: &mut PgConnection, id: TenantId) -> Result<TenantRecord, StoreError> {
+    sqlx::query_as::<_, TenantRecord>(concat!(
+        "SELECT ",
+        tenant_columns!(),
+        " FROM tenants WHERE id = $1"
+    ))
+    .bind(id.as_uuid())
+    .fetch_optional(conn)
+    .await?
+    .ok_or(StoreError::NotFound)
 }
 
 impl Store {
@@ -91,6 +154,12 @@ impl Store {
         .fetch_one(&mut *tx)
         .await
         .map_err(|e| map_unique(e, TENANT_CONFLICTS))?;
+        let record = if tenant.settings.trusted_networks.is_empty() {
+            record
+        } else {
+            replace_trusted_networks(&mut tx, tenant.id, &tenant.settings.trusted_networks).await?;
+            select_tenant(&mut tx, tenant.id).await?
+        };
         let key = insert_api_key(&mut tx, key).await?;
         tx.commit().await?;
         Ok((record, key))
@@ -123,15 +192,27 @@ impl Store {
     /// # Errors
     /// `NotFound` for an unknown id.
     pub async fn get_tenant(&self, id: TenantId) -> Result<TenantRecord, StoreError> {
-        sqlx::query_as::<_, TenantRecord>(concat!(
-            "SELECT ",
-            tenant_columns!(),
-            " FROM tenants WHERE id = $1"
-        ))
-        .bind(id.as_uuid())
+        let mut conn = self.pool.acquire().await?;
+        select_tenant(&mut conn, id).await
+    }
+
+    /// The tenant whose trusted networks hold `ip`, if any.
+    ///
+    /// # Errors
+    /// Database failures.
+    pub async fn tenant_for_trusted_address(
+        &self,
+        ip: IpAddr,
+    ) -> Result<Option<TrustedSender>, StoreError> {
+        Ok(sqlx::query_as::<_, TrustedSender>(
+            "SELECT t.id AS tenant_id, t.status AS tenant_status, n.network::text AS network,
+                    t.default_from, t.reply_to, t.allowed_sender_domains
+             FROM trusted_networks n JOIN tenants t ON t.id = n.tenant_id
+             WHERE n.network >>= $1::inet",
+        )
+        .bind(ip.to_string())
         .fetch_optional(&self.pool)
-        .await?
-        .ok_or(StoreError::NotFound)
+        .await?)
     }
 
     /// Applies a partial update in one statement.
@@ -144,7 +225,21 @@ impl Store {
         id: TenantId,
         patch: &TenantPatch,
     ) -> Result<TenantRecord, StoreError> {
-        sqlx::query_as::<_, TenantRecord>(concat!(
+        let mut tx = self.pool.begin().await?;
+        if let Some(networks) = &patch.trusted_networks {
+            // An unknown tenant fails the foreign key; report it as not found.
+            replace_trusted_networks(&mut tx, id, networks)
+                .await
+                .map_err(|e| match e {
+                    StoreError::Database(sqlx::Error::Database(db))
+                        if db.is_foreign_key_violation() =>
+                    {
+                        StoreError::NotFound
+                    }
+                    other => other,
+                })?;
+        }
+        let record = sqlx::query_as::<_, TenantRecord>(concat!(
             "UPDATE tenants SET
                 name = COALESCE($2, name),
                 status = COALESCE($3, status),
@@ -178,10 +273,12 @@ impl Store {
                 .and_then(|m| m.as_ref().map(ToString::to_string)),
         )
         .bind(patch.allowed_sender_domains.as_deref().map(domain_strings))
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *tx)
         .await
         .map_err(|e| map_unique(e, TENANT_CONFLICTS))?
-        .ok_or(StoreError::NotFound)
+        .ok_or(StoreError::NotFound)?;
+        tx.commit().await?;
+        Ok(record)
     }
 
     /// Disables a tenant and revokes every live key in one transaction. Rows are kept: history

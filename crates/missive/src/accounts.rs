@@ -4,8 +4,8 @@
 //! leave as views: the JSON shapes both front ends print.
 
 use missive_core::{
-    ApiKeyId, NewApiKey, Scope, ScopeError, Scopes, TenantId, TenantName, TenantSettings,
-    TenantSettingsError, TenantStatus, parse_setting_mailbox,
+    ApiKeyId, IpNetwork, NewApiKey, Scope, ScopeError, Scopes, TenantId, TenantName,
+    TenantSettings, TenantSettingsError, TenantStatus, parse_setting_mailbox,
 };
 use missive_store::{
     ApiKeyRecord, NewApiKeyRow, NewTenant, Store, StoreError, TenantPatch, TenantRecord,
@@ -69,6 +69,10 @@ pub struct SettingsInput {
     /// When not empty, the only domains senders may use.
     #[serde(default)]
     pub allowed_sender_domains: Vec<String>,
+    /// Source networks (CIDR) whose SMTP clients submit for this tenant without AUTH. A network
+    /// belongs to one tenant: overlapping networks are refused.
+    #[serde(default)]
+    pub trusted_networks: Vec<String>,
 }
 
 /// `POST /v1/tenants`.
@@ -92,6 +96,8 @@ pub struct SettingsPatchInput {
     #[schema(value_type = Option<String>)]
     pub reply_to: Option<Option<String>>,
     pub allowed_sender_domains: Option<Vec<String>>,
+    /// Replaces the whole list when given; `[]` clears it.
+    pub trusted_networks: Option<Vec<String>>,
 }
 
 /// `PATCH /v1/tenants/{id}`.
@@ -135,6 +141,7 @@ pub struct SettingsView {
     pub default_from: Option<String>,
     pub reply_to: Option<String>,
     pub allowed_sender_domains: Vec<String>,
+    pub trusted_networks: Vec<String>,
 }
 
 /// A tenant.
@@ -169,6 +176,7 @@ impl From<TenantRecord> for TenantView {
                 default_from: t.default_from,
                 reply_to: t.reply_to,
                 allowed_sender_domains: t.allowed_sender_domains,
+                trusted_networks: t.trusted_networks,
             },
             created_at: t.created_at,
             updated_at: t.updated_at,
@@ -268,6 +276,8 @@ fn parse_settings(input: &SettingsInput) -> Result<TenantSettings, AccountsError
             .map(|m| parse_setting_mailbox("settings.reply_to", m))
             .transpose()?,
         allowed_sender_domains: TenantSettings::parse_domains(&input.allowed_sender_domains)?,
+        trusted_networks: IpNetwork::parse_list(&input.trusted_networks)
+            .map_err(TenantSettingsError::from)?,
     })
 }
 
@@ -393,6 +403,12 @@ pub async fn update_tenant(
             .as_ref()
             .map(TenantSettings::parse_domains)
             .transpose()?,
+        trusted_networks: settings
+            .trusted_networks
+            .as_ref()
+            .map(IpNetwork::parse_list)
+            .transpose()
+            .map_err(TenantSettingsError::from)?,
     };
     Ok(store.update_tenant(id, &patch).await?.into())
 }

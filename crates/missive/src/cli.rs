@@ -16,7 +16,10 @@ use serde::Serialize;
 use time::OffsetDateTime;
 use tokio_util::sync::CancellationToken;
 
-use crate::accounts::{self, CreateApiKeyRequest, CreateTenantRequest, SettingsInput};
+use crate::accounts::{
+    self, CreateApiKeyRequest, CreateTenantRequest, SettingsInput, SettingsPatchInput,
+    UpdateTenantRequest,
+};
 use crate::config::Config;
 use crate::startup::{self, Application, Roles};
 use crate::telemetry;
@@ -105,6 +108,18 @@ pub enum TenantCommand {
         /// Default Reply-To address
         #[arg(long)]
         reply_to: Option<String>,
+        /// Source network (CIDR, repeatable) whose SMTP clients submit without AUTH
+        #[arg(long = "trusted-network", value_name = "CIDR")]
+        trusted_networks: Vec<String>,
+    },
+    /// Replace a tenant's trusted networks (none given: clear them); prints the tenant as JSON.
+    SetTrustedNetworks {
+        /// Tenant id
+        #[arg(long)]
+        tenant: TenantId,
+        /// Source network (CIDR, repeatable), e.g. 10.1.0.0/16 or 192.0.2.7
+        #[arg(long = "network", value_name = "CIDR")]
+        networks: Vec<String>,
     },
     /// List tenants as JSON.
     List {
@@ -250,6 +265,7 @@ async fn tenant_command(command: TenantCommand, store: &Store) -> anyhow::Result
             domains,
             default_from,
             reply_to,
+            trusted_networks,
         } => {
             let request = CreateTenantRequest {
                 name,
@@ -257,9 +273,20 @@ async fn tenant_command(command: TenantCommand, store: &Store) -> anyhow::Result
                     default_from,
                     reply_to,
                     allowed_sender_domains: domains,
+                    trusted_networks,
                 },
             };
             print_json(&accounts::create_tenant(store, &request).await?)
+        }
+        TenantCommand::SetTrustedNetworks { tenant, networks } => {
+            let request = UpdateTenantRequest {
+                settings: SettingsPatchInput {
+                    trusted_networks: Some(networks),
+                    ..SettingsPatchInput::default()
+                },
+                ..UpdateTenantRequest::default()
+            };
+            print_json(&accounts::update_tenant(store, tenant, &request).await?)
         }
         TenantCommand::List { limit, after } => {
             print_json(&accounts::list_tenants(store, after, limit).await?)
@@ -294,17 +321,11 @@ async fn key_command(command: KeyCommand, store: &Store) -> anyhow::Result<()> {
 
 async fn serve(config: &Config, roles: &[Role]) -> anyhow::Result<()> {
     let runs = |role| roles.is_empty() || roles.contains(&role);
-    if runs(Role::Smtp) {
-        // Honest about what this build does: the SMTP listeners arrive with their own module.
-        tracing::warn!("this build has no SMTP listener yet; nothing started for the smtp role");
-    }
     let selected = Roles {
         api: runs(Role::Api),
+        smtp: runs(Role::Smtp),
         worker: runs(Role::Worker),
     };
-    if !selected.api && !selected.worker {
-        anyhow::bail!("nothing to run: choose --role api and/or --role worker");
-    }
     let app = Application::build_with_roles(config, selected)
         .await
         .context("start-up failed")?;
@@ -318,7 +339,10 @@ async fn serve(config: &Config, roles: &[Role]) -> anyhow::Result<()> {
             worker = selected.worker,
             "Missive is up"
         ),
-        None => tracing::info!("Missive is up (worker only)"),
+        None => tracing::info!(worker = selected.worker, "Missive is up (no HTTP API)"),
+    }
+    if let Some((starttls, implicit)) = app.smtp_addrs() {
+        tracing::info!(submission = %starttls, submissions = %implicit, "SMTP submission is up");
     }
     app.run_until_stopped(shutdown)
         .await

@@ -215,6 +215,42 @@ const SETTINGS: &[Setting] = &[
         default: Some("259200"),
     },
     Setting {
+        key: "smtp_max_recipients",
+        env: &["MISSIVE_SMTP_MAX_RECIPIENTS"],
+        flag: "--smtp-max-recipients",
+        default: Some("100"),
+    },
+    Setting {
+        key: "smtp_max_connections",
+        env: &["MISSIVE_SMTP_MAX_CONNECTIONS"],
+        flag: "--smtp-max-connections",
+        default: Some("1000"),
+    },
+    Setting {
+        key: "smtp_max_connections_per_ip",
+        env: &["MISSIVE_SMTP_MAX_CONNECTIONS_PER_IP"],
+        flag: "--smtp-max-connections-per-ip",
+        default: Some("50"),
+    },
+    Setting {
+        key: "smtp_max_errors",
+        env: &["MISSIVE_SMTP_MAX_ERRORS"],
+        flag: "--smtp-max-errors",
+        default: Some("10"),
+    },
+    Setting {
+        key: "smtp_idle_timeout_secs",
+        env: &["MISSIVE_SMTP_IDLE_TIMEOUT_SECS"],
+        flag: "--smtp-idle-timeout-secs",
+        default: Some("300"),
+    },
+    Setting {
+        key: "smtp_session_timeout_secs",
+        env: &["MISSIVE_SMTP_SESSION_TIMEOUT_SECS"],
+        flag: "--smtp-session-timeout-secs",
+        default: Some("1800"),
+    },
+    Setting {
         key: "shutdown_timeout_secs",
         env: &["MISSIVE_SHUTDOWN_TIMEOUT_SECS"],
         flag: "--shutdown-timeout-secs",
@@ -316,6 +352,24 @@ pub struct Config {
     pub lease_duration: Duration,
     pub poll_interval: Duration,
     pub retry: missive_core::retry::RetryPolicy,
+    pub smtp: SmtpLimits,
+}
+
+/// Limits of the SMTP submission listeners.
+#[derive(Debug, Clone)]
+pub struct SmtpLimits {
+    /// Recipients in one transaction; more get 452 4.5.3.
+    pub max_recipients: usize,
+    /// Open sessions across all clients.
+    pub max_connections: usize,
+    /// Open sessions from one address; more get 421 while the others are served.
+    pub max_connections_per_ip: usize,
+    /// Refused commands before the session is closed with 421.
+    pub max_errors: usize,
+    /// Waiting for the client's next input.
+    pub idle_timeout: Duration,
+    /// The whole session, however busy.
+    pub session_timeout: Duration,
 }
 
 /// The shortest admin key we accept: a guessable admin key would open every tenant.
@@ -544,6 +598,22 @@ impl Parser {
                     .map(Duration::from_secs)?,
                 max_age: self
                     .required("retry_max_age_secs", |s| parse_bounded(s, 0, 30 * 86_400))
+                    .map(Duration::from_secs)?,
+            },
+            smtp: SmtpLimits {
+                max_recipients: self
+                    .required("smtp_max_recipients", |s| parse_bounded(s, 1, 10_000))?,
+                max_connections: self
+                    .required("smtp_max_connections", |s| parse_bounded(s, 1, 100_000))?,
+                max_connections_per_ip: self.required("smtp_max_connections_per_ip", |s| {
+                    parse_bounded(s, 1, 100_000)
+                })?,
+                max_errors: self.required("smtp_max_errors", |s| parse_bounded(s, 1, 1000))?,
+                idle_timeout: self
+                    .required("smtp_idle_timeout_secs", |s| parse_bounded(s, 1, 86_400))
+                    .map(Duration::from_secs)?,
+                session_timeout: self
+                    .required("smtp_session_timeout_secs", |s| parse_bounded(s, 1, 86_400))
                     .map(Duration::from_secs)?,
             },
         };

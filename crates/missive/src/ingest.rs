@@ -43,6 +43,13 @@ pub fn sender(from: Option<&str>, settings: &SendingSettings) -> Result<Mailbox,
     Mailbox::parse(raw).map_err(|e| IngestError::Invalid(format!("from: {e}")))
 }
 
+/// Whether the tenant may send from `domain`: its allowed domains are empty, or `domain` is one
+/// of them or a subdomain of one.
+#[must_use]
+pub fn sender_domain_allowed(domain: &str, settings: &SendingSettings) -> bool {
+    domain_allowed(domain, &settings.allowed_sender_domains)
+}
+
 /// Whether `domain` is one of `allowed` or a subdomain of one.
 fn domain_allowed(domain: &str, allowed: &[String]) -> bool {
     allowed.is_empty()

@@ -15,8 +15,12 @@ use tokio_util::sync::CancellationToken;
 use crate::config::{Config, ConfigError};
 use crate::delivery::{DeliveryWorker, Transport, WorkerSettings};
 use crate::key_cache::KeyCache;
+use crate::smtp::{self, SmtpContext, SmtpServer};
 use crate::state::{AdminKey, AppState};
 use crate::{api, telemetry};
+
+/// The worker's own pool: one lease, one recorder and the message reads of sends in flight.
+const WORKER_DB_CONNECTIONS: u32 = 8;
 
 /// Why the application could not start.
 #[derive(Debug, thiserror::Error)]
@@ -27,6 +31,8 @@ pub enum StartupError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Transport(#[from] crate::delivery::TransportError),
+    #[error("SMTP TLS: {0}")]
+    Tls(#[from] smtp::tls::TlsError),
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: SocketAddr,
@@ -51,16 +57,25 @@ pub async fn connect_store(config: &Config) -> Result<Store, StartupError> {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Roles {
     pub api: bool,
+    pub smtp: bool,
     pub worker: bool,
 }
 
 impl Roles {
     pub const ALL: Self = Self {
         api: true,
+        smtp: true,
         worker: true,
     };
     pub const API: Self = Self {
         api: true,
+        smtp: false,
+        worker: false,
+    };
+    /// The API and the SMTP listeners, no worker (tests drive delivery themselves).
+    pub const SUBMISSION: Self = Self {
+        api: true,
+        smtp: true,
         worker: false,
     };
 }
@@ -68,7 +83,10 @@ impl Roles {
 /// A built, bound, not yet running application.
 #[derive(Debug)]
 pub struct Application {
-    http: Option<(TcpListener, SocketAddr, Router, KeyCache)>,
+    http: Option<(TcpListener, SocketAddr, Router)>,
+    smtp: Option<SmtpServer>,
+    /// Shared by the API and SMTP; its LISTEN task runs while either does.
+    keys: Option<KeyCache>,
     worker: Option<DeliveryWorker>,
     store: Store,
     shutdown_timeout: Duration,
@@ -102,41 +120,64 @@ impl Application {
         store: Store,
         roles: Roles,
     ) -> Result<Self, StartupError> {
-        let http = if roles.api {
-            let listener = TcpListener::bind(config.http_addr)
-                .await
-                .map_err(|source| StartupError::Bind {
-                    addr: config.http_addr,
-                    source,
-                })?;
-            let addr = listener.local_addr().map_err(|source| StartupError::Bind {
-                addr: config.http_addr,
-                source,
-            })?;
-            let state = AppState {
-                keys: KeyCache::new(store.clone()),
-                store: store.clone(),
-                writer: EmailWriter::start(store.clone(), WriterSettings::default()),
-                admin_key: config
-                    .admin_key
-                    .as_ref()
-                    .map(|k| Arc::new(AdminKey::new(k))),
-                metrics: telemetry::metrics_handle(),
-                max_message_bytes: config.max_message_bytes,
-            };
-            let keys = state.keys.clone();
-            Some((
-                listener,
-                addr,
-                api::router(state, config.max_request_bytes),
-                keys,
-            ))
-        } else {
-            None
+        let shared = (roles.api || roles.smtp).then(|| {
+            (
+                KeyCache::new(store.clone()),
+                EmailWriter::start(store.clone(), WriterSettings::default()),
+            )
+        });
+        let http = match (&shared, roles.api) {
+            (Some((keys, writer)), true) => {
+                let (listener, addr) = bind(config.http_addr).await?;
+                let state = AppState {
+                    keys: keys.clone(),
+                    store: store.clone(),
+                    writer: writer.clone(),
+                    admin_key: config
+                        .admin_key
+                        .as_ref()
+                        .map(|k| Arc::new(AdminKey::new(k))),
+                    metrics: telemetry::metrics_handle(),
+                    max_message_bytes: config.max_message_bytes,
+                };
+                Some((listener, addr, api::router(state, config.max_request_bytes)))
+            }
+            _ => None,
+        };
+        let smtp = match (&shared, roles.smtp) {
+            (Some((keys, writer)), true) => {
+                let files = config.tls_cert.as_deref().zip(config.tls_key.as_deref());
+                let (tls, fingerprint) = smtp::tls::acceptor(files, &config.helo_name)?;
+                if files.is_none() {
+                    tracing::info!(
+                        sha256 = %fingerprint,
+                        "SMTP TLS uses a self-signed certificate made at start (set MISSIVE_TLS_CERT and MISSIVE_TLS_KEY to use your own)"
+                    );
+                }
+                let ctx = Arc::new(SmtpContext {
+                    store: store.clone(),
+                    writer: writer.clone(),
+                    keys: keys.clone(),
+                    hostname: config.helo_name.clone(),
+                    limits: config.smtp.clone(),
+                    max_message_bytes: config.max_message_bytes,
+                    tls,
+                    shutdown: CancellationToken::new(),
+                    force_stop: CancellationToken::new(),
+                });
+                Some(SmtpServer::new(
+                    ctx,
+                    bind(config.smtp_addr).await?,
+                    bind(config.smtps_addr).await?,
+                ))
+            }
+            _ => None,
         };
         let worker = if roles.worker {
+            // Lease and outcome writes need not wait for the WAL flush: see
+            // `Store::with_relaxed_commits` for why that cannot lose an accepted message.
             Some(DeliveryWorker::new(
-                store.clone(),
+                store.with_relaxed_commits(WORKER_DB_CONNECTIONS),
                 Arc::new(Transport::from_config(config)?),
                 WorkerSettings::from_config(config),
             ))
@@ -145,6 +186,8 @@ impl Application {
         };
         Ok(Self {
             http,
+            smtp,
+            keys: shared.map(|(keys, _)| keys),
             worker,
             store,
             shutdown_timeout: config.shutdown_timeout,
@@ -154,7 +197,20 @@ impl Application {
     /// The address the HTTP API is bound to, when this process runs the API.
     #[must_use]
     pub fn http_addr(&self) -> Option<SocketAddr> {
-        self.http.as_ref().map(|(_, addr, _, _)| *addr)
+        self.http.as_ref().map(|(_, addr, _)| *addr)
+    }
+
+    /// The SMTP submission addresses (STARTTLS, implicit TLS), when this process runs them.
+    #[must_use]
+    pub fn smtp_addrs(&self) -> Option<(SocketAddr, SocketAddr)> {
+        self.smtp.as_ref().map(SmtpServer::addrs)
+    }
+
+    /// What SMTP sessions share, for serving a session over any stream (tests use in-memory
+    /// streams).
+    #[must_use]
+    pub fn smtp_context(&self) -> Option<Arc<SmtpContext>> {
+        self.smtp.as_ref().map(SmtpServer::context)
     }
 
     #[must_use]
@@ -168,11 +224,24 @@ impl Application {
     /// # Errors
     /// The listener failed.
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> std::io::Result<()> {
+        if let Some(keys) = self.keys {
+            tokio::spawn(keys.listen(shutdown.clone()));
+        }
+        let smtp = async {
+            if let Some(server) = self.smtp {
+                let ctx = server.context();
+                let stop = shutdown.clone();
+                tokio::spawn(async move {
+                    stop.cancelled().await;
+                    ctx.shutdown.cancel();
+                });
+                server.run(self.shutdown_timeout).await;
+            }
+        };
         let http = async {
-            let Some((listener, addr, router, keys)) = self.http else {
+            let Some((listener, addr, router)) = self.http else {
                 return Ok(());
             };
-            tokio::spawn(keys.listen(shutdown.clone()));
             tracing::info!(%addr, "HTTP API listening");
             let result = axum::serve(listener, router)
                 .with_graceful_shutdown(shutdown.clone().cancelled_owned())
@@ -190,7 +259,7 @@ impl Application {
             tokio::time::sleep(self.shutdown_timeout).await;
         };
         let result = tokio::select! {
-            (result, ()) = async { tokio::join!(http, worker) } => result,
+            (result, (), ()) = async { tokio::join!(http, smtp, worker) } => result,
             () = deadline => {
                 tracing::warn!(timeout = ?self.shutdown_timeout, "work still running at the shutdown deadline; stopping it");
                 Ok(())
@@ -199,6 +268,16 @@ impl Application {
         self.store.close().await;
         result
     }
+}
+
+async fn bind(addr: SocketAddr) -> Result<(TcpListener, SocketAddr), StartupError> {
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|source| StartupError::Bind { addr, source })?;
+    let bound = listener
+        .local_addr()
+        .map_err(|source| StartupError::Bind { addr, source })?;
+    Ok((listener, bound))
 }
 
 /// Fires `token` on SIGTERM or Ctrl-C.

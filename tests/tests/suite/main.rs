@@ -11,5 +11,6 @@ mod health;
 mod isolation;
 mod openapi;
 mod resend_sdk;
+mod smtp;
 mod store;
 mod tenants;

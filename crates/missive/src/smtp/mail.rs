@@ -1,0 +1,62 @@
+//! MAIL FROM: who may open a transaction, and with which sender.
+
+use missive_core::EmailAddress;
+use smtp_proto::{MAIL_SMTPUTF8, MailFrom};
+use tokio::io::{AsyncRead, AsyncWrite};
+
+use super::reply::{self, Reply};
+use super::session::{Next, Session};
+use crate::ingest::sender_domain_allowed;
+
+impl<S> Session<S>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send,
+{
+    pub(super) fn mail(&mut self, from: &MailFrom<std::borrow::Cow<'_, str>>) -> Next {
+        if self.client.helo.is_none() {
+            return self.refuse(&reply::BAD_SEQUENCE_HELO);
+        }
+        // Never an open relay: only an authenticated client or a trusted network submits.
+        let Some(sender) = self.client.sender() else {
+            return self.refuse(&reply::AUTH_REQUIRED);
+        };
+        if self.envelope.mail_from.is_some() {
+            return self.refuse(&reply::BAD_SEQUENCE_NESTED_MAIL);
+        }
+        if from.address.is_empty() {
+            return self.refuse(&reply::NULL_SENDER);
+        }
+        let smtputf8 = from.flags & MAIL_SMTPUTF8 != 0;
+        let address = match EmailAddress::parse(&from.address) {
+            Ok(address) => address,
+            Err(err) => {
+                return self.refuse(&Reply::owned(
+                    501,
+                    "5.1.7",
+                    format!("Bad sender address: {err}"),
+                ));
+            }
+        };
+        if address.needs_smtputf8() && !smtputf8 {
+            return self.refuse(&reply::NEEDS_SMTPUTF8);
+        }
+        if from.size > self.ctx.max_message_bytes {
+            return self.refuse(&reply::TOO_BIG);
+        }
+        if !sender_domain_allowed(address.domain(), &sender.sending) {
+            let refusal = Reply::owned(
+                550,
+                "5.7.1",
+                format!(
+                    "Sender domain `{}` is not one of this tenant's allowed sender domains",
+                    address.domain()
+                ),
+            );
+            return self.refuse(&refusal);
+        }
+        self.envelope.mail_from = Some(address);
+        self.envelope.smtputf8 = smtputf8;
+        self.reply(&Reply::new(250, "2.1.0", "Sender OK"));
+        Next::Continue
+    }
+}

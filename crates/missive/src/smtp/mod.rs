@@ -1,0 +1,305 @@
+//! SMTP submission: listeners on `MISSIVE_SMTP_ADDR` (STARTTLS offered) and `MISSIVE_SMTPS_ADDR`
+//! (implicit TLS), feeding the same ingest, queue, ids and events as the REST API.
+//!
+//! - Who may submit: a client that AUTHenticated under TLS with a tenant key holding the `send`
+//!   scope, or a client whose address is in a tenant's trusted networks (looked up once per
+//!   connection). Anyone else gets 530 at MAIL: never an open relay.
+//! - Connection limits: a total cap and a per-address cap; a client over either gets 421 while the
+//!   others are served.
+//! - Shutdown: listeners stop accepting; idle sessions get 421 at once; a session inside a
+//!   transaction may finish it until the shutdown timeout, then gets 421.
+
+mod auth;
+mod data;
+mod ehlo;
+mod mail;
+mod rcpt;
+pub mod reply;
+pub mod session;
+pub mod tls;
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use missive_core::TenantStatus;
+use missive_store::{EmailWriter, Store};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinSet;
+use tokio_rustls::TlsAcceptor;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+pub use data::{normalise_line_ends, prepare};
+pub use session::{Ended, Sender, Session};
+
+use crate::config::SmtpLimits;
+use crate::ingest::SendingSettings;
+use crate::key_cache::KeyCache;
+
+/// How long a client may take over the TLS handshake.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Which listener a connection came in on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Listener {
+    /// Plain text first, STARTTLS offered.
+    Submission,
+    /// TLS from the first byte.
+    Submissions,
+}
+
+/// What every session shares.
+pub struct SmtpContext {
+    pub store: Store,
+    pub writer: EmailWriter,
+    pub keys: KeyCache,
+    /// Our name in the greeting, EHLO and Received headers.
+    pub hostname: String,
+    pub limits: SmtpLimits,
+    pub max_message_bytes: usize,
+    pub tls: TlsAcceptor,
+    /// Stop accepting; sessions outside a transaction close with 421.
+    pub shutdown: CancellationToken,
+    /// The grace period is over: every session closes with 421.
+    pub force_stop: CancellationToken,
+}
+
+impl std::fmt::Debug for SmtpContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SmtpContext")
+            .field("hostname", &self.hostname)
+            .field("limits", &self.limits)
+            .field("max_message_bytes", &self.max_message_bytes)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Serves one connection: the TLS handshake for implicit TLS, the session, and after STARTTLS
+/// the handshake and a fresh session over TLS.
+pub async fn serve_connection<S>(
+    ctx: Arc<SmtpContext>,
+    stream: S,
+    peer: SocketAddr,
+    listener: Listener,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send,
+{
+    let trusted = match trusted_sender(&ctx.store, peer.ip()).await {
+        Ok(trusted) => trusted,
+        Err(err) => {
+            tracing::error!(error = %err, "trusted network lookup failed; treating the client as untrusted");
+            None
+        }
+    };
+    if let Some(sender) = &trusted {
+        tracing::Span::current().record("tenant_id", tracing::field::display(sender.tenant_id));
+    }
+    let result = match listener {
+        Listener::Submissions => match handshake(&ctx.tls, stream).await {
+            Some(tls) => Session::new(ctx.clone(), tls, peer, listener, true, trusted)
+                .run(true)
+                .await
+                .map(|_| ()),
+            None => Ok(()),
+        },
+        Listener::Submission => {
+            match Session::new(ctx.clone(), stream, peer, listener, false, trusted)
+                .run(true)
+                .await
+            {
+                Ok(Ended::StartTls(stream, trusted)) => match handshake(&ctx.tls, stream).await {
+                    Some(tls) => Session::new(ctx.clone(), tls, peer, listener, true, trusted)
+                        .run(false)
+                        .await
+                        .map(|_| ()),
+                    None => Ok(()),
+                },
+                Ok(Ended::Closed) => Ok(()),
+                Err(err) => Err(err),
+            }
+        }
+    };
+    if let Err(err) = result {
+        tracing::debug!(error = %err, "SMTP session ended by an I/O error");
+    }
+}
+
+async fn handshake<S>(
+    acceptor: &TlsAcceptor,
+    stream: S,
+) -> Option<tokio_rustls::server::TlsStream<S>>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+        Ok(Ok(tls)) => Some(tls),
+        Ok(Err(err)) => {
+            tracing::info!(error = %err, "TLS handshake failed");
+            None
+        }
+        Err(_) => {
+            tracing::info!("TLS handshake timed out");
+            None
+        }
+    }
+}
+
+/// The tenant whose trusted networks hold `ip`, if it is active.
+async fn trusted_sender(
+    store: &Store,
+    ip: IpAddr,
+) -> Result<Option<Sender>, missive_store::StoreError> {
+    Ok(store
+        .tenant_for_trusted_address(ip)
+        .await?
+        .filter(|t| t.tenant_status == TenantStatus::Active)
+        .map(|t| Sender {
+            tenant_id: t.tenant_id,
+            sending: SendingSettings {
+                default_from: t.default_from,
+                reply_to: t.reply_to,
+                allowed_sender_domains: t.allowed_sender_domains,
+            },
+            via: format!("trusted network {}", t.network),
+        }))
+}
+
+/// Open sessions per client address.
+#[derive(Debug, Default)]
+struct PerAddress(Mutex<HashMap<IpAddr, usize>>);
+
+impl PerAddress {
+    fn try_add(&self, ip: IpAddr, max: usize) -> bool {
+        let mut counts = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let count = counts.entry(ip).or_default();
+        if *count >= max {
+            return false;
+        }
+        *count += 1;
+        true
+    }
+
+    fn remove(&self, ip: IpAddr) {
+        let mut counts = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(count) = counts.get_mut(&ip) {
+            *count -= 1;
+            if *count == 0 {
+                counts.remove(&ip);
+            }
+        }
+    }
+}
+
+/// Both listeners, bound and ready to serve.
+#[derive(Debug)]
+pub struct SmtpServer {
+    ctx: Arc<SmtpContext>,
+    submission: (TcpListener, SocketAddr),
+    submissions: (TcpListener, SocketAddr),
+}
+
+impl SmtpServer {
+    #[must_use]
+    pub fn new(
+        ctx: Arc<SmtpContext>,
+        submission: (TcpListener, SocketAddr),
+        submissions: (TcpListener, SocketAddr),
+    ) -> Self {
+        Self {
+            ctx,
+            submission,
+            submissions,
+        }
+    }
+
+    /// The STARTTLS and the implicit-TLS addresses.
+    #[must_use]
+    pub fn addrs(&self) -> (SocketAddr, SocketAddr) {
+        (self.submission.1, self.submissions.1)
+    }
+
+    #[must_use]
+    pub fn context(&self) -> Arc<SmtpContext> {
+        self.ctx.clone()
+    }
+
+    /// Accepts until `ctx.shutdown` fires, then waits up to `grace` for open sessions before
+    /// telling the rest to close.
+    pub async fn run(self, grace: Duration) {
+        let ctx = self.ctx;
+        let per_address = Arc::new(PerAddress::default());
+        let mut sessions = JoinSet::new();
+        tracing::info!(addr = %self.submission.1, "SMTP submission listening (STARTTLS)");
+        tracing::info!(addr = %self.submissions.1, "SMTP submission listening (implicit TLS)");
+        loop {
+            let (accepted, listener) = tokio::select! {
+                () = ctx.shutdown.cancelled() => break,
+                Some(_) = sessions.join_next(), if !sessions.is_empty() => continue,
+                accepted = self.submission.0.accept() => (accepted, Listener::Submission),
+                accepted = self.submissions.0.accept() => (accepted, Listener::Submissions),
+            };
+            let (stream, peer) = match accepted {
+                Ok(accepted) => accepted,
+                Err(err) => {
+                    // Out of file descriptors and the like: pause instead of spinning.
+                    tracing::warn!(error = %err, "SMTP accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            };
+            drop(stream.set_nodelay(true));
+            if sessions.len() >= ctx.limits.max_connections {
+                sessions.spawn(refuse(stream, reply::SERVER_BUSY));
+                continue;
+            }
+            if !per_address.try_add(peer.ip(), ctx.limits.max_connections_per_ip) {
+                tracing::info!(%peer, "SMTP connection refused: too many from this address");
+                sessions.spawn(refuse(stream, reply::TOO_MANY_CONNECTIONS));
+                continue;
+            }
+            let span = tracing::info_span!("smtp", %peer, tenant_id = tracing::field::Empty);
+            let (ctx, per_address) = (ctx.clone(), per_address.clone());
+            sessions.spawn(
+                async move {
+                    serve_connection(ctx, stream, peer, listener).await;
+                    per_address.remove(peer.ip());
+                }
+                .instrument(span),
+            );
+        }
+        drop(self.submission);
+        drop(self.submissions);
+        let drained = tokio::time::timeout(grace, async {
+            while sessions.join_next().await.is_some() {}
+        })
+        .await;
+        if drained.is_err() {
+            ctx.force_stop.cancel();
+            // Each session writes its 421 and closes; give them a moment to do so.
+            drop(
+                tokio::time::timeout(Duration::from_secs(2), async {
+                    while sessions.join_next().await.is_some() {}
+                })
+                .await,
+            );
+        }
+        tracing::info!("SMTP listeners stopped");
+    }
+}
+
+/// Answers a connection we will not serve with `reply` and closes it.
+async fn refuse(mut stream: TcpStream, reply: reply::Reply) {
+    let mut out = Vec::new();
+    reply.write_to(&mut out);
+    drop(stream.write_all(&out).await);
+    drop(stream.shutdown().await);
+}
