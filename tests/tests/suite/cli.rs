@@ -281,3 +281,85 @@ async fn serve_answers_and_stops_cleanly_on_sigterm() {
         "the admin key never reaches the logs"
     );
 }
+
+#[tokio::test]
+async fn trusted_networks_are_set_from_the_command_line() {
+    let app = TestApp::spawn().await;
+    let env = [
+        ("MISSIVE_DATABASE_URL", app.db.url.as_str()),
+        ("MISSIVE_LOG", "warn"),
+    ];
+    let created = json_stdout(&missive(
+        &[
+            "tenant",
+            "create",
+            "--name",
+            "printers",
+            "--trusted-network",
+            "10.20.0.0/16",
+        ],
+        &env,
+    ));
+    let tenant_id = created["tenant"]["id"].as_str().unwrap().to_owned();
+    assert_eq!(
+        created["tenant"]["settings"]["trusted_networks"],
+        serde_json::json!(["10.20.0.0/16"])
+    );
+    let replaced = json_stdout(&missive(
+        &[
+            "tenant",
+            "set-trusted-networks",
+            "--tenant",
+            &tenant_id,
+            "--network",
+            "192.0.2.0/24",
+            "--network",
+            "2001:db8::/32",
+        ],
+        &env,
+    ));
+    assert_eq!(
+        replaced["settings"]["trusted_networks"],
+        serde_json::json!(["192.0.2.0/24", "2001:db8::/32"])
+    );
+    // Another tenant cannot claim an overlapping network; the message names the problem.
+    let refused = missive(
+        &[
+            "tenant",
+            "create",
+            "--name",
+            "other",
+            "--trusted-network",
+            "192.0.2.128/25",
+        ],
+        &env,
+    );
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("overlaps"), "{stderr}");
+    let bad = missive(
+        &[
+            "tenant",
+            "set-trusted-networks",
+            "--tenant",
+            &tenant_id,
+            "--network",
+            "10.1.2.3/8",
+        ],
+        &env,
+    );
+    assert!(!bad.status.success());
+    assert!(
+        String::from_utf8_lossy(&bad.stderr).contains("did you mean 10.0.0.0/8"),
+        "{}",
+        String::from_utf8_lossy(&bad.stderr)
+    );
+    let cleared = json_stdout(&missive(
+        &["tenant", "set-trusted-networks", "--tenant", &tenant_id],
+        &env,
+    ));
+    assert_eq!(
+        cleared["settings"]["trusted_networks"],
+        serde_json::json!([])
+    );
+}

@@ -550,3 +550,47 @@ async fn python_smtplib_submits_over_starttls_and_implicit_tls() {
         .unwrap();
     assert!(String::from_utf8_lossy(&implicit.data).contains("Subject: via implicit TLS"));
 }
+
+#[tokio::test]
+async fn lettre_submits_with_starttls_and_auth() {
+    use lettre::transport::smtp::authentication::{Credentials, Mechanism};
+    use lettre::transport::smtp::client::{Tls, TlsParameters};
+    use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+
+    let app = TestApp::spawn().await;
+    let tenant = app.create_tenant("Acme").await;
+    let tls = TlsParameters::builder("localhost".to_owned())
+        .dangerous_accept_invalid_certs(true)
+        .build_rustls()
+        .unwrap();
+    let transport = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous("127.0.0.1")
+        .port(app.smtp_addr.port())
+        .tls(Tls::Required(tls))
+        .credentials(Credentials::new("lettre".to_owned(), tenant.key.clone()))
+        .authentication(vec![Mechanism::Plain])
+        .build();
+    let message = Message::builder()
+        .from("Lettre <me@acme.test>".parse().unwrap())
+        .to("to@x.test".parse().unwrap())
+        .bcc("secret@x.test".parse().unwrap())
+        .subject("via lettre")
+        .body("Hello from lettre".to_owned())
+        .unwrap();
+    let response = transport.send(message).await.unwrap();
+    let text: Vec<&str> = response.message().collect();
+    let id = text[0]
+        .strip_prefix("2.0.0 Queued as ")
+        .expect("queued reply");
+    let fetched = app
+        .get(&format!("/v1/emails/{id}"), Auth::Key(&tenant.key))
+        .await;
+    assert_eq!(fetched.expect(200)["subject"], "via lettre");
+
+    app.worker.drain().await.unwrap();
+    let received = app.sink.received();
+    assert_eq!(received.len(), 1);
+    let mut rcpts = received[0].rcpt_to.clone();
+    rcpts.sort();
+    assert_eq!(rcpts, ["secret@x.test", "to@x.test"]);
+    assert!(!String::from_utf8_lossy(&received[0].data).contains("secret@x.test"));
+}
