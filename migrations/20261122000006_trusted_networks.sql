@@ -10,3 +10,8 @@ CREATE TABLE trusted_networks (
     CONSTRAINT trusted_networks_no_overlap EXCLUDE USING gist (network inet_ops WITH &&)
 );
 
+
+-- Listeners cache address lookups with the API keys; a change empties those caches.
+CREATE TRIGGER trusted_networks_notify
+    AFTER INSERT OR UPDATE OR DELETE ON trusted_networks
+    FOR EACH STATEMENT EXECUTE FUNCTION missive_notify_api_keys();

@@ -1,4 +1,6 @@
-//! A cache of API key lookups, so a busy key costs no database round trip per request.
+//! A cache of API key lookups, so a busy key costs no database round trip per request, and of
+//! SMTP client addresses looked up in the tenants' trusted networks, so a connection costs none
+//! either.
 //!
 //! Entries are only trusted while a LISTEN connection is up: a trigger NOTIFYs on every change
 //! to a key or a tenant, and any notification, reconnect or disconnect empties the cache. The
@@ -8,18 +10,19 @@
 //! every use, cached or not.
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use missive_core::ApiKeyHash;
-use missive_store::{KeyForAuth, Store, StoreError};
+use missive_store::{KeyForAuth, Store, StoreError, TrustedSender};
 use time::OffsetDateTime;
 use tokio_util::sync::CancellationToken;
 
 use crate::listen::{ListenEvent, listen};
 
-/// The channel the key and tenant triggers NOTIFY on.
+/// The channel the key, tenant and trusted-network triggers NOTIFY on.
 const CHANNEL: &str = "missive_api_keys";
 /// The longest an entry is trusted, as a backstop to notifications.
 const MAX_AGE: Duration = Duration::from_secs(30);
@@ -38,6 +41,8 @@ struct Inner {
     /// Bumped by every invalidation; a lookup that raced one does not store its stale row.
     generation: AtomicU64,
     entries: Mutex<HashMap<[u8; 32], Entry>>,
+    /// Client address → the tenant whose trusted network holds it (or none, also cached).
+    addresses: Mutex<HashMap<IpAddr, (Option<TrustedSender>, Instant)>>,
 }
 
 /// Shared, cheap to clone.
@@ -111,6 +116,34 @@ impl KeyCache {
         Ok(found)
     }
 
+    /// The tenant whose trusted networks hold `ip`, from memory when possible.
+    ///
+    /// # Errors
+    /// Database failures.
+    pub async fn find_trusted(&self, ip: IpAddr) -> Result<Option<TrustedSender>, StoreError> {
+        let live = self.inner.live.load(Ordering::SeqCst);
+        if live
+            && let Some((sender, fetched)) = self.addresses().get(&ip)
+            && fetched.elapsed() < MAX_AGE
+        {
+            return Ok(sender.clone());
+        }
+        let generation = self.inner.generation.load(Ordering::SeqCst);
+        let found = self.store.tenant_for_trusted_address(ip).await?;
+        if live {
+            // Same order as `forget`: entries, then addresses, so the generation check holds.
+            let _entries = self.entries();
+            let mut addresses = self.addresses();
+            if self.inner.generation.load(Ordering::SeqCst) == generation {
+                if addresses.len() >= MAX_ENTRIES {
+                    addresses.clear();
+                }
+                addresses.insert(ip, (found.clone(), Instant::now()));
+            }
+        }
+        Ok(found)
+    }
+
     /// Records a use written to the database, so the cached row does not ask for another.
     pub fn note_used(&self, hash: &ApiKeyHash, at: OffsetDateTime) {
         if let Some(entry) = self.entries().get_mut(&hash.0) {
@@ -123,6 +156,15 @@ impl KeyCache {
         forget(&self.inner);
     }
 
+    fn addresses(
+        &self,
+    ) -> std::sync::MutexGuard<'_, HashMap<IpAddr, (Option<TrustedSender>, Instant)>> {
+        self.inner
+            .addresses
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
     fn entries(&self) -> std::sync::MutexGuard<'_, HashMap<[u8; 32], Entry>> {
         self.inner
             .entries
@@ -133,6 +175,11 @@ impl KeyCache {
 
 fn forget(inner: &Inner) {
     let mut entries = inner.entries.lock().unwrap_or_else(PoisonError::into_inner);
+    let mut addresses = inner
+        .addresses
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner);
     inner.generation.fetch_add(1, Ordering::SeqCst);
     entries.clear();
+    addresses.clear();
 }

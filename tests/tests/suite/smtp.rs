@@ -423,6 +423,36 @@ async fn a_trusted_network_submits_without_auth_and_others_are_refused() {
     stranger.cmd("HELO printer", 250).await;
     stranger.cmd("MAIL FROM:<scanner@acme.test>", 530).await;
     assert_eq!(stored_emails(&app).await, 1);
+
+    // Lookups are cached; a change through the API applies to the next connection at once...
+    app.patch(
+        &format!("/v1/tenants/{}", tenant.id),
+        Auth::Admin,
+        &json!({ "settings": { "trusted_networks": ["192.0.2.77"] } }),
+    )
+    .await
+    .expect(200);
+    assert!(!mail_allowed(&app, "10.9.4.5").await);
+    assert!(mail_allowed(&app, "192.0.2.77").await);
+    // ...and one made elsewhere (here: plain SQL) arrives by notification.
+    app.execute_sql("DELETE FROM trusted_networks").await;
+    let started = std::time::Instant::now();
+    while mail_allowed(&app, "192.0.2.77").await {
+        assert!(
+            started.elapsed().as_secs() < 5,
+            "the change never reached the cache"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+/// Whether a fresh connection from `peer` may open a transaction without AUTH.
+async fn mail_allowed(app: &TestApp, peer: &str) -> bool {
+    let mut smtp = SmtpClient::in_memory(app.smtp.clone(), peer, Listener::Submission);
+    smtp.expect(220).await;
+    smtp.cmd("HELO printer", 250).await;
+    smtp.send(b"MAIL FROM:<scanner@acme.test>\r\n").await;
+    smtp.read_reply().await.expect("a reply").code == 250
 }
 
 #[tokio::test]

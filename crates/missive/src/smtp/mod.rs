@@ -3,7 +3,7 @@
 //!
 //! - Who may submit: a client that AUTHenticated under TLS with a tenant key holding the `send`
 //!   scope, or a client whose address is in a tenant's trusted networks (looked up once per
-//!   connection). Anyone else gets 530 at MAIL: never an open relay.
+//!   connection, through the key cache, which network changes empty). Anyone else gets 530 at MAIL: never an open relay.
 //! - Connection limits: a total cap and a per-address cap; a client over either gets 421 while the
 //!   others are served.
 //! - Shutdown: listeners stop accepting; idle sessions get 421 at once; a session inside a
@@ -87,7 +87,7 @@ pub async fn serve_connection<S>(
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send,
 {
-    let trusted = match trusted_sender(&ctx.store, peer.ip()).await {
+    let trusted = match trusted_sender(&ctx.keys, peer.ip()).await {
         Ok(trusted) => trusted,
         Err(err) => {
             tracing::error!(error = %err, "trusted network lookup failed; treating the client as untrusted");
@@ -149,11 +149,11 @@ where
 
 /// The tenant whose trusted networks hold `ip`, if it is active.
 async fn trusted_sender(
-    store: &Store,
+    keys: &KeyCache,
     ip: IpAddr,
 ) -> Result<Option<Sender>, missive_store::StoreError> {
-    Ok(store
-        .tenant_for_trusted_address(ip)
+    Ok(keys
+        .find_trusted(ip)
         .await?
         .filter(|t| t.tenant_status == TenantStatus::Active)
         .map(|t| Sender {
