@@ -14,6 +14,7 @@ loadgen="$target_dir/release/missive-loadgen"
 run_dir=$(mktemp -d "${TMPDIR:-/tmp}/missive-bench.XXXXXX")
 pids=()
 cleanup() {
+  if declare -F stop_postfix >/dev/null; then stop_postfix || true; fi
   for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
   wait 2>/dev/null || true
   scripts/pg.sh destroy "$run_dir/pg" >/dev/null 2>&1 || true
@@ -30,12 +31,14 @@ BENCH_PG_VERSION=$("$pg_bin/postgres" --version | awk '{print $3}')
 export BENCH_PG_VERSION
 sink_port=$(free_port)
 http_port=$(free_port)
+smtp_port=$(free_port)
 "$loadgen" sink --port "$sink_port" --count-file "$run_dir/sink.count" &
 pids+=($!)
 
 admin_key=$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')
 export MISSIVE_DATABASE_URL="$db_url" MISSIVE_ADMIN_KEY="$admin_key" MISSIVE_LOG=warn \
-  MISSIVE_HTTP_ADDR="127.0.0.1:$http_port" MISSIVE_RELAY_URL="smtp://127.0.0.1:$sink_port?tls=none" \
+  MISSIVE_HTTP_ADDR="127.0.0.1:$http_port" MISSIVE_SMTP_ADDR="127.0.0.1:$smtp_port" \
+  MISSIVE_SMTPS_ADDR="127.0.0.1:$(free_port)" MISSIVE_RELAY_URL="smtp://127.0.0.1:$sink_port?tls=none" \
   MISSIVE_DB_MAX_CONNECTIONS="${BENCH_DB_CONNECTIONS:-48}" MISSIVE_RELAY_MAX_CONNECTIONS=16
 base="http://127.0.0.1:$http_port"
 

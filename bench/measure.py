@@ -154,6 +154,25 @@ def report(results_path, doc_path):
             f"p99 {summary(p99, 1, ' ms')}; errors {sum(col('latency', 'errors'))} | p99 < 25 ms | "
             f"{met(statistics.median(p99) < 25)} |"
         )
+    if "smtp" in by:
+        def rates(target, key):
+            return [r[key] for r in by["smtp"] if r["target"] == target]
+
+        total = by["smtp"][0]["total"]
+        for key, label in (("accept_per_second", "accept"), ("e2e_per_second", "end to end")):
+            ours, theirs = rates("missive", key), rates("postfix", key)
+            ratio = [a / b for a, b in zip(ours, theirs)]
+            lines.append(
+                f"| SMTP {label}, smtp-source 20 sessions × 2 KB × {total:,}: Missive vs stock "
+                f"Postfix (same sink, same run) | Missive {summary(ours, unit='/s')}, Postfix "
+                f"{summary(theirs, unit='/s')}; ratio {summary(ratio, 2, '×')} | ≥ 2× | "
+                f"{met(statistics.median(ratio) >= 2)} |"
+            )
+        lines.append(
+            f"| CPU per SMTP message: Missive / Postgres | "
+            f"{summary(rates('missive', 'missive_cpu_us'), unit=' µs')} / "
+            f"{summary(rates('missive', 'pg_cpu_us'), unit=' µs')} | | |"
+        )
     if "memory" in by:
         mem = by["memory"][0]
         lines += [

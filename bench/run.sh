@@ -5,10 +5,14 @@
 #   1. REST accept: TOTAL emails from 32 concurrent clients while the worker delivers, and the
 #      time until the sink holds all of them (end to end), with the CPU Missive and Postgres spent;
 #   2. REST latency: p50/p99 at a fixed 500 requests/s;
+#   3. SMTP: Postfix's smtp-source (20 sessions, 2 KB messages, SMTP_TOTAL messages) against
+#      Missive (a tenant trusting loopback) and against a stock Postfix relaying to the same sink,
+#      accept and end-to-end rates for both and their ratios;
 # and Missive's memory idle and at its peak. Everything runs on loopback and stops when the script
 # ends. Writes the median/spread table into docs/benchmarks.md (between its bench markers).
 set -euo pipefail
 source "$(dirname "$0")/common.sh"
+source bench/postfix.sh
 
 RATE=${BENCH_RATE:-500}
 SECONDS_AT_RATE=${BENCH_SECONDS:-20}
@@ -16,7 +20,7 @@ REPEATS=${BENCH_REPEATS:-3}
 measure="python3 bench/measure.py"
 results="$run_dir/results.jsonl"
 
-start_missive missive.log api worker
+start_missive missive.log api smtp worker
 sleep 1
 missive_idle=$($measure rss "$missive_pid")
 $measure sample "$run_dir/peaks.json" "$missive_pid" "$pg_pid" &
@@ -66,6 +70,46 @@ for run in $(seq 1 "$REPEATS"); do
   python3 -c 'import json,sys; r=json.loads(sys.argv[1]); r["scenario"]="latency"; print(json.dumps(r))' \
     "$latency" >>"$results"
 done
+
+# smtp_run TARGET PORT: one smtp-source run; appends its figures.
+SMTP_TOTAL=${BENCH_SMTP_TOTAL:-20000}
+smtp_run() {
+  local target=$1 port=$2 before start mid end missive_cpu pg_cpu
+  before=$(count)
+  missive_cpu=$($measure cpu "$missive_pid"); pg_cpu=$($measure cpu "$pg_pid")
+  start=$(date +%s.%N)
+  smtp-source -s 20 -l 2048 -m "$SMTP_TOTAL" -f bench@acme.test -t rcpt@x.test "127.0.0.1:$port"
+  mid=$(date +%s.%N)
+  wait_for_sink $((before + SMTP_TOTAL))
+  end=$(date +%s.%N)
+  missive_cpu=$(python3 -c "print($($measure cpu "$missive_pid") - $missive_cpu)")
+  pg_cpu=$(python3 -c "print($($measure cpu "$pg_pid") - $pg_cpu)")
+  python3 - >>"$results" <<PY
+import json
+delivered = $(count) - $before
+assert delivered == $SMTP_TOTAL, f"the sink received {delivered} of $SMTP_TOTAL"
+print(json.dumps({"scenario": "smtp", "target": "$target", "total": $SMTP_TOTAL,
+                  "accept_per_second": $SMTP_TOTAL / ($mid - $start),
+                  "e2e_per_second": $SMTP_TOTAL / ($end - $start),
+                  "missive_cpu_us": $missive_cpu * 1e6 / $SMTP_TOTAL,
+                  "pg_cpu_us": $pg_cpu * 1e6 / $SMTP_TOTAL}))
+PY
+}
+
+if postfix_available; then
+  curl -fs -X POST "$base/v1/tenants" -H "Authorization: Bearer $admin_key" \
+    -H 'Content-Type: application/json' \
+    -d '{"name":"smtp-bench","settings":{"trusted_networks":["127.0.0.0/8"]}}' >/dev/null
+  postfix_port=$(free_port)
+  start_postfix "$postfix_port" "$sink_port"
+  for run in $(seq 1 "$REPEATS"); do
+    echo "== smtp $run/$REPEATS: smtp-source, 20 sessions, 2 KB, $SMTP_TOTAL messages" >&2
+    smtp_run missive "$smtp_port"
+    smtp_run postfix "$postfix_port"
+    tail -n 2 "$results" >&2
+  done
+  stop_postfix
+fi
 
 sleep 0.5
 python3 - >>"$results" <<PY
