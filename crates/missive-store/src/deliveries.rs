@@ -112,10 +112,18 @@ impl Store {
                  ORDER BY c.turn, c.next_attempt_at
                  LIMIT $1
              ), fresh AS (
-                 SELECT d.tenant_id, d.id FROM deliveries d
-                 JOIN candidates c ON d.tenant_id = c.tenant_id AND d.id = c.id
+                 -- One primary-key probe per candidate (LATERAL): a plain join let the planner
+                 -- hash every due row on each lease, which grew with the backlog. The row is
+                 -- locked by key alone and checked after: a locked row is its newest version,
+                 -- so one another worker leased meanwhile is left out here.
+                 SELECT d.tenant_id, d.id FROM candidates c
+                 CROSS JOIN LATERAL (
+                     SELECT tenant_id, id, status, next_attempt_at FROM deliveries
+                     WHERE tenant_id = c.tenant_id AND id = c.id
+                     LIMIT 1 -- (the key is unique) keeps the status check out of this probe
+                     FOR UPDATE SKIP LOCKED
+                 ) d
                  WHERE d.status IN ('queued', 'deferred') AND d.next_attempt_at <= now()
-                 FOR UPDATE OF d SKIP LOCKED
              ), due AS (
                  SELECT * FROM (SELECT * FROM expired UNION ALL SELECT * FROM fresh) d LIMIT $1
              ), leased AS (
