@@ -4,6 +4,7 @@
     measure.py cpu PID                 CPU seconds of PID and its children, reaped ones included
     measure.py sample OUT PID...       until killed: peak memory of each PID's process tree into OUT
     measure.py rss PID                 current memory of PID's process tree, in MiB
+    measure.py criterion               criterion's output on stdin as JSON lines
     measure.py report RESULTS DOC      median/spread table from RESULTS (JSON lines) into DOC
 
 Memory of a tree is the sum of its processes' PSS (proportional set size), so Postgres's shared
@@ -65,6 +66,20 @@ def sample(out, pids):
             json.dump({pid: kib / 1024 for pid, kib in peaks.items()}, f)
         os.replace(tmp, out)
         time.sleep(0.25)
+
+
+def criterion(lines):
+    """`name time: [low estimate high]`, the name sometimes on the line before."""
+    name = None
+    for line in lines:
+        match = re.match(r"^(.*?)\s*time:\s+\[(\S+) (\S+) (\S+) (\S+) (\S+) (\S+)\]", line)
+        if not match:
+            if line.strip() and not line.startswith(" "):
+                name = line.strip()
+            continue
+        label = match.group(1).strip() or name
+        print(json.dumps({"scenario": "criterion", "name": label,
+                          "estimate": f"{match.group(4)} {match.group(5)}"}))
 
 
 def fmt(value, digits=0):
@@ -173,6 +188,8 @@ def report(results_path, doc_path):
             f"{summary(rates('missive', 'missive_cpu_us'), unit=' µs')} / "
             f"{summary(rates('missive', 'pg_cpu_us'), unit=' µs')} | | |"
         )
+    for row in by.get("criterion", []):
+        lines.append(f"| {row['name']} (criterion, quick mode) | {row['estimate']} per call | | |")
     if "memory" in by:
         mem = by["memory"][0]
         lines += [
@@ -203,6 +220,8 @@ def main():
         print(f"{pss_kib(int(args[0])) / 1024:.1f}")
     elif cmd == "sample":
         sample(args[0], [int(p) for p in args[1:]])
+    elif cmd == "criterion":
+        criterion(sys.stdin)
     elif cmd == "report":
         report(args[0], args[1])
     else:

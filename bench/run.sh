@@ -118,4 +118,9 @@ peaks = json.load(open("$run_dir/peaks.json"))
 print(json.dumps({"scenario": "memory", "missive_idle_mib": $missive_idle,
                   "missive_peak_mib": peaks["$missive_pid"], "pg_peak_mib": peaks["$pg_pid"]}))
 PY
+# The hot pure functions, with criterion in quick mode (Missive and Postgres are idle by now).
+echo "== criterion: hot paths" >&2
+cargo bench -p missive-core --bench hot_paths -- --quick --noplot 2>/dev/null \
+  | $measure criterion >>"$results"
+
 $measure report "$results" "${BENCH_DOC:-docs/benchmarks.md}"

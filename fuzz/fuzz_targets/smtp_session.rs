@@ -80,7 +80,14 @@ fuzz_target!(|input: &[u8]| {
             },
             via: "fuzz".to_owned(),
         };
-        let session = Session::new(harness.ctx.clone(), server, peer, Listener::Submission, false, Some(trusted));
+        let session = Session::new(
+            harness.ctx.clone(),
+            server,
+            peer,
+            Listener::Submission,
+            false,
+            Some(trusted),
+        );
         let task = tokio::spawn(session.run(true));
         // The input arrives in a few writes, so framing across reads is exercised too.
         for chunk in input.chunks(input.len() / 3 + 1) {
@@ -94,11 +101,17 @@ fuzz_target!(|input: &[u8]| {
             .await
             .expect("the session ends once its input does")
             .expect("read");
-        drop(tokio::time::timeout(Duration::from_secs(10), task).await.expect("session task ends"));
+        drop(
+            tokio::time::timeout(Duration::from_secs(10), task)
+                .await
+                .expect("session task ends"),
+        );
         for line in output.split_inclusive(|&b| b == b'\n') {
             assert!(line.ends_with(b"\r\n"), "reply line without CRLF: {line:?}");
             assert!(
-                line.len() >= 5 && line[..3].iter().all(u8::is_ascii_digit) && matches!(line[3], b' ' | b'-'),
+                line.len() >= 5
+                    && line[..3].iter().all(u8::is_ascii_digit)
+                    && matches!(line[3], b' ' | b'-'),
                 "malformed reply line: {:?}",
                 String::from_utf8_lossy(line)
             );

@@ -34,12 +34,18 @@ fn submission(attachment: bool) -> Submission {
     let mailbox = |s: &str| Mailbox::parse(s).unwrap();
     Submission {
         from: mailbox("Acme <news@acme.test>"),
-        to: vec![mailbox("you@example.test"), mailbox("Zoë <zoe@example.test>")],
+        to: vec![
+            mailbox("you@example.test"),
+            mailbox("Zoë <zoe@example.test>"),
+        ],
         cc: vec![mailbox("cc@example.test")],
         bcc: vec![mailbox("audit@acme.test")],
         reply_to: vec![mailbox("support@acme.test")],
         subject: "Your receipt for order #1234 — thank you".to_owned(),
-        html: Some(format!("<p>{}</p>", "Hello, here is your receipt. ".repeat(40))),
+        html: Some(format!(
+            "<p>{}</p>",
+            "Hello, here is your receipt. ".repeat(40)
+        )),
         text: Some("Hello, here is your receipt. ".repeat(40)),
         headers: vec![("X-Campaign".to_owned(), "receipts".to_owned())],
         attachments: if attachment {
@@ -60,10 +66,15 @@ fn submission(attachment: bool) -> Submission {
 fn mime(c: &mut Criterion) {
     let id = uuid::Uuid::now_v7();
     let date = OffsetDateTime::now_utc();
-    for (name, attachment) in [("mime: html + text", false), ("mime: html + text + 20 KB attachment", true)] {
+    for (name, attachment) in [
+        ("mime: html + text", false),
+        ("mime: html + text + 20 KB attachment", true),
+    ] {
         let submission = submission(attachment);
         let mid = message_id(&id, &submission.from);
-        c.bench_function(name, |b| b.iter(|| build_mime(black_box(&submission), &mid, date)));
+        c.bench_function(name, |b| {
+            b.iter(|| build_mime(black_box(&submission), &mid, date))
+        });
     }
 }
 
