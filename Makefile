@@ -10,7 +10,7 @@ run: ## Run Missive with a local Postgres (.missive/) and the capture relay
 test: ## Run the whole test suite against a throwaway Postgres
 	@scripts/test.sh
 
-bench: ## REST benchmarks against a durable local Postgres; prints a markdown table
+bench: ## Benchmarks (REST, SMTP beside Postfix, memory, criterion); rewrites docs/benchmarks.md
 	@bench/run.sh
 
 lint: ## Formatting and clippy checks, as CI runs them

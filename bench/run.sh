@@ -23,8 +23,8 @@ results="$run_dir/results.jsonl"
 start_missive missive.log api smtp worker
 sleep 1
 missive_idle=$($measure rss "$missive_pid")
-$measure sample "$run_dir/peaks.json" "$missive_pid" "$pg_pid" &
-pids+=($!)
+# Postgres's memory after each run (see measure.py on why not while it runs).
+pg_pss() { $measure pss "$pg_pid" >>"$run_dir/pg_pss"; }
 
 delivered_before=0
 for run in $(seq 1 "$REPEATS"); do
@@ -38,6 +38,7 @@ for run in $(seq 1 "$REPEATS"); do
   end=$(date +%s.%N)
   missive_cpu=$(python3 -c "print($($measure cpu "$missive_pid") - $missive_cpu)")
   pg_cpu=$(python3 -c "print($($measure cpu "$pg_pid") - $pg_cpu)")
+  pg_pss
   delivered=$(( $(count) - delivered_before ))
   delivered_before=$(count)
   python3 - "$accept" >>"$results" <<PY
@@ -84,6 +85,7 @@ smtp_run() {
   end=$(date +%s.%N)
   missive_cpu=$(python3 -c "print($($measure cpu "$missive_pid") - $missive_cpu)")
   pg_cpu=$(python3 -c "print($($measure cpu "$pg_pid") - $pg_cpu)")
+  if [ "$target" = missive ]; then pg_pss; fi
   python3 - >>"$results" <<PY
 import json
 delivered = $(count) - $before
@@ -111,12 +113,11 @@ if postfix_available; then
   stop_postfix
 fi
 
-sleep 0.5
 python3 - >>"$results" <<PY
 import json
-peaks = json.load(open("$run_dir/peaks.json"))
 print(json.dumps({"scenario": "memory", "missive_idle_mib": $missive_idle,
-                  "missive_peak_mib": peaks["$missive_pid"], "pg_peak_mib": peaks["$pg_pid"]}))
+                  "missive_peak_mib": $($measure hwm "$missive_pid"),
+                  "pg_peak_mib": max(float(x) for x in open("$run_dir/pg_pss"))}))
 PY
 # The hot pure functions, with criterion in quick mode (Missive and Postgres are idle by now).
 echo "== criterion: hot paths" >&2

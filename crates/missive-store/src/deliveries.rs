@@ -224,8 +224,16 @@ impl Store {
     /// Database failures.
     pub async fn next_delivery_due(&self) -> Result<Option<OffsetDateTime>, StoreError> {
         let next: Option<OffsetDateTime> = sqlx::query_scalar(
+            // Each tenant's first due row from the per-tenant index: one probe per tenant.
             "SELECT min(t) FROM (
-                 (SELECT min(next_attempt_at) AS t FROM deliveries WHERE status IN ('queued', 'deferred'))
+                 (SELECT d.next_attempt_at AS t
+                  FROM tenants tn
+                  CROSS JOIN LATERAL (
+                      SELECT next_attempt_at FROM deliveries
+                      WHERE tenant_id = tn.id AND status IN ('queued', 'deferred')
+                      ORDER BY next_attempt_at
+                      LIMIT 1
+                  ) d)
                  UNION ALL
                  (SELECT min(lease_expires_at) FROM deliveries WHERE status = 'sending')
              ) s",

@@ -174,10 +174,10 @@ impl Application {
             _ => None,
         };
         let worker = if roles.worker {
-            // Lease and outcome writes need not wait for the WAL flush: see
-            // `Store::with_relaxed_commits` for why that cannot lose an accepted message.
+            // Lease and outcome writes need not wait for the WAL flush: see `Store::for_worker`
+            // for why that cannot lose an accepted message.
             Some(DeliveryWorker::new(
-                store.with_relaxed_commits(WORKER_DB_CONNECTIONS),
+                store.for_worker(WORKER_DB_CONNECTIONS),
                 Arc::new(Transport::from_config(config)?),
                 WorkerSettings::from_config(config),
             ))
