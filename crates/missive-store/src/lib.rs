@@ -42,6 +42,32 @@ pub struct PoolSettings {
     pub acquire_timeout: Duration,
 }
 
+/// How long a pooled connection may sit idle before it is checked on its way out.
+const PING_AFTER_IDLE: Duration = Duration::from_secs(10);
+
+/// Pool options shared by both pools.
+///
+/// sqlx checks every connection with a round trip before handing it out (a lone Sync message,
+/// answered by the server), by default: one extra round trip and server wake-up per statement,
+/// counted at about one per email accepted over SMTP. A connection in steady use has just proved
+/// itself, so only one that sat idle a while (when a restarted server or a dropped socket is
+/// likely) is checked; a connection that breaks in between fails its statement, which the caller
+/// reports as it reports any database failure.
+fn pool_options(max_connections: u32, acquire_timeout: Duration) -> PgPoolOptions {
+    PgPoolOptions::new()
+        .max_connections(max_connections)
+        .acquire_timeout(acquire_timeout)
+        .test_before_acquire(false)
+        .before_acquire(|conn, meta| {
+            Box::pin(async move {
+                if meta.idle_for >= PING_AFTER_IDLE {
+                    sqlx::Connection::ping(conn).await?;
+                }
+                Ok(true)
+            })
+        })
+}
+
 impl Default for PoolSettings {
     fn default() -> Self {
         Self {
@@ -59,9 +85,7 @@ impl Store {
     /// The URL does not parse or the server cannot be reached.
     pub async fn connect(url: &str, settings: PoolSettings) -> Result<Self, StoreError> {
         let options: PgConnectOptions = url.parse()?;
-        let pool = PgPoolOptions::new()
-            .max_connections(settings.max_connections)
-            .acquire_timeout(settings.acquire_timeout)
+        let pool = pool_options(settings.max_connections, settings.acquire_timeout)
             .connect_with(options)
             .await?;
         Ok(Self { pool })
@@ -85,9 +109,7 @@ impl Store {
         let options = (*self.pool.connect_options())
             .clone()
             .options([("synchronous_commit", "off")]);
-        let pool = PgPoolOptions::new()
-            .max_connections(max_connections)
-            .acquire_timeout(self.pool.options().get_acquire_timeout())
+        let pool = pool_options(max_connections, self.pool.options().get_acquire_timeout())
             .connect_lazy_with(options);
         Self { pool }
     }
