@@ -171,7 +171,7 @@ async fn the_document_lists_every_route_with_request_and_response_schemas() {
 async fn the_document_passes_an_openapi_validator() {
     let app = TestApp::spawn().await;
     let doc = app.get("/openapi.json", Auth::None).await.text;
-    let Ok(python) = std::env::var("MISSIVE_TEST_PYTHON") else {
+    let Some(python) = missive_tests::test_python() else {
         panic!(
             "MISSIVE_TEST_PYTHON is not set: run the suite with `make test`, which provides a Python with openapi-spec-validator"
         );

@@ -2,28 +2,26 @@
 //! tags, then reads the email back; errors arrive as the SDK's own exceptions.
 
 use mail_parser::MimeHeaders as _;
-use missive_tests::{TestApp, workspace_root};
+use missive_tests::{TestApp, run_python_script, test_python};
 use serde_json::Value;
 
 #[tokio::test]
 async fn the_resend_python_sdk_sends_and_reads_back() {
     let app = TestApp::spawn().await;
     let tenant = app.create_tenant("Acme").await;
-    let python = std::env::var("MISSIVE_TEST_PYTHON")
-        .expect("MISSIVE_TEST_PYTHON is not set: run the suite with `make test`, which installs the Resend SDK");
-    let output = tokio::process::Command::new(python)
-        .arg(workspace_root().join("tests/python/resend_sdk.py"))
-        .env("RESEND_API_URL", format!("{}/v1", app.base_url))
-        .env("RESEND_API_KEY", &tenant.key)
-        .output()
-        .await
-        .expect("run the SDK script");
-    assert!(
-        output.status.success(),
-        "SDK script failed:\n{}",
-        String::from_utf8_lossy(&output.stderr)
+    let python = test_python().expect(
+        "MISSIVE_TEST_PYTHON is not set: run the suite with `make test`, which installs the Resend SDK",
     );
-    let result: Value = serde_json::from_slice(&output.stdout).expect("the script prints JSON");
+    let stdout = run_python_script(
+        &python,
+        "resend_sdk.py",
+        &[
+            ("RESEND_API_URL", format!("{}/v1", app.base_url)),
+            ("RESEND_API_KEY", tenant.key.clone()),
+        ],
+    )
+    .await;
+    let result: Value = serde_json::from_slice(&stdout).expect("the script prints JSON");
 
     let got = &result["got"];
     assert_eq!(got["id"], result["attached"]);

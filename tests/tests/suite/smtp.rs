@@ -2,7 +2,7 @@
 //! with any client address), and end-to-end tests over TCP with real clients.
 
 use missive::smtp::Listener;
-use missive_tests::{Auth, SmtpClient, TestApp, plain, queued_id, workspace_root};
+use missive_tests::{Auth, SmtpClient, TestApp, plain, queued_id, run_python_script, test_python};
 use serde_json::json;
 
 const MESSAGE: &str =
@@ -547,20 +547,18 @@ async fn shutdown_lets_an_open_transaction_finish_and_closes_idle_sessions() {
 async fn python_smtplib_submits_over_starttls_and_implicit_tls() {
     let app = TestApp::spawn().await;
     let tenant = app.create_tenant("Acme").await;
-    let python = std::env::var("MISSIVE_TEST_PYTHON").unwrap_or_else(|_| "python3".to_owned());
-    let output = tokio::process::Command::new(python)
-        .arg(workspace_root().join("tests/python/smtplib_submit.py"))
-        .env("SMTP_PORT", app.smtp_addr.port().to_string())
-        .env("SMTPS_PORT", app.smtps_addr.port().to_string())
-        .env("SMTP_KEY", &tenant.key)
-        .output()
-        .await
-        .expect("run the smtplib script");
-    assert!(
-        output.status.success(),
-        "smtplib script failed:\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    // Standard library only, so any python3 will do outside `make test`.
+    let python = test_python().unwrap_or_else(|| "python3".to_owned());
+    run_python_script(
+        &python,
+        "smtplib_submit.py",
+        &[
+            ("SMTP_PORT", app.smtp_addr.port().to_string()),
+            ("SMTPS_PORT", app.smtps_addr.port().to_string()),
+            ("SMTP_KEY", tenant.key.clone()),
+        ],
+    )
+    .await;
     app.worker.drain().await.unwrap();
     let received = app.sink.received();
     assert_eq!(received.len(), 2, "{received:?}");
