@@ -10,9 +10,10 @@
 //! every use, cached or not.
 
 use std::collections::HashMap;
+use std::hash::Hash;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use missive_core::ApiKeyHash;
@@ -29,9 +30,19 @@ const MAX_AGE: Duration = Duration::from_secs(30);
 /// Entries kept at most; a full cache starts afresh.
 const MAX_ENTRIES: usize = 10_000;
 
-struct Entry {
-    key: KeyForAuth,
+/// A row and when it was read.
+struct Fresh<V> {
+    value: V,
     fetched: Instant,
+}
+
+/// What is cached, under one lock so an invalidation empties both at once.
+#[derive(Default)]
+struct Maps {
+    /// API key hash → the key and its tenant (known keys only).
+    keys: HashMap<[u8; 32], Fresh<Option<KeyForAuth>>>,
+    /// Client address → the tenant whose trusted network holds it (or none, also cached).
+    addresses: HashMap<IpAddr, Fresh<Option<TrustedSender>>>,
 }
 
 #[derive(Default)]
@@ -40,9 +51,7 @@ struct Inner {
     live: AtomicBool,
     /// Bumped by every invalidation; a lookup that raced one does not store its stale row.
     generation: AtomicU64,
-    entries: Mutex<HashMap<[u8; 32], Entry>>,
-    /// Client address → the tenant whose trusted network holds it (or none, also cached).
-    addresses: Mutex<HashMap<IpAddr, (Option<TrustedSender>, Instant)>>,
+    maps: Mutex<Maps>,
 }
 
 /// Shared, cheap to clone.
@@ -88,26 +97,60 @@ impl KeyCache {
     /// # Errors
     /// Database failures.
     pub async fn find(&self, hash: &ApiKeyHash) -> Result<Option<KeyForAuth>, StoreError> {
+        self.read_through(
+            |maps| &mut maps.keys,
+            hash.0,
+            self.store.find_api_key_by_hash(hash),
+            // Unknown keys are not cached: a key created elsewhere works at once.
+            Option::is_some,
+        )
+        .await
+    }
+
+    /// The tenant whose trusted networks hold `ip`, from memory when possible.
+    ///
+    /// # Errors
+    /// Database failures.
+    pub async fn find_trusted(&self, ip: IpAddr) -> Result<Option<TrustedSender>, StoreError> {
+        self.read_through(
+            |maps| &mut maps.addresses,
+            ip,
+            self.store.tenant_for_trusted_address(ip),
+            |_| true,
+        )
+        .await
+    }
+
+    /// The cached value for `key` in the map `pick` chooses, or `load`'s, which is kept when
+    /// `keep` says so and no invalidation happened while it loaded.
+    async fn read_through<K: Hash + Eq, V: Clone>(
+        &self,
+        pick: impl Fn(&mut Maps) -> &mut HashMap<K, Fresh<V>>,
+        key: K,
+        load: impl Future<Output = Result<V, StoreError>>,
+        keep: impl Fn(&V) -> bool,
+    ) -> Result<V, StoreError> {
         let live = self.inner.live.load(Ordering::SeqCst);
         if live
-            && let Some(entry) = self.entries().get(&hash.0)
+            && let Some(entry) = pick(&mut self.maps()).get(&key)
             && entry.fetched.elapsed() < MAX_AGE
         {
-            return Ok(Some(entry.key.clone()));
+            return Ok(entry.value.clone());
         }
         let generation = self.inner.generation.load(Ordering::SeqCst);
-        let found = self.store.find_api_key_by_hash(hash).await?;
-        if live && let Some(key) = &found {
-            let mut entries = self.entries();
+        let found = load.await?;
+        if live && keep(&found) {
+            let mut maps = self.maps();
             // Checked under the lock that invalidation also takes, so no stale row slips in.
             if self.inner.generation.load(Ordering::SeqCst) == generation {
-                if entries.len() >= MAX_ENTRIES {
-                    entries.clear();
+                let map = pick(&mut maps);
+                if map.len() >= MAX_ENTRIES {
+                    map.clear();
                 }
-                entries.insert(
-                    hash.0,
-                    Entry {
-                        key: key.clone(),
+                map.insert(
+                    key,
+                    Fresh {
+                        value: found.clone(),
                         fetched: Instant::now(),
                     },
                 );
@@ -116,38 +159,13 @@ impl KeyCache {
         Ok(found)
     }
 
-    /// The tenant whose trusted networks hold `ip`, from memory when possible.
-    ///
-    /// # Errors
-    /// Database failures.
-    pub async fn find_trusted(&self, ip: IpAddr) -> Result<Option<TrustedSender>, StoreError> {
-        let live = self.inner.live.load(Ordering::SeqCst);
-        if live
-            && let Some((sender, fetched)) = self.addresses().get(&ip)
-            && fetched.elapsed() < MAX_AGE
-        {
-            return Ok(sender.clone());
-        }
-        let generation = self.inner.generation.load(Ordering::SeqCst);
-        let found = self.store.tenant_for_trusted_address(ip).await?;
-        if live {
-            // Same order as `forget`: entries, then addresses, so the generation check holds.
-            let _entries = self.entries();
-            let mut addresses = self.addresses();
-            if self.inner.generation.load(Ordering::SeqCst) == generation {
-                if addresses.len() >= MAX_ENTRIES {
-                    addresses.clear();
-                }
-                addresses.insert(ip, (found.clone(), Instant::now()));
-            }
-        }
-        Ok(found)
-    }
-
     /// Records a use written to the database, so the cached row does not ask for another.
     pub fn note_used(&self, hash: &ApiKeyHash, at: OffsetDateTime) {
-        if let Some(entry) = self.entries().get_mut(&hash.0) {
-            entry.key.last_used_at = Some(at);
+        if let Some(Fresh {
+            value: Some(key), ..
+        }) = self.maps().keys.get_mut(&hash.0)
+        {
+            key.last_used_at = Some(at);
         }
     }
 
@@ -156,30 +174,17 @@ impl KeyCache {
         forget(&self.inner);
     }
 
-    fn addresses(
-        &self,
-    ) -> std::sync::MutexGuard<'_, HashMap<IpAddr, (Option<TrustedSender>, Instant)>> {
+    fn maps(&self) -> MutexGuard<'_, Maps> {
         self.inner
-            .addresses
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-    }
-
-    fn entries(&self) -> std::sync::MutexGuard<'_, HashMap<[u8; 32], Entry>> {
-        self.inner
-            .entries
+            .maps
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
     }
 }
 
 fn forget(inner: &Inner) {
-    let mut entries = inner.entries.lock().unwrap_or_else(PoisonError::into_inner);
-    let mut addresses = inner
-        .addresses
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner);
+    let mut maps = inner.maps.lock().unwrap_or_else(PoisonError::into_inner);
     inner.generation.fetch_add(1, Ordering::SeqCst);
-    entries.clear();
-    addresses.clear();
+    maps.keys.clear();
+    maps.addresses.clear();
 }
