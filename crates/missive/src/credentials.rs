@@ -29,22 +29,23 @@ pub struct Authenticated {
 /// Why a key was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum CredentialError {
-    #[error("API key is malformed")]
+    #[error("{}", self.message())]
     Malformed,
-    #[error("API key is not valid")]
+    #[error("{}", self.message())]
     Unknown,
-    #[error("API key has been revoked")]
+    #[error("{}", self.message())]
     Revoked,
-    #[error("API key has expired")]
+    #[error("{}", self.message())]
     Expired,
-    #[error("the tenant of this API key is disabled")]
+    #[error("{}", self.message())]
     TenantDisabled,
     #[error(transparent)]
     Store(#[from] StoreError),
 }
 
 impl CredentialError {
-    /// The refusal as a fixed message (the key is never echoed).
+    /// The refusal as a fixed message (the key is never echoed); a database failure reads as an
+    /// invalid key here, while its `Display` keeps the cause for logs.
     #[must_use]
     pub const fn message(&self) -> &'static str {
         match self {
