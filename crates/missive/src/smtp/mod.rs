@@ -3,7 +3,8 @@
 //!
 //! - Who may submit: a client that AUTHenticated under TLS with a tenant key holding the `send`
 //!   scope, or a client whose address is in a tenant's trusted networks (looked up once per
-//!   connection, through the key cache, which network changes empty). Anyone else gets 530 at MAIL: never an open relay.
+//!   connection, through the key cache, which network changes empty). Anyone else gets 530 at
+//!   MAIL: never an open relay.
 //! - Connection limits: a total cap and a per-address cap; a client over either gets 421 while the
 //!   others are served.
 //! - Shutdown: listeners stop accepting; idle sessions get 421 at once; a session inside a
@@ -171,29 +172,42 @@ async fn trusted_sender(
 #[derive(Debug, Default)]
 struct PerAddress(Mutex<HashMap<IpAddr, usize>>);
 
+/// One open session's place in [`PerAddress`], given back when dropped, so a session that ends
+/// any way at all (a panic included) frees it.
+struct Slot {
+    counts: Arc<PerAddress>,
+    ip: IpAddr,
+}
+
 impl PerAddress {
-    fn try_add(&self, ip: IpAddr, max: usize) -> bool {
-        let mut counts = self
-            .0
+    fn counts(&self) -> std::sync::MutexGuard<'_, HashMap<IpAddr, usize>> {
+        self.0
             .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let count = counts.entry(ip).or_default();
-        if *count >= max {
-            return false;
-        }
-        *count += 1;
-        true
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    fn remove(&self, ip: IpAddr) {
-        let mut counts = self
-            .0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some(count) = counts.get_mut(&ip) {
+    /// A slot for `ip`, unless it already holds `max`.
+    fn try_add(self: &Arc<Self>, ip: IpAddr, max: usize) -> Option<Slot> {
+        let mut counts = self.counts();
+        let count = counts.entry(ip).or_default();
+        if *count >= max {
+            return None;
+        }
+        *count += 1;
+        Some(Slot {
+            counts: self.clone(),
+            ip,
+        })
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut counts = self.counts.counts();
+        if let Some(count) = counts.get_mut(&self.ip) {
             *count -= 1;
             if *count == 0 {
-                counts.remove(&ip);
+                counts.remove(&self.ip);
             }
         }
     }
@@ -261,17 +275,18 @@ impl SmtpServer {
                 sessions.spawn(refuse(stream, reply::SERVER_BUSY));
                 continue;
             }
-            if !per_address.try_add(peer.ip(), ctx.limits.max_connections_per_ip) {
+            let Some(slot) = per_address.try_add(peer.ip(), ctx.limits.max_connections_per_ip)
+            else {
                 tracing::info!(%peer, "SMTP connection refused: too many from this address");
                 sessions.spawn(refuse(stream, reply::TOO_MANY_CONNECTIONS));
                 continue;
-            }
+            };
             let span = tracing::info_span!("smtp", %peer, tenant_id = tracing::field::Empty);
-            let (ctx, per_address) = (ctx.clone(), per_address.clone());
+            let ctx = ctx.clone();
             sessions.spawn(
                 async move {
                     serve_connection(ctx, stream, peer, listener).await;
-                    per_address.remove(peer.ip());
+                    drop(slot);
                 }
                 .instrument(span),
             );
