@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite (`make test`): a throwaway Postgres cluster for this run, the Python tools
-# the suite calls, then every test in the workspace. Extra arguments go to the test runner.
+# the suite calls, the benchmark report's tests, then every test in the workspace. Extra arguments
+# go to the test runner.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -12,6 +13,9 @@ MISSIVE_TEST_DATABASE_URL=$(scripts/pg.sh start "$run_dir/pg" --port auto --fast
 MISSIVE_TEST_PG_BIN=$(scripts/pg.sh bin)
 MISSIVE_TEST_PYTHON=$(scripts/pyenv.sh)
 export MISSIVE_TEST_DATABASE_URL MISSIVE_TEST_PG_BIN MISSIVE_TEST_PYTHON
+
+# The benchmark report's own tests (standard library only, well under a second).
+python3 -m unittest discover -s bench -p 'test_*.py'
 
 target_dir=${CARGO_TARGET_DIR:-$PWD/target}
 cargo build --workspace --bins

@@ -1,0 +1,94 @@
+"""Tests of the benchmark report (`measure.py report`) and its criterion parser; run by `make test`."""
+import io
+import json
+import os
+import sys
+import tempfile
+import unittest
+from contextlib import redirect_stdout
+
+sys.path.insert(0, os.path.dirname(__file__))
+import measure  # noqa: E402
+
+
+def rows_for(accept_rates, smtp_pairs):
+    rows = [{"scenario": "accept", "per_second": r, "e2e_per_second": r * 0.9, "p50_ms": 9.0,
+             "p99_ms": 30.0, "errors": 0, "total": 20000, "clients": 32, "missive_cpu_us": 140,
+             "pg_cpu_us": 400} for r in accept_rates]
+    rows += [{"scenario": "latency", "rate": 500, "p50_ms": 1.0, "p99_ms": p, "errors": 0}
+             for p in (9.0, 30.0, 12.0)]
+    for ours, theirs in smtp_pairs:
+        for target, rate in (("missive", ours), ("postfix", theirs)):
+            rows.append({"scenario": "smtp", "target": target, "total": 20000,
+                         "accept_per_second": rate, "e2e_per_second": rate,
+                         "missive_cpu_us": 250, "pg_cpu_us": 500})
+    rows.append({"scenario": "memory", "missive_idle_mib": 14.6, "missive_peak_mib": 320.0,
+                 "pg_peak_mib": 450.0})
+    rows.append({"scenario": "criterion", "name": "mime: html + text", "estimate": "3.2 µs"})
+    return rows
+
+
+class Report(unittest.TestCase):
+    def render(self, rows, doc):
+        with tempfile.TemporaryDirectory() as tmp:
+            results, doc_path = os.path.join(tmp, "results.jsonl"), os.path.join(tmp, "doc.md")
+            with open(results, "w") as f:
+                f.writelines(json.dumps(r) + "\n" for r in rows)
+            with open(doc_path, "w") as f:
+                f.write(doc)
+            measure.report(results, doc_path)
+            with open(doc_path) as f:
+                return f.read()
+
+    def row(self, text, label):
+        return next(line for line in text.splitlines() if line.startswith(f"| {label}"))
+
+    def test_the_table_replaces_only_what_lies_between_the_markers(self):
+        doc = "# Benchmarks\n\nintro\n\n<!-- bench:start -->\nold table\n<!-- bench:end -->\n\nprose\n"
+        text = self.render(rows_for([3100, 2900, 3200], [(1800, 900)] * 3), doc)
+        self.assertTrue(text.startswith("# Benchmarks\n\nintro\n\n<!-- bench:start -->\n"))
+        self.assertTrue(text.endswith("<!-- bench:end -->\n\nprose\n"))
+        self.assertNotIn("old table", text)
+
+    def test_medians_spreads_and_verdicts(self):
+        text = self.render(rows_for([3100, 2900, 3200], [(1800, 900), (1700, 1000), (1900, 850)]), "")
+        accept = self.row(text, "REST accept")
+        self.assertIn("3,100/s (2,900–3,200)", accept)
+        self.assertTrue(accept.endswith("| ≥ 3,000/s | **yes** |"), accept)
+        # The median p99 of 9, 30 and 12 ms is 12: met, though one run was over.
+        self.assertTrue(self.row(text, "REST latency").endswith("| p99 < 25 ms | **yes** |"))
+        # The ratio is taken per repeat (2.00, 1.70, 2.24), then its median: met at exactly 2.
+        smtp = self.row(text, "SMTP accept")
+        self.assertIn("ratio 2.00× (1.70–2.24)", smtp)
+        self.assertTrue(smtp.endswith("| ≥ 2× | **yes** |"), smtp)
+        self.assertTrue(self.row(text, "Missive memory idle").endswith("**yes** |"))
+        self.assertTrue(self.row(text, "Missive peak memory").endswith("| < 300 MiB | **no** |"))
+        self.assertIn("| mime: html + text (criterion, quick mode) | 3.2 µs per call |", text)
+
+    def test_a_target_missed_by_the_median_says_no(self):
+        text = self.render(rows_for([2990, 3500, 2800], [(1700, 900)] * 3), "")
+        self.assertTrue(self.row(text, "REST accept").endswith("| ≥ 3,000/s | **no** |"))
+        self.assertTrue(self.row(text, "SMTP accept").endswith("| ≥ 2× | **no** |"))
+
+
+class Criterion(unittest.TestCase):
+    def test_names_on_the_same_line_or_the_line_before(self):
+        output = [
+            "address: ascii mailbox with display name\n",
+            "                        time:   [407.10 ns 408.00 ns 409.20 ns]\n",
+            "mime: html + text       time:   [3.2000 µs 3.2456 µs 3.3000 µs]\n",
+            "Found 2 outliers among 100 measurements (2.00%)\n",
+        ]
+        out = io.StringIO()
+        with redirect_stdout(out):
+            measure.criterion(output)
+        rows = [json.loads(line) for line in out.getvalue().splitlines()]
+        self.assertEqual(rows, [
+            {"scenario": "criterion", "name": "address: ascii mailbox with display name",
+             "estimate": "408.00 ns"},
+            {"scenario": "criterion", "name": "mime: html + text", "estimate": "3.2456 µs"},
+        ])
+
+
+if __name__ == "__main__":
+    unittest.main()
