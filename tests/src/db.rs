@@ -37,7 +37,10 @@ fn start_private_cluster() -> String {
     let dir = root.join("target").join("test-pg");
     std::fs::create_dir_all(root.join("target")).expect("create target/");
     let lock = root.join("target").join("test-pg.lock");
+    // -o: the lock is not handed down to the server that pg.sh starts, which would otherwise
+    // hold it for its whole life and block every later test run here.
     let output = Command::new("flock")
+        .arg("-o")
         .arg(&lock)
         .arg(root.join("scripts").join("pg.sh"))
         .args(["start"])
