@@ -177,3 +177,22 @@ async fn grouped_commits_store_every_request_once_and_isolate_a_failing_one() {
         .unwrap();
     assert_eq!(reply_to, ["Help <help@acme.test>", "b@acme.test"]);
 }
+
+#[tokio::test]
+async fn the_worker_pool_skips_the_wal_flush_and_plans_every_statement_afresh() {
+    let app = TestApp::spawn().await;
+    let worker = app.store().for_worker(1);
+    let setting = |name: &'static str| {
+        let pool = worker.pool().clone();
+        async move {
+            sqlx::query_scalar::<_, String>("SELECT current_setting($1)")
+                .bind(name)
+                .fetch_one(&pool)
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(setting("synchronous_commit").await, "off");
+    // A cached generic plan made while the queue was small kept scanning it whole as it grew.
+    assert_eq!(setting("plan_cache_mode").await, "force_custom_plan");
+}
