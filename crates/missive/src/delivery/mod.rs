@@ -342,7 +342,9 @@ impl DeliveryWorker {
     /// A pipeline rather than batch after batch: new rows are leased as soon as a quarter of
     /// the send slots are free, so one slow relay conversation never holds up the others, and
     /// results are written by a recorder that puts everything finished meanwhile into one
-    /// statement.
+    /// statement. A lease that came back short of what it asked for has drained the queue, so
+    /// the next one waits for [`GATHER`] to pass: a steady trickle then goes out in batches
+    /// rather than a lease per commit; a backlog is leased back to back.
     pub async fn run(self, shutdown: CancellationToken) {
         let wake = Arc::new(Notify::new());
         let woken = wake.clone();
@@ -363,6 +365,7 @@ impl DeliveryWorker {
         let (results, recorded) = mpsc::unbounded_channel::<Vec<DeliveryResult>>();
         let recorder = tokio::spawn(record_as_they_come(self.store.clone(), recorded));
         let low_water = (concurrency / 4).max(1);
+        let mut next_lease_at = tokio::time::Instant::now();
         while !shutdown.is_cancelled() {
             // Register interest before looking, so a notification between the two is not lost.
             let notified = wake.notified();
@@ -375,12 +378,25 @@ impl DeliveryWorker {
                 }
                 continue;
             }
+            if next_lease_at > tokio::time::Instant::now() {
+                tokio::select! {
+                    () = tokio::time::sleep_until(next_lease_at) => {}
+                    () = shutdown.cancelled() => break,
+                }
+            }
+            let started = tokio::time::Instant::now();
             let jobs = match self.lease(free).await {
                 Ok(jobs) => jobs,
                 Err(err) => {
                     tracing::error!(error = %err, "leasing deliveries failed");
                     Vec::new()
                 }
+            };
+            let leased: usize = jobs.iter().map(|j| j.deliveries.len()).sum();
+            next_lease_at = if leased < free {
+                started + GATHER
+            } else {
+                started
             };
             if !jobs.is_empty() {
                 for job in jobs {
@@ -419,12 +435,23 @@ impl DeliveryWorker {
     }
 }
 
-/// Writes results as they arrive, everything that arrived meanwhile in one statement.
+/// The least time between two leases while the queue is drained, and between two result
+/// writes. Every lease and every write has a fixed cost in Postgres (planning, index probes per
+/// tenant, a commit) whether it carries one row or a hundred: measured over SMTP at 1,800
+/// messages/s, leases without a pause carried five rows each. A row waits at most this long
+/// more before it is sent.
+const GATHER: Duration = Duration::from_millis(10);
+
+/// Writes results as they arrive, everything that arrived meanwhile in one statement, at most
+/// one statement per [`GATHER`].
 async fn record_as_they_come(
     store: Store,
     mut recorded: mpsc::UnboundedReceiver<Vec<DeliveryResult>>,
 ) {
+    let mut next_write_at = tokio::time::Instant::now();
     while let Some(first) = recorded.recv().await {
+        tokio::time::sleep_until(next_write_at).await;
+        next_write_at = tokio::time::Instant::now() + GATHER;
         let mut batch = first;
         while batch.len() < MAX_RECORD_BATCH {
             match recorded.try_recv() {
