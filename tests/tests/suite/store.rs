@@ -196,3 +196,49 @@ async fn the_worker_pool_skips_the_wal_flush_and_plans_every_statement_afresh() 
     // A cached generic plan made while the queue was small kept scanning it whole as it grew.
     assert_eq!(setting("plan_cache_mode").await, "force_custom_plan");
 }
+
+#[tokio::test]
+async fn message_bodies_are_compressed_with_lz4_where_the_server_has_it() {
+    let app = TestApp::spawn().await;
+    let pool = app.store().pool();
+    let lz4 = sqlx::query("CREATE TEMP TABLE lz4_probe (x text COMPRESSION lz4)")
+        .execute(pool)
+        .await
+        .is_ok();
+    let methods: Vec<(String, String)> = sqlx::query_as(
+        "SELECT attname::text, attcompression::text FROM pg_attribute
+         WHERE attrelid = 'emails'::regclass AND attname IN ('html', 'mime', 'text')
+         ORDER BY attname",
+    )
+    .fetch_all(pool)
+    .await
+    .unwrap();
+    let expected = if lz4 { "l" } else { "" };
+    assert_eq!(
+        methods,
+        ["html", "mime", "text"].map(|c| (c.to_owned(), expected.to_owned()))
+    );
+
+    // A body large enough to be compressed comes back byte for byte.
+    let tenant: missive_core::TenantId = app.create_tenant("Acme").await.id.parse().unwrap();
+    let mut email = new_email("big@example.test");
+    email.text = Some("Lorem ipsum dolor sit amet. ".repeat(2_000));
+    email.mime = format!("Subject: Big\r\n\r\n{}\r\n", email.text.as_deref().unwrap()).into_bytes();
+    let (id, text, mime) = (email.id, email.text.clone(), email.mime.clone());
+    app.store()
+        .insert_emails(tenant, &[email], None)
+        .await
+        .unwrap();
+    let stored = app.store().get_email(tenant, id).await.unwrap();
+    assert_eq!(stored.text, text);
+    let (stored_mime, method): (Vec<u8>, Option<String>) =
+        sqlx::query_as("SELECT mime, pg_column_compression(mime) FROM emails WHERE id = $1")
+            .bind(id)
+            .fetch_one(pool)
+            .await
+            .unwrap();
+    assert_eq!(stored_mime, mime);
+    if lz4 {
+        assert_eq!(method.as_deref(), Some("lz4"));
+    }
+}
