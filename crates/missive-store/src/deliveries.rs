@@ -65,6 +65,7 @@ impl DeliveryStatus {
 #[derive(Clone, Debug)]
 pub struct DeliveryResult {
     pub tenant_id: TenantId,
+    pub email_id: Uuid,
     pub id: Uuid,
     pub lease_id: Uuid,
     pub status: DeliveryStatus,
@@ -92,18 +93,18 @@ impl Store {
             // locks (one index probe per tenant), then locked with SKIP LOCKED, which rechecks
             // the conditions against rows another worker changed meanwhile.
             "WITH expired AS (
-                 SELECT tenant_id, id FROM deliveries
+                 SELECT tenant_id, email_id, id FROM deliveries
                  WHERE status = 'sending' AND lease_expires_at < now()
                  ORDER BY lease_expires_at
                  LIMIT $1
                  FOR UPDATE SKIP LOCKED
              ), candidates AS (
-                 SELECT c.tenant_id, c.id
+                 SELECT c.tenant_id, c.email_id, c.id
                  FROM tenants t
                  CROSS JOIN LATERAL (
-                     SELECT x.tenant_id, x.id, x.next_attempt_at,
+                     SELECT x.tenant_id, x.email_id, x.id, x.next_attempt_at,
                             row_number() OVER (ORDER BY x.next_attempt_at) AS turn
-                     FROM (SELECT tenant_id, id, next_attempt_at FROM deliveries
+                     FROM (SELECT tenant_id, email_id, id, next_attempt_at FROM deliveries
                            WHERE tenant_id = t.id AND status IN ('queued', 'deferred')
                              AND next_attempt_at <= now()
                            ORDER BY next_attempt_at
@@ -116,10 +117,10 @@ impl Store {
                  -- hash every due row on each lease, which grew with the backlog. The row is
                  -- locked by key alone and checked after: a locked row is its newest version,
                  -- so one another worker leased meanwhile is left out here.
-                 SELECT d.tenant_id, d.id FROM candidates c
+                 SELECT d.tenant_id, d.email_id, d.id FROM candidates c
                  CROSS JOIN LATERAL (
-                     SELECT tenant_id, id, status, next_attempt_at FROM deliveries
-                     WHERE tenant_id = c.tenant_id AND id = c.id
+                     SELECT tenant_id, email_id, id, status, next_attempt_at FROM deliveries
+                     WHERE tenant_id = c.tenant_id AND email_id = c.email_id AND id = c.id
                      LIMIT 1 -- (the key is unique) keeps the status check out of this probe
                      FOR UPDATE SKIP LOCKED
                  ) d
@@ -130,7 +131,8 @@ impl Store {
                  UPDATE deliveries d
                  SET status = 'sending', attempts = d.attempts + 1, lease_id = $2,
                      lease_expires_at = now() + make_interval(secs => $3), updated_at = now()
-                 FROM due WHERE d.tenant_id = due.tenant_id AND d.id = due.id
+                 FROM due
+                 WHERE d.tenant_id = due.tenant_id AND d.email_id = due.email_id AND d.id = due.id
                  RETURNING d.tenant_id, d.id, d.email_id, d.recipient, d.attempts, d.created_at, d.lease_id
              ), events AS (
                  INSERT INTO email_events (tenant_id, email_id, delivery_id, type, recipient)
@@ -181,6 +183,7 @@ impl Store {
             return Ok(0);
         }
         let tenants: Vec<Uuid> = results.iter().map(|r| r.tenant_id.as_uuid()).collect();
+        let emails: Vec<Uuid> = results.iter().map(|r| r.email_id).collect();
         let ids: Vec<Uuid> = results.iter().map(|r| r.id).collect();
         let leases: Vec<Uuid> = results.iter().map(|r| r.lease_id).collect();
         let statuses: Vec<&str> = results.iter().map(|r| r.status.as_str()).collect();
@@ -189,16 +192,17 @@ impl Store {
         let responses: Vec<&str> = results.iter().map(|r| r.smtp_response.as_str()).collect();
         let updated = sqlx::query(
             "WITH r AS (
-                 SELECT * FROM UNNEST($1::uuid[], $2::uuid[], $3::uuid[], $4::text[], $5::timestamptz[],
-                                      $6::int[], $7::text[])
-                     AS r(tenant_id, id, lease_id, status, next_attempt_at, code, response)
+                 SELECT * FROM UNNEST($1::uuid[], $2::uuid[], $3::uuid[], $4::uuid[], $5::text[],
+                                      $6::timestamptz[], $7::int[], $8::text[])
+                     AS r(tenant_id, email_id, id, lease_id, status, next_attempt_at, code, response)
              ), updated AS (
                  UPDATE deliveries d
                  SET status = r.status, next_attempt_at = COALESCE(r.next_attempt_at, d.next_attempt_at),
                      lease_expires_at = NULL, lease_id = NULL, last_smtp_code = r.code,
                      last_smtp_response = r.response, updated_at = now()
                  FROM r
-                 WHERE d.tenant_id = r.tenant_id AND d.id = r.id AND d.lease_id = r.lease_id
+                 WHERE d.tenant_id = r.tenant_id AND d.email_id = r.email_id AND d.id = r.id
+                   AND d.lease_id = r.lease_id
                    AND d.status = 'sending'
                  RETURNING d.tenant_id, d.id, d.email_id, d.recipient, r.status, r.code, r.response
              )
@@ -206,6 +210,7 @@ impl Store {
              SELECT tenant_id, email_id, id, 'email.' || status, recipient, code, response FROM updated",
         )
         .bind(&tenants)
+        .bind(&emails)
         .bind(&ids)
         .bind(&leases)
         .bind(&statuses)

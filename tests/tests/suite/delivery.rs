@@ -401,6 +401,7 @@ async fn a_worker_that_dies_holding_a_lease_loses_it_to_another() {
     // The dead worker's late result cannot overwrite the new one.
     let late = missive_store::DeliveryResult {
         tenant_id: stale[0].tenant_id,
+        email_id: stale[0].email_id,
         id: stale[0].id,
         lease_id: stale[0].lease_id,
         status: missive_store::DeliveryStatus::Bounced,

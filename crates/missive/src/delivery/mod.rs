@@ -213,6 +213,7 @@ fn result_for(
     };
     DeliveryResult {
         tenant_id: delivery.tenant_id,
+        email_id: delivery.email_id,
         id: delivery.id,
         lease_id: delivery.lease_id,
         status,
