@@ -32,6 +32,7 @@ async fn ehlo_offers_starttls_before_tls_and_auth_only_after() {
         "8BITMIME",
         "SMTPUTF8",
         "ENHANCEDSTATUSCODES",
+        "CHUNKING",
         "STARTTLS",
     ] {
         assert!(ehlo.iter().any(|l| l == ext), "{ext} missing from {ehlo:?}");
@@ -332,6 +333,112 @@ async fn smuggling_sequences_never_end_the_message_early() {
             }
         }
     }
+}
+
+#[tokio::test]
+async fn bdat_chunks_make_one_message_whatever_they_contain() {
+    let app = TestApp::spawn().await;
+    let tenant = app.create_tenant("Acme").await;
+    let mut smtp = client(&app).await.authenticated(&tenant.key).await;
+    smtp.cmd("MAIL FROM:<me@acme.test>", 250).await;
+    smtp.cmd("RCPT TO:<you@x.test>", 250).await;
+    // Chunks are counted, never scanned: an end-of-data line, commands and bare line ends
+    // inside them are message text.
+    let first = "From: Sender <me@acme.test>\r\nTo: you@x.test\r\nSubject: Chunked\r\n\r\nfirst part\r\n.\r\nMAIL FROM:<evil@acme.test>\r\nQUIT\r\n";
+    let second = "second part\nstill the same message\r\n";
+    // Pipelined: both chunks and their commands in one write.
+    smtp.send(
+        format!(
+            "BDAT {}\r\n{first}BDAT {} LAST\r\n{second}",
+            first.len(),
+            second.len()
+        )
+        .as_bytes(),
+    )
+    .await;
+    let got = smtp.expect(250).await;
+    assert_eq!(got.text(), format!("2.0.0 {} octets received", first.len()));
+    let id = queued_id(&smtp.expect(250).await);
+    // Still in the session, which the chunk's QUIT did not end.
+    smtp.cmd("NOOP", 250).await;
+    // An empty last chunk ends a message too.
+    smtp.cmd("MAIL FROM:<me@acme.test>", 250).await;
+    smtp.cmd("RCPT TO:<you@x.test>", 250).await;
+    let third = "From: me@acme.test\r\nSubject: Two chunks\r\n\r\nbody\r\n";
+    smtp.send(format!("BDAT {}\r\n{third}", third.len()).as_bytes())
+        .await;
+    smtp.expect(250).await;
+    let other = queued_id(&smtp.cmd("BDAT 0 LAST", 250).await);
+    assert_ne!(id, other);
+    smtp.cmd("QUIT", 221).await;
+
+    assert_eq!(stored_emails(&app).await, 2);
+    app.worker.drain().await.unwrap();
+    let received = app.sink.received();
+    assert_eq!(received.len(), 2);
+    let data = received
+        .iter()
+        .map(|m| String::from_utf8_lossy(&m.data).into_owned())
+        .find(|d| d.contains("Subject: Chunked"))
+        .expect("the chunked message");
+    assert!(data.contains("\r\nfirst part\r\n"), "{data}");
+    assert!(
+        data.contains("\r\nMAIL FROM:<evil@acme.test>\r\n"),
+        "{data}"
+    );
+    // The bare LF was normalised, as after DATA.
+    assert!(
+        data.contains("second part\r\nstill the same message\r\n"),
+        "{data}"
+    );
+    for message in &received {
+        assert_eq!(message.rcpt_to, ["you@x.test"]);
+    }
+}
+
+#[tokio::test]
+async fn a_refused_bdat_still_reads_its_chunk_and_an_oversized_one_ends_the_transaction() {
+    let app = TestApp::spawn_with(|config| config.max_message_bytes = 4096).await;
+    let tenant = app.create_tenant("Acme").await;
+    let mut smtp = client(&app).await.authenticated(&tenant.key).await;
+    // No transaction: refused, and the chunk (which reads like commands) is dropped unread.
+    smtp.send(b"BDAT 12\r\nNOOP\r\nQUIT\r\n").await;
+    let refused = smtp.expect(503).await;
+    assert!(refused.text().starts_with("5.5.1"), "{refused:?}");
+    smtp.cmd("NOOP", 250).await;
+    // MAIL but no RCPT.
+    smtp.cmd("MAIL FROM:<me@acme.test>", 250).await;
+    smtp.send(b"BDAT 6 LAST\r\nRSET\r\n").await;
+    smtp.expect(503).await;
+    smtp.cmd("RCPT TO:<you@x.test>", 250).await;
+    // DATA cannot take over a message begun with BDAT.
+    let begun = "From: me@acme.test\r\n\r\n";
+    smtp.send(format!("BDAT {}\r\n{begun}", begun.len()).as_bytes())
+        .await;
+    smtp.expect(250).await;
+    let mixed = smtp.cmd("DATA", 503).await;
+    assert!(mixed.text().contains("BDAT LAST"), "{mixed:?}");
+    // A chunk that would take the message over the limit: read to its end, refused with 552,
+    // and the transaction is over.
+    let big = "x".repeat(5000);
+    smtp.send(format!("BDAT {} LAST\r\n{big}", big.len()).as_bytes())
+        .await;
+    let too_big = smtp.expect(552).await;
+    assert!(too_big.text().starts_with("5.3.4"), "{too_big:?}");
+    smtp.cmd("RCPT TO:<you@x.test>", 503).await;
+    smtp.cmd("NOOP", 250).await;
+    // RSET drops chunks received so far; a fresh transaction then goes through.
+    smtp.cmd("MAIL FROM:<me@acme.test>", 250).await;
+    smtp.cmd("RCPT TO:<you@x.test>", 250).await;
+    smtp.send(format!("BDAT {}\r\n{begun}", begun.len()).as_bytes())
+        .await;
+    smtp.expect(250).await;
+    smtp.cmd("RSET", 250).await;
+    let reply = smtp
+        .send_mail("me@acme.test", &["you@x.test"], MESSAGE)
+        .await;
+    assert!(!queued_id(&reply).is_empty());
+    assert_eq!(stored_emails(&app).await, 1);
 }
 
 #[tokio::test]

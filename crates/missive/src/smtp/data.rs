@@ -40,6 +40,9 @@ where
         if self.envelope.recipients.is_empty() {
             return self.refuse(&reply::BAD_SEQUENCE_RCPT);
         }
+        if self.envelope.chunks.is_some() {
+            return self.refuse(&reply::BAD_SEQUENCE_BDAT);
+        }
         self.state = State::Data(DataState {
             receiver: DataReceiver::new(),
             message: Vec::with_capacity(8192),
@@ -76,7 +79,7 @@ where
     }
 
     /// Validates, stores and answers one complete message.
-    async fn queue(&mut self, envelope: Envelope, text: Vec<u8>) -> Next {
+    pub(super) async fn queue(&mut self, envelope: Envelope, text: Vec<u8>) -> Next {
         let Some(sender) = self.client.sender().cloned() else {
             return self.refuse(&reply::AUTH_REQUIRED);
         };

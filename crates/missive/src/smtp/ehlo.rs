@@ -34,6 +34,7 @@ where
             "PIPELINING".to_owned(),
             "SMTPUTF8".to_owned(),
             "ENHANCEDSTATUSCODES".to_owned(),
+            "CHUNKING".to_owned(),
         ];
         if self.tls {
             // Only under TLS: the password is an API key.

@@ -11,6 +11,7 @@
 //!   transaction may finish it until the shutdown timeout, then gets 421.
 
 mod auth;
+mod bdat;
 mod data;
 mod ehlo;
 mod mail;

@@ -82,7 +82,7 @@ pub const VRFY: Reply = Reply::new(
 pub const HELP: Reply = Reply::new(
     214,
     "2.0.0",
-    "Commands: EHLO HELO STARTTLS AUTH MAIL RCPT DATA RSET NOOP VRFY HELP QUIT",
+    "Commands: EHLO HELO STARTTLS AUTH MAIL RCPT DATA BDAT RSET NOOP VRFY HELP QUIT",
 );
 
 pub const SHUTTING_DOWN: Reply = Reply::new(421, "4.3.2", "Service shutting down, try again later");
@@ -118,6 +118,11 @@ pub const BAD_SEQUENCE_NESTED_MAIL: Reply = Reply::new(
     "A transaction is already open; send RSET first",
 );
 pub const BAD_SEQUENCE_RCPT: Reply = Reply::new(503, "5.5.1", "Send RCPT TO first");
+pub const BAD_SEQUENCE_BDAT: Reply = Reply::new(
+    503,
+    "5.5.1",
+    "The message is being sent with BDAT; end it with BDAT LAST, or send RSET",
+);
 pub const ALREADY_AUTHENTICATED: Reply = Reply::new(503, "5.5.1", "Already authenticated");
 pub const ALREADY_TLS: Reply = Reply::new(503, "5.5.1", "TLS is already active");
 pub const AUTH_IN_TRANSACTION: Reply = Reply::new(

@@ -18,6 +18,7 @@ use smtp_proto::{Error as ProtoError, Request};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::Instant;
 
+use super::bdat::ChunkState;
 use super::reply::{self, Reply};
 use super::{Listener, SmtpContext};
 use crate::ingest::SendingSettings;
@@ -36,6 +37,8 @@ pub enum State {
     DiscardLine,
     /// Message text after DATA, until CRLF.CRLF.
     Data(DataState),
+    /// A chunk after BDAT, by its length.
+    Chunk(ChunkState),
     /// The next line of an AUTH exchange.
     Auth(AuthStep),
 }
@@ -83,6 +86,8 @@ pub struct Envelope {
     pub mail_from: Option<EmailAddress>,
     pub smtputf8: bool,
     pub recipients: Vec<EmailAddress>,
+    /// The text received so far by BDAT; `None` until the first chunk.
+    pub chunks: Option<Vec<u8>>,
 }
 
 /// What the client has established in this session.
@@ -218,7 +223,7 @@ where
 
     /// Whether a transaction is in progress (MAIL given, or message text being read).
     fn transaction_open(&self) -> bool {
-        self.envelope.mail_from.is_some() || matches!(self.state, State::Data(_))
+        self.envelope.mail_from.is_some() || matches!(self.state, State::Data(_) | State::Chunk(_))
     }
 
     /// Reads more input, or ends the session on idle timeout, session timeout or shutdown.
@@ -262,6 +267,12 @@ where
             let next = match &mut self.state {
                 State::Data(_) => {
                     let Some(next) = self.receive_data().await else {
+                        return Ok(Next::Continue);
+                    };
+                    next
+                }
+                State::Chunk(_) => {
+                    let Some(next) = self.receive_chunk().await else {
                         return Ok(Next::Continue);
                     };
                     next
@@ -320,7 +331,10 @@ where
             Request::Mail { from } => self.mail(&from),
             Request::Rcpt { to } => self.rcpt(&to),
             Request::Data => self.data(),
-            Request::Bdat { .. } => self.refuse(&reply::NOT_IMPLEMENTED),
+            Request::Bdat {
+                chunk_size,
+                is_last,
+            } => self.bdat(chunk_size, is_last),
             Request::Rset => {
                 self.envelope = Envelope::default();
                 self.reply(&reply::OK);
