@@ -80,14 +80,26 @@ pub struct Sender {
     pub via: String,
 }
 
-/// The transaction being built: MAIL FROM, then RCPT TO, then DATA.
-#[derive(Debug, Default)]
+/// The transaction being built: MAIL FROM, then RCPT TO, then DATA (or BDAT chunks).
+#[derive(Default)]
 pub struct Envelope {
     pub mail_from: Option<EmailAddress>,
     pub smtputf8: bool,
     pub recipients: Vec<EmailAddress>,
     /// The text received so far by BDAT; `None` until the first chunk.
     pub chunks: Option<Vec<u8>>,
+}
+
+impl std::fmt::Debug for Envelope {
+    // Message text never reaches logs: only its size.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Envelope")
+            .field("mail_from", &self.mail_from)
+            .field("smtputf8", &self.smtputf8)
+            .field("recipients", &self.recipients)
+            .field("chunk_bytes", &self.chunks.as_ref().map(Vec::len))
+            .finish()
+    }
 }
 
 /// What the client has established in this session.
