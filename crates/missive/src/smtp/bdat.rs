@@ -77,9 +77,8 @@ where
             }
             return Some(self.refuse(&refusal));
         }
-        let envelope = &mut self.envelope;
         if !chunk.last {
-            let octets = envelope.chunks.as_ref().map_or(0, Vec::len);
+            let octets = self.envelope.chunks.as_ref().map_or(0, Vec::len);
             self.reply(&Reply::owned(
                 250,
                 "2.0.0",
@@ -87,7 +86,7 @@ where
             ));
             return Some(Next::Continue);
         }
-        let mut envelope = std::mem::take(envelope);
+        let mut envelope = std::mem::take(&mut self.envelope);
         let text = envelope.chunks.take().unwrap_or_default();
         Some(self.queue(envelope, text).await)
     }
