@@ -41,13 +41,7 @@ where
                 self.reply(&Reply::plain(334, "VXNlcm5hbWU6"));
                 Next::Continue
             }
-            AUTH_LOGIN => {
-                self.login_user = decode(initial_response).ok();
-                self.state = State::Auth(AuthStep::LoginPassword);
-                // base64("Password:")
-                self.reply(&Reply::plain(334, "UGFzc3dvcmQ6"));
-                Next::Continue
-            }
+            AUTH_LOGIN => self.ask_login_password(initial_response),
             _ => self.refuse(&reply::MECHANISM_UNSUPPORTED),
         }
     }
@@ -62,17 +56,21 @@ where
         }
         match step {
             AuthStep::PlainResponse => self.auth_plain(line).await,
-            AuthStep::LoginUsername => {
-                self.login_user = decode(line).ok();
-                self.state = State::Auth(AuthStep::LoginPassword);
-                self.reply(&Reply::plain(334, "UGFzc3dvcmQ6"));
-                Next::Continue
-            }
+            AuthStep::LoginUsername => self.ask_login_password(line),
             AuthStep::LoginPassword => match decode(line) {
                 Ok(password) => self.authenticate(&password).await,
                 Err(()) => self.refuse(&reply::AUTH_MALFORMED),
             },
         }
+    }
+
+    /// LOGIN, once the username (base64) is in: asks for the password.
+    fn ask_login_password(&mut self, username: &str) -> Next {
+        self.login_user = decode(username).ok();
+        self.state = State::Auth(AuthStep::LoginPassword);
+        // base64("Password:")
+        self.reply(&Reply::plain(334, "UGFzc3dvcmQ6"));
+        Next::Continue
     }
 
     /// PLAIN: base64 of `authzid NUL authcid NUL password`.
