@@ -13,11 +13,10 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use libfuzzer_sys::fuzz_target;
-use missive::config::SmtpLimits;
-use missive::ingest::SendingSettings;
+use missive::ingest::{AcceptLimits, Ingest};
 use missive::key_cache::KeyCache;
-use missive::smtp::{Listener, Sender, Session, SmtpContext, tls};
-use missive_core::TenantId;
+use missive::smtp::{Listener, Sender, Session, SmtpContext, SmtpLimits, tls};
+use missive_core::{Domain, SendingPolicy, TenantId};
 use missive_store::{EmailWriter, Store, WriterSettings};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
@@ -44,20 +43,23 @@ fn harness() -> &'static Harness {
                 .connect_lazy_with(options);
             let store = Store::from_pool(pool);
             let (acceptor, _) = tls::acceptor(None, "fuzz.localhost").expect("tls");
+            let writer = EmailWriter::start(store.clone(), WriterSettings::default());
+            let limits = AcceptLimits {
+                max_message_bytes: 64 * 1024,
+                max_recipients: 5,
+            };
             Arc::new(SmtpContext {
-                writer: EmailWriter::start(store.clone(), WriterSettings::default()),
+                ingest: Ingest::new(writer, limits),
                 keys: KeyCache::new(store.clone()),
                 store,
                 hostname: "fuzz.localhost".to_owned(),
                 limits: SmtpLimits {
-                    max_recipients: 5,
                     max_connections: 10,
                     max_connections_per_ip: 10,
                     max_errors: 20,
                     idle_timeout: Duration::from_secs(5),
                     session_timeout: Duration::from_secs(10),
                 },
-                max_message_bytes: 64 * 1024,
                 tls: acceptor,
                 shutdown: CancellationToken::new(),
                 force_stop: CancellationToken::new(),
@@ -74,9 +76,9 @@ fuzz_target!(|input: &[u8]| {
         let peer: SocketAddr = "192.0.2.1:40000".parse().expect("peer");
         let trusted = Sender {
             tenant_id: TenantId::new(),
-            sending: SendingSettings {
-                allowed_sender_domains: vec!["acme.test".to_owned()],
-                ..SendingSettings::default()
+            sending: SendingPolicy {
+                allowed_sender_domains: vec![Domain::parse("acme.test").expect("domain")],
+                ..SendingPolicy::default()
             },
             via: "fuzz".to_owned(),
         };

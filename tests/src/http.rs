@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::sync::Once;
 
 use missive::Config;
+use missive_core::DeliveryStatus;
 use missive_store::Store;
 use reqwest::Method;
 use secrecy::SecretString;
@@ -13,10 +14,11 @@ use tokio_util::sync::CancellationToken;
 
 use crate::db::TestDb;
 use crate::sink::{SinkOptions, SmtpSink};
-use missive::delivery::{DeliveryWorker, Transport, WorkerSettings};
+use missive::delivery::{DeliveryWorker, Routes};
 use missive::smtp::SmtpContext;
-use missive::startup::Roles;
+use missive::startup::{Roles, TaskEnded};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// The admin key every test app is started with.
 pub const ADMIN_KEY: &str = "test-admin-key-0123456789abcdef";
@@ -134,7 +136,9 @@ pub struct TestApp {
     pub client: reqwest::Client,
     pub db: TestDb,
     shutdown: CancellationToken,
-    server: Option<JoinHandle<std::io::Result<()>>>,
+    server: Option<JoinHandle<Result<(), TaskEnded>>>,
+    /// Set by [`TestApp::expect_unsent_mail`]: the test means to leave deliveries queued.
+    unsent_mail_expected: AtomicBool,
 }
 
 /// An HTTP client for tests (installs the TLS provider reqwest needs first).
@@ -181,12 +185,12 @@ impl TestApp {
         let db = TestDb::create().await;
         let sink = SmtpSink::start_with(options).await;
         let mut config = Config::with_database_url(&db.url);
-        config.relay = missive::config::parse_relay_url(&sink.relay_url()).expect("sink relay URL");
-        config.http_addr = "127.0.0.1:0".parse().expect("address");
-        config.smtp_addr = "127.0.0.1:0".parse().expect("address");
-        config.smtps_addr = "127.0.0.1:0".parse().expect("address");
-        config.admin_key = Some(SecretString::from(ADMIN_KEY));
-        config.shutdown_timeout = std::time::Duration::from_secs(5);
+        config.relay.url = sink.relay_url().parse().expect("sink relay URL");
+        config.http.addr = "127.0.0.1:0".parse().expect("address");
+        config.smtp.addr = "127.0.0.1:0".parse().expect("address");
+        config.smtp.smtps_addr = "127.0.0.1:0".parse().expect("address");
+        config.secrets.admin_key = Some(SecretString::from(ADMIN_KEY));
+        config.shutdown.timeout_secs = std::time::Duration::from_secs(5);
         adjust(&mut config, &sink);
         let app =
             missive::Application::build_with_store(&config, db.store.clone(), Roles::SUBMISSION)
@@ -197,8 +201,11 @@ impl TestApp {
         let smtp = app.smtp_context().expect("the smtp role runs");
         let worker = DeliveryWorker::new(
             db.store.clone(),
-            Arc::new(Transport::from_config(&config).expect("relay transport")),
-            WorkerSettings::from_config(&config),
+            Arc::new(
+                Routes::new(&config.relay.url, &config.transport_settings())
+                    .expect("relay transport"),
+            ),
+            config.worker_settings(),
         );
         let shutdown = CancellationToken::new();
         let server = tokio::spawn(app.run_until_stopped(shutdown.clone()));
@@ -214,7 +221,15 @@ impl TestApp {
             db,
             shutdown,
             server: Some(server),
+            unsent_mail_expected: AtomicBool::new(false),
         }
+    }
+
+    /// Says the test ends with deliveries still queued, deferred or leased on purpose (it checks
+    /// acceptance, scheduling or retries, not delivery). Without it, a test that leaves any fails
+    /// when its app is dropped, so a path that forgets to deliver cannot hide.
+    pub fn expect_unsent_mail(&self) {
+        self.unsent_mail_expected.store(true, Ordering::SeqCst);
     }
 
     #[must_use]
@@ -396,5 +411,53 @@ impl TestApp {
 impl Drop for TestApp {
     fn drop(&mut self) {
         self.shutdown.cancel();
+        if std::thread::panicking() || self.unsent_mail_expected.load(Ordering::SeqCst) {
+            return;
+        }
+        let unsent = unsent_deliveries(&self.db.url);
+        assert!(
+            unsent.is_empty(),
+            "the test ended with {} deliveries not sent (drain the worker, or call \
+             `app.expect_unsent_mail()` if that is the point):\n{}",
+            unsent.len(),
+            unsent.join("\n")
+        );
     }
+}
+
+/// Deliveries not yet final (queued, deferred or leased) in the database at `url`, one line each.
+///
+/// Asked from a thread of its own with its own runtime, since `Drop` cannot wait on the test's.
+fn unsent_deliveries(url: &str) -> Vec<String> {
+    let url = url.to_owned();
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        runtime.block_on(async move {
+            use sqlx::Connection as _;
+            let mut conn = sqlx::PgConnection::connect(&url)
+                .await
+                .expect("connect to the test database");
+            let unfinished: Vec<&str> = DeliveryStatus::ALL
+                .into_iter()
+                .filter(|s| !s.is_final())
+                .map(DeliveryStatus::as_str)
+                .collect();
+            let rows: Vec<(String, String, String)> = sqlx::query_as(
+                "SELECT email_id::text, recipient, status FROM deliveries
+                 WHERE status = ANY($1) ORDER BY email_id, id",
+            )
+            .bind(&unfinished)
+            .fetch_all(&mut conn)
+            .await
+            .expect("list unsent deliveries");
+            rows.into_iter()
+                .map(|(email, recipient, status)| format!("  {email} {recipient}: {status}"))
+                .collect()
+        })
+    })
+    .join()
+    .expect("the unsent-delivery check ran")
 }

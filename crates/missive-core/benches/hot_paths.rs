@@ -4,8 +4,8 @@
 use std::hint::black_box;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use missive_core::mime::{build_mime, message_id};
-use missive_core::submission::{Attachment, Submission};
+use missive_core::mime::{Envelope, build_mime, message_id};
+use missive_core::submission::{Draft, DraftAttachment, DraftContent, Submission};
 use missive_core::{EmailAddress, Mailbox, NewApiKey, parse_api_key};
 use time::OffsetDateTime;
 
@@ -31,16 +31,15 @@ fn api_key(c: &mut Criterion) {
 }
 
 fn submission(attachment: bool) -> Submission {
-    let mailbox = |s: &str| Mailbox::parse(s).unwrap();
-    Submission {
-        from: mailbox("Acme <news@acme.test>"),
+    let draft = Draft {
+        from: Some("Acme <news@acme.test>".to_owned()),
         to: vec![
-            mailbox("you@example.test"),
-            mailbox("Zoë <zoe@example.test>"),
+            "you@example.test".to_owned(),
+            "Zoë <zoe@example.test>".to_owned(),
         ],
-        cc: vec![mailbox("cc@example.test")],
-        bcc: vec![mailbox("audit@acme.test")],
-        reply_to: vec![mailbox("support@acme.test")],
+        cc: vec!["cc@example.test".to_owned()],
+        bcc: vec!["audit@acme.test".to_owned()],
+        reply_to: vec!["support@acme.test".to_owned()],
         subject: "Your receipt for order #1234 — thank you".to_owned(),
         html: Some(format!(
             "<p>{}</p>",
@@ -49,18 +48,20 @@ fn submission(attachment: bool) -> Submission {
         text: Some("Hello, here is your receipt. ".repeat(40)),
         headers: vec![("X-Campaign".to_owned(), "receipts".to_owned())],
         attachments: if attachment {
-            vec![Attachment {
-                filename: "receipt.pdf".to_owned(),
-                content: (0..20_000u32).map(|i| (i % 251) as u8).collect(),
-                content_type: "application/pdf".to_owned(),
-                content_id: None,
+            vec![DraftAttachment {
+                filename: Some("receipt.pdf".to_owned()),
+                content: Some(DraftContent::Bytes(
+                    (0..20_000u32).map(|i| (i % 251) as u8).collect(),
+                )),
+                content_type: Some("application/pdf".to_owned()),
+                ..DraftAttachment::default()
             }]
         } else {
             Vec::new()
         },
-        tags: Vec::new(),
-        scheduled_at: None,
-    }
+        ..Draft::default()
+    };
+    Submission::parse(draft, OffsetDateTime::now_utc()).unwrap()
 }
 
 fn mime(c: &mut Criterion) {
@@ -71,9 +72,16 @@ fn mime(c: &mut Criterion) {
         ("mime: html + text + 20 KB attachment", true),
     ] {
         let submission = submission(attachment);
-        let mid = message_id(&id, &submission.from);
+        let from = submission.from().unwrap().clone();
+        let mid = message_id(&id, &from.email);
+        let envelope = Envelope {
+            from: &from,
+            reply_to: submission.reply_to(),
+            message_id: &mid,
+            date,
+        };
         c.bench_function(name, |b| {
-            b.iter(|| build_mime(black_box(&submission), &mid, date))
+            b.iter(|| build_mime(black_box(&submission), envelope))
         });
     }
 }

@@ -84,6 +84,13 @@ impl EmailAddress {
     pub fn needs_smtputf8(&self) -> bool {
         !self.0.is_ascii()
     }
+
+    /// Whether two addresses reach the same recipient, so a message goes to it once: equal but
+    /// for ASCII case (local parts are case-insensitive in practice, whatever RFC 5321 allows).
+    #[must_use]
+    pub fn same_recipient(&self, other: &Self) -> bool {
+        self.0.eq_ignore_ascii_case(&other.0)
+    }
 }
 
 impl fmt::Display for EmailAddress {

@@ -1,5 +1,6 @@
-//! Builds the final RFC 5322 message from a [`Submission`]: multipart/alternative for html and
-//! text, attachments and inline parts, Date, MIME-Version and our Message-ID. Transfer encodings
+//! Builds the final RFC 5322 message from a [`Submission`] and the sender and Reply-To the accept
+//! path settled on: multipart/alternative for html and text, attachments and inline parts, Date,
+//! MIME-Version and our Message-ID. Transfer encodings
 //! are chosen per part so no line exceeds 998 octets. Bcc recipients never appear in the headers:
 //! they exist only in the envelope.
 
@@ -10,7 +11,7 @@ use mail_builder::headers::text::Text;
 use mail_builder::mime::MimePart;
 use time::OffsetDateTime;
 
-use crate::address::Mailbox;
+use crate::address::{EmailAddress, Mailbox};
 use crate::submission::Submission;
 
 fn address(mailbox: &Mailbox) -> Address<'_> {
@@ -23,8 +24,8 @@ fn address_list(mailboxes: &[Mailbox]) -> Address<'_> {
 
 /// The Message-ID for an email: its id at the sender's domain, without angle brackets.
 #[must_use]
-pub fn message_id(email_id: &uuid::Uuid, from: &Mailbox) -> String {
-    format!("{}@{}", email_id.simple(), from.email.domain())
+pub fn message_id(email_id: &uuid::Uuid, from: &EmailAddress) -> String {
+    format!("{}@{}", email_id.simple(), from.domain())
 }
 
 /// The body tree: html and text as multipart/alternative; inline parts (those with a
@@ -32,11 +33,11 @@ pub fn message_id(email_id: &uuid::Uuid, from: &Mailbox) -> String {
 /// list them as attachments; other attachments beside that in multipart/mixed.
 fn body(submission: &Submission) -> MimePart<'_> {
     let mut alternatives: Vec<MimePart<'_>> = Vec::with_capacity(2);
-    if let Some(text) = &submission.text {
-        alternatives.push(MimePart::new("text/plain", text.as_str()));
+    if let Some(text) = submission.text() {
+        alternatives.push(MimePart::new("text/plain", text));
     }
-    if let Some(html) = &submission.html {
-        alternatives.push(MimePart::new("text/html", html.as_str()));
+    if let Some(html) = submission.html() {
+        alternatives.push(MimePart::new("text/html", html));
     }
     let mut body = match alternatives.len() {
         0 => MimePart::new("text/plain", ""),
@@ -44,7 +45,7 @@ fn body(submission: &Submission) -> MimePart<'_> {
         _ => MimePart::new("multipart/alternative", alternatives),
     };
     let (inline, attached): (Vec<_>, Vec<_>) = submission
-        .attachments
+        .attachments()
         .iter()
         .partition(|a| a.content_id.is_some());
     if !inline.is_empty() {
@@ -67,24 +68,36 @@ fn body(submission: &Submission) -> MimePart<'_> {
     body
 }
 
+/// The headers Missive settles on for a message, beside what the client submitted.
+#[derive(Clone, Copy, Debug)]
+pub struct Envelope<'a> {
+    /// The sender: the client's, or the tenant's default.
+    pub from: &'a Mailbox,
+    /// The client's Reply-To, or the tenant's default.
+    pub reply_to: &'a [Mailbox],
+    /// Without angle brackets.
+    pub message_id: &'a str,
+    pub date: OffsetDateTime,
+}
+
 /// Serialises the message.
 #[must_use]
-pub fn build_mime(submission: &Submission, message_id: &str, date: OffsetDateTime) -> Vec<u8> {
+pub fn build_mime(submission: &Submission, envelope: Envelope<'_>) -> Vec<u8> {
     let mut builder = MessageBuilder::new()
-        .from(address(&submission.from))
-        .subject(submission.subject.as_str())
-        .message_id(message_id)
-        .date(date.unix_timestamp());
-    if !submission.to.is_empty() {
-        builder = builder.to(address_list(&submission.to));
+        .from(address(envelope.from))
+        .subject(submission.subject())
+        .message_id(envelope.message_id)
+        .date(envelope.date.unix_timestamp());
+    if !submission.to().is_empty() {
+        builder = builder.to(address_list(submission.to()));
     }
-    if !submission.cc.is_empty() {
-        builder = builder.cc(address_list(&submission.cc));
+    if !submission.cc().is_empty() {
+        builder = builder.cc(address_list(submission.cc()));
     }
-    if !submission.reply_to.is_empty() {
-        builder = builder.reply_to(address_list(&submission.reply_to));
+    if !envelope.reply_to.is_empty() {
+        builder = builder.reply_to(address_list(envelope.reply_to));
     }
-    for (name, value) in &submission.headers {
+    for (name, value) in submission.headers() {
         // ASCII values go out as written (List-Unsubscribe and friends are structured);
         // anything else is RFC 2047 encoded.
         builder = if value.is_ascii() {
@@ -102,58 +115,76 @@ pub fn build_mime(submission: &Submission, message_id: &str, date: OffsetDateTim
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::submission::{Attachment, Tag};
+    use crate::submission::{Draft, DraftAttachment, DraftContent, Tag};
 
-    pub(super) fn submission() -> Submission {
-        Submission {
-            from: Mailbox::parse("Acme <news@acme.test>").unwrap(),
-            to: vec![Mailbox::parse("Jörg <jörg@bücher.de>").unwrap()],
-            cc: vec![Mailbox::parse("cc@x.test").unwrap()],
-            bcc: vec![Mailbox::parse("secret@hidden.test").unwrap()],
-            reply_to: vec![Mailbox::parse("support@acme.test").unwrap()],
+    fn draft() -> Draft {
+        Draft {
+            from: Some("Acme <news@acme.test>".into()),
+            to: vec!["Jörg <jörg@bücher.de>".into()],
+            cc: vec!["cc@x.test".into()],
+            bcc: vec!["secret@hidden.test".into()],
             subject: "Grüße ".repeat(40),
             html: Some(format!("<p>{}</p>", "long line ".repeat(300))),
             text: Some("hello".into()),
             headers: vec![("X-Campaign".into(), "spring".into())],
             attachments: vec![
-                Attachment {
-                    filename: "report.pdf".into(),
-                    content: (0..=255u8).cycle().take(5000).collect(),
-                    content_type: "application/pdf".into(),
-                    content_id: None,
+                DraftAttachment {
+                    filename: Some("report.pdf".into()),
+                    content: Some(DraftContent::Bytes(
+                        (0..=255u8).cycle().take(5000).collect(),
+                    )),
+                    content_type: Some("application/pdf".into()),
+                    ..DraftAttachment::default()
                 },
-                Attachment {
-                    filename: "logo.png".into(),
-                    content: vec![137, 80, 78, 71, 0, 1, 2],
-                    content_type: "image/png".into(),
+                DraftAttachment {
+                    filename: Some("logo.png".into()),
+                    content: Some(DraftContent::Bytes(vec![137, 80, 78, 71, 0, 1, 2])),
+                    content_type: Some("image/png".into()),
                     content_id: Some("logo".into()),
+                    ..DraftAttachment::default()
                 },
             ],
             tags: vec![Tag {
                 name: "k".into(),
                 value: "v".into(),
             }],
-            scheduled_at: None,
+            ..Draft::default()
         }
+    }
+
+    fn build(draft: Draft) -> Vec<u8> {
+        let submission = Submission::parse(draft, OffsetDateTime::UNIX_EPOCH).unwrap();
+        let from = submission.from().unwrap().clone();
+        let reply_to = [Mailbox::parse("support@acme.test").unwrap()];
+        build_mime(
+            &submission,
+            Envelope {
+                from: &from,
+                reply_to: &reply_to,
+                message_id: "abc@acme.test",
+                date: OffsetDateTime::UNIX_EPOCH,
+            },
+        )
     }
 
     #[test]
     fn text_attachments_keep_bytes_that_are_not_utf8() {
-        let mut s = submission();
-        s.attachments = vec![Attachment {
-            filename: "hello.txt".into(),
-            content: b"hello attachment \x00\xff".to_vec(),
-            content_type: "text/plain".into(),
-            content_id: None,
-        }];
-        let mime = build_mime(&s, "abc@acme.test", OffsetDateTime::UNIX_EPOCH);
+        let mime = build(Draft {
+            attachments: vec![DraftAttachment {
+                filename: Some("hello.txt".into()),
+                content: Some(DraftContent::Bytes(b"hello attachment \x00\xff".to_vec())),
+                content_type: Some("text/plain".into()),
+                ..DraftAttachment::default()
+            }],
+            ..draft()
+        });
         let text = String::from_utf8(mime).expect("the message is 7-bit clean");
         assert!(text.contains("hello attachment =00=FF"), "{text}");
     }
 
     #[test]
     fn the_message_has_every_header_and_part_and_no_bcc() {
-        let mime = build_mime(&submission(), "abc@acme.test", OffsetDateTime::UNIX_EPOCH);
+        let mime = build(draft());
         let text = String::from_utf8_lossy(&mime);
         let headers = &text[..text.find("\r\n\r\n").unwrap()];
         for needle in [
@@ -195,9 +226,8 @@ mod tests {
 
     #[test]
     fn inline_parts_go_in_multipart_related_and_attachments_in_mixed() {
-        let mime = build_mime(&submission(), "abc@acme.test", OffsetDateTime::UNIX_EPOCH);
         assert_eq!(
-            content_types(&mime),
+            content_types(&build(draft())),
             [
                 "multipart/mixed",
                 "multipart/related",
@@ -208,22 +238,23 @@ mod tests {
                 "application/pdf",
             ]
         );
-        let mut only_inline = submission();
+        let mut only_inline = draft();
         only_inline.attachments.remove(0);
         only_inline.html = None;
-        let mime = build_mime(&only_inline, "abc@acme.test", OffsetDateTime::UNIX_EPOCH);
         assert_eq!(
-            content_types(&mime),
+            content_types(&build(only_inline)),
             [
                 "multipart/related",
                 "text/plain; charset=\"utf-8\"",
                 "image/png"
             ]
         );
-        let mut plain = submission();
+        let mut plain = draft();
         plain.attachments.clear();
         plain.html = None;
-        let mime = build_mime(&plain, "abc@acme.test", OffsetDateTime::UNIX_EPOCH);
-        assert_eq!(content_types(&mime), ["text/plain; charset=\"utf-8\""]);
+        assert_eq!(
+            content_types(&build(plain)),
+            ["text/plain; charset=\"utf-8\""]
+        );
     }
 }

@@ -1,6 +1,14 @@
-//! A message as accepted from a client, validated: the one shape REST and SMTP submissions become
-//! before they are stored.
+//! A structured message as a client submits it (REST's request, Resend's shape): the [`Draft`] a
+//! protocol fills in with what it was sent, and the [`Submission`] that [`Submission::parse`]
+//! makes of it.
+//!
+//! Parse, don't validate: a `Submission` exists only when every field held up (addresses parsed,
+//! no header injection, subject, tags, attachments and schedule within bounds), and it holds typed
+//! values, never strings to check again. What depends on the tenant (a default sender, the allowed
+//! sender domains) and on the whole message (its final size, the recipient count) is decided by
+//! the one accept path after this.
 
+use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
@@ -12,17 +20,20 @@ pub const MAX_RECIPIENTS_PER_FIELD: usize = 50;
 pub const MAX_TAGS: usize = 50;
 /// Longest subject, in characters.
 pub const MAX_SUBJECT_CHARS: usize = 998;
+/// Furthest a message may be scheduled ahead.
+pub const MAX_SCHEDULE_AHEAD: time::Duration = time::Duration::days(366);
 
-/// Why a submission was refused; messages name the field.
+/// Why a submission was refused; the message names the field.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum SubmissionError {
-    #[error("{field}: {message}")]
-    Field { field: String, message: String },
+#[error("{field}: {message}")]
+pub struct SubmissionError {
+    pub field: String,
+    pub message: String,
 }
 
 impl SubmissionError {
     pub fn field(field: impl Into<String>, message: impl Into<String>) -> Self {
-        Self::Field {
+        Self {
             field: field.into(),
             message: message.into(),
         }
@@ -61,6 +72,13 @@ impl TryFrom<String> for RecipientKind {
     }
 }
 
+/// One envelope recipient and the header it shows in.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Recipient {
+    pub kind: RecipientKind,
+    pub address: EmailAddress,
+}
+
 /// A file attached to the message, or shown inline when it has a content id.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Attachment {
@@ -77,39 +95,275 @@ pub struct Tag {
     pub value: String,
 }
 
-/// A validated message.
+/// Attachment bytes as a client sent them.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Submission {
-    pub from: Mailbox,
-    pub to: Vec<Mailbox>,
-    pub cc: Vec<Mailbox>,
-    pub bcc: Vec<Mailbox>,
-    pub reply_to: Vec<Mailbox>,
+pub enum DraftContent {
+    /// Base64 text (white space ignored, padding optional).
+    Base64(String),
+    /// The bytes themselves.
+    Bytes(Vec<u8>),
+}
+
+/// An attachment as a client sent it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DraftAttachment {
+    pub filename: Option<String>,
+    pub content: Option<DraftContent>,
+    /// A URL to fetch the content from; refused, since Missive fetches nothing.
+    pub path: Option<String>,
+    pub content_type: Option<String>,
+    pub content_id: Option<String>,
+}
+
+/// What a client asked for, field by field, before any check.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Draft {
+    pub from: Option<String>,
+    pub to: Vec<String>,
+    pub cc: Vec<String>,
+    pub bcc: Vec<String>,
+    pub reply_to: Vec<String>,
     pub subject: String,
     pub html: Option<String>,
     pub text: Option<String>,
     pub headers: Vec<(String, String)>,
-    pub attachments: Vec<Attachment>,
+    pub attachments: Vec<DraftAttachment>,
     pub tags: Vec<Tag>,
-    pub scheduled_at: Option<OffsetDateTime>,
+    /// RFC 3339.
+    pub scheduled_at: Option<String>,
+}
+
+/// What a submission says beside its addresses, taken out once the message is built.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Content {
+    pub subject: String,
+    pub html: Option<String>,
+    pub text: Option<String>,
+    pub tags: Vec<Tag>,
+}
+
+/// A structured message whose every field held up; built only by [`Submission::parse`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Submission {
+    from: Option<Mailbox>,
+    to: Vec<Mailbox>,
+    cc: Vec<Mailbox>,
+    bcc: Vec<Mailbox>,
+    reply_to: Vec<Mailbox>,
+    subject: String,
+    html: Option<String>,
+    text: Option<String>,
+    headers: Vec<(String, String)>,
+    attachments: Vec<Attachment>,
+    tags: Vec<Tag>,
+    scheduled_at: Option<OffsetDateTime>,
 }
 
 impl Submission {
-    /// Every envelope recipient once, in to, cc, bcc order; an address in several fields is
-    /// delivered once, under its first field.
+    /// Checks every field of `draft`; `now` bounds the schedule.
+    ///
+    /// # Errors
+    /// The first field that does not hold up, named.
+    pub fn parse(draft: Draft, now: OffsetDateTime) -> Result<Self, SubmissionError> {
+        let from = draft
+            .from
+            .as_deref()
+            .map(|raw| {
+                Mailbox::parse(raw).map_err(|e| SubmissionError::field("from", e.to_string()))
+            })
+            .transpose()?;
+        let to = mailboxes("to", &draft.to)?;
+        let cc = mailboxes("cc", &draft.cc)?;
+        let bcc = mailboxes("bcc", &draft.bcc)?;
+        if to.is_empty() {
+            return Err(SubmissionError::field("to", "at least one address"));
+        }
+        let reply_to = mailboxes("reply_to", &draft.reply_to)?;
+        if draft.subject.chars().count() > MAX_SUBJECT_CHARS
+            || draft.subject.chars().any(|c| c.is_control() && c != '\t')
+        {
+            return Err(SubmissionError::field(
+                "subject",
+                format!("at most {MAX_SUBJECT_CHARS} characters, no line breaks"),
+            ));
+        }
+        if draft.html.is_none() && draft.text.is_none() {
+            return Err(SubmissionError::field(
+                "html or text",
+                "at least one is required",
+            ));
+        }
+        for (name, value) in &draft.headers {
+            check_custom_header(name, value)?;
+        }
+        if draft.tags.len() > MAX_TAGS {
+            return Err(SubmissionError::field(
+                "tags",
+                format!("at most {MAX_TAGS}"),
+            ));
+        }
+        for tag in &draft.tags {
+            check_tag(tag)?;
+        }
+        let attachments = draft
+            .attachments
+            .into_iter()
+            .enumerate()
+            .map(|(i, a)| attachment(i, a))
+            .collect::<Result<Vec<_>, _>>()?;
+        let scheduled_at = match draft.scheduled_at.as_deref() {
+            None => None,
+            Some(raw) => {
+                let at = parse_rfc3339("scheduled_at", raw)?;
+                if at > now + MAX_SCHEDULE_AHEAD {
+                    return Err(SubmissionError::field(
+                        "scheduled_at",
+                        "at most one year ahead",
+                    ));
+                }
+                // A time already past means "now".
+                (at > now).then_some(at)
+            }
+        };
+        Ok(Self {
+            from,
+            to,
+            cc,
+            bcc,
+            reply_to,
+            subject: draft.subject,
+            html: draft.html,
+            text: draft.text,
+            headers: draft.headers,
+            attachments,
+            tags: draft.tags,
+            scheduled_at,
+        })
+    }
+
+    /// The sender the client named; the tenant's default applies when there is none.
     #[must_use]
-    pub fn recipients(&self) -> Vec<(RecipientKind, &EmailAddress)> {
-        let mut seen = std::collections::HashSet::new();
-        [
+    pub fn from(&self) -> Option<&Mailbox> {
+        self.from.as_ref()
+    }
+
+    #[must_use]
+    pub fn to(&self) -> &[Mailbox] {
+        &self.to
+    }
+
+    #[must_use]
+    pub fn cc(&self) -> &[Mailbox] {
+        &self.cc
+    }
+
+    /// Delivered to, never written into the headers.
+    #[must_use]
+    pub fn bcc(&self) -> &[Mailbox] {
+        &self.bcc
+    }
+
+    /// The client's Reply-To; the tenant's default applies when there is none.
+    #[must_use]
+    pub fn reply_to(&self) -> &[Mailbox] {
+        &self.reply_to
+    }
+
+    #[must_use]
+    pub fn subject(&self) -> &str {
+        &self.subject
+    }
+
+    #[must_use]
+    pub fn html(&self) -> Option<&str> {
+        self.html.as_deref()
+    }
+
+    #[must_use]
+    pub fn text(&self) -> Option<&str> {
+        self.text.as_deref()
+    }
+
+    /// Extra headers, each checked by [`check_custom_header`].
+    #[must_use]
+    pub fn headers(&self) -> &[(String, String)] {
+        &self.headers
+    }
+
+    #[must_use]
+    pub fn attachments(&self) -> &[Attachment] {
+        &self.attachments
+    }
+
+    #[must_use]
+    pub fn tags(&self) -> &[Tag] {
+        &self.tags
+    }
+
+    /// When to send, if later than now.
+    #[must_use]
+    pub fn scheduled_at(&self) -> Option<OffsetDateTime> {
+        self.scheduled_at
+    }
+
+    /// Subject, bodies and tags, for storing beside the built message.
+    #[must_use]
+    pub fn into_content(self) -> Content {
+        Content {
+            subject: self.subject,
+            html: self.html,
+            text: self.text,
+            tags: self.tags,
+        }
+    }
+
+    /// Every envelope recipient once, in to, cc, bcc order; an address in several fields (or
+    /// twice, in any case: [`EmailAddress::same_recipient`]) is delivered once, under its first
+    /// field.
+    #[must_use]
+    pub fn recipients(&self) -> Vec<Recipient> {
+        let mut recipients: Vec<Recipient> = Vec::with_capacity(self.to.len());
+        let fields = [
             (RecipientKind::To, &self.to),
             (RecipientKind::Cc, &self.cc),
             (RecipientKind::Bcc, &self.bcc),
-        ]
-        .into_iter()
-        .flat_map(|(kind, list)| list.iter().map(move |m| (kind, &m.email)))
-        .filter(|(_, email)| seen.insert(email.as_str().to_ascii_lowercase()))
-        .collect()
+        ];
+        for (kind, list) in fields {
+            for mailbox in list {
+                if !recipients
+                    .iter()
+                    .any(|r| r.address.same_recipient(&mailbox.email))
+                {
+                    recipients.push(Recipient {
+                        kind,
+                        address: mailbox.email.clone(),
+                    });
+                }
+            }
+        }
+        recipients
     }
+}
+
+fn mailboxes(field: &str, raw: &[String]) -> Result<Vec<Mailbox>, SubmissionError> {
+    if raw.len() > MAX_RECIPIENTS_PER_FIELD {
+        return Err(SubmissionError::field(
+            field,
+            format!("at most {MAX_RECIPIENTS_PER_FIELD} addresses"),
+        ));
+    }
+    raw.iter()
+        .map(|a| Mailbox::parse(a).map_err(|e| SubmissionError::field(field, e.to_string())))
+        .collect()
+}
+
+/// Parses an RFC 3339 time, naming the field when it is not one.
+///
+/// # Errors
+/// [`SubmissionError`] naming `field`.
+pub fn parse_rfc3339(field: &str, raw: &str) -> Result<OffsetDateTime, SubmissionError> {
+    OffsetDateTime::parse(raw, &time::format_description::well_known::Rfc3339)
+        .map_err(|_| SubmissionError::field(field, format!("`{raw}` is not an RFC 3339 time")))
 }
 
 /// Headers Missive writes itself; a client may not set them through `headers`.
@@ -186,43 +440,265 @@ pub fn check_tag(tag: &Tag) -> Result<(), SubmissionError> {
     Ok(())
 }
 
+fn guess_content_type(filename: &str) -> &'static str {
+    let extension = filename
+        .rsplit_once('.')
+        .map(|(_, e)| e.to_ascii_lowercase())
+        .unwrap_or_default();
+    match extension.as_str() {
+        "pdf" => "application/pdf",
+        "png" => "image/png",
+        "jpg" | "jpeg" => "image/jpeg",
+        "gif" => "image/gif",
+        "svg" => "image/svg+xml",
+        "txt" => "text/plain",
+        "csv" => "text/csv",
+        "html" | "htm" => "text/html",
+        "ics" => "text/calendar",
+        "json" => "application/json",
+        "zip" => "application/zip",
+        _ => "application/octet-stream",
+    }
+}
+
+fn attachment(index: usize, draft: DraftAttachment) -> Result<Attachment, SubmissionError> {
+    let field = |name: &str| format!("attachments[{index}].{name}");
+    if draft.path.is_some() {
+        return Err(SubmissionError::field(
+            field("path"),
+            "remote attachments are not fetched; send `content` (base64)",
+        ));
+    }
+    let content = match draft.content {
+        Some(DraftContent::Base64(text)) => {
+            let engine = base64::engine::GeneralPurpose::new(
+                &base64::alphabet::STANDARD,
+                base64::engine::GeneralPurposeConfig::new()
+                    .with_decode_padding_mode(base64::engine::DecodePaddingMode::Indifferent),
+            );
+            let compact: String = text.chars().filter(|c| !c.is_ascii_whitespace()).collect();
+            engine
+                .decode(compact)
+                .map_err(|_| SubmissionError::field(field("content"), "not valid base64"))?
+        }
+        Some(DraftContent::Bytes(bytes)) => bytes,
+        None => return Err(SubmissionError::field(field("content"), "required")),
+    };
+    let filename = draft
+        .filename
+        .ok_or_else(|| SubmissionError::field(field("filename"), "required"))?;
+    if filename.is_empty()
+        || filename.chars().count() > 255
+        || filename.chars().any(char::is_control)
+    {
+        return Err(SubmissionError::field(
+            field("filename"),
+            "1 to 255 characters without control characters",
+        ));
+    }
+    let content_type = match draft.content_type {
+        Some(ct) => {
+            let valid = ct.split_once('/').is_some_and(|(t, s)| {
+                let token = |x: &str| {
+                    !x.is_empty()
+                        && x.bytes()
+                            .all(|b| b.is_ascii_alphanumeric() || b"!#$&^_.+-".contains(&b))
+                };
+                token(t) && token(s)
+            });
+            if !valid {
+                return Err(SubmissionError::field(
+                    field("content_type"),
+                    format!("`{ct}` is not a MIME type such as application/pdf"),
+                ));
+            }
+            ct
+        }
+        None => guess_content_type(&filename).to_owned(),
+    };
+    if let Some(cid) = &draft.content_id
+        && (cid.is_empty()
+            || cid.len() > 255
+            || !cid
+                .bytes()
+                .all(|b| b.is_ascii_graphic() && b != b'<' && b != b'>'))
+    {
+        return Err(SubmissionError::field(
+            field("content_id"),
+            "printable ASCII without < or >",
+        ));
+    }
+    Ok(Attachment {
+        filename,
+        content,
+        content_type,
+        content_id: draft.content_id,
+    })
+}
+
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn mailbox(s: &str) -> Mailbox {
-        Mailbox::parse(s).unwrap()
+    pub(crate) fn draft() -> Draft {
+        Draft {
+            from: Some("a@x.test".into()),
+            to: vec!["b@x.test".into()],
+            subject: "s".into(),
+            text: Some("hi".into()),
+            ..Draft::default()
+        }
+    }
+
+    fn parse(draft: Draft) -> Result<Submission, SubmissionError> {
+        Submission::parse(draft, OffsetDateTime::now_utc())
     }
 
     #[test]
     fn recipients_are_deduplicated_across_fields() {
-        let submission = Submission {
-            from: mailbox("a@x.test"),
-            to: vec![mailbox("b@x.test"), mailbox("B@x.test")],
-            cc: vec![mailbox("c@x.test"), mailbox("b@x.test")],
-            bcc: vec![mailbox("d@x.test")],
-            reply_to: vec![],
-            subject: String::new(),
-            html: None,
-            text: Some("hi".into()),
-            headers: vec![],
-            attachments: vec![],
-            tags: vec![],
-            scheduled_at: None,
-        };
-        let recipients: Vec<(RecipientKind, &str)> = submission
+        let submission = parse(Draft {
+            to: vec!["b@x.test".into(), "B@x.test".into()],
+            cc: vec!["c@x.test".into(), "b@x.test".into()],
+            bcc: vec!["d@x.test".into()],
+            ..draft()
+        })
+        .unwrap();
+        let recipients: Vec<(RecipientKind, String)> = submission
             .recipients()
             .into_iter()
-            .map(|(k, e)| (k, e.as_str()))
+            .map(|r| (r.kind, r.address.as_str().to_owned()))
             .collect();
         assert_eq!(
             recipients,
             [
-                (RecipientKind::To, "b@x.test"),
-                (RecipientKind::Cc, "c@x.test"),
-                (RecipientKind::Bcc, "d@x.test")
+                (RecipientKind::To, "b@x.test".to_owned()),
+                (RecipientKind::Cc, "c@x.test".to_owned()),
+                (RecipientKind::Bcc, "d@x.test".to_owned())
             ]
         );
+    }
+
+    #[test]
+    fn every_field_is_checked_and_named() {
+        let many: Vec<String> = (0..51).map(|i| format!("r{i}@x.test")).collect();
+        let cases: Vec<(Draft, &str)> = vec![
+            (
+                Draft {
+                    to: vec![],
+                    ..draft()
+                },
+                "to",
+            ),
+            (
+                Draft {
+                    to: many,
+                    ..draft()
+                },
+                "to",
+            ),
+            (
+                Draft {
+                    cc: vec!["nope".into()],
+                    ..draft()
+                },
+                "cc",
+            ),
+            (
+                Draft {
+                    from: Some("nope".into()),
+                    ..draft()
+                },
+                "from",
+            ),
+            (
+                Draft {
+                    text: None,
+                    ..draft()
+                },
+                "html or text",
+            ),
+            (
+                Draft {
+                    subject: "a\r\nBcc: x@y.test".into(),
+                    ..draft()
+                },
+                "subject",
+            ),
+            (
+                Draft {
+                    headers: vec![("X-A".into(), "1\r\nBcc: e@v.test".into())],
+                    ..draft()
+                },
+                "headers.X-A",
+            ),
+            (
+                Draft {
+                    tags: vec![Tag {
+                        name: "a b".into(),
+                        value: "c".into(),
+                    }],
+                    ..draft()
+                },
+                "tags.name",
+            ),
+            (
+                Draft {
+                    attachments: vec![DraftAttachment {
+                        filename: Some("a.txt".into()),
+                        content: Some(DraftContent::Base64("***".into())),
+                        ..DraftAttachment::default()
+                    }],
+                    ..draft()
+                },
+                "attachments[0].content",
+            ),
+            (
+                Draft {
+                    scheduled_at: Some("tomorrow".into()),
+                    ..draft()
+                },
+                "scheduled_at",
+            ),
+            (
+                Draft {
+                    scheduled_at: Some("2999-01-01T00:00:00Z".into()),
+                    ..draft()
+                },
+                "scheduled_at",
+            ),
+        ];
+        for (draft, field) in cases {
+            let err = parse(draft.clone()).unwrap_err();
+            assert_eq!(err.field, field, "{draft:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn a_missing_sender_is_left_to_the_tenant_and_a_past_schedule_means_now() {
+        let submission = parse(Draft {
+            from: None,
+            scheduled_at: Some("2000-01-01T00:00:00Z".into()),
+            ..draft()
+        })
+        .unwrap();
+        assert!(submission.from().is_none());
+        assert!(submission.scheduled_at().is_none());
+    }
+
+    #[test]
+    fn attachments_decode_and_get_a_content_type() {
+        let submission = parse(Draft {
+            attachments: vec![DraftAttachment {
+                filename: Some("r.pdf".into()),
+                content: Some(DraftContent::Base64("aGVs\nbG8".into())),
+                ..DraftAttachment::default()
+            }],
+            ..draft()
+        })
+        .unwrap();
+        let attachment = &submission.attachments()[0];
+        assert_eq!(attachment.content, b"hello");
+        assert_eq!(attachment.content_type, "application/pdf");
     }
 
     #[test]
@@ -247,26 +723,12 @@ mod tests {
 
     #[test]
     fn tags_follow_resends_alphabet() {
-        assert!(
-            check_tag(&Tag {
-                name: "category".into(),
-                value: "welcome_1-a".into()
-            })
-            .is_ok()
-        );
-        assert!(
-            check_tag(&Tag {
-                name: "cat egory".into(),
-                value: "x".into()
-            })
-            .is_err()
-        );
-        assert!(
-            check_tag(&Tag {
-                name: "c".into(),
-                value: String::new()
-            })
-            .is_err()
-        );
+        let tag = |name: &str, value: &str| Tag {
+            name: name.into(),
+            value: value.into(),
+        };
+        assert!(check_tag(&tag("category", "welcome_1-a")).is_ok());
+        assert!(check_tag(&tag("cat egory", "x")).is_err());
+        assert!(check_tag(&tag("c", "")).is_err());
     }
 }

@@ -183,6 +183,59 @@ impl TenantSettings {
     }
 }
 
+/// The sending half of a tenant's settings, parsed: the defaults a message without a sender or a
+/// Reply-To gets, and the domains a sender may use. Loaded with every API key and trusted network,
+/// so no send parses them again.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SendingPolicy {
+    /// Used when a message names no sender.
+    pub default_from: Option<Mailbox>,
+    /// Added as Reply-To when a message sets none.
+    pub reply_to: Option<Mailbox>,
+    /// When not empty, the only domains (and their subdomains) a sender may use.
+    pub allowed_sender_domains: Vec<Domain>,
+}
+
+impl SendingPolicy {
+    /// Parses settings as stored.
+    ///
+    /// # Errors
+    /// A value that no longer parses (it was validated when written).
+    pub fn from_stored(
+        default_from: Option<&str>,
+        reply_to: Option<&str>,
+        allowed_sender_domains: &[String],
+    ) -> Result<Self, TenantSettingsError> {
+        Ok(Self {
+            default_from: default_from
+                .map(|m| parse_setting_mailbox("default_from", m))
+                .transpose()?,
+            reply_to: reply_to
+                .map(|m| parse_setting_mailbox("reply_to", m))
+                .transpose()?,
+            allowed_sender_domains: allowed_sender_domains
+                .iter()
+                .map(|d| Domain::parse(d))
+                .collect::<Result<_, _>>()?,
+        })
+    }
+
+    /// Whether the tenant may send from `domain` (an address's domain, in ASCII form): no domains
+    /// are listed, or `domain` is one of them or a subdomain of one.
+    #[must_use]
+    pub fn allows_sender_domain(&self, domain: &str) -> bool {
+        self.allowed_sender_domains.is_empty()
+            || self.allowed_sender_domains.iter().any(|allowed| {
+                let allowed = allowed.as_str();
+                domain.eq_ignore_ascii_case(allowed)
+                    || domain.len() > allowed.len()
+                        && domain.is_char_boundary(domain.len() - allowed.len())
+                        && domain[domain.len() - allowed.len()..].eq_ignore_ascii_case(allowed)
+                        && domain.as_bytes()[domain.len() - allowed.len() - 1] == b'.'
+            })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -245,6 +298,37 @@ mod tests {
                 max: MAX_ALLOWED_DOMAINS
             })
         );
+    }
+
+    #[test]
+    fn allowed_domains_match_exactly_or_as_parents() {
+        let policy = SendingPolicy {
+            allowed_sender_domains: vec![Domain::parse("acme.test").unwrap()],
+            ..SendingPolicy::default()
+        };
+        assert!(policy.allows_sender_domain("acme.test"));
+        assert!(policy.allows_sender_domain("mail.acme.test"));
+        assert!(policy.allows_sender_domain("Mail.ACME.test"));
+        assert!(!policy.allows_sender_domain("evilacme.test"));
+        assert!(!policy.allows_sender_domain("acme.test.evil"));
+        assert!(!policy.allows_sender_domain("cme.test"));
+        assert!(SendingPolicy::default().allows_sender_domain("anything.test"));
+    }
+
+    #[test]
+    fn stored_settings_parse_or_name_the_bad_field() {
+        let policy = SendingPolicy::from_stored(
+            Some("Acme <noreply@acme.test>"),
+            None,
+            &["acme.test".to_owned()],
+        )
+        .unwrap();
+        assert_eq!(
+            policy.default_from.unwrap().email.as_str(),
+            "noreply@acme.test"
+        );
+        let err = SendingPolicy::from_stored(None, Some("nope"), &[]).unwrap_err();
+        assert!(err.to_string().starts_with("reply_to:"), "{err}");
     }
 
     #[test]

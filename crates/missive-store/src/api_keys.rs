@@ -6,6 +6,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::error::map_unique;
+use crate::tenants::StoredSending;
 use crate::{Store, StoreError};
 
 const KEY_CONFLICTS: &[(&str, &str)] = &[(
@@ -76,9 +77,8 @@ pub struct KeyForAuth {
     #[sqlx(try_from = "String")]
     pub tenant_status: TenantStatus,
     /// The tenant's sending settings, read in the same round trip because every send needs them.
-    pub default_from: Option<String>,
-    pub reply_to: Option<String>,
-    pub allowed_sender_domains: Vec<String>,
+    #[sqlx(flatten)]
+    pub sending: StoredSending,
 }
 
 pub(crate) async fn insert_api_key(

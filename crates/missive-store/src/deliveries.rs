@@ -5,10 +5,14 @@
 //! any transaction. Results are written back in one transaction per batch, and only onto rows
 //! that still carry the worker's lease id, so a worker that lost its lease cannot overwrite the
 //! work of the one that reclaimed it.
+//!
+//! Statuses and event kinds come from the core model as bound values. The filters that pick due
+//! rows and expired leases spell `'queued'`, `'deferred'` and `'sending'` literally on purpose:
+//! they must match the partial indexes' predicates word for word for the planner to use them.
 
 use std::time::Duration;
 
-use missive_core::TenantId;
+use missive_core::{DeliveryStatus, TenantId};
 use sqlx::FromRow;
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -40,27 +44,6 @@ pub struct OutgoingMessage {
     pub mime: Vec<u8>,
 }
 
-/// The status a delivery ends an attempt in.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum DeliveryStatus {
-    Delivered,
-    Deferred,
-    Bounced,
-    Failed,
-}
-
-impl DeliveryStatus {
-    #[must_use]
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Self::Delivered => "delivered",
-            Self::Deferred => "deferred",
-            Self::Bounced => "bounced",
-            Self::Failed => "failed",
-        }
-    }
-}
-
 /// One attempt's result for one delivery.
 #[derive(Clone, Debug)]
 pub struct DeliveryResult {
@@ -68,6 +51,7 @@ pub struct DeliveryResult {
     pub email_id: Uuid,
     pub id: Uuid,
     pub lease_id: Uuid,
+    /// Where the attempt left the delivery: delivered, deferred, bounced or failed.
     pub status: DeliveryStatus,
     /// For `Deferred`: when to try again.
     pub next_attempt_at: Option<OffsetDateTime>,
@@ -129,20 +113,22 @@ impl Store {
                  SELECT * FROM (SELECT * FROM expired UNION ALL SELECT * FROM fresh) d LIMIT $1
              ), leased AS (
                  UPDATE deliveries d
-                 SET status = 'sending', attempts = d.attempts + 1, lease_id = $2,
+                 SET status = $4, attempts = d.attempts + 1, lease_id = $2,
                      lease_expires_at = now() + make_interval(secs => $3), updated_at = now()
                  FROM due
                  WHERE d.tenant_id = due.tenant_id AND d.email_id = due.email_id AND d.id = due.id
                  RETURNING d.tenant_id, d.id, d.email_id, d.recipient, d.attempts, d.created_at, d.lease_id
              ), events AS (
                  INSERT INTO email_events (tenant_id, email_id, delivery_id, type, recipient)
-                 SELECT tenant_id, email_id, id, 'email.sending', recipient FROM leased
+                 SELECT tenant_id, email_id, id, $5, recipient FROM leased
              )
              SELECT * FROM leased",
         )
         .bind(limit)
         .bind(lease_id)
         .bind(lease.as_secs_f64())
+        .bind(DeliveryStatus::Sending.as_str())
+        .bind(DeliveryStatus::Sending.event().as_str())
         .fetch_all(&self.pool)
         .await?;
         Ok(rows)
@@ -187,14 +173,16 @@ impl Store {
         let ids: Vec<Uuid> = results.iter().map(|r| r.id).collect();
         let leases: Vec<Uuid> = results.iter().map(|r| r.lease_id).collect();
         let statuses: Vec<&str> = results.iter().map(|r| r.status.as_str()).collect();
+        let events: Vec<&str> = results.iter().map(|r| r.status.event().as_str()).collect();
         let next: Vec<Option<OffsetDateTime>> = results.iter().map(|r| r.next_attempt_at).collect();
         let codes: Vec<Option<i32>> = results.iter().map(|r| r.smtp_code.map(i32::from)).collect();
         let responses: Vec<&str> = results.iter().map(|r| r.smtp_response.as_str()).collect();
         let updated = sqlx::query(
             "WITH r AS (
                  SELECT * FROM UNNEST($1::uuid[], $2::uuid[], $3::uuid[], $4::uuid[], $5::text[],
-                                      $6::timestamptz[], $7::int[], $8::text[])
-                     AS r(tenant_id, email_id, id, lease_id, status, next_attempt_at, code, response)
+                                      $6::timestamptz[], $7::int[], $8::text[], $9::text[])
+                     AS r(tenant_id, email_id, id, lease_id, status, next_attempt_at, code, response,
+                          event)
              ), updated AS (
                  UPDATE deliveries d
                  SET status = r.status, next_attempt_at = COALESCE(r.next_attempt_at, d.next_attempt_at),
@@ -203,11 +191,11 @@ impl Store {
                  FROM r
                  WHERE d.tenant_id = r.tenant_id AND d.email_id = r.email_id AND d.id = r.id
                    AND d.lease_id = r.lease_id
-                   AND d.status = 'sending'
-                 RETURNING d.tenant_id, d.id, d.email_id, d.recipient, r.status, r.code, r.response
+                   AND d.status = $10
+                 RETURNING d.tenant_id, d.id, d.email_id, d.recipient, r.event, r.code, r.response
              )
              INSERT INTO email_events (tenant_id, email_id, delivery_id, type, recipient, smtp_code, smtp_response)
-             SELECT tenant_id, email_id, id, 'email.' || status, recipient, code, response FROM updated",
+             SELECT tenant_id, email_id, id, event, recipient, code, response FROM updated",
         )
         .bind(&tenants)
         .bind(&emails)
@@ -217,6 +205,8 @@ impl Store {
         .bind(&next)
         .bind(&codes)
         .bind(&responses)
+        .bind(&events)
+        .bind(DeliveryStatus::Sending.as_str())
         .execute(&self.pool)
         .await?
         .rows_affected();

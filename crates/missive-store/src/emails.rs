@@ -1,52 +1,59 @@
 //! Emails, their deliveries and events, and idempotency records.
+//!
+//! Statuses and event kinds are written from the core model ([`DeliveryStatus`],
+//! [`EventKind`]) as bound values, never spelled in SQL, and read back through the same types.
+//! Filters that must match a partial index's predicate (`status IN ('queued', 'deferred')`) keep
+//! the names literal, as the index does; the columns' `CHECK` constraints hold the full lists.
 
-use missive_core::TenantId;
-use missive_core::submission::RecipientKind;
+use missive_core::submission::{Recipient, RecipientKind, Tag};
+use missive_core::{
+    DeliveryStatus, EmailAddress, EventKind, Fingerprint, IdempotencyKey, Mailbox, TenantId,
+};
 use sqlx::{FromRow, PgConnection};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::{Store, StoreError};
 
-/// An email ready to store: everything validated and rendered.
+/// An email ready to store: everything validated and rendered by the accept path.
 #[derive(Debug)]
 pub struct NewEmail {
     pub id: Uuid,
+    /// Our Message-ID header value (or the client's, over SMTP), without angle brackets.
     pub message_id: String,
-    pub from_address: String,
-    pub envelope_from: String,
+    /// The From header's mailbox.
+    pub from: Mailbox,
+    /// MAIL FROM towards the relay.
+    pub envelope_from: EmailAddress,
     pub smtputf8: bool,
-    pub reply_to: Vec<String>,
+    pub reply_to: Vec<Mailbox>,
     pub subject: String,
     pub html: Option<String>,
     pub text: Option<String>,
-    pub tags: serde_json::Value,
+    pub tags: Vec<Tag>,
+    /// The final message as it is relayed.
     pub mime: Vec<u8>,
     pub scheduled_at: Option<OffsetDateTime>,
     /// Envelope recipients, deduplicated.
-    pub recipients: Vec<(RecipientKind, String)>,
+    pub recipients: Vec<Recipient>,
 }
 
-/// An idempotency record to write with the emails: the answer a replay gets.
-#[derive(Debug)]
+/// An idempotency claim to write with the emails: a later request under the same key with the
+/// same fingerprint gets their ids again.
+#[derive(Clone, Copy, Debug)]
 pub struct IdempotencyRecord<'a> {
-    pub key: &'a str,
-    pub request_hash: [u8; 32],
-    pub response_status: u16,
-    pub response_body: &'a serde_json::Value,
+    pub key: &'a IdempotencyKey,
+    pub fingerprint: Fingerprint,
 }
 
 /// What happened to an insert.
-#[derive(Debug, PartialEq)]
+#[derive(Debug, PartialEq, Eq)]
 pub enum InsertOutcome {
     /// Stored and committed.
     Inserted,
-    /// The key was used before with the same body: the first answer.
-    Replay {
-        status: u16,
-        body: serde_json::Value,
-    },
-    /// The key was used before with another body.
+    /// The key was used before for the same request: the emails stored then, in order.
+    Replay { email_ids: Vec<Uuid> },
+    /// The key was used before for another request.
     KeyReused,
 }
 
@@ -78,7 +85,8 @@ pub struct DeliveryRecord {
     pub recipient: String,
     #[sqlx(try_from = "String")]
     pub kind: RecipientKind,
-    pub status: String,
+    #[sqlx(try_from = "String")]
+    pub status: DeliveryStatus,
     pub attempts: i32,
     pub next_attempt_at: OffsetDateTime,
     pub last_smtp_code: Option<i32>,
@@ -91,8 +99,8 @@ pub struct DeliveryRecord {
 pub struct EventRecord {
     pub id: i64,
     pub delivery_id: Option<Uuid>,
-    #[sqlx(rename = "type")]
-    pub kind: String,
+    #[sqlx(rename = "type", try_from = "String")]
+    pub kind: EventKind,
     pub recipient: Option<String>,
     pub smtp_code: Option<i32>,
     pub smtp_response: Option<String>,
@@ -103,7 +111,7 @@ pub struct EventRecord {
 #[derive(Debug, Default)]
 pub struct EmailFilter {
     /// Only emails with a recipient in this delivery status.
-    pub status: Option<String>,
+    pub status: Option<DeliveryStatus>,
     /// Only emails carrying this tag (`name` and `value`).
     pub tag: Option<(String, String)>,
     pub created_after: Option<OffsetDateTime>,
@@ -116,6 +124,7 @@ async fn claim_idempotency_key(
     conn: &mut PgConnection,
     tenant_id: TenantId,
     record: &IdempotencyRecord<'_>,
+    email_ids: &[Uuid],
 ) -> Result<Option<InsertOutcome>, StoreError> {
     // A key past its window is forgotten, then claimed afresh.
     sqlx::query(
@@ -123,41 +132,36 @@ async fn claim_idempotency_key(
          WHERE tenant_id = $1 AND key = $2 AND created_at < now() - $3::interval",
     )
     .bind(tenant_id.as_uuid())
-    .bind(record.key)
+    .bind(record.key.as_str())
     .bind(IDEMPOTENCY_WINDOW)
     .execute(&mut *conn)
     .await?;
     // A concurrent request with the same key waits here on the unique index until the first
     // commits, then sees its row.
     let inserted = sqlx::query(
-        "INSERT INTO idempotency_keys (tenant_id, key, request_hash, response_status, response_body)
-         VALUES ($1, $2, $3, $4, $5)
+        "INSERT INTO idempotency_keys (tenant_id, key, request_hash, email_ids)
+         VALUES ($1, $2, $3, $4)
          ON CONFLICT (tenant_id, key) DO NOTHING",
     )
     .bind(tenant_id.as_uuid())
-    .bind(record.key)
-    .bind(record.request_hash.as_slice())
-    .bind(i32::from(record.response_status))
-    .bind(record.response_body)
+    .bind(record.key.as_str())
+    .bind(record.fingerprint.as_bytes().as_slice())
+    .bind(email_ids)
     .execute(&mut *conn)
     .await?
     .rows_affected();
     if inserted == 1 {
         return Ok(None);
     }
-    let (hash, status, body): (Vec<u8>, i32, serde_json::Value) = sqlx::query_as(
-        "SELECT request_hash, response_status, response_body FROM idempotency_keys
-         WHERE tenant_id = $1 AND key = $2",
+    let (hash, email_ids): (Vec<u8>, Vec<Uuid>) = sqlx::query_as(
+        "SELECT request_hash, email_ids FROM idempotency_keys WHERE tenant_id = $1 AND key = $2",
     )
     .bind(tenant_id.as_uuid())
-    .bind(record.key)
+    .bind(record.key.as_str())
     .fetch_one(&mut *conn)
     .await?;
-    Ok(Some(if hash == record.request_hash {
-        InsertOutcome::Replay {
-            status: u16::try_from(status).unwrap_or(200),
-            body,
-        }
+    Ok(Some(if hash == record.fingerprint.as_bytes() {
+        InsertOutcome::Replay { email_ids }
     } else {
         InsertOutcome::KeyReused
     }))
@@ -173,11 +177,11 @@ pub(crate) async fn insert_rows(
     let mut tenants = Vec::with_capacity(n);
     let mut ids = Vec::with_capacity(n);
     let mut message_ids = Vec::with_capacity(n);
-    let mut froms = Vec::with_capacity(n);
     let mut envelope_froms = Vec::with_capacity(n);
     let mut smtputf8 = Vec::with_capacity(n);
     // Arrays of arrays must be rectangular in Postgres, so each reply-to list travels as JSON.
     let mut reply_tos = Vec::with_capacity(n);
+    let mut from_headers = Vec::with_capacity(n);
     let mut subjects = Vec::with_capacity(n);
     let mut htmls = Vec::with_capacity(n);
     let mut texts = Vec::with_capacity(n);
@@ -195,27 +199,29 @@ pub(crate) async fn insert_rows(
         tenants.push(tenant_id.as_uuid());
         ids.push(email.id);
         message_ids.push(email.message_id.as_str());
-        froms.push(email.from_address.as_str());
+        from_headers.push(email.from.to_string());
         envelope_froms.push(email.envelope_from.as_str());
         smtputf8.push(email.smtputf8);
-        reply_tos.push(serde_json::json!(email.reply_to));
+        reply_tos.push(serde_json::Value::Array(
+            email
+                .reply_to
+                .iter()
+                .map(|m| serde_json::Value::String(m.to_string()))
+                .collect(),
+        ));
         subjects.push(email.subject.as_str());
         htmls.push(email.html.as_deref());
         texts.push(email.text.as_deref());
-        tags.push(&email.tags);
+        tags.push(serde_json::to_value(&email.tags).unwrap_or_else(|_| serde_json::json!([])));
         mimes.push(email.mime.as_slice());
         scheduled.push(email.scheduled_at);
-        let event = if email.scheduled_at.is_some() {
-            "email.scheduled"
-        } else {
-            "email.queued"
-        };
-        for (kind, recipient) in &email.recipients {
+        let event = EventKind::accepted(email.scheduled_at.is_some()).as_str();
+        for recipient in &email.recipients {
             d_tenants.push(tenant_id.as_uuid());
             d_ids.push(Uuid::now_v7());
             d_emails.push(email.id);
-            d_recipients.push(recipient.as_str());
-            d_kinds.push(kind.as_str());
+            d_recipients.push(recipient.address.as_str());
+            d_kinds.push(recipient.kind.as_str());
             d_scheduled.push(email.scheduled_at);
             d_events.push(event);
         }
@@ -246,7 +252,7 @@ pub(crate) async fn insert_rows(
     .bind(&tenants)
     .bind(&ids)
     .bind(&message_ids)
-    .bind(&froms)
+    .bind(&from_headers)
     .bind(&envelope_froms)
     .bind(&smtputf8)
     .bind(&reply_tos)
@@ -282,8 +288,9 @@ impl Store {
         idempotency: Option<&IdempotencyRecord<'_>>,
     ) -> Result<InsertOutcome, StoreError> {
         let mut tx = self.pool.begin().await?;
+        let ids: Vec<Uuid> = emails.iter().map(|e| e.id).collect();
         if let Some(record) = idempotency
-            && let Some(outcome) = claim_idempotency_key(&mut tx, tenant_id, record).await?
+            && let Some(outcome) = claim_idempotency_key(&mut tx, tenant_id, record, &ids).await?
         {
             tx.rollback().await?;
             return Ok(outcome);
@@ -391,7 +398,7 @@ impl Store {
         .bind(filter.created_after)
         .bind(filter.created_before)
         .bind(tag)
-        .bind(filter.status.as_deref())
+        .bind(filter.status.map(DeliveryStatus::as_str))
         .bind(limit)
         .fetch_all(&self.pool)
         .await?;
@@ -428,15 +435,17 @@ impl Store {
         }
         // Rows a worker already holds or finished stay as they are; then the cancel is refused.
         let canceled = sqlx::query_as::<_, (Uuid, String)>(
-            "UPDATE deliveries SET status = 'canceled', updated_at = now()
-             WHERE tenant_id = $1 AND email_id = $2 AND status = 'queued' AND attempts = 0
+            "UPDATE deliveries SET status = $4, updated_at = now()
+             WHERE tenant_id = $1 AND email_id = $2 AND status = $3 AND attempts = 0
                AND NOT EXISTS (SELECT 1 FROM deliveries s
                                WHERE s.tenant_id = $1 AND s.email_id = $2
-                                 AND (s.status <> 'queued' OR s.attempts > 0))
+                                 AND (s.status <> $3 OR s.attempts > 0))
              RETURNING id, recipient",
         )
         .bind(tenant_id.as_uuid())
         .bind(email_id)
+        .bind(DeliveryStatus::Queued.as_str())
+        .bind(DeliveryStatus::Canceled.as_str())
         .fetch_all(&mut *tx)
         .await?;
         if canceled.is_empty() {
@@ -447,13 +456,14 @@ impl Store {
         let (ids, recipients): (Vec<Uuid>, Vec<String>) = canceled.into_iter().unzip();
         sqlx::query(
             "INSERT INTO email_events (tenant_id, email_id, delivery_id, type, recipient)
-             SELECT $1, $2, r.id, 'email.canceled', r.recipient
+             SELECT $1, $2, r.id, $5, r.recipient
              FROM UNNEST($3::uuid[], $4::text[]) AS r(id, recipient)",
         )
         .bind(tenant_id.as_uuid())
         .bind(email_id)
         .bind(&ids)
         .bind(&recipients)
+        .bind(DeliveryStatus::Canceled.event().as_str())
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;

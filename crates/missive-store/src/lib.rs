@@ -8,17 +8,18 @@ mod api_keys;
 mod deliveries;
 mod emails;
 mod error;
+pub mod listen;
 mod tenants;
 mod writer;
 
 pub use api_keys::{ApiKeyRecord, KeyForAuth, NewApiKeyRow, StoredScopes};
-pub use deliveries::{DeliveryResult, DeliveryStatus, LeasedDelivery, OutgoingMessage};
+pub use deliveries::{DeliveryResult, LeasedDelivery, OutgoingMessage};
 pub use emails::{
     DeliveryRecord, EmailFilter, EmailRecord, EventRecord, IDEMPOTENCY_WINDOW, IdempotencyRecord,
     InsertOutcome, NewEmail,
 };
 pub use error::StoreError;
-pub use tenants::{NewTenant, TenantPatch, TenantRecord, TrustedSender};
+pub use tenants::{NewTenant, StoredSending, TenantPatch, TenantRecord, TrustedSender};
 pub use writer::{EmailWriter, WriterSettings};
 
 use std::time::Duration;

@@ -3,10 +3,10 @@
 use std::net::IpAddr;
 
 use missive_core::{
-    Domain, IpNetwork, Mailbox, TenantId, TenantName, TenantSettings, TenantStatus,
+    Domain, IpNetwork, Mailbox, SendingPolicy, TenantId, TenantName, TenantSettings, TenantStatus,
 };
-use sqlx::FromRow;
-use sqlx::PgConnection;
+use sqlx::postgres::PgRow;
+use sqlx::{FromRow, PgConnection, Row};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -72,9 +72,28 @@ pub struct TrustedSender {
     #[sqlx(try_from = "String")]
     pub tenant_status: TenantStatus,
     pub network: String,
-    pub default_from: Option<String>,
-    pub reply_to: Option<String>,
-    pub allowed_sender_domains: Vec<String>,
+    #[sqlx(flatten)]
+    pub sending: StoredSending,
+}
+
+/// A tenant's sending settings read from its row (`default_from`, `reply_to`,
+/// `allowed_sender_domains`) and parsed once, as they are loaded.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct StoredSending(pub SendingPolicy);
+
+impl<'r> FromRow<'r, PgRow> for StoredSending {
+    fn from_row(row: &'r PgRow) -> Result<Self, sqlx::Error> {
+        let default_from: Option<String> = row.try_get("default_from")?;
+        let reply_to: Option<String> = row.try_get("reply_to")?;
+        let domains: Vec<String> = row.try_get("allowed_sender_domains")?;
+        // Written only after the same parsing, so a failure here is a hand-edited row.
+        SendingPolicy::from_stored(default_from.as_deref(), reply_to.as_deref(), &domains)
+            .map(Self)
+            .map_err(|err| sqlx::Error::ColumnDecode {
+                index: "default_from, reply_to, allowed_sender_domains".to_owned(),
+                source: Box::new(err),
+            })
+    }
 }
 
 const NETWORK_CONFLICTS: &[(&str, &str)] = &[(

@@ -222,7 +222,7 @@ pub async fn run(cli: Cli) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    if let Err(err) = telemetry::init_tracing(&config.log, config.log_format) {
+    if let Err(err) = telemetry::init_tracing(&config.log.filter, config.log.format) {
         drop(writeln!(
             std::io::stderr(),
             "missive: configuration error: {err}"
@@ -335,7 +335,7 @@ async fn serve(config: &Config, roles: &[Role]) -> anyhow::Result<()> {
         Some(addr) => tracing::info!(
             api = %format!("http://{addr}/v1"),
             docs = %format!("http://{addr}/docs"),
-            admin_api = config.admin_key.is_some(),
+            admin_api = config.secrets.admin_key.is_some(),
             worker = selected.worker,
             "Missive is up"
         ),

@@ -1,39 +1,33 @@
-//! Configuration: one typed struct, filled from defaults < file < environment < flags.
+//! Configuration: one typed struct in sections, filled from defaults < file < environment < flags.
 //!
-//! Every setting is declared once in [`SETTINGS`] with its file key, environment names and flag.
+//! Every setting is declared once, in the [`settings!`] table at the bottom of this module: its
+//! section, name, type, default, environment variables, parser and doc. From that one line come
+//! the field of its section struct, its entry in [`SETTINGS`], its keys in the file (`[http]
+//! addr`, or the flat `http_addr` the file has always accepted, which is the environment name
+//! without `MISSIVE_`, lower-cased), its flag name (`--http-addr`), the shipped
+//! `config/missive.toml` ([`example_file`]) and the README's list (both checked by tests).
+//!
 //! Values from all sources are merged as strings first and parsed once, so an error always names
-//! where the bad value came from (`MISSIVE_HTTP_ADDR`, `--http-addr`, or `http_addr in FILE`).
+//! where the bad value came from (`MISSIVE_HTTP_ADDR`, `--http-addr`, or `http.addr in FILE`).
 //! Secrets live in `secrecy` types: their `Debug` prints `[REDACTED]`, so logging the config is
-//! safe.
+//! safe. Configuration only produces what the parts need ([`Config::accept_limits`],
+//! [`Config::worker_settings`], ...): no other module reads it.
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use base64::Engine as _;
-use secrecy::{ExposeSecret, SecretBox, SecretString};
+use missive_core::RelaySpec;
+use missive_core::retry::RetryPolicy;
+use secrecy::{SecretBox, SecretString};
 
-/// Where a value came from, for error messages.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Origin {
-    Default,
-    File(PathBuf),
-    Env(&'static str),
-    Flag(&'static str),
-}
-
-impl fmt::Display for Origin {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Default => f.write_str("the built-in default"),
-            Self::File(path) => write!(f, "{}", path.display()),
-            Self::Env(name) => f.write_str(name),
-            Self::Flag(flag) => f.write_str(flag),
-        }
-    }
-}
+use crate::delivery::{TransportSettings, WorkerSettings};
+use crate::ingest::AcceptLimits;
+use crate::smtp::SmtpLimits;
 
 /// Why the configuration was refused. Each variant names the setting.
 #[derive(Debug, thiserror::Error)]
@@ -53,212 +47,63 @@ pub enum ConfigError {
     UnknownKey { path: PathBuf, key: String },
 }
 
-/// One setting: its key in the file (and in [`Sources::flags`]), environment names in priority
-/// order, its flag, and its default.
+/// One declared setting.
 #[derive(Debug)]
-struct Setting {
-    key: &'static str,
-    env: &'static [&'static str],
-    flag: &'static str,
-    default: Option<&'static str>,
+pub struct Setting {
+    /// The section (`http`, `smtp`, ...): the struct it lives in and its file table.
+    pub section: &'static str,
+    /// Its name within the section.
+    pub name: &'static str,
+    /// Environment variables, in priority order; the first is its name everywhere else.
+    pub env: &'static [&'static str],
+    /// The built-in default, as it would be written in the environment.
+    pub default: Option<&'static str>,
+    /// What it does.
+    pub doc: &'static str,
 }
 
-const SETTINGS: &[Setting] = &[
-    Setting {
-        key: "database_url",
-        env: &["MISSIVE_DATABASE_URL", "DATABASE_URL"],
-        flag: "--database-url",
-        default: None,
-    },
-    Setting {
-        key: "admin_key",
-        env: &["MISSIVE_ADMIN_KEY"],
-        flag: "--admin-key",
-        default: None,
-    },
-    Setting {
-        key: "http_addr",
-        env: &["MISSIVE_HTTP_ADDR"],
-        flag: "--http-addr",
-        default: Some("127.0.0.1:8025"),
-    },
-    Setting {
-        key: "smtp_addr",
-        env: &["MISSIVE_SMTP_ADDR"],
-        flag: "--smtp-addr",
-        default: Some("127.0.0.1:2587"),
-    },
-    Setting {
-        key: "smtps_addr",
-        env: &["MISSIVE_SMTPS_ADDR"],
-        flag: "--smtps-addr",
-        default: Some("127.0.0.1:2465"),
-    },
-    Setting {
-        key: "tls_cert",
-        env: &["MISSIVE_TLS_CERT"],
-        flag: "--tls-cert",
-        default: None,
-    },
-    Setting {
-        key: "tls_key",
-        env: &["MISSIVE_TLS_KEY"],
-        flag: "--tls-key",
-        default: None,
-    },
-    Setting {
-        key: "relay_url",
-        env: &["MISSIVE_RELAY_URL"],
-        flag: "--relay-url",
-        default: Some("capture:.missive/outbox"),
-    },
-    Setting {
-        key: "secret_key",
-        env: &["MISSIVE_SECRET_KEY"],
-        flag: "--secret-key",
-        default: None,
-    },
-    Setting {
-        key: "webhook_allow_private",
-        env: &["MISSIVE_WEBHOOK_ALLOW_PRIVATE"],
-        flag: "--webhook-allow-private",
-        default: Some("false"),
-    },
-    Setting {
-        key: "log",
-        env: &["MISSIVE_LOG"],
-        flag: "--log",
-        default: Some("info"),
-    },
-    Setting {
-        key: "log_format",
-        env: &["MISSIVE_LOG_FORMAT"],
-        flag: "--log-format",
-        default: Some("pretty"),
-    },
-    Setting {
-        key: "db_max_connections",
-        env: &["MISSIVE_DB_MAX_CONNECTIONS"],
-        flag: "--db-max-connections",
-        default: Some("16"),
-    },
-    Setting {
-        key: "max_request_bytes",
-        env: &["MISSIVE_MAX_REQUEST_BYTES"],
-        flag: "--max-request-bytes",
-        default: Some("41943040"),
-    },
-    Setting {
-        key: "max_message_bytes",
-        env: &["MISSIVE_MAX_MESSAGE_BYTES"],
-        flag: "--max-message-bytes",
-        default: Some("10485760"),
-    },
-    Setting {
-        key: "helo_name",
-        env: &["MISSIVE_HELO_NAME"],
-        flag: "--helo-name",
-        default: Some("localhost"),
-    },
-    Setting {
-        key: "relay_ca_file",
-        env: &["MISSIVE_RELAY_CA_FILE"],
-        flag: "--relay-ca-file",
-        default: None,
-    },
-    Setting {
-        key: "relay_max_connections",
-        env: &["MISSIVE_RELAY_MAX_CONNECTIONS"],
-        flag: "--relay-max-connections",
-        default: Some("8"),
-    },
-    Setting {
-        key: "relay_timeout_secs",
-        env: &["MISSIVE_RELAY_TIMEOUT_SECS"],
-        flag: "--relay-timeout-secs",
-        default: Some("60"),
-    },
-    Setting {
-        key: "worker_concurrency",
-        env: &["MISSIVE_WORKER_CONCURRENCY"],
-        flag: "--worker-concurrency",
-        default: Some("32"),
-    },
-    Setting {
-        key: "lease_secs",
-        env: &["MISSIVE_LEASE_SECS"],
-        flag: "--lease-secs",
-        default: Some("300"),
-    },
-    Setting {
-        key: "poll_interval_ms",
-        env: &["MISSIVE_POLL_INTERVAL_MS"],
-        flag: "--poll-interval-ms",
-        default: Some("1000"),
-    },
-    Setting {
-        key: "retry_base_secs",
-        env: &["MISSIVE_RETRY_BASE_SECS"],
-        flag: "--retry-base-secs",
-        default: Some("60"),
-    },
-    Setting {
-        key: "retry_max_interval_secs",
-        env: &["MISSIVE_RETRY_MAX_INTERVAL_SECS"],
-        flag: "--retry-max-interval-secs",
-        default: Some("7200"),
-    },
-    Setting {
-        key: "retry_max_age_secs",
-        env: &["MISSIVE_RETRY_MAX_AGE_SECS"],
-        flag: "--retry-max-age-secs",
-        default: Some("259200"),
-    },
-    Setting {
-        key: "smtp_max_recipients",
-        env: &["MISSIVE_SMTP_MAX_RECIPIENTS"],
-        flag: "--smtp-max-recipients",
-        default: Some("100"),
-    },
-    Setting {
-        key: "smtp_max_connections",
-        env: &["MISSIVE_SMTP_MAX_CONNECTIONS"],
-        flag: "--smtp-max-connections",
-        default: Some("1000"),
-    },
-    Setting {
-        key: "smtp_max_connections_per_ip",
-        env: &["MISSIVE_SMTP_MAX_CONNECTIONS_PER_IP"],
-        flag: "--smtp-max-connections-per-ip",
-        default: Some("50"),
-    },
-    Setting {
-        key: "smtp_max_errors",
-        env: &["MISSIVE_SMTP_MAX_ERRORS"],
-        flag: "--smtp-max-errors",
-        default: Some("10"),
-    },
-    Setting {
-        key: "smtp_idle_timeout_secs",
-        env: &["MISSIVE_SMTP_IDLE_TIMEOUT_SECS"],
-        flag: "--smtp-idle-timeout-secs",
-        default: Some("300"),
-    },
-    Setting {
-        key: "smtp_session_timeout_secs",
-        env: &["MISSIVE_SMTP_SESSION_TIMEOUT_SECS"],
-        flag: "--smtp-session-timeout-secs",
-        default: Some("1800"),
-    },
-    Setting {
-        key: "shutdown_timeout_secs",
-        env: &["MISSIVE_SHUTDOWN_TIMEOUT_SECS"],
-        flag: "--shutdown-timeout-secs",
-        default: Some("30"),
-    },
-];
+impl Setting {
+    /// The environment variable that names the setting.
+    #[must_use]
+    pub fn env_name(&self) -> &'static str {
+        self.env[0]
+    }
 
-/// The raw inputs: an optional file, an environment lookup, and flags keyed like the file.
+    /// `section.name`, as in the file's tables.
+    #[must_use]
+    pub fn file_key(&self) -> String {
+        format!("{}.{}", self.section, self.name)
+    }
+
+    /// The flat file keys (`http_addr`) and flag keys: each `MISSIVE_` variable without its
+    /// prefix, lower-cased.
+    fn flat_keys(&self) -> impl Iterator<Item = String> + '_ {
+        self.env
+            .iter()
+            .filter_map(|env| env.strip_prefix("MISSIVE_"))
+            .map(str::to_ascii_lowercase)
+    }
+
+    /// The flag that sets it (`--http-addr`).
+    #[must_use]
+    pub fn flag(&self) -> String {
+        let key = self.flat_keys().next().unwrap_or_else(|| self.file_key());
+        format!("--{}", key.replace(['_', '.'], "-"))
+    }
+}
+
+/// Where a value came from, for error messages.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Origin {
+    Default,
+    /// The file, and the key as written there.
+    File(PathBuf, String),
+    Env(&'static str),
+    Flag(String),
+}
+
+/// The raw inputs: an optional file, an environment lookup, and flags keyed by flat key
+/// (`http_addr`).
 pub struct Sources<'a> {
     pub file: Option<PathBuf>,
     pub env: &'a dyn Fn(&str) -> Option<String>,
@@ -275,45 +120,108 @@ impl fmt::Debug for Sources<'_> {
     }
 }
 
-/// Shared relay for outbound mail.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum RelayUrl {
-    /// Write each message to a directory (the development default).
-    Capture(PathBuf),
-    /// Relay over SMTP.
-    Smtp(SmtpRelay),
+/// What a parser says about a value.
+#[derive(Debug)]
+enum Problem {
+    /// A required setting with no value from any source.
+    Missing,
+    Invalid(String),
 }
 
-/// How to reach an SMTP relay.
-#[derive(Clone, Debug)]
-pub struct SmtpRelay {
-    pub host: String,
-    pub port: u16,
-    pub tls: RelayTls,
-    pub credentials: Option<(String, SecretString)>,
-}
+/// The merged raw values, by setting, and where each came from.
+struct Values(BTreeMap<(&'static str, &'static str), (String, Origin)>);
 
-impl PartialEq for SmtpRelay {
-    fn eq(&self, other: &Self) -> bool {
-        let creds = |c: &Option<(String, SecretString)>| {
-            c.as_ref()
-                .map(|(u, p)| (u.clone(), p.expose_secret().to_owned()))
-        };
-        self.host == other.host
-            && self.port == other.port
-            && self.tls == other.tls
-            && creds(&self.credentials) == creds(&other.credentials)
+impl Values {
+    fn parse<T>(
+        &self,
+        setting: &'static Setting,
+        parse: impl FnOnce(Option<&str>) -> Result<T, Problem>,
+    ) -> Result<T, ConfigError> {
+        let found = self.0.get(&(setting.section, setting.name));
+        parse(found.map(|(raw, _)| raw.as_str())).map_err(|problem| match problem {
+            Problem::Missing => ConfigError::Missing(setting.env_name()),
+            Problem::Invalid(message) => ConfigError::Invalid {
+                name: match found.map(|(_, origin)| origin) {
+                    Some(Origin::Env(name)) => (*name).to_owned(),
+                    Some(Origin::Flag(flag)) => flag.clone(),
+                    Some(Origin::File(path, key)) => format!("{key} in {}", path.display()),
+                    Some(Origin::Default) | None => setting.file_key(),
+                },
+                message,
+            },
+        })
     }
 }
 
-impl Eq for SmtpRelay {}
+/// A value every configuration has (the setting has a default).
+fn required<T>(
+    parse: impl FnOnce(&str) -> Result<T, String>,
+) -> impl FnOnce(Option<&str>) -> Result<T, Problem> {
+    move |raw| {
+        raw.ok_or(Problem::Missing)
+            .and_then(|r| parse(r).map_err(Problem::Invalid))
+    }
+}
 
-/// Transport security towards the relay.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum RelayTls {
-    None,
-    StartTls,
-    Tls,
+/// A value that may be absent.
+fn optional<T>(
+    parse: impl FnOnce(&str) -> Result<T, String>,
+) -> impl FnOnce(Option<&str>) -> Result<Option<T>, Problem> {
+    move |raw| raw.map(parse).transpose().map_err(Problem::Invalid)
+}
+
+macro_rules! settings {
+    ($(
+        $(#[doc = $section_doc:literal])+
+        $section:ident: $Section:ident {
+            $(
+                $(#[doc = $doc:literal])+
+                $field:ident: $ty:ty = $default:expr, env [$($env:literal),+], $parse:expr;
+            )+
+        }
+    )+) => {
+        $(
+            $(#[doc = $section_doc])+
+            #[derive(Debug)]
+            pub struct $Section {
+                $( $(#[doc = $doc])+ pub $field: $ty, )+
+            }
+        )+
+
+        /// The validated configuration, in sections.
+        #[derive(Debug)]
+        pub struct Config {
+            $( $(#[doc = $section_doc])+ pub $section: $Section, )+
+        }
+
+        /// Every setting, in declaration order.
+        pub static SETTINGS: &[Setting] = &[
+            $($(
+                Setting {
+                    section: stringify!($section),
+                    name: stringify!($field),
+                    env: &[$($env),+],
+                    default: $default,
+                    doc: concat!($($doc, "\n"),+),
+                },
+            )+)+
+        ];
+
+        impl Config {
+            /// Parses every setting from the merged values, in declaration order.
+            fn parse_values(values: &Values) -> Result<Self, ConfigError> {
+                let mut settings = SETTINGS.iter();
+                let mut next = || settings.next().expect("one entry per declared setting");
+                Ok(Self {
+                    $(
+                        $section: $Section {
+                            $( $field: values.parse(next(), $parse)?, )+
+                        },
+                    )+
+                })
+            }
+        }
+    };
 }
 
 /// Output format of the logs.
@@ -323,57 +231,138 @@ pub enum LogFormat {
     Json,
 }
 
-/// The validated configuration.
-#[derive(Debug)]
-pub struct Config {
-    pub database_url: Option<SecretString>,
-    pub admin_key: Option<SecretString>,
-    pub http_addr: SocketAddr,
-    pub smtp_addr: SocketAddr,
-    pub smtps_addr: SocketAddr,
-    pub tls_cert: Option<PathBuf>,
-    pub tls_key: Option<PathBuf>,
-    pub relay: RelayUrl,
-    pub secret_key: Option<SecretBox<[u8; 32]>>,
-    pub webhook_allow_private: bool,
-    pub log: String,
-    pub log_format: LogFormat,
-    pub db_max_connections: u32,
-    pub max_request_bytes: usize,
-    pub max_message_bytes: usize,
-    pub shutdown_timeout: Duration,
-    /// Name we give in EHLO to relays.
-    pub helo_name: String,
-    /// Extra PEM certificates a relay's TLS certificate may chain to.
-    pub relay_ca_file: Option<PathBuf>,
-    pub relay_max_connections: usize,
-    pub relay_timeout: Duration,
-    pub worker_concurrency: usize,
-    pub lease_duration: Duration,
-    pub poll_interval: Duration,
-    pub retry: missive_core::retry::RetryPolicy,
-    pub smtp: SmtpLimits,
-}
-
-/// Limits of the SMTP submission listeners.
-#[derive(Debug, Clone)]
-pub struct SmtpLimits {
-    /// Recipients in one transaction; more get 452 4.5.3.
-    pub max_recipients: usize,
-    /// Open sessions across all clients.
-    pub max_connections: usize,
-    /// Open sessions from one address; more get 421 while the others are served.
-    pub max_connections_per_ip: usize,
-    /// Refused commands before the session is closed with 421.
-    pub max_errors: usize,
-    /// Waiting for the client's next input.
-    pub idle_timeout: Duration,
-    /// The whole session, however busy.
-    pub session_timeout: Duration,
-}
-
 /// The shortest admin key we accept: a guessable admin key would open every tenant.
 pub const MIN_ADMIN_KEY_LEN: usize = 24;
+
+settings! {
+    /// The database.
+    database: DatabaseConfig {
+        /// Postgres URL.
+        url: Option<SecretString> = None,
+            env ["MISSIVE_DATABASE_URL", "DATABASE_URL"], optional(parse_database_url);
+        /// Postgres connections per process.
+        max_connections: u32 = Some("16"),
+            env ["MISSIVE_DB_MAX_CONNECTIONS"], required(bounded(1, 1000));
+    }
+    /// The REST API.
+    http: HttpConfig {
+        /// REST listener.
+        addr: SocketAddr = Some("127.0.0.1:8025"), env ["MISSIVE_HTTP_ADDR"], required(parse_addr);
+        /// Largest HTTP request body, in bytes.
+        max_request_bytes: usize = Some("41943040"),
+            env ["MISSIVE_MAX_REQUEST_BYTES"], required(bounded(1024, 1 << 30));
+    }
+    /// SMTP submission.
+    smtp: SmtpConfig {
+        /// SMTP submission listener (STARTTLS offered).
+        addr: SocketAddr = Some("127.0.0.1:2587"), env ["MISSIVE_SMTP_ADDR"], required(parse_addr);
+        /// SMTP submission listener, implicit TLS.
+        smtps_addr: SocketAddr = Some("127.0.0.1:2465"),
+            env ["MISSIVE_SMTPS_ADDR"], required(parse_addr);
+        /// PEM certificate chain for SMTP TLS; with tls_key, or neither (then a self-signed
+        /// certificate is made at start).
+        tls_cert: Option<PathBuf> = None, env ["MISSIVE_TLS_CERT"], optional(parse_path);
+        /// PEM private key for SMTP TLS; with tls_cert, or neither.
+        tls_key: Option<PathBuf> = None, env ["MISSIVE_TLS_KEY"], optional(parse_path);
+        /// Open SMTP sessions across all clients.
+        max_connections: usize = Some("1000"),
+            env ["MISSIVE_SMTP_MAX_CONNECTIONS"], required(bounded(1, 100_000));
+        /// Open SMTP sessions from one client address.
+        max_connections_per_ip: usize = Some("50"),
+            env ["MISSIVE_SMTP_MAX_CONNECTIONS_PER_IP"], required(bounded(1, 100_000));
+        /// Refused commands before a session is closed with 421.
+        max_errors: usize = Some("10"),
+            env ["MISSIVE_SMTP_MAX_ERRORS"], required(bounded(1, 1000));
+        /// Seconds a session may wait for the client's next input.
+        idle_timeout_secs: Duration = Some("300"),
+            env ["MISSIVE_SMTP_IDLE_TIMEOUT_SECS"], required(seconds(1, 86_400));
+        /// Seconds a whole session may last.
+        session_timeout_secs: Duration = Some("1800"),
+            env ["MISSIVE_SMTP_SESSION_TIMEOUT_SECS"], required(seconds(1, 86_400));
+    }
+    /// What every accepted message answers to, over REST and SMTP alike.
+    accept: AcceptConfig {
+        /// Largest final MIME message, in bytes.
+        max_message_bytes: usize = Some("10485760"),
+            env ["MISSIVE_MAX_MESSAGE_BYTES"], required(bounded(1024, 1 << 30));
+        /// Envelope recipients of one message (SMTP answers 452 past it, so the client sends
+        /// the rest in another transaction). The default, 150, is three of Resend's 50-address
+        /// fields.
+        max_recipients: usize = Some("150"),
+            env ["MISSIVE_MAX_RECIPIENTS", "MISSIVE_SMTP_MAX_RECIPIENTS"],
+            required(bounded(1, 10_000));
+    }
+    /// The shared relay outbound mail goes through.
+    relay: RelayConfig {
+        /// smtp://[user:pass@]host:port?tls=none|starttls|tls, or capture:DIR to write each
+        /// message to DIR.
+        url: RelaySpec = Some("capture:.missive/outbox"),
+            env ["MISSIVE_RELAY_URL"], required(|s| s.parse().map_err(|e| format!("{e}")));
+        /// Extra PEM CA certificates a relay's TLS certificate may chain to.
+        ca_file: Option<PathBuf> = None, env ["MISSIVE_RELAY_CA_FILE"], optional(parse_path);
+        /// Open connections to a relay at most.
+        max_connections: usize = Some("8"),
+            env ["MISSIVE_RELAY_MAX_CONNECTIONS"], required(bounded(1, 10_000));
+        /// Seconds each step of a relay conversation may take.
+        timeout_secs: Duration = Some("60"),
+            env ["MISSIVE_RELAY_TIMEOUT_SECS"], required(seconds(1, 3600));
+        /// Our name in EHLO to relays, and in the SMTP greeting and Received headers.
+        helo_name: String = Some("localhost"), env ["MISSIVE_HELO_NAME"], required(parse_host);
+    }
+    /// The delivery worker.
+    delivery: DeliveryConfig {
+        /// Emails one worker sends at once.
+        concurrency: usize = Some("32"),
+            env ["MISSIVE_WORKER_CONCURRENCY"], required(bounded(1, 10_000));
+        /// Seconds a worker holds deliveries before others may take them.
+        lease_secs: Duration = Some("300"),
+            env ["MISSIVE_LEASE_SECS"], required(seconds(1, 86_400));
+        /// Longest idle sleep of a worker, in milliseconds (NOTIFY wakes it sooner).
+        poll_interval_ms: Duration = Some("1000"),
+            env ["MISSIVE_POLL_INTERVAL_MS"], required(millis(10, 3_600_000));
+    }
+    /// Backoff for temporary delivery failures.
+    retry: RetryConfig {
+        /// Seconds before the second attempt; each later wait doubles, with jitter.
+        base_secs: Duration = Some("60"),
+            env ["MISSIVE_RETRY_BASE_SECS"], required(seconds(0, 86_400));
+        /// Longest wait between two attempts, in seconds.
+        max_interval_secs: Duration = Some("7200"),
+            env ["MISSIVE_RETRY_MAX_INTERVAL_SECS"], required(seconds(0, 7 * 86_400));
+        /// Seconds after acceptance when a temporary failure becomes final.
+        max_age_secs: Duration = Some("259200"),
+            env ["MISSIVE_RETRY_MAX_AGE_SECS"], required(seconds(0, 30 * 86_400));
+    }
+    /// Keys; better set in the environment than in a file.
+    secrets: SecretsConfig {
+        /// Bearer key for the admin API (/v1/tenants...), 24 characters or more. Unset: the
+        /// admin API answers 403.
+        admin_key: Option<SecretString> = None,
+            env ["MISSIVE_ADMIN_KEY"], optional(parse_admin_key);
+        /// 32-byte key, base64, that encrypts stored secrets.
+        secret_key: Option<SecretBox<[u8; 32]>> = None,
+            env ["MISSIVE_SECRET_KEY"], optional(parse_secret_key);
+    }
+    /// Outbound webhooks and tenant-chosen targets.
+    webhooks: WebhooksConfig {
+        /// Allow webhook and SMTP-override targets on loopback and private ranges.
+        allow_private: bool = Some("false"),
+            env ["MISSIVE_WEBHOOK_ALLOW_PRIVATE"], required(parse_bool);
+    }
+    /// Logging.
+    log: LogConfig {
+        /// Tracing filter, e.g. info or missive=debug.
+        filter: String = Some("info"), env ["MISSIVE_LOG"], required(|s| Ok(s.to_owned()));
+        /// Log format: pretty or json.
+        format: LogFormat = Some("pretty"), env ["MISSIVE_LOG_FORMAT"], required(parse_log_format);
+    }
+    /// Stopping.
+    shutdown: ShutdownConfig {
+        /// Seconds in-flight work may take to finish after SIGTERM.
+        timeout_secs: Duration = Some("30"),
+            env ["MISSIVE_SHUTDOWN_TIMEOUT_SECS"], required(seconds(0, 3600));
+    }
+}
 
 impl Config {
     /// The file used when none is named: `config/missive.toml`, if it exists.
@@ -408,30 +397,49 @@ impl Config {
             Some(path) => read_file(path)?,
             None => BTreeMap::new(),
         };
-        let mut values: BTreeMap<&'static str, (String, Origin)> = BTreeMap::new();
-        for setting in SETTINGS {
-            let flag = sources
-                .flags
-                .get(setting.key)
-                .map(|v| (v.clone(), Origin::Flag(setting.flag)));
+        let mut values = BTreeMap::new();
+        for (i, setting) in SETTINGS.iter().enumerate() {
+            let flag = || {
+                setting.flat_keys().find_map(|key| {
+                    sources
+                        .flags
+                        .get(key.as_str())
+                        .map(|v| (v.clone(), Origin::Flag(setting.flag())))
+                })
+            };
             let env = || {
                 setting
                     .env
                     .iter()
                     .find_map(|name| (sources.env)(name).map(|v| (v, Origin::Env(name))))
             };
-            let file = || {
-                file_values.get(setting.key).map(|v| {
-                    let path = sources.file.clone().unwrap_or_default();
-                    (v.clone(), Origin::File(path))
-                })
-            };
+            let file = || file_values.get(&i).cloned();
             let default = || setting.default.map(|v| (v.to_owned(), Origin::Default));
-            if let Some(found) = flag.or_else(env).or_else(file).or_else(default) {
-                values.insert(setting.key, found);
+            if let Some(found) = flag().or_else(env).or_else(file).or_else(default) {
+                values.insert((setting.section, setting.name), found);
             }
         }
-        Parser { values }.parse()
+        for key in sources.flags.keys() {
+            if !SETTINGS.iter().any(|s| s.flat_keys().any(|k| k == *key)) {
+                return Err(ConfigError::Invalid {
+                    name: format!("--{}", key.replace('_', "-")),
+                    message: "not a setting".to_owned(),
+                });
+            }
+        }
+        let config = Self::parse_values(&Values(values))?;
+        if config.smtp.tls_cert.is_some() != config.smtp.tls_key.is_some() {
+            let present = if config.smtp.tls_cert.is_some() {
+                "MISSIVE_TLS_CERT"
+            } else {
+                "MISSIVE_TLS_KEY"
+            };
+            return Err(ConfigError::Invalid {
+                name: present.to_owned(),
+                message: "MISSIVE_TLS_CERT and MISSIVE_TLS_KEY must be set together".to_owned(),
+            });
+        }
+        Ok(config)
     }
 
     /// The database URL, or an error naming the variable to set.
@@ -439,7 +447,8 @@ impl Config {
     /// # Errors
     /// When no URL is configured.
     pub fn require_database_url(&self) -> Result<&SecretString, ConfigError> {
-        self.database_url
+        self.database
+            .url
             .as_ref()
             .ok_or(ConfigError::Missing("MISSIVE_DATABASE_URL"))
     }
@@ -457,9 +466,91 @@ impl Config {
         })
         .expect("the built-in defaults are valid")
     }
+
+    /// What every message answers to.
+    #[must_use]
+    pub fn accept_limits(&self) -> AcceptLimits {
+        AcceptLimits {
+            max_message_bytes: self.accept.max_message_bytes,
+            max_recipients: self.accept.max_recipients,
+        }
+    }
+
+    /// The SMTP listeners' session limits.
+    #[must_use]
+    pub fn smtp_limits(&self) -> SmtpLimits {
+        SmtpLimits {
+            max_connections: self.smtp.max_connections,
+            max_connections_per_ip: self.smtp.max_connections_per_ip,
+            max_errors: self.smtp.max_errors,
+            idle_timeout: self.smtp.idle_timeout_secs,
+            session_timeout: self.smtp.session_timeout_secs,
+        }
+    }
+
+    /// The delivery worker's tuning and retry schedule.
+    #[must_use]
+    pub fn worker_settings(&self) -> WorkerSettings {
+        WorkerSettings {
+            concurrency: self.delivery.concurrency,
+            lease: self.delivery.lease_secs,
+            poll_interval: self.delivery.poll_interval_ms,
+            retry: RetryPolicy {
+                base: self.retry.base_secs,
+                max_interval: self.retry.max_interval_secs,
+                max_age: self.retry.max_age_secs,
+            },
+        }
+    }
+
+    /// How transports to relays behave.
+    #[must_use]
+    pub fn transport_settings(&self) -> TransportSettings {
+        TransportSettings {
+            ca_file: self.relay.ca_file.clone(),
+            helo_name: self.relay.helo_name.clone(),
+            max_connections: self.relay.max_connections,
+            timeout: self.relay.timeout_secs,
+        }
+    }
 }
 
-fn read_file(path: &Path) -> Result<BTreeMap<String, String>, ConfigError> {
+/// The shipped `config/missive.toml`: every setting under its section, with its doc, its
+/// environment variables and its default, commented out.
+#[must_use]
+pub fn example_file() -> String {
+    let mut out = String::from(
+        "# Missive configuration file, generated from the settings Missive declares. Every key is\n\
+         # optional; the values shown are the built-in defaults. Precedence: built-in defaults <\n\
+         # this file < MISSIVE_* environment variables < command-line flags. The flat keys of\n\
+         # earlier versions (`http_addr`, the variable's name without MISSIVE_) still work.\n\
+         # Secrets (a database URL with a password, admin_key, secret_key) are better set in the\n\
+         # environment.\n",
+    );
+    let mut section = "";
+    for setting in SETTINGS {
+        if setting.section != section {
+            section = setting.section;
+            let _ = write!(out, "\n[{section}]\n");
+        } else {
+            out.push('\n');
+        }
+        for line in setting.doc.lines() {
+            let _ = writeln!(out, "#{line}");
+        }
+        let _ = writeln!(out, "# Environment: {}.", setting.env.join(", "));
+        let value = match setting.default {
+            None => "(unset)".to_owned(),
+            Some(v) if v.parse::<u64>().is_ok() || v == "true" || v == "false" => v.to_owned(),
+            Some(v) => format!("{v:?}"),
+        };
+        let _ = writeln!(out, "# {} = {value}", setting.name);
+    }
+    out
+}
+
+/// The file's values by index into [`SETTINGS`], with the key as written.
+fn read_file(path: &Path) -> Result<BTreeMap<usize, (String, Origin)>, ConfigError> {
     let text = std::fs::read_to_string(path).map_err(|source| ConfigError::ReadFile {
         path: path.to_owned(),
         source,
@@ -470,14 +561,35 @@ fn read_file(path: &Path) -> Result<BTreeMap<String, String>, ConfigError> {
                 path: path.to_owned(),
                 message: e.message().to_owned(),
             })?;
-    let mut out = BTreeMap::new();
+    let unknown = |key: String| ConfigError::UnknownKey {
+        path: path.to_owned(),
+        key,
+    };
+    let mut entries = Vec::new();
     for (key, value) in table {
-        if !SETTINGS.iter().any(|s| s.key == key) {
-            return Err(ConfigError::UnknownKey {
-                path: path.to_owned(),
-                key,
-            });
+        match value {
+            toml::Value::Table(inner) if SETTINGS.iter().any(|s| s.section == key) => {
+                for (name, value) in inner {
+                    let written = format!("{key}.{name}");
+                    let index = SETTINGS
+                        .iter()
+                        .position(|s| s.section == key && s.name == name)
+                        .ok_or_else(|| unknown(written.clone()))?;
+                    entries.push((index, written, value));
+                }
+            }
+            value => {
+                let index = SETTINGS
+                    .iter()
+                    .position(|s| s.flat_keys().any(|k| k == key))
+                    .ok_or_else(|| unknown(key.clone()))?;
+                entries.push((index, key, value));
+            }
         }
+    }
+    let mut out = BTreeMap::new();
+    for (index, written, value) in entries {
+        let name = format!("{written} in {}", path.display());
         let text = match value {
             toml::Value::String(s) => s,
             toml::Value::Integer(i) => i.to_string(),
@@ -485,7 +597,7 @@ fn read_file(path: &Path) -> Result<BTreeMap<String, String>, ConfigError> {
             toml::Value::Float(f) => f.to_string(),
             other => {
                 return Err(ConfigError::Invalid {
-                    name: format!("{key} in {}", path.display()),
+                    name,
                     message: format!(
                         "expected a string, number or boolean, found {}",
                         other.type_str()
@@ -493,143 +605,15 @@ fn read_file(path: &Path) -> Result<BTreeMap<String, String>, ConfigError> {
                 });
             }
         };
-        out.insert(key, text);
-    }
-    Ok(out)
-}
-
-struct Parser {
-    values: BTreeMap<&'static str, (String, Origin)>,
-}
-
-impl Parser {
-    fn name(key: &str, origin: &Origin) -> String {
-        match origin {
-            Origin::File(path) => format!("{key} in {}", path.display()),
-            Origin::Default => key.to_owned(),
-            Origin::Env(_) | Origin::Flag(_) => origin.to_string(),
-        }
-    }
-
-    fn get<T>(
-        &self,
-        key: &'static str,
-        parse: impl FnOnce(&str) -> Result<T, String>,
-    ) -> Result<Option<T>, ConfigError> {
-        match self.values.get(key) {
-            None => Ok(None),
-            Some((raw, origin)) => parse(raw)
-                .map(Some)
-                .map_err(|message| ConfigError::Invalid {
-                    name: Self::name(key, origin),
-                    message,
-                }),
-        }
-    }
-
-    fn required<T>(
-        &self,
-        key: &'static str,
-        parse: impl FnOnce(&str) -> Result<T, String>,
-    ) -> Result<T, ConfigError> {
-        self.get(key, parse)?.ok_or(ConfigError::Missing(key))
-    }
-
-    fn parse(self) -> Result<Config, ConfigError> {
-        let config = Config {
-            database_url: self.get("database_url", parse_database_url)?,
-            admin_key: self.get("admin_key", parse_admin_key)?,
-            http_addr: self.required("http_addr", parse_addr)?,
-            smtp_addr: self.required("smtp_addr", parse_addr)?,
-            smtps_addr: self.required("smtps_addr", parse_addr)?,
-            tls_cert: self.get("tls_cert", parse_path)?,
-            tls_key: self.get("tls_key", parse_path)?,
-            relay: self.required("relay_url", parse_relay_url)?,
-            secret_key: self.get("secret_key", parse_secret_key)?,
-            webhook_allow_private: self.required("webhook_allow_private", parse_bool)?,
-            log: self.required("log", |s| Ok(s.to_owned()))?,
-            log_format: self.required("log_format", |s| match s {
-                "pretty" => Ok(LogFormat::Pretty),
-                "json" => Ok(LogFormat::Json),
-                other => Err(format!("expected `pretty` or `json`, got `{other}`")),
-            })?,
-            db_max_connections: self
-                .required("db_max_connections", |s| parse_bounded(s, 1, 1000))?,
-            max_request_bytes: self
-                .required("max_request_bytes", |s| parse_bounded(s, 1024, 1 << 30))?,
-            max_message_bytes: self
-                .required("max_message_bytes", |s| parse_bounded(s, 1024, 1 << 30))?,
-            shutdown_timeout: self
-                .required("shutdown_timeout_secs", |s| parse_bounded(s, 0, 3600))
-                .map(Duration::from_secs)?,
-            helo_name: self.required("helo_name", |s| {
-                missive_core::Domain::parse(s)
-                    .map(|d| d.as_str().to_owned())
-                    .or_else(|_| {
-                        if s == "localhost" {
-                            Ok(s.to_owned())
-                        } else {
-                            Err(format!("`{s}` is not a host name"))
-                        }
-                    })
-            })?,
-            relay_ca_file: self.get("relay_ca_file", parse_path)?,
-            relay_max_connections: self
-                .required("relay_max_connections", |s| parse_bounded(s, 1, 10_000))?,
-            relay_timeout: self
-                .required("relay_timeout_secs", |s| parse_bounded(s, 1, 3600))
-                .map(Duration::from_secs)?,
-            worker_concurrency: self
-                .required("worker_concurrency", |s| parse_bounded(s, 1, 10_000))?,
-            lease_duration: self
-                .required("lease_secs", |s| parse_bounded(s, 1, 86_400))
-                .map(Duration::from_secs)?,
-            poll_interval: self
-                .required("poll_interval_ms", |s| parse_bounded(s, 10, 3_600_000))
-                .map(Duration::from_millis)?,
-            retry: missive_core::retry::RetryPolicy {
-                base: self
-                    .required("retry_base_secs", |s| parse_bounded(s, 0, 86_400))
-                    .map(Duration::from_secs)?,
-                max_interval: self
-                    .required("retry_max_interval_secs", |s| {
-                        parse_bounded(s, 0, 7 * 86_400)
-                    })
-                    .map(Duration::from_secs)?,
-                max_age: self
-                    .required("retry_max_age_secs", |s| parse_bounded(s, 0, 30 * 86_400))
-                    .map(Duration::from_secs)?,
-            },
-            smtp: SmtpLimits {
-                max_recipients: self
-                    .required("smtp_max_recipients", |s| parse_bounded(s, 1, 10_000))?,
-                max_connections: self
-                    .required("smtp_max_connections", |s| parse_bounded(s, 1, 100_000))?,
-                max_connections_per_ip: self.required("smtp_max_connections_per_ip", |s| {
-                    parse_bounded(s, 1, 100_000)
-                })?,
-                max_errors: self.required("smtp_max_errors", |s| parse_bounded(s, 1, 1000))?,
-                idle_timeout: self
-                    .required("smtp_idle_timeout_secs", |s| parse_bounded(s, 1, 86_400))
-                    .map(Duration::from_secs)?,
-                session_timeout: self
-                    .required("smtp_session_timeout_secs", |s| parse_bounded(s, 1, 86_400))
-                    .map(Duration::from_secs)?,
-            },
-        };
-        if config.tls_cert.is_some() != config.tls_key.is_some() {
-            let present = if config.tls_cert.is_some() {
-                "MISSIVE_TLS_CERT"
-            } else {
-                "MISSIVE_TLS_KEY"
-            };
+        let origin = Origin::File(path.to_owned(), written);
+        if let Some((_, Origin::File(_, first))) = out.insert(index, (text, origin)) {
             return Err(ConfigError::Invalid {
-                name: present.to_owned(),
-                message: "MISSIVE_TLS_CERT and MISSIVE_TLS_KEY must be set together".to_owned(),
+                name,
+                message: format!("set twice in the file (also as `{first}`)"),
             });
         }
-        Ok(config)
     }
+    Ok(out)
 }
 
 fn parse_addr(s: &str) -> Result<SocketAddr, String> {
@@ -649,16 +633,40 @@ fn parse_bool(s: &str) -> Result<bool, String> {
     }
 }
 
-fn parse_bounded<T>(s: &str, min: u64, max: u64) -> Result<T, String>
-where
-    T: TryFrom<u64>,
-{
-    s.trim()
-        .parse::<u64>()
-        .ok()
-        .filter(|n| (min..=max).contains(n))
-        .and_then(|n| T::try_from(n).ok())
-        .ok_or_else(|| format!("`{s}` is not a whole number from {min} to {max}"))
+fn parse_log_format(s: &str) -> Result<LogFormat, String> {
+    match s {
+        "pretty" => Ok(LogFormat::Pretty),
+        "json" => Ok(LogFormat::Json),
+        other => Err(format!("expected `pretty` or `json`, got `{other}`")),
+    }
+}
+
+fn parse_host(s: &str) -> Result<String, String> {
+    if s == "localhost" {
+        return Ok(s.to_owned());
+    }
+    missive_core::Domain::parse(s)
+        .map(|d| d.as_str().to_owned())
+        .map_err(|_| format!("`{s}` is not a host name"))
+}
+
+fn bounded<T: TryFrom<u64>>(min: u64, max: u64) -> impl Fn(&str) -> Result<T, String> {
+    move |s| {
+        s.trim()
+            .parse::<u64>()
+            .ok()
+            .filter(|n| (min..=max).contains(n))
+            .and_then(|n| T::try_from(n).ok())
+            .ok_or_else(|| format!("`{s}` is not a whole number from {min} to {max}"))
+    }
+}
+
+fn seconds(min: u64, max: u64) -> impl Fn(&str) -> Result<Duration, String> {
+    move |s| bounded(min, max)(s).map(Duration::from_secs)
+}
+
+fn millis(min: u64, max: u64) -> impl Fn(&str) -> Result<Duration, String> {
+    move |s| bounded(min, max)(s).map(Duration::from_millis)
 }
 
 fn parse_database_url(s: &str) -> Result<SecretString, String> {
@@ -690,106 +698,10 @@ fn parse_secret_key(s: &str) -> Result<SecretBox<[u8; 32]>, String> {
     Ok(SecretBox::new(Box::new(key)))
 }
 
-/// Parses `capture:DIR` or `smtp://[user:pass@]host[:port][?tls=none|starttls|tls]`.
-///
-/// # Errors
-/// A message saying what is wrong, never echoing the password.
-pub fn parse_relay_url(s: &str) -> Result<RelayUrl, String> {
-    if let Some(dir) = s.strip_prefix("capture:") {
-        if dir.is_empty() {
-            return Err("capture: needs a directory, e.g. capture:.missive/outbox".to_owned());
-        }
-        return Ok(RelayUrl::Capture(PathBuf::from(dir)));
-    }
-    let rest = s
-        .strip_prefix("smtp://")
-        .ok_or("must be smtp://[user:pass@]host:port?tls=none|starttls|tls or capture:DIR")?;
-    let (authority, query) = rest.split_once('?').unwrap_or((rest, ""));
-    let authority = authority.trim_end_matches('/');
-    let (credentials, host_port) = match authority.rsplit_once('@') {
-        Some((userinfo, host_port)) => {
-            let (user, pass) = userinfo
-                .split_once(':')
-                .ok_or("credentials must be user:password")?;
-            let user = percent_decode(user).ok_or("user name is not valid percent-encoding")?;
-            let pass = percent_decode(pass).ok_or("password is not valid percent-encoding")?;
-            (Some((user, SecretString::from(pass))), host_port)
-        }
-        None => (None, authority),
-    };
-    let (host, port) = split_host_port(host_port)?;
-    let mut tls = None;
-    for pair in query.split('&').filter(|p| !p.is_empty()) {
-        match pair.split_once('=') {
-            Some(("tls", "none")) => tls = Some(RelayTls::None),
-            Some(("tls", "starttls")) => tls = Some(RelayTls::StartTls),
-            Some(("tls", "tls")) => tls = Some(RelayTls::Tls),
-            Some(("tls", other)) => {
-                return Err(format!("tls must be none, starttls or tls, not `{other}`"));
-            }
-            _ => return Err(format!("unknown relay option `{pair}`")),
-        }
-    }
-    let tls = tls.unwrap_or(if port == Some(465) {
-        RelayTls::Tls
-    } else {
-        RelayTls::StartTls
-    });
-    let port = port.unwrap_or(match tls {
-        RelayTls::Tls => 465,
-        RelayTls::None | RelayTls::StartTls => 587,
-    });
-    Ok(RelayUrl::Smtp(SmtpRelay {
-        host,
-        port,
-        tls,
-        credentials,
-    }))
-}
-
-fn split_host_port(s: &str) -> Result<(String, Option<u16>), String> {
-    let (host, port) = if let Some(rest) = s.strip_prefix('[') {
-        let (host, after) = rest.split_once(']').ok_or("unclosed [ in IPv6 host")?;
-        (host, after.strip_prefix(':'))
-    } else {
-        match s.rsplit_once(':') {
-            Some((host, port)) => (host, Some(port)),
-            None => (s, None),
-        }
-    };
-    if host.is_empty() || host.contains(['/', ' ', '@']) {
-        return Err("the relay URL needs a host".to_owned());
-    }
-    let port = port
-        .map(|p| {
-            p.parse::<u16>()
-                .ok()
-                .filter(|p| *p != 0)
-                .ok_or(format!("`{p}` is not a port"))
-        })
-        .transpose()?;
-    Ok((host.to_owned(), port))
-}
-
-fn percent_decode(s: &str) -> Option<String> {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).ok()
-}
-
 #[cfg(test)]
 mod tests {
+    use secrecy::ExposeSecret;
+
     use super::*;
 
     fn load(
@@ -816,24 +728,52 @@ mod tests {
         path
     }
 
+    fn workspace_file(name: &str) -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../..")
+            .join(name)
+    }
+
     #[test]
     fn defaults_match_the_contract() {
         let config = load(None, &[], &[]).unwrap();
-        assert_eq!(config.http_addr.to_string(), "127.0.0.1:8025");
-        assert_eq!(config.smtp_addr.to_string(), "127.0.0.1:2587");
-        assert_eq!(config.smtps_addr.to_string(), "127.0.0.1:2465");
-        assert_eq!(config.relay, RelayUrl::Capture(".missive/outbox".into()));
-        assert!(!config.webhook_allow_private);
-        assert_eq!(config.log, "info");
-        assert_eq!(config.log_format, LogFormat::Pretty);
-        assert!(config.admin_key.is_none());
-        assert_eq!(config.max_message_bytes, 10 * 1024 * 1024);
+        assert_eq!(config.http.addr.to_string(), "127.0.0.1:8025");
+        assert_eq!(config.smtp.addr.to_string(), "127.0.0.1:2587");
+        assert_eq!(config.smtp.smtps_addr.to_string(), "127.0.0.1:2465");
+        assert_eq!(
+            config.relay.url,
+            RelaySpec::Capture(".missive/outbox".into())
+        );
+        assert!(!config.webhooks.allow_private);
+        assert_eq!(config.log.filter, "info");
+        assert_eq!(config.log.format, LogFormat::Pretty);
+        assert!(config.secrets.admin_key.is_none());
+        assert_eq!(config.accept.max_message_bytes, 10 * 1024 * 1024);
+        assert_eq!(config.accept.max_recipients, 150);
+        assert_eq!(config.worker_settings().retry, RetryPolicy::default());
+    }
+
+    #[test]
+    fn every_setting_has_a_unique_name_env_flag_and_a_doc() {
+        let mut seen = std::collections::BTreeSet::new();
+        for setting in SETTINGS {
+            assert!(seen.insert(setting.file_key()), "{}", setting.file_key());
+            assert!(seen.insert(setting.flag()), "{}", setting.flag());
+            for env in setting.env {
+                assert!(seen.insert((*env).to_owned()), "{env} declared twice");
+            }
+            assert!(
+                !setting.doc.trim().is_empty(),
+                "{} has no doc",
+                setting.file_key()
+            );
+        }
     }
 
     #[test]
     fn file_then_env_then_flag_each_win_over_the_last() {
         let file = temp_file(
-            "http_addr = \"127.0.0.1:1001\"\nsmtp_addr = \"127.0.0.1:1002\"\nsmtps_addr = \"127.0.0.1:1003\"\n",
+            "[http]\naddr = \"127.0.0.1:1001\"\n[smtp]\naddr = \"127.0.0.1:1002\"\nsmtps_addr = \"127.0.0.1:1003\"\n",
         );
         let config = load(
             Some(file.clone()),
@@ -844,17 +784,46 @@ mod tests {
             &[("smtps_addr", "127.0.0.1:3003")],
         )
         .unwrap();
-        assert_eq!(config.http_addr.port(), 1001);
-        assert_eq!(config.smtp_addr.port(), 2002);
-        assert_eq!(config.smtps_addr.port(), 3003);
+        assert_eq!(config.http.addr.port(), 1001);
+        assert_eq!(config.smtp.addr.port(), 2002);
+        assert_eq!(config.smtp.smtps_addr.port(), 3003);
         std::fs::remove_file(file).unwrap();
+    }
+
+    #[test]
+    fn the_files_flat_keys_still_work_but_not_beside_their_section_key() {
+        let file = temp_file("http_addr = \"127.0.0.1:1001\"\nsmtp_max_recipients = 7\n");
+        let config = load(Some(file.clone()), &[], &[]).unwrap();
+        assert_eq!(config.http.addr.port(), 1001);
+        assert_eq!(config.accept.max_recipients, 7);
+        std::fs::remove_file(file).unwrap();
+        let file = temp_file("http_addr = \"127.0.0.1:1001\"\n[http]\naddr = \"127.0.0.1:1002\"\n");
+        let err = load(Some(file.clone()), &[], &[]).unwrap_err().to_string();
+        assert!(err.contains("set twice"), "{err}");
+        std::fs::remove_file(file).unwrap();
+    }
+
+    #[test]
+    fn older_names_are_aliases() {
+        let config = load(None, &[("MISSIVE_SMTP_MAX_RECIPIENTS", "12")], &[]).unwrap();
+        assert_eq!(config.accept.max_recipients, 12);
+        let config = load(
+            None,
+            &[
+                ("MISSIVE_SMTP_MAX_RECIPIENTS", "12"),
+                ("MISSIVE_MAX_RECIPIENTS", "13"),
+            ],
+            &[],
+        )
+        .unwrap();
+        assert_eq!(config.accept.max_recipients, 13);
     }
 
     #[test]
     fn database_url_falls_back_to_the_conventional_name() {
         let config = load(None, &[("DATABASE_URL", "postgres://a@localhost/b")], &[]).unwrap();
         assert_eq!(
-            config.database_url.unwrap().expose_secret(),
+            config.database.url.unwrap().expose_secret(),
             "postgres://a@localhost/b"
         );
         let config = load(
@@ -867,7 +836,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(
-            config.database_url.unwrap().expose_secret(),
+            config.database.url.unwrap().expose_secret(),
             "postgres://c@localhost/d"
         );
     }
@@ -886,10 +855,19 @@ mod tests {
         let err = load(Some(file.clone()), &[], &[]).unwrap_err().to_string();
         assert!(err.starts_with("log_format in "), "{err}");
         std::fs::remove_file(file).unwrap();
-        let file = temp_file("htp_addr = \"127.0.0.1:1\"\n");
+        let file = temp_file("[log]\nformat = \"xml\"\n");
         let err = load(Some(file.clone()), &[], &[]).unwrap_err().to_string();
-        assert!(err.contains("unknown setting `htp_addr`"), "{err}");
+        assert!(err.starts_with("log.format in "), "{err}");
         std::fs::remove_file(file).unwrap();
+        for bad in [
+            "htp_addr = \"127.0.0.1:1\"\n",
+            "[http]\nadr = \"127.0.0.1:1\"\n",
+        ] {
+            let file = temp_file(bad);
+            let err = load(Some(file.clone()), &[], &[]).unwrap_err().to_string();
+            assert!(err.contains("unknown setting"), "{err}");
+            std::fs::remove_file(file).unwrap();
+        }
         for (name, value) in [
             ("MISSIVE_WEBHOOK_ALLOW_PRIVATE", "maybe"),
             ("MISSIVE_RELAY_URL", "http://x"),
@@ -899,6 +877,8 @@ mod tests {
             ("MISSIVE_LOG_FORMAT", "xml"),
             ("MISSIVE_DB_MAX_CONNECTIONS", "0"),
             ("MISSIVE_TLS_CERT", "cert.pem"),
+            ("MISSIVE_MAX_RECIPIENTS", "0"),
+            ("MISSIVE_POLL_INTERVAL_MS", "1"),
         ] {
             let err = load(None, &[(name, value)], &[]).unwrap_err().to_string();
             assert!(err.starts_with(&format!("{name}:")), "{name}: {err}");
@@ -936,35 +916,33 @@ mod tests {
     }
 
     #[test]
-    fn relay_urls_parse() {
-        let relay = parse_relay_url("smtp://user%40x:p%3Ass@relay.test:2525?tls=none").unwrap();
-        let RelayUrl::Smtp(smtp) = relay else {
-            panic!("expected smtp")
-        };
-        assert_eq!(
-            (smtp.host.as_str(), smtp.port, smtp.tls),
-            ("relay.test", 2525, RelayTls::None)
+    fn the_shipped_config_file_is_generated_from_the_declarations() {
+        let path = workspace_file("config/missive.toml");
+        let generated = example_file();
+        if std::env::var_os("MISSIVE_WRITE_CONFIG_EXAMPLE").is_some() {
+            std::fs::write(&path, &generated).unwrap();
+        }
+        let shipped = std::fs::read_to_string(&path).unwrap();
+        assert!(
+            shipped == generated,
+            "config/missive.toml differs from the declared settings; rewrite it with \
+             MISSIVE_WRITE_CONFIG_EXAMPLE=1 cargo test -p missive --lib config"
         );
-        let (user, pass) = smtp.credentials.unwrap();
-        assert_eq!((user.as_str(), pass.expose_secret()), ("user@x", "p:ss"));
-        let RelayUrl::Smtp(smtp) = parse_relay_url("smtp://relay.test").unwrap() else {
-            panic!()
-        };
-        assert_eq!((smtp.port, smtp.tls), (587, RelayTls::StartTls));
-        let RelayUrl::Smtp(smtp) = parse_relay_url("smtp://[::1]:465").unwrap() else {
-            panic!()
-        };
-        assert_eq!((smtp.host.as_str(), smtp.tls), ("::1", RelayTls::Tls));
-        for bad in [
-            "smtp://",
-            "smtp://h:0",
-            "smtp://h:x",
-            "smtp://h?tls=ssl",
-            "smtp://u@h",
-            "capture:",
-            "ftp://h",
-        ] {
-            assert!(parse_relay_url(bad).is_err(), "{bad} accepted");
+        // And it loads: every key in it is commented out, so it holds the defaults.
+        let config = load(Some(path), &[], &[]).unwrap();
+        assert_eq!(config.http.addr.to_string(), "127.0.0.1:8025");
+    }
+
+    #[test]
+    fn the_readme_lists_every_environment_variable() {
+        let readme = std::fs::read_to_string(workspace_file("README.md")).unwrap();
+        for setting in SETTINGS {
+            for env in setting.env {
+                assert!(
+                    readme.contains(&format!("`{env}`")),
+                    "README.md does not list {env}"
+                );
+            }
         }
     }
 }

@@ -6,11 +6,12 @@
 //! Unknown, revoked and expired keys and disabled tenants are refused with distinct reasons (the
 //! edges decide how much of the reason to tell).
 
-use missive_core::{ApiKeyHash, ApiKeyId, Scopes, TenantId, TenantStatus, parse_api_key};
+use missive_core::{
+    ApiKeyHash, ApiKeyId, Scopes, SendingPolicy, TenantId, TenantStatus, parse_api_key,
+};
 use missive_store::{Store, StoreError};
 use time::{Duration, OffsetDateTime};
 
-use crate::ingest::SendingSettings;
 use crate::key_cache::KeyCache;
 
 /// How stale `last_used_at` may get before a use refreshes it.
@@ -23,7 +24,7 @@ pub struct Authenticated {
     pub key_id: ApiKeyId,
     pub scopes: Scopes,
     /// The tenant's sending settings, loaded with the key.
-    pub sending: SendingSettings,
+    pub sending: SendingPolicy,
 }
 
 /// Why a key was refused.
@@ -108,10 +109,6 @@ pub async fn authenticate(
         tenant_id: key.tenant_id,
         key_id: key.id,
         scopes: key.scopes.0,
-        sending: SendingSettings {
-            default_from: key.default_from,
-            reply_to: key.reply_to,
-            allowed_sender_domains: key.allowed_sender_domains,
-        },
+        sending: key.sending.0,
     })
 }

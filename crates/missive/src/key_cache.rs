@@ -17,14 +17,11 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use missive_core::ApiKeyHash;
+use missive_store::listen::{Channel, ListenEvent, listen};
 use missive_store::{KeyForAuth, Store, StoreError, TrustedSender};
 use time::OffsetDateTime;
 use tokio_util::sync::CancellationToken;
 
-use crate::listen::{ListenEvent, listen};
-
-/// The channel the key, tenant and trusted-network triggers NOTIFY on.
-const CHANNEL: &str = "missive_api_keys";
 /// The longest an entry is trusted, as a backstop to notifications.
 const MAX_AGE: Duration = Duration::from_secs(30);
 /// Entries kept at most; a full cache starts afresh.
@@ -82,7 +79,7 @@ impl KeyCache {
     /// Follows key and tenant changes until `shutdown`.
     pub async fn listen(self, shutdown: CancellationToken) {
         let inner = self.inner.clone();
-        listen(self.store, CHANNEL, shutdown, move |event| {
+        listen(self.store, Channel::Accounts, shutdown, move |event| {
             inner
                 .live
                 .store(event != ListenEvent::Disconnected, Ordering::SeqCst);

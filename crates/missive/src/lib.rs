@@ -11,7 +11,6 @@ pub mod credentials;
 pub mod delivery;
 pub mod ingest;
 pub mod key_cache;
-pub mod listen;
 pub mod smtp;
 pub mod startup;
 pub mod state;

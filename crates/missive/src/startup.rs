@@ -1,7 +1,9 @@
 //! Building and running the application: connects the store, binds listeners (port 0 works, and
-//! the bound address is exposed, so tests run many apps side by side), and runs until a shared
-//! cancellation token fires.
+//! the bound address is exposed, so tests run many apps side by side), and runs its tasks under a
+//! [`Supervisor`] until a shared cancellation token fires or one of them stops on its own.
 
+use std::collections::HashMap;
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,10 +12,12 @@ use axum::Router;
 use missive_store::{EmailWriter, PoolSettings, Store, StoreError, WriterSettings};
 use secrecy::ExposeSecret;
 use tokio::net::TcpListener;
+use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, ConfigError};
-use crate::delivery::{DeliveryWorker, Transport, WorkerSettings};
+use crate::delivery::{DeliveryWorker, Routes};
+use crate::ingest::Ingest;
 use crate::key_cache::KeyCache;
 use crate::smtp::{self, SmtpContext, SmtpServer};
 use crate::state::{AdminKey, AppState};
@@ -40,6 +44,95 @@ pub enum StartupError {
     },
 }
 
+/// A task that stopped while it should still have been running.
+#[derive(Debug, thiserror::Error)]
+#[error("the {task} stopped unexpectedly: {detail}")]
+pub struct TaskEnded {
+    pub task: &'static str,
+    pub detail: String,
+}
+
+/// Tasks that must all run until shutdown. When one ends before shutdown was asked for (it
+/// returned, failed or panicked), the others are asked to stop and [`Supervisor::run`] reports
+/// it, so the process exits non-zero naming the task instead of limping on without it.
+#[derive(Debug)]
+pub struct Supervisor {
+    tasks: JoinSet<Result<(), String>>,
+    names: HashMap<tokio::task::Id, &'static str>,
+    shutdown: CancellationToken,
+}
+
+impl Supervisor {
+    /// Tasks stopped by `shutdown`.
+    #[must_use]
+    pub fn new(shutdown: CancellationToken) -> Self {
+        Self {
+            tasks: JoinSet::new(),
+            names: HashMap::new(),
+            shutdown,
+        }
+    }
+
+    /// Runs `task` under `name`; it should return only once shutdown has begun.
+    pub fn spawn(
+        &mut self,
+        name: &'static str,
+        task: impl Future<Output = Result<(), String>> + Send + 'static,
+    ) {
+        let handle = self.tasks.spawn(task);
+        self.names.insert(handle.id(), name);
+    }
+
+    /// Waits until every task has ended. After shutdown begins (the token fires, or a task ended
+    /// early), tasks get `grace` to finish; then they are aborted.
+    ///
+    /// # Errors
+    /// The first task that ended before shutdown.
+    pub async fn run(mut self, grace: Duration) -> Result<(), TaskEnded> {
+        let mut failure = None;
+        let mut deadline = None;
+        loop {
+            tokio::select! {
+                joined = self.tasks.join_next_with_id() => {
+                    let Some(joined) = joined else { break };
+                    let (id, outcome) = match joined {
+                        Ok((id, Ok(()))) => (id, None),
+                        Ok((id, Err(error))) => (id, Some(error)),
+                        Err(error) if error.is_panic() => (error.id(), Some("it panicked".to_owned())),
+                        Err(error) => (error.id(), Some(error.to_string())),
+                    };
+                    let task = self.names.get(&id).copied().unwrap_or("unnamed task");
+                    if self.shutdown.is_cancelled() {
+                        if let Some(detail) = outcome {
+                            tracing::error!(task, %detail, "a task failed while stopping");
+                        }
+                        continue;
+                    }
+                    let detail = outcome.unwrap_or_else(|| "it returned".to_owned());
+                    tracing::error!(task, %detail, "a task stopped unexpectedly; shutting down");
+                    failure.get_or_insert(TaskEnded { task, detail });
+                    self.shutdown.cancel();
+                }
+                () = self.shutdown.cancelled(), if deadline.is_none() => {
+                    deadline = Some(tokio::time::Instant::now() + grace);
+                }
+                () = async {
+                    match deadline {
+                        Some(at) => tokio::time::sleep_until(at).await,
+                        None => std::future::pending().await,
+                    }
+                } => {
+                    tracing::warn!(timeout = ?grace, tasks = self.tasks.len(), "work still running at the shutdown deadline; stopping it");
+                    self.tasks.abort_all();
+                    while self.tasks.join_next().await.is_some() {}
+                    break;
+                }
+            }
+        }
+        failure.map_or(Ok(()), Err)
+    }
+}
+
 /// Opens the pool described by the configuration.
 ///
 /// # Errors
@@ -47,7 +140,7 @@ pub enum StartupError {
 pub async fn connect_store(config: &Config) -> Result<Store, StartupError> {
     let url = config.require_database_url()?;
     let settings = PoolSettings {
-        max_connections: config.db_max_connections,
+        max_connections: config.database.max_connections,
         ..PoolSettings::default()
     };
     Ok(Store::connect(url.expose_secret(), settings).await?)
@@ -121,33 +214,42 @@ impl Application {
         roles: Roles,
     ) -> Result<Self, StartupError> {
         let shared = (roles.api || roles.smtp).then(|| {
+            let writer = EmailWriter::start(store.clone(), WriterSettings::default());
             (
                 KeyCache::new(store.clone()),
-                EmailWriter::start(store.clone(), WriterSettings::default()),
+                Ingest::new(writer, config.accept_limits()),
             )
         });
         let http = match (&shared, roles.api) {
-            (Some((keys, writer)), true) => {
-                let (listener, addr) = bind(config.http_addr).await?;
+            (Some((keys, ingest)), true) => {
+                let (listener, addr) = bind(config.http.addr).await?;
                 let state = AppState {
                     keys: keys.clone(),
                     store: store.clone(),
-                    writer: writer.clone(),
+                    ingest: ingest.clone(),
                     admin_key: config
+                        .secrets
                         .admin_key
                         .as_ref()
                         .map(|k| Arc::new(AdminKey::new(k))),
                     metrics: telemetry::metrics_handle(),
-                    max_message_bytes: config.max_message_bytes,
                 };
-                Some((listener, addr, api::router(state, config.max_request_bytes)))
+                Some((
+                    listener,
+                    addr,
+                    api::router(state, config.http.max_request_bytes),
+                ))
             }
             _ => None,
         };
         let smtp = match (&shared, roles.smtp) {
-            (Some((keys, writer)), true) => {
-                let files = config.tls_cert.as_deref().zip(config.tls_key.as_deref());
-                let (tls, fingerprint) = smtp::tls::acceptor(files, &config.helo_name)?;
+            (Some((keys, ingest)), true) => {
+                let files = config
+                    .smtp
+                    .tls_cert
+                    .as_deref()
+                    .zip(config.smtp.tls_key.as_deref());
+                let (tls, fingerprint) = smtp::tls::acceptor(files, &config.relay.helo_name)?;
                 if files.is_none() {
                     tracing::info!(
                         sha256 = %fingerprint,
@@ -156,19 +258,18 @@ impl Application {
                 }
                 let ctx = Arc::new(SmtpContext {
                     store: store.clone(),
-                    writer: writer.clone(),
+                    ingest: ingest.clone(),
                     keys: keys.clone(),
-                    hostname: config.helo_name.clone(),
-                    limits: config.smtp.clone(),
-                    max_message_bytes: config.max_message_bytes,
+                    hostname: config.relay.helo_name.clone(),
+                    limits: config.smtp_limits(),
                     tls,
                     shutdown: CancellationToken::new(),
                     force_stop: CancellationToken::new(),
                 });
                 Some(SmtpServer::new(
                     ctx,
-                    bind(config.smtp_addr).await?,
-                    bind(config.smtps_addr).await?,
+                    bind(config.smtp.addr).await?,
+                    bind(config.smtp.smtps_addr).await?,
                 ))
             }
             _ => None,
@@ -178,8 +279,11 @@ impl Application {
             // for why that cannot lose an accepted message.
             Some(DeliveryWorker::new(
                 store.for_worker(WORKER_DB_CONNECTIONS),
-                Arc::new(Transport::from_config(config)?),
-                WorkerSettings::from_config(config),
+                Arc::new(Routes::new(
+                    &config.relay.url,
+                    &config.transport_settings(),
+                )?),
+                config.worker_settings(),
             ))
         } else {
             None
@@ -190,7 +294,7 @@ impl Application {
             keys: shared.map(|(keys, _)| keys),
             worker,
             store,
-            shutdown_timeout: config.shutdown_timeout,
+            shutdown_timeout: config.shutdown.timeout_secs,
         })
     }
 
@@ -219,52 +323,54 @@ impl Application {
     }
 
     /// Serves until `shutdown` fires, then lets in-flight requests and sends finish for up to
-    /// the configured timeout before closing the pool.
+    /// the configured timeout before closing the pool. A listener or worker that stops on its own
+    /// stops the others too.
     ///
     /// # Errors
-    /// The listener failed.
-    pub async fn run_until_stopped(self, shutdown: CancellationToken) -> std::io::Result<()> {
+    /// A task stopped before `shutdown` fired; the error names it.
+    pub async fn run_until_stopped(self, shutdown: CancellationToken) -> Result<(), TaskEnded> {
+        let mut tasks = Supervisor::new(shutdown.clone());
         if let Some(keys) = self.keys {
-            tokio::spawn(keys.listen(shutdown.clone()));
+            let stop = shutdown.clone();
+            tasks.spawn("API key cache listener", async move {
+                keys.listen(stop).await;
+                Ok(())
+            });
         }
-        let smtp = async {
-            if let Some(server) = self.smtp {
-                let ctx = server.context();
-                let stop = shutdown.clone();
-                tokio::spawn(async move {
+        if let Some(server) = self.smtp {
+            let ctx = server.context();
+            let stop = shutdown.clone();
+            let grace = self.shutdown_timeout;
+            tasks.spawn("SMTP listeners", async move {
+                // The listeners' own token: fired by the process's, or by a sibling's failure.
+                let watch = tokio::spawn(async move {
                     stop.cancelled().await;
                     ctx.shutdown.cancel();
                 });
-                server.run(self.shutdown_timeout).await;
-            }
-        };
-        let http = async {
-            let Some((listener, addr, router)) = self.http else {
-                return Ok(());
-            };
-            tracing::info!(%addr, "HTTP API listening");
-            let result = axum::serve(listener, router)
-                .with_graceful_shutdown(shutdown.clone().cancelled_owned())
-                .await;
-            tracing::info!("HTTP API stopped");
-            result
-        };
-        let worker = async {
-            if let Some(worker) = self.worker {
-                worker.run(shutdown.clone()).await;
-            }
-        };
-        let deadline = async {
-            shutdown.cancelled().await;
-            tokio::time::sleep(self.shutdown_timeout).await;
-        };
-        let result = tokio::select! {
-            (result, (), ()) = async { tokio::join!(http, smtp, worker) } => result,
-            () = deadline => {
-                tracing::warn!(timeout = ?self.shutdown_timeout, "work still running at the shutdown deadline; stopping it");
+                server.run(grace).await;
+                watch.abort();
                 Ok(())
-            }
-        };
+            });
+        }
+        if let Some((listener, addr, router)) = self.http {
+            let stop = shutdown.clone();
+            tasks.spawn("HTTP API", async move {
+                tracing::info!(%addr, "HTTP API listening");
+                let result = axum::serve(listener, router)
+                    .with_graceful_shutdown(stop.cancelled_owned())
+                    .await;
+                tracing::info!("HTTP API stopped");
+                result.map_err(|e| e.to_string())
+            });
+        }
+        if let Some(worker) = self.worker {
+            let stop = shutdown.clone();
+            tasks.spawn("delivery worker", async move {
+                worker.run(stop).await;
+                Ok(())
+            });
+        }
+        let result = tasks.run(self.shutdown_timeout).await;
         self.store.close().await;
         result
     }
@@ -307,4 +413,88 @@ pub async fn cancel_on_signal(token: CancellationToken) {
         () = terminate => tracing::info!("SIGTERM received; shutting down"),
     }
     token.cancel();
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use super::*;
+
+    /// A task that runs until shutdown and records that it saw it.
+    /// A supervisor running one well-behaved task ("HTTP API") that records seeing shutdown.
+    fn with_a_well_behaved_task() -> (CancellationToken, Arc<AtomicBool>, Supervisor) {
+        let shutdown = CancellationToken::new();
+        let stopped = Arc::new(AtomicBool::new(false));
+        let mut tasks = Supervisor::new(shutdown.clone());
+        let (stop, seen) = (shutdown.clone(), stopped.clone());
+        tasks.spawn("HTTP API", async move {
+            stop.cancelled().await;
+            seen.store(true, Ordering::SeqCst);
+            Ok(())
+        });
+        (shutdown, stopped, tasks)
+    }
+
+    #[tokio::test]
+    async fn a_task_that_ends_early_stops_the_others_and_is_named() {
+        let (shutdown, stopped, mut tasks) = with_a_well_behaved_task();
+        tasks.spawn("SMTP listeners", async { Err("address in use".to_owned()) });
+        let err = tasks.run(Duration::from_secs(5)).await.unwrap_err();
+        assert_eq!(err.task, "SMTP listeners");
+        assert_eq!(
+            err.to_string(),
+            "the SMTP listeners stopped unexpectedly: address in use"
+        );
+        assert!(shutdown.is_cancelled());
+        assert!(
+            stopped.load(Ordering::SeqCst),
+            "the sibling was stopped gracefully"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_panicking_or_returning_task_is_a_failure_too() {
+        let shutdown = CancellationToken::new();
+        let mut tasks = Supervisor::new(shutdown.clone());
+        tasks.spawn("delivery worker", async {
+            panic!("boom");
+        });
+        let err = tasks.run(Duration::from_secs(5)).await.unwrap_err();
+        assert_eq!(
+            (err.task, err.detail.as_str()),
+            ("delivery worker", "it panicked")
+        );
+
+        let mut tasks = Supervisor::new(CancellationToken::new());
+        tasks.spawn("API key cache listener", async { Ok(()) });
+        let err = tasks.run(Duration::from_secs(5)).await.unwrap_err();
+        assert_eq!(err.detail, "it returned");
+    }
+
+    #[tokio::test]
+    async fn shutdown_drains_every_task_and_is_not_a_failure() {
+        let (shutdown, stopped, mut tasks) = with_a_well_behaved_task();
+        let stop = shutdown.clone();
+        tasks.spawn("delivery worker", async move {
+            stop.cancelled().await;
+            // In-flight work finishing after the signal.
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            Ok(())
+        });
+        shutdown.cancel();
+        tasks.run(Duration::from_secs(5)).await.unwrap();
+        assert!(stopped.load(Ordering::SeqCst));
+    }
+
+    #[tokio::test]
+    async fn a_task_that_ignores_shutdown_is_aborted_at_the_deadline() {
+        let shutdown = CancellationToken::new();
+        let mut tasks = Supervisor::new(shutdown.clone());
+        tasks.spawn("delivery worker", std::future::pending());
+        shutdown.cancel();
+        let started = tokio::time::Instant::now();
+        tasks.run(Duration::from_millis(100)).await.unwrap();
+        assert!(started.elapsed() < Duration::from_secs(5));
+    }
 }

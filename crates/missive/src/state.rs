@@ -3,8 +3,9 @@
 use std::sync::Arc;
 
 use metrics_exporter_prometheus::PrometheusHandle;
-use missive_store::{EmailWriter, Store};
+use missive_store::Store;
 
+use crate::ingest::Ingest;
 use crate::key_cache::KeyCache;
 use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
@@ -42,12 +43,10 @@ impl std::fmt::Debug for AdminKey {
 #[derive(Clone, Debug)]
 pub struct AppState {
     pub store: Store,
-    /// Group-commits accepted emails.
-    pub writer: EmailWriter,
+    /// The one accept path, shared with SMTP.
+    pub ingest: Ingest,
     /// API key lookups; emptied by this process's own key and tenant changes.
     pub keys: KeyCache,
     pub admin_key: Option<Arc<AdminKey>>,
     pub metrics: PrometheusHandle,
-    /// Largest final MIME message accepted.
-    pub max_message_bytes: usize,
 }

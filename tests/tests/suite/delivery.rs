@@ -174,6 +174,7 @@ async fn a_relay_without_pipelining_gets_one_command_at_a_time() {
 #[tokio::test]
 async fn a_pipelining_relay_refusing_every_recipient_gets_no_message() {
     let app = TestApp::spawn().await;
+    app.expect_unsent_mail();
     let tenant = app.create_tenant("Acme").await;
     app.sink.answer_rcpt("x@x.test", &[550]);
     app.sink.answer_rcpt("y@x.test", &[451]);
@@ -240,7 +241,7 @@ async fn one_refused_recipient(app: &TestApp) {
 
 #[tokio::test]
 async fn a_deferred_recipient_is_retried_and_delivered() {
-    let app = TestApp::spawn_with(|c| c.retry.base = Duration::ZERO).await;
+    let app = TestApp::spawn_with(|c| c.retry.base_secs = Duration::ZERO).await;
     let tenant = app.create_tenant("Acme").await;
     app.sink.answer_rcpt("slow@x.test", &[451, 451]);
     let id = app
@@ -278,6 +279,7 @@ async fn a_deferred_recipient_is_retried_and_delivered() {
 #[tokio::test]
 async fn a_deferral_waits_for_the_backoff() {
     let app = TestApp::spawn().await;
+    app.expect_unsent_mail();
     let tenant = app.create_tenant("Acme").await;
     app.sink.answer_rcpt("slow@x.test", &[451]);
     let id = app
@@ -304,7 +306,7 @@ async fn a_deferral_waits_for_the_backoff() {
 
 #[tokio::test]
 async fn a_temporary_failure_past_the_maximum_age_fails() {
-    let app = TestApp::spawn_with(|c| c.retry.max_age = Duration::ZERO).await;
+    let app = TestApp::spawn_with(|c| c.retry.max_age_secs = Duration::ZERO).await;
     let tenant = app.create_tenant("Acme").await;
     app.sink.answer_rcpt("slow@x.test", &[451]);
     let id = app
@@ -333,11 +335,12 @@ async fn an_unreachable_relay_defers_and_a_dropped_connection_is_retried() {
         listener.local_addr().unwrap().port()
     };
     let app = TestApp::spawn_with(|c| {
-        c.relay =
-            missive::config::parse_relay_url(&format!("smtp://127.0.0.1:{closed_port}?tls=none"))
-                .unwrap();
+        c.relay.url = format!("smtp://127.0.0.1:{closed_port}?tls=none")
+            .parse()
+            .unwrap();
     })
     .await;
+    app.expect_unsent_mail();
     let tenant = app.create_tenant("Acme").await;
     let id = app
         .send_email(
@@ -351,7 +354,7 @@ async fn an_unreachable_relay_defers_and_a_dropped_connection_is_retried() {
     assert_eq!(email["recipients"][0]["last_smtp_code"], Value::Null);
 
     // A relay that drops the connection: deferred, then delivered on the retry.
-    let app = TestApp::spawn_with(|c| c.retry.base = Duration::ZERO).await;
+    let app = TestApp::spawn_with(|c| c.retry.base_secs = Duration::ZERO).await;
     let tenant = app.create_tenant("Acme").await;
     app.sink.drop_next_connections(1);
     let id = app
@@ -404,7 +407,7 @@ async fn a_worker_that_dies_holding_a_lease_loses_it_to_another() {
         email_id: stale[0].email_id,
         id: stale[0].id,
         lease_id: stale[0].lease_id,
-        status: missive_store::DeliveryStatus::Bounced,
+        status: missive_core::DeliveryStatus::Bounced,
         next_attempt_at: None,
         smtp_code: Some(550),
         smtp_response: "late".into(),
@@ -463,7 +466,8 @@ async fn scheduled_emails_wait_for_their_time_and_canceled_ones_never_go() {
 
 #[tokio::test]
 async fn a_running_worker_wakes_on_notify_without_polling() {
-    let app = TestApp::spawn_with(|c| c.poll_interval = Duration::from_secs(3600)).await;
+    let app =
+        TestApp::spawn_with(|c| c.delivery.poll_interval_ms = Duration::from_secs(3600)).await;
     let tenant = app.create_tenant("Acme").await;
     let shutdown = tokio_util::sync::CancellationToken::new();
     let worker = tokio::spawn(app.worker.clone().run(shutdown.clone()));
@@ -506,8 +510,7 @@ async fn connections_to_the_relay_are_reused() {
 async fn the_capture_relay_writes_each_message_with_its_envelope() {
     let dir = std::env::temp_dir().join(format!("missive-capture-{}", uuid::Uuid::new_v4()));
     let relay = format!("capture:{}", dir.display());
-    let app =
-        TestApp::spawn_with(|c| c.relay = missive::config::parse_relay_url(&relay).unwrap()).await;
+    let app = TestApp::spawn_with(|c| c.relay.url = relay.parse().unwrap()).await;
     let tenant = app.create_tenant("Acme").await;
     let id = app.send_email(&tenant.key, &json!({ "from": "a@acme.test", "to": "r@x.test", "bcc": "b@x.test", "subject": "s", "text": "t" })).await;
     app.worker.drain().await.unwrap();
@@ -550,8 +553,8 @@ async fn the_relay_is_reached_over_starttls_with_auth() {
             "smtp://relay-user:relay%20pass%3Aword@{}?tls=starttls",
             sink.addr
         );
-        config.relay = missive::config::parse_relay_url(&url).unwrap();
-        config.relay_ca_file = Some(sink.write_ca_file());
+        config.relay.url = url.parse().unwrap();
+        config.relay.ca_file = Some(sink.write_ca_file());
     })
     .await;
     let email = deliver_one(&app).await;
@@ -568,9 +571,8 @@ async fn the_relay_is_reached_over_implicit_tls() {
         ..Default::default()
     };
     let app = TestApp::spawn_with_sink(options, |config, sink| {
-        config.relay =
-            missive::config::parse_relay_url(&format!("smtp://{}?tls=tls", sink.addr)).unwrap();
-        config.relay_ca_file = Some(sink.write_ca_file());
+        config.relay.url = format!("smtp://{}?tls=tls", sink.addr).parse().unwrap();
+        config.relay.ca_file = Some(sink.write_ca_file());
     })
     .await;
     let email = deliver_one(&app).await;
@@ -586,22 +588,24 @@ async fn an_untrusted_certificate_or_missing_starttls_defers() {
         ..Default::default()
     };
     let app = TestApp::spawn_with_sink(options, |config, sink| {
-        config.relay =
-            missive::config::parse_relay_url(&format!("smtp://{}?tls=starttls", sink.addr))
-                .unwrap();
+        config.relay.url = format!("smtp://{}?tls=starttls", sink.addr)
+            .parse()
+            .unwrap();
     })
     .await;
+    app.expect_unsent_mail();
     let email = deliver_one(&app).await;
     assert_deferred_because(&email, "TLS");
     assert!(app.sink.received().is_empty());
 
     // A relay without STARTTLS is never used in clear when starttls was asked for.
     let app = TestApp::spawn_with_sink(missive_tests::SinkOptions::default(), |config, sink| {
-        config.relay =
-            missive::config::parse_relay_url(&format!("smtp://{}?tls=starttls", sink.addr))
-                .unwrap();
+        config.relay.url = format!("smtp://{}?tls=starttls", sink.addr)
+            .parse()
+            .unwrap();
     })
     .await;
+    app.expect_unsent_mail();
     let email = deliver_one(&app).await;
     assert_deferred_because(&email, "STARTTLS");
     assert!(app.sink.received().is_empty());
@@ -624,11 +628,12 @@ async fn wrong_relay_credentials_defer_rather_than_lose_mail() {
         ..Default::default()
     };
     let app = TestApp::spawn_with_sink(options, |config, sink| {
-        config.relay =
-            missive::config::parse_relay_url(&format!("smtp://u:wrong@{}?tls=none", sink.addr))
-                .unwrap();
+        config.relay.url = format!("smtp://u:wrong@{}?tls=none", sink.addr)
+            .parse()
+            .unwrap();
     })
     .await;
+    app.expect_unsent_mail();
     let email = deliver_one(&app).await;
     assert_deferred_because(&email, "535");
 }
@@ -636,6 +641,7 @@ async fn wrong_relay_credentials_defer_rather_than_lose_mail() {
 #[tokio::test]
 async fn leasing_takes_tenants_in_turn_so_a_backlog_cannot_starve_others() {
     let app = TestApp::spawn().await;
+    app.expect_unsent_mail();
     let noisy = app.create_tenant("Noisy").await;
     let quiet = app.create_tenant("Quiet").await;
     for n in 0..30 {

@@ -53,7 +53,7 @@ async fn malformed_json_wrong_content_type_and_bad_fields_are_client_errors() {
 
 #[tokio::test]
 async fn oversize_bodies_are_413() {
-    let app = TestApp::spawn_with(|c| c.max_request_bytes = 2048).await;
+    let app = TestApp::spawn_with(|c| c.http.max_request_bytes = 2048).await;
     let big = json!({ "name": "x".repeat(4096) });
     app.post("/v1/tenants", Auth::Admin, &big)
         .await

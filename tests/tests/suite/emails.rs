@@ -39,6 +39,7 @@ async fn count(app: &TestApp, table: &str) -> i64 {
 #[tokio::test]
 async fn a_sent_email_is_committed_and_reads_back_with_recipients_and_events() {
     let app = TestApp::spawn().await;
+    app.expect_unsent_mail();
     let tenant = app.create_tenant("Acme").await;
     let body = json!({
         "from": "Acme <news@acme.test>",
@@ -106,6 +107,7 @@ async fn a_sent_email_is_committed_and_reads_back_with_recipients_and_events() {
 #[tokio::test]
 async fn attachments_are_stored_byte_identical() {
     let app = TestApp::spawn().await;
+    app.expect_unsent_mail();
     let tenant = app.create_tenant("Acme").await;
     let pdf: Vec<u8> = (0..=255u8).cycle().take(70_000).collect();
     let png: Vec<u8> = vec![0x89, b'P', b'N', b'G', 0, 255, 13, 10];
@@ -217,6 +219,7 @@ async fn invalid_emails_are_422_naming_the_field_and_store_nothing() {
 #[tokio::test]
 async fn tenant_settings_restrict_and_default_the_sender() {
     let app = TestApp::spawn().await;
+    app.expect_unsent_mail();
     let created = app
         .post(
             "/v1/tenants",
@@ -267,7 +270,7 @@ async fn tenant_settings_restrict_and_default_the_sender() {
 
 #[tokio::test]
 async fn messages_over_the_size_limit_are_refused() {
-    let app = TestApp::spawn_with(|c| c.max_message_bytes = 4096).await;
+    let app = TestApp::spawn_with(|c| c.accept.max_message_bytes = 4096).await;
     let tenant = app.create_tenant("Acme").await;
     let mut body = plain(&json!("a@x.test"));
     body["text"] = json!("x".repeat(8000));
@@ -283,6 +286,7 @@ async fn messages_over_the_size_limit_are_refused() {
 #[tokio::test]
 async fn idempotency_keys_replay_the_first_answer_and_refuse_another_body() {
     let app = TestApp::spawn().await;
+    app.expect_unsent_mail();
     let tenant = app.create_tenant("Acme").await;
     let send = |body: Value, key: &'static str| {
         let request = app
@@ -350,6 +354,7 @@ async fn idempotency_keys_replay_the_first_answer_and_refuse_another_body() {
 #[tokio::test]
 async fn a_batch_is_validated_whole_and_stored_whole() {
     let app = TestApp::spawn().await;
+    app.expect_unsent_mail();
     let tenant = app.create_tenant("Acme").await;
     let ok = app
         .post(
@@ -394,6 +399,7 @@ async fn a_batch_is_validated_whole_and_stored_whole() {
 #[tokio::test]
 async fn scopes_guard_sending_and_reading() {
     let app = TestApp::spawn().await;
+    app.expect_unsent_mail();
     let tenant = app.create_tenant("Acme").await;
     let (_, reader) = app.create_key(&tenant.id, "reader", &["emails:read"]).await;
     let (_, sender) = app.create_key(&tenant.id, "sender", &["send"]).await;
@@ -427,6 +433,7 @@ async fn scopes_guard_sending_and_reading() {
 #[tokio::test]
 async fn another_tenants_emails_are_invisible() {
     let app = TestApp::spawn().await;
+    app.expect_unsent_mail();
     let a = app.create_tenant("A").await;
     let b = app.create_tenant("B").await;
     let id = app
@@ -469,6 +476,7 @@ async fn another_tenants_emails_are_invisible() {
 #[tokio::test]
 async fn listing_pages_and_filters() {
     let app = TestApp::spawn().await;
+    app.expect_unsent_mail();
     let tenant = app.create_tenant("Acme").await;
     let mut ids = Vec::new();
     for i in 0..3 {
@@ -530,6 +538,7 @@ async fn listing_pages_and_filters() {
 #[tokio::test]
 async fn a_scheduled_email_can_be_canceled_once_and_only_it() {
     let app = TestApp::spawn().await;
+    app.expect_unsent_mail();
     let tenant = app.create_tenant("Acme").await;
     let mut body = plain(&json!(["a@x.test", "b@x.test"]));
     body["scheduled_at"] = json!(in_a_month());

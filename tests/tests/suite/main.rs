@@ -1,5 +1,6 @@
 //! Missive's end-to-end suite: one binary, a real Postgres, real HTTP.
 
+mod accept_rules;
 mod api_keys;
 mod auth;
 mod cli;

@@ -121,6 +121,7 @@ async fn an_authenticated_message_is_queued_with_the_rest_id_and_cleaned_headers
 #[tokio::test]
 async fn auth_login_works_and_bad_or_unscoped_keys_are_refused() {
     let app = TestApp::spawn().await;
+    app.expect_unsent_mail();
     let tenant = app.create_tenant("Acme").await;
     let (reader, _) = app.create_key(&tenant.id, "reader", &["emails:read"]).await;
     let mut smtp = client(&app).await;
@@ -157,8 +158,8 @@ fn b64(s: &str) -> String {
 async fn refusals_carry_precise_codes() {
     let app = TestApp::spawn_with(|config| {
         config.smtp.max_errors = 50;
-        config.smtp.max_recipients = 2;
-        config.max_message_bytes = 4096;
+        config.accept.max_recipients = 2;
+        config.accept.max_message_bytes = 4096;
     })
     .await;
     let tenant = app.create_tenant("Acme").await;
@@ -236,7 +237,7 @@ async fn too_many_errors_close_the_session_with_421() {
 #[tokio::test]
 async fn an_idle_client_is_closed_with_421() {
     let app = TestApp::spawn_with(|config| {
-        config.smtp.idle_timeout = std::time::Duration::from_millis(300);
+        config.smtp.idle_timeout_secs = std::time::Duration::from_millis(300);
     })
     .await;
     let mut smtp = client(&app).await;
@@ -267,6 +268,7 @@ async fn commands_pipelined_after_starttls_are_discarded() {
 #[tokio::test]
 async fn pipelined_transactions_each_get_their_reply() {
     let app = TestApp::spawn().await;
+    app.expect_unsent_mail();
     let tenant = app.create_tenant("Acme").await;
     let mut smtp = client(&app).await.authenticated(&tenant.key).await;
     // PIPELINING: DATA is the last command of a group; its text follows the 354.
@@ -398,7 +400,8 @@ async fn bdat_chunks_make_one_message_whatever_they_contain() {
 
 #[tokio::test]
 async fn a_refused_bdat_still_reads_its_chunk_and_an_oversized_one_ends_the_transaction() {
-    let app = TestApp::spawn_with(|config| config.max_message_bytes = 4096).await;
+    let app = TestApp::spawn_with(|config| config.accept.max_message_bytes = 4096).await;
+    app.expect_unsent_mail();
     let tenant = app.create_tenant("Acme").await;
     let mut smtp = client(&app).await.authenticated(&tenant.key).await;
     // No transaction: refused, and the chunk (which reads like commands) is dropped unread.
@@ -444,6 +447,7 @@ async fn a_refused_bdat_still_reads_its_chunk_and_an_oversized_one_ends_the_tran
 #[tokio::test]
 async fn utf8_addresses_need_smtputf8() {
     let app = TestApp::spawn().await;
+    app.expect_unsent_mail();
     let tenant = app.create_tenant("Acme").await;
     let mut smtp = client(&app).await.authenticated(&tenant.key).await;
     let refused = smtp.cmd("MAIL FROM:<josé@acme.test>", 553).await;
@@ -478,6 +482,7 @@ async fn a_client_that_leaves_mid_data_leaves_nothing_queued() {
 #[tokio::test]
 async fn a_trusted_network_submits_without_auth_and_others_are_refused() {
     let app = TestApp::spawn().await;
+    app.expect_unsent_mail();
     let tenant = app.create_tenant("Appliances").await;
     let other = app.create_tenant("Other").await;
     let response = app
@@ -617,6 +622,7 @@ async fn per_address_connection_cap_refuses_extra_connections_while_serving_othe
 #[tokio::test]
 async fn shutdown_lets_an_open_transaction_finish_and_closes_idle_sessions() {
     let app = TestApp::spawn().await;
+    app.expect_unsent_mail();
     let tenant = app.create_tenant("Acme").await;
     let mut busy = SmtpClient::connect(app.smtp_addr)
         .await

@@ -1,5 +1,6 @@
-//! Storage rules: keys never stored in clear, atomic tenant creation, and the schema rule that
-//! every unique index on a tenant-owned table starts with `tenant_id`.
+//! Storage rules: keys never stored in clear, atomic tenant creation, the schema rule that every
+//! unique index on a tenant-owned table starts with `tenant_id`, and the columns and channels that
+//! must agree with the core model.
 
 use std::process::Command;
 
@@ -86,23 +87,32 @@ async fn every_unique_index_on_a_tenant_owned_table_starts_with_tenant_id() {
 }
 
 fn new_email(to: &str) -> missive_store::NewEmail {
-    use missive_core::submission::RecipientKind;
+    use missive_core::submission::{Recipient, RecipientKind, Tag};
+    use missive_core::{EmailAddress, Mailbox};
+    let mailbox = |s: &str| Mailbox::parse(s).unwrap();
+    let recipient = |kind, s: &str| Recipient {
+        kind,
+        address: EmailAddress::parse(s).unwrap(),
+    };
     missive_store::NewEmail {
         id: uuid::Uuid::now_v7(),
         message_id: format!("{}@missive.test", uuid::Uuid::now_v7()),
-        from_address: "App <app@acme.test>".into(),
-        envelope_from: "app@acme.test".into(),
+        from: mailbox("App <app@acme.test>"),
+        envelope_from: EmailAddress::parse("app@acme.test").unwrap(),
         smtputf8: false,
-        reply_to: vec!["Help <help@acme.test>".into(), "b@acme.test".into()],
+        reply_to: vec![mailbox("Help <help@acme.test>"), mailbox("b@acme.test")],
         subject: "Hi".into(),
         html: None,
         text: Some("Hello".into()),
-        tags: json!([{ "name": "kind", "value": "test" }]),
+        tags: vec![Tag {
+            name: "kind".into(),
+            value: "test".into(),
+        }],
         mime: b"Subject: Hi\r\n\r\nHello\r\n".to_vec(),
         scheduled_at: None,
         recipients: vec![
-            (RecipientKind::To, to.to_owned()),
-            (RecipientKind::Bcc, "audit@acme.test".to_owned()),
+            recipient(RecipientKind::To, to),
+            recipient(RecipientKind::Bcc, "audit@acme.test"),
         ],
     }
 }
@@ -111,6 +121,7 @@ fn new_email(to: &str) -> missive_store::NewEmail {
 async fn grouped_commits_store_every_request_once_and_isolate_a_failing_one() {
     use missive_store::{EmailWriter, InsertOutcome, WriterSettings};
     let app = TestApp::spawn().await;
+    app.expect_unsent_mail();
     let tenant: missive_core::TenantId = app.create_tenant("Acme").await.id.parse().unwrap();
     let store = app.store().clone();
     let writer = EmailWriter::start(
@@ -200,6 +211,7 @@ async fn the_worker_pool_skips_the_wal_flush_and_plans_every_statement_afresh() 
 #[tokio::test]
 async fn message_bodies_are_compressed_with_lz4_where_the_server_has_it() {
     let app = TestApp::spawn().await;
+    app.expect_unsent_mail();
     let pool = app.store().pool();
     let lz4 = sqlx::query("CREATE TEMP TABLE lz4_probe (x text COMPRESSION lz4)")
         .execute(pool)
@@ -241,4 +253,97 @@ async fn message_bodies_are_compressed_with_lz4_where_the_server_has_it() {
     if lz4 {
         assert_eq!(method.as_deref(), Some("lz4"));
     }
+}
+
+/// The names a `CHECK (column IN (...))` constraint allows.
+async fn allowed_by(app: &TestApp, constraint: &str) -> std::collections::BTreeSet<String> {
+    let definition: String = sqlx::query_scalar(
+        "SELECT pg_get_constraintdef(oid) FROM pg_constraint WHERE conname = $1",
+    )
+    .bind(constraint)
+    .fetch_one(app.store().pool())
+    .await
+    .unwrap_or_else(|e| panic!("{constraint}: {e}"));
+    // The quoted literals are every other piece between single quotes.
+    definition
+        .split('\'')
+        .skip(1)
+        .step_by(2)
+        .map(ToOwned::to_owned)
+        .collect()
+}
+
+#[tokio::test]
+async fn statuses_and_event_kinds_in_the_schema_are_the_core_models() {
+    use missive_core::{DeliveryStatus, EventKind};
+    let app = TestApp::spawn().await;
+    let statuses = DeliveryStatus::ALL.map(|s| s.as_str().to_owned());
+    assert_eq!(
+        allowed_by(&app, "deliveries_status_check").await,
+        statuses.into_iter().collect()
+    );
+    let kinds = EventKind::ALL.map(|k| k.as_str().to_owned());
+    assert_eq!(
+        allowed_by(&app, "email_events_type_check").await,
+        kinds.into_iter().collect()
+    );
+}
+
+#[tokio::test]
+async fn every_listen_channel_is_what_the_triggers_notify() {
+    use missive_store::listen::{Channel, ListenEvent, listen};
+    use tokio::sync::mpsc;
+    let app = TestApp::spawn().await;
+    // Every pg_notify in a trigger function names one of our channels, and each is used.
+    let notified: Vec<String> = sqlx::query_scalar(
+        r"SELECT DISTINCT substring(p.prosrc from 'pg_notify\(''([a-z_]+)''')
+          FROM pg_trigger t JOIN pg_proc p ON p.oid = t.tgfoid
+          WHERE NOT t.tgisinternal AND p.prosrc LIKE '%pg_notify%'
+          ORDER BY 1",
+    )
+    .fetch_all(app.store().pool())
+    .await
+    .unwrap();
+    let mut names: Vec<String> = Channel::ALL.map(|c| c.name().to_owned()).to_vec();
+    names.sort();
+    assert_eq!(notified, names);
+
+    // And a listener on each hears the change its trigger reports.
+    let stop = tokio_util::sync::CancellationToken::new();
+    let mut heard = Vec::new();
+    for channel in Channel::ALL {
+        let (events, received) = mpsc::unbounded_channel();
+        tokio::spawn(listen(
+            app.store().clone(),
+            channel,
+            stop.clone(),
+            move |e| {
+                let _ = events.send(e);
+            },
+        ));
+        heard.push(received);
+    }
+    for received in &mut heard {
+        assert_eq!(received.recv().await, Some(ListenEvent::Connected));
+    }
+    // A changed tenant for the accounts channel, then an email for the deliveries one.
+    let tenant = app.create_tenant("Acme").await;
+    app.patch(
+        &format!("/v1/tenants/{}", tenant.id),
+        Auth::Admin,
+        &json!({ "settings": { "reply_to": "help@acme.test" } }),
+    )
+    .await
+    .expect(200);
+    app.send_email(
+        &tenant.key,
+        &json!({ "from": "a@acme.test", "to": "r@x.test", "subject": "s", "text": "t" }),
+    )
+    .await;
+    for received in &mut heard {
+        let event = tokio::time::timeout(std::time::Duration::from_secs(5), received.recv()).await;
+        assert_eq!(event.unwrap(), Some(ListenEvent::Notified));
+    }
+    stop.cancel();
+    app.worker.drain().await.unwrap();
 }

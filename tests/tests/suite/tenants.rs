@@ -95,7 +95,7 @@ async fn admin_routes_need_the_admin_key() {
 
 #[tokio::test]
 async fn admin_api_is_403_when_no_admin_key_is_configured() {
-    let app = TestApp::spawn_with(|c| c.admin_key = None).await;
+    let app = TestApp::spawn_with(|c| c.secrets.admin_key = None).await;
     let message = app
         .get("/v1/tenants", Auth::Admin)
         .await

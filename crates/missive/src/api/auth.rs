@@ -8,11 +8,10 @@
 use axum::extract::FromRequestParts;
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
-use missive_core::{ApiKeyId, Scope, Scopes, TenantId};
+use missive_core::{ApiKeyId, Scope, Scopes, SendingPolicy, TenantId};
 
 use super::error::ApiError;
 use crate::credentials::{self, CredentialError};
-use crate::ingest::SendingSettings;
 use crate::state::AppState;
 
 fn bearer(parts: &Parts) -> Result<&str, ApiError> {
@@ -69,7 +68,7 @@ pub struct TenantAuth {
     pub key_id: ApiKeyId,
     pub scopes: Scopes,
     /// The tenant's sending settings, loaded with the key.
-    pub sending: SendingSettings,
+    pub sending: SendingPolicy,
 }
 
 impl TenantAuth {

@@ -6,21 +6,17 @@
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
-use base64::Engine as _;
+use axum::http::HeaderMap;
 use missive_core::submission::{
-    Attachment, MAX_RECIPIENTS_PER_FIELD, MAX_SUBJECT_CHARS, MAX_TAGS, RecipientKind, Submission,
-    Tag, check_custom_header, check_tag,
+    Draft, DraftAttachment, DraftContent, RecipientKind, Submission, SubmissionError, Tag,
+    parse_rfc3339,
 };
-use missive_core::{Mailbox, Scope, TenantId};
-use missive_store::{
-    DeliveryRecord, EmailFilter, EmailRecord, EventRecord, IdempotencyRecord, InsertOutcome,
-    NewEmail,
+use missive_core::{
+    DeliveryStatus, EmailState, EventKind, Fingerprint, IdempotencyKey, Scope, TenantId,
 };
+use missive_store::{DeliveryRecord, EmailFilter, EmailRecord, EventRecord};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
@@ -28,13 +24,11 @@ use uuid::Uuid;
 use super::auth::TenantAuth;
 use super::error::{ApiError, ErrorBody};
 use super::extract::{ApiJson, ApiPath, ApiQuery};
-use crate::ingest::{self, IngestError, SendingSettings};
+use crate::ingest::{Accepted, IngestError, Input, Refusal};
 use crate::state::AppState;
 
 /// Most emails in one batch.
 pub const MAX_BATCH: usize = 100;
-/// Longest `Idempotency-Key`.
-pub const MAX_IDEMPOTENCY_KEY: usize = 256;
 
 /// One address or a list of them, as Resend accepts.
 #[derive(Debug, Clone, Deserialize, ToSchema)]
@@ -51,6 +45,10 @@ impl OneOrMany {
             Self::Many(many) => many,
         }
     }
+}
+
+fn addresses(list: Option<OneOrMany>) -> Vec<String> {
+    list.map(OneOrMany::into_vec).unwrap_or_default()
 }
 
 /// Attachment bytes: base64 text, or an array of byte values (what Resend's Python SDK sends).
@@ -70,6 +68,21 @@ pub struct AttachmentInput {
     pub path: Option<String>,
     pub content_type: Option<String>,
     pub content_id: Option<String>,
+}
+
+impl From<AttachmentInput> for DraftAttachment {
+    fn from(input: AttachmentInput) -> Self {
+        Self {
+            filename: input.filename,
+            content: input.content.map(|content| match content {
+                AttachmentContent::Base64(text) => DraftContent::Base64(text),
+                AttachmentContent::Bytes(bytes) => DraftContent::Bytes(bytes),
+            }),
+            path: input.path,
+            content_type: input.content_type,
+            content_id: input.content_id,
+        }
+    }
 }
 
 /// `POST /v1/emails`, in Resend's shape.
@@ -97,6 +110,25 @@ pub struct SendEmailRequest {
     pub scheduled_at: Option<String>,
 }
 
+impl From<SendEmailRequest> for Draft {
+    fn from(request: SendEmailRequest) -> Self {
+        Self {
+            from: request.from,
+            to: request.to.into_vec(),
+            cc: addresses(request.cc),
+            bcc: addresses(request.bcc),
+            reply_to: addresses(request.reply_to),
+            subject: request.subject,
+            html: request.html,
+            text: request.text,
+            headers: request.headers.into_iter().collect(),
+            attachments: request.attachments.into_iter().map(Into::into).collect(),
+            tags: request.tags,
+            scheduled_at: request.scheduled_at,
+        }
+    }
+}
+
 /// The answer to a send.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct SentEmail {
@@ -114,8 +146,7 @@ pub struct BatchSent {
 pub struct RecipientView {
     pub email: String,
     pub kind: RecipientKind,
-    /// queued, sending, delivered, deferred, bounced, failed or canceled.
-    pub status: String,
+    pub status: DeliveryStatus,
     pub attempts: i32,
     #[serde(with = "time::serde::rfc3339")]
     pub next_attempt_at: OffsetDateTime,
@@ -129,7 +160,7 @@ pub struct RecipientView {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct EventView {
     #[serde(rename = "type")]
-    pub kind: String,
+    pub kind: EventKind,
     pub recipient: Option<String>,
     pub smtp_code: Option<i32>,
     pub smtp_response: Option<String>,
@@ -156,7 +187,7 @@ pub struct EmailView {
     pub text: Option<String>,
     pub tags: Vec<Tag>,
     /// The email's overall state, derived from its recipients.
-    pub last_event: &'static str,
+    pub last_event: EmailState,
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
     #[serde(with = "time::serde::rfc3339::option")]
@@ -188,7 +219,7 @@ pub struct ListEmailsQuery {
     /// Emails older than this id (the last id of the previous page).
     pub after: Option<Uuid>,
     /// Emails with a recipient in this state.
-    pub status: Option<String>,
+    pub status: Option<DeliveryStatus>,
     /// `name:value`.
     pub tag: Option<String>,
     /// RFC 3339; emails created at or after.
@@ -197,229 +228,73 @@ pub struct ListEmailsQuery {
     pub created_before: Option<String>,
 }
 
-const DELIVERY_STATUSES: &[&str] = &[
-    "queued",
-    "sending",
-    "delivered",
-    "deferred",
-    "bounced",
-    "failed",
-    "canceled",
-];
-
-impl From<IngestError> for ApiError {
-    fn from(err: IngestError) -> Self {
-        match err {
-            IngestError::Invalid(message) => Self::Validation(message),
-            IngestError::SenderNotAllowed(message) => Self::InvalidFrom(message),
-            too_large @ IngestError::TooLarge { .. } => Self::Validation(too_large.to_string()),
-            IngestError::Store(store) => store.into(),
-        }
-    }
-}
-
-fn invalid(message: impl Into<String>) -> IngestError {
-    IngestError::Invalid(message.into())
-}
-
-fn parse_time(field: &str, raw: &str) -> Result<OffsetDateTime, IngestError> {
-    OffsetDateTime::parse(raw, &time::format_description::well_known::Rfc3339)
-        .map_err(|_| invalid(format!("{field}: `{raw}` is not an RFC 3339 time")))
-}
-
-fn mailboxes(field: &str, raw: Option<OneOrMany>) -> Result<Vec<Mailbox>, IngestError> {
-    let list = raw.map(OneOrMany::into_vec).unwrap_or_default();
-    if list.len() > MAX_RECIPIENTS_PER_FIELD {
-        return Err(invalid(format!(
-            "{field}: at most {MAX_RECIPIENTS_PER_FIELD} addresses"
-        )));
-    }
-    list.iter()
-        .map(|a| Mailbox::parse(a).map_err(|e| invalid(format!("{field}: {e}"))))
-        .collect()
-}
-
-fn guess_content_type(filename: &str) -> &'static str {
-    let extension = filename
-        .rsplit_once('.')
-        .map(|(_, e)| e.to_ascii_lowercase())
-        .unwrap_or_default();
-    match extension.as_str() {
-        "pdf" => "application/pdf",
-        "png" => "image/png",
-        "jpg" | "jpeg" => "image/jpeg",
-        "gif" => "image/gif",
-        "svg" => "image/svg+xml",
-        "txt" => "text/plain",
-        "csv" => "text/csv",
-        "html" | "htm" => "text/html",
-        "ics" => "text/calendar",
-        "json" => "application/json",
-        "zip" => "application/zip",
-        _ => "application/octet-stream",
-    }
-}
-
-fn attachment(index: usize, input: AttachmentInput) -> Result<Attachment, IngestError> {
-    let field = format!("attachments[{index}]");
-    if input.path.is_some() {
-        return Err(invalid(format!(
-            "{field}.path: remote attachments are not fetched; send `content` (base64)"
-        )));
-    }
-    let content = match input.content {
-        Some(AttachmentContent::Base64(text)) => {
-            let engine = base64::engine::GeneralPurpose::new(
-                &base64::alphabet::STANDARD,
-                base64::engine::GeneralPurposeConfig::new()
-                    .with_decode_padding_mode(base64::engine::DecodePaddingMode::Indifferent),
-            );
-            let compact: String = text.chars().filter(|c| !c.is_ascii_whitespace()).collect();
-            engine
-                .decode(compact)
-                .map_err(|_| invalid(format!("{field}.content: not valid base64")))?
-        }
-        Some(AttachmentContent::Bytes(bytes)) => bytes,
-        None => return Err(invalid(format!("{field}.content: required"))),
-    };
-    let filename = input
-        .filename
-        .ok_or_else(|| invalid(format!("{field}.filename: required")))?;
-    if filename.is_empty()
-        || filename.chars().count() > 255
-        || filename.chars().any(char::is_control)
-    {
-        return Err(invalid(format!(
-            "{field}.filename: 1 to 255 characters without control characters"
-        )));
-    }
-    let content_type = match input.content_type {
-        Some(ct) => {
-            let valid = ct.split_once('/').is_some_and(|(t, s)| {
-                let token = |x: &str| {
-                    !x.is_empty()
-                        && x.bytes()
-                            .all(|b| b.is_ascii_alphanumeric() || b"!#$&^_.+-".contains(&b))
-                };
-                token(t) && token(s)
-            });
-            if !valid {
-                return Err(invalid(format!(
-                    "{field}.content_type: `{ct}` is not a MIME type such as application/pdf"
-                )));
-            }
-            ct
-        }
-        None => guess_content_type(&filename).to_owned(),
-    };
-    if let Some(cid) = &input.content_id
-        && (cid.is_empty()
-            || cid.len() > 255
-            || !cid
-                .bytes()
-                .all(|b| b.is_ascii_graphic() && b != b'<' && b != b'>'))
-    {
-        return Err(invalid(format!(
-            "{field}.content_id: printable ASCII without < or >"
-        )));
-    }
-    Ok(Attachment {
-        filename,
-        content,
-        content_type,
-        content_id: input.content_id,
-    })
-}
-
-/// Validates a REST request into a [`Submission`].
-///
-/// # Errors
-/// [`IngestError::Invalid`] naming the field.
-pub fn submission_from_request(
-    request: SendEmailRequest,
-    settings: &SendingSettings,
-) -> Result<Submission, IngestError> {
-    let from = ingest::sender(request.from.as_deref(), settings)?;
-    let to = mailboxes("to", Some(request.to))?;
-    let cc = mailboxes("cc", request.cc)?;
-    let bcc = mailboxes("bcc", request.bcc)?;
-    if to.is_empty() {
-        return Err(invalid("to: at least one address"));
-    }
-    let reply_to = mailboxes("reply_to", request.reply_to)?;
-    if request.subject.chars().count() > MAX_SUBJECT_CHARS
-        || request.subject.chars().any(|c| c.is_control() && c != '\t')
-    {
-        return Err(invalid(format!(
-            "subject: at most {MAX_SUBJECT_CHARS} characters, no line breaks"
-        )));
-    }
-    if request.html.is_none() && request.text.is_none() {
-        return Err(invalid("html or text: at least one is required"));
-    }
-    for (name, value) in &request.headers {
-        check_custom_header(name, value).map_err(|e| invalid(e.to_string()))?;
-    }
-    if request.tags.len() > MAX_TAGS {
-        return Err(invalid(format!("tags: at most {MAX_TAGS}")));
-    }
-    for tag in &request.tags {
-        check_tag(tag).map_err(|e| invalid(e.to_string()))?;
-    }
-    let attachments = request
-        .attachments
-        .into_iter()
-        .enumerate()
-        .map(|(i, a)| attachment(i, a))
-        .collect::<Result<Vec<_>, _>>()?;
-    let scheduled_at = match request.scheduled_at.as_deref() {
-        None => None,
-        Some(raw) => {
-            let at = parse_time("scheduled_at", raw)?;
-            let now = OffsetDateTime::now_utc();
-            if at > now + time::Duration::days(366) {
-                return Err(invalid("scheduled_at: at most one year ahead"));
-            }
-            // A time already past means "now".
-            (at > now).then_some(at)
-        }
-    };
-    Ok(Submission {
-        from,
-        to,
-        cc,
-        bcc,
-        reply_to,
-        subject: request.subject,
-        html: request.html,
-        text: request.text,
-        headers: request.headers.into_iter().collect(),
-        attachments,
-        tags: request.tags,
-        scheduled_at,
-    })
-}
-
-fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+/// The client's idempotency key, and the fingerprint of its request: the body, re-serialised
+/// with sorted keys so formatting does not matter.
+fn idempotency(
+    headers: &HeaderMap,
+    body: &Value,
+) -> Result<Option<(IdempotencyKey, Fingerprint)>, ApiError> {
     let Some(value) = headers.get("idempotency-key") else {
         return Ok(None);
     };
-    let key = value
-        .to_str()
-        .ok()
-        .filter(|k| !k.is_empty() && k.len() <= MAX_IDEMPOTENCY_KEY)
-        .ok_or_else(|| {
-            ApiError::InvalidIdempotencyKey(format!(
-                "Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY} visible ASCII characters"
-            ))
-        })?;
-    Ok(Some(key.to_owned()))
+    let invalid = |e: missive_core::idempotency::InvalidIdempotencyKey| {
+        ApiError::InvalidIdempotencyKey(e.to_string())
+    };
+    let key = IdempotencyKey::parse(
+        value
+            .to_str()
+            .map_err(|_| invalid(missive_core::idempotency::InvalidIdempotencyKey))?,
+    )
+    .map_err(invalid)?;
+    let canonical = serde_json::to_vec(body).unwrap_or_default();
+    Ok(Some((key, Fingerprint::of([canonical.as_slice()]))))
 }
 
-/// The hash that tells "same request" from "another request under the same key": the body,
-/// re-serialised with sorted keys so formatting does not matter.
-fn request_hash(body: &Value) -> [u8; 32] {
-    Sha256::digest(serde_json::to_vec(body).unwrap_or_default()).into()
+/// A field that did not hold up: 422 naming it.
+impl From<SubmissionError> for ApiError {
+    fn from(err: SubmissionError) -> Self {
+        Self::Validation(err.to_string())
+    }
+}
+
+/// Hands parsed submissions to the one accept path; the stored ids, in order.
+async fn accept(
+    state: &AppState,
+    auth: &TenantAuth,
+    submissions: Vec<Submission>,
+    idempotency: Option<(IdempotencyKey, Fingerprint)>,
+    batch: bool,
+) -> Result<Vec<Uuid>, ApiError> {
+    let input = Input::Submissions {
+        submissions,
+        idempotency,
+    };
+    let Accepted { ids, .. } = state
+        .ingest
+        .accept(auth.tenant_id, &auth.sending, input)
+        .await
+        .map_err(|e| refused(e, batch))?;
+    Ok(ids)
+}
+
+/// The answer to a refused send; in a batch, every refusal is a validation error naming the
+/// email's index.
+fn refused(err: IngestError, batch: bool) -> ApiError {
+    match err {
+        IngestError::Refused { item, refusal } if batch => {
+            ApiError::Validation(format!("[{}] {refusal}", item.unwrap_or_default()))
+        }
+        IngestError::Refused { refusal, .. } => match refusal {
+            Refusal::SenderNotAllowed { .. } => ApiError::InvalidFrom(refusal.to_string()),
+            Refusal::IdempotencyKey(_) => ApiError::InvalidIdempotencyKey(refusal.to_string()),
+            Refusal::Invalid(_)
+            | Refusal::TooLarge { .. }
+            | Refusal::TooManyRecipients { .. }
+            | Refusal::LineTooLong => ApiError::Validation(refusal.to_string()),
+        },
+        IngestError::IdempotencyConflict => ApiError::IdempotencyConflict,
+        IngestError::Store(store) => store.into(),
+    }
 }
 
 /// Deserialises a body already parsed as JSON, naming the offending field on failure.
@@ -433,30 +308,6 @@ fn parse_request<T: serde::de::DeserializeOwned>(body: Value) -> Result<T, ApiEr
             format!("{path}: {inner}")
         })
     })
-}
-
-async fn commit(
-    state: &AppState,
-    tenant_id: TenantId,
-    emails: Vec<NewEmail>,
-    key: Option<String>,
-    body: &Value,
-    response: Value,
-) -> Result<Response, ApiError> {
-    let record = key.as_deref().map(|key| IdempotencyRecord {
-        key,
-        request_hash: request_hash(body),
-        response_status: 200,
-        response_body: &response,
-    });
-    match ingest::accept(&state.writer, tenant_id, emails, record.as_ref()).await? {
-        InsertOutcome::Inserted => Ok((StatusCode::OK, Json(response)).into_response()),
-        InsertOutcome::Replay { status, body } => {
-            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
-            Ok((status, Json(body)).into_response())
-        }
-        InsertOutcome::KeyReused => Err(ApiError::IdempotencyConflict),
-    }
 }
 
 /// Send one email. Answers after the commit.
@@ -478,15 +329,19 @@ pub async fn send_email(
     State(state): State<AppState>,
     headers: HeaderMap,
     ApiJson(body): ApiJson<Value>,
-) -> Result<Response, ApiError> {
+) -> Result<Json<SentEmail>, ApiError> {
     auth.require(Scope::Send)?;
-    let key = idempotency_key(&headers)?;
-    let request: SendEmailRequest = parse_request(body.clone())?;
-    let submission = submission_from_request(request, &auth.sending)?;
-    let email = ingest::prepare(submission, &auth.sending, state.max_message_bytes)?;
-    tracing::Span::current().record("email_id", tracing::field::display(email.id));
-    let response = serde_json::json!({ "id": email.id });
-    commit(&state, auth.tenant_id, vec![email], key, &body, response).await
+    let idempotency = idempotency(&headers, &body)?;
+    let request: SendEmailRequest = parse_request(body)?;
+    let submission =
+        Submission::parse(request.into(), OffsetDateTime::now_utc()).map_err(ApiError::from)?;
+    let ids = accept(&state, &auth, vec![submission], idempotency, false).await?;
+    let id = ids
+        .first()
+        .copied()
+        .ok_or_else(|| ApiError::Internal("an accepted send returned no email id".to_owned()))?;
+    tracing::Span::current().record("email_id", tracing::field::display(id));
+    Ok(Json(SentEmail { id }))
 }
 
 /// Send up to 100 emails; all are validated before any is stored, and all are stored together.
@@ -508,61 +363,27 @@ pub async fn send_batch(
     State(state): State<AppState>,
     headers: HeaderMap,
     ApiJson(body): ApiJson<Value>,
-) -> Result<Response, ApiError> {
+) -> Result<Json<BatchSent>, ApiError> {
     auth.require(Scope::Send)?;
-    let key = idempotency_key(&headers)?;
-    let requests: Vec<Value> = parse_request(body.clone())?;
+    let idempotency = idempotency(&headers, &body)?;
+    let requests: Vec<Value> = parse_request(body)?;
     if requests.is_empty() || requests.len() > MAX_BATCH {
         return Err(ApiError::Validation(format!(
             "a batch holds 1 to {MAX_BATCH} emails"
         )));
     }
-    let mut emails = Vec::with_capacity(requests.len());
+    let now = OffsetDateTime::now_utc();
+    let mut submissions = Vec::with_capacity(requests.len());
     for (index, request) in requests.into_iter().enumerate() {
         let at = |e: ApiError| ApiError::Validation(format!("[{index}] {e}"));
         let request: SendEmailRequest = parse_request(request).map_err(at)?;
-        let submission =
-            submission_from_request(request, &auth.sending).map_err(|e| at(e.into()))?;
-        emails.push(
-            ingest::prepare(submission, &auth.sending, state.max_message_bytes)
-                .map_err(|e| at(e.into()))?,
-        );
+        let submission = Submission::parse(request.into(), now).map_err(|e| at(e.into()))?;
+        submissions.push(submission);
     }
-    let data: Vec<Value> = emails
-        .iter()
-        .map(|e| serde_json::json!({ "id": e.id }))
-        .collect();
-    commit(
-        &state,
-        auth.tenant_id,
-        emails,
-        key,
-        &body,
-        serde_json::json!({ "data": data }),
-    )
-    .await
-}
-
-/// The overall state of an email, from its recipients' states.
-fn last_event(email: &EmailRecord, deliveries: &[DeliveryRecord]) -> &'static str {
-    let any = |s: &str| deliveries.iter().any(|d| d.status == s);
-    let all = |s: &str| !deliveries.is_empty() && deliveries.iter().all(|d| d.status == s);
-    if all("canceled") {
-        "canceled"
-    } else if any("sending") {
-        "sending"
-    } else if any("queued") {
-        let waiting = email.scheduled_at.is_some() && deliveries.iter().all(|d| d.attempts == 0);
-        if waiting { "scheduled" } else { "queued" }
-    } else if any("deferred") {
-        "deferred"
-    } else if any("bounced") {
-        "bounced"
-    } else if any("failed") {
-        "failed"
-    } else {
-        "delivered"
-    }
+    let ids = accept(&state, &auth, submissions, idempotency, true).await?;
+    Ok(Json(BatchSent {
+        data: ids.into_iter().map(|id| SentEmail { id }).collect(),
+    }))
 }
 
 fn email_view(
@@ -577,7 +398,9 @@ fn email_view(
             .map(|d| d.recipient.clone())
             .collect::<Vec<_>>()
     };
-    let last_event = last_event(&email, &deliveries);
+    let states: Vec<(DeliveryStatus, i32)> =
+        deliveries.iter().map(|d| (d.status, d.attempts)).collect();
+    let last_event = EmailState::of(email.scheduled_at.is_some(), &states);
     EmailView {
         object: "email",
         id: email.id,
@@ -671,14 +494,6 @@ pub async fn list_emails(
             "limit must be from 1 to 100".to_owned(),
         ));
     }
-    if let Some(status) = &query.status
-        && !DELIVERY_STATUSES.contains(&status.as_str())
-    {
-        return Err(ApiError::Validation(format!(
-            "status must be one of {}",
-            DELIVERY_STATUSES.join(", ")
-        )));
-    }
     let tag = match &query.tag {
         None => None,
         Some(raw) => Some(
@@ -689,12 +504,12 @@ pub async fn list_emails(
     };
     let time = |field: &str, raw: &Option<String>| {
         raw.as_deref()
-            .map(|r| parse_time(field, r))
+            .map(|r| parse_rfc3339(field, r))
             .transpose()
             .map_err(ApiError::from)
     };
     let filter = EmailFilter {
-        status: query.status.clone(),
+        status: query.status,
         tag,
         created_after: time("created_after", &query.created_after)?,
         created_before: time("created_before", &query.created_before)?,

@@ -1,44 +1,34 @@
 //! The delivery worker: leases due deliveries, sends each email once to all its leased
-//! recipients through the route's transport, classifies each recipient's reply and records the
+//! recipients through its route's transport, classifies each recipient's reply and records the
 //! results with their events.
 //!
 //! Nothing is sent inside a transaction, and nothing is lost when a worker dies: its lease
 //! expires and any worker takes the rows again. A NOTIFY on insert wakes workers at once;
-//! polling (and the next due time) is the fallback.
+//! polling (and the next due time) is the fallback. The worker knows routes and relay specs
+//! ([`Routes`]), never the configuration, which only produces them.
 
+mod routes;
 pub mod smtp;
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use missive_core::TenantId;
 use missive_core::outcome::{Outcome, classify};
 use missive_core::retry::{RetryDecision, RetryPolicy};
-use missive_store::{
-    DeliveryResult, DeliveryStatus, LeasedDelivery, OutgoingMessage, Store, StoreError,
-};
+use missive_core::{DeliveryStatus, Route, TenantId};
+use missive_store::listen::{Channel, ListenEvent, listen};
+use missive_store::{DeliveryResult, LeasedDelivery, OutgoingMessage, Store, StoreError};
 use time::OffsetDateTime;
 use tokio::sync::{Notify, Semaphore, mpsc};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use self::smtp::{RecipientReply, SmtpPool};
-use crate::config::{Config, RelayUrl};
-use crate::listen::{ListenEvent, listen};
+pub use self::routes::{Routes, Transport, TransportError, TransportSettings};
+use self::smtp::RecipientReply;
 
-/// Where outbound mail goes.
-#[derive(Debug)]
-pub enum Transport {
-    /// Development: each message is written to a directory with its envelope.
-    Capture(PathBuf),
-    /// An SMTP relay.
-    Smtp(SmtpPool),
-}
-
-/// Tuning for the worker, from the configuration.
+/// Tuning for the worker.
 #[derive(Clone, Copy, Debug)]
 pub struct WorkerSettings {
     /// Emails sent at the same time by one worker.
@@ -50,131 +40,9 @@ pub struct WorkerSettings {
     pub retry: RetryPolicy,
 }
 
-impl WorkerSettings {
-    #[must_use]
-    pub fn from_config(config: &Config) -> Self {
-        Self {
-            concurrency: config.worker_concurrency,
-            lease: config.lease_duration,
-            poll_interval: config.poll_interval,
-            retry: config.retry,
-        }
-    }
-}
-
-/// Why the relay transport could not be set up.
-#[derive(Debug, thiserror::Error)]
-pub enum TransportError {
-    #[error("MISSIVE_RELAY_CA_FILE: cannot read certificates from {path}: {message}")]
-    CaFile { path: PathBuf, message: String },
-}
-
-/// The roots a relay's certificate must chain to: the Mozilla set, plus the operator's own CA
-/// for relays with private certificates.
-fn tls_client_config(
-    extra_ca: Option<&std::path::Path>,
-) -> Result<Arc<rustls::ClientConfig>, TransportError> {
-    use rustls::pki_types::CertificateDer;
-    use rustls::pki_types::pem::PemObject as _;
-    let mut roots = rustls::RootCertStore::empty();
-    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-    if let Some(path) = extra_ca {
-        let error = |message: String| TransportError::CaFile {
-            path: path.to_owned(),
-            message,
-        };
-        let certs = CertificateDer::pem_file_iter(path)
-            .map_err(|e| error(e.to_string()))?
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| error(e.to_string()))?;
-        if certs.is_empty() {
-            return Err(error("no certificate in the file".to_owned()));
-        }
-        for cert in certs {
-            roots.add(cert).map_err(|e| error(e.to_string()))?;
-        }
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| TransportError::CaFile {
-            path: PathBuf::new(),
-            message: e.to_string(),
-        })?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    Ok(Arc::new(config))
-}
-
-impl Transport {
-    /// Builds the shared relay's transport.
-    ///
-    /// # Errors
-    /// The extra CA file cannot be read.
-    pub fn from_config(config: &Config) -> Result<Self, TransportError> {
-        Ok(match &config.relay {
-            RelayUrl::Capture(dir) => Self::Capture(dir.clone()),
-            RelayUrl::Smtp(relay) => Self::Smtp(SmtpPool::new(
-                relay.clone(),
-                tls_client_config(config.relay_ca_file.as_deref())?,
-                config.helo_name.clone(),
-                config.relay_max_connections,
-                config.relay_timeout,
-            )),
-        })
-    }
-
-    async fn send(&self, message: &OutgoingMessage, recipients: &[String]) -> Vec<RecipientReply> {
-        match self {
-            Self::Smtp(pool) => {
-                pool.send(
-                    &message.envelope_from,
-                    recipients,
-                    message.smtputf8,
-                    &message.mime,
-                )
-                .await
-            }
-            Self::Capture(dir) => match capture(dir, message, recipients).await {
-                Ok(()) => recipients
-                    .iter()
-                    .map(|_| {
-                        RecipientReply::Reply(smtp::Reply {
-                            code: 250,
-                            text: "250 captured".into(),
-                        })
-                    })
-                    .collect(),
-                Err(err) => recipients
-                    .iter()
-                    .map(|_| RecipientReply::Failed(format!("capture failed: {err}")))
-                    .collect(),
-            },
-        }
-    }
-}
-
-/// Writes `<email>-<n>.eml` and its envelope as JSON beside it.
-async fn capture(
-    dir: &std::path::Path,
-    message: &OutgoingMessage,
-    recipients: &[String],
-) -> std::io::Result<()> {
-    tokio::fs::create_dir_all(dir).await?;
-    let stem = format!("{}-{}", message.id, Uuid::now_v7().simple());
-    let envelope = serde_json::json!({
-        "tenant_id": message.tenant_id,
-        "email_id": message.id,
-        "mail_from": message.envelope_from,
-        "rcpt_to": recipients,
-    });
-    tokio::fs::write(dir.join(format!("{stem}.json")), envelope.to_string()).await?;
-    // The .eml last: a reader that sees it finds the envelope already there.
-    tokio::fs::write(dir.join(format!("{stem}.eml")), &message.mime).await
-}
-
-/// One email to send, with the recipients leased for it.
+/// One email to send, with the recipients leased for it and the route they take.
 struct Job {
+    route: Route,
     message: OutgoingMessage,
     deliveries: Vec<LeasedDelivery>,
 }
@@ -183,7 +51,7 @@ struct Job {
 #[derive(Debug, Clone)]
 pub struct DeliveryWorker {
     store: Store,
-    transport: Arc<Transport>,
+    routes: Arc<Routes>,
     settings: WorkerSettings,
 }
 
@@ -225,10 +93,10 @@ fn result_for(
 
 impl DeliveryWorker {
     #[must_use]
-    pub fn new(store: Store, transport: Arc<Transport>, settings: WorkerSettings) -> Self {
+    pub fn new(store: Store, routes: Arc<Routes>, settings: WorkerSettings) -> Self {
         Self {
             store,
-            transport,
+            routes,
             settings,
         }
     }
@@ -263,6 +131,8 @@ impl DeliveryWorker {
             .into_iter()
             .filter_map(|(key, deliveries)| {
                 messages.remove(&key).map(|message| Job {
+                    // Every tenant's mail takes the shared relay until a tenant can name its own.
+                    route: Route::Shared,
                     message,
                     deliveries,
                 })
@@ -302,14 +172,19 @@ impl DeliveryWorker {
     }
 
     /// Sends one email to its leased recipients and classifies each reply.
-    #[tracing::instrument(skip_all, fields(tenant_id = %job.message.tenant_id, email_id = %job.message.id))]
+    #[tracing::instrument(skip_all, fields(tenant_id = %job.message.tenant_id, email_id = %job.message.id, route = %job.route))]
     async fn attempt(&self, job: Job) -> Vec<DeliveryResult> {
         let Job {
+            route,
             message,
             deliveries,
         } = job;
         let recipients: Vec<String> = deliveries.iter().map(|d| d.recipient.clone()).collect();
-        let replies = self.transport.send(&message, &recipients).await;
+        let replies = self
+            .routes
+            .transport(route)
+            .send(&message, &recipients)
+            .await;
         let now = OffsetDateTime::now_utc();
         let results: Vec<DeliveryResult> = deliveries
             .iter()
@@ -318,7 +193,7 @@ impl DeliveryWorker {
             .collect();
         for result in &results {
             tracing::info!(status = result.status.as_str(), code = ?result.smtp_code, response = %result.smtp_response, "delivery attempt");
-            metrics::counter!("missive_delivery_attempts_total", "status" => result.status.as_str()).increment(1);
+            metrics::counter!("missive_delivery_attempts_total", "status" => result.status.as_str(), "route" => route.as_str()).increment(1);
         }
         results
     }
@@ -351,7 +226,7 @@ impl DeliveryWorker {
         let woken = wake.clone();
         tokio::spawn(listen(
             self.store.clone(),
-            "missive_deliveries",
+            Channel::Deliveries,
             shutdown.clone(),
             move |event| {
                 // After a reconnect, rows queued meanwhile sent no notification we heard.

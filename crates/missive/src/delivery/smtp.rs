@@ -19,7 +19,7 @@ use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 use tokio_rustls::rustls::pki_types::ServerName;
 
-use crate::config::{RelayTls, SmtpRelay};
+use missive_core::routing::{RelayTls, SmtpRelay};
 
 /// An SMTP reply: its code and its text (continuation lines joined with newlines).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -174,10 +174,7 @@ pub struct SmtpPool {
 impl std::fmt::Debug for SmtpPool {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SmtpPool")
-            .field(
-                "relay",
-                &format_args!("{}:{}", self.relay.host, self.relay.port),
-            )
+            .field("relay", &self.relay.addr())
             .field("available", &self.permits.available_permits())
             .finish_non_exhaustive()
     }
@@ -204,7 +201,7 @@ impl SmtpPool {
     }
 
     fn addr(&self) -> String {
-        format!("{}:{}", self.relay.host, self.relay.port)
+        self.relay.addr()
     }
 
     async fn timed<T, E: From<SmtpError>>(
@@ -301,9 +298,12 @@ impl SmtpPool {
                     return Err(SmtpError::Refused(helo));
                 }
             }
-            if let Some((user, pass)) = &self.relay.credentials {
-                let token = base64::engine::general_purpose::STANDARD
-                    .encode(format!("\0{user}\0{}", pass.expose_secret()));
+            if let Some(credentials) = &self.relay.credentials {
+                let token = base64::engine::general_purpose::STANDARD.encode(format!(
+                    "\0{}\0{}",
+                    credentials.username,
+                    credentials.password.expose_secret()
+                ));
                 let auth = conn.command(&format!("AUTH PLAIN {token}")).await?;
                 if auth.code != 235 {
                     return Err(SmtpError::Refused(auth));

@@ -33,7 +33,7 @@ where
             Some(reply::BAD_SEQUENCE_MAIL)
         } else if self.envelope.recipients.is_empty() {
             Some(reply::BAD_SEQUENCE_RCPT)
-        } else if received.saturating_add(size) > self.ctx.max_message_bytes {
+        } else if received.saturating_add(size) > self.ctx.ingest.limits().max_message_bytes {
             Some(reply::TOO_BIG)
         } else {
             None

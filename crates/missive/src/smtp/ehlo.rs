@@ -29,7 +29,7 @@ where
         }
         let mut lines = vec![
             format!("{hostname} Hello {host}"),
-            format!("SIZE {}", self.ctx.max_message_bytes),
+            format!("SIZE {}", self.ctx.ingest.limits().max_message_bytes),
             "8BITMIME".to_owned(),
             "PIPELINING".to_owned(),
             "SMTPUTF8".to_owned(),

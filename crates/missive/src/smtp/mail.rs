@@ -1,4 +1,5 @@
-//! MAIL FROM: who may open a transaction, and with which sender.
+//! MAIL FROM: who may open a transaction, and with which sender (the accept path's sender rule,
+//! applied early).
 
 use missive_core::EmailAddress;
 use smtp_proto::{MAIL_SMTPUTF8, MailFrom};
@@ -6,7 +7,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::reply::{self, Reply};
 use super::session::{Next, Session};
-use crate::ingest::sender_domain_allowed;
+use crate::ingest::policy;
 
 impl<S> Session<S>
 where
@@ -40,19 +41,12 @@ where
         if address.needs_smtputf8() && !smtputf8 {
             return self.refuse(&reply::NEEDS_SMTPUTF8);
         }
-        if from.size > self.ctx.max_message_bytes {
+        if from.size > self.ctx.ingest.limits().max_message_bytes {
             return self.refuse(&reply::TOO_BIG);
         }
-        if !sender_domain_allowed(address.domain(), &sender.sending) {
-            let refusal = Reply::owned(
-                550,
-                "5.7.1",
-                format!(
-                    "Sender domain `{}` is not one of this tenant's allowed sender domains",
-                    address.domain()
-                ),
-            );
-            return self.refuse(&refusal);
+        // The accept path checks it again; refusing here spares the client sending the text.
+        if let Err(refusal) = policy::check_sender(&sender.sending, "MAIL FROM", &address) {
+            return self.refuse(&reply::refused(&refusal));
         }
         self.envelope.mail_from = Some(address);
         self.envelope.smtputf8 = smtputf8;

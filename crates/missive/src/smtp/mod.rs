@@ -1,5 +1,6 @@
 //! SMTP submission: listeners on `MISSIVE_SMTP_ADDR` (STARTTLS offered) and `MISSIVE_SMTPS_ADDR`
-//! (implicit TLS), feeding the same ingest, queue, ids and events as the REST API.
+//! (implicit TLS), feeding the same accept path (`crate::ingest`), queue, ids and events as the
+//! REST API.
 //!
 //! - Who may submit: a client that AUTHenticated under TLS with a tenant key holding the `send`
 //!   scope, or a client whose address is in a tenant's trusted networks (looked up once per
@@ -26,7 +27,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use missive_core::TenantStatus;
-use missive_store::{EmailWriter, Store};
+use missive_store::Store;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinSet;
@@ -34,11 +35,9 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-pub use data::{normalise_line_ends, prepare};
 pub use session::{Ended, Sender, Session};
 
-use crate::config::SmtpLimits;
-use crate::ingest::SendingSettings;
+use crate::ingest::Ingest;
 use crate::key_cache::KeyCache;
 
 /// How long a client may take over the TLS handshake.
@@ -53,15 +52,30 @@ pub enum Listener {
     Submissions,
 }
 
+/// Limits of the SMTP submission listeners (the limits of a message are the accept path's).
+#[derive(Debug, Clone)]
+pub struct SmtpLimits {
+    /// Open sessions across all clients.
+    pub max_connections: usize,
+    /// Open sessions from one address; more get 421 while the others are served.
+    pub max_connections_per_ip: usize,
+    /// Refused commands before the session is closed with 421.
+    pub max_errors: usize,
+    /// Waiting for the client's next input.
+    pub idle_timeout: Duration,
+    /// The whole session, however busy.
+    pub session_timeout: Duration,
+}
+
 /// What every session shares.
 pub struct SmtpContext {
     pub store: Store,
-    pub writer: EmailWriter,
+    /// The one accept path, shared with the API; its limits also bound SIZE, DATA and RCPT.
+    pub ingest: Ingest,
     pub keys: KeyCache,
     /// Our name in the greeting, EHLO and Received headers.
     pub hostname: String,
     pub limits: SmtpLimits,
-    pub max_message_bytes: usize,
     pub tls: TlsAcceptor,
     /// Stop accepting; sessions outside a transaction close with 421.
     pub shutdown: CancellationToken,
@@ -74,7 +88,7 @@ impl std::fmt::Debug for SmtpContext {
         f.debug_struct("SmtpContext")
             .field("hostname", &self.hostname)
             .field("limits", &self.limits)
-            .field("max_message_bytes", &self.max_message_bytes)
+            .field("accept", self.ingest.limits())
             .finish_non_exhaustive()
     }
 }
@@ -160,11 +174,7 @@ async fn trusted_sender(
         .filter(|t| t.tenant_status == TenantStatus::Active)
         .map(|t| Sender {
             tenant_id: t.tenant_id,
-            sending: SendingSettings {
-                default_from: t.default_from,
-                reply_to: t.reply_to,
-                allowed_sender_domains: t.allowed_sender_domains,
-            },
+            sending: t.sending.0,
             via: format!("trusted network {}", t.network),
         }))
 }

@@ -1,4 +1,4 @@
-//! RCPT TO: recipients of the open transaction, within the per-message limit.
+//! RCPT TO: recipients of the open transaction, within the accept path's per-message limit.
 
 use missive_core::EmailAddress;
 use smtp_proto::RcptTo;
@@ -6,6 +6,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::reply::{self, Reply};
 use super::session::{Next, Session};
+use crate::ingest::policy;
 
 impl<S> Session<S>
 where
@@ -28,14 +29,20 @@ where
         if address.needs_smtputf8() && !self.envelope.smtputf8 {
             return self.refuse(&reply::NEEDS_SMTPUTF8);
         }
-        if self.envelope.recipients.contains(&address) {
+        if self
+            .envelope
+            .recipients
+            .iter()
+            .any(|r| r.same_recipient(&address))
+        {
             // The same recipient twice gets one copy.
             self.reply(&Reply::new(250, "2.1.5", "Recipient OK (duplicate)"));
             return Next::Continue;
         }
-        if self.envelope.recipients.len() >= self.ctx.limits.max_recipients {
+        let count = self.envelope.recipients.len() + 1;
+        if let Err(refusal) = policy::check_recipients(count, self.ctx.ingest.limits()) {
             // 452 is temporary: the client sends the rest in another transaction.
-            self.reply(&reply::TOO_MANY_RECIPIENTS);
+            self.reply(&reply::refused(&refusal));
             return Next::Continue;
         }
         self.envelope.recipients.push(address);

@@ -4,6 +4,8 @@
 
 use std::borrow::Cow;
 
+use crate::ingest::Refusal;
+
 /// One reply.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Reply {
@@ -154,6 +156,26 @@ pub const NULL_SENDER: Reply = Reply::new(
     "5.1.7",
     "Submission needs a sender address; the null sender <> is not accepted",
 );
+
+pub const IDEMPOTENCY_CONFLICT: Reply = Reply::new(
+    554,
+    "5.6.0",
+    "Idempotency-Key was already used for another message",
+);
+
+/// The reply refusing a message that broke one of the accept path's rules.
+#[must_use]
+pub fn refused(refusal: &Refusal) -> Reply {
+    match refusal {
+        Refusal::TooLarge { .. } => TOO_BIG,
+        Refusal::TooManyRecipients { .. } => TOO_MANY_RECIPIENTS,
+        Refusal::LineTooLong => TEXT_LINE_TOO_LONG,
+        Refusal::SenderNotAllowed { .. } => Reply::owned(550, "5.7.1", refusal.to_string()),
+        Refusal::Invalid(_) | Refusal::IdempotencyKey(_) => {
+            Reply::owned(550, "5.6.0", refusal.to_string())
+        }
+    }
+}
 
 impl Reply {
     const fn plain_const(code: u16, text: &'static str) -> Self {

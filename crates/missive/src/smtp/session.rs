@@ -3,7 +3,8 @@
 //! The shape follows Stalwart's: a [`State`] enum drives the session; the envelope being built
 //! ([`Envelope`]) is kept apart from what the session has established about its client
 //! ([`Session::client`]) and from the limits ([`SmtpLimits`]). Each stage lives in its own module
-//! (`ehlo`, `auth`, `mail`, `rcpt`, `data`) as methods on [`Session`].
+//! (`ehlo`, `auth`, `mail`, `rcpt`, `data`, `bdat`) as methods on [`Session`]. A complete
+//! message leaves the session as a raw message for the one accept path (`crate::ingest`).
 //!
 //! Pipelining: replies are collected and written when the input buffer is empty, so a client
 //! that pipelines gets its replies in one write, and one that does not gets each at once.
@@ -12,7 +13,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use missive_core::{EmailAddress, TenantId};
+use missive_core::{EmailAddress, SendingPolicy, TenantId};
 use smtp_proto::request::receiver::DataReceiver;
 use smtp_proto::{Error as ProtoError, Request};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -21,12 +22,9 @@ use tokio::time::Instant;
 use super::bdat::ChunkState;
 use super::reply::{self, Reply};
 use super::{Listener, SmtpContext};
-use crate::ingest::SendingSettings;
 
 /// The longest command line, CRLF included (RFC 5321 4.5.3.1.4).
 pub const MAX_COMMAND_LINE: usize = 512;
-/// The longest line of message text, CRLF excluded (RFC 5322 2.1.1).
-pub const MAX_TEXT_LINE: usize = 998;
 
 /// What the session is waiting for.
 #[derive(Debug)]
@@ -75,7 +73,7 @@ pub enum AuthStep {
 #[derive(Debug, Clone)]
 pub struct Sender {
     pub tenant_id: TenantId,
-    pub sending: SendingSettings,
+    pub sending: SendingPolicy,
     /// `auth` for an API key, or the trusted network the client's address is in.
     pub via: String,
 }

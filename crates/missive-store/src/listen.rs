@@ -1,15 +1,43 @@
 //! Postgres LISTEN with reconnection, shared by everything that reacts to NOTIFY: the delivery
 //! worker's wake-up and the API key cache's invalidation.
 //!
+//! The channels live here, beside the SQL, because their names must match the `pg_notify` calls
+//! of the triggers in `migrations/`; the store's tests check every [`Channel`] against the
+//! functions in a migrated database.
+//!
 //! Callers hear when the listener connects, when a notification arrives and when the connection
 //! drops, because what was missed while disconnected is unknown: a worker looks for due rows, a
 //! cache empties itself.
 
 use std::time::Duration;
 
-use missive_store::Store;
 use sqlx::postgres::PgListener;
 use tokio_util::sync::CancellationToken;
+
+use crate::Store;
+
+/// A NOTIFY channel a trigger signals on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Channel {
+    /// Deliveries were inserted (`deliveries_notify`): workers look for due rows.
+    Deliveries,
+    /// An API key, a tenant or a trusted network changed (`api_keys_notify`, `tenants_notify`,
+    /// `trusted_networks_notify`): caches of them empty themselves.
+    Accounts,
+}
+
+impl Channel {
+    pub const ALL: [Self; 2] = [Self::Deliveries, Self::Accounts];
+
+    /// The name the triggers' functions pass to `pg_notify`.
+    #[must_use]
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Deliveries => "missive_deliveries",
+            Self::Accounts => "missive_api_keys",
+        }
+    }
+}
 
 /// What a listener reports.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -25,10 +53,11 @@ pub enum ListenEvent {
 /// LISTENs on `channel` until `shutdown`, reconnecting with backoff.
 pub async fn listen(
     store: Store,
-    channel: &'static str,
+    channel: Channel,
     shutdown: CancellationToken,
     mut on_event: impl FnMut(ListenEvent) + Send,
 ) {
+    let channel = channel.name();
     let mut backoff = Duration::from_millis(100);
     while !shutdown.is_cancelled() {
         let listener = async {

@@ -1,0 +1,330 @@
+//! The delivery model every crate agrees on: the states one recipient's delivery moves through,
+//! and the kinds of event an email's history records.
+//!
+//! These are the only spellings of them. The store maps them to and from its columns (and a
+//! `CHECK` constraint on each column lists the same names, compared with [`DeliveryStatus::ALL`]
+//! and [`EventKind::ALL`] by the store's tests); the API shows and filters by them; nothing builds
+//! a status or an event name out of strings.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+/// A name that is not one of the model's.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("`{name}` is not a {what}; expected one of {expected}")]
+pub struct UnknownName {
+    what: &'static str,
+    name: String,
+    expected: String,
+}
+
+impl UnknownName {
+    fn new(
+        what: &'static str,
+        name: &str,
+        expected: impl IntoIterator<Item = &'static str>,
+    ) -> Self {
+        Self {
+            what,
+            name: name.chars().take(64).collect(),
+            expected: expected.into_iter().collect::<Vec<_>>().join(", "),
+        }
+    }
+}
+
+/// `Display`, `FromStr` and `TryFrom<String>` for an enum with `ALL` and `as_str`: the name is
+/// the only spelling, both ways.
+macro_rules! named {
+    ($name:ident, $what:literal) => {
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = UnknownName;
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                Self::ALL
+                    .into_iter()
+                    .find(|v| v.as_str() == s)
+                    .ok_or_else(|| UnknownName::new($what, s, Self::ALL.map(Self::as_str)))
+            }
+        }
+
+        impl TryFrom<String> for $name {
+            type Error = UnknownName;
+            fn try_from(s: String) -> Result<Self, Self::Error> {
+                s.parse()
+            }
+        }
+    };
+}
+
+/// Where one recipient's delivery stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum DeliveryStatus {
+    /// Waiting for a worker (or for its scheduled time).
+    Queued,
+    /// Leased by a worker: an attempt is under way.
+    Sending,
+    /// The relay took it (2xx).
+    Delivered,
+    /// A temporary failure; tried again after a backoff.
+    Deferred,
+    /// A permanent refusal (5xx).
+    Bounced,
+    /// Temporary failures until the maximum age: given up.
+    Failed,
+    /// Canceled before sending began.
+    Canceled,
+}
+
+impl DeliveryStatus {
+    pub const ALL: [Self; 7] = [
+        Self::Queued,
+        Self::Sending,
+        Self::Delivered,
+        Self::Deferred,
+        Self::Bounced,
+        Self::Failed,
+        Self::Canceled,
+    ];
+
+    /// The name in columns, filters and API responses.
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Queued => "queued",
+            Self::Sending => "sending",
+            Self::Delivered => "delivered",
+            Self::Deferred => "deferred",
+            Self::Bounced => "bounced",
+            Self::Failed => "failed",
+            Self::Canceled => "canceled",
+        }
+    }
+
+    /// The event recorded when a delivery enters this status.
+    #[must_use]
+    pub const fn event(self) -> EventKind {
+        match self {
+            Self::Queued => EventKind::Queued,
+            Self::Sending => EventKind::Sending,
+            Self::Delivered => EventKind::Delivered,
+            Self::Deferred => EventKind::Deferred,
+            Self::Bounced => EventKind::Bounced,
+            Self::Failed => EventKind::Failed,
+            Self::Canceled => EventKind::Canceled,
+        }
+    }
+
+    /// Whether nothing more will happen to the delivery.
+    #[must_use]
+    pub const fn is_final(self) -> bool {
+        matches!(
+            self,
+            Self::Delivered | Self::Bounced | Self::Failed | Self::Canceled
+        )
+    }
+}
+
+named!(DeliveryStatus, "delivery status");
+
+/// One entry of an email's history.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+pub enum EventKind {
+    /// Accepted and queued for delivery.
+    #[serde(rename = "email.queued")]
+    Queued,
+    /// Accepted, waiting for its scheduled time.
+    #[serde(rename = "email.scheduled")]
+    Scheduled,
+    /// A worker started an attempt.
+    #[serde(rename = "email.sending")]
+    Sending,
+    #[serde(rename = "email.delivered")]
+    Delivered,
+    /// A temporary failure; another attempt follows.
+    #[serde(rename = "email.deferred")]
+    Deferred,
+    #[serde(rename = "email.bounced")]
+    Bounced,
+    #[serde(rename = "email.failed")]
+    Failed,
+    #[serde(rename = "email.canceled")]
+    Canceled,
+    /// Not sent because the recipient is on the tenant's suppression list.
+    #[serde(rename = "email.suppressed")]
+    Suppressed,
+}
+
+impl EventKind {
+    pub const ALL: [Self; 9] = [
+        Self::Queued,
+        Self::Scheduled,
+        Self::Sending,
+        Self::Delivered,
+        Self::Deferred,
+        Self::Bounced,
+        Self::Failed,
+        Self::Canceled,
+        Self::Suppressed,
+    ];
+
+    /// The name in the events table and in API responses.
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Queued => "email.queued",
+            Self::Scheduled => "email.scheduled",
+            Self::Sending => "email.sending",
+            Self::Delivered => "email.delivered",
+            Self::Deferred => "email.deferred",
+            Self::Bounced => "email.bounced",
+            Self::Failed => "email.failed",
+            Self::Canceled => "email.canceled",
+            Self::Suppressed => "email.suppressed",
+        }
+    }
+
+    /// The first event of a newly accepted delivery.
+    #[must_use]
+    pub const fn accepted(scheduled: bool) -> Self {
+        if scheduled {
+            Self::Scheduled
+        } else {
+            Self::Queued
+        }
+    }
+}
+
+named!(EventKind, "event kind");
+
+/// An email's overall state, summarised from its recipients' statuses (`last_event` in the API).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum EmailState {
+    /// Waiting for its scheduled time; no attempt made yet.
+    Scheduled,
+    Queued,
+    Sending,
+    Deferred,
+    Delivered,
+    Bounced,
+    Failed,
+    Canceled,
+}
+
+impl EmailState {
+    /// The state of an email from its deliveries' `(status, attempts)`. The most pressing state
+    /// wins: anything still moving (sending, queued, deferred) before any final one, then the
+    /// worst final one.
+    #[must_use]
+    pub fn of(scheduled: bool, deliveries: &[(DeliveryStatus, i32)]) -> Self {
+        let any = |s: DeliveryStatus| deliveries.iter().any(|(status, _)| *status == s);
+        if !deliveries.is_empty()
+            && deliveries
+                .iter()
+                .all(|(status, _)| *status == DeliveryStatus::Canceled)
+        {
+            Self::Canceled
+        } else if any(DeliveryStatus::Sending) {
+            Self::Sending
+        } else if any(DeliveryStatus::Queued) {
+            let waiting = scheduled && deliveries.iter().all(|(_, attempts)| *attempts == 0);
+            if waiting {
+                Self::Scheduled
+            } else {
+                Self::Queued
+            }
+        } else if any(DeliveryStatus::Deferred) {
+            Self::Deferred
+        } else if any(DeliveryStatus::Bounced) {
+            Self::Bounced
+        } else if any(DeliveryStatus::Failed) {
+            Self::Failed
+        } else {
+            Self::Delivered
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip_and_unknown_ones_are_refused() {
+        for status in DeliveryStatus::ALL {
+            assert_eq!(status.as_str().parse::<DeliveryStatus>(), Ok(status));
+            assert_eq!(
+                serde_json::to_value(status).unwrap(),
+                serde_json::json!(status.as_str())
+            );
+        }
+        for kind in EventKind::ALL {
+            assert_eq!(kind.as_str().parse::<EventKind>(), Ok(kind));
+            assert_eq!(
+                serde_json::to_value(kind).unwrap(),
+                serde_json::json!(kind.as_str())
+            );
+        }
+        let err = "sent".parse::<DeliveryStatus>().unwrap_err().to_string();
+        assert!(err.contains("queued, sending"), "{err}");
+        assert!("email.sent".parse::<EventKind>().is_err());
+    }
+
+    #[test]
+    fn each_status_records_its_own_event() {
+        for status in DeliveryStatus::ALL {
+            assert_eq!(
+                status.event().as_str(),
+                format!("email.{}", status.as_str())
+            );
+        }
+        assert_eq!(EventKind::accepted(true), EventKind::Scheduled);
+        assert_eq!(EventKind::accepted(false), EventKind::Queued);
+    }
+
+    #[test]
+    fn an_email_shows_its_most_pressing_state() {
+        use DeliveryStatus as S;
+        type Case = (bool, &'static [(S, i32)], EmailState);
+        let cases: [Case; 7] = [
+            (
+                false,
+                &[(S::Delivered, 1), (S::Sending, 1)],
+                EmailState::Sending,
+            ),
+            (true, &[(S::Queued, 0)], EmailState::Scheduled),
+            (true, &[(S::Queued, 1)], EmailState::Queued),
+            (
+                false,
+                &[(S::Bounced, 1), (S::Deferred, 2)],
+                EmailState::Deferred,
+            ),
+            (
+                false,
+                &[(S::Bounced, 1), (S::Delivered, 1)],
+                EmailState::Bounced,
+            ),
+            (
+                false,
+                &[(S::Canceled, 0), (S::Canceled, 0)],
+                EmailState::Canceled,
+            ),
+            (false, &[(S::Delivered, 1)], EmailState::Delivered),
+        ];
+        for (scheduled, deliveries, expected) in cases {
+            assert_eq!(
+                EmailState::of(scheduled, deliveries),
+                expected,
+                "{deliveries:?}"
+            );
+        }
+    }
+}

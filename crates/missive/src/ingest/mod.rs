@@ -1,0 +1,161 @@
+//! Ingest: the one accept path. REST and SMTP each translate their protocol into one parsed
+//! [`Input`] (structured [`Submission`]s, or a [`RawMessage`] as SMTP received it) and call
+//! [`Ingest::accept`], which owns every rule a message answers to and the one transaction that
+//! stores it:
+//!
+//! 1. the rules of [`policy`]: the sender (or the tenant's default) inside the allowed sender
+//!    domains, the Reply-To default, the recipient count, the final size;
+//! 2. the message itself: the MIME build of a submission ([`structured`]), or the checks and
+//!    header rewriting of a received message ([`raw`]), our Message-ID, the idempotency claim;
+//! 3. one transaction for the emails, their deliveries and first events, and the idempotency
+//!    record, committed before the caller is answered.
+//!
+//! Everything that can refuse a message runs before any database work, so a refused message
+//! costs no transaction and leaves nothing behind. New rules (templates, suppression, quotas,
+//! DKIM) belong here, once, for both protocols.
+
+pub mod policy;
+pub mod raw;
+mod structured;
+
+use missive_core::submission::Submission;
+use missive_core::{Fingerprint, IdempotencyKey, SendingPolicy, TenantId};
+use missive_store::{EmailWriter, IdempotencyRecord, InsertOutcome, StoreError};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+pub use policy::{AcceptLimits, Refusal};
+pub use raw::{RawEnvelope, RawMessage, Trace};
+
+/// What a protocol hands to [`Ingest::accept`].
+#[derive(Debug)]
+pub enum Input {
+    /// Structured submissions (one, or a batch stored together), with the client's idempotency
+    /// key and the fingerprint of its request.
+    Submissions {
+        submissions: Vec<Submission>,
+        idempotency: Option<(IdempotencyKey, Fingerprint)>,
+    },
+    /// A message received over SMTP; an idempotency key travels in its headers.
+    Raw(RawMessage),
+}
+
+/// The stored emails' ids, in input order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Accepted {
+    pub ids: Vec<Uuid>,
+    /// An earlier request with the same idempotency key and fingerprint stored them.
+    pub replayed: bool,
+}
+
+/// Why nothing was stored.
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    /// A message broke a rule; `item` is its index among structured submissions.
+    #[error("{refusal}")]
+    Refused {
+        item: Option<usize>,
+        refusal: Refusal,
+    },
+    /// The idempotency key was used before for another request.
+    #[error("the idempotency key was used before for another request")]
+    IdempotencyConflict,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// The accept path, shared by the API and the SMTP listeners; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Ingest {
+    writer: EmailWriter,
+    limits: AcceptLimits,
+}
+
+impl Ingest {
+    #[must_use]
+    pub fn new(writer: EmailWriter, limits: AcceptLimits) -> Self {
+        Self { writer, limits }
+    }
+
+    /// The limits every message answers to, for protocols that refuse early.
+    #[must_use]
+    pub fn limits(&self) -> &AcceptLimits {
+        &self.limits
+    }
+
+    /// Checks, builds and stores `input` for `tenant_id`; returns after the commit.
+    ///
+    /// # Errors
+    /// [`IngestError::Refused`] naming the broken rule (nothing stored), a reused idempotency key,
+    /// or a database failure (nothing stored).
+    pub async fn accept(
+        &self,
+        tenant_id: TenantId,
+        policy: &SendingPolicy,
+        input: Input,
+    ) -> Result<Accepted, IngestError> {
+        let now = OffsetDateTime::now_utc();
+        let (emails, idempotency) = match input {
+            Input::Submissions {
+                submissions,
+                idempotency,
+            } => {
+                let emails = submissions
+                    .into_iter()
+                    .enumerate()
+                    .map(|(item, submission)| {
+                        structured::compose(submission, policy, &self.limits, now).map_err(
+                            |refusal| IngestError::Refused {
+                                item: Some(item),
+                                refusal,
+                            },
+                        )
+                    })
+                    .collect::<Result<Vec<_>, _>>()?;
+                (emails, idempotency)
+            }
+            Input::Raw(message) => {
+                let composed =
+                    raw::compose(message, policy, &self.limits, now).map_err(|refusal| {
+                        IngestError::Refused {
+                            item: None,
+                            refusal,
+                        }
+                    })?;
+                (vec![composed.email], composed.idempotency)
+            }
+        };
+        let accepted: Vec<(Uuid, usize)> =
+            emails.iter().map(|e| (e.id, e.recipients.len())).collect();
+        let record = idempotency
+            .as_ref()
+            .map(|(key, fingerprint)| IdempotencyRecord {
+                key,
+                fingerprint: *fingerprint,
+            });
+        match self
+            .writer
+            .insert(tenant_id, emails, record.as_ref())
+            .await?
+        {
+            InsertOutcome::Inserted => {
+                for (email_id, recipients) in &accepted {
+                    tracing::info!(%tenant_id, %email_id, recipients, "email accepted");
+                }
+                metrics::counter!("missive_emails_accepted_total").increment(accepted.len() as u64);
+                Ok(Accepted {
+                    ids: accepted.into_iter().map(|(id, _)| id).collect(),
+                    replayed: false,
+                })
+            }
+            InsertOutcome::Replay { email_ids } => {
+                tracing::info!(%tenant_id, emails = email_ids.len(), "idempotent replay");
+                Ok(Accepted {
+                    ids: email_ids,
+                    replayed: true,
+                })
+            }
+            InsertOutcome::KeyReused => Err(IngestError::IdempotencyConflict),
+        }
+    }
+}
