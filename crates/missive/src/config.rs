@@ -1,6 +1,6 @@
 //! Configuration: one typed struct in sections, filled from defaults < file < environment < flags.
 //!
-//! Every setting is declared once, in the [`settings!`] table at the bottom of this module: its
+//! Every setting is declared once, in the one `settings!` invocation in this module: its
 //! section, name, type, default, environment variables, parser and doc. From that one line come
 //! the field of its section struct, its entry in [`SETTINGS`], its keys in the file (`[http]
 //! addr`, or the flat `http_addr` the file has always accepted, which is the environment name

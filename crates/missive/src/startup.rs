@@ -370,7 +370,11 @@ impl Application {
                 Ok(())
             });
         }
-        let result = tasks.run(self.shutdown_timeout).await;
+        // The SMTP listeners close their sessions with 421 once the grace period is over: they
+        // get the time to do so before anything is aborted.
+        let result = tasks
+            .run(self.shutdown_timeout + smtp::FORCE_STOP_TIME)
+            .await;
         self.store.close().await;
         result
     }

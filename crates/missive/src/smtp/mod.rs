@@ -42,6 +42,8 @@ use crate::key_cache::KeyCache;
 
 /// How long a client may take over the TLS handshake.
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// After the grace period, how long sessions get to write their 421 and close.
+pub const FORCE_STOP_TIME: Duration = Duration::from_secs(2);
 
 /// Which listener a connection came in on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -312,7 +314,7 @@ impl SmtpServer {
             ctx.force_stop.cancel();
             // Each session writes its 421 and closes; give them a moment to do so.
             drop(
-                tokio::time::timeout(Duration::from_secs(2), async {
+                tokio::time::timeout(FORCE_STOP_TIME, async {
                     while sessions.join_next().await.is_some() {}
                 })
                 .await,
