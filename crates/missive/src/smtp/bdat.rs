@@ -11,6 +11,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::reply::{self, Reply};
 use super::session::{Envelope, Next, Session, State};
+use crate::ingest::policy;
 
 /// A chunk being read.
 #[derive(Debug)]
@@ -33,7 +34,9 @@ where
             Some(reply::BAD_SEQUENCE_MAIL)
         } else if self.envelope.recipients.is_empty() {
             Some(reply::BAD_SEQUENCE_RCPT)
-        } else if received.saturating_add(size) > self.ctx.ingest.limits().max_message_bytes {
+        } else if policy::check_size(received.saturating_add(size), self.ctx.ingest.limits())
+            .is_err()
+        {
             Some(reply::TOO_BIG)
         } else {
             None

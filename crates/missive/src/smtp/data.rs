@@ -10,7 +10,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::reply::{self, Reply};
 use super::session::{DataState, Envelope, Next, Session, State};
-use crate::ingest::{Accepted, IngestError, Input, RawEnvelope, RawMessage, Trace};
+use crate::ingest::{Accepted, IngestError, Input, RawEnvelope, RawMessage, Trace, policy};
 
 impl<S> Session<S>
 where
@@ -44,7 +44,7 @@ where
         let done = data.receiver.ingest(&mut bytes, &mut data.message);
         self.pos = self.input.len() - bytes.as_slice().len();
         // Over the limit: keep reading to the end of the text, storing nothing more.
-        if data.message.len() > self.ctx.ingest.limits().max_message_bytes {
+        if policy::check_size(data.message.len(), self.ctx.ingest.limits()).is_err() {
             data.too_big = true;
             data.message.clear();
         }

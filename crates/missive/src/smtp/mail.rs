@@ -41,7 +41,8 @@ where
         if address.needs_smtputf8() && !smtputf8 {
             return self.refuse(&reply::NEEDS_SMTPUTF8);
         }
-        if from.size > self.ctx.ingest.limits().max_message_bytes {
+        // The client's word for the size, checked against the same limit as the final message.
+        if policy::check_size(from.size, self.ctx.ingest.limits()).is_err() {
             return self.refuse(&reply::TOO_BIG);
         }
         // The accept path checks it again; refusing here spares the client sending the text.
