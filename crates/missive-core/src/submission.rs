@@ -95,8 +95,11 @@ pub struct Tag {
     pub value: String,
 }
 
-/// Attachment bytes as a client sent them.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// Attachment bytes as a client sent them: base64 text, or an array of byte values (what
+/// Resend's Python SDK sends). Deserialised straight from Resend's request shape.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, utoipa::ToSchema)]
+#[serde(untagged)]
+#[schema(as = AttachmentContent)]
 pub enum DraftContent {
     /// Base64 text (white space ignored, padding optional).
     Base64(String),
@@ -104,12 +107,14 @@ pub enum DraftContent {
     Bytes(Vec<u8>),
 }
 
-/// An attachment as a client sent it.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+/// An attachment as a client sent it; with `content_id` it is an inline part
+/// (`<img src="cid:...">`). Deserialised straight from Resend's request shape.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize, utoipa::ToSchema)]
+#[schema(as = AttachmentInput)]
 pub struct DraftAttachment {
     pub filename: Option<String>,
     pub content: Option<DraftContent>,
-    /// A URL to fetch the content from; refused, since Missive fetches nothing.
+    /// Remote attachments are not fetched; send `content`.
     pub path: Option<String>,
     pub content_type: Option<String>,
     pub content_id: Option<String>,

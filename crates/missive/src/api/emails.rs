@@ -8,8 +8,7 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::HeaderMap;
 use missive_core::submission::{
-    Draft, DraftAttachment, DraftContent, RecipientKind, Submission, SubmissionError, Tag,
-    parse_rfc3339,
+    Draft, DraftAttachment, RecipientKind, Submission, SubmissionError, Tag, parse_rfc3339,
 };
 use missive_core::{
     DeliveryStatus, EmailState, EventKind, Fingerprint, IdempotencyKey, Scope, TenantId,
@@ -51,40 +50,6 @@ fn addresses(list: Option<OneOrMany>) -> Vec<String> {
     list.map(OneOrMany::into_vec).unwrap_or_default()
 }
 
-/// Attachment bytes: base64 text, or an array of byte values (what Resend's Python SDK sends).
-#[derive(Debug, Clone, Deserialize, ToSchema)]
-#[serde(untagged)]
-pub enum AttachmentContent {
-    Base64(String),
-    Bytes(Vec<u8>),
-}
-
-/// An attachment; with `content_id` it is an inline part (`<img src="cid:...">`).
-#[derive(Debug, Clone, Deserialize, ToSchema)]
-pub struct AttachmentInput {
-    pub filename: Option<String>,
-    pub content: Option<AttachmentContent>,
-    /// Remote attachments are not fetched; send `content`.
-    pub path: Option<String>,
-    pub content_type: Option<String>,
-    pub content_id: Option<String>,
-}
-
-impl From<AttachmentInput> for DraftAttachment {
-    fn from(input: AttachmentInput) -> Self {
-        Self {
-            filename: input.filename,
-            content: input.content.map(|content| match content {
-                AttachmentContent::Base64(text) => DraftContent::Base64(text),
-                AttachmentContent::Bytes(bytes) => DraftContent::Bytes(bytes),
-            }),
-            path: input.path,
-            content_type: input.content_type,
-            content_id: input.content_id,
-        }
-    }
-}
-
 /// `POST /v1/emails`, in Resend's shape.
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 pub struct SendEmailRequest {
@@ -103,7 +68,7 @@ pub struct SendEmailRequest {
     #[serde(default)]
     pub headers: std::collections::BTreeMap<String, String>,
     #[serde(default)]
-    pub attachments: Vec<AttachmentInput>,
+    pub attachments: Vec<DraftAttachment>,
     #[serde(default)]
     pub tags: Vec<Tag>,
     /// RFC 3339; the email waits until then and can be canceled meanwhile.
@@ -122,7 +87,7 @@ impl From<SendEmailRequest> for Draft {
             html: request.html,
             text: request.text,
             headers: request.headers.into_iter().collect(),
-            attachments: request.attachments.into_iter().map(Into::into).collect(),
+            attachments: request.attachments,
             tags: request.tags,
             scheduled_at: request.scheduled_at,
         }
