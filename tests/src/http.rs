@@ -191,6 +191,8 @@ impl TestApp {
         config.smtp.smtps_addr = "127.0.0.1:0".parse().expect("address");
         config.secrets.admin_key = Some(SecretString::from(ADMIN_KEY));
         config.shutdown.timeout_secs = std::time::Duration::from_secs(5);
+        // The test cluster runs with fsync=off for speed; nothing in it outlives the run.
+        config.database.allow_unsafe_commits = true;
         adjust(&mut config, &sink);
         let app =
             missive::Application::build_with_store(&config, db.store.clone(), Roles::SUBMISSION)

@@ -129,6 +129,9 @@ impl SmtpSink {
                     drop(stream);
                     continue;
                 }
+                // Replies go out as written: with Nagle's algorithm a pipelining client waited
+                // for a delayed ACK (about 40 ms) on every message.
+                drop(stream.set_nodelay(true));
                 let (acceptor, options) = (acceptor.clone(), options.clone());
                 tokio::spawn(async move {
                     drop(session(stream, state, acceptor, options).await);
@@ -344,9 +347,9 @@ async fn conversation<S: AsyncRead + AsyncWrite + Unpin>(
         } else {
             "502 5.5.2 not implemented".to_owned()
         };
-        let stream = reader.get_mut();
-        stream.write_all(reply.as_bytes()).await?;
-        stream.write_all(b"\r\n").await?;
+        let mut out = reply.into_bytes();
+        out.extend_from_slice(b"\r\n");
+        reader.get_mut().write_all(&out).await?;
     }
 }
 

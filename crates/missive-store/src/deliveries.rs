@@ -60,7 +60,8 @@ pub struct DeliveryResult {
 }
 
 impl Store {
-    /// Claims up to `limit` due deliveries (and deliveries whose lease ran out) for `lease`.
+    /// Claims up to `limit` due deliveries (and deliveries whose lease ran out) for `lease`, on
+    /// behalf of `holder` (a registered worker's id; see [`crate::workers`]).
     ///
     /// # Errors
     /// Database failures.
@@ -68,6 +69,7 @@ impl Store {
         &self,
         limit: i64,
         lease: Duration,
+        holder: Uuid,
     ) -> Result<Vec<LeasedDelivery>, StoreError> {
         let lease_id = Uuid::now_v7();
         let rows = sqlx::query_as::<_, LeasedDelivery>(
@@ -113,7 +115,7 @@ impl Store {
                  SELECT * FROM (SELECT * FROM expired UNION ALL SELECT * FROM fresh) d LIMIT $1
              ), leased AS (
                  UPDATE deliveries d
-                 SET status = $4, attempts = d.attempts + 1, lease_id = $2,
+                 SET status = $4, attempts = d.attempts + 1, lease_id = $2, leased_by = $6,
                      lease_expires_at = now() + make_interval(secs => $3), updated_at = now()
                  FROM due
                  WHERE d.tenant_id = due.tenant_id AND d.email_id = due.email_id AND d.id = due.id
@@ -129,6 +131,7 @@ impl Store {
         .bind(lease.as_secs_f64())
         .bind(DeliveryStatus::Sending.as_str())
         .bind(DeliveryStatus::Sending.event().as_str())
+        .bind(holder)
         .fetch_all(&self.pool)
         .await?;
         Ok(rows)
@@ -186,7 +189,7 @@ impl Store {
              ), updated AS (
                  UPDATE deliveries d
                  SET status = r.status, next_attempt_at = COALESCE(r.next_attempt_at, d.next_attempt_at),
-                     lease_expires_at = NULL, lease_id = NULL, last_smtp_code = r.code,
+                     lease_expires_at = NULL, lease_id = NULL, leased_by = NULL, last_smtp_code = r.code,
                      last_smtp_response = r.response, updated_at = now()
                  FROM r
                  WHERE d.tenant_id = r.tenant_id AND d.email_id = r.email_id AND d.id = r.id

@@ -10,6 +10,7 @@ mod emails;
 mod error;
 pub mod listen;
 mod tenants;
+pub mod workers;
 mod writer;
 
 pub use api_keys::{ApiKeyRecord, KeyForAuth, NewApiKeyRow, StoredScopes};
@@ -20,6 +21,7 @@ pub use emails::{
 };
 pub use error::StoreError;
 pub use tenants::{NewTenant, StoredSending, TenantPatch, TenantRecord, TrustedSender};
+pub use workers::{Reaped, Registration, WorkerKind};
 pub use writer::{EmailWriter, WriterSettings};
 
 use std::time::Duration;
@@ -41,6 +43,35 @@ pub struct Store {
 pub struct PoolSettings {
     pub max_connections: u32,
     pub acquire_timeout: Duration,
+}
+
+/// What the server says about the durability of a commit.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Durability {
+    /// Whether the server flushes its log to disk at all.
+    pub fsync: bool,
+    /// `on`, `remote_apply`, `remote_write`, `local` or `off`, for the accept path's sessions.
+    pub synchronous_commit: String,
+}
+
+impl Durability {
+    /// Why an acknowledged message could be lost in a crash of the database, if it could.
+    #[must_use]
+    pub fn problems(&self) -> Vec<&'static str> {
+        let mut problems = Vec::new();
+        if !self.fsync {
+            problems.push(
+                "the server runs with fsync=off, so a crash of its host loses committed mail",
+            );
+        }
+        if self.synchronous_commit == "off" {
+            problems.push(
+                "synchronous_commit is off for Missive's sessions (a database or role setting), \
+                 so a commit is acknowledged before it is on disk",
+            );
+        }
+        problems
+    }
 }
 
 /// How long a pooled connection may sit idle before it is checked on its way out.
@@ -86,6 +117,7 @@ impl Store {
     /// The URL does not parse or the server cannot be reached.
     pub async fn connect(url: &str, settings: PoolSettings) -> Result<Self, StoreError> {
         let options: PgConnectOptions = url.parse()?;
+        let options = options.application_name("missive");
         let pool = pool_options(settings.max_connections, settings.acquire_timeout)
             .connect_with(options)
             .await?;
@@ -113,10 +145,13 @@ impl Store {
     /// touched about 1,000 buffers per call.
     #[must_use]
     pub fn for_worker(&self, max_connections: u32) -> Self {
-        let options = (*self.pool.connect_options()).clone().options([
-            ("synchronous_commit", "off"),
-            ("plan_cache_mode", "force_custom_plan"),
-        ]);
+        let options = (*self.pool.connect_options())
+            .clone()
+            .application_name("missive worker")
+            .options([
+                ("synchronous_commit", "off"),
+                ("plan_cache_mode", "force_custom_plan"),
+            ]);
         let pool = pool_options(max_connections, self.pool.options().get_acquire_timeout())
             .connect_lazy_with(options);
         Self { pool }
@@ -140,6 +175,23 @@ impl Store {
     pub async fn migrate(&self) -> Result<(), StoreError> {
         MIGRATOR.run(&self.pool).await?;
         Ok(())
+    }
+
+    /// How durable a commit of the accept path is: the server's `fsync` and this pool's
+    /// `synchronous_commit`.
+    ///
+    /// # Errors
+    /// Database failures.
+    pub async fn durability(&self) -> Result<Durability, StoreError> {
+        let (fsync, synchronous_commit): (String, String) = sqlx::query_as(
+            "SELECT current_setting('fsync'), current_setting('synchronous_commit')",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(Durability {
+            fsync: fsync == "on",
+            synchronous_commit,
+        })
     }
 
     /// One round trip, for readiness checks.

@@ -243,6 +243,11 @@ settings! {
         /// Postgres connections per process.
         max_connections: u32 = Some("16"),
             env ["MISSIVE_DB_MAX_CONNECTIONS"], required(bounded(1, 1000));
+        /// Start even when the database does not make commits durable (fsync=off, or
+        /// synchronous_commit=off for Missive's sessions). Only for throwaway databases such as
+        /// the test suite's: a crash of the database then loses mail Missive acknowledged.
+        allow_unsafe_commits: bool = Some("false"),
+            env ["MISSIVE_ALLOW_UNSAFE_COMMITS"], required(parse_bool);
     }
     /// The REST API.
     http: HttpConfig {

@@ -37,6 +37,11 @@ pub enum StartupError {
     Transport(#[from] crate::delivery::TransportError),
     #[error("SMTP TLS: {0}")]
     Tls(#[from] smtp::tls::TlsError),
+    #[error(
+        "refusing to start: {0}. Make the database durable (fsync=on, synchronous_commit=on), \
+         or set MISSIVE_ALLOW_UNSAFE_COMMITS=true for a throwaway database"
+    )]
+    NotDurable(String),
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: SocketAddr,
@@ -213,6 +218,19 @@ impl Application {
         store: Store,
         roles: Roles,
     ) -> Result<Self, StartupError> {
+        // Nothing is acknowledged before its commit; that promise is only as good as the commit.
+        let problems = store.durability().await?.problems();
+        if !problems.is_empty() {
+            if !config.database.allow_unsafe_commits {
+                return Err(StartupError::NotDurable(problems.join("; ")));
+            }
+            for problem in problems {
+                tracing::warn!(
+                    problem,
+                    "commits are not durable (MISSIVE_ALLOW_UNSAFE_COMMITS)"
+                );
+            }
+        }
         let shared = (roles.api || roles.smtp).then(|| {
             let writer = EmailWriter::start(store.clone(), WriterSettings::default());
             (

@@ -175,6 +175,29 @@ fn a_bad_setting_stops_the_start_naming_the_variable() {
     assert!(String::from_utf8_lossy(&output.stderr).contains("MISSIVE_DATABASE_URL"));
 }
 
+#[tokio::test]
+async fn serve_refuses_a_database_whose_commits_are_not_durable() {
+    let app = TestApp::spawn().await;
+    // Whatever the cluster's fsync, this database's sessions do not wait for the disk.
+    let statement = format!(
+        "ALTER DATABASE \"{}\" SET synchronous_commit = off",
+        app.db.name
+    );
+    sqlx::query(sqlx::AssertSqlSafe(statement))
+        .execute(app.store().pool())
+        .await
+        .unwrap();
+    let output = missive(
+        &["serve", "--role", "api", "--http-addr", "127.0.0.1:0"],
+        &[("MISSIVE_DATABASE_URL", app.db.url.as_str())],
+    );
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("refusing to start"), "{stderr}");
+    assert!(stderr.contains("synchronous_commit is off"), "{stderr}");
+    assert!(stderr.contains("MISSIVE_ALLOW_UNSAFE_COMMITS"), "{stderr}");
+}
+
 /// Kills and reaps the child if the test fails before it exits on its own.
 struct ChildGuard(Option<Child>);
 
@@ -226,6 +249,8 @@ async fn serve_answers_and_stops_cleanly_on_sigterm() {
             .env("MISSIVE_DATABASE_URL", &app.db.url)
             .env("MISSIVE_ADMIN_KEY", admin_key)
             .env("MISSIVE_LOG_FORMAT", "json")
+            // The test cluster runs with fsync=off.
+            .env("MISSIVE_ALLOW_UNSAFE_COMMITS", "true")
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()

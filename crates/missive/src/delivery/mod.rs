@@ -2,22 +2,26 @@
 //! recipients through its route's transport, classifies each recipient's reply and records the
 //! results with their events.
 //!
-//! Nothing is sent inside a transaction, and nothing is lost when a worker dies: its lease
-//! expires and any worker takes the rows again. A NOTIFY on insert wakes workers at once;
-//! polling (and the next due time) is the fallback. The worker knows routes and relay specs
+//! Nothing is sent inside a transaction, and nothing is lost when a worker dies: a running worker
+//! is registered (`missive_store::workers`), and within about a second of its death, however it
+//! died, any other worker (or the restarted process) expires its leases and takes the rows again;
+//! a live worker renews its leases, so nothing it is still sending is taken from it. Lease expiry
+//! (`MISSIVE_LEASE_SECS`) is the last resort. A NOTIFY on insert wakes workers at once; polling
+//! (and the next due time) is the fallback. The worker knows routes and relay specs
 //! ([`Routes`]), never the configuration, which only produces them.
 
 mod routes;
 pub mod smtp;
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
 use missive_core::outcome::{Outcome, classify};
 use missive_core::retry::{RetryDecision, RetryPolicy};
 use missive_core::{DeliveryStatus, Route, TenantId};
 use missive_store::listen::{Channel, ListenEvent, listen};
+use missive_store::workers::{Registration, WorkerKind};
 use missive_store::{DeliveryResult, LeasedDelivery, OutgoingMessage, Store, StoreError};
 use time::OffsetDateTime;
 use tokio::sync::{Notify, Semaphore, mpsc};
@@ -53,7 +57,15 @@ pub struct DeliveryWorker {
     store: Store,
     routes: Arc<Routes>,
     settings: WorkerSettings,
+    /// The id this worker's leases carry: its registration's while [`DeliveryWorker::run`] runs;
+    /// for a worker driven by hand ([`DeliveryWorker::drain`]) an unregistered one, whose leases
+    /// only expire.
+    holder: Arc<RwLock<Uuid>>,
 }
+
+/// How often a running worker checks its registration, reaps dead workers and (at most every
+/// third of a lease) renews its leases.
+const UPKEEP_INTERVAL: Duration = Duration::from_secs(1);
 
 fn result_for(
     delivery: &LeasedDelivery,
@@ -98,6 +110,89 @@ impl DeliveryWorker {
             store,
             routes,
             settings,
+            holder: Arc::new(RwLock::new(Uuid::now_v7())),
+        }
+    }
+
+    fn holder(&self) -> Uuid {
+        *self.holder.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn set_holder(&self, id: Uuid) {
+        *self.holder.write().unwrap_or_else(PoisonError::into_inner) = id;
+    }
+
+    /// Registers this worker, trying again every few seconds until it works or `shutdown`.
+    async fn register(&self, shutdown: &CancellationToken) -> Option<Registration> {
+        let mut backoff = Duration::from_millis(200);
+        loop {
+            match self.store.register_worker(WorkerKind::Delivery).await {
+                Ok(registration) => {
+                    self.set_holder(registration.id());
+                    tracing::info!(worker_id = %registration.id(), "delivery worker registered");
+                    return Some(registration);
+                }
+                Err(err) => {
+                    tracing::error!(error = %err, "cannot register the delivery worker; retrying");
+                }
+            }
+            tokio::select! {
+                () = tokio::time::sleep(backoff) => {}
+                () = shutdown.cancelled() => return None,
+            }
+            backoff = (backoff * 2).min(Duration::from_secs(5));
+        }
+    }
+
+    /// Keeps the registration alive (registering anew when its connection was lost: the old
+    /// id's leases are then reaped like any dead worker's), takes over dead workers' leases and
+    /// renews this worker's own, until `stop`; hands the registration back for release.
+    async fn upkeep(
+        self,
+        mut registration: Registration,
+        wake: Arc<Notify>,
+        stop: CancellationToken,
+    ) -> Registration {
+        let lease = self.settings.lease;
+        let mut ticks = tokio::time::interval(UPKEEP_INTERVAL.min(lease / 3));
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut renewed = tokio::time::Instant::now();
+        loop {
+            tokio::select! {
+                _ = ticks.tick() => {}
+                () = stop.cancelled() => return registration,
+            }
+            if !registration.is_alive().await {
+                tracing::warn!(worker_id = %registration.id(), "the worker's registration connection was lost; registering again");
+                match self.store.register_worker(WorkerKind::Delivery).await {
+                    Ok(fresh) => {
+                        self.set_holder(fresh.id());
+                        registration = fresh;
+                    }
+                    Err(err) => {
+                        tracing::error!(error = %err, "cannot register the delivery worker again");
+                        continue;
+                    }
+                }
+            }
+            match self.store.reap_dead_workers().await {
+                Ok(reaped) if !reaped.workers.is_empty() => {
+                    tracing::info!(
+                        workers = reaped.workers.len(),
+                        deliveries = reaped.deliveries,
+                        "took over the leases of dead workers"
+                    );
+                    wake.notify_one();
+                }
+                Ok(_) => {}
+                Err(err) => tracing::warn!(error = %err, "reaping dead workers failed"),
+            }
+            if renewed.elapsed() >= lease / 3 {
+                match self.store.renew_leases(self.holder(), lease).await {
+                    Ok(_) => renewed = tokio::time::Instant::now(),
+                    Err(err) => tracing::warn!(error = %err, "renewing leases failed"),
+                }
+            }
         }
     }
 
@@ -107,7 +202,7 @@ impl DeliveryWorker {
         let limit = i64::try_from(limit.max(1)).unwrap_or(i64::MAX);
         let leased = self
             .store
-            .lease_due_deliveries(limit, self.settings.lease)
+            .lease_due_deliveries(limit, self.settings.lease, self.holder())
             .await?;
         if leased.is_empty() {
             return Ok(Vec::new());
@@ -222,7 +317,16 @@ impl DeliveryWorker {
     /// the next one waits for [`GATHER`] to pass: a steady trickle then goes out in batches
     /// rather than a lease per commit; a backlog is leased back to back.
     pub async fn run(self, shutdown: CancellationToken) {
+        let Some(registration) = self.register(&shutdown).await else {
+            return;
+        };
         let wake = Arc::new(Notify::new());
+        let upkeep_stop = CancellationToken::new();
+        let upkeep = tokio::spawn(self.clone().upkeep(
+            registration,
+            wake.clone(),
+            upkeep_stop.clone(),
+        ));
         let woken = wake.clone();
         tokio::spawn(listen(
             self.store.clone(),
@@ -307,6 +411,14 @@ impl DeliveryWorker {
         let _ = slots.acquire_many(all).await;
         drop(results);
         let _ = recorder.await;
+        // Only now: until its results are recorded, a registered worker's leases must not look
+        // abandoned.
+        upkeep_stop.cancel();
+        if let Ok(registration) = upkeep.await
+            && let Err(err) = registration.release().await
+        {
+            tracing::warn!(error = %err, "could not end the worker's registration; it will be reaped");
+        }
         tracing::info!("delivery worker stopped");
     }
 }

@@ -1,0 +1,179 @@
+//! Worker registration: how a dead worker's leases are found within seconds.
+//!
+//! A worker process registers (a row in `workers`) and, in the same transaction, takes a
+//! session-level advisory lock on a connection of its own that it keeps for its whole life.
+//! Postgres frees that lock the moment the connection ends, whatever ended it: `kill -9`, a crash,
+//! `pg_terminate_backend`, or a host gone silent once the TCP keepalives set on the connection
+//! give up. [`Store::reap_dead_workers`], run by every worker every second or so, deletes the
+//! rows whose lock nobody holds and expires the leases they named, so the next lease takes them.
+//! A live worker renews its own leases ([`Store::renew_leases`]) and keeps its lock, so nothing it
+//! is still sending is taken from it; `MISSIVE_LEASE_SECS` is left as the last resort for a
+//! worker that hangs while its connection lives.
+//!
+//! Any queue with leases (deliveries today, webhook deliveries next) names the holder in a
+//! `leased_by` column and gets its leases expired by the same reap.
+
+use std::time::Duration;
+
+use sqlx::postgres::PgConnectOptions;
+use sqlx::{Connection, PgConnection};
+use uuid::Uuid;
+
+use crate::{Store, StoreError};
+
+/// The advisory lock namespace of worker registrations ("mswk"); the key is the row's `lock_key`.
+pub const WORKER_LOCK_NAMESPACE: i32 = 0x6d73_776b;
+
+/// What a registered worker does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WorkerKind {
+    Delivery,
+}
+
+impl WorkerKind {
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Delivery => "delivery",
+        }
+    }
+}
+
+/// A registered worker: its id, and the connection whose life is the registration's.
+#[derive(Debug)]
+pub struct Registration {
+    id: Uuid,
+    conn: PgConnection,
+}
+
+/// What a reap found.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Reaped {
+    /// Workers whose lock was free: dead.
+    pub workers: Vec<Uuid>,
+    /// Their leases, now expired.
+    pub deliveries: u64,
+}
+
+impl Registration {
+    /// The id this worker's leases carry.
+    #[must_use]
+    pub const fn id(&self) -> Uuid {
+        self.id
+    }
+
+    /// Whether the registration still holds: its connection answers.
+    pub async fn is_alive(&mut self) -> bool {
+        self.conn.ping().await.is_ok()
+    }
+
+    /// Ends the registration in order at shutdown: the row goes, and the lock with the
+    /// connection. (A worker that dies without this is reaped instead.)
+    ///
+    /// # Errors
+    /// Database failures; the lock is freed with the connection anyway.
+    pub async fn release(mut self) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM workers WHERE id = $1")
+            .bind(self.id)
+            .execute(&mut self.conn)
+            .await?;
+        self.conn.close().await?;
+        Ok(())
+    }
+}
+
+impl Store {
+    /// Registers a worker of `kind` and takes its lock, on a connection kept for the
+    /// registration's life.
+    ///
+    /// # Errors
+    /// The database is unreachable.
+    pub async fn register_worker(&self, kind: WorkerKind) -> Result<Registration, StoreError> {
+        let options: PgConnectOptions = (*self.pool.connect_options())
+            .clone()
+            .application_name("missive worker registration")
+            // The server notices a host that vanished without closing the connection within
+            // about 25 s, and frees the lock then.
+            .options([
+                ("tcp_keepalives_idle", "10"),
+                ("tcp_keepalives_interval", "5"),
+                ("tcp_keepalives_count", "3"),
+            ]);
+        let mut conn = PgConnection::connect_with(&options).await?;
+        let id = Uuid::now_v7();
+        let host = std::env::var("HOSTNAME").unwrap_or_default();
+        let mut tx = conn.begin().await?;
+        // The row becomes visible with the commit, when the lock is already held: a reaper never
+        // sees a registered worker without its lock.
+        let key: i32 = sqlx::query_scalar(
+            "INSERT INTO workers (id, kind, host, pid) VALUES ($1, $2, $3, $4) RETURNING lock_key",
+        )
+        .bind(id)
+        .bind(kind.as_str())
+        .bind(host)
+        .bind(i32::try_from(std::process::id()).unwrap_or(-1))
+        .fetch_one(&mut *tx)
+        .await?;
+        sqlx::query("SELECT pg_advisory_lock($1, $2)")
+            .bind(WORKER_LOCK_NAMESPACE)
+            .bind(key)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(Registration { id, conn })
+    }
+
+    /// Deletes the workers whose lock nobody holds and expires the leases they held, in one
+    /// statement.
+    ///
+    /// # Errors
+    /// Database failures.
+    pub async fn reap_dead_workers(&self) -> Result<Reaped, StoreError> {
+        let rows: Vec<(Uuid, i64)> = sqlx::query_as(
+            "WITH held AS (
+                 SELECT l.objid::bigint AS lock_key FROM pg_locks l
+                 WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 2
+                   AND l.classid = $1::bigint::oid
+                   AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+             ), dead AS (
+                 DELETE FROM workers w
+                 WHERE NOT EXISTS (SELECT 1 FROM held WHERE held.lock_key = w.lock_key)
+                 RETURNING w.id
+             ), released AS (
+                 UPDATE deliveries d SET lease_expires_at = now() - interval '1 second'
+                 FROM dead
+                 WHERE d.status = 'sending' AND d.leased_by = dead.id
+                 RETURNING d.leased_by
+             )
+             SELECT dead.id, (SELECT count(*) FROM released r WHERE r.leased_by = dead.id)
+             FROM dead",
+        )
+        .bind(WORKER_LOCK_NAMESPACE)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(Reaped {
+            deliveries: rows
+                .iter()
+                .map(|(_, n)| u64::try_from(*n).unwrap_or(0))
+                .sum(),
+            workers: rows.into_iter().map(|(id, _)| id).collect(),
+        })
+    }
+
+    /// Pushes back the expiry of every lease `holder` holds: a live worker keeps what it is
+    /// still sending. Returns how many leases were renewed.
+    ///
+    /// # Errors
+    /// Database failures.
+    pub async fn renew_leases(&self, holder: Uuid, lease: Duration) -> Result<u64, StoreError> {
+        Ok(sqlx::query(
+            "UPDATE deliveries SET lease_expires_at = now() + make_interval(secs => $2)
+             WHERE status = 'sending' AND leased_by = $1",
+        )
+        .bind(holder)
+        .bind(lease.as_secs_f64())
+        .execute(&self.pool)
+        .await?
+        .rows_affected())
+    }
+}
