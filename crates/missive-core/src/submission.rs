@@ -134,7 +134,7 @@ pub struct Draft {
     pub headers: Vec<(String, String)>,
     pub attachments: Vec<DraftAttachment>,
     pub tags: Vec<Tag>,
-    /// RFC 3339.
+    /// When to send: ISO 8601 with a zone, or `in N minutes|hours|days` ([`parse_schedule`]).
     pub scheduled_at: Option<String>,
 }
 
@@ -219,7 +219,7 @@ impl Submission {
         let scheduled_at = match draft.scheduled_at.as_deref() {
             None => None,
             Some(raw) => {
-                let at = parse_rfc3339("scheduled_at", raw)?;
+                let at = parse_schedule(raw, now)?;
                 if at > now + MAX_SCHEDULE_AHEAD {
                     return Err(SubmissionError::field(
                         "scheduled_at",
@@ -369,6 +369,58 @@ fn mailboxes(field: &str, raw: &[String]) -> Result<Vec<Mailbox>, SubmissionErro
 pub fn parse_rfc3339(field: &str, raw: &str) -> Result<OffsetDateTime, SubmissionError> {
     OffsetDateTime::parse(raw, &time::format_description::well_known::Rfc3339)
         .map_err(|_| SubmissionError::field(field, format!("`{raw}` is not an RFC 3339 time")))
+}
+
+/// When to send a scheduled message, in the forms Resend accepts: an ISO 8601 time with a zone
+/// (`2024-08-05T11:52:01.858Z`, `2024-08-05T13:52:01+02:00`, or RFC 3339 with a space for the
+/// `T`), or natural language relative to `now`: `in N minutes`, `in N hours` or `in N days`
+/// (singular or plural; `min`, `mins` for minutes; any case). A time without a zone is refused
+/// (it would be read in some zone the client did not mean), and so is any other phrase
+/// (`tomorrow`, `next monday at 9`): a guess would send mail at the wrong time.
+///
+/// # Errors
+/// [`SubmissionError`] naming `scheduled_at` and the accepted forms.
+pub fn parse_schedule(raw: &str, now: OffsetDateTime) -> Result<OffsetDateTime, SubmissionError> {
+    use time::format_description::well_known::{Iso8601, Rfc3339};
+    let text = raw.trim();
+    if let Some(at) = relative(text, now) {
+        return Ok(at);
+    }
+    OffsetDateTime::parse(text, &Rfc3339)
+        .or_else(|_| OffsetDateTime::parse(&text.replacen(' ', "T", 1), &Rfc3339))
+        .or_else(|_| OffsetDateTime::parse(text, &Iso8601::DEFAULT))
+        .map_err(|_| {
+            SubmissionError::field(
+                "scheduled_at",
+                format!(
+                    "`{}` is neither an ISO 8601 time with a zone (2024-08-05T11:52:01Z) nor \
+                     `in N minutes|hours|days`",
+                    text.chars().take(64).collect::<String>()
+                ),
+            )
+        })
+}
+
+/// `in N unit`, as Resend's natural-language schedule.
+fn relative(text: &str, now: OffsetDateTime) -> Option<OffsetDateTime> {
+    let lower = text.to_ascii_lowercase();
+    let mut words = lower.split_whitespace();
+    let (Some("in"), Some(count), Some(unit), None) =
+        (words.next(), words.next(), words.next(), words.next())
+    else {
+        return None;
+    };
+    let count: i64 = count
+        .parse()
+        .ok()
+        .filter(|n: &i64| (0..=527_040).contains(n))?;
+    let unit = match unit {
+        "min" | "mins" | "minute" | "minutes" => time::Duration::MINUTE,
+        "hour" | "hours" => time::Duration::HOUR,
+        "day" | "days" => time::Duration::DAY,
+        _ => return None,
+    };
+    now.checked_add(unit.checked_mul(i32::try_from(count).ok()?)?)
 }
 
 /// Headers Missive writes itself; a client may not set them through `headers`.
@@ -688,6 +740,46 @@ pub(crate) mod tests {
         .unwrap();
         assert!(submission.from().is_none());
         assert!(submission.scheduled_at().is_none());
+    }
+
+    #[test]
+    fn schedules_take_resends_forms() {
+        use time::macros::datetime;
+        let now = datetime!(2026-11-29 10:00:00 UTC);
+        let at = |raw: &str| parse_schedule(raw, now);
+        for (raw, expected) in [
+            ("in 1 min", datetime!(2026-11-29 10:01:00 UTC)),
+            ("in 5 mins", datetime!(2026-11-29 10:05:00 UTC)),
+            ("In 1 Minute", datetime!(2026-11-29 10:01:00 UTC)),
+            ("in 2 hours", datetime!(2026-11-29 12:00:00 UTC)),
+            ("in 1 hour", datetime!(2026-11-29 11:00:00 UTC)),
+            ("in 3 days", datetime!(2026-12-02 10:00:00 UTC)),
+            ("2026-12-01T08:30:00Z", datetime!(2026-12-01 08:30:00 UTC)),
+            (
+                "2026-12-01T08:30:00.858Z",
+                datetime!(2026-12-01 08:30:00.858 UTC),
+            ),
+            (
+                "2026-12-01T10:30:00+02:00",
+                datetime!(2026-12-01 08:30:00 UTC),
+            ),
+            ("2026-12-01 08:30:00Z", datetime!(2026-12-01 08:30:00 UTC)),
+            ("20261201T083000Z", datetime!(2026-12-01 08:30:00 UTC)),
+        ] {
+            assert_eq!(at(raw).unwrap(), expected, "{raw}");
+        }
+        for raw in [
+            "tomorrow",
+            "in a minute",
+            "in 1 week",
+            "in -1 hours",
+            "in 1 hour please",
+            "2026-12-01T08:30:00",
+            "",
+        ] {
+            let err = at(raw).unwrap_err();
+            assert_eq!(err.field, "scheduled_at", "{raw}");
+        }
     }
 
     #[test]

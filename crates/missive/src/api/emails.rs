@@ -71,7 +71,9 @@ pub struct SendEmailRequest {
     pub attachments: Vec<DraftAttachment>,
     #[serde(default)]
     pub tags: Vec<Tag>,
-    /// RFC 3339; the email waits until then and can be canceled meanwhile.
+    /// When to send, at most a year ahead: ISO 8601 with a zone (`2024-08-05T11:52:01.858Z`) or
+    /// `in N minutes|hours|days` (`in 1 min`), as Resend accepts. The email waits until then and
+    /// can be canceled meanwhile.
     pub scheduled_at: Option<String>,
 }
 
