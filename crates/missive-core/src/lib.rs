@@ -27,5 +27,5 @@ pub use routing::{RelaySpec, Route};
 pub use scope::{Scope, ScopeError, Scopes};
 pub use tenant::{
     Domain, SendingPolicy, TenantName, TenantSettings, TenantSettingsError, TenantStatus,
-    parse_setting_mailbox,
+    parse_display_name, parse_setting_mailbox,
 };

@@ -59,6 +59,8 @@ pub enum TenantSettingsError {
     Mailbox { field: &'static str, value: String },
     #[error("status must be `active` or `disabled`, not `{0}`")]
     Status(String),
+    #[error("{field}: a display name is 1 to 256 characters without control characters")]
+    DisplayName { field: &'static str },
     #[error("allowed_sender_domains holds at most {max} domains")]
     TooManyDomains { max: usize },
     #[error("trusted_networks: {0}")]
@@ -142,6 +144,25 @@ pub fn parse_setting_mailbox(
     })
 }
 
+/// Longest display name, in characters (as a parsed mailbox's).
+pub const MAX_DISPLAY_NAME_CHARS: usize = 256;
+
+/// Parses a display name setting (`from_name`): trimmed, 1 to 256 characters, no control
+/// characters, so it can be written into a From header (quoted as needed).
+///
+/// # Errors
+/// [`TenantSettingsError::DisplayName`] naming the field.
+pub fn parse_display_name(field: &'static str, raw: &str) -> Result<String, TenantSettingsError> {
+    let name = raw.trim();
+    if name.is_empty()
+        || name.chars().count() > MAX_DISPLAY_NAME_CHARS
+        || name.chars().any(char::is_control)
+    {
+        return Err(TenantSettingsError::DisplayName { field });
+    }
+    Ok(name.to_owned())
+}
+
 /// How many sender domains one tenant may restrict itself to.
 pub const MAX_ALLOWED_DOMAINS: usize = 100;
 
@@ -152,6 +173,8 @@ pub struct TenantSettings {
     pub default_from: Option<Mailbox>,
     /// Added as Reply-To when a message sets none.
     pub reply_to: Option<Mailbox>,
+    /// The display name of a sender that has none.
+    pub from_name: Option<String>,
     /// When not empty, the only domains a sender address may use.
     pub allowed_sender_domains: Vec<Domain>,
     /// Source networks whose SMTP clients submit for this tenant without AUTH.
@@ -192,6 +215,8 @@ pub struct SendingPolicy {
     pub default_from: Option<Mailbox>,
     /// Added as Reply-To when a message sets none.
     pub reply_to: Option<Mailbox>,
+    /// The display name of a sender that has none (SelfMX's `from_name`).
+    pub from_name: Option<String>,
     /// When not empty, the only domains (and their subdomains) a sender may use.
     pub allowed_sender_domains: Vec<Domain>,
 }
@@ -204,6 +229,7 @@ impl SendingPolicy {
     pub fn from_stored(
         default_from: Option<&str>,
         reply_to: Option<&str>,
+        from_name: Option<&str>,
         allowed_sender_domains: &[String],
     ) -> Result<Self, TenantSettingsError> {
         Ok(Self {
@@ -212,6 +238,9 @@ impl SendingPolicy {
                 .transpose()?,
             reply_to: reply_to
                 .map(|m| parse_setting_mailbox("reply_to", m))
+                .transpose()?,
+            from_name: from_name
+                .map(|n| parse_display_name("from_name", n))
                 .transpose()?,
             allowed_sender_domains: allowed_sender_domains
                 .iter()
@@ -320,6 +349,7 @@ mod tests {
         let policy = SendingPolicy::from_stored(
             Some("Acme <noreply@acme.test>"),
             None,
+            Some("Acme"),
             &["acme.test".to_owned()],
         )
         .unwrap();
@@ -327,7 +357,7 @@ mod tests {
             policy.default_from.unwrap().email.as_str(),
             "noreply@acme.test"
         );
-        let err = SendingPolicy::from_stored(None, Some("nope"), &[]).unwrap_err();
+        let err = SendingPolicy::from_stored(None, Some("nope"), None, &[]).unwrap_err();
         assert!(err.to_string().starts_with("reply_to:"), "{err}");
     }
 

@@ -112,11 +112,12 @@ impl Store {
     pub async fn create_api_key(&self, key: &NewApiKeyRow<'_>) -> Result<ApiKeyRecord, StoreError> {
         let mut tx = self.pool.begin().await?;
         // Lock the tenant row so a concurrent delete cannot slip a live key past its revocation.
-        let status: Option<String> =
-            sqlx::query_scalar("SELECT status FROM tenants WHERE id = $1 FOR SHARE")
-                .bind(key.tenant_id.as_uuid())
-                .fetch_optional(&mut *tx)
-                .await?;
+        let status: Option<String> = sqlx::query_scalar(
+            "SELECT status FROM tenants WHERE id = $1 AND deleted_at IS NULL FOR SHARE",
+        )
+        .bind(key.tenant_id.as_uuid())
+        .fetch_optional(&mut *tx)
+        .await?;
         match status.as_deref() {
             None => return Err(StoreError::NotFound),
             Some("active") => {}
@@ -171,7 +172,8 @@ impl Store {
             return Ok(record);
         }
         let exists: bool = sqlx::query_scalar(
-            "SELECT EXISTS (SELECT 1 FROM api_keys WHERE tenant_id = $1 AND id = $2)",
+            "SELECT EXISTS (SELECT 1 FROM api_keys k JOIN tenants t ON t.id = k.tenant_id
+                            WHERE k.tenant_id = $1 AND k.id = $2 AND t.deleted_at IS NULL)",
         )
         .bind(tenant_id.as_uuid())
         .bind(key_id.as_uuid())
@@ -195,7 +197,7 @@ impl Store {
         let row = sqlx::query_as::<_, KeyForAuth>(
             "SELECT k.tenant_id, k.id, k.key_hash, k.scopes, k.last_used_at, k.expires_at,
                     k.revoked_at, t.status AS tenant_status, t.default_from, t.reply_to,
-                    t.allowed_sender_domains
+                    t.from_name, t.allowed_sender_domains
              FROM api_keys k JOIN tenants t ON t.id = k.tenant_id
              WHERE k.key_hash = $1",
         )

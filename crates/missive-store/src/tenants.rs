@@ -20,7 +20,7 @@ const TENANT_CONFLICTS: &[(&str, &str)] =
 /// The columns [`TenantRecord`] reads, as a literal so it can join `concat!`.
 macro_rules! tenant_columns {
     () => {
-        "id, name, status, default_from, reply_to, allowed_sender_domains, \
+        "id, name, status, domain, default_from, reply_to, from_name, allowed_sender_domains, \
          ARRAY(SELECT n.network::text FROM trusted_networks n \
                WHERE n.tenant_id = tenants.id ORDER BY n.network) AS trusted_networks, \
          created_at, updated_at, disabled_at"
@@ -35,8 +35,11 @@ pub struct TenantRecord {
     pub name: String,
     #[sqlx(try_from = "String")]
     pub status: TenantStatus,
+    /// The primary sending domain.
+    pub domain: Option<String>,
     pub default_from: Option<String>,
     pub reply_to: Option<String>,
+    pub from_name: Option<String>,
     pub allowed_sender_domains: Vec<String>,
     pub trusted_networks: Vec<String>,
     pub created_at: OffsetDateTime,
@@ -49,6 +52,8 @@ pub struct TenantRecord {
 pub struct NewTenant<'a> {
     pub id: TenantId,
     pub name: &'a TenantName,
+    /// The primary sending domain; it is added to the allowed sender domains.
+    pub domain: Option<&'a Domain>,
     pub settings: &'a TenantSettings,
 }
 
@@ -57,8 +62,11 @@ pub struct NewTenant<'a> {
 pub struct TenantPatch {
     pub name: Option<TenantName>,
     pub status: Option<TenantStatus>,
+    /// The primary sending domain; a new one is added to the allowed sender domains.
+    pub domain: Option<Option<Domain>>,
     pub default_from: Option<Option<Mailbox>>,
     pub reply_to: Option<Option<Mailbox>>,
+    pub from_name: Option<Option<String>>,
     pub allowed_sender_domains: Option<Vec<Domain>>,
     /// Replaces the whole list when given.
     pub trusted_networks: Option<Vec<IpNetwork>>,
@@ -76,7 +84,7 @@ pub struct TrustedSender {
     pub sending: StoredSending,
 }
 
-/// A tenant's sending settings read from its row (`default_from`, `reply_to`,
+/// A tenant's sending settings read from its row (`default_from`, `reply_to`, `from_name`,
 /// `allowed_sender_domains`) and parsed once, as they are loaded.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct StoredSending(pub SendingPolicy);
@@ -85,14 +93,20 @@ impl<'r> FromRow<'r, PgRow> for StoredSending {
     fn from_row(row: &'r PgRow) -> Result<Self, sqlx::Error> {
         let default_from: Option<String> = row.try_get("default_from")?;
         let reply_to: Option<String> = row.try_get("reply_to")?;
+        let from_name: Option<String> = row.try_get("from_name")?;
         let domains: Vec<String> = row.try_get("allowed_sender_domains")?;
         // Written only after the same parsing, so a failure here is a hand-edited row.
-        SendingPolicy::from_stored(default_from.as_deref(), reply_to.as_deref(), &domains)
-            .map(Self)
-            .map_err(|err| sqlx::Error::ColumnDecode {
-                index: "default_from, reply_to, allowed_sender_domains".to_owned(),
-                source: Box::new(err),
-            })
+        SendingPolicy::from_stored(
+            default_from.as_deref(),
+            reply_to.as_deref(),
+            from_name.as_deref(),
+            &domains,
+        )
+        .map(Self)
+        .map_err(|err| sqlx::Error::ColumnDecode {
+            index: "default_from, reply_to, allowed_sender_domains".to_owned(),
+            source: Box::new(err),
+        })
     }
 }
 
@@ -128,11 +142,23 @@ fn domain_strings(domains: &[Domain]) -> Vec<String> {
     domains.iter().map(|d| d.as_str().to_owned()).collect()
 }
 
+/// The allowed sender domains with the primary domain among them.
+fn with_primary(domains: &[Domain], primary: Option<&Domain>) -> Vec<String> {
+    let mut all = domain_strings(domains);
+    if let Some(primary) = primary
+        && !domains.contains(primary)
+    {
+        all.push(primary.as_str().to_owned());
+        all.sort();
+    }
+    all
+}
+
 async fn select_tenant(conn: &mut PgConnection, id: TenantId) -> Result<TenantRecord, StoreError> {
     sqlx::query_as::<_, TenantRecord>(concat!(
         "SELECT ",
         tenant_columns!(),
-        " FROM tenants WHERE id = $1"
+        " FROM tenants WHERE id = $1 AND deleted_at IS NULL"
     ))
     .bind(id.as_uuid())
     .fetch_optional(conn)
@@ -154,8 +180,9 @@ impl Store {
     ) -> Result<(TenantRecord, ApiKeyRecord), StoreError> {
         let mut tx = self.pool.begin().await?;
         let record = sqlx::query_as::<_, TenantRecord>(concat!(
-            "INSERT INTO tenants (id, name, default_from, reply_to, allowed_sender_domains)
-             VALUES ($1, $2, $3, $4, $5)
+            "INSERT INTO tenants (id, name, default_from, reply_to, allowed_sender_domains, domain,
+                                  from_name)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)
              RETURNING ",
             tenant_columns!()
         ))
@@ -169,7 +196,12 @@ impl Store {
                 .map(ToString::to_string),
         )
         .bind(tenant.settings.reply_to.as_ref().map(ToString::to_string))
-        .bind(domain_strings(&tenant.settings.allowed_sender_domains))
+        .bind(with_primary(
+            &tenant.settings.allowed_sender_domains,
+            tenant.domain,
+        ))
+        .bind(tenant.domain.map(Domain::as_str))
+        .bind(tenant.settings.from_name.as_deref())
         .fetch_one(&mut *tx)
         .await
         .map_err(|e| map_unique(e, TENANT_CONFLICTS))?;
@@ -197,7 +229,7 @@ impl Store {
             "SELECT ",
             tenant_columns!(),
             " FROM tenants
-             WHERE $1::uuid IS NULL OR id > $1
+             WHERE deleted_at IS NULL AND ($1::uuid IS NULL OR id > $1)
              ORDER BY id
              LIMIT $2"
         ))
@@ -225,7 +257,7 @@ impl Store {
     ) -> Result<Option<TrustedSender>, StoreError> {
         Ok(sqlx::query_as::<_, TrustedSender>(
             "SELECT t.id AS tenant_id, t.status AS tenant_status, n.network::text AS network,
-                    t.default_from, t.reply_to, t.allowed_sender_domains
+                    t.default_from, t.reply_to, t.from_name, t.allowed_sender_domains
              FROM trusted_networks n JOIN tenants t ON t.id = n.tenant_id
              WHERE n.network >>= $1::inet",
         )
@@ -245,6 +277,16 @@ impl Store {
         patch: &TenantPatch,
     ) -> Result<TenantRecord, StoreError> {
         let mut tx = self.pool.begin().await?;
+        // A deleted tenant is gone for updates too; locked so a delete cannot slip in between.
+        let live: Option<bool> = sqlx::query_scalar(
+            "SELECT true FROM tenants WHERE id = $1 AND deleted_at IS NULL FOR UPDATE",
+        )
+        .bind(id.as_uuid())
+        .fetch_optional(&mut *tx)
+        .await?;
+        if live.is_none() {
+            return Err(StoreError::NotFound);
+        }
         if let Some(networks) = &patch.trusted_networks {
             // An unknown tenant fails the foreign key; report it as not found.
             replace_trusted_networks(&mut tx, id, networks)
@@ -268,7 +310,14 @@ impl Store {
                     ELSE disabled_at END,
                 default_from = CASE WHEN $4 THEN $5 ELSE default_from END,
                 reply_to = CASE WHEN $6 THEN $7 ELSE reply_to END,
-                allowed_sender_domains = COALESCE($8, allowed_sender_domains),
+                domain = CASE WHEN $9 THEN $10 ELSE domain END,
+                from_name = CASE WHEN $11 THEN $12 ELSE from_name END,
+                -- The primary domain stays among the allowed ones.
+                allowed_sender_domains = (
+                    SELECT COALESCE(array_agg(DISTINCT d ORDER BY d), '{}')
+                    FROM unnest(COALESCE($8, allowed_sender_domains)
+                                || CASE WHEN $9 THEN ARRAY[$10]::text[] ELSE ARRAY[domain] END) AS d
+                    WHERE d IS NOT NULL),
                 updated_at = now()
              WHERE id = $1
              RETURNING ",
@@ -292,6 +341,15 @@ impl Store {
                 .and_then(|m| m.as_ref().map(ToString::to_string)),
         )
         .bind(patch.allowed_sender_domains.as_deref().map(domain_strings))
+        .bind(patch.domain.is_some())
+        .bind(
+            patch
+                .domain
+                .as_ref()
+                .and_then(|d| d.as_ref().map(|d| d.as_str().to_owned())),
+        )
+        .bind(patch.from_name.is_some())
+        .bind(patch.from_name.as_ref().and_then(Clone::clone))
         .fetch_optional(&mut *tx)
         .await
         .map_err(|e| map_unique(e, TENANT_CONFLICTS))?
@@ -300,21 +358,19 @@ impl Store {
         Ok(record)
     }
 
-    /// Disables a tenant and revokes every live key in one transaction. Rows are kept: history
-    /// and usage stay readable by the operator.
+    /// Deletes a tenant as far as the API can tell, in one transaction: it answers 404 from now
+    /// on and leaves the listing, every live key is revoked and its trusted networks are freed.
+    /// Its rows (emails, events) are kept for the operator's records. Returns it as it was.
     ///
     /// # Errors
-    /// `NotFound` for an unknown id.
+    /// `NotFound` for an unknown or already deleted id.
     #[tracing::instrument(skip_all, fields(tenant_id = %id))]
-    pub async fn disable_tenant_and_revoke_keys(
-        &self,
-        id: TenantId,
-    ) -> Result<TenantRecord, StoreError> {
+    pub async fn delete_tenant(&self, id: TenantId) -> Result<TenantRecord, StoreError> {
         let mut tx = self.pool.begin().await?;
         let record = sqlx::query_as::<_, TenantRecord>(concat!(
             "UPDATE tenants SET status = 'disabled', disabled_at = COALESCE(disabled_at, now()),
-                                updated_at = now()
-             WHERE id = $1
+                                deleted_at = now(), updated_at = now()
+             WHERE id = $1 AND deleted_at IS NULL
              RETURNING ",
             tenant_columns!()
         ))
@@ -328,6 +384,10 @@ impl Store {
         .bind(id.as_uuid())
         .execute(&mut *tx)
         .await?;
+        sqlx::query("DELETE FROM trusted_networks WHERE tenant_id = $1")
+            .bind(id.as_uuid())
+            .execute(&mut *tx)
+            .await?;
         tx.commit().await?;
         Ok(record)
     }

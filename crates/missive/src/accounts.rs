@@ -4,8 +4,8 @@
 //! leave as views: the JSON shapes both front ends print.
 
 use missive_core::{
-    ApiKeyId, IpNetwork, NewApiKey, Scope, ScopeError, Scopes, TenantId, TenantName,
-    TenantSettings, TenantSettingsError, TenantStatus, parse_setting_mailbox,
+    ApiKeyId, Domain, IpNetwork, NewApiKey, Scope, ScopeError, Scopes, TenantId, TenantName,
+    TenantSettings, TenantSettingsError, TenantStatus, parse_display_name, parse_setting_mailbox,
 };
 use missive_store::{
     ApiKeyRecord, NewApiKeyRow, NewTenant, Store, StoreError, TenantPatch, TenantRecord,
@@ -66,6 +66,8 @@ pub struct SettingsInput {
     pub default_from: Option<String>,
     /// Reply-To added when a message sets none.
     pub reply_to: Option<String>,
+    /// Display name given to a sender that has none (SelfMX's name for it).
+    pub from_name: Option<String>,
     /// When not empty, the only domains senders may use.
     #[serde(default)]
     pub allowed_sender_domains: Vec<String>,
@@ -81,6 +83,9 @@ pub struct SettingsInput {
 pub struct CreateTenantRequest {
     /// Unique (case-insensitively) among tenants.
     pub name: String,
+    /// The primary sending domain (SelfMX's field): always among `allowed_sender_domains`, so a
+    /// tenant created with only a `domain` sends from that domain and its subdomains.
+    pub domain: Option<String>,
     #[serde(default)]
     pub settings: SettingsInput,
 }
@@ -95,16 +100,24 @@ pub struct SettingsPatchInput {
     #[serde(default, deserialize_with = "double_option")]
     #[schema(value_type = Option<String>)]
     pub reply_to: Option<Option<String>>,
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<String>)]
+    pub from_name: Option<Option<String>>,
     pub allowed_sender_domains: Option<Vec<String>>,
     /// Replaces the whole list when given; `[]` clears it.
     pub trusted_networks: Option<Vec<String>>,
 }
 
-/// `PATCH /v1/tenants/{id}`.
+/// `PATCH /v1/tenants/{id}` (or `PUT`, which means the same: what it names is replaced).
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateTenantRequest {
     pub name: Option<String>,
+    /// The primary sending domain; a new one joins `allowed_sender_domains`. `null` clears it
+    /// (it stays an allowed domain until the list is changed).
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<String>)]
+    pub domain: Option<Option<String>>,
     /// `disabled` refuses the tenant's keys without revoking them; `active` restores them.
     pub status: Option<TenantStatus>,
     #[serde(default)]
@@ -125,8 +138,8 @@ pub enum Permission {
 pub struct CreateApiKeyRequest {
     /// Unique among the tenant's live keys.
     pub name: String,
-    /// Scopes; empty or absent means `full_access`.
-    #[serde(default)]
+    /// Scopes; empty or absent means `full_access`. `permissions` (SelfMX's name) is the same.
+    #[serde(default, alias = "permissions")]
     pub scopes: Vec<Scope>,
     /// Resend's shorthand: `full_access` or `sending_access` (= `send`). Not with `scopes`.
     pub permission: Option<Permission>,
@@ -140,6 +153,7 @@ pub struct CreateApiKeyRequest {
 pub struct SettingsView {
     pub default_from: Option<String>,
     pub reply_to: Option<String>,
+    pub from_name: Option<String>,
     pub allowed_sender_domains: Vec<String>,
     pub trusted_networks: Vec<String>,
 }
@@ -155,6 +169,8 @@ pub struct TenantView {
     pub tenant_id: TenantId,
     pub name: String,
     pub status: TenantStatus,
+    /// The primary sending domain.
+    pub domain: Option<String>,
     pub settings: SettingsView,
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
@@ -172,9 +188,11 @@ impl From<TenantRecord> for TenantView {
             tenant_id: t.id,
             name: t.name,
             status: t.status,
+            domain: t.domain,
             settings: SettingsView {
                 default_from: t.default_from,
                 reply_to: t.reply_to,
+                from_name: t.from_name,
                 allowed_sender_domains: t.allowed_sender_domains,
                 trusted_networks: t.trusted_networks,
             },
@@ -275,10 +293,19 @@ fn parse_settings(input: &SettingsInput) -> Result<TenantSettings, AccountsError
             .as_deref()
             .map(|m| parse_setting_mailbox("settings.reply_to", m))
             .transpose()?,
+        from_name: input
+            .from_name
+            .as_deref()
+            .map(|n| parse_display_name("settings.from_name", n))
+            .transpose()?,
         allowed_sender_domains: TenantSettings::parse_domains(&input.allowed_sender_domains)?,
         trusted_networks: IpNetwork::parse_list(&input.trusted_networks)
             .map_err(TenantSettingsError::from)?,
     })
+}
+
+fn parse_domain(raw: &str) -> Result<Domain, AccountsError> {
+    Domain::parse(raw).map_err(|e| AccountsError::Invalid(format!("domain: {e}")))
 }
 
 fn parse_key_name(name: &str) -> Result<String, AccountsError> {
@@ -311,6 +338,7 @@ pub async fn create_tenant(
     request: &CreateTenantRequest,
 ) -> Result<CreatedTenantView, AccountsError> {
     let name = TenantName::parse(&request.name)?;
+    let domain = request.domain.as_deref().map(parse_domain).transpose()?;
     let settings = parse_settings(&request.settings)?;
     let tenant_id = TenantId::new();
     let key = NewApiKey::generate();
@@ -320,6 +348,7 @@ pub async fn create_tenant(
             &NewTenant {
                 id: tenant_id,
                 name: &name,
+                domain: domain.as_ref(),
                 settings: &settings,
             },
             &NewApiKeyRow {
@@ -396,8 +425,22 @@ pub async fn update_tenant(
     let patch = TenantPatch {
         name: request.name.as_deref().map(TenantName::parse).transpose()?,
         status: request.status,
+        domain: request
+            .domain
+            .as_ref()
+            .map(|d| d.as_deref().map(parse_domain).transpose())
+            .transpose()?,
         default_from: mailbox("settings.default_from", &settings.default_from)?,
         reply_to: mailbox("settings.reply_to", &settings.reply_to)?,
+        from_name: settings
+            .from_name
+            .as_ref()
+            .map(|n| {
+                n.as_deref()
+                    .map(|n| parse_display_name("settings.from_name", n))
+                    .transpose()
+            })
+            .transpose()?,
         allowed_sender_domains: settings
             .allowed_sender_domains
             .as_ref()
@@ -413,13 +456,14 @@ pub async fn update_tenant(
     Ok(store.update_tenant(id, &patch).await?.into())
 }
 
-/// Disables a tenant and revokes its keys; its data is kept.
+/// Deletes a tenant: from now on it answers 404 and is not listed; its keys are revoked and its
+/// trusted networks freed. Its emails and events are kept for the operator's records.
 ///
 /// # Errors
-/// `NotFound` for an unknown id.
+/// `NotFound` for an unknown or already deleted id.
 pub async fn delete_tenant(store: &Store, id: TenantId) -> Result<TenantView, AccountsError> {
-    let tenant = store.disable_tenant_and_revoke_keys(id).await?;
-    tracing::info!(tenant_id = %id, "tenant disabled and its keys revoked");
+    let tenant = store.delete_tenant(id).await?;
+    tracing::info!(tenant_id = %id, "tenant deleted, its keys revoked");
     Ok(tenant.into())
 }
 

@@ -108,6 +108,9 @@ pub enum TenantCommand {
         /// Default Reply-To address
         #[arg(long)]
         reply_to: Option<String>,
+        /// Display name for senders that have none, e.g. "Acme"
+        #[arg(long)]
+        from_name: Option<String>,
         /// Source network (CIDR, repeatable) whose SMTP clients submit without AUTH
         #[arg(long = "trusted-network", value_name = "CIDR")]
         trusted_networks: Vec<String>,
@@ -265,13 +268,16 @@ async fn tenant_command(command: TenantCommand, store: &Store) -> anyhow::Result
             domains,
             default_from,
             reply_to,
+            from_name,
             trusted_networks,
         } => {
             let request = CreateTenantRequest {
                 name,
+                domain: None,
                 settings: SettingsInput {
                     default_from,
                     reply_to,
+                    from_name,
                     allowed_sender_domains: domains,
                     trusted_networks,
                 },

@@ -230,11 +230,15 @@ async fn random_input_on_every_route_never_yields_a_server_error() {
     let b_keys = app
         .get(&format!("/v1/tenants/{}/api-keys", b.id), Auth::Admin)
         .await;
-    assert!(
-        b_keys.expect(200)["data"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .all(|k| k["tenant_id"] == b.id.as_str())
-    );
+    // The admin half of the fuzzing may have deleted B, which then answers 404 like any deleted
+    // resource; otherwise every key listed under B is B's.
+    if b_keys.status != 404 {
+        assert!(
+            b_keys.expect(200)["data"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|k| k["tenant_id"] == b.id.as_str())
+        );
+    }
 }

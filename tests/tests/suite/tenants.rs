@@ -274,10 +274,10 @@ async fn patch_errors_are_404_409_and_422() {
 }
 
 #[tokio::test]
-async fn delete_disables_the_tenant_revokes_its_keys_and_keeps_its_data() {
+async fn a_deleted_tenant_is_gone_its_keys_revoked_and_its_name_free() {
     let app = TestApp::spawn().await;
     let tenant = app.create_tenant("Acme").await;
-    let (_, second_key) = app.create_key(&tenant.id, "second", &["send"]).await;
+    let (key_id, second_key) = app.create_key(&tenant.id, "second", &["send"]).await;
     let path = format!("/v1/tenants/{}", tenant.id);
     let deleted = app.delete(&path, Auth::Admin).await;
     assert_eq!(deleted.expect(200)["status"], "disabled");
@@ -289,33 +289,127 @@ async fn delete_disables_the_tenant_revokes_its_keys_and_keeps_its_data() {
             .to_owned();
         assert!(message.contains("revoked"), "{message}");
     }
-    // Data is kept: the tenant and its keys are still readable by the operator.
-    assert_eq!(
-        app.get(&path, Auth::Admin).await.expect(200)["status"],
-        "disabled"
-    );
-    let keys = app.get(&format!("{path}/api-keys"), Auth::Admin).await;
-    let keys = keys.expect(200)["data"].as_array().unwrap().clone();
-    assert_eq!(keys.len(), 2);
-    assert!(keys.iter().all(|k| k["revoked_at"].is_string()));
-    // A disabled tenant gets no new keys, and re-enabling it does not bring revoked keys back.
+    // Everything about it answers 404 now, as after any DELETE.
+    app.get(&path, Auth::Admin)
+        .await
+        .expect_error(404, "not_found");
+    app.get(&format!("{path}/api-keys"), Auth::Admin)
+        .await
+        .expect_error(404, "not_found");
     app.post(
         &format!("{path}/api-keys"),
         Auth::Admin,
         &json!({ "name": "new" }),
     )
     .await
-    .expect_error(409, "conflict");
+    .expect_error(404, "not_found");
+    app.delete(&format!("{path}/api-keys/{key_id}"), Auth::Admin)
+        .await
+        .expect_error(404, "not_found");
     app.patch(&path, Auth::Admin, &json!({ "status": "active" }))
         .await
-        .expect(200);
-    app.get("/v1/tenant", Auth::Key(&tenant.key))
+        .expect_error(404, "not_found");
+    app.delete(&path, Auth::Admin)
         .await
-        .expect_error(401, "invalid_api_key");
+        .expect_error(404, "not_found");
+    let listed = app.get("/v1/tenants", Auth::Admin).await;
+    assert!(
+        listed.expect(200)["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|t| t["id"] != tenant.id.as_str())
+    );
+    // Its rows stay for the operator; its name is free again.
+    let rows: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM api_keys WHERE revoked_at IS NOT NULL")
+            .fetch_one(app.store().pool())
+            .await
+            .unwrap();
+    assert_eq!(rows, 2);
+    app.create_tenant("Acme").await;
     app.delete(
         &format!("/v1/tenants/{}", uuid::Uuid::now_v7()),
         Auth::Admin,
     )
     .await
     .expect_error(404, "not_found");
+}
+
+#[tokio::test]
+async fn selfmx_documented_tenant_requests_work_verbatim() {
+    let app = TestApp::spawn().await;
+    let created = app
+        .post(
+            "/v1/tenants",
+            Auth::Admin,
+            &json!({
+                "name": "Acme Corp",
+                "domain": "acme.com",
+                "settings": { "from_name": "Acme", "reply_to": "support@acme.com" }
+            }),
+        )
+        .await;
+    let created = created.expect(201).clone();
+    let tenant = &created["tenant"];
+    assert_eq!(tenant["domain"], "acme.com");
+    assert_eq!(tenant["settings"]["from_name"], "Acme");
+    assert_eq!(tenant["settings"]["reply_to"], "support@acme.com");
+    assert_eq!(
+        tenant["settings"]["allowed_sender_domains"],
+        json!(["acme.com"])
+    );
+    let id = tenant["id"].as_str().unwrap().to_owned();
+    let key = app
+        .post(
+            &format!("/v1/tenants/{id}/api-keys"),
+            Auth::Admin,
+            &json!({ "name": "Production", "permissions": ["send", "templates:read"] }),
+        )
+        .await;
+    let key = key.expect(201).clone();
+    assert_eq!(key["scopes"], json!(["send", "templates:read"]));
+    let token = key["token"].as_str().unwrap().to_owned();
+
+    let replaced = app
+        .request(
+            reqwest::Method::PUT,
+            &format!("/v1/tenants/{id}"),
+            Auth::Admin,
+            Some(&json!({ "name": "Acme Inc", "settings": { "from_name": "Acme Inc" } })),
+        )
+        .await;
+    let replaced = replaced.expect(200).clone();
+    assert_eq!(replaced["name"], "Acme Inc");
+    assert_eq!(replaced["settings"]["from_name"], "Acme Inc");
+    assert_eq!(
+        replaced["domain"], "acme.com",
+        "what PUT does not name stays"
+    );
+
+    // The domain is where it may send from; from_name names a sender that has no name.
+    app.post(
+        "/v1/emails",
+        Auth::Key(&token),
+        &json!({ "from": "x@other.com", "to": "a@x.test", "subject": "s", "text": "t" }),
+    )
+    .await
+    .expect_error(422, "invalid_from_address");
+    let id = app
+        .send_email(
+            &token,
+            &json!({ "from": "noreply@mail.acme.com", "to": "a@x.test", "subject": "s", "text": "t" }),
+        )
+        .await;
+    let email = app
+        .get(
+            &format!("/v1/emails/{id}"),
+            Auth::Key(created["api_key"]["token"].as_str().unwrap()),
+        )
+        .await;
+    assert_eq!(
+        email.expect(200)["from"],
+        "Acme Inc <noreply@mail.acme.com>"
+    );
+    app.worker.drain().await.unwrap();
 }

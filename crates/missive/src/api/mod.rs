@@ -83,6 +83,7 @@ fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(
             tenants::get_tenant,
             tenants::update_tenant,
+            tenants::replace_tenant,
             tenants::delete_tenant
         ))
         .routes(routes!(

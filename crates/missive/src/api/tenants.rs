@@ -113,13 +113,39 @@ pub async fn update_tenant(
     Ok(Json(changed))
 }
 
-/// Disable a tenant and revoke all its keys. Its data is kept.
+/// Replace what the body names of a tenant's name, status or settings (SelfMX's verb; the same
+/// as `PATCH`).
+#[utoipa::path(
+    put, path = "/v1/tenants/{id}", tag = "admin",
+    params(("id" = TenantId, Path, description = "Tenant id")),
+    request_body = UpdateTenantRequest,
+    security(("admin_key" = [])),
+    responses(
+        (status = 200, description = "The updated tenant", body = TenantView),
+        (status = 401, description = "Missing or wrong admin key", body = ErrorBody),
+        (status = 404, description = "No such tenant", body = ErrorBody),
+        (status = 409, description = "Name taken", body = ErrorBody),
+        (status = 422, description = "Invalid field", body = ErrorBody),
+    )
+)]
+pub async fn replace_tenant(
+    auth: AdminAuth,
+    state: State<AppState>,
+    id: ApiPath<TenantId>,
+    request: ApiJson<UpdateTenantRequest>,
+) -> Result<Json<TenantView>, ApiError> {
+    update_tenant(auth, state, id, request).await
+}
+
+/// Delete a tenant: its keys are revoked, its trusted networks freed, and from then on it answers
+/// 404 and is not listed. Its emails and events are kept in the database. (To switch a tenant
+/// off and back on, `PATCH` its `status`.)
 #[utoipa::path(
     delete, path = "/v1/tenants/{id}", tag = "admin",
     params(("id" = TenantId, Path, description = "Tenant id")),
     security(("admin_key" = [])),
     responses(
-        (status = 200, description = "The disabled tenant", body = TenantView),
+        (status = 200, description = "The tenant as it was deleted", body = TenantView),
         (status = 401, description = "Missing or wrong admin key", body = ErrorBody),
         (status = 404, description = "No such tenant", body = ErrorBody),
     )

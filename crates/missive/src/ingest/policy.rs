@@ -37,7 +37,8 @@ pub enum Refusal {
 }
 
 /// The sender of a message: the one it names, or the tenant's default; either way inside the
-/// tenant's allowed sender domains. `field` names where the sender came from.
+/// tenant's allowed sender domains, and with the tenant's `from_name` when it has no display
+/// name of its own. `field` names where the sender came from.
 ///
 /// # Errors
 /// [`Refusal::Invalid`] when there is neither, [`Refusal::SenderNotAllowed`] for a domain outside
@@ -47,7 +48,7 @@ pub fn sender(
     policy: &SendingPolicy,
     field: &'static str,
 ) -> Result<Mailbox, Refusal> {
-    let from = named
+    let mut from = named
         .or(policy.default_from.as_ref())
         .cloned()
         .ok_or_else(|| {
@@ -56,6 +57,9 @@ pub fn sender(
             ))
         })?;
     check_sender(policy, field, &from.email)?;
+    if from.name.is_none() {
+        from.name.clone_from(&policy.from_name);
+    }
     Ok(from)
 }
 
@@ -141,6 +145,7 @@ mod tests {
         SendingPolicy {
             default_from: Some(Mailbox::parse("Acme <noreply@acme.test>").unwrap()),
             reply_to: Some(Mailbox::parse("help@acme.test").unwrap()),
+            from_name: None,
             allowed_sender_domains: vec![Domain::parse("acme.test").unwrap()],
         }
     }
@@ -164,6 +169,21 @@ mod tests {
             err.to_string().starts_with("From header: required"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn a_sender_without_a_display_name_takes_the_tenants() {
+        let named = SendingPolicy {
+            from_name: Some("Acme Support".to_owned()),
+            ..policy()
+        };
+        let bare = Mailbox::parse("help@acme.test").unwrap();
+        assert_eq!(
+            sender(Some(&bare), &named, "from").unwrap().to_string(),
+            "Acme Support <help@acme.test>"
+        );
+        let own = Mailbox::parse("Bob <bob@acme.test>").unwrap();
+        assert_eq!(sender(Some(&own), &named, "from").unwrap(), own);
     }
 
     #[test]

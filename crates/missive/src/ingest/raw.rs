@@ -5,8 +5,9 @@
 //! normalize` does), so what we relay has only CRLF line ends and its dot-stuffing is unambiguous
 //! downstream. Then: every line at most 998 octets; the message parses (mail-parser) and has a
 //! header section; its From header (or, with none, the tenant's `default_from`, which is then
-//! written in) passes the sender-domain rule, as does the envelope sender; an `Idempotency-Key`
-//! header is read and removed, and so are Bcc headers; Message-ID and Date are added when missing,
+//! written in) passes the sender-domain rule, as does the envelope sender, and gets the tenant's
+//! `from_name` when it has no display name (the header is then written anew); an
+//! `Idempotency-Key` header is read and removed, and so are Bcc headers; Message-ID and Date are added when missing,
 //! Reply-To (the tenant's default) when missing and the tenant has one; a Received header is
 //! prepended; the final size is checked.
 
@@ -111,6 +112,8 @@ pub(super) fn compose(
         })?),
     };
     let from = policy::sender(written_from.as_ref(), policy, "From header")?;
+    // Written anew when there was none, or when the tenant's from_name gave it a display name.
+    let write_from = written_from.as_ref() != Some(&from);
 
     let idempotency = match message.header("Idempotency-Key") {
         None => None,
@@ -132,12 +135,14 @@ pub(super) fn compose(
     let written_reply_to = mailboxes(message.reply_to());
     let reply_to = policy::reply_to(&written_reply_to, policy);
 
-    // Headers we drop: Bcc (never shown to recipients) and our own control header.
+    // Headers we drop: Bcc (never shown to recipients), our own control header, and a From
+    // header we write anew.
     let mut dropped: Vec<(usize, usize)> = message
         .headers()
         .iter()
         .filter(|h| {
             matches!(h.name, HeaderName::Bcc)
+                || (write_from && matches!(h.name, HeaderName::From))
                 || h.name.as_str().eq_ignore_ascii_case("Idempotency-Key")
         })
         .map(|h| (h.offset_field as usize, h.offset_end as usize))
@@ -157,7 +162,7 @@ pub(super) fn compose(
         )
         .as_bytes(),
     );
-    if written_from.is_none() {
+    if write_from {
         mime.extend_from_slice(format!("From: {from}\r\n").as_bytes());
     }
     if written_reply_to.is_empty() && !reply_to.is_empty() {
@@ -328,6 +333,7 @@ mod tests {
         let policy = SendingPolicy {
             default_from: Some(Mailbox::parse("Acme <noreply@acme.test>").unwrap()),
             reply_to: Some(Mailbox::parse("help@acme.test").unwrap()),
+            from_name: None,
             allowed_sender_domains: vec![Domain::parse("acme.test").unwrap()],
         };
         let composed = compose(
