@@ -423,3 +423,33 @@ async fn both_get_our_message_id_and_keep_bcc_out_of_the_headers() {
         assert_eq!(carrying, 1, "{header:?} in exactly one relayed message");
     }
 }
+
+#[tokio::test]
+async fn a_sender_without_a_display_name_gets_the_tenants_from_name() {
+    let app = TestApp::spawn().await;
+    let key = tenant_with(&app, json!({ "from_name": "Acme Support" })).await;
+    let (rest, smtp) = same_verdict(&app, &key, &Case::new("help@acme.test", &["a@x.test"])).await;
+    for id in [rest.id(), smtp.id()] {
+        assert_eq!(
+            email(&app, &key, id).await["from"],
+            "Acme Support <help@acme.test>"
+        );
+    }
+    // A sender with a name of its own keeps it.
+    let (rest, smtp) =
+        same_verdict(&app, &key, &Case::new("Bob <bob@acme.test>", &["a@x.test"])).await;
+    for id in [rest.id(), smtp.id()] {
+        assert_eq!(email(&app, &key, id).await["from"], "Bob <bob@acme.test>");
+    }
+    app.worker.drain().await.unwrap();
+    let mut names: Vec<(Option<String>, String)> = app
+        .sink
+        .received()
+        .iter()
+        .map(|m| header_address(&m.data, |m| m.from()))
+        .collect();
+    names.sort();
+    let acme = (Some("Acme Support".to_owned()), "help@acme.test".to_owned());
+    let bob = (Some("Bob".to_owned()), "bob@acme.test".to_owned());
+    assert_eq!(names, [acme.clone(), acme, bob.clone(), bob]);
+}
