@@ -26,6 +26,7 @@ pub use network::{IpNetwork, NetworkError};
 pub use routing::{RelaySpec, Route};
 pub use scope::{Scope, ScopeError, Scopes};
 pub use tenant::{
-    Domain, SendingPolicy, TenantName, TenantSettings, TenantSettingsError, TenantStatus,
-    parse_display_name, parse_setting_mailbox,
+    DOMAIN_PATTERN, Domain, MAX_NAME_CHARS, NO_CONTROLS_PATTERN, SendingPolicy, TenantName,
+    TenantSettings, TenantSettingsError, TenantStatus, parse_display_name, parse_label,
+    parse_setting_mailbox,
 };

@@ -20,8 +20,77 @@ pub const MAX_RECIPIENTS_PER_FIELD: usize = 50;
 pub const MAX_TAGS: usize = 50;
 /// Longest subject, in characters.
 pub const MAX_SUBJECT_CHARS: usize = 998;
+/// Longest custom header value, in octets.
+pub const MAX_HEADER_VALUE_BYTES: usize = 16 * 1024;
+/// Longest attachment file name, in characters.
+pub const MAX_FILENAME_CHARS: usize = 255;
 /// Furthest a message may be scheduled ahead.
 pub const MAX_SCHEDULE_AHEAD: time::Duration = time::Duration::days(366);
+
+/// The rules below that a JSON Schema can state, as the OpenAPI document states them: each pattern
+/// accepts exactly what its rule accepts (the tests check each pair), in the regex dialect that
+/// ECMA-262 and Python share.
+pub mod patterns {
+    /// Text without control characters other than tab: subjects and header values.
+    pub const TEXT_LINE: &str = r"^[^\x00-\x08\x0A-\x1F\x7F-\x9F]*$";
+    /// A header field name: 1 to 76 printable ASCII characters, no colon.
+    pub const HEADER_NAME: &str = r"^[!-9;-~]{1,76}$";
+    /// A tag name or value.
+    pub const TAG: &str = r"^[A-Za-z0-9_-]{1,256}$";
+    /// An attachment's MIME type.
+    pub const MIME_TYPE: &str = r"^[A-Za-z0-9!#$&^_.+-]+/[A-Za-z0-9!#$&^_.+-]+$";
+    /// An inline part's content id: printable ASCII without angle brackets.
+    pub const CONTENT_ID: &str = r"^[!-;=?-~]{1,255}$";
+    /// The characters base64 attachment content may hold (ASCII white space is skipped).
+    pub const BASE64_TEXT: &str = r"^[A-Za-z0-9+/=\t\n\x0C\r ]*$";
+    /// A body: any text but NUL.
+    pub const BODY: &str = r"^[^\x00]*$";
+    /// The `tag` filter of a listing: `name:value`, each as [`TAG`].
+    pub const TAG_FILTER: &str = r"^[A-Za-z0-9_-]{1,256}:[A-Za-z0-9_-]{1,256}$";
+    /// `in N minutes|hours|days`, as the schedule's natural-language form is usually written.
+    pub const RELATIVE_SCHEDULE: &str =
+        r"^in [0-9]{1,6} (min|mins|minute|minutes|hour|hours|day|days)$";
+}
+
+/// Whether `text` has no control character but tab ([`patterns::TEXT_LINE`]).
+fn is_text_line(text: &str) -> bool {
+    !text.chars().any(|c| c.is_control() && c != '\t')
+}
+
+/// [`patterns::HEADER_NAME`].
+fn is_header_name(name: &str) -> bool {
+    !name.is_empty() && name.len() <= 76 && name.bytes().all(|b| b.is_ascii_graphic() && b != b':')
+}
+
+/// [`patterns::TAG`].
+fn is_tag_part(text: &str) -> bool {
+    !text.is_empty()
+        && text.len() <= 256
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+/// [`patterns::MIME_TYPE`].
+fn is_mime_type(text: &str) -> bool {
+    text.split_once('/').is_some_and(|(t, s)| {
+        let token = |x: &str| {
+            !x.is_empty()
+                && x.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"!#$&^_.+-".contains(&b))
+        };
+        token(t) && token(s)
+    })
+}
+
+/// [`patterns::CONTENT_ID`].
+fn is_content_id(text: &str) -> bool {
+    !text.is_empty()
+        && text.len() <= 255
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_graphic() && b != b'<' && b != b'>')
+}
 
 /// Why a submission was refused; the message names the field.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -104,7 +173,47 @@ pub enum DraftContent {
     /// Base64 text (white space ignored, padding optional).
     Base64(String),
     /// The bytes themselves.
-    Bytes(Vec<u8>),
+    Bytes(#[serde(deserialize_with = "byte_values")] Vec<u8>),
+}
+
+/// An array of byte values, each an integer from 0 to 255; `1.0` counts as the integer 1, as in
+/// JSON Schema (a generator or another language may well send it so).
+fn byte_values<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Vec<u8>, D::Error> {
+    struct Byte(u8);
+    impl<'de> Deserialize<'de> for Byte {
+        fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+            struct Visitor;
+            impl serde::de::Visitor<'_> for Visitor {
+                type Value = Byte;
+                fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                    f.write_str("an integer from 0 to 255")
+                }
+                fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Byte, E> {
+                    u8::try_from(v)
+                        .map(Byte)
+                        .map_err(|_| E::invalid_value(serde::de::Unexpected::Unsigned(v), &self))
+                }
+                fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Byte, E> {
+                    u8::try_from(v)
+                        .map(Byte)
+                        .map_err(|_| E::invalid_value(serde::de::Unexpected::Signed(v), &self))
+                }
+                fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Byte, E> {
+                    if v.fract() == 0.0 && (0.0..=255.0).contains(&v) {
+                        // Exact: an integral value within a byte's range.
+                        Ok(Byte(v as u8))
+                    } else {
+                        Err(E::invalid_value(serde::de::Unexpected::Float(v), &self))
+                    }
+                }
+            }
+            deserializer.deserialize_any(Visitor)
+        }
+    }
+    Ok(Vec::<Byte>::deserialize(deserializer)?
+        .into_iter()
+        .map(|b| b.0)
+        .collect())
 }
 
 /// An attachment as a client sent it; with `content_id` it is an inline part
@@ -184,9 +293,7 @@ impl Submission {
             return Err(SubmissionError::field("to", "at least one address"));
         }
         let reply_to = mailboxes("reply_to", &draft.reply_to)?;
-        if draft.subject.chars().count() > MAX_SUBJECT_CHARS
-            || draft.subject.chars().any(|c| c.is_control() && c != '\t')
-        {
+        if draft.subject.chars().count() > MAX_SUBJECT_CHARS || !is_text_line(&draft.subject) {
             return Err(SubmissionError::field(
                 "subject",
                 format!("at most {MAX_SUBJECT_CHARS} characters, no line breaks"),
@@ -197,6 +304,15 @@ impl Submission {
                 "html or text",
                 "at least one is required",
             ));
+        }
+        // No message may hold a NUL (RFC 5322), and no database text column can.
+        for (field, body) in [("html", &draft.html), ("text", &draft.text)] {
+            if body.as_deref().is_some_and(|b| b.contains('\0')) {
+                return Err(SubmissionError::field(
+                    field,
+                    "must not contain NUL characters",
+                ));
+            }
         }
         for (name, value) in &draft.headers {
             check_custom_header(name, value)?;
@@ -447,10 +563,7 @@ const RESERVED_HEADERS: &[&str] = &[
 /// [`SubmissionError`] naming the header.
 pub fn check_custom_header(name: &str, value: &str) -> Result<(), SubmissionError> {
     let field = format!("headers.{name}");
-    if name.is_empty()
-        || name.len() > 76
-        || !name.bytes().all(|b| b.is_ascii_graphic() && b != b':')
-    {
+    if !is_header_name(name) {
         return Err(SubmissionError::field(field, "is not a valid header name"));
     }
     if RESERVED_HEADERS.contains(&name.to_ascii_lowercase().as_str()) {
@@ -459,16 +572,35 @@ pub fn check_custom_header(name: &str, value: &str) -> Result<(), SubmissionErro
             "is set by Missive; use the dedicated field",
         ));
     }
-    if value.chars().any(|c| c.is_control() && c != '\t') {
+    if !is_text_line(value) {
         return Err(SubmissionError::field(
             field,
             "must not contain line breaks or control characters",
         ));
     }
-    if value.len() > 16 * 1024 {
+    if value.len() > MAX_HEADER_VALUE_BYTES {
         return Err(SubmissionError::field(field, "is longer than 16 KiB"));
     }
     Ok(())
+}
+
+/// Parses a listing's `tag` filter, `name:value` ([`patterns::TAG_FILTER`]).
+///
+/// # Errors
+/// [`SubmissionError`] naming `tag`.
+pub fn parse_tag_filter(raw: &str) -> Result<Tag, SubmissionError> {
+    raw.split_once(':')
+        .map(|(name, value)| Tag {
+            name: name.to_owned(),
+            value: value.to_owned(),
+        })
+        .filter(|tag| is_tag_part(&tag.name) && is_tag_part(&tag.value))
+        .ok_or_else(|| {
+            SubmissionError::field(
+                "tag",
+                "must be name:value, each 1 to 256 of A-Z a-z 0-9 _ -",
+            )
+        })
 }
 
 /// Checks a tag as Resend defines it.
@@ -476,19 +608,13 @@ pub fn check_custom_header(name: &str, value: &str) -> Result<(), SubmissionErro
 /// # Errors
 /// [`SubmissionError`] naming the tag.
 pub fn check_tag(tag: &Tag) -> Result<(), SubmissionError> {
-    let ok = |s: &str| {
-        !s.is_empty()
-            && s.len() <= 256
-            && s.bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
-    };
-    if !ok(&tag.name) {
+    if !is_tag_part(&tag.name) {
         return Err(SubmissionError::field(
             "tags.name",
             format!("`{}` must be 1 to 256 of A-Z a-z 0-9 _ -", tag.name),
         ));
     }
-    if !ok(&tag.value) {
+    if !is_tag_part(&tag.value) {
         return Err(SubmissionError::field(
             "tags.value",
             format!("`{}` must be 1 to 256 of A-Z a-z 0-9 _ -", tag.value),
@@ -545,7 +671,7 @@ fn attachment(index: usize, draft: DraftAttachment) -> Result<Attachment, Submis
         .filename
         .ok_or_else(|| SubmissionError::field(field("filename"), "required"))?;
     if filename.is_empty()
-        || filename.chars().count() > 255
+        || filename.chars().count() > MAX_FILENAME_CHARS
         || filename.chars().any(char::is_control)
     {
         return Err(SubmissionError::field(
@@ -555,15 +681,7 @@ fn attachment(index: usize, draft: DraftAttachment) -> Result<Attachment, Submis
     }
     let content_type = match draft.content_type {
         Some(ct) => {
-            let valid = ct.split_once('/').is_some_and(|(t, s)| {
-                let token = |x: &str| {
-                    !x.is_empty()
-                        && x.bytes()
-                            .all(|b| b.is_ascii_alphanumeric() || b"!#$&^_.+-".contains(&b))
-                };
-                token(t) && token(s)
-            });
-            if !valid {
+            if !is_mime_type(&ct) {
                 return Err(SubmissionError::field(
                     field("content_type"),
                     format!("`{ct}` is not a MIME type such as application/pdf"),
@@ -574,11 +692,7 @@ fn attachment(index: usize, draft: DraftAttachment) -> Result<Attachment, Submis
         None => guess_content_type(&filename).to_owned(),
     };
     if let Some(cid) = &draft.content_id
-        && (cid.is_empty()
-            || cid.len() > 255
-            || !cid
-                .bytes()
-                .all(|b| b.is_ascii_graphic() && b != b'<' && b != b'>'))
+        && !is_content_id(cid)
     {
         return Err(SubmissionError::field(
             field("content_id"),
@@ -799,6 +913,22 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn byte_arrays_take_integral_numbers_in_range() {
+        let parse = |json: &str| serde_json::from_str::<DraftContent>(json);
+        assert_eq!(
+            parse("[0, 1.0, 255]").unwrap(),
+            DraftContent::Bytes(vec![0, 1, 255])
+        );
+        for bad in ["[256]", "[-1]", "[1.5]"] {
+            assert!(parse(bad).is_err(), "{bad}");
+        }
+        assert_eq!(
+            parse("\"aGk=\"").unwrap(),
+            DraftContent::Base64("aGk=".into())
+        );
+    }
+
+    #[test]
     fn custom_headers_cannot_inject_or_override() {
         assert!(check_custom_header("X-Campaign", "spring sale").is_ok());
         assert!(check_custom_header("List-Unsubscribe", "<mailto:u@x.test>").is_ok());
@@ -814,6 +944,25 @@ pub(crate) mod tests {
             assert!(
                 check_custom_header(name, value).is_err(),
                 "{name}: {value:?}"
+            );
+        }
+    }
+
+    proptest::proptest! {
+        /// Each documented pattern accepts exactly what its rule accepts.
+        #[test]
+        fn the_documented_patterns_are_the_rules(raw in "\\PC{0,12}|[\\x00-\\x7f]{0,12}|[a-z/;<>:]{0,6}") {
+            let agrees = |pattern: &str, rule: fn(&str) -> bool| {
+                regex::Regex::new(pattern).unwrap().is_match(&raw) == rule(&raw)
+            };
+            proptest::prop_assert!(agrees(patterns::TEXT_LINE, is_text_line), "text {:?}", raw);
+            proptest::prop_assert!(agrees(patterns::HEADER_NAME, is_header_name), "header {:?}", raw);
+            proptest::prop_assert!(agrees(patterns::TAG, is_tag_part), "tag {:?}", raw);
+            proptest::prop_assert!(agrees(patterns::MIME_TYPE, is_mime_type), "type {:?}", raw);
+            proptest::prop_assert!(agrees(patterns::CONTENT_ID, is_content_id), "cid {:?}", raw);
+            proptest::prop_assert!(
+                agrees(patterns::TAG_FILTER, |r| parse_tag_filter(r).is_ok()),
+                "tag filter {:?}", raw
             );
         }
     }

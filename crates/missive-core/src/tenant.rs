@@ -67,6 +67,27 @@ pub enum TenantSettingsError {
     Network(#[from] NetworkError),
 }
 
+/// What a text with no control characters looks like, as a JSON Schema pattern: the OpenAPI
+/// document states it for every field [`parse_label`] checks.
+pub const NO_CONTROLS_PATTERN: &str = r"^[^\x00-\x1F\x7F-\x9F]*$";
+
+/// A label a person gives (a tenant's or a key's name, a display name): at most `max` characters
+/// as sent, no control characters anywhere, and something left once surrounding white space is
+/// trimmed, which is what is kept. The limits apply to the text as sent, so the document can state
+/// them exactly (`maxLength`, [`NO_CONTROLS_PATTERN`]).
+///
+/// # Errors
+/// `None` when the label breaks a rule; callers name the field.
+#[must_use]
+pub fn parse_label(raw: &str, max: usize) -> Option<String> {
+    let trimmed = raw.trim();
+    (!trimmed.is_empty() && raw.chars().count() <= max && !raw.chars().any(char::is_control))
+        .then(|| trimmed.to_owned())
+}
+
+/// Longest tenant or key name, in characters.
+pub const MAX_NAME_CHARS: usize = 200;
+
 /// A tenant's display name; unique across tenants, case-insensitively.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(transparent)]
@@ -76,11 +97,9 @@ impl TenantName {
     /// # Errors
     /// Empty, longer than 200 characters, or containing control characters.
     pub fn parse(raw: &str) -> Result<Self, TenantSettingsError> {
-        let name = raw.trim();
-        if name.is_empty() || name.chars().count() > 200 || name.chars().any(char::is_control) {
-            return Err(TenantSettingsError::Name);
-        }
-        Ok(Self(name.to_owned()))
+        parse_label(raw, MAX_NAME_CHARS)
+            .map(Self)
+            .ok_or(TenantSettingsError::Name)
     }
 
     #[must_use]
@@ -89,17 +108,24 @@ impl TenantName {
     }
 }
 
+/// A domain name as the document states it ([`Domain::parse`] accepts exactly these, shorter than
+/// 254 octets without the final dot): labels of letters, digits and inner hyphens, 1 to 63 long,
+/// at least two, an optional final dot.
+pub const DOMAIN_PATTERN: &str = r"^([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.?$";
+
 /// A lower-cased DNS domain name, at least two labels.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 #[serde(transparent)]
 pub struct Domain(String);
 
 impl Domain {
+    /// Parses a host name, any case, with an optional final dot; no surrounding white space.
+    ///
     /// # Errors
     /// Anything that is not a syntactically valid host name with a dot.
     pub fn parse(raw: &str) -> Result<Self, TenantSettingsError> {
         let invalid = || TenantSettingsError::Domain(raw.to_owned());
-        let lower = raw.trim().trim_end_matches('.').to_ascii_lowercase();
+        let lower = raw.strip_suffix('.').unwrap_or(raw).to_ascii_lowercase();
         if lower.is_empty() || lower.len() > 253 || !lower.contains('.') {
             return Err(invalid());
         }
@@ -153,14 +179,7 @@ pub const MAX_DISPLAY_NAME_CHARS: usize = 256;
 /// # Errors
 /// [`TenantSettingsError::DisplayName`] naming the field.
 pub fn parse_display_name(field: &'static str, raw: &str) -> Result<String, TenantSettingsError> {
-    let name = raw.trim();
-    if name.is_empty()
-        || name.chars().count() > MAX_DISPLAY_NAME_CHARS
-        || name.chars().any(char::is_control)
-    {
-        return Err(TenantSettingsError::DisplayName { field });
-    }
-    Ok(name.to_owned())
+    parse_label(raw, MAX_DISPLAY_NAME_CHARS).ok_or(TenantSettingsError::DisplayName { field })
 }
 
 /// How many sender domains one tenant may restrict itself to.
@@ -195,13 +214,14 @@ impl TenantSettings {
             .into_iter()
             .map(|d| Domain::parse(d.as_ref()))
             .collect::<Result<Vec<_>, _>>()?;
-        domains.sort();
-        domains.dedup();
+        // Counted as given, duplicates too, as the document's maxItems counts them.
         if domains.len() > MAX_ALLOWED_DOMAINS {
             return Err(TenantSettingsError::TooManyDomains {
                 max: MAX_ALLOWED_DOMAINS,
             });
         }
+        domains.sort();
+        domains.dedup();
         Ok(domains)
     }
 }
@@ -289,6 +309,9 @@ mod tests {
             "exa mple.com",
             "bücher.de",
             "a.com\r\nbcc.test",
+            " acme.test",
+            "acme.test ",
+            "acme.test..",
         ] {
             assert!(Domain::parse(bad).is_err(), "{bad:?} accepted");
         }
@@ -366,10 +389,35 @@ mod tests {
         assert_eq!(TenantName::parse("  Acme ").unwrap().as_str(), "Acme");
         assert!(TenantName::parse("   ").is_err());
         assert!(TenantName::parse(&"x".repeat(201)).is_err());
+        // Limits apply to the text as sent.
+        assert!(TenantName::parse(&format!(" {}", "x".repeat(200))).is_err());
         assert!(TenantName::parse("a\u{0}b").is_err());
+        assert!(TenantName::parse("\tAcme").is_err());
     }
 
     proptest! {
+        /// The document's pattern and the parser agree: what the pattern generates parses (up to
+        /// the length limit), and what parses matches the pattern.
+        #[test]
+        fn the_documented_domain_pattern_is_the_parsers(
+            generated in DOMAIN_PATTERN.trim_start_matches('^').trim_end_matches('$'),
+            raw in "[a-zA-Z0-9.-]{0,20}|\\PC{0,20}",
+        ) {
+            let pattern = regex::Regex::new(DOMAIN_PATTERN).unwrap();
+            if generated.trim_end_matches('.').len() <= 253 {
+                prop_assert!(Domain::parse(&generated).is_ok(), "{generated:?}");
+            }
+            prop_assert_eq!(Domain::parse(&raw).is_ok(), pattern.is_match(&raw), "{:?}", raw);
+        }
+
+        #[test]
+        fn the_documented_label_pattern_holds_for_what_parses(raw in "\\PC{0,8}|[\\x00-\\x20a]{0,4}") {
+            let pattern = regex::Regex::new(NO_CONTROLS_PATTERN).unwrap();
+            if parse_label(&raw, MAX_NAME_CHARS).is_some() {
+                prop_assert!(pattern.is_match(&raw), "{:?}", raw);
+            }
+        }
+
         #[test]
         fn parsed_domains_never_hold_header_breaking_bytes(raw in "\\PC{0,40}") {
             if let Ok(domain) = Domain::parse(&raw) {

@@ -4,8 +4,9 @@
 //! leave as views: the JSON shapes both front ends print.
 
 use missive_core::{
-    ApiKeyId, Domain, IpNetwork, NewApiKey, Scope, ScopeError, Scopes, TenantId, TenantName,
-    TenantSettings, TenantSettingsError, TenantStatus, parse_display_name, parse_setting_mailbox,
+    ApiKeyId, Domain, IpNetwork, MAX_NAME_CHARS, NewApiKey, Scope, ScopeError, Scopes, TenantId,
+    TenantName, TenantSettings, TenantSettingsError, TenantStatus, parse_display_name, parse_label,
+    parse_setting_mailbox,
 };
 use missive_store::{
     ApiKeyRecord, NewApiKeyRow, NewTenant, Store, StoreError, TenantPatch, TenantRecord,
@@ -278,7 +279,7 @@ pub struct ApiKeyList {
     pub data: Vec<ApiKeyView>,
 }
 
-/// The largest page of tenants.
+/// The largest page of a listing (tenants, emails).
 pub const MAX_PAGE: u32 = 100;
 
 fn parse_settings(input: &SettingsInput) -> Result<TenantSettings, AccountsError> {
@@ -309,13 +310,11 @@ fn parse_domain(raw: &str) -> Result<Domain, AccountsError> {
 }
 
 fn parse_key_name(name: &str) -> Result<String, AccountsError> {
-    let name = name.trim();
-    if name.is_empty() || name.chars().count() > 200 || name.chars().any(char::is_control) {
-        return Err(AccountsError::Invalid(
-            "name must be 1 to 200 characters without control characters".to_owned(),
-        ));
-    }
-    Ok(name.to_owned())
+    parse_label(name, MAX_NAME_CHARS).ok_or_else(|| {
+        AccountsError::Invalid(format!(
+            "name must be 1 to {MAX_NAME_CHARS} characters without control characters"
+        ))
+    })
 }
 
 fn key_scopes(request: &CreateApiKeyRequest) -> Result<Scopes, AccountsError> {

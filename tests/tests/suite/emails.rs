@@ -663,3 +663,24 @@ async fn schedules_in_resends_natural_language_and_iso_forms_are_accepted() {
             .contains("in N minutes")
     );
 }
+
+#[tokio::test]
+async fn nul_characters_are_refused_with_a_422_not_a_server_error() {
+    // Found by schemathesis: Postgres text cannot hold NUL, and these reached it.
+    let app = TestApp::spawn().await;
+    let tenant = app.create_tenant("Acme").await;
+    let mut body = plain(&json!("a@x.test"));
+    body["text"] = json!("a\u{0}b");
+    let message = app
+        .post("/v1/emails", Auth::Key(&tenant.key), &body)
+        .await
+        .expect_error(422, "validation_error")
+        .to_owned();
+    assert!(message.contains("text"), "{message}");
+    app.get("/v1/emails?tag=a%00:b", Auth::Key(&tenant.key))
+        .await
+        .expect_error(422, "validation_error");
+    app.get("/v1/emails?tag=kind:welcome", Auth::Key(&tenant.key))
+        .await
+        .expect(200);
+}

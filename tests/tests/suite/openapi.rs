@@ -192,3 +192,55 @@ async fn the_document_passes_an_openapi_validator() {
         String::from_utf8_lossy(&output.stderr)
     );
 }
+
+/// Runs schemathesis (every check) against the live app with one key; its report on failure.
+async fn schemathesis(app: &TestApp, python: &str, key: &str) -> (bool, String) {
+    let config = missive_tests::workspace_root().join("tests/schemathesis.toml");
+    let output = tokio::process::Command::new(python)
+        .args(["-m", "schemathesis.cli", "--config-file"])
+        .arg(config)
+        .args(["run", &format!("{}/openapi.json", app.base_url)])
+        .args(["--checks", "all", "--max-examples", "25"])
+        // Reproducible: the same cases every run, so a failure here is a failure everywhere.
+        .args(["--seed", "20261129", "--generation-deterministic"])
+        .args(["--no-color", "-H", &format!("Authorization: Bearer {key}")])
+        .output()
+        .await
+        .expect("run schemathesis");
+    let report = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    (output.status.success(), report)
+}
+
+#[tokio::test]
+async fn schemathesis_finds_no_disagreement_with_a_tenant_key_or_the_admin_key() {
+    let app = TestApp::spawn().await;
+    app.expect_unsent_mail();
+    let Some(python) = missive_tests::test_python() else {
+        panic!(
+            "MISSIVE_TEST_PYTHON is not set: run the suite with `make test`, which provides schemathesis"
+        );
+    };
+    // A sender by default, so a generated send without `from` is a valid one.
+    let created = app
+        .post(
+            "/v1/tenants",
+            Auth::Admin,
+            &serde_json::json!({ "name": "fuzzed", "settings": { "default_from": "App <app@fuzz.test>" } }),
+        )
+        .await;
+    let key = created.expect(201)["api_key"]["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    for (who, key) in [
+        ("a tenant key", key.as_str()),
+        ("the admin key", missive_tests::http::ADMIN_KEY),
+    ] {
+        let (passed, report) = schemathesis(&app, &python, key).await;
+        assert!(passed, "schemathesis with {who}:\n{report}");
+    }
+}

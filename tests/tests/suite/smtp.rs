@@ -735,3 +735,21 @@ async fn lettre_submits_with_starttls_and_auth() {
     assert_eq!(rcpts, ["secret@x.test", "to@x.test"]);
     assert!(!String::from_utf8_lossy(&received[0].data).contains("secret@x.test"));
 }
+
+#[tokio::test]
+async fn a_message_holding_a_nul_octet_is_refused_not_retried() {
+    let app = TestApp::spawn().await;
+    let tenant = app.create_tenant("Acme").await;
+    let mut smtp = client(&app).await.authenticated(&tenant.key).await;
+    let reply = smtp
+        .send_mail(
+            "me@acme.test",
+            &["you@x.test"],
+            "From: me@acme.test\r\n\r\nbefore\0after\r\n",
+        )
+        .await;
+    // Permanent: a 4xx would have the client send it again and again.
+    assert_eq!(reply.code, 550, "{reply:?}");
+    assert!(reply.text().starts_with("5.6.0"), "{reply:?}");
+    assert_eq!(stored_emails(&app).await, 0);
+}

@@ -9,6 +9,7 @@ use axum::extract::State;
 use axum::http::HeaderMap;
 use missive_core::submission::{
     Draft, DraftAttachment, RecipientKind, Submission, SubmissionError, Tag, parse_rfc3339,
+    parse_tag_filter,
 };
 use missive_core::{
     DeliveryStatus, EmailState, EventKind, Fingerprint, IdempotencyKey, Scope, TenantId,
@@ -23,6 +24,7 @@ use uuid::Uuid;
 use super::auth::TenantAuth;
 use super::error::{ApiError, ErrorBody};
 use super::extract::{ApiJson, ApiPath, ApiQuery};
+use crate::accounts::MAX_PAGE;
 use crate::ingest::{Accepted, IngestError, Input, Refusal};
 use crate::state::AppState;
 
@@ -456,19 +458,17 @@ pub async fn list_emails(
 ) -> Result<Json<EmailList>, ApiError> {
     auth.require(Scope::EmailsRead)?;
     let limit = query.limit.unwrap_or(20);
-    if !(1..=100).contains(&limit) {
-        return Err(ApiError::Validation(
-            "limit must be from 1 to 100".to_owned(),
-        ));
+    if !(1..=MAX_PAGE).contains(&limit) {
+        return Err(ApiError::Validation(format!(
+            "limit must be from 1 to {MAX_PAGE}"
+        )));
     }
-    let tag = match &query.tag {
-        None => None,
-        Some(raw) => Some(
-            raw.split_once(':')
-                .map(|(n, v)| (n.to_owned(), v.to_owned()))
-                .ok_or_else(|| ApiError::Validation("tag must be name:value".to_owned()))?,
-        ),
-    };
+    let tag = query
+        .tag
+        .as_deref()
+        .map(parse_tag_filter)
+        .transpose()?
+        .map(|tag| (tag.name, tag.value));
     let time = |field: &str, raw: &Option<String>| {
         raw.as_deref()
             .map(|r| parse_rfc3339(field, r))

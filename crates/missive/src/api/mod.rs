@@ -3,6 +3,7 @@
 
 pub mod api_keys;
 pub mod auth;
+pub mod document;
 pub mod emails;
 pub mod error;
 pub mod extract;
@@ -105,14 +106,18 @@ fn routes() -> OpenApiRouter<AppState> {
 
 /// The OpenAPI document, as served at `/openapi.json`.
 #[must_use]
-pub fn openapi() -> utoipa::openapi::OpenApi {
-    routes().into_openapi()
+pub fn openapi() -> serde_json::Value {
+    document::complete(&routes().into_openapi())
 }
 
 /// The whole HTTP service: routes, `/openapi.json`, `/docs`, and the edge layers.
 pub fn router(state: AppState, max_request_bytes: usize) -> Router {
     let (routes, openapi) = routes().with_state(state).split_for_parts();
-    let app = routes.merge(SwaggerUi::new("/docs").url("/openapi.json", openapi));
+    // Served as completed JSON: utoipa's model has no place for some of what the completion
+    // states (`anyOf` beside properties, for one).
+    let openapi = document::complete(&openapi);
+    let app =
+        routes.merge(SwaggerUi::new("/docs").external_url_unchecked("/openapi.json", openapi));
     with_edge(app, max_request_bytes)
 }
 

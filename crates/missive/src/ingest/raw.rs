@@ -91,6 +91,12 @@ pub(super) fn compose(
     } = raw;
     policy::check_sender(policy, "MAIL FROM", &envelope.mail_from)?;
     policy::check_recipients(envelope.recipients.len(), limits)?;
+    if text.contains(&0) {
+        // RFC 5322 allows no NUL, and no database text column holds one.
+        return Err(Refusal::Invalid(
+            "The message contains a NUL octet".to_owned(),
+        ));
+    }
     let text = normalise_line_ends(&text);
     if text
         .split(|&b| b == b'\n')
