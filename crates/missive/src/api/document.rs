@@ -267,12 +267,22 @@ fn standard_errors(path: &str, operation: &Value) -> Vec<(&'static str, &'static
 #[must_use]
 pub fn complete(doc: &OpenApi) -> Value {
     let mut value = serde_json::to_value(doc).expect("the document serialises");
+    // One handler may serve two methods (PATCH and PUT of a tenant); each operation still needs
+    // an id of its own.
+    let mut operation_ids = std::collections::BTreeSet::new();
     if let Some(paths) = value["paths"].as_object_mut() {
         for (path, item) in paths.iter_mut() {
             let Some(item) = item.as_object_mut() else {
                 continue;
             };
-            for operation in item.values_mut() {
+            for (method, operation) in item.iter_mut() {
+                if let Some(id) = operation.get("operationId").and_then(Value::as_str)
+                    && !operation_ids.insert(id.to_owned())
+                {
+                    let unique = format!("{id}_{method}");
+                    operation_ids.insert(unique.clone());
+                    operation["operationId"] = json!(unique);
+                }
                 query_constraints(operation);
                 let errors = standard_errors(path, operation);
                 let Some(responses) = operation

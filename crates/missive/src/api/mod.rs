@@ -84,7 +84,6 @@ fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(
             tenants::get_tenant,
             tenants::update_tenant,
-            tenants::replace_tenant,
             tenants::delete_tenant
         ))
         .routes(routes!(

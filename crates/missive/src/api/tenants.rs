@@ -87,9 +87,10 @@ pub async fn get_tenant(
     Ok(Json(accounts::get_tenant(&state.store, id).await?))
 }
 
-/// Change a tenant's name, status or settings.
+/// Change a tenant's name, status, domain or settings: what the body names is replaced, the rest
+/// stays. `PUT` (SelfMX's verb) means the same as `PATCH`.
 #[utoipa::path(
-    patch, path = "/v1/tenants/{id}", tag = "admin",
+    method(patch, put), path = "/v1/tenants/{id}", tag = "admin",
     params(("id" = TenantId, Path, description = "Tenant id")),
     request_body = UpdateTenantRequest,
     security(("admin_key" = [])),
@@ -111,30 +112,6 @@ pub async fn update_tenant(
     // Cached lookups of the old state must not outlive the answer.
     state.keys.forget_all();
     Ok(Json(changed))
-}
-
-/// Replace what the body names of a tenant's name, status or settings (SelfMX's verb; the same
-/// as `PATCH`).
-#[utoipa::path(
-    put, path = "/v1/tenants/{id}", tag = "admin",
-    params(("id" = TenantId, Path, description = "Tenant id")),
-    request_body = UpdateTenantRequest,
-    security(("admin_key" = [])),
-    responses(
-        (status = 200, description = "The updated tenant", body = TenantView),
-        (status = 401, description = "Missing or wrong admin key", body = ErrorBody),
-        (status = 404, description = "No such tenant", body = ErrorBody),
-        (status = 409, description = "Name taken", body = ErrorBody),
-        (status = 422, description = "Invalid field", body = ErrorBody),
-    )
-)]
-pub async fn replace_tenant(
-    auth: AdminAuth,
-    state: State<AppState>,
-    id: ApiPath<TenantId>,
-    request: ApiJson<UpdateTenantRequest>,
-) -> Result<Json<TenantView>, ApiError> {
-    update_tenant(auth, state, id, request).await
 }
 
 /// Delete a tenant: its keys are revoked, its trusted networks freed, and from then on it answers
