@@ -15,6 +15,7 @@ pub mod retry;
 pub mod routing;
 pub mod scope;
 pub mod submission;
+pub mod template;
 pub mod tenant;
 
 pub use address::{AddressError, EmailAddress, Mailbox};
