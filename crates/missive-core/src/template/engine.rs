@@ -418,11 +418,10 @@ fn render_part(
         .get_template(name)
         .ok_or_else(|| TemplateError::Render(format!("{name} is not compiled")))?;
     let mut rc = RenderContext::new(template.name.as_ref());
-    if let Some(content) = content {
-        let mut block = BlockContext::new();
-        block.set_local_var("content", Json::String(content.to_owned()));
-        rc.push_block(block);
-    }
+    // A layout rendered on its own (a preview of it) wraps nothing.
+    let mut block = BlockContext::new();
+    block.set_local_var("content", Json::String(content.unwrap_or_default().to_owned()));
+    rc.push_block(block);
     let mut out = Capped {
         text: String::new(),
         over: false,

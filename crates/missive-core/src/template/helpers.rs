@@ -124,7 +124,7 @@ impl HelperDef for Each {
                 None => Ok(()),
             };
         }
-        let per_item = weight(body, &self.partials).saturating_add(1);
+        let per_item = weight(body, &self.partials).saturating_add(super::ITERATION_COST);
         charge((entries.len() as u64).saturating_mul(per_item))?;
         let is_object = value.value().is_object();
         rc.push_block(block_for(value));

@@ -36,8 +36,12 @@ pub const MAX_CLOSURE: usize = 64;
 pub const MAX_VARIABLES: usize = 50;
 /// Largest set of variables given to one render, as JSON.
 pub const MAX_VARIABLES_BYTES: usize = 64 * 1024;
-/// Template elements one render may evaluate, counting each loop iteration's body again.
-pub const RENDER_BUDGET: u64 = 2_000_000;
+/// Template elements one render may evaluate, counting each loop iteration's body again (and
+/// [`ITERATION_COST`] for the iteration itself): tens of milliseconds of CPU at most.
+pub const RENDER_BUDGET: u64 = 500_000;
+/// What one loop iteration costs beyond its body's elements: setting up its block context is
+/// worth several elements.
+pub const ITERATION_COST: u64 = 16;
 /// Longest template name, in characters.
 pub const MAX_TEMPLATE_NAME_CHARS: usize = 256;
 

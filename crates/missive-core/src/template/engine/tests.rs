@@ -308,7 +308,9 @@ fn loops_that_produce_nothing_still_cost_and_are_stopped() {
         .render(&data, true)
         .unwrap_err();
     assert_eq!(err, TemplateError::TooCostly);
-    assert!(started.elapsed() < std::time::Duration::from_secs(2));
+    // Unchecked, 40^6 iterations would run for hours; the budget stops it after tens of
+    // thousands. The bound only tells a stop from a hang, so a loaded machine cannot fail it.
+    assert!(started.elapsed() < std::time::Duration::from_secs(60));
 }
 
 #[test]
