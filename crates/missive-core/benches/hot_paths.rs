@@ -40,7 +40,7 @@ fn submission(attachment: bool) -> Submission {
         cc: vec!["cc@example.test".to_owned()],
         bcc: vec!["audit@acme.test".to_owned()],
         reply_to: vec!["support@acme.test".to_owned()],
-        subject: "Your receipt for order #1234 — thank you".to_owned(),
+        subject: Some("Your receipt for order #1234 — thank you".to_owned()),
         html: Some(format!(
             "<p>{}</p>",
             "Hello, here is your receipt. ".repeat(40)

@@ -123,7 +123,7 @@ mod tests {
             to: vec!["Jörg <jörg@bücher.de>".into()],
             cc: vec!["cc@x.test".into()],
             bcc: vec!["secret@hidden.test".into()],
-            subject: "Grüße ".repeat(40),
+            subject: Some("Grüße ".repeat(40)),
             html: Some(format!("<p>{}</p>", "long line ".repeat(300))),
             text: Some("hello".into()),
             headers: vec![("X-Campaign".into(), "spring".into())],

@@ -237,7 +237,8 @@ pub struct Draft {
     pub cc: Vec<String>,
     pub bcc: Vec<String>,
     pub reply_to: Vec<String>,
-    pub subject: String,
+    /// Required by the time the draft is parsed (a template may supply it).
+    pub subject: Option<String>,
     pub html: Option<String>,
     pub text: Option<String>,
     pub headers: Vec<(String, String)>,
@@ -293,7 +294,10 @@ impl Submission {
             return Err(SubmissionError::field("to", "at least one address"));
         }
         let reply_to = mailboxes("reply_to", &draft.reply_to)?;
-        if draft.subject.chars().count() > MAX_SUBJECT_CHARS || !is_text_line(&draft.subject) {
+        let subject = draft
+            .subject
+            .ok_or_else(|| SubmissionError::field("subject", "required"))?;
+        if subject.chars().count() > MAX_SUBJECT_CHARS || !is_text_line(&subject) {
             return Err(SubmissionError::field(
                 "subject",
                 format!("at most {MAX_SUBJECT_CHARS} characters, no line breaks"),
@@ -352,7 +356,7 @@ impl Submission {
             cc,
             bcc,
             reply_to,
-            subject: draft.subject,
+            subject,
             html: draft.html,
             text: draft.text,
             headers: draft.headers,
@@ -715,7 +719,7 @@ pub(crate) mod tests {
         Draft {
             from: Some("a@x.test".into()),
             to: vec!["b@x.test".into()],
-            subject: "s".into(),
+            subject: Some("s".into()),
             text: Some("hi".into()),
             ..Draft::default()
         }
@@ -790,7 +794,7 @@ pub(crate) mod tests {
             ),
             (
                 Draft {
-                    subject: "a\r\nBcc: x@y.test".into(),
+                    subject: Some("a\r\nBcc: x@y.test".into()),
                     ..draft()
                 },
                 "subject",

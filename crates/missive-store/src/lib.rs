@@ -9,6 +9,7 @@ mod deliveries;
 mod emails;
 mod error;
 pub mod listen;
+mod templates;
 mod tenants;
 pub mod workers;
 mod writer;
@@ -20,6 +21,10 @@ pub use emails::{
     InsertOutcome, NewEmail,
 };
 pub use error::StoreError;
+pub use templates::{
+    Cursor, PublishedLookup, PublishedTemplate, TemplateContent, TemplateEdit, TemplateNode,
+    TemplatePage, TemplateRecord,
+};
 pub use tenants::{NewTenant, StoredSending, TenantPatch, TenantRecord, TrustedSender};
 pub use workers::{Reaped, Registration, WorkerKind};
 pub use writer::{EmailWriter, WriterSettings};

@@ -24,10 +24,13 @@ pub enum Channel {
     /// An API key, a tenant or a trusted network changed (`api_keys_notify`, `tenants_notify`,
     /// `trusted_networks_notify`): caches of them empty themselves.
     Accounts,
+    /// A tenant's template changed (`templates_notify`, the tenant id as payload): compiled
+    /// templates of that tenant are dropped.
+    Templates,
 }
 
 impl Channel {
-    pub const ALL: [Self; 2] = [Self::Deliveries, Self::Accounts];
+    pub const ALL: [Self; 3] = [Self::Deliveries, Self::Accounts, Self::Templates];
 
     /// The name the triggers' functions pass to `pg_notify`.
     #[must_use]
@@ -35,17 +38,18 @@ impl Channel {
         match self {
             Self::Deliveries => "missive_deliveries",
             Self::Accounts => "missive_api_keys",
+            Self::Templates => "missive_templates",
         }
     }
 }
 
 /// What a listener reports.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ListenEvent {
     /// Listening (again); anything may have happened before this.
     Connected,
-    /// A notification on the channel.
-    Notified,
+    /// A notification on the channel, with its payload.
+    Notified(String),
     /// The connection is gone; notifications are missed until `Connected`.
     Disconnected,
 }
@@ -73,7 +77,7 @@ pub async fn listen(
                     tokio::select! {
                         () = shutdown.cancelled() => return,
                         received = listener.recv() => match received {
-                            Ok(_) => on_event(ListenEvent::Notified),
+                            Ok(notification) => on_event(ListenEvent::Notified(notification.payload().to_owned())),
                             Err(err) => {
                                 tracing::warn!(channel, error = %err, "notifications interrupted; reconnecting");
                                 on_event(ListenEvent::Disconnected);

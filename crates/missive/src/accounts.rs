@@ -51,7 +51,7 @@ impl From<ScopeError> for AccountsError {
 }
 
 /// Distinguishes an absent field (leave alone) from `null` (clear it) in PATCH bodies.
-fn double_option<'de, T, D>(deserializer: D) -> Result<Option<Option<T>>, D::Error>
+pub(crate) fn double_option<'de, T, D>(deserializer: D) -> Result<Option<Option<T>>, D::Error>
 where
     T: Deserialize<'de>,
     D: Deserializer<'de>,

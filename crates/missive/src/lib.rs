@@ -5,6 +5,7 @@
 
 pub mod accounts;
 pub mod api;
+pub mod cache;
 pub mod cli;
 pub mod config;
 pub mod credentials;
@@ -15,6 +16,7 @@ pub mod smtp;
 pub mod startup;
 pub mod state;
 pub mod telemetry;
+pub mod templates;
 
 pub use config::Config;
 pub use startup::Application;

@@ -21,6 +21,7 @@ use crate::ingest::Ingest;
 use crate::key_cache::KeyCache;
 use crate::smtp::{self, SmtpContext, SmtpServer};
 use crate::state::{AdminKey, AppState};
+use crate::templates::Templates;
 use crate::{api, telemetry};
 
 /// The worker's own pool: one lease, one recorder and the message reads of sends in flight.
@@ -183,8 +184,8 @@ impl Roles {
 pub struct Application {
     http: Option<(TcpListener, SocketAddr, Router)>,
     smtp: Option<SmtpServer>,
-    /// Shared by the API and SMTP; its LISTEN task runs while either does.
-    keys: Option<KeyCache>,
+    /// Shared by the API and SMTP; their LISTEN tasks run while either does.
+    caches: Option<(KeyCache, Templates)>,
     worker: Option<DeliveryWorker>,
     store: Store,
     shutdown_timeout: Duration,
@@ -235,7 +236,11 @@ impl Application {
             let writer = EmailWriter::start(store.clone(), WriterSettings::default());
             (
                 KeyCache::new(store.clone()),
-                Ingest::new(writer, config.accept_limits()),
+                Ingest::new(
+                    writer,
+                    config.accept_limits(),
+                    Templates::new(store.clone()),
+                ),
             )
         });
         let http = match (&shared, roles.api) {
@@ -309,7 +314,7 @@ impl Application {
         Ok(Self {
             http,
             smtp,
-            keys: shared.map(|(keys, _)| keys),
+            caches: shared.map(|(keys, ingest)| (keys, ingest.templates().clone())),
             worker,
             store,
             shutdown_timeout: config.shutdown.timeout_secs,
@@ -348,10 +353,15 @@ impl Application {
     /// A task stopped before `shutdown` fired; the error names it.
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> Result<(), TaskEnded> {
         let mut tasks = Supervisor::new(shutdown.clone());
-        if let Some(keys) = self.keys {
+        if let Some((keys, templates)) = self.caches {
             let stop = shutdown.clone();
             tasks.spawn("API key cache listener", async move {
                 keys.listen(stop).await;
+                Ok(())
+            });
+            let stop = shutdown.clone();
+            tasks.spawn("template cache listener", async move {
+                templates.listen(stop).await;
                 Ok(())
             });
         }

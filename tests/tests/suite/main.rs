@@ -16,4 +16,5 @@ mod recovery;
 mod resend_sdk;
 mod smtp;
 mod store;
+mod templates;
 mod tenants;

@@ -30,10 +30,22 @@ const ROUTES: &[(&str, &str)] = &[
     ("post", "/v1/emails/batch"),
     ("get", "/v1/emails/{id}"),
     ("post", "/v1/emails/{id}/cancel"),
+    ("post", "/v1/templates"),
+    ("get", "/v1/templates"),
+    ("get", "/v1/templates/{id}"),
+    ("patch", "/v1/templates/{id}"),
+    ("delete", "/v1/templates/{id}"),
+    ("post", "/v1/templates/{id}/publish"),
+    ("post", "/v1/templates/{id}/duplicate"),
+    ("post", "/v1/templates/{id}/render"),
 ];
 
 /// POST routes that take no body.
-const BODYLESS: &[&str] = &["/v1/emails/{id}/cancel"];
+const BODYLESS: &[&str] = &[
+    "/v1/emails/{id}/cancel",
+    "/v1/templates/{id}/publish",
+    "/v1/templates/{id}/duplicate",
+];
 
 const METHODS: &[&str] = &["get", "post", "put", "patch", "delete"];
 

@@ -326,7 +326,8 @@ async fn every_listen_channel_is_what_the_triggers_notify() {
     for received in &mut heard {
         assert_eq!(received.recv().await, Some(ListenEvent::Connected));
     }
-    // A changed tenant for the accounts channel, then an email for the deliveries one.
+    // A changed tenant for the accounts channel, an email for the deliveries one, a template
+    // for the templates one (whose payload is the tenant's id).
     let tenant = app.create_tenant("Acme").await;
     app.patch(
         &format!("/v1/tenants/{}", tenant.id),
@@ -340,9 +341,21 @@ async fn every_listen_channel_is_what_the_triggers_notify() {
         &json!({ "from": "a@acme.test", "to": "r@x.test", "subject": "s", "text": "t" }),
     )
     .await;
-    for received in &mut heard {
+    app.post(
+        "/v1/templates",
+        Auth::Key(&tenant.key),
+        &json!({ "name": "T", "html": "x" }),
+    )
+    .await
+    .expect(200);
+    for (channel, received) in Channel::ALL.iter().zip(&mut heard) {
         let event = tokio::time::timeout(std::time::Duration::from_secs(5), received.recv()).await;
-        assert_eq!(event.unwrap(), Some(ListenEvent::Notified));
+        let Some(ListenEvent::Notified(payload)) = event.unwrap() else {
+            panic!("no notification on {channel:?}");
+        };
+        if *channel == Channel::Templates {
+            assert_eq!(payload, tenant.id);
+        }
     }
     stop.cancel();
     app.worker.drain().await.unwrap();

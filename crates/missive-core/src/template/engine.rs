@@ -420,7 +420,10 @@ fn render_part(
     let mut rc = RenderContext::new(template.name.as_ref());
     // A layout rendered on its own (a preview of it) wraps nothing.
     let mut block = BlockContext::new();
-    block.set_local_var("content", Json::String(content.unwrap_or_default().to_owned()));
+    block.set_local_var(
+        "content",
+        Json::String(content.unwrap_or_default().to_owned()),
+    );
     rc.push_block(block);
     let mut out = Capped {
         text: String::new(),

@@ -8,8 +8,7 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::HeaderMap;
 use missive_core::submission::{
-    Draft, DraftAttachment, RecipientKind, Submission, SubmissionError, Tag, parse_rfc3339,
-    parse_tag_filter,
+    Draft, DraftAttachment, RecipientKind, SubmissionError, Tag, parse_rfc3339, parse_tag_filter,
 };
 use missive_core::{
     DeliveryStatus, EmailState, EventKind, Fingerprint, IdempotencyKey, Scope, TenantId,
@@ -25,7 +24,7 @@ use super::auth::TenantAuth;
 use super::error::{ApiError, ErrorBody};
 use super::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::accounts::MAX_PAGE;
-use crate::ingest::{Accepted, IngestError, Input, Refusal};
+use crate::ingest::{Accepted, IngestError, Input, Refusal, Request, TemplateCall};
 use crate::state::AppState;
 
 /// Most emails in one batch.
@@ -40,7 +39,7 @@ pub enum OneOrMany {
 }
 
 impl OneOrMany {
-    fn into_vec(self) -> Vec<String> {
+    pub(crate) fn into_vec(self) -> Vec<String> {
         match self {
             Self::One(one) => vec![one],
             Self::Many(many) => many,
@@ -63,8 +62,11 @@ pub struct SendEmailRequest {
     /// Delivered to, never shown in the headers.
     pub bcc: Option<OneOrMany>,
     pub reply_to: Option<OneOrMany>,
-    pub subject: String,
+    /// Required, unless the template has one.
+    pub subject: Option<String>,
+    /// Not with `template`.
     pub html: Option<String>,
+    /// Not with `template`.
     pub text: Option<String>,
     /// Extra headers; Missive's own (From, To, Message-ID...) cannot be overridden.
     #[serde(default)]
@@ -77,6 +79,35 @@ pub struct SendEmailRequest {
     /// `in N minutes|hours|days` (`in 1 min`), as Resend accepts. The email waits until then and
     /// can be canceled meanwhile.
     pub scheduled_at: Option<String>,
+    /// Send with a published template (Resend's shape): its html, text and subject rendered
+    /// with `variables`; `from`, `subject` and `reply_to` given here win over the template's.
+    pub template: Option<TemplateInput>,
+}
+
+/// The template of a send.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TemplateInput {
+    /// The template's id or alias (a shipped template's alias works too).
+    pub id: String,
+    /// Values for the template's variables: strings or numbers as declared; lists and objects
+    /// for undeclared ones a template loops over.
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    pub variables: serde_json::Map<String, Value>,
+}
+
+impl From<SendEmailRequest> for Request {
+    fn from(mut request: SendEmailRequest) -> Self {
+        let template = request.template.take().map(|t| TemplateCall {
+            reference: t.id,
+            variables: t.variables,
+        });
+        Self {
+            draft: request.into(),
+            template,
+        }
+    }
 }
 
 impl From<SendEmailRequest> for Draft {
@@ -226,16 +257,16 @@ impl From<SubmissionError> for ApiError {
     }
 }
 
-/// Hands parsed submissions to the one accept path; the stored ids, in order.
+/// Hands requests to the one accept path; the stored ids, in order.
 async fn accept(
     state: &AppState,
     auth: &TenantAuth,
-    submissions: Vec<Submission>,
+    requests: Vec<Request>,
     idempotency: Option<(IdempotencyKey, Fingerprint)>,
     batch: bool,
 ) -> Result<Vec<Uuid>, ApiError> {
-    let input = Input::Submissions {
-        submissions,
+    let input = Input::Requests {
+        requests,
         idempotency,
     };
     let Accepted { ids, .. } = state
@@ -259,7 +290,8 @@ fn refused(err: IngestError, batch: bool) -> ApiError {
             Refusal::Invalid(_)
             | Refusal::TooLarge { .. }
             | Refusal::TooManyRecipients { .. }
-            | Refusal::LineTooLong => ApiError::Validation(refusal.to_string()),
+            | Refusal::LineTooLong
+            | Refusal::Template(_) => ApiError::Validation(refusal.to_string()),
         },
         IngestError::IdempotencyConflict => ApiError::IdempotencyConflict,
         IngestError::Store(store) => store.into(),
@@ -302,9 +334,7 @@ pub async fn send_email(
     auth.require(Scope::Send)?;
     let idempotency = idempotency(&headers, &body)?;
     let request: SendEmailRequest = parse_request(body)?;
-    let submission =
-        Submission::parse(request.into(), OffsetDateTime::now_utc()).map_err(ApiError::from)?;
-    let ids = accept(&state, &auth, vec![submission], idempotency, false).await?;
+    let ids = accept(&state, &auth, vec![request.into()], idempotency, false).await?;
     let id = ids
         .first()
         .copied()
@@ -341,15 +371,13 @@ pub async fn send_batch(
             "a batch holds 1 to {MAX_BATCH} emails"
         )));
     }
-    let now = OffsetDateTime::now_utc();
-    let mut submissions = Vec::with_capacity(requests.len());
+    let mut parsed = Vec::with_capacity(requests.len());
     for (index, request) in requests.into_iter().enumerate() {
         let at = |e: ApiError| ApiError::Validation(format!("[{index}] {e}"));
         let request: SendEmailRequest = parse_request(request).map_err(at)?;
-        let submission = Submission::parse(request.into(), now).map_err(|e| at(e.into()))?;
-        submissions.push(submission);
+        parsed.push(request.into());
     }
-    let ids = accept(&state, &auth, submissions, idempotency, true).await?;
+    let ids = accept(&state, &auth, parsed, idempotency, true).await?;
     Ok(Json(BatchSent {
         data: ids.into_iter().map(|id| SentEmail { id }).collect(),
     }))

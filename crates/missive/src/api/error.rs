@@ -57,7 +57,7 @@ pub enum ApiError {
     #[error("method not allowed")]
     MethodNotAllowed,
     #[error("{0}")]
-    Conflict(&'static str),
+    Conflict(std::borrow::Cow<'static, str>),
     #[error("the service is temporarily unavailable")]
     Unavailable(String),
     #[error("internal server error")]
@@ -145,7 +145,7 @@ impl From<AccountsError> for ApiError {
         match err {
             AccountsError::Invalid(message) => Self::Validation(message),
             AccountsError::NotFound => Self::not_found(),
-            AccountsError::Conflict(message) => Self::Conflict(message),
+            AccountsError::Conflict(message) => Self::Conflict(message.into()),
             AccountsError::Store(store) if store.is_unavailable() => {
                 Self::Unavailable(store.to_string())
             }

@@ -8,6 +8,7 @@ pub mod emails;
 pub mod error;
 pub mod extract;
 pub mod health;
+pub mod templates;
 pub mod tenant;
 pub mod tenants;
 
@@ -46,6 +47,7 @@ use crate::state::AppState;
         (name = "tenant", description = "The calling tenant"),
         (name = "api-keys", description = "The calling tenant's API keys (Resend-compatible)"),
         (name = "emails", description = "Send and read emails (Resend-compatible)"),
+        (name = "templates", description = "The calling tenant's templates (Resend-compatible), and shipped ones"),
         (name = "health", description = "Probes and metrics"),
     )
 )]
@@ -98,6 +100,18 @@ fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(emails::send_batch))
         .routes(routes!(emails::get_email))
         .routes(routes!(emails::cancel_email))
+        .routes(routes!(
+            templates::create_template,
+            templates::list_templates
+        ))
+        .routes(routes!(
+            templates::get_template,
+            templates::update_template,
+            templates::delete_template
+        ))
+        .routes(routes!(templates::publish_template))
+        .routes(routes!(templates::duplicate_template))
+        .routes(routes!(templates::render_template))
         .routes(routes!(health::healthz))
         .routes(routes!(health::readyz))
         .routes(routes!(health::metrics))

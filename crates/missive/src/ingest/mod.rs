@@ -5,9 +5,10 @@
 //!
 //! 1. the rules of [`policy`]: the sender (or the tenant's default) inside the allowed sender
 //!    domains, the Reply-To default, the recipient count, the final size;
-//! 2. the message itself: the MIME build of a submission ([`structured`]), or the checks and
-//!    header rewriting of a received message ([`raw`]), our Message-ID, the idempotency claim;
-//! 3. one transaction for the emails, their deliveries and first events, and the idempotency
+//! 2. the template a message names, rendered once with its variables ([`render`]);
+//! 3. the message itself: the draft parsed and built into MIME ([`structured`]), or the checks
+//!    and header rewriting of a received message ([`raw`]), our Message-ID, the idempotency claim;
+//! 4. one transaction for the emails, their deliveries and first events, and the idempotency
 //!    record, committed before the caller is answered.
 //!
 //! Everything that can refuse a message runs before any database work, so a refused message
@@ -16,9 +17,10 @@
 
 pub mod policy;
 pub mod raw;
+pub mod render;
 mod structured;
 
-use missive_core::submission::Submission;
+use missive_core::submission::{Draft, Submission};
 use missive_core::{Fingerprint, IdempotencyKey, SendingPolicy, TenantId};
 use missive_store::{EmailWriter, IdempotencyRecord, InsertOutcome, StoreError};
 use time::OffsetDateTime;
@@ -26,14 +28,24 @@ use uuid::Uuid;
 
 pub use policy::{AcceptLimits, Refusal};
 pub use raw::{RawEnvelope, RawMessage, Trace};
+pub use render::TemplateCall;
+
+use crate::templates::Templates;
+
+/// One structured send: what the client asked for, and the template it names, if any.
+#[derive(Debug)]
+pub struct Request {
+    pub draft: Draft,
+    pub template: Option<TemplateCall>,
+}
 
 /// What a protocol hands to [`Ingest::accept`].
 #[derive(Debug)]
 pub enum Input {
-    /// Structured submissions (one, or a batch stored together), with the client's idempotency
-    /// key and the fingerprint of its request.
-    Submissions {
-        submissions: Vec<Submission>,
+    /// Structured sends (one, or a batch stored together), with the client's idempotency key and
+    /// the fingerprint of its request.
+    Requests {
+        requests: Vec<Request>,
         idempotency: Option<(IdempotencyKey, Fingerprint)>,
     },
     /// A message received over SMTP; an idempotency key travels in its headers.
@@ -69,12 +81,23 @@ pub enum IngestError {
 pub struct Ingest {
     writer: EmailWriter,
     limits: AcceptLimits,
+    templates: Templates,
 }
 
 impl Ingest {
     #[must_use]
-    pub fn new(writer: EmailWriter, limits: AcceptLimits) -> Self {
-        Self { writer, limits }
+    pub fn new(writer: EmailWriter, limits: AcceptLimits, templates: Templates) -> Self {
+        Self {
+            writer,
+            limits,
+            templates,
+        }
+    }
+
+    /// The tenants' templates, as sends render them.
+    #[must_use]
+    pub fn templates(&self) -> &Templates {
+        &self.templates
     }
 
     /// The limits every message answers to, for protocols that refuse early.
@@ -95,33 +118,45 @@ impl Ingest {
         input: Input,
     ) -> Result<Accepted, IngestError> {
         let now = OffsetDateTime::now_utc();
+        let mut templates = render::Resolved::new(&self.templates, tenant_id);
         let (emails, idempotency) = match input {
-            Input::Submissions {
-                submissions,
+            Input::Requests {
+                requests,
                 idempotency,
             } => {
-                let emails = submissions
-                    .into_iter()
-                    .enumerate()
-                    .map(|(item, submission)| {
-                        structured::compose(submission, policy, &self.limits, now).map_err(
-                            |refusal| IngestError::Refused {
-                                item: Some(item),
-                                refusal,
-                            },
-                        )
-                    })
-                    .collect::<Result<Vec<_>, _>>()?;
+                let mut emails = Vec::with_capacity(requests.len());
+                for (item, request) in requests.into_iter().enumerate() {
+                    let refused = |refusal| IngestError::Refused {
+                        item: Some(item),
+                        refusal,
+                    };
+                    let submission = self
+                        .prepare(&mut templates, request, now)
+                        .await
+                        .map_err(|failure| failure.into_error(item))?;
+                    emails.push(
+                        structured::compose(submission, policy, &self.limits, now, None)
+                            .map_err(refused)?,
+                    );
+                }
                 (emails, idempotency)
             }
             Input::Raw(message) => {
+                let refused = |refusal| IngestError::Refused {
+                    item: None,
+                    refusal,
+                };
+                let call = raw::template_call(&message.text).map_err(refused)?;
+                let ready = match &call {
+                    None => None,
+                    Some(call) => Some(templates.get(call).await.map_err(|f| match f {
+                        render::Failure::Refused(refusal) => refused(refusal),
+                        render::Failure::Store(err) => err,
+                    })?),
+                };
+                let template = ready.as_deref().zip(call.as_ref());
                 let composed =
-                    raw::compose(message, policy, &self.limits, now).map_err(|refusal| {
-                        IngestError::Refused {
-                            item: None,
-                            refusal,
-                        }
-                    })?;
+                    raw::compose(message, policy, &self.limits, now, template).map_err(refused)?;
                 (vec![composed.email], composed.idempotency)
             }
         };
@@ -156,6 +191,37 @@ impl Ingest {
                 })
             }
             InsertOutcome::KeyReused => Err(IngestError::IdempotencyConflict),
+        }
+    }
+
+    /// A request's draft, filled from its template when it names one, parsed.
+    async fn prepare(
+        &self,
+        templates: &mut render::Resolved<'_>,
+        request: Request,
+        now: OffsetDateTime,
+    ) -> Result<Submission, render::Failure> {
+        let Request {
+            mut draft,
+            template,
+        } = request;
+        if let Some(call) = &template {
+            let ready = templates.get(call).await?;
+            render::fill(&ready, call, &mut draft).map_err(render::Failure::Refused)?;
+        }
+        Submission::parse(draft, now)
+            .map_err(|e| render::Failure::Refused(Refusal::Invalid(e.to_string())))
+    }
+}
+
+impl render::Failure {
+    fn into_error(self, item: usize) -> IngestError {
+        match self {
+            Self::Refused(refusal) => IngestError::Refused {
+                item: Some(item),
+                refusal,
+            },
+            Self::Store(err) => err,
         }
     }
 }

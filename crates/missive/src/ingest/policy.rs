@@ -34,6 +34,9 @@ pub enum Refusal {
     /// RFC 5322 section 2.1.1.
     #[error("a line of the message is longer than 998 octets")]
     LineTooLong,
+    /// The template a message names cannot be used or rendered; the text names it and why.
+    #[error("{0}")]
+    Template(String),
 }
 
 /// The sender of a message: the one it names, or the tenant's default; either way inside the

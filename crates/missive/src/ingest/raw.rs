@@ -10,17 +10,28 @@
 //! `Idempotency-Key` header is read and removed, and so are Bcc headers; Message-ID and Date are added when missing,
 //! Reply-To (the tenant's default) when missing and the tenant has one; a Received header is
 //! prepended; the final size is checked.
+//!
+//! A message with an `X-Missive-Template` header is rendered from that template instead: its
+//! addresses, Subject, custom headers and attachments make a structured submission whose body is
+//! the template's (its own body is replaced), checked and built as a REST send with `template`
+//! would be, with the envelope, the Message-ID and a Received header kept from SMTP.
 
-use mail_parser::{Address, HeaderName, MessageParser, PartType};
+use mail_parser::{Address, HeaderName, Message, MessageParser, MimeHeaders, PartType};
 use missive_core::mime::message_id;
-use missive_core::submission::{Recipient, RecipientKind};
+use missive_core::submission::{
+    Draft, DraftAttachment, DraftContent, Recipient, RecipientKind, Submission, check_custom_header,
+};
 use missive_core::{EmailAddress, Fingerprint, IdempotencyKey, Mailbox, SendingPolicy};
 use missive_store::NewEmail;
+use serde_json::Value;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc2822;
 use uuid::Uuid;
 
 use super::policy::{self, AcceptLimits, Refusal};
+use super::render::{TEMPLATE_HEADER, TemplateCall, VARIABLES_HEADER, fill};
+use super::structured::{self, FromSmtp};
+use crate::templates::Ready;
 
 /// The longest line of message text, CRLF excluded (RFC 5322 section 2.1.1).
 pub const MAX_TEXT_LINE: usize = 998;
@@ -83,6 +94,7 @@ pub(super) fn compose(
     policy: &SendingPolicy,
     limits: &AcceptLimits,
     now: OffsetDateTime,
+    template: Option<(&Ready, &TemplateCall)>,
 ) -> Result<Composed, Refusal> {
     let RawMessage {
         envelope,
@@ -109,18 +121,6 @@ pub(super) fn compose(
         .filter(|m| !m.headers().is_empty())
         .ok_or_else(|| Refusal::Invalid("The message has no header section".to_owned()))?;
 
-    // A From header that names no usable address is refused; only a message without any From
-    // header gets the tenant's default written in.
-    let written_from = match message.header(HeaderName::From) {
-        None => None,
-        Some(_) => Some(first_mailbox(message.from()).ok_or_else(|| {
-            Refusal::Invalid("The message needs a From header with an address".to_owned())
-        })?),
-    };
-    let from = policy::sender(written_from.as_ref(), policy, "From header")?;
-    // Written anew when there was none, or when the tenant's from_name gave it a display name.
-    let write_from = written_from.as_ref() != Some(&from);
-
     let idempotency = match message.header("Idempotency-Key") {
         None => None,
         Some(value) => {
@@ -132,6 +132,23 @@ pub(super) fn compose(
             Some((key, Fingerprint::of(parts)))
         }
     };
+
+    if let Some((ready, call)) = template {
+        let email = templated(&message, envelope, &trace, ready, call, policy, limits, now)?;
+        return Ok(Composed { email, idempotency });
+    }
+
+    // A From header that names no usable address is refused; only a message without any From
+    // header gets the tenant's default written in.
+    let written_from = match message.header(HeaderName::From) {
+        None => None,
+        Some(_) => Some(first_mailbox(message.from()).ok_or_else(|| {
+            Refusal::Invalid("The message needs a From header with an address".to_owned())
+        })?),
+    };
+    let from = policy::sender(written_from.as_ref(), policy, "From header")?;
+    // Written anew when there was none, or when the tenant's from_name gave it a display name.
+    let write_from = written_from.as_ref() != Some(&from);
 
     let id = Uuid::now_v7();
     let date = now.format(&Rfc2822).unwrap_or_default();
@@ -156,18 +173,7 @@ pub(super) fn compose(
     dropped.sort_unstable();
 
     let mut mime = Vec::with_capacity(text.len() + 512);
-    mime.extend_from_slice(
-        format!(
-            "Received: from {} ({})\r\n\tby {} (Missive) with {} id {};\r\n\t{}\r\n",
-            sanitize(&trace.helo),
-            trace.peer,
-            trace.hostname,
-            trace.protocol,
-            id,
-            date
-        )
-        .as_bytes(),
-    );
+    mime.extend_from_slice(received(&trace, &id, now).as_bytes());
     if write_from {
         mime.extend_from_slice(format!("From: {from}\r\n").as_bytes());
     }
@@ -243,6 +249,183 @@ pub(super) fn compose(
     Ok(Composed { email, idempotency })
 }
 
+/// The Received header we prepend to a message received over SMTP.
+pub(super) fn received(trace: &Trace, id: &Uuid, now: OffsetDateTime) -> String {
+    format!(
+        "Received: from {} ({})\r\n\tby {} (Missive) with {} id {};\r\n\t{}\r\n",
+        sanitize(&trace.helo),
+        trace.peer,
+        trace.hostname,
+        trace.protocol,
+        id,
+        now.format(&Rfc2822).unwrap_or_default()
+    )
+}
+
+/// The template a received message names in its headers, with its variables; `None` for most
+/// messages, which a byte search rules out before any parsing.
+///
+/// # Errors
+/// [`Refusal::Invalid`] for an empty template header or variables that are not a JSON object.
+pub fn template_call(text: &[u8]) -> Result<Option<TemplateCall>, Refusal> {
+    let header_end = text
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .or_else(|| text.windows(2).position(|w| w == b"\n\n"))
+        .unwrap_or(text.len());
+    let needle = b"x-missive-template";
+    let mentioned = text[..header_end]
+        .windows(needle.len())
+        .any(|w| w.eq_ignore_ascii_case(needle));
+    if !mentioned {
+        return Ok(None);
+    }
+    let Some(headers) = MessageParser::default().parse_headers(text) else {
+        return Ok(None);
+    };
+    let Some(reference) = headers.header_raw(TEMPLATE_HEADER) else {
+        return Ok(None);
+    };
+    let reference = unfold(reference);
+    if reference.is_empty() {
+        return Err(Refusal::Invalid(format!("{TEMPLATE_HEADER}: empty")));
+    }
+    let variables = match headers.header_raw(VARIABLES_HEADER) {
+        None => serde_json::Map::new(),
+        Some(raw) => match serde_json::from_str::<Value>(&unfold(raw)) {
+            Ok(Value::Object(map)) => map,
+            Ok(_) => {
+                return Err(Refusal::Invalid(format!(
+                    "{VARIABLES_HEADER}: must be a JSON object"
+                )));
+            }
+            Err(e) => {
+                return Err(Refusal::Invalid(format!(
+                    "{VARIABLES_HEADER}: not JSON ({e})"
+                )));
+            }
+        },
+    };
+    Ok(Some(TemplateCall {
+        reference,
+        variables,
+    }))
+}
+
+/// A header value without its folding.
+fn unfold(raw: &str) -> String {
+    raw.replace("\r\n", "").replace('\n', "").trim().to_owned()
+}
+
+/// Headers a templated message does not carry over: the ones its build writes anew, the ones SMTP
+/// handles, and our control headers.
+const REBUILT: &[&str] = &[
+    "from",
+    "to",
+    "cc",
+    "bcc",
+    "reply-to",
+    "subject",
+    "date",
+    "message-id",
+    "mime-version",
+    "sender",
+    "return-path",
+    "received",
+    "idempotency-key",
+    "x-missive-template",
+    "x-missive-template-variables",
+];
+
+/// A received message that names a template, made into the submission it stands for, with the
+/// template filling its body.
+#[allow(clippy::too_many_arguments)] // the accept path's context, as compose has it
+fn templated(
+    message: &Message<'_>,
+    envelope: RawEnvelope,
+    trace: &Trace,
+    ready: &Ready,
+    call: &TemplateCall,
+    policy: &SendingPolicy,
+    limits: &AcceptLimits,
+    now: OffsetDateTime,
+) -> Result<NewEmail, Refusal> {
+    let raw_text = message.raw_message();
+    let headers = message
+        .headers()
+        .iter()
+        .filter(|h| {
+            let name = h.name.as_str().to_ascii_lowercase();
+            !REBUILT.contains(&name.as_str()) && !name.starts_with("content-")
+        })
+        .filter_map(|h| {
+            let value = raw_text.get(h.offset_start as usize..h.offset_end as usize)?;
+            let value = unfold(std::str::from_utf8(value).ok()?);
+            let name = h.name.as_str().to_owned();
+            // A header our structured build cannot carry is left out rather than refused.
+            check_custom_header(&name, &value).ok()?;
+            Some((name, value))
+        })
+        .collect();
+    let from = match message.header(HeaderName::From) {
+        None => None,
+        Some(_) => Some(first_mailbox(message.from()).ok_or_else(|| {
+            Refusal::Invalid("The message needs a From header with an address".to_owned())
+        })?),
+    };
+    let strings = |list: Vec<Mailbox>| list.iter().map(ToString::to_string).collect();
+    let attachments = message
+        .attachments()
+        .map(|part| DraftAttachment {
+            filename: Some(
+                part.attachment_name()
+                    .unwrap_or("attachment")
+                    .chars()
+                    .filter(|c| !c.is_control())
+                    .take(255)
+                    .collect(),
+            ),
+            content: Some(DraftContent::Bytes(part.contents().to_vec())),
+            content_type: part.content_type().map(|t| {
+                format!(
+                    "{}/{}",
+                    t.c_type,
+                    t.c_subtype.as_deref().unwrap_or("octet-stream")
+                )
+            }),
+            content_id: part.content_id().map(ToOwned::to_owned),
+            path: None,
+        })
+        .collect();
+    let mut draft = Draft {
+        from: from.map(|m| m.to_string()),
+        to: strings(mailboxes(message.to())),
+        cc: strings(mailboxes(message.cc())),
+        bcc: Vec::new(),
+        reply_to: strings(mailboxes(message.reply_to())),
+        subject: message.subject().map(ToOwned::to_owned),
+        html: None,
+        text: None,
+        headers,
+        attachments,
+        tags: Vec::new(),
+        scheduled_at: None,
+    };
+    fill(ready, call, &mut draft)?;
+    let submission = Submission::parse(draft, now).map_err(|e| Refusal::Invalid(e.to_string()))?;
+    structured::compose(
+        submission,
+        policy,
+        limits,
+        now,
+        Some(FromSmtp {
+            envelope,
+            trace,
+            message_id: message.message_id().map(ToOwned::to_owned),
+        }),
+    )
+}
+
 /// A header's address as our strict type, or `None` when it does not parse as one.
 fn mailbox(addr: &mail_parser::Addr<'_>) -> Option<Mailbox> {
     let email = addr.address.as_deref()?;
@@ -304,6 +487,31 @@ mod tests {
     use missive_core::Domain;
 
     #[test]
+    fn template_headers_are_found_only_when_present() {
+        assert_eq!(
+            template_call(b"From: a@b.test\r\n\r\nX-Missive-Template: no\r\n"),
+            Ok(None)
+        );
+        let call = template_call(
+            b"From: a@b.test\r\nx-missive-template: welcome\r\nX-Missive-Template-Variables: \
+              {\"NAME\": \"Ann\",\r\n \"N\": 2}\r\n\r\nbody",
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(call.reference, "welcome");
+        assert_eq!(call.variables["NAME"], "Ann");
+        assert_eq!(call.variables["N"], 2);
+        assert!(matches!(
+            template_call(b"X-Missive-Template: w\r\nX-Missive-Template-Variables: [1]\r\n\r\n"),
+            Err(Refusal::Invalid(m)) if m.contains("JSON object")
+        ));
+        assert!(matches!(
+            template_call(b"X-Missive-Template: w\r\nX-Missive-Template-Variables: {x\r\n\r\n"),
+            Err(Refusal::Invalid(m)) if m.contains("not JSON")
+        ));
+    }
+
+    #[test]
     fn bare_line_ends_become_crlf() {
         assert_eq!(normalise_line_ends(b"a\nb\rc\r\nd"), b"a\r\nb\r\nc\r\nd");
         assert_eq!(normalise_line_ends(b"\r\r\n\n"), b"\r\n\r\n\r\n");
@@ -347,6 +555,7 @@ mod tests {
             &policy,
             &LIMITS,
             OffsetDateTime::now_utc(),
+            None,
         )
         .unwrap();
         let email = composed.email;
@@ -374,7 +583,7 @@ mod tests {
             ..SendingPolicy::default()
         };
         let now = OffsetDateTime::now_utc();
-        let refused = |text: &str| compose(raw(text), &policy, &LIMITS, now).err();
+        let refused = |text: &str| compose(raw(text), &policy, &LIMITS, now, None).err();
         assert!(matches!(
             refused("From: x@evil.test\r\n\r\nhi\r\n"),
             Some(Refusal::SenderNotAllowed {

@@ -171,7 +171,7 @@ pub fn refused(refusal: &Refusal) -> Reply {
         Refusal::TooManyRecipients { .. } => TOO_MANY_RECIPIENTS,
         Refusal::LineTooLong => TEXT_LINE_TOO_LONG,
         Refusal::SenderNotAllowed { .. } => Reply::owned(550, "5.7.1", refusal.to_string()),
-        Refusal::Invalid(_) | Refusal::IdempotencyKey(_) => {
+        Refusal::Invalid(_) | Refusal::IdempotencyKey(_) | Refusal::Template(_) => {
             Reply::owned(550, "5.6.0", refusal.to_string())
         }
     }

@@ -1,0 +1,463 @@
+//! Template rows: the draft each template row holds, the versions each publish freezes, and the
+//! reads a render needs (a published version by id or alias, and the published templates named
+//! by aliases, for partials and layouts).
+//!
+//! Changes go through [`TemplateEdit`], a transaction holding a per-tenant lock, so the check that
+//! no template includes itself (which reads every template of the tenant) and the write it allows
+//! cannot interleave with another change of the same tenant.
+
+use missive_core::TenantId;
+use missive_core::template::TemplateRef;
+use sqlx::{FromRow, Postgres, Transaction};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::error::map_unique;
+use crate::{Store, StoreError};
+
+const TEMPLATE_CONFLICTS: &[(&str, &str)] = &[
+    (
+        "templates_name_key",
+        "a template with this name already exists",
+    ),
+    (
+        "templates_alias_key",
+        "a template with this alias already exists",
+    ),
+];
+
+/// Advisory lock namespace of template changes (`tmpl`), beside the tenant id's hash.
+const TEMPLATE_LOCK: i32 = 0x746d_706c;
+
+/// The columns [`TemplateRecord`] reads, as a literal so it can join `concat!`.
+macro_rules! template_columns {
+    () => {
+        "id, tenant_id, name, alias, from_address, subject, reply_to, html, text, variables, \
+         layout, uses, published_version, published_at, created_at, updated_at"
+    };
+}
+
+/// A template as stored: its draft, and where its published versions stand.
+#[derive(Clone, Debug, FromRow)]
+pub struct TemplateRecord {
+    pub id: Uuid,
+    #[sqlx(try_from = "Uuid")]
+    pub tenant_id: TenantId,
+    pub name: String,
+    pub alias: Option<String>,
+    #[sqlx(flatten)]
+    pub draft: TemplateContent,
+    pub published_version: Option<i32>,
+    pub published_at: Option<OffsetDateTime>,
+    pub created_at: OffsetDateTime,
+    pub updated_at: OffsetDateTime,
+}
+
+/// What a draft or a published version holds; validated before it is written.
+#[derive(Clone, Debug, Default, PartialEq, FromRow)]
+pub struct TemplateContent {
+    pub from_address: Option<String>,
+    pub subject: Option<String>,
+    pub reply_to: Vec<String>,
+    pub html: String,
+    pub text: Option<String>,
+    /// The declared variables, in Resend's shape.
+    pub variables: serde_json::Value,
+    /// The alias of the layout.
+    pub layout: Option<String>,
+    /// Aliases the sources include, and the layout's.
+    pub uses: Vec<String>,
+}
+
+/// A published version, with the template's name and alias.
+#[derive(Clone, Debug, FromRow)]
+pub struct PublishedTemplate {
+    pub id: Uuid,
+    pub name: String,
+    pub alias: Option<String>,
+    pub version: i32,
+    #[sqlx(flatten)]
+    pub content: TemplateContent,
+}
+
+/// What a send's reference to a template finds.
+#[derive(Clone, Debug)]
+pub enum PublishedLookup {
+    Found(Box<PublishedTemplate>),
+    /// The template exists but was never published.
+    Unpublished {
+        name: String,
+    },
+    Missing,
+}
+
+/// One template in the include graph: what its draft and its published version include.
+#[derive(Clone, Debug, FromRow)]
+pub struct TemplateNode {
+    pub id: Uuid,
+    pub name: String,
+    pub alias: Option<String>,
+    pub uses: Vec<String>,
+}
+
+/// A page of templates, newest first.
+#[derive(Debug)]
+pub struct TemplatePage {
+    pub templates: Vec<TemplateRecord>,
+    pub has_more: bool,
+}
+
+/// Which page: templates older than `after`, newer than `before`, or both (a window between
+/// two ids). A page given by `before` alone is the one nearest to it.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Cursor {
+    pub after: Option<Uuid>,
+    pub before: Option<Uuid>,
+}
+
+fn by_reference(reference: &TemplateRef) -> (Option<Uuid>, Option<&str>) {
+    match reference {
+        TemplateRef::Id(id) => (Some(*id), None),
+        TemplateRef::Alias(alias) => (None, Some(alias.as_str())),
+    }
+}
+
+impl Store {
+    /// A template's draft by id or alias.
+    ///
+    /// # Errors
+    /// [`StoreError::NotFound`], also for another tenant's template.
+    pub async fn get_template(
+        &self,
+        tenant_id: TenantId,
+        reference: &TemplateRef,
+    ) -> Result<TemplateRecord, StoreError> {
+        let (id, alias) = by_reference(reference);
+        sqlx::query_as::<_, TemplateRecord>(concat!(
+            "SELECT ",
+            template_columns!(),
+            " FROM templates
+             WHERE tenant_id = $1 AND (id = $2 OR alias = $3)"
+        ))
+        .bind(tenant_id.as_uuid())
+        .bind(id)
+        .bind(alias)
+        .fetch_optional(&self.pool)
+        .await?
+        .ok_or(StoreError::NotFound)
+    }
+
+    /// One page of the tenant's templates, newest first.
+    ///
+    /// # Errors
+    /// Database failures.
+    pub async fn list_templates(
+        &self,
+        tenant_id: TenantId,
+        cursor: Cursor,
+        limit: i64,
+    ) -> Result<TemplatePage, StoreError> {
+        // Two fixed statements: a page that starts from `before` alone reads upwards from it.
+        let upwards = cursor.after.is_none() && cursor.before.is_some();
+        let query = if upwards {
+            concat!(
+                "SELECT ",
+                template_columns!(),
+                " FROM templates
+                 WHERE tenant_id = $1 AND ($2::uuid IS NULL OR id < $2) AND id > $3
+                 ORDER BY id ASC LIMIT $4"
+            )
+        } else {
+            concat!(
+                "SELECT ",
+                template_columns!(),
+                " FROM templates
+                 WHERE tenant_id = $1 AND ($2::uuid IS NULL OR id < $2)
+                   AND ($3::uuid IS NULL OR id > $3)
+                 ORDER BY id DESC LIMIT $4"
+            )
+        };
+        let mut templates = sqlx::query_as::<_, TemplateRecord>(query)
+            .bind(tenant_id.as_uuid())
+            .bind(cursor.after)
+            .bind(cursor.before)
+            .bind(limit + 1)
+            .fetch_all(&self.pool)
+            .await?;
+        let has_more = templates.len() as i64 > limit;
+        templates.truncate(usize::try_from(limit).unwrap_or(0));
+        if upwards {
+            templates.reverse();
+        }
+        Ok(TemplatePage {
+            templates,
+            has_more,
+        })
+    }
+
+    /// The latest published version of a template, by id or alias.
+    ///
+    /// # Errors
+    /// Database failures.
+    pub async fn published_template(
+        &self,
+        tenant_id: TenantId,
+        reference: &TemplateRef,
+    ) -> Result<PublishedLookup, StoreError> {
+        let (id, alias) = by_reference(reference);
+        let found: Option<(Uuid, String, Option<i32>)> = sqlx::query_as(
+            "SELECT id, name, published_version FROM templates
+             WHERE tenant_id = $1 AND (id = $2 OR alias = $3)",
+        )
+        .bind(tenant_id.as_uuid())
+        .bind(id)
+        .bind(alias)
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some((id, name, version)) = found else {
+            return Ok(PublishedLookup::Missing);
+        };
+        if version.is_none() {
+            return Ok(PublishedLookup::Unpublished { name });
+        }
+        let mut published = self.published_where(tenant_id, Some(&[id]), None).await?;
+        // Deleted between the two reads: as if it never was.
+        Ok(published.pop().map_or(PublishedLookup::Missing, |found| {
+            PublishedLookup::Found(Box::new(found))
+        }))
+    }
+
+    /// The latest published versions of the tenant's templates with these aliases (those that
+    /// have one).
+    ///
+    /// # Errors
+    /// Database failures.
+    pub async fn published_by_alias(
+        &self,
+        tenant_id: TenantId,
+        aliases: &[String],
+    ) -> Result<Vec<PublishedTemplate>, StoreError> {
+        self.published_where(tenant_id, None, Some(aliases)).await
+    }
+
+    async fn published_where(
+        &self,
+        tenant_id: TenantId,
+        ids: Option<&[Uuid]>,
+        aliases: Option<&[String]>,
+    ) -> Result<Vec<PublishedTemplate>, StoreError> {
+        Ok(sqlx::query_as::<_, PublishedTemplate>(
+            "SELECT t.id, t.name, t.alias, v.version, v.from_address, v.subject, v.reply_to,
+                    v.html, v.text, v.variables, v.layout, v.uses
+             FROM templates t
+             JOIN template_versions v
+               ON v.tenant_id = t.tenant_id AND v.template_id = t.id
+                  AND v.version = t.published_version
+             WHERE t.tenant_id = $1 AND (t.id = ANY($2) OR t.alias = ANY($3))",
+        )
+        .bind(tenant_id.as_uuid())
+        .bind(ids.unwrap_or_default())
+        .bind(aliases.unwrap_or_default())
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// Starts a change of the tenant's templates: a transaction that holds the tenant's
+    /// template lock until it commits or is dropped.
+    ///
+    /// # Errors
+    /// Database failures.
+    pub async fn edit_templates(&self, tenant_id: TenantId) -> Result<TemplateEdit, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("SELECT pg_advisory_xact_lock($1, hashtext($2))")
+            .bind(TEMPLATE_LOCK)
+            .bind(tenant_id.to_string())
+            .execute(&mut *tx)
+            .await?;
+        Ok(TemplateEdit { tx, tenant_id })
+    }
+}
+
+/// A change of one tenant's templates, under its lock; nothing is written until [`commit`].
+///
+/// [`commit`]: TemplateEdit::commit
+#[derive(Debug)]
+pub struct TemplateEdit {
+    tx: Transaction<'static, Postgres>,
+    tenant_id: TenantId,
+}
+
+impl TemplateEdit {
+    /// Every template of the tenant with what its draft and its published version include.
+    ///
+    /// # Errors
+    /// Database failures.
+    pub async fn graph(&mut self) -> Result<Vec<TemplateNode>, StoreError> {
+        Ok(sqlx::query_as::<_, TemplateNode>(
+            "SELECT t.id, t.name, t.alias,
+                    ARRAY(SELECT DISTINCT u FROM unnest(t.uses || coalesce(v.uses, '{}')) AS u)
+                        AS uses
+             FROM templates t
+             LEFT JOIN template_versions v
+                    ON v.tenant_id = t.tenant_id AND v.template_id = t.id
+                       AND v.version = t.published_version
+             WHERE t.tenant_id = $1",
+        )
+        .bind(self.tenant_id.as_uuid())
+        .fetch_all(&mut *self.tx)
+        .await?)
+    }
+
+    /// A template's draft, by id or alias.
+    ///
+    /// # Errors
+    /// [`StoreError::NotFound`].
+    pub async fn get(&mut self, reference: &TemplateRef) -> Result<TemplateRecord, StoreError> {
+        let (id, alias) = by_reference(reference);
+        sqlx::query_as::<_, TemplateRecord>(concat!(
+            "SELECT ",
+            template_columns!(),
+            " FROM templates
+             WHERE tenant_id = $1 AND (id = $2 OR alias = $3)"
+        ))
+        .bind(self.tenant_id.as_uuid())
+        .bind(id)
+        .bind(alias)
+        .fetch_optional(&mut *self.tx)
+        .await?
+        .ok_or(StoreError::NotFound)
+    }
+
+    /// Creates a template (a draft).
+    ///
+    /// # Errors
+    /// [`StoreError::Conflict`] for a name or alias the tenant already uses.
+    pub async fn insert(
+        &mut self,
+        id: Uuid,
+        name: &str,
+        alias: Option<&str>,
+        draft: &TemplateContent,
+    ) -> Result<TemplateRecord, StoreError> {
+        sqlx::query_as::<_, TemplateRecord>(concat!(
+            "INSERT INTO templates (id, tenant_id, name, alias, from_address, subject, reply_to,
+                                    html, text, variables, layout, uses)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+             RETURNING ",
+            template_columns!(),
+            ""
+        ))
+        .bind(id)
+        .bind(self.tenant_id.as_uuid())
+        .bind(name)
+        .bind(alias)
+        .bind(&draft.from_address)
+        .bind(&draft.subject)
+        .bind(&draft.reply_to)
+        .bind(&draft.html)
+        .bind(&draft.text)
+        .bind(&draft.variables)
+        .bind(&draft.layout)
+        .bind(&draft.uses)
+        .fetch_one(&mut *self.tx)
+        .await
+        .map_err(|e| map_unique(e, TEMPLATE_CONFLICTS))
+    }
+
+    /// Replaces a template's name, alias and draft.
+    ///
+    /// # Errors
+    /// [`StoreError::NotFound`], or [`StoreError::Conflict`] for a name or alias in use.
+    pub async fn update(
+        &mut self,
+        id: Uuid,
+        name: &str,
+        alias: Option<&str>,
+        draft: &TemplateContent,
+    ) -> Result<TemplateRecord, StoreError> {
+        sqlx::query_as::<_, TemplateRecord>(concat!(
+            "UPDATE templates SET name = $3, alias = $4, from_address = $5, subject = $6,
+                    reply_to = $7, html = $8, text = $9, variables = $10, layout = $11,
+                    uses = $12, updated_at = now()
+             WHERE tenant_id = $1 AND id = $2
+             RETURNING ",
+            template_columns!(),
+            ""
+        ))
+        .bind(self.tenant_id.as_uuid())
+        .bind(id)
+        .bind(name)
+        .bind(alias)
+        .bind(&draft.from_address)
+        .bind(&draft.subject)
+        .bind(&draft.reply_to)
+        .bind(&draft.html)
+        .bind(&draft.text)
+        .bind(&draft.variables)
+        .bind(&draft.layout)
+        .bind(&draft.uses)
+        .fetch_optional(&mut *self.tx)
+        .await
+        .map_err(|e| map_unique(e, TEMPLATE_CONFLICTS))?
+        .ok_or(StoreError::NotFound)
+    }
+
+    /// Freezes the draft as the next published version.
+    ///
+    /// # Errors
+    /// [`StoreError::NotFound`].
+    pub async fn publish(&mut self, id: Uuid) -> Result<TemplateRecord, StoreError> {
+        let record = sqlx::query_as::<_, TemplateRecord>(concat!(
+            "UPDATE templates
+             SET published_version = coalesce(published_version, 0) + 1, published_at = now(),
+                 updated_at = now()
+             WHERE tenant_id = $1 AND id = $2
+             RETURNING ",
+            template_columns!(),
+            ""
+        ))
+        .bind(self.tenant_id.as_uuid())
+        .bind(id)
+        .fetch_optional(&mut *self.tx)
+        .await?
+        .ok_or(StoreError::NotFound)?;
+        sqlx::query(
+            "INSERT INTO template_versions (template_id, version, tenant_id, from_address,
+                 subject, reply_to, html, text, variables, layout, uses, published_at)
+             SELECT id, published_version, tenant_id, from_address, subject, reply_to, html,
+                    text, variables, layout, uses, published_at
+             FROM templates WHERE tenant_id = $1 AND id = $2",
+        )
+        .bind(self.tenant_id.as_uuid())
+        .bind(id)
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(record)
+    }
+
+    /// Deletes a template and its versions.
+    ///
+    /// # Errors
+    /// [`StoreError::NotFound`].
+    pub async fn delete(&mut self, id: Uuid) -> Result<(), StoreError> {
+        let deleted = sqlx::query("DELETE FROM templates WHERE tenant_id = $1 AND id = $2")
+            .bind(self.tenant_id.as_uuid())
+            .bind(id)
+            .execute(&mut *self.tx)
+            .await?
+            .rows_affected();
+        if deleted == 0 {
+            return Err(StoreError::NotFound);
+        }
+        Ok(())
+    }
+
+    /// Makes the change visible (and notifies every process's cache).
+    ///
+    /// # Errors
+    /// Database failures; nothing is changed then.
+    pub async fn commit(self) -> Result<(), StoreError> {
+        self.tx.commit().await?;
+        Ok(())
+    }
+}
