@@ -160,6 +160,20 @@ def report(results_path, doc_path):
             f"{summary(col('accept', 'missive_cpu_us'), unit=' µs')} / "
             f"{summary(col('accept', 'pg_cpu_us'), unit=' µs')} | | |",
         ]
+    if "accept" in by and "templated" in by:
+        # Paired per repeat, as the runs took turns.
+        direct, templated = col("accept", "per_second"), col("templated", "per_second")
+        ratio = [t / d for t, d in zip(templated, direct)]
+        cpu = [t / d for t, d in zip(col("templated", "missive_cpu_us"), col("accept", "missive_cpu_us"))]
+        lines += [
+            f"| REST accept through a published template rendering the same body | "
+            f"{summary(templated, unit='/s')}; errors {sum(col('templated', 'errors'))}; "
+            f"{summary(ratio, 2, '×')} of direct | ≥ 0.90× | {met(statistics.median(ratio) >= 0.9)} |",
+            f"| CPU per templated email: Missive / Postgres | "
+            f"{summary(col('templated', 'missive_cpu_us'), unit=' µs')} / "
+            f"{summary(col('templated', 'pg_cpu_us'), unit=' µs')}; Missive "
+            f"{summary(cpu, 2, '×')} of direct | | |",
+        ]
     if "latency" in by:
         p99 = col("latency", "p99_ms")
         rate = by["latency"][0]["rate"]

@@ -4,6 +4,7 @@
 # BENCH_REPEATS times (default 3):
 #   1. REST accept: TOTAL emails from 32 concurrent clients while the worker delivers, and the
 #      time until the sink holds all of them (end to end), with the CPU Missive and Postgres spent;
+#      then the same through a published template that renders the same body;
 #   2. REST latency: p50/p99 at a fixed 500 requests/s;
 #   3. SMTP: Postfix's smtp-source (20 sessions, 2 KB messages, SMTP_TOTAL messages) against
 #      Missive (a tenant trusting loopback) and against a stock Postfix relaying to the same sink,
@@ -27,12 +28,25 @@ missive_idle=$($measure rss "$missive_pid")
 pg_pss() { $measure pss "$pg_pid" >>"$run_dir/pg_pss"; }
 
 delivered_before=0
-for run in $(seq 1 "$REPEATS"); do
+# accept_run SCENARIO [TEMPLATE]: TOTAL emails from CLIENTS clients of a new tenant, written
+# directly or (with TEMPLATE, an alias the tenant publishes first) through a template that renders
+# the same body; appends the figures.
+accept_run() {
+  local scenario=$1 template=${2:-} args=() start end accept delivered missive_cpu pg_cpu
   key=$(create_key)
-  echo "== accept $run/$REPEATS: $TOTAL emails, $CLIENTS clients" >&2
+  if [ -n "$template" ]; then
+    local id
+    id=$("$loadgen" template --alias "$template" | curl -fs -X POST "$base/v1/templates" \
+      -H "Authorization: Bearer $key" -H 'Content-Type: application/json' --data-binary @- \
+      | python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')
+    curl -fs -X POST "$base/v1/templates/$id/publish" -H "Authorization: Bearer $key" >/dev/null
+    args=(--template "$template")
+  fi
+  echo "== $scenario $run/$REPEATS: $TOTAL emails, $CLIENTS clients" >&2
   missive_cpu=$($measure cpu "$missive_pid"); pg_cpu=$($measure cpu "$pg_pid")
   start=$(date +%s.%N)
-  accept=$("$loadgen" accept --url "$base" --key "$key" --clients "$CLIENTS" --total "$TOTAL")
+  accept=$("$loadgen" accept --url "$base" --key "$key" --clients "$CLIENTS" --total "$TOTAL" \
+    "${args[@]}")
   echo "$accept" >&2
   wait_for_sink $((delivered_before + TOTAL))
   end=$(date +%s.%N)
@@ -44,15 +58,21 @@ for run in $(seq 1 "$REPEATS"); do
   python3 - "$accept" >>"$results" <<PY
 import json, sys
 row = json.loads(sys.argv[1])
-row.update(scenario="accept", total=$TOTAL, clients=$CLIENTS, delivered=$delivered,
+row.update(scenario="$scenario", total=$TOTAL, clients=$CLIENTS, delivered=$delivered,
            e2e_per_second=$delivered / ($end - $start),
            missive_cpu_us=$missive_cpu * 1e6 / $TOTAL, pg_cpu_us=$pg_cpu * 1e6 / $TOTAL)
 assert row["delivered"] == $TOTAL, "the sink did not receive every email"
 print(json.dumps(row))
 PY
+}
+
+# Direct and templated runs take turns, so a machine that slows down mid-way weighs on both.
+for run in $(seq 1 "$REPEATS"); do
+  accept_run accept
+  accept_run templated bench-message
 done
 
-# The accept runs leave ~60,000 updated rows that autovacuum then cleans up; the latency figure is
+# The accept runs leave ~120,000 updated rows that autovacuum then cleans up; the latency figure is
 # for a steady 500 req/s, so it starts once that clean-up has finished (at most two minutes).
 settle() {
   local deadline=$(( $(date +%s) + 120 ))

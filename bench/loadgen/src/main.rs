@@ -5,6 +5,8 @@
 //! - `latency`: posts at a fixed rate for a fixed time (open loop, so a slow server cannot slow
 //!   the arrivals down); prints latency percentiles as JSON.
 //! - `sink`: a minimal, fast SMTP sink that counts messages into a file, for end-to-end timing.
+//! - `template`: prints the definition of a template that renders exactly the body `accept`
+//!   sends directly, so `accept --template` measures what rendering costs and nothing else.
 
 // Reports go to stdout by design: bench/run.sh reads them.
 #![allow(clippy::print_stdout)]
@@ -37,6 +39,9 @@ enum Command {
         clients: usize,
         #[arg(long, default_value_t = 20_000)]
         total: usize,
+        /// Send through this template (id or alias, made from `template`'s output) instead.
+        #[arg(long)]
+        template: Option<String>,
     },
     /// Open loop: `rate` requests a second for `seconds`.
     Latency {
@@ -49,6 +54,11 @@ enum Command {
         #[arg(long, default_value_t = 20)]
         seconds: u64,
     },
+    /// Prints the `POST /v1/templates` body of the template `accept --template` sends with.
+    Template {
+        #[arg(long, default_value = "bench-message")]
+        alias: String,
+    },
     /// Counts messages received over SMTP into `count_file`.
     Sink {
         #[arg(long)]
@@ -58,14 +68,43 @@ enum Command {
     },
 }
 
-fn body(i: usize) -> serde_json::Value {
-    serde_json::json!({
+/// The message body's fixed part (about 1 KB).
+fn filler() -> String {
+    "Lorem ipsum dolor sit amet. ".repeat(40)
+}
+
+/// The `i`th email: its content directly, or the template that renders the same content.
+fn body(i: usize, template: Option<&str>) -> serde_json::Value {
+    let mut body = serde_json::json!({
         "from": "Bench <bench@bench.test>",
         "to": format!("user{i}@sink.test"),
-        "subject": format!("Benchmark message {i}"),
-        "html": format!("<p>Hello {i}</p><p>{}</p>", "Lorem ipsum dolor sit amet. ".repeat(40)),
-        "text": format!("Hello {i}"),
         "tags": [{ "name": "bench", "value": "yes" }]
+    });
+    let fields = match template {
+        Some(reference) => serde_json::json!({
+            "template": { "id": reference, "variables": { "N": i } },
+        }),
+        None => serde_json::json!({
+            "subject": format!("Benchmark message {i}"),
+            "html": format!("<p>Hello {i}</p><p>{}</p>", filler()),
+            "text": format!("Hello {i}"),
+        }),
+    };
+    if let (Some(body), serde_json::Value::Object(fields)) = (body.as_object_mut(), fields) {
+        body.extend(fields);
+    }
+    body
+}
+
+/// The template whose rendering for `N = i` is `body(i, None)`'s content.
+fn template_definition(alias: &str) -> serde_json::Value {
+    serde_json::json!({
+        "name": alias,
+        "alias": alias,
+        "subject": "Benchmark message {{N}}",
+        "html": format!("<p>Hello {{{{N}}}}</p><p>{}</p>", filler()),
+        "text": "Hello {{N}}",
+        "variables": [{ "key": "N", "type": "number" }],
     })
 }
 
@@ -81,13 +120,13 @@ async fn post(
     client: &reqwest::Client,
     url: &str,
     key: &str,
-    i: usize,
+    body: &serde_json::Value,
 ) -> anyhow::Result<Duration> {
     let started = Instant::now();
     let response = client
         .post(format!("{url}/v1/emails"))
         .bearer_auth(key)
-        .json(&body(i))
+        .json(body)
         .send()
         .await?;
     let status = response.status();
@@ -102,13 +141,20 @@ fn client() -> anyhow::Result<reqwest::Client> {
         .build()?)
 }
 
-async fn accept(url: String, key: String, clients: usize, total: usize) -> anyhow::Result<()> {
+async fn accept(
+    url: String,
+    key: String,
+    clients: usize,
+    total: usize,
+    template: Option<String>,
+) -> anyhow::Result<()> {
     let client = client()?;
     let next = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
     let mut tasks = Vec::new();
     for _ in 0..clients {
         let (client, url, key, next) = (client.clone(), url.clone(), key.clone(), next.clone());
+        let template = template.clone();
         tasks.push(tokio::spawn(async move {
             let mut latencies = Vec::new();
             let mut errors = 0u64;
@@ -117,7 +163,7 @@ async fn accept(url: String, key: String, clients: usize, total: usize) -> anyho
                 if i >= total {
                     return (latencies, errors);
                 }
-                match post(&client, &url, &key, i).await {
+                match post(&client, &url, &key, &body(i, template.as_deref())).await {
                     Ok(latency) => latencies.push(latency),
                     Err(_) => errors += 1,
                 }
@@ -152,9 +198,9 @@ async fn latency(url: String, key: String, rate: u64, seconds: u64) -> anyhow::R
         let due = started + interval.mul_f64(i as f64);
         tokio::time::sleep_until(due.into()).await;
         let (client, url, key) = (client.clone(), url.clone(), key.clone());
-        tasks.push(tokio::spawn(
-            async move { post(&client, &url, &key, i).await },
-        ));
+        tasks.push(tokio::spawn(async move {
+            post(&client, &url, &key, &body(i, None)).await
+        }));
     }
     let mut latencies = Vec::with_capacity(total);
     let mut errors = 0;
@@ -260,7 +306,12 @@ async fn main() -> anyhow::Result<()> {
             key,
             clients,
             total,
-        } => accept(url, key, clients, total).await,
+            template,
+        } => accept(url, key, clients, total, template).await,
+        Command::Template { alias } => {
+            println!("{}", template_definition(&alias));
+            Ok(())
+        }
         Command::Latency {
             url,
             key,

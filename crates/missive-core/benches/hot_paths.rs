@@ -1,4 +1,5 @@
-//! The pure functions every send runs: address parsing, the API key check and MIME building.
+//! The pure functions every send runs: address parsing, the API key check, MIME building, and a
+//! templated send's render (and, on a cache miss, its compile).
 //! `cargo bench -p missive-core --bench hot_paths` (make bench runs it in quick mode).
 
 use std::hint::black_box;
@@ -6,6 +7,7 @@ use std::hint::black_box;
 use criterion::{Criterion, criterion_group, criterion_main};
 use missive_core::mime::{Envelope, build_mime, message_id};
 use missive_core::submission::{Draft, DraftAttachment, DraftContent, Submission};
+use missive_core::template::{Compiled, Unit};
 use missive_core::{EmailAddress, Mailbox, NewApiKey, parse_api_key};
 use time::OffsetDateTime;
 
@@ -86,5 +88,53 @@ fn mime(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, addresses, api_key, mime);
+/// The shipped receipt inside the shipped base layout, with three line items.
+fn receipt() -> (Unit, std::collections::HashMap<String, Unit>) {
+    let unit = |html: &str, text: &str, layout: Option<&str>| Unit {
+        subject: Some("Receipt {{RECEIPT_NUMBER}}".to_owned()),
+        html: html.to_owned(),
+        text: Some(text.to_owned()),
+        variables: Vec::new(),
+        layout: layout.map(ToOwned::to_owned),
+    };
+    let layout = unit(
+        include_str!("../../../templates/layout.html"),
+        include_str!("../../../templates/layout.txt"),
+        None,
+    );
+    let root = unit(
+        include_str!("../../../templates/receipt.html"),
+        include_str!("../../../templates/receipt.txt"),
+        Some("layout"),
+    );
+    (root, [("layout".to_owned(), layout)].into_iter().collect())
+}
+
+fn template(c: &mut Criterion) {
+    let (root, available) = receipt();
+    c.bench_function("template: compile a receipt and its layout", |b| {
+        b.iter(|| Compiled::build(black_box(&root), &available).unwrap());
+    });
+    let compiled = Compiled::build(&root, &available).unwrap();
+    let serde_json::Value::Object(variables) = serde_json::json!({
+        "NAME": "Ann <ann@example.test>", "RECEIPT_NUMBER": "R-1234", "DATE": "29 November 2026",
+        "TOTAL": 42.5, "CURRENCY": "EUR", "RECEIPT_URL": "https://acme.test/r/1234",
+        "PRODUCT_NAME": "Acme", "FOOTER": "Acme Inc.",
+        "ITEMS": [
+            { "description": "Widget", "quantity": 2, "amount": 20 },
+            { "description": "Gadget & co", "quantity": 1, "amount": 12.5 },
+            { "description": "Shipping", "amount": 10 }
+        ]
+    }) else {
+        unreachable!("an object")
+    };
+    c.bench_function(
+        "template: render a receipt in its layout (subject, html, text)",
+        |b| {
+            b.iter(|| compiled.render(black_box(&variables), true).unwrap());
+        },
+    );
+}
+
+criterion_group!(benches, addresses, api_key, mime, template);
 criterion_main!(benches);
