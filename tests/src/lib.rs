@@ -16,7 +16,7 @@ pub mod smtp_client;
 
 pub use db::{TestDb, pg_bin, workspace_root};
 pub use http::{Auth, CreatedTenant, Response, TestApp, http_client};
-pub use python::{run_python_script, test_python};
+pub use python::{run_python_script, run_resend_script, test_python};
 pub use sink::{Received, SinkOptions, SmtpSink};
 pub use smtp_client::{SmtpClient, SmtpReply, plain, queued_id};
 

@@ -26,3 +26,26 @@ pub async fn run_python_script(python: &str, script: &str, envs: &[(&str, String
     );
     output.stdout
 }
+
+/// Runs `tests/python/<script>`, a client of the Resend SDK, against the app at `base_url` with a
+/// tenant's key, and returns the JSON it printed.
+///
+/// # Panics
+/// When `make test` did not prepare the Python (the SDK would be missing), the script fails, or
+/// it prints something other than JSON.
+pub async fn run_resend_script(base_url: &str, key: &str, script: &str) -> serde_json::Value {
+    let python = test_python().expect(
+        "MISSIVE_TEST_PYTHON is not set: run the suite with `make test`, which installs the Resend SDK",
+    );
+    let stdout = run_python_script(
+        &python,
+        script,
+        &[
+            ("RESEND_API_URL", format!("{base_url}/v1")),
+            ("RESEND_API_KEY", key.to_owned()),
+        ],
+    )
+    .await;
+    serde_json::from_slice(&stdout)
+        .unwrap_or_else(|err| panic!("{script} printed something other than JSON: {err}"))
+}

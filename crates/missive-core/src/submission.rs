@@ -561,6 +561,12 @@ const RESERVED_HEADERS: &[&str] = &[
     "received",
 ];
 
+/// Whether Missive writes this header itself (any case), so a client's is not carried.
+#[must_use]
+pub fn is_reserved_header(name: &str) -> bool {
+    RESERVED_HEADERS.contains(&name.to_ascii_lowercase().as_str())
+}
+
 /// Checks one custom header: a valid field name, not one Missive writes, no line breaks.
 ///
 /// # Errors
@@ -570,7 +576,7 @@ pub fn check_custom_header(name: &str, value: &str) -> Result<(), SubmissionErro
     if !is_header_name(name) {
         return Err(SubmissionError::field(field, "is not a valid header name"));
     }
-    if RESERVED_HEADERS.contains(&name.to_ascii_lowercase().as_str()) {
+    if is_reserved_header(name) {
         return Err(SubmissionError::field(
             field,
             "is set by Missive; use the dedicated field",

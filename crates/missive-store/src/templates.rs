@@ -8,6 +8,8 @@
 
 use missive_core::TenantId;
 use missive_core::template::TemplateRef;
+use sqlx::postgres::PgArguments;
+use sqlx::query::QueryAs;
 use sqlx::{FromRow, Postgres, Transaction};
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -113,6 +115,22 @@ pub struct TemplatePage {
 pub struct Cursor {
     pub after: Option<Uuid>,
     pub before: Option<Uuid>,
+}
+
+/// Binds a draft's columns, in the order the insert and the update list them.
+fn bind_content<'q, O>(
+    query: QueryAs<'q, Postgres, O, PgArguments>,
+    content: &'q TemplateContent,
+) -> QueryAs<'q, Postgres, O, PgArguments> {
+    query
+        .bind(&content.from_address)
+        .bind(&content.subject)
+        .bind(&content.reply_to)
+        .bind(&content.html)
+        .bind(&content.text)
+        .bind(&content.variables)
+        .bind(&content.layout)
+        .bind(&content.uses)
 }
 
 fn by_reference(reference: &TemplateRef) -> (Option<Uuid>, Option<&str>) {
@@ -339,7 +357,7 @@ impl TemplateEdit {
         alias: Option<&str>,
         draft: &TemplateContent,
     ) -> Result<TemplateRecord, StoreError> {
-        sqlx::query_as::<_, TemplateRecord>(concat!(
+        let query = sqlx::query_as::<_, TemplateRecord>(concat!(
             "INSERT INTO templates (id, tenant_id, name, alias, from_address, subject, reply_to,
                                     html, text, variables, layout, uses)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
@@ -350,18 +368,11 @@ impl TemplateEdit {
         .bind(id)
         .bind(self.tenant_id.as_uuid())
         .bind(name)
-        .bind(alias)
-        .bind(&draft.from_address)
-        .bind(&draft.subject)
-        .bind(&draft.reply_to)
-        .bind(&draft.html)
-        .bind(&draft.text)
-        .bind(&draft.variables)
-        .bind(&draft.layout)
-        .bind(&draft.uses)
-        .fetch_one(&mut *self.tx)
-        .await
-        .map_err(|e| map_unique(e, TEMPLATE_CONFLICTS))
+        .bind(alias);
+        bind_content(query, draft)
+            .fetch_one(&mut *self.tx)
+            .await
+            .map_err(|e| map_unique(e, TEMPLATE_CONFLICTS))
     }
 
     /// Replaces a template's name, alias and draft.
@@ -375,7 +386,7 @@ impl TemplateEdit {
         alias: Option<&str>,
         draft: &TemplateContent,
     ) -> Result<TemplateRecord, StoreError> {
-        sqlx::query_as::<_, TemplateRecord>(concat!(
+        let query = sqlx::query_as::<_, TemplateRecord>(concat!(
             "UPDATE templates SET name = $3, alias = $4, from_address = $5, subject = $6,
                     reply_to = $7, html = $8, text = $9, variables = $10, layout = $11,
                     uses = $12, updated_at = now()
@@ -387,19 +398,12 @@ impl TemplateEdit {
         .bind(self.tenant_id.as_uuid())
         .bind(id)
         .bind(name)
-        .bind(alias)
-        .bind(&draft.from_address)
-        .bind(&draft.subject)
-        .bind(&draft.reply_to)
-        .bind(&draft.html)
-        .bind(&draft.text)
-        .bind(&draft.variables)
-        .bind(&draft.layout)
-        .bind(&draft.uses)
-        .fetch_optional(&mut *self.tx)
-        .await
-        .map_err(|e| map_unique(e, TEMPLATE_CONFLICTS))?
-        .ok_or(StoreError::NotFound)
+        .bind(alias);
+        bind_content(query, draft)
+            .fetch_optional(&mut *self.tx)
+            .await
+            .map_err(|e| map_unique(e, TEMPLATE_CONFLICTS))?
+            .ok_or(StoreError::NotFound)
     }
 
     /// Freezes the draft as the next published version.

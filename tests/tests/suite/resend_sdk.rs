@@ -2,26 +2,13 @@
 //! tags, then reads the email back; errors arrive as the SDK's own exceptions.
 
 use mail_parser::MimeHeaders as _;
-use missive_tests::{TestApp, run_python_script, test_python};
-use serde_json::Value;
+use missive_tests::{TestApp, run_resend_script};
 
 #[tokio::test]
 async fn the_resend_python_sdk_sends_and_reads_back() {
     let app = TestApp::spawn().await;
     let tenant = app.create_tenant("Acme").await;
-    let python = test_python().expect(
-        "MISSIVE_TEST_PYTHON is not set: run the suite with `make test`, which installs the Resend SDK",
-    );
-    let stdout = run_python_script(
-        &python,
-        "resend_sdk.py",
-        &[
-            ("RESEND_API_URL", format!("{}/v1", app.base_url)),
-            ("RESEND_API_KEY", tenant.key.clone()),
-        ],
-    )
-    .await;
-    let result: Value = serde_json::from_slice(&stdout).expect("the script prints JSON");
+    let result = run_resend_script(&app.base_url, &tenant.key, "resend_sdk.py").await;
 
     let got = &result["got"];
     assert_eq!(got["id"], result["attached"]);

@@ -3,7 +3,7 @@
 //! templates, and that what a preview shows is what the relay receives, over REST and SMTP.
 
 use mail_parser::{Message, MessageParser};
-use missive_tests::{Auth, SmtpClient, TestApp, queued_id, run_python_script, test_python};
+use missive_tests::{Auth, SmtpClient, TestApp, queued_id, run_resend_script};
 use serde_json::{Value, json};
 
 /// Creates a template and returns its id.
@@ -63,19 +63,7 @@ fn unwire(part: &str) -> String {
 async fn the_resend_python_sdk_manages_templates_and_sends_with_one() {
     let app = TestApp::spawn().await;
     let tenant = app.create_tenant("Acme").await;
-    let python = test_python().expect(
-        "MISSIVE_TEST_PYTHON is not set: run the suite with `make test`, which installs the Resend SDK",
-    );
-    let stdout = run_python_script(
-        &python,
-        "resend_templates.py",
-        &[
-            ("RESEND_API_URL", format!("{}/v1", app.base_url)),
-            ("RESEND_API_KEY", tenant.key.clone()),
-        ],
-    )
-    .await;
-    let result: Value = serde_json::from_slice(&stdout).expect("the script prints JSON");
+    let result = run_resend_script(&app.base_url, &tenant.key, "resend_templates.py").await;
     let id = result["created"]["id"].as_str().unwrap();
     assert_eq!(result["created"]["object"], "template");
     assert_eq!(result["before_publish"]["status"], "draft");

@@ -19,7 +19,8 @@
 use mail_parser::{Address, HeaderName, Message, MessageParser, MimeHeaders, PartType};
 use missive_core::mime::message_id;
 use missive_core::submission::{
-    Draft, DraftAttachment, DraftContent, Recipient, RecipientKind, Submission, check_custom_header,
+    Draft, DraftAttachment, DraftContent, Recipient, RecipientKind, Submission,
+    check_custom_header, is_reserved_header,
 };
 use missive_core::{EmailAddress, Fingerprint, IdempotencyKey, Mailbox, SendingPolicy};
 use missive_store::NewEmail;
@@ -317,21 +318,9 @@ fn unfold(raw: &str) -> String {
     raw.replace("\r\n", "").replace('\n', "").trim().to_owned()
 }
 
-/// Headers a templated message does not carry over: the ones its build writes anew, the ones SMTP
-/// handles, and our control headers.
-const REBUILT: &[&str] = &[
-    "from",
-    "to",
-    "cc",
-    "bcc",
-    "reply-to",
-    "subject",
-    "date",
-    "message-id",
-    "mime-version",
-    "sender",
-    "return-path",
-    "received",
+/// Our control headers, which a templated message does not carry over (nor the headers its
+/// build writes anew).
+const SMTP_ONLY: &[&str] = &[
     "idempotency-key",
     "x-missive-template",
     "x-missive-template-variables",
@@ -356,7 +345,9 @@ fn templated(
         .iter()
         .filter(|h| {
             let name = h.name.as_str().to_ascii_lowercase();
-            !REBUILT.contains(&name.as_str()) && !name.starts_with("content-")
+            !is_reserved_header(&name)
+                && !SMTP_ONLY.contains(&name.as_str())
+                && !name.starts_with("content-")
         })
         .filter_map(|h| {
             let value = raw_text.get(h.offset_start as usize..h.offset_end as usize)?;

@@ -15,7 +15,7 @@ use missive_core::template::{
     parse_alias, parse_template_name,
 };
 use missive_core::{Mailbox, TenantId};
-use missive_store::{StoreError, TemplateContent, TemplateNode, TemplateRecord};
+use missive_store::{StoreError, TemplateContent, TemplateEdit, TemplateNode, TemplateRecord};
 use uuid::Uuid;
 
 use super::{LookupError, Templates, shipped};
@@ -243,6 +243,31 @@ fn read_only() -> EditError {
     )
 }
 
+/// The tenant's own template the reference names; a shipped one answers `shipped()` instead, as
+/// shipped templates cannot be edited.
+async fn own(
+    edit: &mut TemplateEdit,
+    reference: &TemplateRef,
+    shipped: fn() -> EditError,
+) -> Result<TemplateRecord, EditError> {
+    match edit.get(reference).await {
+        Err(StoreError::NotFound) if shipped::find(reference).is_some() => Err(shipped()),
+        other => Ok(other?),
+    }
+}
+
+/// Commits an edit, then empties this process's cache for the tenant at once (the others hear
+/// the NOTIFY the commit sends).
+async fn finish(
+    edit: TemplateEdit,
+    templates: &Templates,
+    tenant_id: TenantId,
+) -> Result<(), EditError> {
+    edit.commit().await?;
+    templates.forget(tenant_id);
+    Ok(())
+}
+
 fn variables_json(variables: &[Variable]) -> serde_json::Value {
     serde_json::to_value(variables).unwrap_or_else(|_| serde_json::Value::Array(Vec::new()))
 }
@@ -282,8 +307,7 @@ pub async fn create(
             &checked.content,
         )
         .await?;
-    edit.commit().await?;
-    templates.forget(tenant_id);
+    finish(edit, templates, tenant_id).await?;
     tracing::info!(%tenant_id, template_id = %record.id, "template created");
     Ok(record)
 }
@@ -300,12 +324,7 @@ pub async fn update(
     fields: Fields,
 ) -> Result<TemplateRecord, EditError> {
     let mut edit = templates.store().edit_templates(tenant_id).await?;
-    let current = match edit.get(reference).await {
-        Err(StoreError::NotFound) if shipped::find(reference).is_some() => {
-            return Err(read_only());
-        }
-        other => other?,
-    };
+    let current = own(&mut edit, reference, read_only).await?;
     let draft = current.draft.clone();
     let name = fields.name.unwrap_or_else(|| current.name.clone());
     let alias = fields.alias.unwrap_or_else(|| current.alias.clone());
@@ -338,8 +357,7 @@ pub async fn update(
             &checked.content,
         )
         .await?;
-    edit.commit().await?;
-    templates.forget(tenant_id);
+    finish(edit, templates, tenant_id).await?;
     tracing::info!(%tenant_id, template_id = %record.id, "template updated");
     Ok(record)
 }
@@ -355,18 +373,13 @@ pub async fn publish(
     reference: &TemplateRef,
 ) -> Result<TemplateRecord, EditError> {
     let mut edit = templates.store().edit_templates(tenant_id).await?;
-    let current = match edit.get(reference).await {
-        Err(StoreError::NotFound) if shipped::find(reference).is_some() => {
-            return Err(EditError::Conflict(
-                "shipped templates are always published".to_owned(),
-            ));
-        }
-        other => other?,
-    };
+    let current = own(&mut edit, reference, || {
+        EditError::Conflict("shipped templates are always published".to_owned())
+    })
+    .await?;
     templates.compile_draft(tenant_id, &current.draft).await?;
     let record = edit.publish(current.id).await?;
-    edit.commit().await?;
-    templates.forget(tenant_id);
+    finish(edit, templates, tenant_id).await?;
     tracing::info!(
         %tenant_id,
         template_id = %record.id,
@@ -419,8 +432,7 @@ pub async fn duplicate(
         n += 1;
     }
     let record = edit.insert(Uuid::now_v7(), &copy, None, &content).await?;
-    edit.commit().await?;
-    templates.forget(tenant_id);
+    finish(edit, templates, tenant_id).await?;
     tracing::info!(%tenant_id, template_id = %record.id, "template duplicated");
     Ok(record)
 }
@@ -435,17 +447,11 @@ pub async fn delete(
     reference: &TemplateRef,
 ) -> Result<Uuid, EditError> {
     let mut edit = templates.store().edit_templates(tenant_id).await?;
-    let current = match edit.get(reference).await {
-        Err(StoreError::NotFound) if shipped::find(reference).is_some() => {
-            return Err(read_only());
-        }
-        other => other?,
-    };
+    let current = own(&mut edit, reference, read_only).await?;
     let nodes = edit.graph().await?;
     check_not_included(&nodes, &current, None)?;
     edit.delete(current.id).await?;
-    edit.commit().await?;
-    templates.forget(tenant_id);
+    finish(edit, templates, tenant_id).await?;
     tracing::info!(%tenant_id, template_id = %current.id, "template deleted");
     Ok(current.id)
 }
