@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# REST alone, for comparing two builds in turns (as bench/smtp_probe.sh does for SMTP): a release
+# build of this checkout, its own durable Postgres, the counting sink, Missive (api and worker),
+# then PROBE_EMAILS (default 20000) REST emails from 32 clients, accepted and delivered. Prints the
+# accept rate and the CPU Missive and Postgres spent per email. PROBE_TEMPLATE=1 sends them
+# through a published template that renders the same body.
+set -euo pipefail
+source "$(dirname "$0")/common.sh"
+emails=${PROBE_EMAILS:-20000}
+start_missive missive.log api worker
+key=$(create_key)
+args=()
+if [ "${PROBE_TEMPLATE:-0}" = 1 ]; then
+  id=$("$loadgen" template --alias bench-message | curl -fs -X POST "$base/v1/templates" \
+    -H "Authorization: Bearer $key" -H 'Content-Type: application/json' --data-binary @- \
+    | python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')
+  curl -fs -X POST "$base/v1/templates/$id/publish" -H "Authorization: Bearer $key" >/dev/null
+  args=(--template bench-message)
+fi
+missive_cpu=$(python3 bench/measure.py cpu "$missive_pid"); pg_cpu=$(python3 bench/measure.py cpu "$pg_pid")
+accept=$("$loadgen" accept --url "$base" --key "$key" --clients "$CLIENTS" --total "$emails" "${args[@]}")
+wait_for_sink "$emails"
+python3 - "$accept" <<PY
+import json, sys
+row = json.loads(sys.argv[1])
+missive = ($(python3 bench/measure.py cpu "$missive_pid") - $missive_cpu) * 1e6 / $emails
+pg = ($(python3 bench/measure.py cpu "$pg_pid") - $pg_cpu) * 1e6 / $emails
+assert $(count) == $emails, "the sink did not receive every email"
+print(f"accept {row['per_second']:,.0f}/s, errors {row['errors']}; CPU per email: "
+      f"Missive {missive:.0f} µs, Postgres {pg:.0f} µs")
+PY
