@@ -204,6 +204,88 @@ impl EventKind {
 
 named!(EventKind, "event kind");
 
+/// What a webhook reports: Resend's event types. Each stands for one [`EventKind`] of the
+/// email's own log; `email.sending` is not reported (Resend has no such event).
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
+)]
+pub enum WebhookEventType {
+    /// Accepted and queued (the log's `email.queued`).
+    #[serde(rename = "email.sent")]
+    Sent,
+    #[serde(rename = "email.scheduled")]
+    Scheduled,
+    #[serde(rename = "email.delivered")]
+    Delivered,
+    /// A temporary failure; another attempt follows (the log's `email.deferred`).
+    #[serde(rename = "email.delivery_delayed")]
+    DeliveryDelayed,
+    #[serde(rename = "email.bounced")]
+    Bounced,
+    #[serde(rename = "email.failed")]
+    Failed,
+    #[serde(rename = "email.suppressed")]
+    Suppressed,
+    #[serde(rename = "email.canceled")]
+    Canceled,
+}
+
+impl WebhookEventType {
+    pub const ALL: [Self; 8] = [
+        Self::Sent,
+        Self::Scheduled,
+        Self::Delivered,
+        Self::DeliveryDelayed,
+        Self::Bounced,
+        Self::Failed,
+        Self::Suppressed,
+        Self::Canceled,
+    ];
+
+    /// Resend's name.
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Sent => "email.sent",
+            Self::Scheduled => "email.scheduled",
+            Self::Delivered => "email.delivered",
+            Self::DeliveryDelayed => "email.delivery_delayed",
+            Self::Bounced => "email.bounced",
+            Self::Failed => "email.failed",
+            Self::Suppressed => "email.suppressed",
+            Self::Canceled => "email.canceled",
+        }
+    }
+
+    /// The webhook event a log event is reported as, if any.
+    #[must_use]
+    pub const fn of(kind: EventKind) -> Option<Self> {
+        Some(match kind {
+            EventKind::Queued => Self::Sent,
+            EventKind::Scheduled => Self::Scheduled,
+            EventKind::Sending => return None,
+            EventKind::Delivered => Self::Delivered,
+            EventKind::Deferred => Self::DeliveryDelayed,
+            EventKind::Bounced => Self::Bounced,
+            EventKind::Failed => Self::Failed,
+            EventKind::Canceled => Self::Canceled,
+            EventKind::Suppressed => Self::Suppressed,
+        })
+    }
+}
+
+named!(WebhookEventType, "webhook event type");
+
 /// An email's overall state, summarised from its recipients' statuses (`last_event` in the API).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
@@ -273,6 +355,13 @@ mod tests {
                 serde_json::json!(kind.as_str())
             );
         }
+        for kind in WebhookEventType::ALL {
+            assert_eq!(kind.as_str().parse::<WebhookEventType>(), Ok(kind));
+            assert_eq!(
+                serde_json::to_value(kind).unwrap(),
+                serde_json::json!(kind.as_str())
+            );
+        }
         let err = "sent".parse::<DeliveryStatus>().unwrap_err().to_string();
         assert!(err.contains("queued, sending"), "{err}");
         assert!("email.sent".parse::<EventKind>().is_err());
@@ -288,6 +377,32 @@ mod tests {
         }
         assert_eq!(EventKind::accepted(true), EventKind::Scheduled);
         assert_eq!(EventKind::accepted(false), EventKind::Queued);
+    }
+
+    #[test]
+    fn every_webhook_event_reports_exactly_one_log_event() {
+        let reported: Vec<WebhookEventType> = EventKind::ALL
+            .into_iter()
+            .filter_map(WebhookEventType::of)
+            .collect();
+        let mut sorted = reported.clone();
+        sorted.sort();
+        sorted.dedup();
+        assert_eq!(sorted.len(), reported.len(), "two log events report alike");
+        assert_eq!(
+            sorted.len(),
+            WebhookEventType::ALL.len(),
+            "a webhook event nothing reports"
+        );
+        assert_eq!(
+            WebhookEventType::of(EventKind::Queued),
+            Some(WebhookEventType::Sent)
+        );
+        assert_eq!(
+            WebhookEventType::of(EventKind::Deferred),
+            Some(WebhookEventType::DeliveryDelayed)
+        );
+        assert_eq!(WebhookEventType::of(EventKind::Sending), None);
     }
 
     #[test]

@@ -15,12 +15,14 @@ pub mod retry;
 pub mod routing;
 pub mod scope;
 pub mod submission;
+pub mod target;
 pub mod template;
 pub mod tenant;
+pub mod webhook;
 
 pub use address::{AddressError, EmailAddress, Mailbox};
 pub use api_key::{ApiKeyError, ApiKeyHash, NewApiKey, parse_api_key};
-pub use event::{DeliveryStatus, EmailState, EventKind};
+pub use event::{DeliveryStatus, EmailState, EventKind, WebhookEventType};
 pub use idempotency::{Fingerprint, IdempotencyKey};
 pub use ids::{ApiKeyId, TenantId};
 pub use network::{IpNetwork, NetworkError};
