@@ -14,6 +14,7 @@ pub mod outcome;
 pub mod retry;
 pub mod routing;
 pub mod scope;
+pub mod sealed;
 pub mod submission;
 pub mod target;
 pub mod template;
