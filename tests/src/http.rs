@@ -151,7 +151,8 @@ pub fn http_client() -> reqwest::Client {
         .expect("http client")
 }
 
-fn init_process() {
+/// Once per test process: the TLS provider every client and server here uses.
+pub fn init_process() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
         drop(rustls::crypto::ring::default_provider().install_default());
@@ -190,6 +191,7 @@ impl TestApp {
         config.smtp.addr = "127.0.0.1:0".parse().expect("address");
         config.smtp.smtps_addr = "127.0.0.1:0".parse().expect("address");
         config.secrets.admin_key = Some(SecretString::from(ADMIN_KEY));
+        config.secrets.secret_key = Some(secrecy::SecretBox::new(Box::new([0x5e; 32])));
         config.shutdown.timeout_secs = std::time::Duration::from_secs(5);
         // The test cluster runs with fsync=off for speed; nothing in it outlives the run.
         config.database.allow_unsafe_commits = true;

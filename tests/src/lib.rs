@@ -11,12 +11,14 @@
 pub mod db;
 pub mod http;
 pub mod python;
+pub mod receiver;
 pub mod sink;
 pub mod smtp_client;
 
 pub use db::{TestDb, pg_bin, workspace_root};
-pub use http::{Auth, CreatedTenant, Response, TestApp, http_client};
-pub use python::{run_python_script, run_resend_script, test_python};
+pub use http::{Auth, CreatedTenant, Response, TestApp, http_client, init_process};
+pub use python::{run_python_script, run_python_with_input, run_resend_script, test_python};
+pub use receiver::{Hit, Receiver, Reply};
 pub use sink::{Received, SinkOptions, SmtpSink};
 pub use smtp_client::{SmtpClient, SmtpReply, plain, queued_id};
 

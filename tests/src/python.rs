@@ -13,10 +13,38 @@ pub fn test_python() -> Option<String> {
 /// # Panics
 /// When the script cannot start or exits unsuccessfully (its stderr goes into the message).
 pub async fn run_python_script(python: &str, script: &str, envs: &[(&str, String)]) -> Vec<u8> {
-    let output = tokio::process::Command::new(python)
+    run(python, script, envs, None).await
+}
+
+/// Runs `tests/python/<script>` with `input` on its standard input; returns what it printed.
+///
+/// # Panics
+/// As [`run_python_script`].
+pub async fn run_python_with_input(python: &str, script: &str, input: &[u8]) -> Vec<u8> {
+    run(python, script, &[], Some(input)).await
+}
+
+async fn run(python: &str, script: &str, envs: &[(&str, String)], input: Option<&[u8]>) -> Vec<u8> {
+    use tokio::io::AsyncWriteExt as _;
+    let mut child = tokio::process::Command::new(python)
         .arg(workspace_root().join("tests/python").join(script))
         .envs(envs.iter().map(|(k, v)| (k, v)))
-        .output()
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap_or_else(|err| panic!("run {script}: {err}"));
+    let mut stdin = child.stdin.take().expect("piped stdin");
+    if let Some(input) = input {
+        stdin
+            .write_all(input)
+            .await
+            .unwrap_or_else(|err| panic!("write to {script}: {err}"));
+    }
+    drop(stdin);
+    let output = child
+        .wait_with_output()
         .await
         .unwrap_or_else(|err| panic!("run {script}: {err}"));
     assert!(
@@ -33,19 +61,21 @@ pub async fn run_python_script(python: &str, script: &str, envs: &[(&str, String
 /// # Panics
 /// When `make test` did not prepare the Python (the SDK would be missing), the script fails, or
 /// it prints something other than JSON.
-pub async fn run_resend_script(base_url: &str, key: &str, script: &str) -> serde_json::Value {
+pub async fn run_resend_script(
+    base_url: &str,
+    key: &str,
+    script: &str,
+    extra: &[(&str, String)],
+) -> serde_json::Value {
     let python = test_python().expect(
         "MISSIVE_TEST_PYTHON is not set: run the suite with `make test`, which installs the Resend SDK",
     );
-    let stdout = run_python_script(
-        &python,
-        script,
-        &[
-            ("RESEND_API_URL", format!("{base_url}/v1")),
-            ("RESEND_API_KEY", key.to_owned()),
-        ],
-    )
-    .await;
+    let mut envs = vec![
+        ("RESEND_API_URL", format!("{base_url}/v1")),
+        ("RESEND_API_KEY", key.to_owned()),
+    ];
+    envs.extend(extra.iter().cloned());
+    let stdout = run_python_script(&python, script, &envs).await;
     serde_json::from_slice(&stdout)
         .unwrap_or_else(|err| panic!("{script} printed something other than JSON: {err}"))
 }

@@ -5,16 +5,19 @@
 //! holding another tenant's id gets `NotFound`, never the row.
 
 mod api_keys;
+mod cursor;
 mod deliveries;
 mod emails;
 mod error;
 pub mod listen;
 mod templates;
 mod tenants;
+mod webhooks;
 pub mod workers;
 mod writer;
 
 pub use api_keys::{ApiKeyRecord, KeyForAuth, NewApiKeyRow, StoredScopes};
+pub use cursor::Cursor;
 pub use deliveries::{DeliveryResult, LeasedDelivery, OutgoingMessage};
 pub use emails::{
     DeliveryRecord, EmailFilter, EmailRecord, EventRecord, IDEMPOTENCY_WINDOW, IdempotencyRecord,
@@ -22,10 +25,11 @@ pub use emails::{
 };
 pub use error::StoreError;
 pub use templates::{
-    Cursor, PublishedLookup, PublishedTemplate, TemplateContent, TemplateEdit, TemplateNode,
-    TemplatePage, TemplateRecord,
+    PublishedLookup, PublishedTemplate, TemplateContent, TemplateEdit, TemplateNode, TemplatePage,
+    TemplateRecord,
 };
 pub use tenants::{NewTenant, StoredSending, TenantPatch, TenantRecord, TrustedSender};
+pub use webhooks::{NewWebhook, SealedSecret, WebhookPage, WebhookPatch, WebhookRecord};
 pub use workers::{Reaped, Registration, WorkerKind};
 pub use writer::{EmailWriter, WriterSettings};
 

@@ -14,8 +14,9 @@ use sqlx::{FromRow, Postgres, Transaction};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+use crate::cursor::{fetch_page, page_statements};
 use crate::error::map_unique;
-use crate::{Store, StoreError};
+use crate::{Cursor, Store, StoreError};
 
 const TEMPLATE_CONFLICTS: &[(&str, &str)] = &[
     (
@@ -109,14 +110,6 @@ pub struct TemplatePage {
     pub has_more: bool,
 }
 
-/// Which page: templates older than `after`, newer than `before`, or both (a window between
-/// two ids). A page given by `before` alone is the one nearest to it.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct Cursor {
-    pub after: Option<Uuid>,
-    pub before: Option<Uuid>,
-}
-
 /// Binds a draft's columns, in the order the insert and the update list them.
 fn bind_content<'q, O>(
     query: QueryAs<'q, Postgres, O, PgArguments>,
@@ -175,38 +168,14 @@ impl Store {
         cursor: Cursor,
         limit: i64,
     ) -> Result<TemplatePage, StoreError> {
-        // Two fixed statements: a page that starts from `before` alone reads upwards from it.
-        let upwards = cursor.after.is_none() && cursor.before.is_some();
-        let query = if upwards {
-            concat!(
-                "SELECT ",
-                template_columns!(),
-                " FROM templates
-                 WHERE tenant_id = $1 AND ($2::uuid IS NULL OR id < $2) AND id > $3
-                 ORDER BY id ASC LIMIT $4"
-            )
-        } else {
-            concat!(
-                "SELECT ",
-                template_columns!(),
-                " FROM templates
-                 WHERE tenant_id = $1 AND ($2::uuid IS NULL OR id < $2)
-                   AND ($3::uuid IS NULL OR id > $3)
-                 ORDER BY id DESC LIMIT $4"
-            )
-        };
-        let mut templates = sqlx::query_as::<_, TemplateRecord>(query)
-            .bind(tenant_id.as_uuid())
-            .bind(cursor.after)
-            .bind(cursor.before)
-            .bind(limit + 1)
-            .fetch_all(&self.pool)
-            .await?;
-        let has_more = templates.len() as i64 > limit;
-        templates.truncate(usize::try_from(limit).unwrap_or(0));
-        if upwards {
-            templates.reverse();
-        }
+        let (templates, has_more) = fetch_page(
+            &self.pool,
+            &page_statements!(template_columns!(), "templates"),
+            tenant_id,
+            cursor,
+            limit,
+        )
+        .await?;
         Ok(TemplatePage {
             templates,
             has_more,

@@ -353,6 +353,15 @@ settings! {
         /// Allow webhook and SMTP-override targets on loopback and private ranges.
         allow_private: bool = Some("false"),
             env ["MISSIVE_WEBHOOK_ALLOW_PRIVATE"], required(parse_bool);
+        /// After a signing secret's rotation, how long deliveries still carry the old secret's
+        /// signature beside the new one, in seconds.
+        secret_overlap_secs: Duration = Some("86400"),
+            env ["MISSIVE_WEBHOOK_SECRET_OVERLAP_SECS"], required(seconds(0, 30 * 86400));
+    }
+    /// DNS lookups (tenant targets' address checks, domain verification).
+    dns: DnsConfig {
+        /// Nameserver (host:port) to ask instead of the system's resolvers.
+        server: Option<SocketAddr> = None, env ["MISSIVE_DNS_SERVER"], optional(parse_addr);
     }
     /// Logging.
     log: LogConfig {

@@ -15,8 +15,10 @@ pub mod key_cache;
 pub mod smtp;
 pub mod startup;
 pub mod state;
+pub mod targets;
 pub mod telemetry;
 pub mod templates;
+pub mod webhooks;
 
 pub use config::Config;
 pub use startup::Application;

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
+use missive_core::sealed::Sealer;
 use missive_store::{EmailWriter, PoolSettings, Store, StoreError, WriterSettings};
 use secrecy::ExposeSecret;
 use tokio::net::TcpListener;
@@ -21,7 +22,9 @@ use crate::ingest::Ingest;
 use crate::key_cache::KeyCache;
 use crate::smtp::{self, SmtpContext, SmtpServer};
 use crate::state::{AdminKey, AppState};
+use crate::targets::Targets;
 use crate::templates::Templates;
+use crate::webhooks::Webhooks;
 use crate::{api, telemetry};
 
 /// The worker's own pool: one lease, one recorder and the message reads of sends in flight.
@@ -43,6 +46,8 @@ pub enum StartupError {
          or set MISSIVE_ALLOW_UNSAFE_COMMITS=true for a throwaway database"
     )]
     NotDurable(String),
+    #[error("DNS resolver: {0}")]
+    Dns(String),
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: SocketAddr,
@@ -247,6 +252,7 @@ impl Application {
             (Some((keys, ingest)), true) => {
                 let (listener, addr) = bind(config.http.addr).await?;
                 let state = AppState {
+                    webhooks: webhooks(config, &store)?,
                     keys: keys.clone(),
                     store: store.clone(),
                     ingest: ingest.clone(),
@@ -445,6 +451,24 @@ pub async fn cancel_on_signal(token: CancellationToken) {
         () = terminate => tracing::info!("SIGTERM received; shutting down"),
     }
     token.cancel();
+}
+
+/// Tenants' webhook endpoints: sealed with `MISSIVE_SECRET_KEY` when it is set (without it the
+/// webhook routes answer 503), their URLs checked with the configured resolver.
+fn webhooks(config: &Config, store: &Store) -> Result<Webhooks, StartupError> {
+    let sealer = config
+        .secrets
+        .secret_key
+        .as_ref()
+        .map(|key| Arc::new(Sealer::new(key.expose_secret(), &[])));
+    let targets = Targets::new(config.dns.server, config.webhooks.allow_private)
+        .map_err(StartupError::Dns)?;
+    Ok(Webhooks::new(
+        store.clone(),
+        sealer,
+        targets,
+        config.webhooks.secret_overlap_secs,
+    ))
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@ use missive_store::Store;
 
 use crate::ingest::Ingest;
 use crate::key_cache::KeyCache;
+use crate::webhooks::Webhooks;
 use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
@@ -48,5 +49,7 @@ pub struct AppState {
     /// API key lookups; emptied by this process's own key and tenant changes.
     pub keys: KeyCache,
     pub admin_key: Option<Arc<AdminKey>>,
+    /// Tenants' webhook endpoints.
+    pub webhooks: Webhooks,
     pub metrics: PrometheusHandle,
 }

@@ -18,3 +18,4 @@ mod smtp;
 mod store;
 mod templates;
 mod tenants;
+mod webhooks;

@@ -38,6 +38,12 @@ const ROUTES: &[(&str, &str)] = &[
     ("post", "/v1/templates/{id}/publish"),
     ("post", "/v1/templates/{id}/duplicate"),
     ("post", "/v1/templates/{id}/render"),
+    ("post", "/v1/webhooks"),
+    ("get", "/v1/webhooks"),
+    ("get", "/v1/webhooks/{id}"),
+    ("patch", "/v1/webhooks/{id}"),
+    ("delete", "/v1/webhooks/{id}"),
+    ("post", "/v1/webhooks/{id}/signing-secret/rotate"),
 ];
 
 /// POST routes that take no body.
@@ -45,6 +51,7 @@ const BODYLESS: &[&str] = &[
     "/v1/emails/{id}/cancel",
     "/v1/templates/{id}/publish",
     "/v1/templates/{id}/duplicate",
+    "/v1/webhooks/{id}/signing-secret/rotate",
 ];
 
 const METHODS: &[&str] = &["get", "post", "put", "patch", "delete"];

@@ -8,7 +8,7 @@ use missive_tests::{TestApp, run_resend_script};
 async fn the_resend_python_sdk_sends_and_reads_back() {
     let app = TestApp::spawn().await;
     let tenant = app.create_tenant("Acme").await;
-    let result = run_resend_script(&app.base_url, &tenant.key, "resend_sdk.py").await;
+    let result = run_resend_script(&app.base_url, &tenant.key, "resend_sdk.py", &[]).await;
 
     let got = &result["got"];
     assert_eq!(got["id"], result["attached"]);

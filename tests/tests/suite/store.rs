@@ -275,7 +275,7 @@ async fn allowed_by(app: &TestApp, constraint: &str) -> std::collections::BTreeS
 
 #[tokio::test]
 async fn statuses_and_event_kinds_in_the_schema_are_the_core_models() {
-    use missive_core::{DeliveryStatus, EventKind};
+    use missive_core::{DeliveryStatus, EventKind, WebhookEventType};
     let app = TestApp::spawn().await;
     let statuses = DeliveryStatus::ALL.map(|s| s.as_str().to_owned());
     assert_eq!(
@@ -286,6 +286,11 @@ async fn statuses_and_event_kinds_in_the_schema_are_the_core_models() {
     assert_eq!(
         allowed_by(&app, "email_events_type_check").await,
         kinds.into_iter().collect()
+    );
+    let webhook_types = WebhookEventType::ALL.map(|k| k.as_str().to_owned());
+    assert_eq!(
+        allowed_by(&app, "webhooks_events_check").await,
+        webhook_types.into_iter().collect()
     );
 }
 

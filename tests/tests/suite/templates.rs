@@ -63,7 +63,7 @@ fn unwire(part: &str) -> String {
 async fn the_resend_python_sdk_manages_templates_and_sends_with_one() {
     let app = TestApp::spawn().await;
     let tenant = app.create_tenant("Acme").await;
-    let result = run_resend_script(&app.base_url, &tenant.key, "resend_templates.py").await;
+    let result = run_resend_script(&app.base_url, &tenant.key, "resend_templates.py", &[]).await;
     let id = result["created"]["id"].as_str().unwrap();
     assert_eq!(result["created"]["object"], "template");
     assert_eq!(result["before_publish"]["status"], "draft");

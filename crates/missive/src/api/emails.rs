@@ -22,8 +22,7 @@ use uuid::Uuid;
 
 use super::auth::TenantAuth;
 use super::error::{ApiError, ErrorBody};
-use super::extract::{ApiJson, ApiPath, ApiQuery};
-use crate::accounts::MAX_PAGE;
+use super::extract::{ApiJson, ApiPath, ApiQuery, page_limit};
 use crate::ingest::{Accepted, IngestError, Input, Refusal, Request, TemplateCall};
 use crate::state::AppState;
 
@@ -485,12 +484,7 @@ pub async fn list_emails(
     ApiQuery(query): ApiQuery<ListEmailsQuery>,
 ) -> Result<Json<EmailList>, ApiError> {
     auth.require(Scope::EmailsRead)?;
-    let limit = query.limit.unwrap_or(20);
-    if !(1..=MAX_PAGE).contains(&limit) {
-        return Err(ApiError::Validation(format!(
-            "limit must be from 1 to {MAX_PAGE}"
-        )));
-    }
+    let limit = page_limit(query.limit)?;
     let tag = query
         .tag
         .as_deref()
@@ -512,10 +506,10 @@ pub async fn list_emails(
     };
     let mut emails = state
         .store
-        .list_emails(auth.tenant_id, &filter, i64::from(limit) + 1)
+        .list_emails(auth.tenant_id, &filter, limit + 1)
         .await?;
-    let has_more = emails.len() > limit as usize;
-    emails.truncate(limit as usize);
+    let has_more = emails.len() as i64 > limit;
+    emails.truncate(usize::try_from(limit).unwrap_or(0));
     let ids: Vec<Uuid> = emails.iter().map(|e| e.id).collect();
     let mut deliveries = state.store.deliveries_of(auth.tenant_id, &ids).await?;
     let data = emails

@@ -8,6 +8,7 @@ use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
 
 use super::error::ApiError;
+use crate::accounts::MAX_PAGE;
 
 /// A JSON body; rejections become 400, 413, 415 or 422 in our shape.
 #[derive(Debug)]
@@ -82,4 +83,18 @@ where
             Err(other) => Err(ApiError::Validation(other.body_text())),
         }
     }
+}
+
+/// A listing's page size: `limit`, 1 to [`MAX_PAGE`] (20 when absent).
+///
+/// # Errors
+/// [`ApiError::Validation`] outside that range.
+pub fn page_limit(limit: Option<u32>) -> Result<i64, ApiError> {
+    let limit = limit.unwrap_or(20);
+    if !(1..=MAX_PAGE).contains(&limit) {
+        return Err(ApiError::Validation(format!(
+            "limit must be from 1 to {MAX_PAGE}"
+        )));
+    }
+    Ok(i64::from(limit))
 }

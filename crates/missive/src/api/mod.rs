@@ -11,6 +11,7 @@ pub mod health;
 pub mod templates;
 pub mod tenant;
 pub mod tenants;
+pub mod webhooks;
 
 use std::any::Any;
 use std::time::Instant;
@@ -48,6 +49,7 @@ use crate::state::AppState;
         (name = "api-keys", description = "The calling tenant's API keys (Resend-compatible)"),
         (name = "emails", description = "Send and read emails (Resend-compatible)"),
         (name = "templates", description = "The calling tenant's templates (Resend-compatible), and shipped ones"),
+        (name = "webhooks", description = "The calling tenant's webhook endpoints (Resend-compatible)"),
         (name = "health", description = "Probes and metrics"),
     )
 )]
@@ -112,6 +114,13 @@ fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(templates::publish_template))
         .routes(routes!(templates::duplicate_template))
         .routes(routes!(templates::render_template))
+        .routes(routes!(webhooks::create_webhook, webhooks::list_webhooks))
+        .routes(routes!(
+            webhooks::get_webhook,
+            webhooks::update_webhook,
+            webhooks::delete_webhook
+        ))
+        .routes(routes!(webhooks::rotate_webhook_secret))
         .routes(routes!(health::healthz))
         .routes(routes!(health::readyz))
         .routes(routes!(health::metrics))

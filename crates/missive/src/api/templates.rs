@@ -18,8 +18,8 @@ use uuid::Uuid;
 use super::auth::TenantAuth;
 use super::emails::OneOrMany;
 use super::error::{ApiError, ErrorBody};
-use super::extract::{ApiJson, ApiPath, ApiQuery};
-use crate::accounts::{MAX_PAGE, double_option};
+use super::extract::{ApiJson, ApiPath, ApiQuery, page_limit};
+use crate::accounts::double_option;
 use crate::state::AppState;
 use crate::templates::edit::{self, EditError, Fields};
 use crate::templates::shipped::{self, SHIPPED_AT, Shipped};
@@ -348,19 +348,14 @@ pub async fn list_templates(
     ApiQuery(query): ApiQuery<ListTemplatesQuery>,
 ) -> Result<Json<TemplateList>, ApiError> {
     auth.require(Scope::TemplatesRead)?;
-    let limit = query.limit.unwrap_or(20);
-    if !(1..=MAX_PAGE).contains(&limit) {
-        return Err(ApiError::Validation(format!(
-            "limit must be from 1 to {MAX_PAGE}"
-        )));
-    }
+    let limit = page_limit(query.limit)?;
     let cursor = Cursor {
         after: query.after,
         before: query.before,
     };
     let page = state
         .store
-        .list_templates(auth.tenant_id, cursor, i64::from(limit))
+        .list_templates(auth.tenant_id, cursor, limit)
         .await?;
     let data = page
         .templates

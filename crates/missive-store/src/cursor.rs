@@ -1,0 +1,83 @@
+//! Cursor paging, as Resend's list routes do it: ids are time-ordered UUIDv7, so "older than" and
+//! "newer than" an id are pages.
+
+use uuid::Uuid;
+
+/// Which page: rows older than `after`, newer than `before`, or both (a window between
+/// two ids). A page given by `before` alone is the one nearest to it.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Cursor {
+    pub after: Option<Uuid>,
+    pub before: Option<Uuid>,
+}
+
+impl Cursor {
+    /// Whether the page reads upwards from `before` (its query orders by id ascending, and
+    /// [`page`] turns the rows back to newest first).
+    pub(crate) const fn upwards(self) -> bool {
+        self.after.is_none() && self.before.is_some()
+    }
+}
+
+/// The two fixed statements of a tenant table's pages: upwards from `before` alone, and
+/// downwards (newest first) otherwise. `$1` tenant, `$2` after, `$3` before, `$4` the limit.
+macro_rules! page_statements {
+    ($columns:expr, $table:literal) => {
+        $crate::cursor::PageStatements {
+            upwards: concat!(
+                "SELECT ",
+                $columns,
+                " FROM ",
+                $table,
+                " WHERE tenant_id = $1 AND ($2::uuid IS NULL OR id < $2) AND id > $3
+                  ORDER BY id ASC LIMIT $4"
+            ),
+            downwards: concat!(
+                "SELECT ",
+                $columns,
+                " FROM ",
+                $table,
+                " WHERE tenant_id = $1 AND ($2::uuid IS NULL OR id < $2)
+                    AND ($3::uuid IS NULL OR id > $3)
+                  ORDER BY id DESC LIMIT $4"
+            ),
+        }
+    };
+}
+pub(crate) use page_statements;
+
+pub(crate) struct PageStatements {
+    pub upwards: &'static str,
+    pub downwards: &'static str,
+}
+
+/// One page of a tenant's rows, newest first, and whether more follow.
+pub(crate) async fn fetch_page<T>(
+    pool: &sqlx::PgPool,
+    statements: &PageStatements,
+    tenant_id: missive_core::TenantId,
+    cursor: Cursor,
+    limit: i64,
+) -> Result<(Vec<T>, bool), crate::StoreError>
+where
+    T: for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow> + Send + Unpin,
+{
+    let statement = if cursor.upwards() {
+        statements.upwards
+    } else {
+        statements.downwards
+    };
+    let mut rows = sqlx::query_as::<_, T>(statement)
+        .bind(tenant_id.as_uuid())
+        .bind(cursor.after)
+        .bind(cursor.before)
+        .bind(limit + 1)
+        .fetch_all(pool)
+        .await?;
+    let has_more = rows.len() as i64 > limit;
+    rows.truncate(usize::try_from(limit).unwrap_or(0));
+    if cursor.upwards() {
+        rows.reverse();
+    }
+    Ok((rows, has_more))
+}

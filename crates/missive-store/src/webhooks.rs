@@ -1,0 +1,242 @@
+//! Tenant webhook endpoints: their URL, the event types they take, their status and their sealed
+//! signing secrets (the current one, and the previous one during a rotation's overlap).
+
+use missive_core::TenantId;
+use sqlx::FromRow;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::cursor::{fetch_page, page_statements};
+use crate::{Cursor, Store, StoreError};
+
+/// A secret as stored: sealed bytes and the id of the key that sealed them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SealedSecret {
+    pub key_id: String,
+    pub bytes: Vec<u8>,
+}
+
+/// One endpoint.
+#[derive(Clone, Debug, FromRow)]
+pub struct WebhookRecord {
+    pub tenant_id: Uuid,
+    pub id: Uuid,
+    pub endpoint: String,
+    pub events: Vec<String>,
+    pub status: String,
+    pub disabled_reason: Option<String>,
+    pub secret_key_id: String,
+    pub secret: Vec<u8>,
+    pub previous_secret_key_id: Option<String>,
+    pub previous_secret: Option<Vec<u8>>,
+    pub previous_secret_expires_at: Option<OffsetDateTime>,
+    pub last_success_at: Option<OffsetDateTime>,
+    pub created_at: OffsetDateTime,
+    pub updated_at: OffsetDateTime,
+}
+
+impl WebhookRecord {
+    /// The current secret.
+    #[must_use]
+    pub fn secret(&self) -> SealedSecret {
+        SealedSecret {
+            key_id: self.secret_key_id.clone(),
+            bytes: self.secret.clone(),
+        }
+    }
+
+    /// The previous secret, while its overlap lasts at `now`.
+    #[must_use]
+    pub fn previous_secret(&self, now: OffsetDateTime) -> Option<SealedSecret> {
+        match (
+            &self.previous_secret_key_id,
+            &self.previous_secret,
+            self.previous_secret_expires_at,
+        ) {
+            (Some(key_id), Some(bytes), Some(until)) if until > now => Some(SealedSecret {
+                key_id: key_id.clone(),
+                bytes: bytes.clone(),
+            }),
+            _ => None,
+        }
+    }
+}
+
+/// A new endpoint.
+#[derive(Debug)]
+pub struct NewWebhook<'a> {
+    pub id: Uuid,
+    pub endpoint: &'a str,
+    pub events: &'a [String],
+    pub secret: &'a SealedSecret,
+}
+
+/// What an update changes; `None` leaves a field alone.
+#[derive(Debug, Default)]
+pub struct WebhookPatch<'a> {
+    pub endpoint: Option<&'a str>,
+    pub events: Option<&'a [String]>,
+    /// `enabled` or `disabled`; either clears the reason Missive disabled it for.
+    pub status: Option<&'a str>,
+}
+
+/// A page of endpoints, newest first.
+#[derive(Debug)]
+pub struct WebhookPage {
+    pub webhooks: Vec<WebhookRecord>,
+    pub has_more: bool,
+}
+
+macro_rules! webhook_columns {
+    () => {
+        "tenant_id, id, endpoint, events, status, disabled_reason, secret_key_id, secret,
+         previous_secret_key_id, previous_secret, previous_secret_expires_at, last_success_at,
+         created_at, updated_at"
+    };
+}
+
+impl Store {
+    /// Creates an endpoint, enabled.
+    ///
+    /// # Errors
+    /// Database failures.
+    pub async fn insert_webhook(
+        &self,
+        tenant_id: TenantId,
+        new: &NewWebhook<'_>,
+    ) -> Result<WebhookRecord, StoreError> {
+        Ok(sqlx::query_as::<_, WebhookRecord>(concat!(
+            "INSERT INTO webhooks (tenant_id, id, endpoint, events, secret_key_id, secret)
+             VALUES ($1, $2, $3, $4, $5, $6)
+             RETURNING ",
+            webhook_columns!()
+        ))
+        .bind(tenant_id.as_uuid())
+        .bind(new.id)
+        .bind(new.endpoint)
+        .bind(new.events)
+        .bind(&new.secret.key_id)
+        .bind(&new.secret.bytes)
+        .fetch_one(&self.pool)
+        .await?)
+    }
+
+    /// One of the tenant's endpoints.
+    ///
+    /// # Errors
+    /// [`StoreError::NotFound`] for another tenant's or an unknown id.
+    pub async fn get_webhook(
+        &self,
+        tenant_id: TenantId,
+        id: Uuid,
+    ) -> Result<WebhookRecord, StoreError> {
+        sqlx::query_as::<_, WebhookRecord>(concat!(
+            "SELECT ",
+            webhook_columns!(),
+            " FROM webhooks WHERE tenant_id = $1 AND id = $2"
+        ))
+        .bind(tenant_id.as_uuid())
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?
+        .ok_or(StoreError::NotFound)
+    }
+
+    /// A page of the tenant's endpoints, newest first.
+    ///
+    /// # Errors
+    /// Database failures.
+    pub async fn list_webhooks(
+        &self,
+        tenant_id: TenantId,
+        cursor: Cursor,
+        limit: i64,
+    ) -> Result<WebhookPage, StoreError> {
+        let (webhooks, has_more) = fetch_page(
+            &self.pool,
+            &page_statements!(webhook_columns!(), "webhooks"),
+            tenant_id,
+            cursor,
+            limit,
+        )
+        .await?;
+        Ok(WebhookPage { webhooks, has_more })
+    }
+
+    /// Changes what the patch names.
+    ///
+    /// # Errors
+    /// [`StoreError::NotFound`].
+    pub async fn update_webhook(
+        &self,
+        tenant_id: TenantId,
+        id: Uuid,
+        patch: &WebhookPatch<'_>,
+    ) -> Result<WebhookRecord, StoreError> {
+        sqlx::query_as::<_, WebhookRecord>(concat!(
+            "UPDATE webhooks
+             SET endpoint = coalesce($3, endpoint), events = coalesce($4, events),
+                 status = coalesce($5, status),
+                 disabled_reason = CASE WHEN $5::text IS NULL THEN disabled_reason END,
+                 updated_at = now()
+             WHERE tenant_id = $1 AND id = $2
+             RETURNING ",
+            webhook_columns!()
+        ))
+        .bind(tenant_id.as_uuid())
+        .bind(id)
+        .bind(patch.endpoint)
+        .bind(patch.events)
+        .bind(patch.status)
+        .fetch_optional(&self.pool)
+        .await?
+        .ok_or(StoreError::NotFound)
+    }
+
+    /// Makes `secret` the current secret; the one it replaces signs beside it until `until`.
+    ///
+    /// # Errors
+    /// [`StoreError::NotFound`].
+    pub async fn rotate_webhook_secret(
+        &self,
+        tenant_id: TenantId,
+        id: Uuid,
+        secret: &SealedSecret,
+        until: OffsetDateTime,
+    ) -> Result<WebhookRecord, StoreError> {
+        sqlx::query_as::<_, WebhookRecord>(concat!(
+            "UPDATE webhooks
+             SET previous_secret_key_id = secret_key_id, previous_secret = secret,
+                 previous_secret_expires_at = $5, secret_key_id = $3, secret = $4,
+                 updated_at = now()
+             WHERE tenant_id = $1 AND id = $2
+             RETURNING ",
+            webhook_columns!()
+        ))
+        .bind(tenant_id.as_uuid())
+        .bind(id)
+        .bind(&secret.key_id)
+        .bind(&secret.bytes)
+        .bind(until)
+        .fetch_optional(&self.pool)
+        .await?
+        .ok_or(StoreError::NotFound)
+    }
+
+    /// Deletes an endpoint.
+    ///
+    /// # Errors
+    /// [`StoreError::NotFound`].
+    pub async fn delete_webhook(&self, tenant_id: TenantId, id: Uuid) -> Result<(), StoreError> {
+        let deleted = sqlx::query("DELETE FROM webhooks WHERE tenant_id = $1 AND id = $2")
+            .bind(tenant_id.as_uuid())
+            .bind(id)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        if deleted == 0 {
+            return Err(StoreError::NotFound);
+        }
+        Ok(())
+    }
+}
