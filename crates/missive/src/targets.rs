@@ -60,7 +60,7 @@ impl Targets {
     /// A checker asking `nameserver`, or the system's resolvers when `None`.
     ///
     /// # Errors
-    /// When the system's resolver configuration cannot be read.
+    /// When the resolver cannot be built from its configuration.
     pub fn new(nameserver: Option<SocketAddr>, allow_private: bool) -> Result<Self, String> {
         let mut builder = match nameserver {
             Some(server) => {
@@ -73,7 +73,15 @@ impl Targets {
                     TokioRuntimeProvider::default(),
                 )
             }
-            None => TokioResolver::builder_tokio().map_err(|e| e.to_string())?,
+            None => TokioResolver::builder_tokio().unwrap_or_else(|e| {
+                // No usable system configuration (a container without /etc/resolv.conf): start
+                // anyway; names then fail to resolve with this reason until a nameserver is set.
+                tracing::warn!(error = %e, "no system DNS configuration; set MISSIVE_DNS_SERVER");
+                TokioResolver::builder_with_config(
+                    ResolverConfig::from_parts(None, Vec::new(), Vec::new()),
+                    TokioRuntimeProvider::default(),
+                )
+            }),
         };
         let options = builder.options_mut();
         options.timeout = Duration::from_secs(3);
