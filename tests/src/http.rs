@@ -17,6 +17,8 @@ use crate::sink::{SinkOptions, SmtpSink};
 use missive::delivery::{DeliveryWorker, Routes};
 use missive::smtp::SmtpContext;
 use missive::startup::{Roles, TaskEnded};
+use missive::webhooks::client::{ClientSettings, WebhookClient};
+use missive::webhooks::dispatcher::Dispatcher;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -132,6 +134,9 @@ pub struct TestApp {
     /// A worker on the same database and relay, driven by the test (`drain`), never in the
     /// background.
     pub worker: DeliveryWorker,
+    /// The webhook dispatcher, driven by hand like the worker (`dispatcher.drain()`); its
+    /// posts time out after 2 s.
+    pub dispatcher: Dispatcher,
     pub base_url: String,
     pub client: reqwest::Client,
     pub db: TestDb,
@@ -211,6 +216,21 @@ impl TestApp {
             ),
             config.worker_settings(),
         );
+        let webhooks = missive::startup::webhooks(&config, &db.store).expect("webhooks");
+        let client = WebhookClient::new(
+            webhooks.targets().clone(),
+            ClientSettings {
+                timeout: std::time::Duration::from_secs(2),
+                ..ClientSettings::default()
+            },
+        )
+        .expect("webhook client");
+        let dispatcher = Dispatcher::new(
+            db.store.clone(),
+            webhooks,
+            client,
+            config.dispatcher_settings(),
+        );
         let shutdown = CancellationToken::new();
         let server = tokio::spawn(app.run_until_stopped(shutdown.clone()));
         Self {
@@ -220,6 +240,7 @@ impl TestApp {
             smtp,
             sink,
             worker,
+            dispatcher,
             base_url: format!("http://{addr}"),
             client: http_client(),
             db,

@@ -180,7 +180,7 @@ impl Store {
         let next: Vec<Option<OffsetDateTime>> = results.iter().map(|r| r.next_attempt_at).collect();
         let codes: Vec<Option<i32>> = results.iter().map(|r| r.smtp_code.map(i32::from)).collect();
         let responses: Vec<&str> = results.iter().map(|r| r.smtp_response.as_str()).collect();
-        let updated = sqlx::query(
+        let updated: i64 = sqlx::query_scalar(
             "WITH r AS (
                  SELECT * FROM UNNEST($1::uuid[], $2::uuid[], $3::uuid[], $4::uuid[], $5::text[],
                                       $6::timestamptz[], $7::int[], $8::text[], $9::text[])
@@ -196,9 +196,19 @@ impl Store {
                    AND d.lease_id = r.lease_id
                    AND d.status = $10
                  RETURNING d.tenant_id, d.id, d.email_id, d.recipient, r.event, r.code, r.response
+             ), ev AS (
+                 INSERT INTO email_events (tenant_id, email_id, delivery_id, type, recipient, smtp_code, smtp_response)
+                 SELECT tenant_id, email_id, id, event, recipient, code, response FROM updated
+                 RETURNING tenant_id, email_id, id, type
+             ), hooks AS (
+                 INSERT INTO webhook_events (tenant_id, webhook_id, type, email_id, email_event_id)
+                 SELECT ev.tenant_id, w.id, m.hook, ev.email_id, ev.id
+                 FROM ev
+                 JOIN UNNEST($11::text[], $12::text[]) AS m(kind, hook) ON m.kind = ev.type
+                 JOIN webhooks w ON w.tenant_id = ev.tenant_id AND w.status = 'enabled'
+                                AND m.hook = ANY (w.events)
              )
-             INSERT INTO email_events (tenant_id, email_id, delivery_id, type, recipient, smtp_code, smtp_response)
-             SELECT tenant_id, email_id, id, event, recipient, code, response FROM updated",
+             SELECT count(*) FROM ev",
         )
         .bind(&tenants)
         .bind(&emails)
@@ -210,10 +220,11 @@ impl Store {
         .bind(&responses)
         .bind(&events)
         .bind(DeliveryStatus::Sending.as_str())
-        .execute(&self.pool)
-        .await?
-        .rows_affected();
-        Ok(updated)
+        .bind(crate::outbox::KINDS.as_slice())
+        .bind(crate::outbox::HOOKS.as_slice())
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(u64::try_from(updated).unwrap_or(0))
     }
 
     /// When the next delivery falls due, for a worker deciding how long to sleep.

@@ -245,9 +245,19 @@ pub(crate) async fn insert_rows(
          ), d AS (
              INSERT INTO deliveries (tenant_id, id, email_id, recipient, kind, next_attempt_at)
              SELECT tenant_id, id, email_id, recipient, kind, COALESCE(scheduled_at, now()) FROM r
+         ), ev AS (
+             INSERT INTO email_events (tenant_id, email_id, delivery_id, type, recipient)
+             SELECT tenant_id, email_id, id, event, recipient FROM r
+             RETURNING tenant_id, email_id, id, type
+         ), hooks AS (
+             INSERT INTO webhook_events (tenant_id, webhook_id, type, email_id, email_event_id)
+             SELECT ev.tenant_id, w.id, m.hook, ev.email_id, ev.id
+             FROM ev
+             JOIN UNNEST($21::text[], $22::text[]) AS m(kind, hook) ON m.kind = ev.type
+             JOIN webhooks w ON w.tenant_id = ev.tenant_id AND w.status = 'enabled'
+                            AND m.hook = ANY (w.events)
          )
-         INSERT INTO email_events (tenant_id, email_id, delivery_id, type, recipient)
-         SELECT tenant_id, email_id, id, event, recipient FROM r",
+         SELECT count(*) FROM ev",
     )
     .bind(&tenants)
     .bind(&ids)
@@ -269,6 +279,8 @@ pub(crate) async fn insert_rows(
     .bind(&d_kinds)
     .bind(&d_scheduled)
     .bind(&d_events)
+    .bind(crate::outbox::KINDS.as_slice())
+    .bind(crate::outbox::HOOKS.as_slice())
     .execute(&mut *conn)
     .await?;
     Ok(())
@@ -455,15 +467,28 @@ impl Store {
         }
         let (ids, recipients): (Vec<Uuid>, Vec<String>) = canceled.into_iter().unzip();
         sqlx::query(
-            "INSERT INTO email_events (tenant_id, email_id, delivery_id, type, recipient)
-             SELECT $1, $2, r.id, $5, r.recipient
-             FROM UNNEST($3::uuid[], $4::text[]) AS r(id, recipient)",
+            "WITH ev AS (
+                 INSERT INTO email_events (tenant_id, email_id, delivery_id, type, recipient)
+                 SELECT $1, $2, r.id, $5, r.recipient
+                 FROM UNNEST($3::uuid[], $4::text[]) AS r(id, recipient)
+                 RETURNING tenant_id, email_id, id, type
+             ), hooks AS (
+                 INSERT INTO webhook_events (tenant_id, webhook_id, type, email_id, email_event_id)
+                 SELECT ev.tenant_id, w.id, m.hook, ev.email_id, ev.id
+                 FROM ev
+                 JOIN UNNEST($6::text[], $7::text[]) AS m(kind, hook) ON m.kind = ev.type
+                 JOIN webhooks w ON w.tenant_id = ev.tenant_id AND w.status = 'enabled'
+                                AND m.hook = ANY (w.events)
+             )
+             SELECT count(*) FROM ev",
         )
         .bind(tenant_id.as_uuid())
         .bind(email_id)
         .bind(&ids)
         .bind(&recipients)
         .bind(DeliveryStatus::Canceled.event().as_str())
+        .bind(crate::outbox::KINDS.as_slice())
+        .bind(crate::outbox::HOOKS.as_slice())
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;

@@ -10,6 +10,7 @@ mod deliveries;
 mod emails;
 mod error;
 pub mod listen;
+mod outbox;
 mod templates;
 mod tenants;
 mod webhooks;
@@ -24,6 +25,9 @@ pub use emails::{
     InsertOutcome, NewEmail,
 };
 pub use error::StoreError;
+pub use outbox::{
+    LeasedWebhookEvent, WebhookAttemptRecord, WebhookAttemptResult, WebhookEventRecord,
+};
 pub use templates::{
     PublishedLookup, PublishedTemplate, TemplateContent, TemplateEdit, TemplateNode, TemplatePage,
     TemplateRecord,

@@ -28,6 +28,7 @@ pub const WORKER_LOCK_NAMESPACE: i32 = 0x6d73_776b;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum WorkerKind {
     Delivery,
+    Webhooks,
 }
 
 impl WorkerKind {
@@ -35,6 +36,7 @@ impl WorkerKind {
     pub const fn as_str(self) -> &'static str {
         match self {
             Self::Delivery => "delivery",
+            Self::Webhooks => "webhooks",
         }
     }
 }
@@ -144,6 +146,10 @@ impl Store {
                  FROM dead
                  WHERE d.status = 'sending' AND d.leased_by = dead.id
                  RETURNING d.leased_by
+             ), released_webhooks AS (
+                 UPDATE webhook_events e SET lease_expires_at = now() - interval '1 second'
+                 FROM dead
+                 WHERE e.leased_by = dead.id AND e.status IN ('pending', 'attempting')
              )
              SELECT dead.id, (SELECT count(*) FROM released r WHERE r.leased_by = dead.id)
              FROM dead",
@@ -158,6 +164,26 @@ impl Store {
                 .sum(),
             workers: rows.into_iter().map(|(id, _)| id).collect(),
         })
+    }
+
+    /// Pushes back the expiry of every webhook lease `holder` holds (see [`Store::renew_leases`]).
+    ///
+    /// # Errors
+    /// Database failures.
+    pub async fn renew_webhook_leases(
+        &self,
+        holder: Uuid,
+        lease: Duration,
+    ) -> Result<u64, StoreError> {
+        Ok(sqlx::query(
+            "UPDATE webhook_events SET lease_expires_at = now() + make_interval(secs => $2)
+             WHERE leased_by = $1 AND status IN ('pending', 'attempting')",
+        )
+        .bind(holder)
+        .bind(lease.as_secs_f64())
+        .execute(&self.pool)
+        .await?
+        .rows_affected())
     }
 
     /// Pushes back the expiry of every lease `holder` holds: a live worker keeps what it is

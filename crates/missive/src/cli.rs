@@ -68,8 +68,10 @@ pub enum Role {
     Api,
     /// The SMTP submission listeners.
     Smtp,
-    /// The delivery and webhook workers.
+    /// The delivery worker.
     Worker,
+    /// The webhook dispatcher.
+    Webhooks,
 }
 
 #[derive(Debug, Args)]
@@ -331,6 +333,7 @@ async fn serve(config: &Config, roles: &[Role]) -> anyhow::Result<()> {
         api: runs(Role::Api),
         smtp: runs(Role::Smtp),
         worker: runs(Role::Worker),
+        webhooks: runs(Role::Webhooks),
     };
     let app = Application::build_with_roles(config, selected)
         .await

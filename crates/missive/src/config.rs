@@ -28,6 +28,7 @@ use secrecy::{SecretBox, SecretString};
 use crate::delivery::{TransportSettings, WorkerSettings};
 use crate::ingest::AcceptLimits;
 use crate::smtp::SmtpLimits;
+use crate::webhooks::dispatcher::DispatcherSettings;
 
 /// Why the configuration was refused. Each variant names the setting.
 #[derive(Debug, thiserror::Error)]
@@ -357,6 +358,19 @@ settings! {
         /// signature beside the new one, in seconds.
         secret_overlap_secs: Duration = Some("86400"),
             env ["MISSIVE_WEBHOOK_SECRET_OVERLAP_SECS"], required(seconds(0, 30 * 86400));
+        /// Seconds before each attempt of one event, the first counted from the event (Svix's
+        /// schedule); after the last, the event is failed.
+        retry_schedule: Vec<Duration> = Some("0,5,300,1800,7200,18000,36000,36000"),
+            env ["MISSIVE_WEBHOOK_RETRY_SCHEDULE"], required(parse_schedule);
+        /// Webhook posts one dispatcher makes at once.
+        concurrency: usize = Some("32"),
+            env ["MISSIVE_WEBHOOK_CONCURRENCY"], required(bounded(1, 1000));
+        /// Webhook posts in flight to one endpoint at once, across dispatchers.
+        endpoint_concurrency: usize = Some("4"),
+            env ["MISSIVE_WEBHOOK_ENDPOINT_CONCURRENCY"], required(bounded(1, 100));
+        /// An endpoint that keeps failing with no success for this many seconds is disabled.
+        disable_after_secs: Duration = Some("432000"),
+            env ["MISSIVE_WEBHOOK_DISABLE_AFTER_SECS"], required(seconds(60, 365 * 86400));
     }
     /// DNS lookups (tenant targets' address checks, domain verification).
     dns: DnsConfig {
@@ -517,6 +531,19 @@ impl Config {
         }
     }
 
+    /// How the webhook dispatcher works.
+    #[must_use]
+    pub fn dispatcher_settings(&self) -> DispatcherSettings {
+        DispatcherSettings {
+            concurrency: self.webhooks.concurrency,
+            per_endpoint: self.webhooks.endpoint_concurrency,
+            lease: self.delivery.lease_secs,
+            poll_interval: self.delivery.poll_interval_ms,
+            schedule: self.webhooks.retry_schedule.clone(),
+            disable_after: self.webhooks.disable_after_secs,
+        }
+    }
+
     /// How transports to relays behave.
     #[must_use]
     pub fn transport_settings(&self) -> TransportSettings {
@@ -673,6 +700,19 @@ fn bounded<T: TryFrom<u64>>(min: u64, max: u64) -> impl Fn(&str) -> Result<T, St
             .and_then(|n| T::try_from(n).ok())
             .ok_or_else(|| format!("`{s}` is not a whole number from {min} to {max}"))
     }
+}
+
+/// `0,5,300`: whole seconds, at least one, at most 20.
+fn parse_schedule(s: &str) -> Result<Vec<Duration>, String> {
+    let steps: Vec<Duration> = s
+        .split(',')
+        .map(|step| seconds(0, 7 * 86400)(step))
+        .collect::<Result<_, _>>()
+        .map_err(|_| format!("`{s}` is not a list of seconds such as 0,5,300"))?;
+    if steps.is_empty() || steps.len() > 20 {
+        return Err("from 1 to 20 steps".to_owned());
+    }
+    Ok(steps)
 }
 
 fn seconds(min: u64, max: u64) -> impl Fn(&str) -> Result<Duration, String> {

@@ -12,6 +12,7 @@ pub mod credentials;
 pub mod delivery;
 pub mod ingest;
 pub mod key_cache;
+pub mod registration;
 pub mod smtp;
 pub mod startup;
 pub mod state;

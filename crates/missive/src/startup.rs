@@ -25,6 +25,8 @@ use crate::state::{AdminKey, AppState};
 use crate::targets::Targets;
 use crate::templates::Templates;
 use crate::webhooks::Webhooks;
+use crate::webhooks::client::{ClientSettings, WebhookClient};
+use crate::webhooks::dispatcher::Dispatcher;
 use crate::{api, telemetry};
 
 /// The worker's own pool: one lease, one recorder and the message reads of sends in flight.
@@ -163,6 +165,7 @@ pub struct Roles {
     pub api: bool,
     pub smtp: bool,
     pub worker: bool,
+    pub webhooks: bool,
 }
 
 impl Roles {
@@ -170,17 +173,20 @@ impl Roles {
         api: true,
         smtp: true,
         worker: true,
+        webhooks: true,
     };
     pub const API: Self = Self {
         api: true,
         smtp: false,
         worker: false,
+        webhooks: false,
     };
-    /// The API and the SMTP listeners, no worker (tests drive delivery themselves).
+    /// The API and the SMTP listeners, no worker or dispatcher (tests drive those themselves).
     pub const SUBMISSION: Self = Self {
         api: true,
         smtp: true,
         worker: false,
+        webhooks: false,
     };
 }
 
@@ -192,6 +198,7 @@ pub struct Application {
     /// Shared by the API and SMTP; their LISTEN tasks run while either does.
     caches: Option<(KeyCache, Templates)>,
     worker: Option<DeliveryWorker>,
+    dispatcher: Option<Dispatcher>,
     store: Store,
     shutdown_timeout: Duration,
 }
@@ -317,11 +324,25 @@ impl Application {
         } else {
             None
         };
+        let dispatcher = if roles.webhooks {
+            let webhooks = webhooks(config, &store)?;
+            let client = WebhookClient::new(webhooks.targets().clone(), ClientSettings::default())
+                .map_err(StartupError::Dns)?;
+            Some(Dispatcher::new(
+                store.for_worker(WORKER_DB_CONNECTIONS),
+                webhooks,
+                client,
+                config.dispatcher_settings(),
+            ))
+        } else {
+            None
+        };
         Ok(Self {
             http,
             smtp,
             caches: shared.map(|(keys, ingest)| (keys, ingest.templates().clone())),
             worker,
+            dispatcher,
             store,
             shutdown_timeout: config.shutdown.timeout_secs,
         })
@@ -404,6 +425,13 @@ impl Application {
                 Ok(())
             });
         }
+        if let Some(dispatcher) = self.dispatcher {
+            let stop = shutdown.clone();
+            tasks.spawn("webhook dispatcher", async move {
+                dispatcher.run(stop).await;
+                Ok(())
+            });
+        }
         // The SMTP listeners close their sessions with 421 once the grace period is over: they
         // get the time to do so before anything is aborted.
         let result = tasks
@@ -455,7 +483,10 @@ pub async fn cancel_on_signal(token: CancellationToken) {
 
 /// Tenants' webhook endpoints: sealed with `MISSIVE_SECRET_KEY` when it is set (without it the
 /// webhook routes answer 503), their URLs checked with the configured resolver.
-fn webhooks(config: &Config, store: &Store) -> Result<Webhooks, StartupError> {
+///
+/// # Errors
+/// [`StartupError::Dns`] when the resolver cannot be built.
+pub fn webhooks(config: &Config, store: &Store) -> Result<Webhooks, StartupError> {
     let sealer = config
         .secrets
         .secret_key

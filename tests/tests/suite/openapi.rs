@@ -44,6 +44,11 @@ const ROUTES: &[(&str, &str)] = &[
     ("patch", "/v1/webhooks/{id}"),
     ("delete", "/v1/webhooks/{id}"),
     ("post", "/v1/webhooks/{id}/signing-secret/rotate"),
+    ("get", "/v1/webhooks/{id}/events"),
+    ("get", "/v1/webhooks/{id}/events/{event_id}"),
+    ("get", "/v1/webhooks/{id}/events/{event_id}/attempts"),
+    ("post", "/v1/webhooks/{id}/events/{event_id}/replay"),
+    ("post", "/v1/webhooks/{id}/test"),
 ];
 
 /// POST routes that take no body.
@@ -52,6 +57,8 @@ const BODYLESS: &[&str] = &[
     "/v1/templates/{id}/publish",
     "/v1/templates/{id}/duplicate",
     "/v1/webhooks/{id}/signing-secret/rotate",
+    "/v1/webhooks/{id}/events/{event_id}/replay",
+    "/v1/webhooks/{id}/test",
 ];
 
 const METHODS: &[&str] = &["get", "post", "put", "patch", "delete"];

@@ -121,6 +121,11 @@ fn routes() -> OpenApiRouter<AppState> {
             webhooks::delete_webhook
         ))
         .routes(routes!(webhooks::rotate_webhook_secret))
+        .routes(routes!(webhooks::list_webhook_events))
+        .routes(routes!(webhooks::get_webhook_event))
+        .routes(routes!(webhooks::list_webhook_attempts))
+        .routes(routes!(webhooks::replay_webhook_event))
+        .routes(routes!(webhooks::test_webhook))
         .routes(routes!(health::healthz))
         .routes(routes!(health::readyz))
         .routes(routes!(health::metrics))

@@ -1,10 +1,12 @@
 //! `/v1/webhooks`: Resend's Webhooks API for a tenant's endpoints (create, get, list, update,
-//! delete, rotate the signing secret). Scope `webhooks:manage`.
+//! delete, rotate the signing secret; an endpoint's events, their attempts, replay) and our
+//! `test`. Scope `webhooks:manage`.
 
 use axum::Json;
 use axum::extract::State;
+use missive_core::webhook::message_id;
 use missive_core::{Scope, WebhookEventType};
-use missive_store::{Cursor, WebhookRecord};
+use missive_store::{Cursor, WebhookEventRecord, WebhookRecord};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use utoipa::{IntoParams, ToSchema};
@@ -14,6 +16,7 @@ use super::auth::TenantAuth;
 use super::error::{ApiError, ErrorBody};
 use super::extract::{ApiJson, ApiPath, ApiQuery, page_limit};
 use crate::state::AppState;
+use crate::webhooks::dispatcher::body_of;
 use crate::webhooks::{Endpoint, EndpointChange, WebhookError};
 
 impl From<WebhookError> for ApiError {
@@ -336,4 +339,250 @@ pub async fn rotate_webhook_secret(
     auth.require(Scope::WebhooksManage)?;
     let endpoint = state.webhooks.rotate(auth.tenant_id, id).await?;
     Ok(secret_view(endpoint))
+}
+
+/// An event of an endpoint (Resend's shape, with the delivery's `message_id`).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct WebhookEventView {
+    /// Always `webhook_event`.
+    #[schema(example = "webhook_event")]
+    pub object: &'static str,
+    pub id: Uuid,
+    /// `msg_...`: the `svix-id` / `webhook-id` every attempt carries.
+    pub message_id: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// `pending`, `attempting`, `success` or `failed`.
+    pub status: String,
+    pub attempts: i32,
+    /// When the next attempt is due; null once the event is settled.
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub next_attempt_at: Option<OffsetDateTime>,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    /// The body every attempt posts; only when one event is read.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub payload: Option<serde_json::Value>,
+}
+
+fn event_view(record: WebhookEventRecord, payload: Option<serde_json::Value>) -> WebhookEventView {
+    let open = matches!(record.status.as_str(), "pending" | "attempting");
+    WebhookEventView {
+        object: "webhook_event",
+        message_id: message_id(record.id),
+        id: record.id,
+        kind: record.kind,
+        status: record.status,
+        attempts: record.attempts,
+        next_attempt_at: open.then_some(record.next_attempt_at),
+        created_at: record.created_at,
+        payload,
+    }
+}
+
+/// A page of an endpoint's events, newest first.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct WebhookEventList {
+    #[schema(example = "list")]
+    pub object: &'static str,
+    pub data: Vec<WebhookEventView>,
+    pub has_more: bool,
+}
+
+/// Paging for an endpoint's events.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ListWebhookEventsQuery {
+    /// Page size, 1 to 100 (default 20).
+    pub limit: Option<u32>,
+    /// Events older than this event id (the last id of the previous page).
+    pub after: Option<Uuid>,
+}
+
+/// One attempt of an event (Resend's shape).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct WebhookAttemptView {
+    pub id: String,
+    /// Null when the endpoint gave no answer (refused, timed out, not allowed).
+    pub http_status_code: Option<i32>,
+    /// The start of the answer's body, or why there was none.
+    pub response: String,
+    pub duration_ms: i32,
+    #[serde(with = "time::serde::rfc3339")]
+    pub sent_at: OffsetDateTime,
+}
+
+/// An event's attempts, oldest first.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct WebhookAttemptList {
+    #[schema(example = "list")]
+    pub object: &'static str,
+    pub data: Vec<WebhookAttemptView>,
+    pub has_more: bool,
+}
+
+/// The answer to a replay or a test: the event queued.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct WebhookEventRefView {
+    #[schema(example = "webhook_event")]
+    pub object: &'static str,
+    pub id: Uuid,
+}
+
+/// List an endpoint's events, newest first.
+#[utoipa::path(
+    get, path = "/v1/webhooks/{id}/events", tag = "webhooks",
+    params(("id" = Uuid, Path, description = "Webhook id"), ListWebhookEventsQuery),
+    security(("api_key" = [])),
+    responses(
+        (status = 200, description = "One page", body = WebhookEventList),
+        (status = 401, description = "Missing, unknown, revoked or expired key", body = ErrorBody),
+        (status = 403, description = "The key lacks `webhooks:manage`", body = ErrorBody),
+        (status = 404, description = "The tenant has no such webhook", body = ErrorBody),
+    )
+)]
+pub async fn list_webhook_events(
+    auth: TenantAuth,
+    State(state): State<AppState>,
+    ApiPath(id): ApiPath<Uuid>,
+    ApiQuery(query): ApiQuery<ListWebhookEventsQuery>,
+) -> Result<Json<WebhookEventList>, ApiError> {
+    auth.require(Scope::WebhooksManage)?;
+    let limit = page_limit(query.limit)?;
+    state.store.get_webhook(auth.tenant_id, id).await?;
+    let (events, has_more) = state
+        .store
+        .list_webhook_events(auth.tenant_id, id, query.after, limit)
+        .await?;
+    Ok(Json(WebhookEventList {
+        object: "list",
+        data: events.into_iter().map(|e| event_view(e, None)).collect(),
+        has_more,
+    }))
+}
+
+/// Read one event, with the body its attempts post.
+#[utoipa::path(
+    get, path = "/v1/webhooks/{id}/events/{event_id}", tag = "webhooks",
+    params(("id" = Uuid, Path, description = "Webhook id"), ("event_id" = Uuid, Path, description = "Event id")),
+    security(("api_key" = [])),
+    responses(
+        (status = 200, description = "The event", body = WebhookEventView),
+        (status = 401, description = "Missing, unknown, revoked or expired key", body = ErrorBody),
+        (status = 403, description = "The key lacks `webhooks:manage`", body = ErrorBody),
+        (status = 404, description = "The tenant has no such webhook or event", body = ErrorBody),
+    )
+)]
+pub async fn get_webhook_event(
+    auth: TenantAuth,
+    State(state): State<AppState>,
+    ApiPath((id, event_id)): ApiPath<(Uuid, Uuid)>,
+) -> Result<Json<WebhookEventView>, ApiError> {
+    auth.require(Scope::WebhooksManage)?;
+    let (record, content) = state
+        .store
+        .get_webhook_event(auth.tenant_id, id, event_id)
+        .await?;
+    let payload = serde_json::from_slice(&body_of(&content)).ok();
+    Ok(Json(event_view(record, payload)))
+}
+
+/// An event's attempts: the endpoint's status, the start of its answer, when.
+#[utoipa::path(
+    get, path = "/v1/webhooks/{id}/events/{event_id}/attempts", tag = "webhooks",
+    params(("id" = Uuid, Path, description = "Webhook id"), ("event_id" = Uuid, Path, description = "Event id")),
+    security(("api_key" = [])),
+    responses(
+        (status = 200, description = "Every attempt, oldest first", body = WebhookAttemptList),
+        (status = 401, description = "Missing, unknown, revoked or expired key", body = ErrorBody),
+        (status = 403, description = "The key lacks `webhooks:manage`", body = ErrorBody),
+        (status = 404, description = "The tenant has no such webhook or event", body = ErrorBody),
+    )
+)]
+pub async fn list_webhook_attempts(
+    auth: TenantAuth,
+    State(state): State<AppState>,
+    ApiPath((id, event_id)): ApiPath<(Uuid, Uuid)>,
+) -> Result<Json<WebhookAttemptList>, ApiError> {
+    auth.require(Scope::WebhooksManage)?;
+    state
+        .store
+        .get_webhook_event(auth.tenant_id, id, event_id)
+        .await?;
+    let attempts = state
+        .store
+        .webhook_attempts(auth.tenant_id, event_id)
+        .await?;
+    Ok(Json(WebhookAttemptList {
+        object: "list",
+        data: attempts
+            .into_iter()
+            .map(|a| WebhookAttemptView {
+                id: a.id.to_string(),
+                http_status_code: a.http_status,
+                response: a.response,
+                duration_ms: a.duration_ms,
+                sent_at: a.created_at,
+            })
+            .collect(),
+        has_more: false,
+    }))
+}
+
+/// Send an event again from the start of the retry schedule, with the same id and body.
+#[utoipa::path(
+    post, path = "/v1/webhooks/{id}/events/{event_id}/replay", tag = "webhooks",
+    params(("id" = Uuid, Path, description = "Webhook id"), ("event_id" = Uuid, Path, description = "Event id")),
+    security(("api_key" = [])),
+    responses(
+        (status = 200, description = "Queued again", body = WebhookEventRefView),
+        (status = 401, description = "Missing, unknown, revoked or expired key", body = ErrorBody),
+        (status = 403, description = "The key lacks `webhooks:manage`", body = ErrorBody),
+        (status = 404, description = "The tenant has no such webhook or event", body = ErrorBody),
+    )
+)]
+pub async fn replay_webhook_event(
+    auth: TenantAuth,
+    State(state): State<AppState>,
+    ApiPath((id, event_id)): ApiPath<(Uuid, Uuid)>,
+) -> Result<Json<WebhookEventRefView>, ApiError> {
+    auth.require(Scope::WebhooksManage)?;
+    state
+        .store
+        .replay_webhook_event(auth.tenant_id, id, event_id)
+        .await?;
+    Ok(Json(WebhookEventRefView {
+        object: "webhook_event",
+        id: event_id,
+    }))
+}
+
+/// Queue a test event for the endpoint (`email.sent` with `data.test`, no email).
+#[utoipa::path(
+    post, path = "/v1/webhooks/{id}/test", tag = "webhooks",
+    params(("id" = Uuid, Path, description = "Webhook id")),
+    security(("api_key" = [])),
+    responses(
+        (status = 200, description = "Queued", body = WebhookEventRefView),
+        (status = 401, description = "Missing, unknown, revoked or expired key", body = ErrorBody),
+        (status = 403, description = "The key lacks `webhooks:manage`", body = ErrorBody),
+        (status = 404, description = "The tenant has no such webhook", body = ErrorBody),
+    )
+)]
+pub async fn test_webhook(
+    auth: TenantAuth,
+    State(state): State<AppState>,
+    ApiPath(id): ApiPath<Uuid>,
+) -> Result<Json<WebhookEventRefView>, ApiError> {
+    auth.require(Scope::WebhooksManage)?;
+    let event_id = state
+        .store
+        .queue_test_webhook_event(auth.tenant_id, id)
+        .await?;
+    Ok(Json(WebhookEventRefView {
+        object: "webhook_event",
+        id: event_id,
+    }))
 }

@@ -14,14 +14,14 @@ mod routes;
 pub mod smtp;
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use missive_core::outcome::{Outcome, classify};
 use missive_core::retry::{RetryDecision, RetryPolicy};
 use missive_core::{DeliveryStatus, Route, TenantId};
 use missive_store::listen::{Channel, ListenEvent, listen};
-use missive_store::workers::{Registration, WorkerKind};
+use missive_store::workers::WorkerKind;
 use missive_store::{DeliveryResult, LeasedDelivery, OutgoingMessage, Store, StoreError};
 use time::OffsetDateTime;
 use tokio::sync::{Notify, Semaphore, mpsc};
@@ -31,6 +31,7 @@ use uuid::Uuid;
 
 pub use self::routes::{Routes, Transport, TransportError, TransportSettings};
 use self::smtp::RecipientReply;
+use crate::registration::{Holder, register, upkeep};
 
 /// Tuning for the worker.
 #[derive(Clone, Copy, Debug)]
@@ -57,15 +58,9 @@ pub struct DeliveryWorker {
     store: Store,
     routes: Arc<Routes>,
     settings: WorkerSettings,
-    /// The id this worker's leases carry: its registration's while [`DeliveryWorker::run`] runs;
-    /// for a worker driven by hand ([`DeliveryWorker::drain`]) an unregistered one, whose leases
-    /// only expire.
-    holder: Arc<RwLock<Uuid>>,
+    /// The id this worker's leases carry.
+    holder: Holder,
 }
-
-/// How often a running worker checks its registration, reaps dead workers and (at most every
-/// third of a lease) renews its leases.
-const UPKEEP_INTERVAL: Duration = Duration::from_secs(1);
 
 fn result_for(
     delivery: &LeasedDelivery,
@@ -110,90 +105,12 @@ impl DeliveryWorker {
             store,
             routes,
             settings,
-            holder: Arc::new(RwLock::new(Uuid::now_v7())),
+            holder: Holder::default(),
         }
     }
 
     fn holder(&self) -> Uuid {
-        *self.holder.read().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    fn set_holder(&self, id: Uuid) {
-        *self.holder.write().unwrap_or_else(PoisonError::into_inner) = id;
-    }
-
-    /// Registers this worker, trying again every few seconds until it works or `shutdown`.
-    async fn register(&self, shutdown: &CancellationToken) -> Option<Registration> {
-        let mut backoff = Duration::from_millis(200);
-        loop {
-            match self.store.register_worker(WorkerKind::Delivery).await {
-                Ok(registration) => {
-                    self.set_holder(registration.id());
-                    tracing::info!(worker_id = %registration.id(), "delivery worker registered");
-                    return Some(registration);
-                }
-                Err(err) => {
-                    tracing::error!(error = %err, "cannot register the delivery worker; retrying");
-                }
-            }
-            tokio::select! {
-                () = tokio::time::sleep(backoff) => {}
-                () = shutdown.cancelled() => return None,
-            }
-            backoff = (backoff * 2).min(Duration::from_secs(5));
-        }
-    }
-
-    /// Keeps the registration alive (registering anew when its connection was lost: the old
-    /// id's leases are then reaped like any dead worker's), takes over dead workers' leases and
-    /// renews this worker's own, until `stop`; hands the registration back for release.
-    async fn upkeep(
-        self,
-        mut registration: Registration,
-        wake: Arc<Notify>,
-        stop: CancellationToken,
-    ) -> Registration {
-        let lease = self.settings.lease;
-        let mut ticks = tokio::time::interval(UPKEEP_INTERVAL.min(lease / 3));
-        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut renewed = tokio::time::Instant::now();
-        loop {
-            tokio::select! {
-                _ = ticks.tick() => {}
-                () = stop.cancelled() => return registration,
-            }
-            if !registration.is_alive().await {
-                tracing::warn!(worker_id = %registration.id(), "the worker's registration connection was lost; registering again");
-                match self.store.register_worker(WorkerKind::Delivery).await {
-                    Ok(fresh) => {
-                        self.set_holder(fresh.id());
-                        registration = fresh;
-                    }
-                    Err(err) => {
-                        tracing::error!(error = %err, "cannot register the delivery worker again");
-                        continue;
-                    }
-                }
-            }
-            match self.store.reap_dead_workers().await {
-                Ok(reaped) if !reaped.workers.is_empty() => {
-                    tracing::info!(
-                        workers = reaped.workers.len(),
-                        deliveries = reaped.deliveries,
-                        "took over the leases of dead workers"
-                    );
-                    wake.notify_one();
-                }
-                Ok(_) => {}
-                Err(err) => tracing::warn!(error = %err, "reaping dead workers failed"),
-            }
-            if renewed.elapsed() >= lease / 3 {
-                match self.store.renew_leases(self.holder(), lease).await {
-                    Ok(_) => renewed = tokio::time::Instant::now(),
-                    Err(err) => tracing::warn!(error = %err, "renewing leases failed"),
-                }
-            }
-        }
+        self.holder.get()
     }
 
     /// Leases up to `limit` due deliveries and groups them by email with the email's message:
@@ -317,12 +234,18 @@ impl DeliveryWorker {
     /// the next one waits for [`GATHER`] to pass: a steady trickle then goes out in batches
     /// rather than a lease per commit; a backlog is leased back to back.
     pub async fn run(self, shutdown: CancellationToken) {
-        let Some(registration) = self.register(&shutdown).await else {
+        let Some(registration) =
+            register(&self.store, WorkerKind::Delivery, &self.holder, &shutdown).await
+        else {
             return;
         };
         let wake = Arc::new(Notify::new());
         let upkeep_stop = CancellationToken::new();
-        let upkeep = tokio::spawn(self.clone().upkeep(
+        let upkeep = tokio::spawn(upkeep(
+            self.store.clone(),
+            WorkerKind::Delivery,
+            self.holder.clone(),
+            self.settings.lease,
             registration,
             wake.clone(),
             upkeep_stop.clone(),

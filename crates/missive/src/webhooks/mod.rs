@@ -7,6 +7,7 @@
 //! signing beside the new one for `MISSIVE_WEBHOOK_SECRET_OVERLAP_SECS`.
 
 pub mod client;
+pub mod dispatcher;
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -98,6 +99,12 @@ impl Webhooks {
             targets,
             overlap,
         }
+    }
+
+    /// The target policy endpoints are checked against.
+    #[must_use]
+    pub const fn targets(&self) -> &Targets {
+        &self.targets
     }
 
     fn sealer(&self) -> Result<&Sealer, WebhookError> {
@@ -262,21 +269,21 @@ impl Webhooks {
         Ok(())
     }
 
-    /// The secrets a delivery signs with at `now`: the current one, and the previous one while
-    /// its overlap lasts.
+    /// The secrets a delivery signs with: the current one, and the previous one while its
+    /// rotation's overlap lasts (the caller decides that).
     ///
     /// # Errors
     /// When a stored secret does not open.
-    pub fn signing_secrets(
+    pub fn open_secrets(
         &self,
-        record: &WebhookRecord,
-        now: OffsetDateTime,
+        tenant_id: TenantId,
+        current: &SealedSecret,
+        previous: Option<&SealedSecret>,
     ) -> Result<Vec<SigningSecret>, WebhookError> {
-        let tenant_id = TenantId::from_uuid(record.tenant_id);
-        std::iter::once(record.secret())
-            .chain(record.previous_secret(now))
+        std::iter::once(current)
+            .chain(previous)
             .map(|sealed| {
-                let text = self.open(tenant_id, &sealed)?;
+                let text = self.open(tenant_id, sealed)?;
                 SigningSecret::parse(&text).map_err(|e| WebhookError::Sealed(e.to_string()))
             })
             .collect()

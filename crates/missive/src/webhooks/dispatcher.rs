@@ -1,0 +1,352 @@
+//! The webhook dispatcher (`--role webhooks`): leases due outbox rows, signs each body with the
+//! endpoint's live secrets, posts it ([`super::client`]), records the attempt, and schedules the
+//! next one on the retry schedule (Svix's by default) with the same message id, until a 2xx or
+//! the schedule runs out. `410 Gone`, or a failure after days without any success, disables the
+//! endpoint. Registered like the delivery worker, so a dead dispatcher's leases are taken over
+//! within about a second.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use missive_core::TenantId;
+use missive_core::webhook::{message_id, signature_header};
+use missive_store::workers::WorkerKind;
+use missive_store::{LeasedWebhookEvent, SealedSecret, Store, StoreError, WebhookAttemptResult};
+use serde::Serialize;
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+use tokio::sync::Notify;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use super::Webhooks;
+use super::client::{Signed, WebhookClient};
+use crate::registration::{Holder, register, upkeep};
+
+/// How the dispatcher works.
+#[derive(Clone, Debug)]
+pub struct DispatcherSettings {
+    /// Posts in flight at once.
+    pub concurrency: usize,
+    /// Posts in flight to one endpoint at once (across dispatchers).
+    pub per_endpoint: usize,
+    pub lease: Duration,
+    pub poll_interval: Duration,
+    /// When each attempt is made, from the previous one: the first is immediate.
+    pub schedule: Vec<Duration>,
+    /// An endpoint failing with no success for this long is disabled.
+    pub disable_after: Duration,
+}
+
+/// The dispatcher; cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Dispatcher {
+    store: Store,
+    webhooks: Webhooks,
+    client: WebhookClient,
+    settings: Arc<DispatcherSettings>,
+    holder: Holder,
+}
+
+/// A webhook body, Resend's shape.
+#[derive(Debug, Serialize)]
+struct Body<'a> {
+    #[serde(rename = "type")]
+    kind: &'a str,
+    created_at: String,
+    data: Data<'a>,
+}
+
+#[derive(Debug, Serialize)]
+struct Data<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    email_id: Option<Uuid>,
+    tenant_id: Uuid,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    from: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    to: Option<&'a [String]>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    subject: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tags: Option<serde_json::Map<String, serde_json::Value>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    created_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    recipient: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    smtp_code: Option<i32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    smtp_response: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    bounce: Option<Bounce<'a>>,
+    /// Set on `POST /v1/webhooks/{id}/test` events, which report no email.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    test: Option<bool>,
+}
+
+#[derive(Debug, Serialize)]
+struct Bounce<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    message: &'a str,
+}
+
+fn rfc3339(at: OffsetDateTime) -> String {
+    at.format(&Rfc3339).unwrap_or_default()
+}
+
+/// The body of a leased row: the same bytes on every attempt, as it is built from rows that do
+/// not change.
+#[must_use]
+pub fn body_of(event: &LeasedWebhookEvent) -> Vec<u8> {
+    // Stored tags are `[{name, value}]`; Resend's webhooks carry them as an object.
+    let tags = event.tags.as_ref().map(|tags| {
+        tags.as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|t| Some((t["name"].as_str()?.to_owned(), t["value"].clone())))
+            .collect()
+    });
+    let body = Body {
+        kind: &event.kind,
+        created_at: rfc3339(event.created_at),
+        data: Data {
+            email_id: event.email_id,
+            tenant_id: event.tenant_id,
+            from: event.from_address.as_deref(),
+            to: event.to.as_deref(),
+            subject: event.subject.as_deref(),
+            tags,
+            created_at: event.email_created_at.map(rfc3339),
+            recipient: event.recipient.as_deref(),
+            smtp_code: event.smtp_code,
+            smtp_response: event.smtp_response.as_deref(),
+            bounce: (event.kind == "email.bounced").then(|| Bounce {
+                kind: "Permanent",
+                message: event.smtp_response.as_deref().unwrap_or_default(),
+            }),
+            test: event.email_id.is_none().then_some(true),
+        },
+    };
+    serde_json::to_vec(&body).unwrap_or_default()
+}
+
+impl Dispatcher {
+    #[must_use]
+    pub fn new(
+        store: Store,
+        webhooks: Webhooks,
+        client: WebhookClient,
+        settings: DispatcherSettings,
+    ) -> Self {
+        Self {
+            store,
+            webhooks,
+            client,
+            settings: Arc::new(settings),
+            holder: Holder::default(),
+        }
+    }
+
+    /// One attempt of one leased row, and what to record.
+    async fn attempt(&self, event: LeasedWebhookEvent) -> WebhookAttemptResult {
+        let now = OffsetDateTime::now_utc();
+        let mut result = WebhookAttemptResult {
+            tenant_id: event.tenant_id,
+            event_id: event.id,
+            webhook_id: event.webhook_id,
+            holder: self.holder.get(),
+            http_status: None,
+            response: String::new(),
+            duration: Duration::ZERO,
+            status: "failed",
+            next_attempt_at: None,
+            disable: None,
+        };
+        if event.webhook_status != "enabled" {
+            result.response = "the endpoint is disabled".to_owned();
+            return result;
+        }
+        let secrets = match self.secrets(&event, now) {
+            Ok(secrets) => secrets,
+            Err(reason) => {
+                tracing::error!(tenant_id = %event.tenant_id, webhook_id = %event.webhook_id, %reason, "cannot sign a webhook");
+                result.response = "the signing secret could not be opened".to_owned();
+                return result;
+            }
+        };
+        let id = message_id(event.id);
+        let body = body_of(&event);
+        let timestamp = now.unix_timestamp();
+        let signature = signature_header(&secrets, &id, timestamp, &body);
+        let attempt = self
+            .client
+            .post(&Signed {
+                url: &event.endpoint,
+                id: &id,
+                timestamp,
+                body: &body,
+                signature: &signature,
+            })
+            .await;
+        result.http_status = attempt.status.map(i32::from);
+        result.duration = attempt.duration;
+        result.response.clone_from(&attempt.response);
+        let done = usize::try_from(event.attempts).unwrap_or(0) + 1;
+        if attempt.succeeded() {
+            result.status = "success";
+        } else if attempt.gone() {
+            result.disable = Some("410 Gone".to_owned());
+        } else if now - event.last_success_at > self.settings.disable_after {
+            result.disable = Some(format!(
+                "no successful delivery for {} days",
+                self.settings.disable_after.as_secs() / 86_400
+            ));
+        } else if let Some(wait) = self.settings.schedule.get(done) {
+            result.status = "attempting";
+            result.next_attempt_at = Some(now + *wait);
+        }
+        metrics::counter!("missive_webhook_attempts_total", "outcome" => result.status)
+            .increment(1);
+        if result.disable.is_some() {
+            metrics::counter!("missive_webhook_endpoints_disabled_total").increment(1);
+        }
+        tracing::info!(
+            tenant_id = %event.tenant_id,
+            webhook_id = %event.webhook_id,
+            event_id = %event.id,
+            email_id = ?event.email_id,
+            status = ?attempt.status,
+            outcome = result.status,
+            "webhook attempt"
+        );
+        result
+    }
+
+    fn secrets(
+        &self,
+        event: &LeasedWebhookEvent,
+        now: OffsetDateTime,
+    ) -> Result<Vec<missive_core::webhook::SigningSecret>, String> {
+        let tenant_id = TenantId::from_uuid(event.tenant_id);
+        let current = SealedSecret {
+            key_id: event.secret_key_id.clone(),
+            bytes: event.secret.clone(),
+        };
+        let previous = match (
+            &event.previous_secret_key_id,
+            &event.previous_secret,
+            event.previous_secret_expires_at,
+        ) {
+            (Some(key_id), Some(bytes), Some(until)) if until > now => Some(SealedSecret {
+                key_id: key_id.clone(),
+                bytes: bytes.clone(),
+            }),
+            _ => None,
+        };
+        self.webhooks
+            .open_secrets(tenant_id, &current, previous.as_ref())
+            .map_err(|e| e.to_string())
+    }
+
+    /// Leases what is due and attempts it all; returns how many rows it attempted.
+    async fn process_due(&self) -> Result<usize, StoreError> {
+        let leased = self
+            .store
+            .lease_webhook_events(
+                i64::try_from(self.settings.concurrency.max(1)).unwrap_or(1),
+                i64::try_from(self.settings.per_endpoint.max(1)).unwrap_or(1),
+                self.settings.lease,
+                self.holder.get(),
+            )
+            .await?;
+        let n = leased.len();
+        let mut attempts = JoinSet::new();
+        for event in leased {
+            let dispatcher = self.clone();
+            attempts.spawn(async move {
+                let result = dispatcher.attempt(event).await;
+                if let Err(err) = dispatcher.store.record_webhook_attempt(&result).await {
+                    // The lease runs out and the row is tried again: a duplicate beats a loss.
+                    tracing::error!(error = %err, event_id = %result.event_id, "could not record a webhook attempt");
+                }
+            });
+        }
+        while attempts.join_next().await.is_some() {}
+        Ok(n)
+    }
+
+    /// Attempts everything due now until nothing is (later retries stay queued). For tests and
+    /// tools.
+    ///
+    /// # Errors
+    /// Database failures.
+    pub async fn drain(&self) -> Result<usize, StoreError> {
+        let mut total = 0;
+        loop {
+            let n = self.process_due().await?;
+            if n == 0 {
+                return Ok(total);
+            }
+            total += n;
+        }
+    }
+
+    /// Runs until `shutdown`; attempts in flight finish and are recorded first.
+    pub async fn run(self, shutdown: CancellationToken) {
+        let Some(registration) =
+            register(&self.store, WorkerKind::Webhooks, &self.holder, &shutdown).await
+        else {
+            return;
+        };
+        let wake = Arc::new(Notify::new());
+        let upkeep_stop = CancellationToken::new();
+        let upkeep = tokio::spawn(upkeep(
+            self.store.clone(),
+            WorkerKind::Webhooks,
+            self.holder.clone(),
+            self.settings.lease,
+            registration,
+            wake.clone(),
+            upkeep_stop.clone(),
+        ));
+        tracing::info!(
+            concurrency = self.settings.concurrency,
+            "webhook dispatcher started"
+        );
+        while !shutdown.is_cancelled() {
+            let notified = wake.notified();
+            match self.process_due().await {
+                Ok(n) if n > 0 => continue,
+                Ok(_) => {}
+                Err(err) => tracing::error!(error = %err, "leasing webhook events failed"),
+            }
+            // Idle: the backlog (scheduled retries) for the queue-depth gauge.
+            if let Ok(backlog) = self.store.webhook_backlog().await {
+                #[allow(clippy::cast_precision_loss)] // a gauge
+                metrics::gauge!("missive_webhook_queue_depth").set(backlog as f64);
+            }
+            let sleep = match self.store.next_webhook_due().await {
+                Ok(Some(at)) => (at - OffsetDateTime::now_utc())
+                    .try_into()
+                    .unwrap_or(Duration::ZERO)
+                    .min(self.settings.poll_interval),
+                _ => self.settings.poll_interval,
+            };
+            tokio::select! {
+                () = notified => {}
+                () = tokio::time::sleep(sleep.max(Duration::from_millis(10))) => {}
+                () = shutdown.cancelled() => {}
+            }
+        }
+        upkeep_stop.cancel();
+        if let Ok(registration) = upkeep.await
+            && let Err(err) = registration.release().await
+        {
+            tracing::warn!(error = %err, "could not end the dispatcher's registration; it will be reaped");
+        }
+        tracing::info!("webhook dispatcher stopped");
+    }
+}
