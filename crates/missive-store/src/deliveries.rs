@@ -17,6 +17,7 @@ use sqlx::FromRow;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+use crate::outbox::report_events;
 use crate::{Store, StoreError};
 
 /// A delivery a worker now holds.
@@ -180,7 +181,7 @@ impl Store {
         let next: Vec<Option<OffsetDateTime>> = results.iter().map(|r| r.next_attempt_at).collect();
         let codes: Vec<Option<i32>> = results.iter().map(|r| r.smtp_code.map(i32::from)).collect();
         let responses: Vec<&str> = results.iter().map(|r| r.smtp_response.as_str()).collect();
-        let updated: i64 = sqlx::query_scalar(
+        let updated: i64 = sqlx::query_scalar(concat!(
             "WITH r AS (
                  SELECT * FROM UNNEST($1::uuid[], $2::uuid[], $3::uuid[], $4::uuid[], $5::text[],
                                       $6::timestamptz[], $7::int[], $8::text[], $9::text[])
@@ -200,16 +201,10 @@ impl Store {
                  INSERT INTO email_events (tenant_id, email_id, delivery_id, type, recipient, smtp_code, smtp_response)
                  SELECT tenant_id, email_id, id, event, recipient, code, response FROM updated
                  RETURNING tenant_id, email_id, id, type
-             ), hooks AS (
-                 INSERT INTO webhook_events (tenant_id, webhook_id, type, email_id, email_event_id)
-                 SELECT ev.tenant_id, w.id, m.hook, ev.email_id, ev.id
-                 FROM ev
-                 JOIN UNNEST($11::text[], $12::text[]) AS m(kind, hook) ON m.kind = ev.type
-                 JOIN webhooks w ON w.tenant_id = ev.tenant_id AND w.status = 'enabled'
-                                AND m.hook = ANY (w.events)
-             )
-             SELECT count(*) FROM ev",
-        )
+             ), ",
+            report_events!("$11", "$12"),
+            " SELECT count(*) FROM ev"
+        ))
         .bind(&tenants)
         .bind(&emails)
         .bind(&ids)

@@ -13,6 +13,7 @@ use sqlx::{FromRow, PgConnection};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+use crate::outbox::report_events;
 use crate::{Store, StoreError};
 
 /// An email ready to store: everything validated and rendered by the accept path.
@@ -226,7 +227,7 @@ pub(crate) async fn insert_rows(
             d_events.push(event);
         }
     }
-    sqlx::query(
+    sqlx::query(concat!(
         "WITH e AS (
              INSERT INTO emails (tenant_id, id, message_id, from_address, envelope_from, smtputf8,
                                  reply_to, subject, html, text, tags, mime, scheduled_at)
@@ -249,16 +250,10 @@ pub(crate) async fn insert_rows(
              INSERT INTO email_events (tenant_id, email_id, delivery_id, type, recipient)
              SELECT tenant_id, email_id, id, event, recipient FROM r
              RETURNING tenant_id, email_id, id, type
-         ), hooks AS (
-             INSERT INTO webhook_events (tenant_id, webhook_id, type, email_id, email_event_id)
-             SELECT ev.tenant_id, w.id, m.hook, ev.email_id, ev.id
-             FROM ev
-             JOIN UNNEST($21::text[], $22::text[]) AS m(kind, hook) ON m.kind = ev.type
-             JOIN webhooks w ON w.tenant_id = ev.tenant_id AND w.status = 'enabled'
-                            AND m.hook = ANY (w.events)
-         )
-         SELECT count(*) FROM ev",
-    )
+         ), ",
+        report_events!("$21", "$22"),
+        " SELECT count(*) FROM ev"
+    ))
     .bind(&tenants)
     .bind(&ids)
     .bind(&message_ids)
@@ -466,22 +461,16 @@ impl Store {
             ));
         }
         let (ids, recipients): (Vec<Uuid>, Vec<String>) = canceled.into_iter().unzip();
-        sqlx::query(
+        sqlx::query(concat!(
             "WITH ev AS (
                  INSERT INTO email_events (tenant_id, email_id, delivery_id, type, recipient)
                  SELECT $1, $2, r.id, $5, r.recipient
                  FROM UNNEST($3::uuid[], $4::text[]) AS r(id, recipient)
                  RETURNING tenant_id, email_id, id, type
-             ), hooks AS (
-                 INSERT INTO webhook_events (tenant_id, webhook_id, type, email_id, email_event_id)
-                 SELECT ev.tenant_id, w.id, m.hook, ev.email_id, ev.id
-                 FROM ev
-                 JOIN UNNEST($6::text[], $7::text[]) AS m(kind, hook) ON m.kind = ev.type
-                 JOIN webhooks w ON w.tenant_id = ev.tenant_id AND w.status = 'enabled'
-                                AND m.hook = ANY (w.events)
-             )
-             SELECT count(*) FROM ev",
-        )
+             ), ",
+            report_events!("$6", "$7"),
+            " SELECT count(*) FROM ev"
+        ))
         .bind(tenant_id.as_uuid())
         .bind(email_id)
         .bind(&ids)

@@ -13,6 +13,26 @@ use missive_core::TenantId;
 
 use crate::{Store, StoreError};
 
+/// The CTE that reports the events just written (a CTE `ev` returning `tenant_id, email_id,
+/// id, type`) to the tenant's enabled endpoints subscribed to their types; `$kinds` and `$hooks`
+/// are the parameters bound to [`KINDS`] and [`HOOKS`].
+macro_rules! report_events {
+    ($kinds:literal, $hooks:literal) => {
+        concat!(
+            "hooks AS (
+                 INSERT INTO webhook_events (tenant_id, webhook_id, type, email_id, email_event_id)
+                 SELECT ev.tenant_id, w.id, m.hook, ev.email_id, ev.id
+                 FROM ev
+                 JOIN UNNEST(", $kinds, "::text[], ", $hooks, "::text[]) AS m(kind, hook)
+                   ON m.kind = ev.type
+                 JOIN webhooks w ON w.tenant_id = ev.tenant_id AND w.status = 'enabled'
+                                AND m.hook = ANY (w.events)
+             )"
+        )
+    };
+}
+pub(crate) use report_events;
+
 /// Each reported log event's name, paired index by index with [`HOOKS`]: the statements that
 /// write events join on these arrays, so the mapping lives in core alone.
 pub(crate) static KINDS: LazyLock<Vec<&'static str>> = LazyLock::new(|| pairs().0);
