@@ -156,6 +156,12 @@ pub fn http_client() -> reqwest::Client {
         .expect("http client")
 }
 
+/// The `MISSIVE_SECRET_KEY` of every test app (so a `missive serve` started by a test opens what
+/// the test app sealed).
+pub const TEST_SECRET_KEY: [u8; 32] = [0x5e; 32];
+/// [`TEST_SECRET_KEY`] as the environment gives it.
+pub const TEST_SECRET_KEY_BASE64: &str = "Xl5eXl5eXl5eXl5eXl5eXl5eXl5eXl5eXl5eXl5eXl4=";
+
 /// Once per test process: the TLS provider every client and server here uses.
 pub fn init_process() {
     static ONCE: Once = Once::new();
@@ -196,7 +202,7 @@ impl TestApp {
         config.smtp.addr = "127.0.0.1:0".parse().expect("address");
         config.smtp.smtps_addr = "127.0.0.1:0".parse().expect("address");
         config.secrets.admin_key = Some(SecretString::from(ADMIN_KEY));
-        config.secrets.secret_key = Some(secrecy::SecretBox::new(Box::new([0x5e; 32])));
+        config.secrets.secret_key = Some(secrecy::SecretBox::new(Box::new(TEST_SECRET_KEY)));
         config.shutdown.timeout_secs = std::time::Duration::from_secs(5);
         // The test cluster runs with fsync=off for speed; nothing in it outlives the run.
         config.database.allow_unsafe_commits = true;

@@ -16,7 +16,10 @@ pub mod sink;
 pub mod smtp_client;
 
 pub use db::{TestDb, pg_bin, workspace_root};
-pub use http::{Auth, CreatedTenant, Response, TestApp, http_client, init_process};
+pub use http::{
+    Auth, CreatedTenant, Response, TEST_SECRET_KEY, TEST_SECRET_KEY_BASE64, TestApp, http_client,
+    init_process,
+};
 pub use python::{run_python_script, run_python_with_input, run_resend_script, test_python};
 pub use receiver::{Hit, Receiver, Reply};
 pub use sink::{Received, SinkOptions, SmtpSink};

@@ -3,6 +3,8 @@
 //! `250 ... Queued as`) must reach the relay within 15 s of the last restart, none lost, with at
 //! most 1% sent twice (the sends in flight when it died). One run also cuts the worker's database
 //! connections in between. Run alone: `scripts/test.sh crash -- --no-capture` prints the figures.
+//! And the webhook dispatcher: killed while its posts hang, its events are posted by the
+//! restarted process within seconds.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -12,7 +14,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use missive_tests::{Auth, SmtpSink, TestApp, missive_bin};
+use missive_tests::{Auth, Receiver, Reply, SmtpSink, TestApp, missive_bin};
 use serde_json::json;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
@@ -70,6 +72,10 @@ impl Server {
             .env("MISSIVE_SMTPS_ADDR", self.smtps.to_string())
             // The test cluster runs with fsync=off; Postgres itself is never killed here.
             .env("MISSIVE_ALLOW_UNSAFE_COMMITS", "true")
+            // The suite's key, so endpoints the test app made open here too; endpoints on
+            // loopback (the test's receiver).
+            .env("MISSIVE_SECRET_KEY", missive_tests::TEST_SECRET_KEY_BASE64)
+            .env("MISSIVE_WEBHOOK_ALLOW_PRIVATE", "true")
             .env("MISSIVE_LOG", "warn,missive::delivery=info")
             .stdout(Stdio::null())
             .stderr(log)
@@ -340,4 +346,80 @@ async fn rest_load_survives_three_kills_and_a_cut_worker_connection() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn smtp_load_survives_three_kills() {
     survive_three_kills(Load::Smtp).await;
+}
+
+#[tokio::test]
+async fn a_killed_dispatchers_events_are_posted_soon_after_the_restart() {
+    let app = TestApp::spawn().await;
+    let tenant = app.create_tenant("Acme").await;
+    let receiver = Receiver::start().await;
+    // The first posts hang, so the dispatcher dies holding their leases (300 s by default).
+    receiver.script(std::iter::repeat_n(
+        Reply::Stall(Duration::from_secs(60)),
+        4,
+    ));
+    let mut server = Server::new(&app);
+    server.spawn();
+    server.ready().await;
+    let client = missive_tests::http_client();
+    let base = format!("http://{}", server.http);
+    let created = client
+        .post(format!("{base}/v1/webhooks"))
+        .bearer_auth(&tenant.key)
+        .json(&json!({"endpoint": receiver.url("/hook"), "events": ["email.sent"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 200);
+    for n in 0..20 {
+        let sent = client
+            .post(format!("{base}/v1/emails"))
+            .bearer_auth(&tenant.key)
+            .json(&json!({"from": "a@acme.test", "to": format!("r{n}@x.test"), "subject": "s", "text": "t"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(sent.status(), 200);
+    }
+    let started = Instant::now();
+    while receiver.hits().len() < 4 {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "the dispatcher never posted"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    server.kill();
+    server.spawn();
+    let restarted = Instant::now();
+    server.ready().await;
+    let pending = || async {
+        sqlx::query_scalar::<_, i64>(
+            "SELECT count(*) FROM webhook_events WHERE status <> 'success'",
+        )
+        .fetch_one(app.store().pool())
+        .await
+        .unwrap()
+    };
+    while pending().await > 0 {
+        assert!(
+            restarted.elapsed() < Duration::from_secs(15),
+            "events still unsent 15 s after the restart"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let posted: std::collections::HashSet<String> = receiver
+        .hits()
+        .iter()
+        .filter_map(|h| h.header("svix-id").map(ToOwned::to_owned))
+        .collect();
+    assert_eq!(
+        posted.len(),
+        20,
+        "every event posted, each under its one id"
+    );
+    eprintln!(
+        "dispatcher killed with 4 posts in flight: every event posted {:.1} s after the restart",
+        restarted.elapsed().as_secs_f64()
+    );
 }
