@@ -27,10 +27,17 @@ pub enum Channel {
     /// A tenant's template changed (`templates_notify`, the tenant id as payload): compiled
     /// templates of that tenant are dropped.
     Templates,
+    /// Webhook outbox rows were written (`webhook_events_notify`): dispatchers look for due rows.
+    Webhooks,
 }
 
 impl Channel {
-    pub const ALL: [Self; 3] = [Self::Deliveries, Self::Accounts, Self::Templates];
+    pub const ALL: [Self; 4] = [
+        Self::Deliveries,
+        Self::Accounts,
+        Self::Templates,
+        Self::Webhooks,
+    ];
 
     /// The name the triggers' functions pass to `pg_notify`.
     #[must_use]
@@ -39,6 +46,7 @@ impl Channel {
             Self::Deliveries => "missive_deliveries",
             Self::Accounts => "missive_api_keys",
             Self::Templates => "missive_templates",
+            Self::Webhooks => "missive_webhooks",
         }
     }
 }

@@ -298,7 +298,7 @@ async fn statuses_and_event_kinds_in_the_schema_are_the_core_models() {
 async fn every_listen_channel_is_what_the_triggers_notify() {
     use missive_store::listen::{Channel, ListenEvent, listen};
     use tokio::sync::mpsc;
-    let app = TestApp::spawn().await;
+    let app = TestApp::spawn_with(|c| c.webhooks.allow_private = true).await;
     // Every pg_notify in a trigger function names one of our channels, and each is used.
     let notified: Vec<String> = sqlx::query_scalar(
         r"SELECT DISTINCT substring(p.prosrc from 'pg_notify\(''([a-z_]+)''')
@@ -353,6 +353,19 @@ async fn every_listen_channel_is_what_the_triggers_notify() {
     )
     .await
     .expect(200);
+    // An endpoint, then an email it is told about, for the webhooks channel.
+    app.post(
+        "/v1/webhooks",
+        Auth::Key(&tenant.key),
+        &json!({ "endpoint": "http://127.0.0.1:9/hook", "events": ["email.sent"] }),
+    )
+    .await
+    .expect(200);
+    app.send_email(
+        &tenant.key,
+        &json!({ "from": "a@acme.test", "to": "q@x.test", "subject": "s", "text": "t" }),
+    )
+    .await;
     for (channel, received) in Channel::ALL.iter().zip(&mut heard) {
         let event = tokio::time::timeout(std::time::Duration::from_secs(5), received.recv()).await;
         let Some(ListenEvent::Notified(payload)) = event.unwrap() else {

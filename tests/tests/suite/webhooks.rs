@@ -821,3 +821,57 @@ async fn events_their_attempts_replay_and_test_events_through_the_api() {
             .expect_error(404, "not_found");
     }
 }
+
+#[tokio::test]
+async fn deliveries_during_a_rotation_verify_with_the_old_and_the_new_secret() {
+    let app = TestApp::spawn_with(|c| c.webhooks.allow_private = true).await;
+    let receiver = Receiver::start().await;
+    let (tenant, old) = subscribed(&app, &receiver).await;
+    let key = tenant.key.as_str();
+    let webhook = app.get("/v1/webhooks", Auth::Key(key)).await.expect(200)["data"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let rotated = app
+        .post(
+            &format!("/v1/webhooks/{webhook}/signing-secret/rotate"),
+            Auth::Key(key),
+            &json!({}),
+        )
+        .await;
+    let new = rotated.expect(200)["signing_secret"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let email =
+        |to: &str| json!({"from": "a@acme.test", "to": to, "subject": "Hi", "text": "hello"});
+    app.send_email(key, &email("b@x.test")).await;
+    app.expect_unsent_mail();
+    assert_eq!(app.dispatcher.drain().await.unwrap(), 1);
+    let during = receiver.hits();
+    assert_eq!(
+        during[0]
+            .header("svix-signature")
+            .unwrap()
+            .split(' ')
+            .count(),
+        2
+    );
+    verify_all(&during, &old).await;
+    verify_all(&during, &new).await;
+    // Once the overlap is over, only the new secret signs.
+    app.execute_sql("UPDATE webhooks SET previous_secret_expires_at = now() - interval '1 second'")
+        .await;
+    app.send_email(key, &email("c@x.test")).await;
+    assert_eq!(app.dispatcher.drain().await.unwrap(), 1);
+    let after = receiver.hits()[1..].to_vec();
+    assert_eq!(
+        after[0]
+            .header("svix-signature")
+            .unwrap()
+            .split(' ')
+            .count(),
+        1
+    );
+    verify_all(&after, &new).await;
+}

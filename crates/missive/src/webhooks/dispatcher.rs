@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use missive_core::TenantId;
 use missive_core::webhook::{message_id, signature_header};
+use missive_store::listen::{Channel, ListenEvent, listen};
 use missive_store::workers::WorkerKind;
 use missive_store::{LeasedWebhookEvent, SealedSecret, Store, StoreError, WebhookAttemptResult};
 use serde::Serialize;
@@ -311,6 +312,18 @@ impl Dispatcher {
             registration,
             wake.clone(),
             upkeep_stop.clone(),
+        ));
+        let woken = wake.clone();
+        tokio::spawn(listen(
+            self.store.clone(),
+            Channel::Webhooks,
+            shutdown.clone(),
+            move |event| {
+                // After a reconnect, rows written meanwhile sent no notification we heard.
+                if event != ListenEvent::Disconnected {
+                    woken.notify_one();
+                }
+            },
         ));
         tracing::info!(
             concurrency = self.settings.concurrency,
