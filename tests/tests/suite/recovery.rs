@@ -165,6 +165,23 @@ async fn a_running_worker_whose_connections_are_cut_reconnects_and_finishes() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    // A result whose write was cut with the connection is not lost: the old registration's
+    // leases, once reaped, are sent again (a duplicate, by design) and recorded.
+    loop {
+        let unsettled: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM deliveries WHERE status <> 'delivered'")
+                .fetch_one(app.store().pool())
+                .await
+                .unwrap();
+        if unsettled == 0 {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "{unsettled} deliveries not recorded as delivered"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     stop.cancel();
     running.await.unwrap();
     assert!(

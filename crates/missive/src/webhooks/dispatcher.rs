@@ -16,7 +16,7 @@ use missive_store::{LeasedWebhookEvent, SealedSecret, Store, StoreError, Webhook
 use serde::Serialize;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
-use tokio::sync::Notify;
+use tokio::sync::{Notify, Semaphore};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -252,28 +252,35 @@ impl Dispatcher {
             .map_err(|e| e.to_string())
     }
 
-    /// Leases what is due and attempts it all; returns how many rows it attempted.
-    async fn process_due(&self) -> Result<usize, StoreError> {
-        let leased = self
-            .store
+    /// Leases up to `limit` due rows.
+    async fn lease(&self, limit: usize) -> Result<Vec<LeasedWebhookEvent>, StoreError> {
+        self.store
             .lease_webhook_events(
-                i64::try_from(self.settings.concurrency.max(1)).unwrap_or(1),
+                i64::try_from(limit.max(1)).unwrap_or(1),
                 i64::try_from(self.settings.per_endpoint.max(1)).unwrap_or(1),
                 self.settings.lease,
                 self.holder.get(),
             )
-            .await?;
+            .await
+    }
+
+    /// Attempts one leased row and records the attempt.
+    async fn attempt_and_record(&self, event: LeasedWebhookEvent) {
+        let result = self.attempt(event).await;
+        if let Err(err) = self.store.record_webhook_attempt(&result).await {
+            // The lease runs out and the row is tried again: a duplicate beats a loss.
+            tracing::error!(error = %err, event_id = %result.event_id, "could not record a webhook attempt");
+        }
+    }
+
+    /// Leases what is due and attempts it all; returns how many rows it attempted.
+    async fn process_due(&self) -> Result<usize, StoreError> {
+        let leased = self.lease(self.settings.concurrency).await?;
         let n = leased.len();
         let mut attempts = JoinSet::new();
         for event in leased {
             let dispatcher = self.clone();
-            attempts.spawn(async move {
-                let result = dispatcher.attempt(event).await;
-                if let Err(err) = dispatcher.store.record_webhook_attempt(&result).await {
-                    // The lease runs out and the row is tried again: a duplicate beats a loss.
-                    tracing::error!(error = %err, event_id = %result.event_id, "could not record a webhook attempt");
-                }
-            });
+            attempts.spawn(async move { dispatcher.attempt_and_record(event).await });
         }
         while attempts.join_next().await.is_some() {}
         Ok(n)
@@ -329,20 +336,53 @@ impl Dispatcher {
             concurrency = self.settings.concurrency,
             "webhook dispatcher started"
         );
+        // A pipeline: each post holds a slot while it runs, and rows are leased as soon as a slot
+        // is free, so a slow endpoint (capped at its share by the lease) never holds up others.
+        let concurrency = self.settings.concurrency.max(1);
+        let slots = Arc::new(Semaphore::new(concurrency));
         while !shutdown.is_cancelled() {
+            // Register interest before looking, so a notification between the two is not lost.
             let notified = wake.notified();
-            match self.process_due().await {
-                Ok(n) if n > 0 => continue,
-                Ok(_) => {}
-                Err(err) => tracing::error!(error = %err, "leasing webhook events failed"),
+            let free = slots.available_permits();
+            if free == 0 {
+                tokio::select! {
+                    permit = slots.acquire() => drop(permit),
+                    () = shutdown.cancelled() => {}
+                }
+                continue;
+            }
+            let leased = match self.lease(free).await {
+                Ok(leased) => leased,
+                Err(err) => {
+                    tracing::error!(error = %err, "leasing webhook events failed");
+                    Vec::new()
+                }
+            };
+            if !leased.is_empty() {
+                for event in leased {
+                    let Ok(permit) = slots.clone().acquire_owned().await else {
+                        break;
+                    };
+                    let dispatcher = self.clone();
+                    let done = wake.clone();
+                    tokio::spawn(async move {
+                        dispatcher.attempt_and_record(event).await;
+                        drop(permit);
+                        // Its endpoint has a slot again.
+                        done.notify_one();
+                    });
+                }
+                continue;
             }
             // Idle: the backlog (scheduled retries) for the queue-depth gauge.
             if let Ok(backlog) = self.store.webhook_backlog().await {
                 #[allow(clippy::cast_precision_loss)] // a gauge
                 metrics::gauge!("missive_webhook_queue_depth").set(backlog as f64);
             }
+            // Nothing leased: what is due is waiting for its endpoint's slots, and a finished
+            // post wakes this loop; otherwise sleep until the next row falls due.
             let sleep = match self.store.next_webhook_due().await {
-                Ok(Some(at)) => (at - OffsetDateTime::now_utc())
+                Ok(Some(at)) if at > OffsetDateTime::now_utc() => (at - OffsetDateTime::now_utc())
                     .try_into()
                     .unwrap_or(Duration::ZERO)
                     .min(self.settings.poll_interval),
@@ -354,6 +394,10 @@ impl Dispatcher {
                 () = shutdown.cancelled() => {}
             }
         }
+        // Every slot back means every post finished and its attempt was recorded.
+        let _ = slots
+            .acquire_many(u32::try_from(concurrency).unwrap_or(u32::MAX))
+            .await;
         upkeep_stop.cancel();
         if let Ok(registration) = upkeep.await
             && let Err(err) = registration.release().await
