@@ -6,6 +6,7 @@ use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
 use missive_store::Store;
+use missive_store::listen::{Channel, ListenEvent, listen};
 use missive_store::workers::{Registration, WorkerKind};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -38,7 +39,7 @@ impl Holder {
 }
 
 /// Registers a worker of `kind`, trying again every few seconds until it works or `shutdown`.
-pub async fn register(
+async fn register(
     store: &Store,
     kind: WorkerKind,
     holder: &Holder,
@@ -67,7 +68,7 @@ pub async fn register(
 /// Keeps the registration alive (registering anew when its connection was lost: the old id's
 /// leases are then reaped like any dead worker's), takes over dead workers' leases (waking
 /// `wake`) and renews this worker's own, until `stop`; hands the registration back for release.
-pub async fn upkeep(
+async fn upkeep(
     store: Store,
     kind: WorkerKind,
     holder: Holder,
@@ -118,6 +119,68 @@ pub async fn upkeep(
                 Ok(_) => renewed = tokio::time::Instant::now(),
                 Err(err) => tracing::warn!(error = %err, "renewing leases failed"),
             }
+        }
+    }
+}
+
+/// A running, registered worker's scaffolding: its upkeep task, and `wake`, notified when its
+/// channel reports new rows (or a reconnect, after which rows may have come unheard) and when
+/// dead workers' leases are taken over.
+#[derive(Debug)]
+pub struct Registered {
+    pub wake: Arc<Notify>,
+    upkeep: tokio::task::JoinHandle<Registration>,
+    upkeep_stop: CancellationToken,
+}
+
+impl Registered {
+    /// Registers (retrying until `shutdown`), starts the upkeep and listens on `channel`.
+    pub async fn start(
+        store: &Store,
+        kind: WorkerKind,
+        holder: &Holder,
+        lease: Duration,
+        channel: Channel,
+        shutdown: &CancellationToken,
+    ) -> Option<Self> {
+        let registration = register(store, kind, holder, shutdown).await?;
+        let wake = Arc::new(Notify::new());
+        let upkeep_stop = CancellationToken::new();
+        let upkeep = tokio::spawn(upkeep(
+            store.clone(),
+            kind,
+            holder.clone(),
+            lease,
+            registration,
+            wake.clone(),
+            upkeep_stop.clone(),
+        ));
+        let woken = wake.clone();
+        tokio::spawn(listen(
+            store.clone(),
+            channel,
+            shutdown.clone(),
+            move |event| {
+                if event != ListenEvent::Disconnected {
+                    woken.notify_one();
+                }
+            },
+        ));
+        Some(Self {
+            wake,
+            upkeep,
+            upkeep_stop,
+        })
+    }
+
+    /// Ends the registration in order. Call only once every result is recorded: until then the
+    /// worker's leases must not look abandoned.
+    pub async fn finish(self) {
+        self.upkeep_stop.cancel();
+        if let Ok(registration) = self.upkeep.await
+            && let Err(err) = registration.release().await
+        {
+            tracing::warn!(error = %err, "could not end the worker's registration; it will be reaped");
         }
     }
 }

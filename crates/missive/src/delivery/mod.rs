@@ -20,18 +20,18 @@ use std::time::Duration;
 use missive_core::outcome::{Outcome, classify};
 use missive_core::retry::{RetryDecision, RetryPolicy};
 use missive_core::{DeliveryStatus, Route, TenantId};
-use missive_store::listen::{Channel, ListenEvent, listen};
+use missive_store::listen::Channel;
 use missive_store::workers::WorkerKind;
 use missive_store::{DeliveryResult, LeasedDelivery, OutgoingMessage, Store, StoreError};
 use time::OffsetDateTime;
-use tokio::sync::{Notify, Semaphore, mpsc};
+use tokio::sync::{Semaphore, mpsc};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 pub use self::routes::{Routes, Transport, TransportError, TransportSettings};
 use self::smtp::RecipientReply;
-use crate::registration::{Holder, register, upkeep};
+use crate::registration::{Holder, Registered};
 
 /// Tuning for the worker.
 #[derive(Clone, Copy, Debug)]
@@ -234,34 +234,19 @@ impl DeliveryWorker {
     /// the next one waits for [`GATHER`] to pass: a steady trickle then goes out in batches
     /// rather than a lease per commit; a backlog is leased back to back.
     pub async fn run(self, shutdown: CancellationToken) {
-        let Some(registration) =
-            register(&self.store, WorkerKind::Delivery, &self.holder, &shutdown).await
+        let Some(registered) = Registered::start(
+            &self.store,
+            WorkerKind::Delivery,
+            &self.holder,
+            self.settings.lease,
+            Channel::Deliveries,
+            &shutdown,
+        )
+        .await
         else {
             return;
         };
-        let wake = Arc::new(Notify::new());
-        let upkeep_stop = CancellationToken::new();
-        let upkeep = tokio::spawn(upkeep(
-            self.store.clone(),
-            WorkerKind::Delivery,
-            self.holder.clone(),
-            self.settings.lease,
-            registration,
-            wake.clone(),
-            upkeep_stop.clone(),
-        ));
-        let woken = wake.clone();
-        tokio::spawn(listen(
-            self.store.clone(),
-            Channel::Deliveries,
-            shutdown.clone(),
-            move |event| {
-                // After a reconnect, rows queued meanwhile sent no notification we heard.
-                if event != ListenEvent::Disconnected {
-                    woken.notify_one();
-                }
-            },
-        ));
+        let wake = registered.wake.clone();
         let concurrency = self.settings.concurrency.max(1);
         tracing::info!(concurrency, "delivery worker started");
         let slots = Arc::new(Semaphore::new(concurrency));
@@ -336,12 +321,7 @@ impl DeliveryWorker {
         let _ = recorder.await;
         // Only now: until its results are recorded, a registered worker's leases must not look
         // abandoned.
-        upkeep_stop.cancel();
-        if let Ok(registration) = upkeep.await
-            && let Err(err) = registration.release().await
-        {
-            tracing::warn!(error = %err, "could not end the worker's registration; it will be reaped");
-        }
+        registered.finish().await;
         tracing::info!("delivery worker stopped");
     }
 }

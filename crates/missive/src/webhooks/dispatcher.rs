@@ -10,20 +10,20 @@ use std::time::Duration;
 
 use missive_core::TenantId;
 use missive_core::webhook::{message_id, signature_header};
-use missive_store::listen::{Channel, ListenEvent, listen};
+use missive_store::listen::Channel;
 use missive_store::workers::WorkerKind;
 use missive_store::{LeasedWebhookEvent, SealedSecret, Store, StoreError, WebhookAttemptResult};
 use serde::Serialize;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
-use tokio::sync::{Notify, Semaphore};
+use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use super::Webhooks;
 use super::client::{Signed, WebhookClient};
-use crate::registration::{Holder, register, upkeep};
+use crate::registration::{Holder, Registered};
 
 /// How the dispatcher works.
 #[derive(Clone, Debug)]
@@ -304,34 +304,19 @@ impl Dispatcher {
 
     /// Runs until `shutdown`; attempts in flight finish and are recorded first.
     pub async fn run(self, shutdown: CancellationToken) {
-        let Some(registration) =
-            register(&self.store, WorkerKind::Webhooks, &self.holder, &shutdown).await
+        let Some(registered) = Registered::start(
+            &self.store,
+            WorkerKind::Webhooks,
+            &self.holder,
+            self.settings.lease,
+            Channel::Webhooks,
+            &shutdown,
+        )
+        .await
         else {
             return;
         };
-        let wake = Arc::new(Notify::new());
-        let upkeep_stop = CancellationToken::new();
-        let upkeep = tokio::spawn(upkeep(
-            self.store.clone(),
-            WorkerKind::Webhooks,
-            self.holder.clone(),
-            self.settings.lease,
-            registration,
-            wake.clone(),
-            upkeep_stop.clone(),
-        ));
-        let woken = wake.clone();
-        tokio::spawn(listen(
-            self.store.clone(),
-            Channel::Webhooks,
-            shutdown.clone(),
-            move |event| {
-                // After a reconnect, rows written meanwhile sent no notification we heard.
-                if event != ListenEvent::Disconnected {
-                    woken.notify_one();
-                }
-            },
-        ));
+        let wake = registered.wake.clone();
         tracing::info!(
             concurrency = self.settings.concurrency,
             "webhook dispatcher started"
@@ -398,12 +383,7 @@ impl Dispatcher {
         let _ = slots
             .acquire_many(u32::try_from(concurrency).unwrap_or(u32::MAX))
             .await;
-        upkeep_stop.cancel();
-        if let Ok(registration) = upkeep.await
-            && let Err(err) = registration.release().await
-        {
-            tracing::warn!(error = %err, "could not end the dispatcher's registration; it will be reaped");
-        }
+        registered.finish().await;
         tracing::info!("webhook dispatcher stopped");
     }
 }
