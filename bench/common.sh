@@ -39,7 +39,8 @@ admin_key=$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')
 export MISSIVE_DATABASE_URL="$db_url" MISSIVE_ADMIN_KEY="$admin_key" MISSIVE_LOG=warn \
   MISSIVE_HTTP_ADDR="127.0.0.1:$http_port" MISSIVE_SMTP_ADDR="127.0.0.1:$smtp_port" \
   MISSIVE_SMTPS_ADDR="127.0.0.1:$(free_port)" MISSIVE_RELAY_URL="smtp://127.0.0.1:$sink_port?tls=none" \
-  MISSIVE_DB_MAX_CONNECTIONS="${BENCH_DB_CONNECTIONS:-48}" MISSIVE_RELAY_MAX_CONNECTIONS=16
+  MISSIVE_DB_MAX_CONNECTIONS="${BENCH_DB_CONNECTIONS:-48}" MISSIVE_RELAY_MAX_CONNECTIONS=16 \
+  MISSIVE_SECRET_KEY="$(head -c 32 /dev/urandom | base64)" MISSIVE_WEBHOOK_ALLOW_PRIVATE=true
 base="http://127.0.0.1:$http_port"
 
 # start_missive LOG ROLE...: starts `missive serve` with those roles, sets missive_pid, and waits
@@ -61,6 +62,36 @@ create_key() {
   curl -fs -X POST "$base/v1/tenants" -H "Authorization: Bearer $admin_key" \
     -H 'Content-Type: application/json' -d "{\"name\":\"bench-$(date +%s%N)\"}" \
     | python3 -c 'import json,sys; print(json.load(sys.stdin)["api_key"]["token"])'
+}
+
+# subscribe_receiver KEY: the key's tenant gets one endpoint subscribed to every event type, and a
+# `missive-loadgen receiver` behind it that verifies each post with the endpoint's secret; sets
+# receiver_pid and receiver_count (its `<verified> <rejected>` file).
+ALL_EVENTS='["email.sent","email.scheduled","email.delivered","email.delivery_delayed","email.bounced","email.failed","email.suppressed","email.canceled"]'
+subscribe_receiver() {
+  local port secret
+  port=$(free_port)
+  receiver_count="$run_dir/receiver-$port.count"
+  secret=$(curl -fs -X POST "$base/v1/webhooks" -H "Authorization: Bearer $1" \
+    -H 'Content-Type: application/json' \
+    -d "{\"endpoint\":\"http://127.0.0.1:$port/hook\",\"events\":$ALL_EVENTS}" \
+    | python3 -c 'import json,sys; print(json.load(sys.stdin)["signing_secret"])')
+  "$loadgen" receiver --port "$port" --count-file "$receiver_count" --secret "$secret" &
+  receiver_pid=$!
+  pids+=($receiver_pid)
+}
+
+# received [verified|rejected]: the receiver's count (verified by default).
+received() {
+  local line
+  line=$(cat "$receiver_count" 2>/dev/null || echo "0 0")
+  if [ "${1:-verified}" = rejected ]; then echo "${line#* }"; else echo "${line%% *}"; fi
+}
+
+# wait_for_receiver N: until the receiver has verified N posts, or ten minutes.
+wait_for_receiver() {
+  local deadline=$(( $(date +%s) + 600 ))
+  while [ "$(received)" -lt "$1" ] && [ "$(date +%s)" -lt "$deadline" ]; do sleep 0.05; done
 }
 
 # How many recipients the sink has received.

@@ -5,6 +5,8 @@
 //! - `latency`: posts at a fixed rate for a fixed time (open loop, so a slow server cannot slow
 //!   the arrivals down); prints latency percentiles as JSON.
 //! - `sink`: a minimal, fast SMTP sink that counts messages into a file, for end-to-end timing.
+//! - `receiver`: a webhook endpoint that checks every post's signature (both header sets) and
+//!   counts the good and the bad ones into a file.
 //! - `template`: prints the definition of a template that renders exactly the body `accept`
 //!   sends directly, so `accept --template` measures what rendering costs and nothing else.
 
@@ -18,7 +20,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
 use clap::{Parser, Subcommand};
+use missive_core::webhook::{SigningSecret, verify};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
 #[derive(Debug, Parser)]
@@ -65,6 +70,16 @@ enum Command {
         port: u16,
         #[arg(long)]
         count_file: PathBuf,
+    },
+    /// Webhook endpoint: writes `<verified> <rejected>` posts into `count_file`.
+    Receiver {
+        #[arg(long)]
+        port: u16,
+        #[arg(long)]
+        count_file: PathBuf,
+        /// The endpoint's signing secret (`whsec_...`).
+        #[arg(long)]
+        secret: String,
     },
 }
 
@@ -220,25 +235,34 @@ async fn latency(url: String, key: String, rate: u64, seconds: u64) -> anyhow::R
     Ok(())
 }
 
+/// Writes `counters` (space separated) into `file` every 50 ms, replacing it whole so a reader
+/// never sees half a line.
+fn publish(counters: Vec<Arc<AtomicU64>>, file: PathBuf) {
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            let line = counters
+                .iter()
+                .map(|c| c.load(Ordering::Relaxed).to_string())
+                .collect::<Vec<_>>()
+                .join(" ");
+            let tmp = file.with_extension("tmp");
+            if std::fs::File::create(&tmp)
+                .and_then(|mut f| writeln!(f, "{line}"))
+                .is_ok()
+            {
+                drop(std::fs::rename(&tmp, &file));
+            }
+        }
+    });
+}
+
 async fn sink(port: u16, count_file: PathBuf) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
         .await
         .context("bind the sink")?;
     let count = Arc::new(AtomicU64::new(0));
-    let writer = count.clone();
-    tokio::spawn(async move {
-        loop {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-            let n = writer.load(Ordering::Relaxed);
-            let tmp = count_file.with_extension("tmp");
-            if std::fs::File::create(&tmp)
-                .and_then(|mut f| writeln!(f, "{n}"))
-                .is_ok()
-            {
-                drop(std::fs::rename(&tmp, &count_file));
-            }
-        }
-    });
+    publish(vec![count.clone()], count_file);
     loop {
         let (stream, _) = listener.accept().await?;
         let count = count.clone();
@@ -297,6 +321,64 @@ async fn sink(port: u16, count_file: PathBuf) -> anyhow::Result<()> {
     }
 }
 
+/// What the receiver counts.
+#[derive(Debug, Clone)]
+struct Received {
+    secret: Arc<SigningSecret>,
+    verified: Arc<AtomicU64>,
+    rejected: Arc<AtomicU64>,
+}
+
+/// One post: verified as a tenant's handler would, with both header sets, which must agree.
+async fn receive(
+    State(received): State<Received>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> StatusCode {
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+    let verified = ["svix", "webhook"].iter().all(|set| {
+        let (Some(id), Some(timestamp), Some(signature)) = (
+            header(&format!("{set}-id")),
+            header(&format!("{set}-timestamp")).and_then(|t| t.parse().ok()),
+            header(&format!("{set}-signature")),
+        ) else {
+            return false;
+        };
+        verify(&received.secret, id, timestamp, &body, signature, now).is_ok()
+    });
+    if verified {
+        received.verified.fetch_add(1, Ordering::Relaxed);
+        StatusCode::NO_CONTENT
+    } else {
+        received.rejected.fetch_add(1, Ordering::Relaxed);
+        StatusCode::UNAUTHORIZED
+    }
+}
+
+async fn receiver(port: u16, count_file: PathBuf, secret: &str) -> anyhow::Result<()> {
+    let secret = SigningSecret::parse(secret).map_err(|e| anyhow::anyhow!("--secret: {e}"))?;
+    let received = Received {
+        secret: Arc::new(secret),
+        verified: Arc::default(),
+        rejected: Arc::default(),
+    };
+    publish(
+        vec![received.verified.clone(), received.rejected.clone()],
+        count_file,
+    );
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+        .await
+        .context("bind the receiver")?;
+    let app = axum::Router::new()
+        .route("/{*path}", axum::routing::post(receive))
+        .with_state(received);
+    axum::serve(listener, app).await?;
+    Ok(())
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     drop(rustls::crypto::ring::default_provider().install_default());
@@ -319,5 +401,10 @@ async fn main() -> anyhow::Result<()> {
             seconds,
         } => latency(url, key, rate, seconds).await,
         Command::Sink { port, count_file } => sink(port, count_file).await,
+        Command::Receiver {
+            port,
+            count_file,
+            secret,
+        } => receiver(port, count_file, &secret).await,
     }
 }

@@ -158,12 +158,27 @@ impl Store {
     /// touched about 1,000 buffers per call.
     #[must_use]
     pub fn for_worker(&self, max_connections: u32) -> Self {
+        self.background("missive worker", max_connections, "force_custom_plan")
+    }
+
+    /// The webhook dispatcher's pool: as [`Store::for_worker`]'s, with Postgres's default plan
+    /// caching. Its statements whose plans depend on the outbox's size are planned afresh
+    /// anyway (a cached plan costs more than a fresh one for them), the others, batch writes
+    /// over arrays, are planned once; and the dispatcher keeps the outbox's statistics current
+    /// ([`Store::analyze_outbox_if_stale`]), which also invalidates cached plans.
+    #[must_use]
+    pub fn for_dispatcher(&self, max_connections: u32) -> Self {
+        self.background("missive webhooks", max_connections, "auto")
+    }
+
+    /// A lazily connecting pool whose commits do not wait for the WAL flush.
+    fn background(&self, name: &str, max_connections: u32, plan_cache_mode: &str) -> Self {
         let options = (*self.pool.connect_options())
             .clone()
-            .application_name("missive worker")
+            .application_name(name)
             .options([
                 ("synchronous_commit", "off"),
-                ("plan_cache_mode", "force_custom_plan"),
+                ("plan_cache_mode", plan_cache_mode),
             ]);
         let pool = pool_options(max_connections, self.pool.options().get_acquire_timeout())
             .connect_lazy_with(options);

@@ -365,7 +365,8 @@ settings! {
         /// Webhook posts one dispatcher makes at once.
         concurrency: usize = Some("32"),
             env ["MISSIVE_WEBHOOK_CONCURRENCY"], required(bounded(1, 1000));
-        /// Webhook posts in flight to one endpoint at once, across dispatchers.
+        /// Webhook posts in flight to one endpoint at once, per dispatcher (the events of one
+        /// endpoint that dispatchers hold leased, together, are at most 16 times this).
         endpoint_concurrency: usize = Some("4"),
             env ["MISSIVE_WEBHOOK_ENDPOINT_CONCURRENCY"], required(bounded(1, 100));
         /// An endpoint that keeps failing with no success for this many seconds is disabled.

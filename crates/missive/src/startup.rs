@@ -329,7 +329,7 @@ impl Application {
             let client = WebhookClient::new(webhooks.targets().clone(), ClientSettings::default())
                 .map_err(StartupError::Dns)?;
             Some(Dispatcher::new(
-                store.for_worker(WORKER_DB_CONNECTIONS),
+                store.for_dispatcher(WORKER_DB_CONNECTIONS),
                 webhooks,
                 client,
                 config.dispatcher_settings(),

@@ -12,6 +12,7 @@ mod fuzz;
 mod health;
 mod isolation;
 mod openapi;
+mod outbox;
 mod recovery;
 mod resend_sdk;
 mod smtp;

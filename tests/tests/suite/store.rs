@@ -206,6 +206,15 @@ async fn the_worker_pool_skips_the_wal_flush_and_plans_every_statement_afresh() 
     assert_eq!(setting("synchronous_commit").await, "off");
     // A cached generic plan made while the queue was small kept scanning it whole as it grew.
     assert_eq!(setting("plan_cache_mode").await, "force_custom_plan");
+    // The dispatcher's writes skip the flush too; its plans are kept current by analyzing.
+    let dispatcher = app.store().for_dispatcher(1);
+    let (commit, plans): (String, String) = sqlx::query_as(
+        "SELECT current_setting('synchronous_commit'), current_setting('plan_cache_mode')",
+    )
+    .fetch_one(dispatcher.pool())
+    .await
+    .unwrap();
+    assert_eq!((commit.as_str(), plans.as_str()), ("off", "auto"));
 }
 
 #[tokio::test]

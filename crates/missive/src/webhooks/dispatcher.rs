@@ -5,8 +5,9 @@
 //! endpoint. Registered like the delivery worker, so a dead dispatcher's leases are taken over
 //! within about a second.
 
-use std::sync::Arc;
-use std::time::Duration;
+use std::collections::HashMap;
+use std::sync::{Arc, PoisonError};
+use std::time::{Duration, Instant};
 
 use missive_core::TenantId;
 use missive_core::webhook::{message_id, signature_header};
@@ -16,7 +17,7 @@ use missive_store::{LeasedWebhookEvent, SealedSecret, Store, StoreError, Webhook
 use serde::Serialize;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
-use tokio::sync::Semaphore;
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -25,12 +26,50 @@ use super::Webhooks;
 use super::client::{Signed, WebhookClient};
 use crate::registration::{Holder, Registered};
 
+/// Most attempts one write records.
+const RECORD_BATCH: usize = 256;
+/// Rows a dispatcher may hold leased per post slot (overall and per endpoint): leases fetch
+/// this many times the posts they can make at once, so the statement's cost is shared.
+const PREFETCH: usize = 16;
+
+/// Each endpoint's post slots in this dispatcher.
+#[derive(Debug)]
+struct EndpointSlots {
+    per_endpoint: usize,
+    slots: std::sync::Mutex<HashMap<(Uuid, Uuid), Arc<Semaphore>>>,
+}
+
+impl EndpointSlots {
+    fn new(per_endpoint: usize) -> Self {
+        Self {
+            per_endpoint,
+            slots: std::sync::Mutex::default(),
+        }
+    }
+
+    /// The slots of the endpoint `webhook_id` of `tenant_id`.
+    fn of(&self, tenant_id: Uuid, webhook_id: Uuid) -> Arc<Semaphore> {
+        let mut slots = self.slots.lock().unwrap_or_else(PoisonError::into_inner);
+        slots
+            .entry((tenant_id, webhook_id))
+            .or_insert_with(|| Arc::new(Semaphore::new(self.per_endpoint)))
+            .clone()
+    }
+
+    /// Forgets endpoints no post is using or waiting for.
+    fn prune(&self) {
+        let mut slots = self.slots.lock().unwrap_or_else(PoisonError::into_inner);
+        slots.retain(|_, slot| Arc::strong_count(slot) > 1);
+    }
+}
+
 /// How the dispatcher works.
 #[derive(Clone, Debug)]
 pub struct DispatcherSettings {
     /// Posts in flight at once.
     pub concurrency: usize,
-    /// Posts in flight to one endpoint at once (across dispatchers).
+    /// Posts in flight to one endpoint at once; `PREFETCH` times this is the endpoint's share
+    /// of leased rows across dispatchers.
     pub per_endpoint: usize,
     pub lease: Duration,
     pub poll_interval: Duration,
@@ -257,33 +296,57 @@ impl Dispatcher {
         self.store
             .lease_webhook_events(
                 i64::try_from(limit.max(1)).unwrap_or(1),
-                i64::try_from(self.settings.per_endpoint.max(1)).unwrap_or(1),
+                i64::try_from(self.settings.per_endpoint.max(1) * PREFETCH).unwrap_or(1),
                 self.settings.lease,
                 self.holder.get(),
             )
             .await
     }
 
-    /// Attempts one leased row and records the attempt.
-    async fn attempt_and_record(&self, event: LeasedWebhookEvent) {
-        let result = self.attempt(event).await;
-        if let Err(err) = self.store.record_webhook_attempt(&result).await {
-            // The lease runs out and the row is tried again: a duplicate beats a loss.
-            tracing::error!(error = %err, event_id = %result.event_id, "could not record a webhook attempt");
+    /// Records attempts in one statement.
+    async fn record(&self, results: &[WebhookAttemptResult]) {
+        if let Err(err) = self.store.record_webhook_attempts(results).await {
+            // The leases run out and the rows are tried again: a duplicate beats a loss.
+            tracing::error!(error = %err, attempts = results.len(), "could not record webhook attempts");
         }
     }
 
-    /// Leases what is due and attempts it all; returns how many rows it attempted.
+    /// Leases what is due, attempts it all and records the attempts; returns how many rows it
+    /// attempted.
     async fn process_due(&self) -> Result<usize, StoreError> {
         let leased = self.lease(self.settings.concurrency).await?;
         let n = leased.len();
         let mut attempts = JoinSet::new();
         for event in leased {
             let dispatcher = self.clone();
-            attempts.spawn(async move { dispatcher.attempt_and_record(event).await });
+            attempts.spawn(async move { dispatcher.attempt(event).await });
         }
-        while attempts.join_next().await.is_some() {}
+        let mut results = Vec::with_capacity(n);
+        while let Some(result) = attempts.join_next().await {
+            results.extend(result.ok());
+        }
+        self.record(&results).await;
         Ok(n)
+    }
+
+    /// Writes finished attempts as they come, together: whatever arrived while the previous
+    /// write ran goes in the next one, so at a high rate each write carries many attempts and
+    /// at a low rate none waits. A post's slot is given back only once its attempt is written,
+    /// as its lease counts against its endpoint until then.
+    async fn recorder(
+        self,
+        mut finished: mpsc::Receiver<(WebhookAttemptResult, OwnedSemaphorePermit)>,
+        wake: Arc<Notify>,
+    ) {
+        let mut batch = Vec::new();
+        while finished.recv_many(&mut batch, RECORD_BATCH).await > 0 {
+            let (results, permits): (Vec<_>, Vec<_>) =
+                std::mem::take(&mut batch).into_iter().unzip();
+            self.record(&results).await;
+            drop(permits);
+            // Their endpoints have slots again.
+            wake.notify_one();
+        }
     }
 
     /// Attempts everything due now until nothing is (later retries stay queued). For tests and
@@ -321,17 +384,39 @@ impl Dispatcher {
             concurrency = self.settings.concurrency,
             "webhook dispatcher started"
         );
-        // A pipeline: each post holds a slot while it runs, and rows are leased as soon as a slot
-        // is free, so a slow endpoint (capped at its share by the lease) never holds up others.
+        // A pipeline in two stages. Leased rows wait in memory for a post slot: at most
+        // `concurrency` posts at once overall and `per_endpoint` to any one endpoint, so a slow
+        // endpoint holds only its own share of them. Each row keeps a place among the
+        // `concurrency * PREFETCH` this dispatcher may hold until its attempt is recorded, so a
+        // lease fetches many rows at once, and a few slow endpoints cannot hold every place.
         let concurrency = self.settings.concurrency.max(1);
-        let slots = Arc::new(Semaphore::new(concurrency));
+        let held_max = concurrency * PREFETCH;
+        let held = Arc::new(Semaphore::new(held_max));
+        let posting = Arc::new(Semaphore::new(concurrency));
+        let endpoints = EndpointSlots::new(self.settings.per_endpoint.max(1));
+        let (finished, results) = mpsc::channel(held_max);
+        let recorder = tokio::spawn(self.clone().recorder(results, wake.clone()));
+        let mut ticked: Option<Instant> = None;
         while !shutdown.is_cancelled() {
+            // Once a second: the queue-depth gauge (counting is a scan of the backlog), the
+            // planner's view of an outbox that may be growing fast, and idle endpoints' slots.
+            if ticked.is_none_or(|at| at.elapsed() >= Duration::from_secs(1)) {
+                ticked = Some(Instant::now());
+                if let Ok(backlog) = self.store.webhook_backlog().await {
+                    #[allow(clippy::cast_precision_loss)] // a gauge
+                    metrics::gauge!("missive_webhook_queue_depth").set(backlog as f64);
+                }
+                if let Err(err) = self.store.analyze_outbox_if_stale().await {
+                    tracing::debug!(error = %err, "could not refresh the outbox's statistics");
+                }
+                endpoints.prune();
+            }
             // Register interest before looking, so a notification between the two is not lost.
             let notified = wake.notified();
-            let free = slots.available_permits();
+            let free = held.available_permits();
             if free == 0 {
                 tokio::select! {
-                    permit = slots.acquire() => drop(permit),
+                    permit = held.acquire() => drop(permit),
                     () = shutdown.cancelled() => {}
                 }
                 continue;
@@ -345,27 +430,26 @@ impl Dispatcher {
             };
             if !leased.is_empty() {
                 for event in leased {
-                    let Ok(permit) = slots.clone().acquire_owned().await else {
+                    let Ok(place) = held.clone().acquire_owned().await else {
                         break;
                     };
-                    let dispatcher = self.clone();
-                    let done = wake.clone();
+                    let endpoint = endpoints.of(event.tenant_id, event.webhook_id);
+                    let (dispatcher, posting) = (self.clone(), posting.clone());
+                    let finished = finished.clone();
                     tokio::spawn(async move {
-                        dispatcher.attempt_and_record(event).await;
-                        drop(permit);
-                        // Its endpoint has a slot again.
-                        done.notify_one();
+                        let result = {
+                            let _endpoint = endpoint.acquire().await;
+                            let _post = posting.acquire().await;
+                            dispatcher.attempt(event).await
+                        };
+                        // Only fails once the recorder is gone, which outlives every post.
+                        drop(finished.send((result, place)).await);
                     });
                 }
                 continue;
             }
-            // Idle: the backlog (scheduled retries) for the queue-depth gauge.
-            if let Ok(backlog) = self.store.webhook_backlog().await {
-                #[allow(clippy::cast_precision_loss)] // a gauge
-                metrics::gauge!("missive_webhook_queue_depth").set(backlog as f64);
-            }
-            // Nothing leased: what is due is waiting for its endpoint's slots, and a finished
-            // post wakes this loop; otherwise sleep until the next row falls due.
+            // Nothing leased: what is due waits for its endpoint's share to free up, which a
+            // recorded attempt signals; otherwise sleep until the next row falls due.
             let sleep = match self.store.next_webhook_due().await {
                 Ok(Some(at)) if at > OffsetDateTime::now_utc() => (at - OffsetDateTime::now_utc())
                     .try_into()
@@ -379,10 +463,12 @@ impl Dispatcher {
                 () = shutdown.cancelled() => {}
             }
         }
-        // Every slot back means every post finished and its attempt was recorded.
-        let _ = slots
-            .acquire_many(u32::try_from(concurrency).unwrap_or(u32::MAX))
+        // Every place back means every post finished and its attempt was recorded.
+        let _ = held
+            .acquire_many(u32::try_from(held_max).unwrap_or(u32::MAX))
             .await;
+        drop(finished);
+        drop(recorder.await);
         registered.finish().await;
         tracing::info!("webhook dispatcher stopped");
     }
