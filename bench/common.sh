@@ -67,6 +67,7 @@ create_key() {
 # subscribe_receiver KEY: the key's tenant gets one endpoint subscribed to every event type, and a
 # `missive-loadgen receiver` behind it that verifies each post with the endpoint's secret; sets
 # receiver_pid and receiver_count (its `<verified> <rejected>` file).
+receiver_count=/dev/null receiver_pid=
 ALL_EVENTS='["email.sent","email.scheduled","email.delivered","email.delivery_delayed","email.bounced","email.failed","email.suppressed","email.canceled"]'
 subscribe_receiver() {
   local port secret

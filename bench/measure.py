@@ -174,6 +174,47 @@ def report(results_path, doc_path):
             f"{summary(col('templated', 'pg_cpu_us'), unit=' µs')}; Missive "
             f"{summary(cpu, 2, '×')} of direct | | |",
         ]
+    if "accept" in by and "webhooks_outbox" in by:
+        # Paired per repeat, as the runs took turns.
+        direct, queued = col("accept", "per_second"), col("webhooks_outbox", "per_second")
+        ratio = [q / d for q, d in zip(queued, direct)]
+        cpu = [q / d for q, d in zip(col("webhooks_outbox", "missive_cpu_us"), col("accept", "missive_cpu_us"))]
+        pg = [q / d for q, d in zip(col("webhooks_outbox", "pg_cpu_us"), col("accept", "pg_cpu_us"))]
+        lines += [
+            f"| REST accept, one webhook endpoint subscribed to every type (its outbox rows written "
+            f"at accept and at delivery; no dispatcher running) | {summary(queued, unit='/s')}; "
+            f"errors {sum(col('webhooks_outbox', 'errors'))}; {summary(ratio, 2, '×')} of direct | "
+            f"≥ 0.85× | {met(statistics.median(ratio) >= 0.85)} |",
+            f"| CPU per email, outbox rows written: Missive / Postgres | "
+            f"{summary(col('webhooks_outbox', 'missive_cpu_us'), unit=' µs')} / "
+            f"{summary(col('webhooks_outbox', 'pg_cpu_us'), unit=' µs')}; "
+            f"{summary(cpu, 2, '×')} / {summary(pg, 2, '×')} of direct | | |",
+        ]
+    if "accept" in by and "webhooks" in by:
+        direct, hooked = col("accept", "per_second"), col("webhooks", "per_second")
+        ratio = [h / d for h, d in zip(hooked, direct)]
+        lines += [
+            f"| REST accept, the same with a dispatcher posting both events of every email "
+            f"meanwhile on the same two cores | {summary(hooked, unit='/s')}; errors "
+            f"{sum(col('webhooks', 'errors'))}; {summary(ratio, 2, '×')} of direct | | |",
+            f"| REST end to end with webhooks: the sink holds every email and the receiver has "
+            f"verified its `email.sent` and `email.delivered` | "
+            f"{summary(col('webhooks', 'e2e_per_second'), unit=' emails/s')} | | |",
+            f"| CPU per email with webhooks (accept, delivery, two signed posts): Missive / "
+            f"Postgres | {summary(col('webhooks', 'missive_cpu_us'), unit=' µs')} / "
+            f"{summary(col('webhooks', 'pg_cpu_us'), unit=' µs')} | | |",
+        ]
+    if "webhook_drain" in by:
+        rate = col("webhook_drain", "per_second")
+        posts = by["webhook_drain"][0]["posts"]
+        lines += [
+            f"| Signed webhook deliveries, a dispatcher alone on a backlog of {posts:,} events to "
+            f"one local endpoint (every signature verified) | {summary(rate, unit='/s')} | "
+            f"≥ 2,000/s | {met(statistics.median(rate) >= 2000)} |",
+            f"| CPU per webhook delivery: dispatcher / Postgres | "
+            f"{summary(col('webhook_drain', 'dispatcher_cpu_us'), unit=' µs')} / "
+            f"{summary(col('webhook_drain', 'pg_cpu_us'), unit=' µs')} | | |",
+        ]
     if "latency" in by:
         p99 = col("latency", "p99_ms")
         rate = by["latency"][0]["rate"]

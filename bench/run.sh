@@ -4,7 +4,10 @@
 # BENCH_REPEATS times (default 3):
 #   1. REST accept: TOTAL emails from 32 concurrent clients while the worker delivers, and the
 #      time until the sink holds all of them (end to end), with the CPU Missive and Postgres spent;
-#      then the same through a published template that renders the same body;
+#      then the same through a published template that renders the same body; then the same for a
+#      tenant with one webhook endpoint subscribed to every event type (a verifying receiver)
+#      while a dispatcher posts, until the receiver holds every event; then webhook delivery
+#      alone: the same sent with no dispatcher running, and a dispatcher started on the backlog;
 #   2. REST latency: p50/p99 at a fixed 500 requests/s;
 #   3. SMTP: Postfix's smtp-source (20 sessions, 2 KB messages, SMTP_TOTAL messages) against
 #      Missive (a tenant trusting loopback) and against a stock Postfix relaying to the same sink,
@@ -28,13 +31,38 @@ missive_idle=$($measure rss "$missive_pid")
 pg_pss() { $measure pss "$pg_pid" >>"$run_dir/pg_pss"; }
 
 delivered_before=0
-# accept_run SCENARIO [TEMPLATE]: TOTAL emails from CLIENTS clients of a new tenant, written
-# directly or (with TEMPLATE, an alias the tenant publishes first) through a template that renders
-# the same body; appends the figures.
+dispatcher_pid=
+# The webhook dispatcher, in its own process so that it can be left out.
+start_dispatcher() {
+  local main=$missive_pid
+  start_missive dispatcher.log webhooks
+  dispatcher_pid=$missive_pid missive_pid=$main
+}
+stop_dispatcher() {
+  kill "$dispatcher_pid"; wait "$dispatcher_pid" 2>/dev/null || true
+  dispatcher_pid=
+}
+# Missive's CPU seconds: the main process and the dispatcher when it runs.
+missive_cpu() {
+  local cpu
+  cpu=$($measure cpu "$missive_pid")
+  if [ -n "$dispatcher_pid" ]; then cpu=$(python3 -c "print($cpu + $($measure cpu "$dispatcher_pid"))"); fi
+  echo "$cpu"
+}
+
+# accept_run SCENARIO [TEMPLATE|webhooks]: TOTAL emails from CLIENTS clients of a new tenant,
+# written directly, or (with TEMPLATE, an alias the tenant publishes first) through a template
+# that renders the same body, or (webhooks) with an endpoint subscribed to every event type, in
+# which case the run lasts until the receiver has verified both events of every email; appends
+# the figures.
 accept_run() {
   local scenario=$1 template=${2:-} args=() start end accept delivered missive_cpu pg_cpu
+  local posts=0
   key=$(create_key)
-  if [ -n "$template" ]; then
+  if [ "$template" = webhooks ]; then
+    subscribe_receiver "$key"
+    posts=$((TOTAL * 2))
+  elif [ -n "$template" ]; then
     local id
     id=$("$loadgen" template --alias "$template" | curl -fs -X POST "$base/v1/templates" \
       -H "Authorization: Bearer $key" -H 'Content-Type: application/json' --data-binary @- \
@@ -43,14 +71,19 @@ accept_run() {
     args=(--template "$template")
   fi
   echo "== $scenario $run/$REPEATS: $TOTAL emails, $CLIENTS clients" >&2
-  missive_cpu=$($measure cpu "$missive_pid"); pg_cpu=$($measure cpu "$pg_pid")
+  missive_cpu=$(missive_cpu); pg_cpu=$($measure cpu "$pg_pid")
   start=$(date +%s.%N)
   accept=$("$loadgen" accept --url "$base" --key "$key" --clients "$CLIENTS" --total "$TOTAL" \
     "${args[@]}")
   echo "$accept" >&2
   wait_for_sink $((delivered_before + TOTAL))
+  local verified=$posts rejected=0
+  if [ "$posts" -gt 0 ] && [ -n "$dispatcher_pid" ]; then
+    wait_for_receiver "$posts"
+    verified=$(received) rejected=$(received rejected)
+  fi
   end=$(date +%s.%N)
-  missive_cpu=$(python3 -c "print($($measure cpu "$missive_pid") - $missive_cpu)")
+  missive_cpu=$(python3 -c "print($(missive_cpu) - $missive_cpu)")
   pg_cpu=$(python3 -c "print($($measure cpu "$pg_pid") - $pg_cpu)")
   pg_pss
   delivered=$(( $(count) - delivered_before ))
@@ -62,14 +95,47 @@ row.update(scenario="$scenario", total=$TOTAL, clients=$CLIENTS, delivered=$deli
            e2e_per_second=$delivered / ($end - $start),
            missive_cpu_us=$missive_cpu * 1e6 / $TOTAL, pg_cpu_us=$pg_cpu * 1e6 / $TOTAL)
 assert row["delivered"] == $TOTAL, "the sink did not receive every email"
+assert $verified == $posts and $rejected == 0, "not every webhook arrived verified"
 print(json.dumps(row))
 PY
+}
+
+# webhook_drain: a run with an endpoint and no dispatcher leaves two events per email in the
+# outbox; a dispatcher started on them posts them all. Appends the posts per second and the CPU
+# the dispatcher and Postgres spent per post.
+webhook_drain() {
+  accept_run webhooks_outbox webhooks
+  local posts=$((TOTAL * 2)) start end pg_cpu dispatcher_cpu
+  echo "== webhook drain $run/$REPEATS: $posts events" >&2
+  pg_cpu=$($measure cpu "$pg_pid")
+  start=$(date +%s.%N)
+  start_dispatcher
+  wait_for_receiver "$posts"
+  end=$(date +%s.%N)
+  dispatcher_cpu=$($measure cpu "$dispatcher_pid")
+  pg_cpu=$(python3 -c "print($($measure cpu "$pg_pid") - $pg_cpu)")
+  python3 - >>"$results" <<PY
+import json
+assert $(received) == $posts and $(received rejected) == 0, "not every webhook arrived verified"
+print(json.dumps({"scenario": "webhook_drain", "posts": $posts,
+                  "per_second": $posts / ($end - $start),
+                  "dispatcher_cpu_us": $dispatcher_cpu * 1e6 / $posts,
+                  "pg_cpu_us": $pg_cpu * 1e6 / $posts}))
+PY
+  tail -n 1 "$results" >&2
+  stop_dispatcher
+  kill "$receiver_pid" 2>/dev/null || true
 }
 
 # Direct and templated runs take turns, so a machine that slows down mid-way weighs on both.
 for run in $(seq 1 "$REPEATS"); do
   accept_run accept
   accept_run templated bench-message
+  start_dispatcher
+  accept_run webhooks webhooks
+  stop_dispatcher
+  kill "$receiver_pid" 2>/dev/null || true
+  webhook_drain
 done
 
 # The accept runs leave ~120,000 updated rows that autovacuum then cleans up; the latency figure is
@@ -84,6 +150,7 @@ settle() {
 }
 echo "== waiting for autovacuum to finish" >&2
 settle
+key=$(create_key) # a tenant without webhooks
 for run in $(seq 1 "$REPEATS"); do
   echo "== latency $run/$REPEATS: $RATE/s for ${SECONDS_AT_RATE}s" >&2
   latency=$("$loadgen" latency --url "$base" --key "$key" --rate "$RATE" --seconds "$SECONDS_AT_RATE")
