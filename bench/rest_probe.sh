@@ -3,13 +3,15 @@
 # build of this checkout, its own durable Postgres, the counting sink, Missive (api and worker),
 # then PROBE_EMAILS (default 20000) REST emails from 32 clients, accepted and delivered. Prints the
 # accept rate and the CPU Missive and Postgres spent per email. PROBE_TEMPLATE=1 sends them
-# through a published template that renders the same body.
+# through a published template that renders the same body; PROBE_WEBHOOKS=1 gives the tenant an
+# endpoint subscribed to every event type (no dispatcher runs: what the outbox rows cost).
 set -euo pipefail
 source "$(dirname "$0")/common.sh"
 emails=${PROBE_EMAILS:-20000}
 start_missive missive.log api worker
 key=$(create_key)
 args=()
+if [ "${PROBE_WEBHOOKS:-0}" = 1 ]; then subscribe_receiver "$key"; fi
 if [ "${PROBE_TEMPLATE:-0}" = 1 ]; then
   id=$("$loadgen" template --alias bench-message | curl -fs -X POST "$base/v1/templates" \
     -H "Authorization: Bearer $key" -H 'Content-Type: application/json' --data-binary @- \

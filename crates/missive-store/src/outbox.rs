@@ -11,7 +11,8 @@ use uuid::Uuid;
 
 use missive_core::TenantId;
 
-use crate::{Store, StoreError};
+use crate::listen::Channel;
+use crate::{SealedSecret, Store, StoreError};
 
 /// The CTE that reports the events just written (a CTE `ev` returning `tenant_id, email_id,
 /// id, type`) to the tenant's enabled endpoints subscribed to their types; `$kinds` and `$hooks`
@@ -75,6 +76,25 @@ pub struct LeasedWebhookEvent {
     pub recipient: Option<String>,
     pub smtp_code: Option<i32>,
     pub smtp_response: Option<String>,
+}
+
+impl LeasedWebhookEvent {
+    /// The endpoint's secrets to sign with at `now`: the current one, and the previous one while
+    /// its overlap lasts.
+    #[must_use]
+    pub fn secrets(&self, now: OffsetDateTime) -> (SealedSecret, Option<SealedSecret>) {
+        let current = SealedSecret {
+            key_id: self.secret_key_id.clone(),
+            bytes: self.secret.clone(),
+        };
+        let previous = SealedSecret::previous(
+            self.previous_secret_key_id.as_ref(),
+            self.previous_secret.as_ref(),
+            self.previous_secret_expires_at,
+            now,
+        );
+        (current, previous)
+    }
 }
 
 /// An outbox row as the events API shows it.
@@ -423,6 +443,11 @@ impl Store {
         if updated == 0 {
             return Err(StoreError::NotFound);
         }
+        // The insert trigger does not see an update: wake the dispatchers here.
+        sqlx::query("SELECT pg_notify($1, '')")
+            .bind(Channel::Webhooks.name())
+            .execute(&self.pool)
+            .await?;
         Ok(())
     }
 

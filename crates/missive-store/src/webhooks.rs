@@ -48,12 +48,25 @@ impl WebhookRecord {
     /// The previous secret, while its overlap lasts at `now`.
     #[must_use]
     pub fn previous_secret(&self, now: OffsetDateTime) -> Option<SealedSecret> {
-        match (
-            &self.previous_secret_key_id,
-            &self.previous_secret,
+        SealedSecret::previous(
+            self.previous_secret_key_id.as_ref(),
+            self.previous_secret.as_ref(),
             self.previous_secret_expires_at,
-        ) {
-            (Some(key_id), Some(bytes), Some(until)) if until > now => Some(SealedSecret {
+            now,
+        )
+    }
+}
+
+impl SealedSecret {
+    /// An endpoint's previous secret from its stored columns, while its overlap lasts at `now`.
+    pub(crate) fn previous(
+        key_id: Option<&String>,
+        bytes: Option<&Vec<u8>>,
+        until: Option<OffsetDateTime>,
+        now: OffsetDateTime,
+    ) -> Option<Self> {
+        match (key_id, bytes, until) {
+            (Some(key_id), Some(bytes), Some(until)) if until > now => Some(Self {
                 key_id: key_id.clone(),
                 bytes: bytes.clone(),
             }),

@@ -171,3 +171,21 @@ async fn the_low_water_mark_never_passes_a_row_a_running_transaction_commits_lat
     .unwrap();
     assert!(moved && behind_the_late_row);
 }
+
+#[tokio::test]
+async fn deleting_an_endpoint_deletes_its_events() {
+    let app = TestApp::spawn().await;
+    let store = app.store();
+    let (tenant_id, ids) = endpoints(&app, 2).await;
+    add_events(store, tenant_id, ids[0], 3).await;
+    add_events(store, tenant_id, ids[1], 2).await;
+    store
+        .delete_webhook(missive_core::TenantId::from_uuid(tenant_id), ids[0])
+        .await
+        .unwrap();
+    let left: Vec<Uuid> = sqlx::query_scalar("SELECT webhook_id FROM webhook_events")
+        .fetch_all(store.pool())
+        .await
+        .unwrap();
+    assert_eq!(left, [ids[1], ids[1]], "the other endpoint's events stay");
+}

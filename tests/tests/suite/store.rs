@@ -363,13 +363,14 @@ async fn every_listen_channel_is_what_the_triggers_notify() {
     .await
     .expect(200);
     // An endpoint, then an email it is told about, for the webhooks channel.
-    app.post(
-        "/v1/webhooks",
-        Auth::Key(&tenant.key),
-        &json!({ "endpoint": "http://127.0.0.1:9/hook", "events": ["email.sent"] }),
-    )
-    .await
-    .expect(200);
+    let created = app
+        .post(
+            "/v1/webhooks",
+            Auth::Key(&tenant.key),
+            &json!({ "endpoint": "http://127.0.0.1:9/hook", "events": ["email.sent"] }),
+        )
+        .await;
+    let webhook = created.expect(200);
     app.send_email(
         &tenant.key,
         &json!({ "from": "a@acme.test", "to": "q@x.test", "subject": "s", "text": "t" }),
@@ -384,6 +385,27 @@ async fn every_listen_channel_is_what_the_triggers_notify() {
             assert_eq!(payload, tenant.id);
         }
     }
+    // A replayed event wakes the dispatchers too, though no row is inserted.
+    let events = format!("/v1/webhooks/{}/events", webhook["id"].as_str().unwrap());
+    let listing = app.get(&events, Auth::Key(&tenant.key)).await;
+    let listed = listing.expect(200);
+    let event_id = listed["data"][0]["id"].as_str().unwrap().to_owned();
+    app.post(
+        &format!("{events}/{event_id}/replay"),
+        Auth::Key(&tenant.key),
+        &json!({}),
+    )
+    .await
+    .expect(200);
+    let webhooks = Channel::ALL
+        .iter()
+        .position(|c| *c == Channel::Webhooks)
+        .unwrap();
+    let event = tokio::time::timeout(std::time::Duration::from_secs(5), heard[webhooks].recv());
+    assert!(matches!(
+        event.await.unwrap(),
+        Some(ListenEvent::Notified(_))
+    ));
     stop.cancel();
     app.worker.drain().await.unwrap();
 }

@@ -13,7 +13,7 @@ use missive_core::TenantId;
 use missive_core::webhook::{message_id, signature_header};
 use missive_store::listen::Channel;
 use missive_store::workers::WorkerKind;
-use missive_store::{LeasedWebhookEvent, SealedSecret, Store, StoreError, WebhookAttemptResult};
+use missive_store::{LeasedWebhookEvent, Store, StoreError, WebhookAttemptResult};
 use serde::Serialize;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
@@ -271,21 +271,7 @@ impl Dispatcher {
         now: OffsetDateTime,
     ) -> Result<Vec<missive_core::webhook::SigningSecret>, String> {
         let tenant_id = TenantId::from_uuid(event.tenant_id);
-        let current = SealedSecret {
-            key_id: event.secret_key_id.clone(),
-            bytes: event.secret.clone(),
-        };
-        let previous = match (
-            &event.previous_secret_key_id,
-            &event.previous_secret,
-            event.previous_secret_expires_at,
-        ) {
-            (Some(key_id), Some(bytes), Some(until)) if until > now => Some(SealedSecret {
-                key_id: key_id.clone(),
-                bytes: bytes.clone(),
-            }),
-            _ => None,
-        };
+        let (current, previous) = event.secrets(now);
         self.webhooks
             .open_secrets(tenant_id, &current, previous.as_ref())
             .map_err(|e| e.to_string())
