@@ -135,6 +135,15 @@ def report(results_path, doc_path):
     def col(scenario, key):
         return [r[key] for r in by.get(scenario, [])]
 
+    def cpu(scenario, first="missive_cpu_us"):
+        """'Missive-or-dispatcher µs / Postgres µs' of a scenario's runs."""
+        return (f"{summary(col(scenario, first), unit=' µs')} / "
+                f"{summary(col(scenario, 'pg_cpu_us'), unit=' µs')}")
+
+    def of_direct(scenario, key):
+        """Each run's figure over the direct run's of the same repeat (the runs take turns)."""
+        return [s / d for s, d in zip(col(scenario, key), col("accept", key))]
+
     lines = [
         f"Machine: {machine()}.",
         "",
@@ -157,42 +166,34 @@ def report(results_path, doc_path):
             f"| REST end to end to the sink | {summary(e2e, unit='/s')} | ≥ 1,500/s | "
             f"{met(statistics.median(e2e) >= 1500)} |",
             f"| CPU per accepted email: Missive / Postgres | "
-            f"{summary(col('accept', 'missive_cpu_us'), unit=' µs')} / "
-            f"{summary(col('accept', 'pg_cpu_us'), unit=' µs')} | | |",
+            f"{cpu('accept')} | | |",
         ]
     if "accept" in by and "templated" in by:
-        # Paired per repeat, as the runs took turns.
-        direct, templated = col("accept", "per_second"), col("templated", "per_second")
-        ratio = [t / d for t, d in zip(templated, direct)]
-        cpu = [t / d for t, d in zip(col("templated", "missive_cpu_us"), col("accept", "missive_cpu_us"))]
+        templated = col("templated", "per_second")
+        ratio, missive = of_direct("templated", "per_second"), of_direct("templated", "missive_cpu_us")
         lines += [
             f"| REST accept through a published template rendering the same body | "
             f"{summary(templated, unit='/s')}; errors {sum(col('templated', 'errors'))}; "
             f"{summary(ratio, 2, '×')} of direct | ≥ 0.90× | {met(statistics.median(ratio) >= 0.9)} |",
             f"| CPU per templated email: Missive / Postgres | "
-            f"{summary(col('templated', 'missive_cpu_us'), unit=' µs')} / "
-            f"{summary(col('templated', 'pg_cpu_us'), unit=' µs')}; Missive "
-            f"{summary(cpu, 2, '×')} of direct | | |",
+            f"{cpu('templated')}; Missive "
+            f"{summary(missive, 2, '×')} of direct | | |",
         ]
     if "accept" in by and "webhooks_outbox" in by:
-        # Paired per repeat, as the runs took turns.
-        direct, queued = col("accept", "per_second"), col("webhooks_outbox", "per_second")
-        ratio = [q / d for q, d in zip(queued, direct)]
-        cpu = [q / d for q, d in zip(col("webhooks_outbox", "missive_cpu_us"), col("accept", "missive_cpu_us"))]
-        pg = [q / d for q, d in zip(col("webhooks_outbox", "pg_cpu_us"), col("accept", "pg_cpu_us"))]
+        queued, ratio = col("webhooks_outbox", "per_second"), of_direct("webhooks_outbox", "per_second")
+        missive = of_direct("webhooks_outbox", "missive_cpu_us")
+        pg = of_direct("webhooks_outbox", "pg_cpu_us")
         lines += [
             f"| REST accept, one webhook endpoint subscribed to every type (its outbox rows written "
             f"at accept and at delivery; no dispatcher running) | {summary(queued, unit='/s')}; "
             f"errors {sum(col('webhooks_outbox', 'errors'))}; {summary(ratio, 2, '×')} of direct | "
             f"≥ 0.85× | {met(statistics.median(ratio) >= 0.85)} |",
             f"| CPU per email, outbox rows written: Missive / Postgres | "
-            f"{summary(col('webhooks_outbox', 'missive_cpu_us'), unit=' µs')} / "
-            f"{summary(col('webhooks_outbox', 'pg_cpu_us'), unit=' µs')}; "
-            f"{summary(cpu, 2, '×')} / {summary(pg, 2, '×')} of direct | | |",
+            f"{cpu('webhooks_outbox')}; "
+            f"{summary(missive, 2, '×')} / {summary(pg, 2, '×')} of direct | | |",
         ]
     if "accept" in by and "webhooks" in by:
-        direct, hooked = col("accept", "per_second"), col("webhooks", "per_second")
-        ratio = [h / d for h, d in zip(hooked, direct)]
+        hooked, ratio = col("webhooks", "per_second"), of_direct("webhooks", "per_second")
         lines += [
             f"| REST accept, the same with a dispatcher posting both events of every email "
             f"meanwhile on the same two cores | {summary(hooked, unit='/s')}; errors "
@@ -212,8 +213,7 @@ def report(results_path, doc_path):
             f"one local endpoint (every signature verified) | {summary(rate, unit='/s')} | "
             f"≥ 2,000/s | {met(statistics.median(rate) >= 2000)} |",
             f"| CPU per webhook delivery: dispatcher / Postgres | "
-            f"{summary(col('webhook_drain', 'dispatcher_cpu_us'), unit=' µs')} / "
-            f"{summary(col('webhook_drain', 'pg_cpu_us'), unit=' µs')} | | |",
+            f"{cpu('webhook_drain', 'dispatcher_cpu_us')} | | |",
         ]
     if "latency" in by:
         p99 = col("latency", "p99_ms")
