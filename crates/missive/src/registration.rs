@@ -184,3 +184,23 @@ impl Registered {
         }
     }
 }
+
+/// Runs `step` (one lease and its attempts, answering how many rows it took) until a step takes
+/// none; the rows taken in all. What `drain` is for both leasing workers, for tests and tools.
+///
+/// # Errors
+/// The first failing step's.
+pub async fn until_drained<E, F, Fut>(mut step: F) -> Result<usize, E>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<usize, E>>,
+{
+    let mut total = 0;
+    loop {
+        let n = step().await?;
+        if n == 0 {
+            return Ok(total);
+        }
+        total += n;
+    }
+}

@@ -31,7 +31,7 @@ use uuid::Uuid;
 
 pub use self::routes::{Routes, Transport, TransportError, TransportSettings};
 use self::smtp::RecipientReply;
-use crate::registration::{Holder, Registered};
+use crate::registration::{Holder, Registered, until_drained};
 
 /// Tuning for the worker.
 #[derive(Clone, Copy, Debug)]
@@ -215,14 +215,7 @@ impl DeliveryWorker {
     /// # Errors
     /// Database failures.
     pub async fn drain(&self) -> Result<usize, StoreError> {
-        let mut total = 0;
-        loop {
-            let n = self.process_due().await?;
-            if n == 0 {
-                return Ok(total);
-            }
-            total += n;
-        }
+        until_drained(|| self.process_due()).await
     }
 
     /// Runs until `shutdown` fires; in-flight sends finish and are recorded first.

@@ -24,7 +24,7 @@ use uuid::Uuid;
 
 use super::Webhooks;
 use super::client::{Signed, WebhookClient};
-use crate::registration::{Holder, Registered};
+use crate::registration::{Holder, Registered, until_drained};
 
 /// Most attempts one write records.
 const RECORD_BATCH: usize = 256;
@@ -341,14 +341,7 @@ impl Dispatcher {
     /// # Errors
     /// Database failures.
     pub async fn drain(&self) -> Result<usize, StoreError> {
-        let mut total = 0;
-        loop {
-            let n = self.process_due().await?;
-            if n == 0 {
-                return Ok(total);
-            }
-            total += n;
-        }
+        until_drained(|| self.process_due()).await
     }
 
     /// Runs until `shutdown`; attempts in flight finish and are recorded first.
