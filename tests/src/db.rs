@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::sync::OnceLock;
 
-use missive_store::{MIGRATOR, Store};
+use missive_store::{MIGRATOR, PoolSettings, Store};
 use sha2::{Digest, Sha256};
 use sqlx::postgres::PgPoolOptions;
 use sqlx::{Connection, Executor, PgConnection};
@@ -178,15 +178,14 @@ impl TestDb {
         }
         admin.close().await.ok();
         let url = url_for(&name);
-        let pool = PgPoolOptions::new()
-            .max_connections(8)
-            .connect(&url)
+        // The production pool, with its session settings.
+        let settings = PoolSettings {
+            max_connections: 8,
+            ..PoolSettings::default()
+        };
+        let store = Store::connect(&url, settings)
             .await
             .expect("connect to the test database");
-        Self {
-            name,
-            url,
-            store: Store::from_pool(pool),
-        }
+        Self { name, url, store }
     }
 }

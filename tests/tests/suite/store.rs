@@ -190,7 +190,7 @@ async fn grouped_commits_store_every_request_once_and_isolate_a_failing_one() {
 }
 
 #[tokio::test]
-async fn the_worker_pool_skips_the_wal_flush_and_plans_every_statement_afresh() {
+async fn the_worker_pool_skips_the_wal_flush_and_plans_every_statement_afresh_without_jit() {
     let app = TestApp::spawn().await;
     let worker = app.store().for_worker(1);
     let setting = |name: &'static str| {
@@ -215,6 +215,14 @@ async fn the_worker_pool_skips_the_wal_flush_and_plans_every_statement_afresh() 
     .await
     .unwrap();
     assert_eq!((commit.as_str(), plans.as_str()), ("off", "auto"));
+    // No session compiles its plans: a lease whose cost was misestimated spent 60 ms in JIT.
+    for pool in [app.store().pool(), worker.pool(), dispatcher.pool()] {
+        let jit: String = sqlx::query_scalar("SELECT current_setting('jit')")
+            .fetch_one(pool)
+            .await
+            .unwrap();
+        assert_eq!(jit, "off");
+    }
 }
 
 #[tokio::test]
