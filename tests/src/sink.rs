@@ -40,8 +40,8 @@ pub struct Received {
 #[derive(Debug, Default)]
 struct State {
     received: Vec<Received>,
-    /// Per recipient: codes for its next RCPT commands; 250 once exhausted.
-    rcpt_codes: HashMap<String, Vec<u16>>,
+    /// Per recipient: replies to its next RCPT commands; 250 once exhausted.
+    rcpt_replies: HashMap<String, Vec<String>>,
     drop_connections: usize,
     connections: usize,
     /// Commands that arrived behind another one although PIPELINING was not offered.
@@ -163,13 +163,20 @@ impl SmtpSink {
         path
     }
 
-    /// Answers `recipient`'s next RCPT commands with `codes`, then 250.
+    /// Answers `recipient`'s next RCPT commands with `codes`, then 250 (a 5xx is `5.1.1 no
+    /// such user`, a hard bounce).
     pub fn answer_rcpt(&self, recipient: &str, codes: &[u16]) {
-        self.state
-            .lock()
-            .unwrap()
-            .rcpt_codes
-            .insert(recipient.to_owned(), codes.to_vec());
+        let replies: Vec<String> = codes.iter().map(|&c| reply_text(c)).collect();
+        self.answer_rcpt_with(recipient, &replies);
+    }
+
+    /// Answers `recipient`'s next RCPT commands with these whole replies (`552 5.2.2 full`),
+    /// then 250.
+    pub fn answer_rcpt_with(&self, recipient: &str, replies: &[impl ToString]) {
+        self.state.lock().unwrap().rcpt_replies.insert(
+            recipient.to_owned(),
+            replies.iter().map(ToString::to_string).collect(),
+        );
     }
 
     /// Closes the next `n` connections right after accepting them.
@@ -297,17 +304,17 @@ async fn conversation<S: AsyncRead + AsyncWrite + Unpin>(
             }
         } else if upper.starts_with("RCPT TO:") {
             let recipient = address(&command);
-            let code = {
+            let reply = {
                 let mut s = state.lock().unwrap();
-                match s.rcpt_codes.get_mut(&recipient) {
-                    Some(codes) if !codes.is_empty() => codes.remove(0),
-                    _ => 250,
+                match s.rcpt_replies.get_mut(&recipient) {
+                    Some(replies) if !replies.is_empty() => replies.remove(0),
+                    _ => reply_text(250),
                 }
             };
-            if (200..300).contains(&code) {
+            if reply.starts_with('2') {
                 rcpt_to.push(recipient);
             }
-            reply_text(code)
+            reply
         } else if upper == "DATA" {
             if rcpt_to.is_empty() {
                 "554 5.5.1 no valid recipients".to_owned()

@@ -81,10 +81,13 @@ pub enum DeliveryStatus {
     Failed,
     /// Canceled before sending began.
     Canceled,
+    /// Never sent: the recipient was on the tenant's suppression list when the email was
+    /// accepted.
+    Suppressed,
 }
 
 impl DeliveryStatus {
-    pub const ALL: [Self; 7] = [
+    pub const ALL: [Self; 8] = [
         Self::Queued,
         Self::Sending,
         Self::Delivered,
@@ -92,6 +95,7 @@ impl DeliveryStatus {
         Self::Bounced,
         Self::Failed,
         Self::Canceled,
+        Self::Suppressed,
     ];
 
     /// The name in columns, filters and API responses.
@@ -105,6 +109,7 @@ impl DeliveryStatus {
             Self::Bounced => "bounced",
             Self::Failed => "failed",
             Self::Canceled => "canceled",
+            Self::Suppressed => "suppressed",
         }
     }
 
@@ -119,6 +124,7 @@ impl DeliveryStatus {
             Self::Bounced => EventKind::Bounced,
             Self::Failed => EventKind::Failed,
             Self::Canceled => EventKind::Canceled,
+            Self::Suppressed => EventKind::Suppressed,
         }
     }
 
@@ -127,7 +133,7 @@ impl DeliveryStatus {
     pub const fn is_final(self) -> bool {
         matches!(
             self,
-            Self::Delivered | Self::Bounced | Self::Failed | Self::Canceled
+            Self::Delivered | Self::Bounced | Self::Failed | Self::Canceled | Self::Suppressed
         )
     }
 }
@@ -286,6 +292,33 @@ impl WebhookEventType {
 
 named!(WebhookEventType, "webhook event type");
 
+/// Why an address is on a tenant's suppression list (Resend's origins).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum SuppressionOrigin {
+    /// A hard bounce.
+    Bounce,
+    /// A recipient's complaint.
+    Complaint,
+    /// Added through the API.
+    Manual,
+}
+
+impl SuppressionOrigin {
+    pub const ALL: [Self; 3] = [Self::Bounce, Self::Complaint, Self::Manual];
+
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Bounce => "bounce",
+            Self::Complaint => "complaint",
+            Self::Manual => "manual",
+        }
+    }
+}
+
+named!(SuppressionOrigin, "suppression origin");
+
 /// An email's overall state, summarised from its recipients' statuses (`last_event` in the API).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
@@ -299,6 +332,8 @@ pub enum EmailState {
     Bounced,
     Failed,
     Canceled,
+    /// Every recipient not delivered was on the suppression list.
+    Suppressed,
 }
 
 impl EmailState {
@@ -329,6 +364,8 @@ impl EmailState {
             Self::Bounced
         } else if any(DeliveryStatus::Failed) {
             Self::Failed
+        } else if any(DeliveryStatus::Suppressed) {
+            Self::Suppressed
         } else {
             Self::Delivered
         }
@@ -354,6 +391,9 @@ mod tests {
                 serde_json::to_value(kind).unwrap(),
                 serde_json::json!(kind.as_str())
             );
+        }
+        for origin in SuppressionOrigin::ALL {
+            assert_eq!(origin.as_str().parse::<SuppressionOrigin>(), Ok(origin));
         }
         for kind in WebhookEventType::ALL {
             assert_eq!(kind.as_str().parse::<WebhookEventType>(), Ok(kind));
@@ -409,7 +449,7 @@ mod tests {
     fn an_email_shows_its_most_pressing_state() {
         use DeliveryStatus as S;
         type Case = (bool, &'static [(S, i32)], EmailState);
-        let cases: [Case; 7] = [
+        let cases: [Case; 9] = [
             (
                 false,
                 &[(S::Delivered, 1), (S::Sending, 1)],
@@ -433,6 +473,16 @@ mod tests {
                 EmailState::Canceled,
             ),
             (false, &[(S::Delivered, 1)], EmailState::Delivered),
+            (
+                false,
+                &[(S::Suppressed, 0), (S::Delivered, 1)],
+                EmailState::Suppressed,
+            ),
+            (
+                false,
+                &[(S::Suppressed, 0), (S::Queued, 0)],
+                EmailState::Queued,
+            ),
         ];
         for (scheduled, deliveries, expected) in cases {
             assert_eq!(

@@ -23,7 +23,7 @@ pub mod webhook;
 
 pub use address::{AddressError, EmailAddress, Mailbox};
 pub use api_key::{ApiKeyError, ApiKeyHash, NewApiKey, parse_api_key};
-pub use event::{DeliveryStatus, EmailState, EventKind, WebhookEventType};
+pub use event::{DeliveryStatus, EmailState, EventKind, SuppressionOrigin, WebhookEventType};
 pub use idempotency::{Fingerprint, IdempotencyKey};
 pub use ids::{ApiKeyId, TenantId};
 pub use network::{IpNetwork, NetworkError};

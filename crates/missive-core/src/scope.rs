@@ -33,18 +33,21 @@ pub enum Scope {
     TemplatesWrite,
     #[serde(rename = "webhooks:manage")]
     WebhooksManage,
+    #[serde(rename = "suppressions:manage")]
+    SuppressionsManage,
     #[serde(rename = "usage:read")]
     UsageRead,
 }
 
 impl Scope {
-    pub const ALL: [Self; 7] = [
+    pub const ALL: [Self; 8] = [
         Self::FullAccess,
         Self::Send,
         Self::EmailsRead,
         Self::TemplatesRead,
         Self::TemplatesWrite,
         Self::WebhooksManage,
+        Self::SuppressionsManage,
         Self::UsageRead,
     ];
 
@@ -57,6 +60,7 @@ impl Scope {
             Self::TemplatesRead => "templates:read",
             Self::TemplatesWrite => "templates:write",
             Self::WebhooksManage => "webhooks:manage",
+            Self::SuppressionsManage => "suppressions:manage",
             Self::UsageRead => "usage:read",
         }
     }
@@ -70,7 +74,7 @@ impl fmt::Display for Scope {
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 #[error(
-    "unknown scope `{0}`; expected one of: full_access, send, emails:read, templates:read, templates:write, webhooks:manage, usage:read"
+    "unknown scope `{0}`; expected one of: full_access, send, emails:read, templates:read, templates:write, webhooks:manage, suppressions:manage, usage:read"
 )]
 pub struct ScopeError(pub String);
 

@@ -20,17 +20,22 @@ impl Cursor {
 }
 
 /// The two fixed statements of a tenant table's pages: upwards from `before` alone, and
-/// downwards (newest first) otherwise. `$1` tenant, `$2` after, `$3` before, `$4` the limit.
+/// downwards (newest first) otherwise. `$1` tenant, `$2` after, `$3` before, `$4` the limit;
+/// an optional condition of its own may use `$5` (see [`fetch_filtered_page`]).
 macro_rules! page_statements {
     ($columns:expr, $table:literal) => {
+        $crate::cursor::page_statements!($columns, $table, "")
+    };
+    ($columns:expr, $table:literal, $filter:literal) => {
         $crate::cursor::PageStatements {
             upwards: concat!(
                 "SELECT ",
                 $columns,
                 " FROM ",
                 $table,
-                " WHERE tenant_id = $1 AND ($2::uuid IS NULL OR id < $2) AND id > $3
-                  ORDER BY id ASC LIMIT $4"
+                " WHERE tenant_id = $1 AND ($2::uuid IS NULL OR id < $2) AND id > $3 ",
+                $filter,
+                " ORDER BY id ASC LIMIT $4"
             ),
             downwards: concat!(
                 "SELECT ",
@@ -38,8 +43,9 @@ macro_rules! page_statements {
                 " FROM ",
                 $table,
                 " WHERE tenant_id = $1 AND ($2::uuid IS NULL OR id < $2)
-                    AND ($3::uuid IS NULL OR id > $3)
-                  ORDER BY id DESC LIMIT $4"
+                    AND ($3::uuid IS NULL OR id > $3) ",
+                $filter,
+                " ORDER BY id DESC LIMIT $4"
             ),
         }
     };
@@ -62,18 +68,49 @@ pub(crate) async fn fetch_page<T>(
 where
     T: for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow> + Send + Unpin,
 {
+    fetch(pool, statements, tenant_id, cursor, limit, None).await
+}
+
+/// [`fetch_page`] for statements whose condition takes `$5`, bound to `filter`.
+pub(crate) async fn fetch_filtered_page<T>(
+    pool: &sqlx::PgPool,
+    statements: &PageStatements,
+    tenant_id: missive_core::TenantId,
+    cursor: Cursor,
+    limit: i64,
+    filter: Option<&str>,
+) -> Result<(Vec<T>, bool), crate::StoreError>
+where
+    T: for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow> + Send + Unpin,
+{
+    fetch(pool, statements, tenant_id, cursor, limit, Some(filter)).await
+}
+
+async fn fetch<T>(
+    pool: &sqlx::PgPool,
+    statements: &PageStatements,
+    tenant_id: missive_core::TenantId,
+    cursor: Cursor,
+    limit: i64,
+    filter: Option<Option<&str>>,
+) -> Result<(Vec<T>, bool), crate::StoreError>
+where
+    T: for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow> + Send + Unpin,
+{
     let statement = if cursor.upwards() {
         statements.upwards
     } else {
         statements.downwards
     };
-    let mut rows = sqlx::query_as::<_, T>(statement)
+    let mut query = sqlx::query_as::<_, T>(statement)
         .bind(tenant_id.as_uuid())
         .bind(cursor.after)
         .bind(cursor.before)
-        .bind(limit + 1)
-        .fetch_all(pool)
-        .await?;
+        .bind(limit + 1);
+    if let Some(filter) = filter {
+        query = query.bind(filter);
+    }
+    let mut rows = query.fetch_all(pool).await?;
     let has_more = rows.len() as i64 > limit;
     rows.truncate(usize::try_from(limit).unwrap_or(0));
     if cursor.upwards() {

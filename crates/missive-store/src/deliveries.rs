@@ -12,7 +12,8 @@
 
 use std::time::Duration;
 
-use missive_core::{DeliveryStatus, TenantId};
+use missive_core::outcome::BounceClass;
+use missive_core::{DeliveryStatus, SuppressionOrigin, TenantId};
 use sqlx::FromRow;
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -58,6 +59,9 @@ pub struct DeliveryResult {
     pub next_attempt_at: Option<OffsetDateTime>,
     pub smtp_code: Option<u16>,
     pub smtp_response: String,
+    /// For a refusal: what it said about the address. A hard one puts the address on the
+    /// tenant's suppression list.
+    pub bounce: Option<BounceClass>,
 }
 
 impl Store {
@@ -160,8 +164,9 @@ impl Store {
         Ok(rows)
     }
 
-    /// Writes a batch of results and their events in one transaction. Returns how many rows
-    /// still held the lease and were updated.
+    /// Writes a batch of results and their events in one transaction, and puts the addresses
+    /// of hard bounces on their tenants' suppression lists. Returns how many rows still held
+    /// the lease and were updated.
     ///
     /// # Errors
     /// Database failures.
@@ -181,26 +186,41 @@ impl Store {
         let next: Vec<Option<OffsetDateTime>> = results.iter().map(|r| r.next_attempt_at).collect();
         let codes: Vec<Option<i32>> = results.iter().map(|r| r.smtp_code.map(i32::from)).collect();
         let responses: Vec<&str> = results.iter().map(|r| r.smtp_response.as_str()).collect();
+        let bounces: Vec<Option<&str>> = results
+            .iter()
+            .map(|r| r.bounce.map(BounceClass::as_str))
+            .collect();
+        // An id for the suppression a hard bounce may add (v7, as every id here).
+        let suppression_ids: Vec<Uuid> = results.iter().map(|_| Uuid::now_v7()).collect();
         let updated: i64 = sqlx::query_scalar(concat!(
             "WITH r AS (
                  SELECT * FROM UNNEST($1::uuid[], $2::uuid[], $3::uuid[], $4::uuid[], $5::text[],
-                                      $6::timestamptz[], $7::int[], $8::text[], $9::text[])
+                                      $6::timestamptz[], $7::int[], $8::text[], $9::text[],
+                                      $13::text[], $14::uuid[])
                      AS r(tenant_id, email_id, id, lease_id, status, next_attempt_at, code, response,
-                          event)
+                          event, bounce_class, suppression_id)
              ), updated AS (
                  UPDATE deliveries d
                  SET status = r.status, next_attempt_at = COALESCE(r.next_attempt_at, d.next_attempt_at),
                      lease_expires_at = NULL, lease_id = NULL, leased_by = NULL, last_smtp_code = r.code,
-                     last_smtp_response = r.response, updated_at = now()
+                     last_smtp_response = r.response, bounce_class = r.bounce_class, updated_at = now()
                  FROM r
                  WHERE d.tenant_id = r.tenant_id AND d.email_id = r.email_id AND d.id = r.id
                    AND d.lease_id = r.lease_id
                    AND d.status = $10
-                 RETURNING d.tenant_id, d.id, d.email_id, d.recipient, r.event, r.code, r.response
+                 RETURNING d.tenant_id, d.id, d.email_id, d.recipient, r.event, r.code, r.response,
+                           r.bounce_class, r.suppression_id
              ), ev AS (
-                 INSERT INTO email_events (tenant_id, email_id, delivery_id, type, recipient, smtp_code, smtp_response)
-                 SELECT tenant_id, email_id, id, event, recipient, code, response FROM updated
+                 INSERT INTO email_events (tenant_id, email_id, delivery_id, type, recipient, smtp_code,
+                                           smtp_response, bounce_class)
+                 SELECT tenant_id, email_id, id, event, recipient, code, response, bounce_class
+                 FROM updated
                  RETURNING tenant_id, email_id, id, type
+             ), suppressed AS (
+                 INSERT INTO suppressions (tenant_id, id, email, origin, source_id, reason)
+                 SELECT tenant_id, suppression_id, lower(recipient), $16, email_id, response
+                 FROM updated WHERE bounce_class = $15
+                 ON CONFLICT (tenant_id, email) DO NOTHING
              ), ",
             report_events!("$11", "$12"),
             " SELECT count(*) FROM ev"
@@ -217,6 +237,10 @@ impl Store {
         .bind(DeliveryStatus::Sending.as_str())
         .bind(crate::outbox::KINDS.as_slice())
         .bind(crate::outbox::HOOKS.as_slice())
+        .bind(&bounces)
+        .bind(&suppression_ids)
+        .bind(BounceClass::Hard.as_str())
+        .bind(SuppressionOrigin::Bounce.as_str())
         .fetch_one(&self.pool)
         .await?;
         Ok(u64::try_from(updated).unwrap_or(0))

@@ -92,6 +92,8 @@ pub struct DeliveryRecord {
     pub next_attempt_at: OffsetDateTime,
     pub last_smtp_code: Option<i32>,
     pub last_smtp_response: Option<String>,
+    /// `hard` or `soft` (core `BounceClass`), after a refusal.
+    pub bounce_class: Option<String>,
     pub updated_at: OffsetDateTime,
 }
 
@@ -240,12 +242,23 @@ pub(crate) async fn insert_rows(
                  AS u(tenant_id, id, message_id, from_address, envelope_from, smtputf8, reply_to,
                       subject, html, text, tags, mime, scheduled_at)
          ), r AS (
-             SELECT * FROM UNNEST($14::uuid[], $15::uuid[], $16::uuid[], $17::text[], $18::text[],
-                                  $19::timestamptz[], $20::text[])
+             -- A recipient on the tenant's suppression list is suppressed from the start. A
+             -- probe per row rather than a join, which could reorder the rows (and so the
+             -- recipients of a relay transaction).
+             SELECT r.tenant_id, r.id, r.email_id, r.recipient, r.kind, r.scheduled_at,
+                    CASE WHEN s.listed THEN $24 ELSE $23 END AS status,
+                    CASE WHEN s.listed THEN $25 ELSE r.event END AS event
+             FROM UNNEST($14::uuid[], $15::uuid[], $16::uuid[], $17::text[], $18::text[],
+                         $19::timestamptz[], $20::text[])
                  AS r(tenant_id, id, email_id, recipient, kind, scheduled_at, event)
+             CROSS JOIN LATERAL (
+                 SELECT EXISTS (SELECT 1 FROM suppressions
+                                WHERE tenant_id = r.tenant_id AND email = lower(r.recipient)) AS listed
+             ) s
          ), d AS (
-             INSERT INTO deliveries (tenant_id, id, email_id, recipient, kind, next_attempt_at)
-             SELECT tenant_id, id, email_id, recipient, kind, COALESCE(scheduled_at, now()) FROM r
+             INSERT INTO deliveries (tenant_id, id, email_id, recipient, kind, status, next_attempt_at)
+             SELECT tenant_id, id, email_id, recipient, kind, status, COALESCE(scheduled_at, now())
+             FROM r
          ), ev AS (
              INSERT INTO email_events (tenant_id, email_id, delivery_id, type, recipient)
              SELECT tenant_id, email_id, id, event, recipient FROM r
@@ -276,6 +289,9 @@ pub(crate) async fn insert_rows(
     .bind(&d_events)
     .bind(crate::outbox::KINDS.as_slice())
     .bind(crate::outbox::HOOKS.as_slice())
+    .bind(DeliveryStatus::Queued.as_str())
+    .bind(DeliveryStatus::Suppressed.as_str())
+    .bind(EventKind::Suppressed.as_str())
     .execute(&mut *conn)
     .await?;
     Ok(())
@@ -340,7 +356,7 @@ impl Store {
     ) -> Result<Vec<DeliveryRecord>, StoreError> {
         let rows = sqlx::query_as::<_, DeliveryRecord>(
             "SELECT id, email_id, recipient, kind, status, attempts, next_attempt_at,
-                    last_smtp_code, last_smtp_response, updated_at
+                    last_smtp_code, last_smtp_response, bounce_class, updated_at
              FROM deliveries WHERE tenant_id = $1 AND email_id = ANY($2)
              ORDER BY email_id, id",
         )

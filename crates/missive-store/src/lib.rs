@@ -11,6 +11,7 @@ mod emails;
 mod error;
 pub mod listen;
 mod outbox;
+mod suppressions;
 mod templates;
 mod tenants;
 mod webhooks;
@@ -28,6 +29,7 @@ pub use error::StoreError;
 pub use outbox::{
     LeasedWebhookEvent, WebhookAttemptRecord, WebhookAttemptResult, WebhookEventRecord,
 };
+pub use suppressions::{SuppressionKey, SuppressionPage, SuppressionRecord};
 pub use templates::{
     PublishedLookup, PublishedTemplate, TemplateContent, TemplateEdit, TemplateNode, TemplatePage,
     TemplateRecord,

@@ -76,6 +76,8 @@ pub struct LeasedWebhookEvent {
     pub recipient: Option<String>,
     pub smtp_code: Option<i32>,
     pub smtp_response: Option<String>,
+    /// `hard` or `soft`, for a refusal.
+    pub bounce_class: Option<String>,
 }
 
 impl LeasedWebhookEvent {
@@ -151,7 +153,7 @@ macro_rules! outbox_content {
                         WHERE d.tenant_id = em.tenant_id AND d.email_id = em.id AND d.kind = 'to'
                         ORDER BY d.id) END AS to,
                     em.subject, em.tags, em.created_at AS email_created_at,
-                    ev.recipient, ev.smtp_code, ev.smtp_response
+                    ev.recipient, ev.smtp_code, ev.smtp_response, ev.bounce_class
              FROM leased l
              JOIN webhooks w ON w.tenant_id = l.tenant_id AND w.id = l.webhook_id
              LEFT JOIN emails em ON em.tenant_id = l.tenant_id AND em.id = l.email_id

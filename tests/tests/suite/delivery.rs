@@ -411,6 +411,7 @@ async fn a_worker_that_dies_holding_a_lease_loses_it_to_another() {
         next_attempt_at: None,
         smtp_code: Some(550),
         smtp_response: "late".into(),
+        bounce: Some(missive_core::outcome::BounceClass::Hard),
     };
     assert_eq!(
         app.store().record_delivery_results(&[late]).await.unwrap(),

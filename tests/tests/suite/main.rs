@@ -17,6 +17,7 @@ mod recovery;
 mod resend_sdk;
 mod smtp;
 mod store;
+mod suppressions;
 mod templates;
 mod tenants;
 mod webhooks;

@@ -49,6 +49,12 @@ const ROUTES: &[(&str, &str)] = &[
     ("get", "/v1/webhooks/{id}/events/{event_id}/attempts"),
     ("post", "/v1/webhooks/{id}/events/{event_id}/replay"),
     ("post", "/v1/webhooks/{id}/test"),
+    ("post", "/v1/suppressions"),
+    ("get", "/v1/suppressions"),
+    ("get", "/v1/suppressions/{id_or_email}"),
+    ("delete", "/v1/suppressions/{id_or_email}"),
+    ("post", "/v1/suppressions/batch/add"),
+    ("post", "/v1/suppressions/batch/remove"),
 ];
 
 /// POST routes that take no body.

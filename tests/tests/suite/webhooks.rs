@@ -617,6 +617,60 @@ async fn a_sent_email_is_reported_sent_then_delivered_signed_for_both_verifiers(
 }
 
 #[tokio::test]
+async fn bounces_carry_their_class_and_a_suppressed_recipient_is_reported() {
+    let app = TestApp::spawn_with(|c| c.webhooks.allow_private = true).await;
+    let receiver = Receiver::start().await;
+    let (tenant, secret) = subscribed(&app, &receiver).await;
+    app.sink
+        .answer_rcpt_with("gone@x.test", &["550 5.1.1 no such user"]);
+    app.sink
+        .answer_rcpt_with("full@x.test", &["552 5.2.2 mailbox full"]);
+    app.send_email(
+        &tenant.key,
+        &json!({"from": "a@acme.test", "to": ["gone@x.test", "full@x.test"], "subject": "s", "text": "t"}),
+    )
+    .await;
+    app.worker.drain().await.unwrap();
+    app.dispatcher.drain().await.unwrap();
+    let mut bounced: Vec<(Value, Value)> = receiver
+        .hits()
+        .iter()
+        .map(body)
+        .filter(|b| b["type"] == "email.bounced")
+        .map(|b| (b["data"]["recipient"].clone(), b["data"]["bounce"].clone()))
+        .collect();
+    // Posted concurrently: in any order.
+    bounced.sort_by_key(|(recipient, _)| recipient.to_string());
+    assert_eq!(
+        bounced,
+        [
+            (
+                json!("full@x.test"),
+                json!({"type": "Transient", "message": "552 5.2.2 mailbox full"})
+            ),
+            (
+                json!("gone@x.test"),
+                json!({"type": "Permanent", "message": "550 5.1.1 no such user"})
+            ),
+        ]
+    );
+    // The hard bounce suppressed the address: the next email to it is reported suppressed.
+    let id = app
+        .send_email(
+            &tenant.key,
+            &json!({"from": "a@acme.test", "to": "gone@x.test", "subject": "s", "text": "t"}),
+        )
+        .await;
+    app.dispatcher.drain().await.unwrap();
+    let last = receiver.hits();
+    let suppressed = body(last.last().unwrap());
+    assert_eq!(suppressed["type"], "email.suppressed");
+    assert_eq!(suppressed["data"]["email_id"], id.as_str());
+    assert_eq!(suppressed["data"]["recipient"], "gone@x.test");
+    verify_all(&last, &secret).await;
+}
+
+#[tokio::test]
 async fn failures_and_timeouts_are_retried_with_the_same_id_and_410_disables_the_endpoint() {
     let app = TestApp::spawn_with(|c| {
         c.webhooks.allow_private = true;

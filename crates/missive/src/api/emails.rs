@@ -7,6 +7,7 @@
 use axum::Json;
 use axum::extract::State;
 use axum::http::HeaderMap;
+use missive_core::outcome::BounceClass;
 use missive_core::submission::{
     Draft, DraftAttachment, RecipientKind, SubmissionError, Tag, parse_rfc3339, parse_tag_filter,
 };
@@ -151,6 +152,8 @@ pub struct RecipientView {
     pub next_attempt_at: OffsetDateTime,
     pub last_smtp_code: Option<i32>,
     pub last_smtp_response: Option<String>,
+    /// After a refusal: `hard` (the address does not work; it is now suppressed) or `soft`.
+    pub bounce_class: Option<BounceClass>,
     #[serde(with = "time::serde::rfc3339")]
     pub updated_at: OffsetDateTime,
 }
@@ -424,6 +427,7 @@ fn email_view(
                 next_attempt_at: d.next_attempt_at,
                 last_smtp_code: d.last_smtp_code,
                 last_smtp_response: d.last_smtp_response,
+                bounce_class: d.bounce_class.and_then(|c| BounceClass::try_from(c).ok()),
                 updated_at: d.updated_at,
             })
             .collect(),

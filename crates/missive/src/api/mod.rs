@@ -8,6 +8,7 @@ pub mod emails;
 pub mod error;
 pub mod extract;
 pub mod health;
+pub mod suppressions;
 pub mod templates;
 pub mod tenant;
 pub mod tenants;
@@ -50,6 +51,7 @@ use crate::state::AppState;
         (name = "emails", description = "Send and read emails (Resend-compatible)"),
         (name = "templates", description = "The calling tenant's templates (Resend-compatible), and shipped ones"),
         (name = "webhooks", description = "The calling tenant's webhook endpoints (Resend-compatible)"),
+        (name = "suppressions", description = "The calling tenant's suppression list (Resend-compatible)"),
         (name = "health", description = "Probes and metrics"),
     )
 )]
@@ -126,6 +128,16 @@ fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(webhooks::list_webhook_attempts))
         .routes(routes!(webhooks::replay_webhook_event))
         .routes(routes!(webhooks::test_webhook))
+        .routes(routes!(
+            suppressions::add_suppression,
+            suppressions::list_suppressions
+        ))
+        .routes(routes!(
+            suppressions::get_suppression,
+            suppressions::remove_suppression
+        ))
+        .routes(routes!(suppressions::add_suppressions))
+        .routes(routes!(suppressions::remove_suppressions))
         .routes(routes!(health::healthz))
         .routes(routes!(health::readyz))
         .routes(routes!(health::metrics))

@@ -17,7 +17,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use missive_core::outcome::{Outcome, classify};
+use missive_core::outcome::{BounceClass, Outcome, bounce_class, classify};
 use missive_core::retry::{RetryDecision, RetryPolicy};
 use missive_core::{DeliveryStatus, Route, TenantId};
 use missive_store::listen::Channel;
@@ -68,9 +68,16 @@ fn result_for(
     policy: &RetryPolicy,
     now: OffsetDateTime,
 ) -> DeliveryResult {
-    let (outcome, code, text) = match reply {
-        RecipientReply::Reply(reply) => (classify(reply.code), Some(reply.code), reply.text),
-        RecipientReply::Failed(message) => (Outcome::Deferred, None, message),
+    let (outcome, code, bounce, text) = match reply {
+        RecipientReply::Reply(reply) => (
+            classify(reply.code),
+            Some(reply.code),
+            bounce_class(reply.code, &reply.text),
+            reply.text,
+        ),
+        RecipientReply::Failed(message) => {
+            (Outcome::Deferred, None, Some(BounceClass::Soft), message)
+        }
     };
     let (status, next_attempt_at) = match outcome {
         Outcome::Delivered => (DeliveryStatus::Delivered, None),
@@ -95,6 +102,7 @@ fn result_for(
         next_attempt_at,
         smtp_code: code,
         smtp_response: text,
+        bounce,
     }
 }
 
@@ -141,7 +149,9 @@ impl DeliveryWorker {
             .collect();
         Ok(groups
             .into_iter()
-            .filter_map(|(key, deliveries)| {
+            .filter_map(|(key, mut deliveries)| {
+                // In the order the email named them (ids are time-ordered).
+                deliveries.sort_by_key(|d| d.id);
                 messages.remove(&key).map(|message| Job {
                     // Every tenant's mail takes the shared relay until a tenant can name its own.
                     route: Route::Shared,

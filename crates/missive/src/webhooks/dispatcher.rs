@@ -10,6 +10,7 @@ use std::sync::{Arc, PoisonError};
 use std::time::{Duration, Instant};
 
 use missive_core::TenantId;
+use missive_core::outcome::BounceClass;
 use missive_core::webhook::{message_id, signature_header};
 use missive_store::listen::Channel;
 use missive_store::workers::WorkerKind;
@@ -164,7 +165,13 @@ pub fn body_of(event: &LeasedWebhookEvent) -> Vec<u8> {
             smtp_code: event.smtp_code,
             smtp_response: event.smtp_response.as_deref(),
             bounce: (event.kind == "email.bounced").then(|| Bounce {
-                kind: "Permanent",
+                // Resend's names for the class: a hard bounce is permanent, a soft one (a
+                // refusal that says nothing final about the address) transient.
+                kind: if event.bounce_class.as_deref() == Some(BounceClass::Soft.as_str()) {
+                    BounceClass::Soft.resend_type()
+                } else {
+                    BounceClass::Hard.resend_type()
+                },
                 message: event.smtp_response.as_deref().unwrap_or_default(),
             }),
             test: event.email_id.is_none().then_some(true),
