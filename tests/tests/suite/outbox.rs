@@ -173,6 +173,30 @@ async fn the_low_water_mark_never_passes_a_row_a_running_transaction_commits_lat
 }
 
 #[tokio::test]
+async fn a_row_behind_its_endpoints_mark_is_found_by_the_sweep() {
+    let app = TestApp::spawn().await;
+    let store = app.store().for_dispatcher(2);
+    let (tenant_id, ids) = endpoints(&app, 2).await;
+    let holder = Uuid::now_v7();
+    add_events(&store, tenant_id, ids[0], 2).await;
+    add_events(&store, tenant_id, ids[1], 1).await;
+    // A mark past an unfinished row, as a lease that could not see the row would have left it.
+    sqlx::query("UPDATE webhooks SET due_from = now() + interval '1 hour' WHERE id = $1")
+        .bind(ids[0])
+        .execute(store.pool())
+        .await
+        .unwrap();
+    let leased = lease(&store, 10, 100, holder).await;
+    assert_eq!(leased.len(), 1, "only the other endpoint's row is seen");
+    succeed(&store, &leased, holder).await;
+    assert_eq!(store.reset_passed_webhook_marks().await.unwrap(), 1);
+    assert_eq!(store.reset_passed_webhook_marks().await.unwrap(), 0);
+    let leased = lease(&store, 10, 100, holder).await;
+    assert_eq!(leased.len(), 2);
+    assert!(leased.iter().all(|e| e.webhook_id == ids[0]));
+}
+
+#[tokio::test]
 async fn deleting_an_endpoint_deletes_its_events() {
     let app = TestApp::spawn().await;
     let store = app.store();

@@ -180,6 +180,9 @@ pub fn body_of(event: &LeasedWebhookEvent) -> Vec<u8> {
     serde_json::to_vec(&body).unwrap_or_default()
 }
 
+/// How often a dispatcher checks that no endpoint's low-water mark passed an unfinished row.
+const MARK_SWEEP: Duration = Duration::from_secs(60);
+
 impl Dispatcher {
     #[must_use]
     pub fn new(
@@ -383,6 +386,7 @@ impl Dispatcher {
         let (finished, results) = mpsc::channel(held_max);
         let recorder = tokio::spawn(self.clone().recorder(results, wake.clone()));
         let mut ticked: Option<Instant> = None;
+        let mut swept: Option<Instant> = None;
         while !shutdown.is_cancelled() {
             // Once a second: the queue-depth gauge (counting is a scan of the backlog), the
             // planner's view of an outbox that may be growing fast, and idle endpoints' slots.
@@ -396,6 +400,21 @@ impl Dispatcher {
                     tracing::debug!(error = %err, "could not refresh the outbox's statistics");
                 }
                 endpoints.prune();
+            }
+            // At start and once a minute: no unfinished row may sit behind its endpoint's mark.
+            if swept.is_none_or(|at| at.elapsed() >= MARK_SWEEP) {
+                swept = Some(Instant::now());
+                match self.store.reset_passed_webhook_marks().await {
+                    Ok(0) => {}
+                    Ok(moved) => {
+                        metrics::counter!("missive_webhook_mark_resets_total").increment(moved);
+                        tracing::warn!(
+                            endpoints = moved,
+                            "unfinished webhook events were behind their endpoint's mark; leasing them again"
+                        );
+                    }
+                    Err(err) => tracing::debug!(error = %err, "could not check the outbox marks"),
+                }
             }
             // Register interest before looking, so a notification between the two is not lost.
             let notified = wake.notified();
