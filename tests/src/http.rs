@@ -217,8 +217,11 @@ impl TestApp {
         let worker = DeliveryWorker::new(
             db.store.clone(),
             Arc::new(
-                Routes::new(&config.relay.url, &config.transport_settings())
-                    .expect("relay transport"),
+                Routes::new(
+                    &config.relay.url,
+                    missive::startup::tenant_relays(&config).expect("tenant relays"),
+                )
+                .expect("relay transport"),
             ),
             config.worker_settings(),
         );

@@ -1,10 +1,10 @@
-//! Where mail leaves Missive: a delivery's [`Route`], and the [`RelaySpec`] of a relay (its
-//! address, TLS mode and credentials).
+//! Where mail leaves Missive: a delivery's [`Route`], the [`RelaySpec`] of a relay (its
+//! address, TLS mode and credentials), and [`resolve`], the one rule that picks a route.
 //!
 //! A route names where an attempt goes; the delivery worker keeps one transport per route and
 //! never looks at configuration. Configuration only produces the shared relay's spec, from
-//! `MISSIVE_RELAY_URL` through [`RelaySpec::from_str`]. A tenant's own upstream server becomes
-//! another route with a spec of its own.
+//! `MISSIVE_RELAY_URL` through [`RelaySpec::from_str`]. A tenant's own upstream server (its
+//! [`TenantRelay`], set by the operator) is a route of its own.
 
 use std::fmt;
 use std::path::PathBuf;
@@ -12,19 +12,24 @@ use std::str::FromStr;
 
 use secrecy::{ExposeSecret, SecretString};
 
+use crate::TenantId;
+
 /// Where a delivery attempt goes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Route {
     /// The operator's shared relay (`MISSIVE_RELAY_URL`).
     Shared,
+    /// The tenant's own upstream server.
+    Tenant(TenantId),
 }
 
 impl Route {
-    /// The name shown in logs and metrics.
+    /// The kind, as logs, metrics and the API name it: `shared` or `tenant`.
     #[must_use]
     pub const fn as_str(self) -> &'static str {
         match self {
             Self::Shared => "shared",
+            Self::Tenant(_) => "tenant",
         }
     }
 }
@@ -32,6 +37,28 @@ impl Route {
 impl fmt::Display for Route {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
+    }
+}
+
+/// A tenant's own upstream server, as the operator set it (the password stays sealed in the
+/// store; only whether there is one matters for routing).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TenantRelay {
+    pub host: String,
+    pub port: u16,
+    pub tls: RelayTls,
+    pub username: Option<String>,
+    /// Off: the tenant's mail takes the shared relay, and the settings are kept.
+    pub enabled: bool,
+}
+
+/// The route of a tenant's next attempts: its own server while one is set and enabled,
+/// otherwise the shared relay.
+#[must_use]
+pub fn resolve(tenant: TenantId, relay: Option<&TenantRelay>) -> Route {
+    match relay {
+        Some(relay) if relay.enabled => Route::Tenant(tenant),
+        _ => Route::Shared,
     }
 }
 
@@ -44,6 +71,30 @@ pub enum RelayTls {
     StartTls,
     /// TLS from the first byte.
     Tls,
+}
+
+impl RelayTls {
+    pub const ALL: [Self; 3] = [Self::None, Self::StartTls, Self::Tls];
+
+    /// The name in URLs, settings and columns.
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::None => "none",
+            Self::StartTls => "starttls",
+            Self::Tls => "tls",
+        }
+    }
+}
+
+impl FromStr for RelayTls {
+    type Err = RelaySpecError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .into_iter()
+            .find(|t| t.as_str() == s)
+            .ok_or_else(|| RelaySpecError(format!("tls must be none, starttls or tls, not `{s}`")))
+    }
 }
 
 /// A relay's login for AUTH PLAIN.
@@ -139,12 +190,7 @@ impl FromStr for RelaySpec {
         let mut tls = None;
         for pair in query.split('&').filter(|p| !p.is_empty()) {
             tls = Some(match pair.split_once('=') {
-                Some(("tls", "none")) => RelayTls::None,
-                Some(("tls", "starttls")) => RelayTls::StartTls,
-                Some(("tls", "tls")) => RelayTls::Tls,
-                Some(("tls", other)) => {
-                    return refuse(format!("tls must be none, starttls or tls, not `{other}`"));
-                }
+                Some(("tls", mode)) => mode.parse()?,
                 _ => return refuse(format!("unknown relay option `{pair}`")),
             });
         }
@@ -254,6 +300,27 @@ mod tests {
         ] {
             assert!(bad.parse::<RelaySpec>().is_err(), "{bad} accepted");
         }
+    }
+
+    #[test]
+    fn a_tenant_takes_its_own_server_only_while_it_is_enabled() {
+        let tenant = TenantId::new();
+        let mut relay = TenantRelay {
+            host: "smtp.acme.test".into(),
+            port: 587,
+            tls: RelayTls::StartTls,
+            username: Some("acme".into()),
+            enabled: true,
+        };
+        assert_eq!(resolve(tenant, Some(&relay)), Route::Tenant(tenant));
+        assert_eq!(resolve(tenant, None), Route::Shared);
+        relay.enabled = false;
+        assert_eq!(resolve(tenant, Some(&relay)), Route::Shared);
+        assert_eq!(Route::Tenant(tenant).as_str(), "tenant");
+        for tls in RelayTls::ALL {
+            assert_eq!(tls.as_str().parse::<RelayTls>(), Ok(tls));
+        }
+        assert!("ssl".parse::<RelayTls>().is_err());
     }
 
     #[test]

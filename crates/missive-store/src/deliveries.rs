@@ -13,12 +13,13 @@
 use std::time::Duration;
 
 use missive_core::outcome::BounceClass;
-use missive_core::{DeliveryStatus, SuppressionOrigin, TenantId};
+use missive_core::{DeliveryStatus, Route, SuppressionOrigin, TenantId};
 use sqlx::FromRow;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::outbox::report_events;
+use crate::tenants::{StoredRelay, stored_relay};
 use crate::{Store, StoreError};
 
 /// A delivery a worker now holds.
@@ -44,6 +45,9 @@ pub struct OutgoingMessage {
     pub envelope_from: String,
     pub smtputf8: bool,
     pub mime: Vec<u8>,
+    /// The tenant's own upstream server, as set when the email was leased.
+    #[sqlx(skip)]
+    pub relay: Option<StoredRelay>,
 }
 
 /// One attempt's result for one delivery.
@@ -62,6 +66,9 @@ pub struct DeliveryResult {
     /// For a refusal: what it said about the address. A hard one puts the address on the
     /// tenant's suppression list.
     pub bounce: Option<BounceClass>,
+    /// The route the attempt took, and the relay's `host:port` on it.
+    pub route: Route,
+    pub route_host: String,
 }
 
 impl Store {
@@ -152,16 +159,27 @@ impl Store {
     ) -> Result<Vec<OutgoingMessage>, StoreError> {
         let tenants: Vec<Uuid> = keys.iter().map(|(t, _)| t.as_uuid()).collect();
         let ids: Vec<Uuid> = keys.iter().map(|(_, id)| *id).collect();
-        let rows = sqlx::query_as::<_, OutgoingMessage>(
-            "SELECT e.tenant_id, e.id, e.envelope_from, e.smtputf8, e.mime
+        // With the tenant's upstream server read alongside, a change of it reaches the very
+        // next attempts of every worker.
+        let rows = sqlx::query(
+            "SELECT e.tenant_id, e.id, e.envelope_from, e.smtputf8, e.mime,
+                    t.smtp_host, t.smtp_port, t.smtp_tls, t.smtp_username, t.smtp_enabled,
+                    t.smtp_password_key_id, t.smtp_password, t.smtp_changed_at
              FROM emails e JOIN UNNEST($1::uuid[], $2::uuid[]) AS k(tenant_id, id)
-               ON e.tenant_id = k.tenant_id AND e.id = k.id",
+               ON e.tenant_id = k.tenant_id AND e.id = k.id
+             JOIN tenants t ON t.id = e.tenant_id",
         )
         .bind(&tenants)
         .bind(&ids)
         .fetch_all(&self.pool)
         .await?;
-        Ok(rows)
+        rows.iter()
+            .map(|row| {
+                let mut message = OutgoingMessage::from_row(row)?;
+                message.relay = stored_relay(row)?;
+                Ok(message)
+            })
+            .collect()
     }
 
     /// Writes a batch of results and their events in one transaction, and puts the addresses
@@ -192,28 +210,32 @@ impl Store {
             .collect();
         // An id for the suppression a hard bounce may add (v7, as every id here).
         let suppression_ids: Vec<Uuid> = results.iter().map(|_| Uuid::now_v7()).collect();
+        let routes: Vec<&str> = results.iter().map(|r| r.route.as_str()).collect();
+        let route_hosts: Vec<&str> = results.iter().map(|r| r.route_host.as_str()).collect();
         let updated: i64 = sqlx::query_scalar(concat!(
             "WITH r AS (
                  SELECT * FROM UNNEST($1::uuid[], $2::uuid[], $3::uuid[], $4::uuid[], $5::text[],
                                       $6::timestamptz[], $7::int[], $8::text[], $9::text[],
-                                      $13::text[], $14::uuid[])
+                                      $13::text[], $14::uuid[], $17::text[], $18::text[])
                      AS r(tenant_id, email_id, id, lease_id, status, next_attempt_at, code, response,
-                          event, bounce_class, suppression_id)
+                          event, bounce_class, suppression_id, route, route_host)
              ), updated AS (
                  UPDATE deliveries d
                  SET status = r.status, next_attempt_at = COALESCE(r.next_attempt_at, d.next_attempt_at),
                      lease_expires_at = NULL, lease_id = NULL, leased_by = NULL, last_smtp_code = r.code,
-                     last_smtp_response = r.response, bounce_class = r.bounce_class, updated_at = now()
+                     last_smtp_response = r.response, bounce_class = r.bounce_class, route = r.route,
+                     route_host = r.route_host, updated_at = now()
                  FROM r
                  WHERE d.tenant_id = r.tenant_id AND d.email_id = r.email_id AND d.id = r.id
                    AND d.lease_id = r.lease_id
                    AND d.status = $10
                  RETURNING d.tenant_id, d.id, d.email_id, d.recipient, r.event, r.code, r.response,
-                           r.bounce_class, r.suppression_id
+                           r.bounce_class, r.suppression_id, r.route, r.route_host
              ), ev AS (
                  INSERT INTO email_events (tenant_id, email_id, delivery_id, type, recipient, smtp_code,
-                                           smtp_response, bounce_class)
-                 SELECT tenant_id, email_id, id, event, recipient, code, response, bounce_class
+                                           smtp_response, bounce_class, route, route_host)
+                 SELECT tenant_id, email_id, id, event, recipient, code, response, bounce_class,
+                        route, route_host
                  FROM updated
                  RETURNING tenant_id, email_id, id, type
              ), suppressed AS (
@@ -241,6 +263,8 @@ impl Store {
         .bind(&suppression_ids)
         .bind(BounceClass::Hard.as_str())
         .bind(SuppressionOrigin::Bounce.as_str())
+        .bind(&routes)
+        .bind(&route_hosts)
         .fetch_one(&self.pool)
         .await?;
         Ok(u64::try_from(updated).unwrap_or(0))

@@ -94,6 +94,9 @@ pub struct DeliveryRecord {
     pub last_smtp_response: Option<String>,
     /// `hard` or `soft` (core `BounceClass`), after a refusal.
     pub bounce_class: Option<String>,
+    /// The latest attempt's route (`shared` or `tenant`) and relay.
+    pub route: Option<String>,
+    pub route_host: Option<String>,
     pub updated_at: OffsetDateTime,
 }
 
@@ -107,6 +110,9 @@ pub struct EventRecord {
     pub recipient: Option<String>,
     pub smtp_code: Option<i32>,
     pub smtp_response: Option<String>,
+    /// For an attempt's outcome: its route and relay.
+    pub route: Option<String>,
+    pub route_host: Option<String>,
     pub created_at: OffsetDateTime,
 }
 
@@ -356,7 +362,7 @@ impl Store {
     ) -> Result<Vec<DeliveryRecord>, StoreError> {
         let rows = sqlx::query_as::<_, DeliveryRecord>(
             "SELECT id, email_id, recipient, kind, status, attempts, next_attempt_at,
-                    last_smtp_code, last_smtp_response, bounce_class, updated_at
+                    last_smtp_code, last_smtp_response, bounce_class, route, route_host, updated_at
              FROM deliveries WHERE tenant_id = $1 AND email_id = ANY($2)
              ORDER BY email_id, id",
         )
@@ -377,7 +383,8 @@ impl Store {
         email_id: Uuid,
     ) -> Result<Vec<EventRecord>, StoreError> {
         let rows = sqlx::query_as::<_, EventRecord>(
-            "SELECT id, delivery_id, type, recipient, smtp_code, smtp_response, created_at
+            "SELECT id, delivery_id, type, recipient, smtp_code, smtp_response, route, route_host,
+                    created_at
              FROM email_events WHERE tenant_id = $1 AND email_id = $2 ORDER BY id",
         )
         .bind(tenant_id.as_uuid())

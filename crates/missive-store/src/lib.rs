@@ -34,7 +34,10 @@ pub use templates::{
     PublishedLookup, PublishedTemplate, TemplateContent, TemplateEdit, TemplateNode, TemplatePage,
     TemplateRecord,
 };
-pub use tenants::{NewTenant, StoredSending, TenantPatch, TenantRecord, TrustedSender};
+pub use tenants::{
+    NewTenant, PasswordChange, RelayPatch, StoredRelay, StoredSending, TenantPatch, TenantRecord,
+    TrustedSender,
+};
 pub use webhooks::{NewWebhook, SealedSecret, WebhookPage, WebhookPatch, WebhookRecord};
 pub use workers::{Reaped, Registration, WorkerKind};
 pub use writer::{EmailWriter, WriterSettings};

@@ -2,6 +2,7 @@
 
 use std::net::IpAddr;
 
+use missive_core::routing::TenantRelay;
 use missive_core::{
     Domain, IpNetwork, Mailbox, SendingPolicy, TenantId, TenantName, TenantSettings, TenantStatus,
 };
@@ -12,7 +13,7 @@ use uuid::Uuid;
 
 use crate::api_keys::{ApiKeyRecord, NewApiKeyRow, insert_api_key};
 use crate::error::map_unique;
-use crate::{Store, StoreError};
+use crate::{SealedSecret, Store, StoreError};
 
 const TENANT_CONFLICTS: &[(&str, &str)] =
     &[("tenants_name_key", "a tenant with this name already exists")];
@@ -23,7 +24,8 @@ macro_rules! tenant_columns {
         "id, name, status, domain, default_from, reply_to, from_name, allowed_sender_domains, \
          ARRAY(SELECT n.network::text FROM trusted_networks n \
                WHERE n.tenant_id = tenants.id ORDER BY n.network) AS trusted_networks, \
-         created_at, updated_at, disabled_at"
+         created_at, updated_at, disabled_at, smtp_host, smtp_port, smtp_tls, smtp_username, \
+         smtp_enabled, (smtp_password IS NOT NULL) AS smtp_has_password"
     };
 }
 
@@ -45,6 +47,68 @@ pub struct TenantRecord {
     pub created_at: OffsetDateTime,
     pub updated_at: OffsetDateTime,
     pub disabled_at: Option<OffsetDateTime>,
+    /// The tenant's own upstream server, when one is set (never its password).
+    pub smtp_host: Option<String>,
+    pub smtp_port: Option<i32>,
+    pub smtp_tls: Option<String>,
+    pub smtp_username: Option<String>,
+    pub smtp_enabled: bool,
+    pub smtp_has_password: bool,
+}
+
+impl TenantRecord {
+    /// The tenant's own upstream server as set, if any.
+    #[must_use]
+    pub fn relay(&self) -> Option<TenantRelay> {
+        relay_of(
+            self.smtp_host.as_ref(),
+            self.smtp_port,
+            self.smtp_tls.as_deref(),
+            self.smtp_username.as_ref(),
+            self.smtp_enabled,
+        )
+    }
+}
+
+/// A [`TenantRelay`] from its columns; `None` without a host (or with a damaged row).
+pub(crate) fn relay_of(
+    host: Option<&String>,
+    port: Option<i32>,
+    tls: Option<&str>,
+    username: Option<&String>,
+    enabled: bool,
+) -> Option<TenantRelay> {
+    Some(TenantRelay {
+        host: host?.clone(),
+        port: u16::try_from(port?).ok()?,
+        tls: tls?.parse().ok()?,
+        username: username.cloned(),
+        enabled,
+    })
+}
+
+/// A tenant's upstream server with its sealed password, as a delivery or a check needs it.
+#[derive(Clone, Debug)]
+pub struct StoredRelay {
+    pub relay: TenantRelay,
+    pub password: Option<SealedSecret>,
+    /// Moves with every change: the version a cached transport is built from.
+    pub changed_at: OffsetDateTime,
+}
+
+/// What a patch does to the password of a tenant's upstream server.
+#[derive(Clone, Debug)]
+pub enum PasswordChange {
+    Keep,
+    Clear,
+    Set(SealedSecret),
+}
+
+/// A tenant's upstream server as a patch sets it (validated, the password sealed).
+#[derive(Clone, Debug)]
+pub struct RelayPatch {
+    pub relay: TenantRelay,
+    pub password: PasswordChange,
 }
 
 /// A tenant to create; fields are already validated.
@@ -70,6 +134,8 @@ pub struct TenantPatch {
     pub allowed_sender_domains: Option<Vec<Domain>>,
     /// Replaces the whole list when given.
     pub trusted_networks: Option<Vec<IpNetwork>>,
+    /// The tenant's own upstream server: set, or removed with `Some(None)`.
+    pub smtp: Option<Option<RelayPatch>>,
 }
 
 /// The tenant a trusted network submits for, with what ingest needs to know about it.
@@ -276,6 +342,17 @@ impl Store {
         id: TenantId,
         patch: &TenantPatch,
     ) -> Result<TenantRecord, StoreError> {
+        let smtp = patch.smtp.as_ref().and_then(Option::as_ref);
+        // Removing the server removes its password; otherwise the patch says.
+        let password = match &patch.smtp {
+            None => &PasswordChange::Keep,
+            Some(None) => &PasswordChange::Clear,
+            Some(Some(relay)) => &relay.password,
+        };
+        let new_password = match password {
+            PasswordChange::Set(sealed) => Some(sealed),
+            PasswordChange::Keep | PasswordChange::Clear => None,
+        };
         let mut tx = self.pool.begin().await?;
         // A deleted tenant is gone for updates too; locked so a delete cannot slip in between.
         let live: Option<bool> = sqlx::query_scalar(
@@ -318,6 +395,14 @@ impl Store {
                     FROM unnest(COALESCE($8, allowed_sender_domains)
                                 || CASE WHEN $9 THEN ARRAY[$10]::text[] ELSE ARRAY[domain] END) AS d
                     WHERE d IS NOT NULL),
+                smtp_host = CASE WHEN $13 THEN $14 ELSE smtp_host END,
+                smtp_port = CASE WHEN $13 THEN $15 ELSE smtp_port END,
+                smtp_tls = CASE WHEN $13 THEN $16 ELSE smtp_tls END,
+                smtp_username = CASE WHEN $13 THEN $17 ELSE smtp_username END,
+                smtp_enabled = CASE WHEN $13 THEN $18 ELSE smtp_enabled END,
+                smtp_password_key_id = CASE WHEN $19 THEN $20 ELSE smtp_password_key_id END,
+                smtp_password = CASE WHEN $19 THEN $21 ELSE smtp_password END,
+                smtp_changed_at = CASE WHEN $13 THEN clock_timestamp() ELSE smtp_changed_at END,
                 updated_at = now()
              WHERE id = $1
              RETURNING ",
@@ -350,12 +435,38 @@ impl Store {
         )
         .bind(patch.from_name.is_some())
         .bind(patch.from_name.as_ref().and_then(Clone::clone))
+        .bind(patch.smtp.is_some())
+        .bind(smtp.map(|s| s.relay.host.as_str()))
+        .bind(smtp.map(|s| i32::from(s.relay.port)))
+        .bind(smtp.map(|s| s.relay.tls.as_str()))
+        .bind(smtp.and_then(|s| s.relay.username.as_deref()))
+        .bind(smtp.is_some_and(|s| s.relay.enabled))
+        .bind(!matches!(password, PasswordChange::Keep))
+        .bind(new_password.map(|p| p.key_id.as_str()))
+        .bind(new_password.map(|p| p.bytes.as_slice()))
         .fetch_optional(&mut *tx)
         .await
         .map_err(|e| map_unique(e, TENANT_CONFLICTS))?
         .ok_or(StoreError::NotFound)?;
         tx.commit().await?;
         Ok(record)
+    }
+
+    /// A live tenant's upstream server with its sealed password, if one is set.
+    ///
+    /// # Errors
+    /// `NotFound` for an unknown or deleted tenant.
+    pub async fn tenant_relay(&self, id: TenantId) -> Result<Option<StoredRelay>, StoreError> {
+        let row = sqlx::query(
+            "SELECT smtp_host, smtp_port, smtp_tls, smtp_username, smtp_enabled,
+                    smtp_password_key_id, smtp_password, smtp_changed_at
+             FROM tenants WHERE id = $1 AND deleted_at IS NULL",
+        )
+        .bind(id.as_uuid())
+        .fetch_optional(&self.pool)
+        .await?
+        .ok_or(StoreError::NotFound)?;
+        stored_relay(&row)
     }
 
     /// Deletes a tenant as far as the API can tell, in one transaction: it answers 404 from now
@@ -391,4 +502,30 @@ impl Store {
         tx.commit().await?;
         Ok(record)
     }
+}
+
+/// A [`StoredRelay`] from a row with the `smtp_*` columns of a tenant.
+pub(crate) fn stored_relay(row: &PgRow) -> Result<Option<StoredRelay>, StoreError> {
+    let host: Option<String> = row.try_get("smtp_host")?;
+    let username: Option<String> = row.try_get("smtp_username")?;
+    let Some(relay) = relay_of(
+        host.as_ref(),
+        row.try_get("smtp_port")?,
+        row.try_get::<Option<String>, _>("smtp_tls")?.as_deref(),
+        username.as_ref(),
+        row.try_get("smtp_enabled")?,
+    ) else {
+        return Ok(None);
+    };
+    let key_id: Option<String> = row.try_get("smtp_password_key_id")?;
+    let bytes: Option<Vec<u8>> = row.try_get("smtp_password")?;
+    Ok(Some(StoredRelay {
+        relay,
+        password: key_id
+            .zip(bytes)
+            .map(|(key_id, bytes)| SealedSecret { key_id, bytes }),
+        changed_at: row
+            .try_get::<Option<OffsetDateTime>, _>("smtp_changed_at")?
+            .unwrap_or(OffsetDateTime::UNIX_EPOCH),
+    }))
 }

@@ -3,17 +3,21 @@
 //! Requests arrive here as plain data (from JSON or flags), are validated into core types, and
 //! leave as views: the JSON shapes both front ends print.
 
+use missive_core::routing::{RelayTls, TenantRelay};
 use missive_core::{
     ApiKeyId, Domain, IpNetwork, MAX_NAME_CHARS, NewApiKey, Scope, ScopeError, Scopes, TenantId,
     TenantName, TenantSettings, TenantSettingsError, TenantStatus, parse_display_name, parse_label,
     parse_setting_mailbox,
 };
 use missive_store::{
-    ApiKeyRecord, NewApiKeyRow, NewTenant, Store, StoreError, TenantPatch, TenantRecord,
+    ApiKeyRecord, NewApiKeyRow, NewTenant, PasswordChange, RelayPatch, SealedSecret, Store,
+    StoreError, TenantPatch, TenantRecord,
 };
 use serde::{Deserialize, Deserializer, Serialize};
 use time::OffsetDateTime;
 use utoipa::ToSchema;
+
+use crate::delivery::{RouteError, TenantRelays};
 
 /// What an account operation can fail with.
 #[derive(Debug, thiserror::Error)]
@@ -24,6 +28,9 @@ pub enum AccountsError {
     NotFound,
     #[error("{0}")]
     Conflict(&'static str),
+    /// A setting needs something this process lacks (`MISSIVE_SECRET_KEY`).
+    #[error("{0}")]
+    Unavailable(String),
     #[error(transparent)]
     Store(StoreError),
 }
@@ -109,6 +116,31 @@ pub struct SettingsPatchInput {
     pub trusted_networks: Option<Vec<String>>,
 }
 
+/// A tenant's own upstream SMTP server in a `PATCH`: what it names is replaced, what it leaves
+/// out stays as set (`null` clears `username` or `password`). The field names SelfMX documents,
+/// `user` and `pass`, work too.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SmtpInput {
+    /// Host name or IP address; it must pass the address policy webhook endpoints pass.
+    #[schema(max_length = 253)]
+    pub host: Option<String>,
+    /// Default: 465 with `tls`, otherwise 587.
+    pub port: Option<u16>,
+    #[serde(default, alias = "user", deserialize_with = "double_option")]
+    #[schema(value_type = Option<String>, max_length = 256)]
+    pub username: Option<Option<String>>,
+    /// Sealed at rest; never returned (only `has_password`).
+    #[serde(default, alias = "pass", deserialize_with = "double_option")]
+    #[schema(value_type = Option<String>, max_length = 1024)]
+    pub password: Option<Option<String>>,
+    /// `none`, `starttls` (the default) or `tls`.
+    #[schema(value_type = Option<String>, example = "starttls")]
+    pub tls: Option<String>,
+    /// Off: the tenant's mail takes the shared relay and the settings are kept. Default on.
+    pub enabled: Option<bool>,
+}
+
 /// `PATCH /v1/tenants/{id}` (or `PUT`, which means the same: what it names is replaced).
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -123,6 +155,11 @@ pub struct UpdateTenantRequest {
     pub status: Option<TenantStatus>,
     #[serde(default)]
     pub settings: SettingsPatchInput,
+    /// The tenant's own upstream SMTP server; `null` removes it (its mail takes the shared
+    /// relay).
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<SmtpInput>)]
+    pub smtp: Option<Option<SmtpInput>>,
 }
 
 /// Resend's key permissions, accepted as a shorthand for scopes.
@@ -159,6 +196,19 @@ pub struct SettingsView {
     pub trusted_networks: Vec<String>,
 }
 
+/// A tenant's own upstream SMTP server, as shown: never the password.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SmtpView {
+    pub host: String,
+    pub port: u16,
+    pub username: Option<String>,
+    /// `none`, `starttls` or `tls`.
+    #[schema(example = "starttls")]
+    pub tls: String,
+    pub enabled: bool,
+    pub has_password: bool,
+}
+
 /// A tenant.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct TenantView {
@@ -173,6 +223,8 @@ pub struct TenantView {
     /// The primary sending domain.
     pub domain: Option<String>,
     pub settings: SettingsView,
+    /// The tenant's own upstream server; null when its mail takes the shared relay.
+    pub smtp: Option<SmtpView>,
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
     #[serde(with = "time::serde::rfc3339")]
@@ -183,7 +235,16 @@ pub struct TenantView {
 
 impl From<TenantRecord> for TenantView {
     fn from(t: TenantRecord) -> Self {
+        let smtp = t.relay().map(|relay| SmtpView {
+            host: relay.host,
+            port: relay.port,
+            username: relay.username,
+            tls: relay.tls.as_str().to_owned(),
+            enabled: relay.enabled,
+            has_password: t.smtp_has_password,
+        });
         Self {
+            smtp,
             object: "tenant",
             id: t.id,
             tenant_id: t.id,
@@ -401,15 +462,131 @@ pub async fn get_tenant(store: &Store, id: TenantId) -> Result<TenantView, Accou
     Ok(store.get_tenant(id).await?.into())
 }
 
+/// Longest SMTP password accepted.
+const MAX_SMTP_PASSWORD: usize = 1024;
+
+/// The tenant's server after `input` is applied to what is set: checked, its host passing the
+/// address policy, a new password sealed.
+async fn relay_patch(
+    relays: &TenantRelays,
+    id: TenantId,
+    current: Option<&TenantRecord>,
+    input: &SmtpInput,
+) -> Result<RelayPatch, AccountsError> {
+    let invalid = |m: &str| AccountsError::Invalid(format!("smtp.{m}"));
+    let stored = current.and_then(TenantRecord::relay);
+    let host = input
+        .host
+        .clone()
+        .or_else(|| stored.as_ref().map(|r| r.host.clone()))
+        .ok_or_else(|| invalid("host: required"))?;
+    let host = host.trim().trim_end_matches('.').to_ascii_lowercase();
+    if host.is_empty() || host.len() > 253 {
+        return Err(invalid("host: from 1 to 253 characters"));
+    }
+    missive_core::target::parse_host(&host).map_err(|e| invalid(&format!("host: {e}")))?;
+    let tls = match &input.tls {
+        Some(tls) => tls
+            .parse::<RelayTls>()
+            .map_err(|e| invalid(&format!("tls: {e}")))?,
+        None => stored.as_ref().map_or(
+            if input.port == Some(465) {
+                RelayTls::Tls
+            } else {
+                RelayTls::StartTls
+            },
+            |r| r.tls,
+        ),
+    };
+    let port = input
+        .port
+        .or_else(|| stored.as_ref().map(|r| r.port))
+        .unwrap_or(if tls == RelayTls::Tls { 465 } else { 587 });
+    if port == 0 {
+        return Err(invalid("port: from 1 to 65535"));
+    }
+    let username = match &input.username {
+        None => stored.as_ref().and_then(|r| r.username.clone()),
+        Some(None) => None,
+        Some(Some(name)) if name.is_empty() || name.chars().count() > 256 => {
+            return Err(invalid("username: from 1 to 256 characters"));
+        }
+        Some(Some(name)) if name.chars().any(char::is_control) => {
+            return Err(invalid("username: no control characters"));
+        }
+        Some(Some(name)) => Some(name.clone()),
+    };
+    let password = match &input.password {
+        None => PasswordChange::Keep,
+        Some(None) => PasswordChange::Clear,
+        Some(Some(p)) if p.is_empty() || p.len() > MAX_SMTP_PASSWORD => {
+            return Err(invalid(&format!(
+                "password: from 1 to {MAX_SMTP_PASSWORD} bytes"
+            )));
+        }
+        Some(Some(p)) => {
+            let sealed = relays.seal(id, p).map_err(|e| match e {
+                RouteError::NoSecretKey => AccountsError::Unavailable(
+                    "storing an SMTP password needs MISSIVE_SECRET_KEY".to_owned(),
+                ),
+                other => AccountsError::Invalid(other.to_string()),
+            })?;
+            PasswordChange::Set(SealedSecret {
+                key_id: sealed.key_id,
+                bytes: sealed.bytes,
+            })
+        }
+    };
+    let has_password = match &password {
+        PasswordChange::Keep => current.is_some_and(|t| t.smtp_has_password),
+        PasswordChange::Clear => false,
+        PasswordChange::Set(_) => true,
+    };
+    if has_password != username.is_some() {
+        return Err(invalid(
+            "username and password: give both (to log in) or neither",
+        ));
+    }
+    // Checked now, and again before every connection (its addresses may change).
+    relays
+        .policy()
+        .connectable(&host)
+        .await
+        .map_err(|e| invalid(&format!("host: {e}")))?;
+    Ok(RelayPatch {
+        relay: TenantRelay {
+            host,
+            port,
+            tls,
+            username,
+            enabled: input
+                .enabled
+                .or_else(|| stored.as_ref().map(|r| r.enabled))
+                .unwrap_or(true),
+        },
+        password,
+    })
+}
+
 /// Applies a partial update.
 ///
 /// # Errors
-/// `Invalid` for bad fields, `NotFound`, or `Conflict` for a taken name.
+/// `Invalid` for bad fields, `NotFound`, or `Conflict` for a taken name; `Unavailable` for an
+/// SMTP password without `MISSIVE_SECRET_KEY`.
 pub async fn update_tenant(
     store: &Store,
+    relays: &TenantRelays,
     id: TenantId,
     request: &UpdateTenantRequest,
 ) -> Result<TenantView, AccountsError> {
+    let smtp = match &request.smtp {
+        None => None,
+        Some(None) => Some(None),
+        Some(Some(input)) => {
+            let current = store.get_tenant(id).await?;
+            Some(Some(relay_patch(relays, id, Some(&current), input).await?))
+        }
+    };
     let settings = &request.settings;
     let mailbox = |field: &'static str, value: &Option<Option<String>>| {
         value
@@ -451,8 +628,14 @@ pub async fn update_tenant(
             .map(IpNetwork::parse_list)
             .transpose()
             .map_err(TenantSettingsError::from)?,
+        smtp,
     };
-    Ok(store.update_tenant(id, &patch).await?.into())
+    let updated = store.update_tenant(id, &patch).await?;
+    if request.smtp.is_some() {
+        // Never the password; the host says which server.
+        tracing::info!(tenant_id = %id, smtp_host = ?updated.smtp_host, "tenant SMTP server changed");
+    }
+    Ok(updated.into())
 }
 
 /// Deletes a tenant: from now on it answers 404 and is not listed; its keys are revoked and its

@@ -17,7 +17,7 @@ use time::OffsetDateTime;
 use tokio_util::sync::CancellationToken;
 
 use crate::accounts::{
-    self, CreateApiKeyRequest, CreateTenantRequest, SettingsInput, SettingsPatchInput,
+    self, CreateApiKeyRequest, CreateTenantRequest, SettingsInput, SettingsPatchInput, SmtpInput,
     UpdateTenantRequest,
 };
 use crate::config::Config;
@@ -125,6 +125,41 @@ pub enum TenantCommand {
         /// Source network (CIDR, repeatable), e.g. 10.1.0.0/16 or 192.0.2.7
         #[arg(long = "network", value_name = "CIDR")]
         networks: Vec<String>,
+    },
+    /// Set a tenant's own upstream SMTP server, through which its mail then goes; prints the
+    /// tenant as JSON (never the password). Flags left out keep what is set.
+    SetSmtp {
+        /// Tenant id
+        #[arg(long)]
+        tenant: TenantId,
+        /// Host name or IP address
+        #[arg(long)]
+        host: Option<String>,
+        /// Port [default: 465 with --tls tls, otherwise 587]
+        #[arg(long)]
+        port: Option<u16>,
+        /// Transport security: none, starttls or tls [default: starttls]
+        #[arg(long)]
+        tls: Option<String>,
+        /// User name to log in with (with a password)
+        #[arg(long)]
+        username: Option<String>,
+        /// Read the password from the first line of standard input (never a flag, which other
+        /// users of the machine could read)
+        #[arg(long)]
+        password_stdin: bool,
+        /// Keep the settings but send through the shared relay
+        #[arg(long, conflicts_with = "enable")]
+        disable: bool,
+        /// Send through this server again
+        #[arg(long)]
+        enable: bool,
+    },
+    /// Remove a tenant's own SMTP server: its mail takes the shared relay. Prints the tenant.
+    ClearSmtp {
+        /// Tenant id
+        #[arg(long)]
+        tenant: TenantId,
     },
     /// List tenants as JSON.
     List {
@@ -251,7 +286,9 @@ async fn execute(command: Command, config: &Config) -> anyhow::Result<()> {
             tracing::info!("migrations applied");
             Ok(())
         }
-        Command::Tenant(command) => tenant_command(command, &migrated_store(config).await?).await,
+        Command::Tenant(command) => {
+            tenant_command(command, &migrated_store(config).await?, config).await
+        }
         Command::Key(command) => key_command(command, &migrated_store(config).await?).await,
     }
 }
@@ -263,7 +300,11 @@ async fn migrated_store(config: &Config) -> anyhow::Result<Store> {
     Ok(store)
 }
 
-async fn tenant_command(command: TenantCommand, store: &Store) -> anyhow::Result<()> {
+async fn tenant_command(
+    command: TenantCommand,
+    store: &Store,
+    config: &Config,
+) -> anyhow::Result<()> {
     match command {
         TenantCommand::Create {
             name,
@@ -294,7 +335,48 @@ async fn tenant_command(command: TenantCommand, store: &Store) -> anyhow::Result
                 },
                 ..UpdateTenantRequest::default()
             };
-            print_json(&accounts::update_tenant(store, tenant, &request).await?)
+            let relays = startup::tenant_relays(config)?;
+            print_json(&accounts::update_tenant(store, &relays, tenant, &request).await?)
+        }
+        TenantCommand::SetSmtp {
+            tenant,
+            host,
+            port,
+            tls,
+            username,
+            password_stdin,
+            disable,
+            enable,
+        } => {
+            let password = if password_stdin {
+                let mut line = String::new();
+                std::io::stdin().read_line(&mut line)?;
+                Some(Some(line.trim_end_matches(['\r', '\n']).to_owned()))
+            } else {
+                None
+            };
+            let smtp = SmtpInput {
+                host,
+                port,
+                username: username.map(Some),
+                password,
+                tls,
+                enabled: (disable || enable).then_some(enable),
+            };
+            let request = UpdateTenantRequest {
+                smtp: Some(Some(smtp)),
+                ..UpdateTenantRequest::default()
+            };
+            let relays = startup::tenant_relays(config)?;
+            print_json(&accounts::update_tenant(store, &relays, tenant, &request).await?)
+        }
+        TenantCommand::ClearSmtp { tenant } => {
+            let request = UpdateTenantRequest {
+                smtp: Some(None),
+                ..UpdateTenantRequest::default()
+            };
+            let relays = startup::tenant_relays(config)?;
+            print_json(&accounts::update_tenant(store, &relays, tenant, &request).await?)
         }
         TenantCommand::List { limit, after } => {
             print_json(&accounts::list_tenants(store, after, limit).await?)

@@ -309,6 +309,10 @@ settings! {
         /// Open connections to a relay at most.
         max_connections: usize = Some("8"),
             env ["MISSIVE_RELAY_MAX_CONNECTIONS"], required(bounded(1, 10_000));
+        /// Open connections to one tenant's own SMTP server at most, per worker: a tenant's
+        /// slow server holds at most this many of the worker's sends.
+        tenant_max_connections: usize = Some("4"),
+            env ["MISSIVE_TENANT_RELAY_MAX_CONNECTIONS"], required(bounded(1, 1_000));
         /// Seconds each step of a relay conversation may take.
         timeout_secs: Duration = Some("60"),
             env ["MISSIVE_RELAY_TIMEOUT_SECS"], required(seconds(1, 3600));

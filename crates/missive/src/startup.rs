@@ -17,7 +17,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, ConfigError};
-use crate::delivery::{DeliveryWorker, Routes};
+use crate::delivery::{DeliveryWorker, Routes, TenantRelays, TenantRouteSettings};
 use crate::ingest::Ingest;
 use crate::key_cache::KeyCache;
 use crate::smtp::{self, SmtpContext, SmtpServer};
@@ -260,6 +260,7 @@ impl Application {
                 let (listener, addr) = bind(config.http.addr).await?;
                 let state = AppState {
                     webhooks: webhooks(config, &store)?,
+                    relays: tenant_relays(config)?,
                     keys: keys.clone(),
                     store: store.clone(),
                     ingest: ingest.clone(),
@@ -315,10 +316,7 @@ impl Application {
             // for why that cannot lose an accepted message.
             Some(DeliveryWorker::new(
                 store.for_worker(WORKER_DB_CONNECTIONS),
-                Arc::new(Routes::new(
-                    &config.relay.url,
-                    &config.transport_settings(),
-                )?),
+                Arc::new(Routes::new(&config.relay.url, tenant_relays(config)?)?),
                 config.worker_settings(),
             ))
         } else {
@@ -481,22 +479,45 @@ pub async fn cancel_on_signal(token: CancellationToken) {
     token.cancel();
 }
 
+/// The key tenant secrets are sealed with, when `MISSIVE_SECRET_KEY` is set.
+fn sealer(config: &Config) -> Option<Arc<Sealer>> {
+    config
+        .secrets
+        .secret_key
+        .as_ref()
+        .map(|key| Arc::new(Sealer::new(key.expose_secret(), &[])))
+}
+
+/// Tenants' own SMTP servers: passwords sealed with `MISSIVE_SECRET_KEY`, hosts checked against
+/// the webhook endpoints' address policy, the transport settings of the shared relay with a
+/// cap of their own.
+///
+/// # Errors
+/// [`StartupError::Dns`] when the resolver cannot be built.
+pub fn tenant_relays(config: &Config) -> Result<TenantRelays, StartupError> {
+    let policy = Targets::new(config.dns.server, config.webhooks.allow_private)
+        .map_err(StartupError::Dns)?;
+    Ok(TenantRelays::new(
+        config.transport_settings(),
+        TenantRouteSettings {
+            sealer: sealer(config),
+            policy,
+            max_connections: config.relay.tenant_max_connections,
+        },
+    ))
+}
+
 /// Tenants' webhook endpoints: sealed with `MISSIVE_SECRET_KEY` when it is set (without it the
 /// webhook routes answer 503), their URLs checked with the configured resolver.
 ///
 /// # Errors
 /// [`StartupError::Dns`] when the resolver cannot be built.
 pub fn webhooks(config: &Config, store: &Store) -> Result<Webhooks, StartupError> {
-    let sealer = config
-        .secrets
-        .secret_key
-        .as_ref()
-        .map(|key| Arc::new(Sealer::new(key.expose_secret(), &[])));
     let targets = Targets::new(config.dns.server, config.webhooks.allow_private)
         .map_err(StartupError::Dns)?;
     Ok(Webhooks::new(
         store.clone(),
-        sealer,
+        sealer(config),
         targets,
         config.webhooks.secret_overlap_secs,
     ))

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use metrics_exporter_prometheus::PrometheusHandle;
 use missive_store::Store;
 
+use crate::delivery::TenantRelays;
 use crate::ingest::Ingest;
 use crate::key_cache::KeyCache;
 use crate::webhooks::Webhooks;
@@ -51,5 +52,7 @@ pub struct AppState {
     pub admin_key: Option<Arc<AdminKey>>,
     /// Tenants' webhook endpoints.
     pub webhooks: Webhooks,
+    /// Tenants' own SMTP servers (sealing, host checks, verification).
+    pub relays: TenantRelays,
     pub metrics: PrometheusHandle,
 }

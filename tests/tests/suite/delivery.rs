@@ -412,6 +412,8 @@ async fn a_worker_that_dies_holding_a_lease_loses_it_to_another() {
         smtp_code: Some(550),
         smtp_response: "late".into(),
         bounce: Some(missive_core::outcome::BounceClass::Hard),
+        route: missive_core::Route::Shared,
+        route_host: "late".into(),
     };
     assert_eq!(
         app.store().record_delivery_results(&[late]).await.unwrap(),

@@ -15,6 +15,7 @@ mod openapi;
 mod outbox;
 mod recovery;
 mod resend_sdk;
+mod routing;
 mod smtp;
 mod store;
 mod suppressions;

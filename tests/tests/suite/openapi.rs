@@ -49,6 +49,7 @@ const ROUTES: &[(&str, &str)] = &[
     ("get", "/v1/webhooks/{id}/events/{event_id}/attempts"),
     ("post", "/v1/webhooks/{id}/events/{event_id}/replay"),
     ("post", "/v1/webhooks/{id}/test"),
+    ("post", "/v1/tenants/{id}/smtp/verify"),
     ("post", "/v1/suppressions"),
     ("get", "/v1/suppressions"),
     ("get", "/v1/suppressions/{id_or_email}"),
@@ -59,6 +60,7 @@ const ROUTES: &[(&str, &str)] = &[
 
 /// POST routes that take no body.
 const BODYLESS: &[&str] = &[
+    "/v1/tenants/{id}/smtp/verify",
     "/v1/emails/{id}/cancel",
     "/v1/templates/{id}/publish",
     "/v1/templates/{id}/duplicate",

@@ -105,7 +105,13 @@ async fn a_running_worker_whose_connections_are_cut_reconnects_and_finishes() {
     config.delivery.poll_interval_ms = Duration::from_millis(50);
     let worker = DeliveryWorker::new(
         app.store().for_worker(4),
-        Arc::new(Routes::new(&config.relay.url, &config.transport_settings()).unwrap()),
+        Arc::new(
+            Routes::new(
+                &config.relay.url,
+                missive::startup::tenant_relays(&config).unwrap(),
+            )
+            .unwrap(),
+        ),
         config.worker_settings(),
     );
     let stop = CancellationToken::new();

@@ -154,8 +154,24 @@ pub struct RecipientView {
     pub last_smtp_response: Option<String>,
     /// After a refusal: `hard` (the address does not work; it is now suppressed) or `soft`.
     pub bounce_class: Option<BounceClass>,
+    /// Where the latest attempt went; null before the first.
+    pub route: Option<RouteView>,
     #[serde(with = "time::serde::rfc3339")]
     pub updated_at: OffsetDateTime,
+}
+
+/// An attempt's route: the shared relay or the tenant's own server, and its `host:port`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RouteView {
+    /// `shared` or `tenant`.
+    #[schema(example = "tenant")]
+    pub kind: String,
+    #[schema(example = "smtp.acme.test:587")]
+    pub host: Option<String>,
+}
+
+fn route_view(kind: Option<String>, host: Option<String>) -> Option<RouteView> {
+    kind.map(|kind| RouteView { kind, host })
 }
 
 /// One entry of an email's history, with the upstream SMTP reply where there was one.
@@ -166,6 +182,9 @@ pub struct EventView {
     pub recipient: Option<String>,
     pub smtp_code: Option<i32>,
     pub smtp_response: Option<String>,
+    /// For an attempt's outcome: where it went.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub route: Option<RouteView>,
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
 }
@@ -428,6 +447,7 @@ fn email_view(
                 last_smtp_code: d.last_smtp_code,
                 last_smtp_response: d.last_smtp_response,
                 bounce_class: d.bounce_class.and_then(|c| BounceClass::try_from(c).ok()),
+                route: route_view(d.route, d.route_host),
                 updated_at: d.updated_at,
             })
             .collect(),
@@ -439,6 +459,7 @@ fn email_view(
                     recipient: e.recipient,
                     smtp_code: e.smtp_code,
                     smtp_response: e.smtp_response,
+                    route: route_view(e.route, e.route_host),
                     created_at: e.created_at,
                 })
                 .collect()

@@ -146,6 +146,7 @@ impl From<AccountsError> for ApiError {
             AccountsError::Invalid(message) => Self::Validation(message),
             AccountsError::NotFound => Self::not_found(),
             AccountsError::Conflict(message) => Self::Conflict(message.into()),
+            AccountsError::Unavailable(message) => Self::Unavailable(message),
             AccountsError::Store(store) if store.is_unavailable() => {
                 Self::Unavailable(store.to_string())
             }

@@ -136,6 +136,7 @@ fn routes() -> OpenApiRouter<AppState> {
             suppressions::get_suppression,
             suppressions::remove_suppression
         ))
+        .routes(routes!(tenants::verify_tenant_smtp))
         .routes(routes!(suppressions::add_suppressions))
         .routes(routes!(suppressions::remove_suppressions))
         .routes(routes!(health::healthz))

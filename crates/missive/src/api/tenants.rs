@@ -4,8 +4,8 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use missive_core::TenantId;
-use serde::Deserialize;
-use utoipa::IntoParams;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 
 use super::auth::AdminAuth;
 use super::error::{ApiError, ErrorBody};
@@ -13,6 +13,8 @@ use super::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::accounts::{
     self, CreateTenantRequest, CreatedTenantView, TenantList, TenantView, UpdateTenantRequest,
 };
+use crate::delivery::smtp::Step;
+use crate::delivery::{RouteError, Transport};
 use crate::state::AppState;
 
 /// Paging for `GET /v1/tenants`.
@@ -99,7 +101,8 @@ pub async fn get_tenant(
         (status = 401, description = "Missing or wrong admin key", body = ErrorBody),
         (status = 404, description = "No such tenant", body = ErrorBody),
         (status = 409, description = "Name taken", body = ErrorBody),
-        (status = 422, description = "Invalid field", body = ErrorBody),
+        (status = 422, description = "Invalid field, or an SMTP host Missive does not connect to", body = ErrorBody),
+        (status = 503, description = "An SMTP password without MISSIVE_SECRET_KEY to seal it", body = ErrorBody),
     )
 )]
 pub async fn update_tenant(
@@ -108,7 +111,7 @@ pub async fn update_tenant(
     ApiPath(id): ApiPath<TenantId>,
     ApiJson(request): ApiJson<UpdateTenantRequest>,
 ) -> Result<Json<TenantView>, ApiError> {
-    let changed = accounts::update_tenant(&state.store, id, &request).await?;
+    let changed = accounts::update_tenant(&state.store, &state.relays, id, &request).await?;
     // Cached lookups of the old state must not outlive the answer.
     state.keys.forget_all();
     Ok(Json(changed))
@@ -136,4 +139,77 @@ pub async fn delete_tenant(
     // Cached lookups of the old state must not outlive the answer.
     state.keys.forget_all();
     Ok(Json(changed))
+}
+
+/// The answer of `POST /v1/tenants/{id}/smtp/verify`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SmtpVerification {
+    #[schema(example = "smtp_verification")]
+    pub object: &'static str,
+    pub tenant_id: TenantId,
+    /// `host:port`.
+    pub host: String,
+    /// Whether every step passed: mail through this server would be accepted for relaying.
+    pub ok: bool,
+    /// Each step taken, in order, with the server's reply or what went wrong.
+    pub steps: Vec<Step>,
+}
+
+/// Check a tenant's own SMTP server: open its password, connect, greeting, EHLO, STARTTLS (or
+/// implicit TLS) and login, as a delivery would, each step reported. Sends no mail.
+#[utoipa::path(
+    post, path = "/v1/tenants/{id}/smtp/verify", tag = "admin",
+    params(("id" = TenantId, Path, description = "Tenant id")),
+    security(("admin_key" = [])),
+    responses(
+        (status = 200, description = "The steps and whether all passed", body = SmtpVerification),
+        (status = 401, description = "Missing or wrong admin key", body = ErrorBody),
+        (status = 404, description = "No such tenant", body = ErrorBody),
+        (status = 422, description = "The tenant has no SMTP server set", body = ErrorBody),
+    )
+)]
+pub async fn verify_tenant_smtp(
+    _: AdminAuth,
+    State(state): State<AppState>,
+    ApiPath(id): ApiPath<TenantId>,
+) -> Result<Json<SmtpVerification>, ApiError> {
+    let stored = state
+        .store
+        .tenant_relay(id)
+        .await
+        .map_err(|e| ApiError::from(accounts::AccountsError::from(e)))?
+        .ok_or_else(|| ApiError::Validation("the tenant has no SMTP server set".to_owned()))?;
+    let host = format!("{}:{}", stored.relay.host, stored.relay.port);
+    let transport = match state.relays.transport(id, &stored) {
+        Ok(transport) => transport,
+        // Opening the password is the first step; a password that does not open fails it.
+        Err(err @ (RouteError::NoSecretKey | RouteError::Sealed(_))) => {
+            return Ok(Json(SmtpVerification {
+                object: "smtp_verification",
+                tenant_id: id,
+                host,
+                ok: false,
+                steps: vec![Step {
+                    step: "password",
+                    ok: false,
+                    detail: err.to_string(),
+                }],
+            }));
+        }
+        Err(RouteError::Transport(err)) => return Err(ApiError::Internal(err.to_string())),
+    };
+    let Transport::Smtp(pool) = transport else {
+        return Err(ApiError::Internal(
+            "a tenant server is always SMTP".to_owned(),
+        ));
+    };
+    let (ok, steps) = pool.verify().await;
+    tracing::info!(tenant_id = %id, ok, "tenant SMTP server verified");
+    Ok(Json(SmtpVerification {
+        object: "smtp_verification",
+        tenant_id: id,
+        host,
+        ok,
+        steps,
+    }))
 }

@@ -10,6 +10,7 @@
 //! (and the next due time) is the fallback. The worker knows routes and relay specs
 //! ([`Routes`]), never the configuration, which only produces them.
 
+mod breaker;
 mod routes;
 pub mod smtp;
 
@@ -19,6 +20,7 @@ use std::time::Duration;
 
 use missive_core::outcome::{BounceClass, Outcome, bounce_class, classify};
 use missive_core::retry::{RetryDecision, RetryPolicy};
+use missive_core::routing::resolve;
 use missive_core::{DeliveryStatus, Route, TenantId};
 use missive_store::listen::Channel;
 use missive_store::workers::WorkerKind;
@@ -29,7 +31,10 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-pub use self::routes::{Routes, Transport, TransportError, TransportSettings};
+pub use self::routes::{
+    RouteError, Routes, TenantRelays, TenantRouteSettings, Transport, TransportError,
+    TransportSettings,
+};
 use self::smtp::RecipientReply;
 use crate::registration::{Holder, Registered, until_drained};
 
@@ -48,6 +53,10 @@ pub struct WorkerSettings {
 /// One email to send, with the recipients leased for it and the route they take.
 struct Job {
     route: Route,
+    /// The relay on the route, as recorded with each result.
+    route_host: String,
+    /// Why the route cannot be used, when it cannot: the recipients are deferred.
+    transport: Result<Arc<Transport>, String>,
     message: OutgoingMessage,
     deliveries: Vec<LeasedDelivery>,
 }
@@ -67,6 +76,7 @@ fn result_for(
     reply: RecipientReply,
     policy: &RetryPolicy,
     now: OffsetDateTime,
+    (route, route_host): (Route, &str),
 ) -> DeliveryResult {
     let (outcome, code, bounce, text) = match reply {
         RecipientReply::Reply(reply) => (
@@ -103,6 +113,8 @@ fn result_for(
         smtp_code: code,
         smtp_response: text,
         bounce,
+        route,
+        route_host: route_host.to_owned(),
     }
 }
 
@@ -152,11 +164,27 @@ impl DeliveryWorker {
             .filter_map(|(key, mut deliveries)| {
                 // In the order the email named them (ids are time-ordered).
                 deliveries.sort_by_key(|d| d.id);
-                messages.remove(&key).map(|message| Job {
-                    // Every tenant's mail takes the shared relay until a tenant can name its own.
-                    route: Route::Shared,
-                    message,
-                    deliveries,
+                messages.remove(&key).map(|message| {
+                    let (route, route_host, transport) = match self.routes.for_message(&message) {
+                        Ok((route, transport)) => (route, transport.host(), Ok(transport)),
+                        Err(err) => {
+                            let relay = message.relay.as_ref().map(|r| &r.relay);
+                            (
+                                resolve(message.tenant_id, relay),
+                                relay
+                                    .map(|r| format!("{}:{}", r.host, r.port))
+                                    .unwrap_or_default(),
+                                Err(err.to_string()),
+                            )
+                        }
+                    };
+                    Job {
+                        route,
+                        route_host,
+                        transport,
+                        message,
+                        deliveries,
+                    }
                 })
             })
             .collect())
@@ -198,20 +226,35 @@ impl DeliveryWorker {
     async fn attempt(&self, job: Job) -> Vec<DeliveryResult> {
         let Job {
             route,
+            route_host,
+            transport,
             message,
             deliveries,
         } = job;
         let recipients: Vec<String> = deliveries.iter().map(|d| d.recipient.clone()).collect();
-        let replies = self
-            .routes
-            .transport(route)
-            .send(&message, &recipients)
-            .await;
+        let replies = match transport {
+            Ok(transport) => transport.send(&message, &recipients).await,
+            Err(reason) => {
+                tracing::warn!(reason = %reason, "the tenant's SMTP server cannot be used");
+                recipients
+                    .iter()
+                    .map(|_| RecipientReply::Failed(reason.clone()))
+                    .collect()
+            }
+        };
         let now = OffsetDateTime::now_utc();
         let results: Vec<DeliveryResult> = deliveries
             .iter()
             .zip(replies)
-            .map(|(delivery, reply)| result_for(delivery, reply, &self.settings.retry, now))
+            .map(|(delivery, reply)| {
+                result_for(
+                    delivery,
+                    reply,
+                    &self.settings.retry,
+                    now,
+                    (route, &route_host),
+                )
+            })
             .collect();
         for result in &results {
             tracing::info!(status = result.status.as_str(), code = ?result.smtp_code, response = %result.smtp_response, "delivery attempt");

@@ -1,16 +1,24 @@
 //! Transports by route: what the worker sends each attempt through. A route's transport is built
 //! from a core [`RelaySpec`] (address, TLS mode, credentials) and the operator's transport
-//! settings, so the worker never reads configuration and a route of a new kind needs only a spec.
+//! settings, so the worker never reads configuration. A tenant's own server gets its own pool
+//! (with its own cap and breaker), rebuilt when the settings read with its mail change: a change
+//! reaches the next attempts of every worker without a restart.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use missive_core::{RelaySpec, Route};
-use missive_store::OutgoingMessage;
+use missive_core::routing::{RelayCredentials, SmtpRelay, resolve};
+use missive_core::sealed::{Sealed, Sealer};
+use missive_core::{RelaySpec, Route, TenantId};
+use missive_store::{OutgoingMessage, StoredRelay};
+use secrecy::SecretString;
+use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::smtp::{self, RecipientReply, SmtpPool};
+use crate::targets::Targets;
 
 /// How every SMTP transport behaves, whatever relay it reaches.
 #[derive(Clone, Debug)]
@@ -39,11 +47,20 @@ pub enum TransportError {
 pub enum Transport {
     /// Development: each message is written to a directory with its envelope.
     Capture(PathBuf),
-    /// An SMTP relay.
-    Smtp(SmtpPool),
+    /// An SMTP relay (boxed: a pool is far larger than a path).
+    Smtp(Box<SmtpPool>),
 }
 
 impl Transport {
+    /// The relay as the API shows it per recipient: `host:port`, or the capture directory.
+    #[must_use]
+    pub fn host(&self) -> String {
+        match self {
+            Self::Smtp(pool) => pool.addr(),
+            Self::Capture(dir) => format!("capture:{}", dir.display()),
+        }
+    }
+
     /// The transport for a relay.
     ///
     /// # Errors
@@ -54,13 +71,13 @@ impl Transport {
     ) -> Result<Self, TransportError> {
         Ok(match spec {
             RelaySpec::Capture(dir) => Self::Capture(dir.clone()),
-            RelaySpec::Smtp(relay) => Self::Smtp(SmtpPool::new(
+            RelaySpec::Smtp(relay) => Self::Smtp(Box::new(SmtpPool::new(
                 relay.clone(),
                 tls_client_config(settings.ca_file.as_deref())?,
                 settings.helo_name.clone(),
                 settings.max_connections,
                 settings.timeout,
-            )),
+            ))),
         })
     }
 
@@ -99,10 +116,51 @@ impl Transport {
     }
 }
 
-/// One transport per route.
+/// What a tenant's own server needs beyond the shared settings: the key its password is
+/// sealed with, the address policy its host must pass, and its own cap on connections.
+#[derive(Clone, Debug)]
+pub struct TenantRouteSettings {
+    pub sealer: Option<Arc<Sealer>>,
+    pub policy: Targets,
+    /// Open connections to one tenant's server at most.
+    pub max_connections: usize,
+}
+
+/// A tenant's transport, built from one version of its settings.
+#[derive(Debug)]
+struct TenantTransport {
+    changed_at: OffsetDateTime,
+    transport: Arc<Transport>,
+}
+
+/// Why a tenant's server cannot be used as set; its mail is deferred meanwhile.
+#[derive(Debug, thiserror::Error)]
+pub enum RouteError {
+    #[error("the tenant's SMTP password cannot be opened: MISSIVE_SECRET_KEY is not set")]
+    NoSecretKey,
+    #[error("the tenant's SMTP password cannot be opened: {0}")]
+    Sealed(String),
+    #[error(transparent)]
+    Transport(#[from] TransportError),
+}
+
+/// Tenants' own servers: how their passwords are sealed and opened, which hosts may be set,
+/// and the transports that reach them. Shared by the delivery worker and the admin API (which
+/// seals, checks and verifies).
+#[derive(Clone, Debug)]
+pub struct TenantRelays {
+    settings: TransportSettings,
+    tenants: TenantRouteSettings,
+}
+
+/// One transport per route: the shared relay's, and each tenant's own server's, built when its
+/// mail first needs it and again whenever its settings change.
 #[derive(Debug)]
 pub struct Routes {
-    shared: Transport,
+    shared: Arc<Transport>,
+    relays: TenantRelays,
+    /// Built lazily; an entry is replaced when the settings it was built from change.
+    by_tenant: std::sync::Mutex<HashMap<TenantId, TenantTransport>>,
 }
 
 impl Routes {
@@ -110,18 +168,124 @@ impl Routes {
     ///
     /// # Errors
     /// The shared relay's transport cannot be set up.
-    pub fn new(shared: &RelaySpec, settings: &TransportSettings) -> Result<Self, TransportError> {
+    pub fn new(shared: &RelaySpec, relays: TenantRelays) -> Result<Self, TransportError> {
         Ok(Self {
-            shared: Transport::for_relay(shared, settings)?,
+            shared: Arc::new(Transport::for_relay(shared, &relays.settings)?),
+            relays,
+            by_tenant: std::sync::Mutex::new(HashMap::new()),
         })
     }
 
-    /// The transport an attempt on `route` goes through.
-    #[must_use]
-    pub fn transport(&self, route: Route) -> &Transport {
-        match route {
-            Route::Shared => &self.shared,
+    /// The route of a message (see [`missive_core::routing::resolve`]) and its transport.
+    ///
+    /// # Errors
+    /// [`RouteError`] when the tenant's server is set but cannot be used (its password does not
+    /// open); the message is deferred, never sent another way.
+    pub fn for_message(
+        &self,
+        message: &OutgoingMessage,
+    ) -> Result<(Route, Arc<Transport>), RouteError> {
+        let stored = message.relay.as_ref();
+        let route = resolve(message.tenant_id, stored.map(|s| &s.relay));
+        let (Route::Tenant(tenant), Some(stored)) = (route, stored) else {
+            return Ok((Route::Shared, self.shared.clone()));
+        };
+        let mut cache = self
+            .by_tenant
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(cached) = cache.get(&tenant)
+            && cached.changed_at == stored.changed_at
+        {
+            return Ok((route, cached.transport.clone()));
         }
+        let transport = Arc::new(self.relays.transport(tenant, stored)?);
+        cache.insert(
+            tenant,
+            TenantTransport {
+                changed_at: stored.changed_at,
+                transport: transport.clone(),
+            },
+        );
+        Ok((route, transport))
+    }
+}
+
+impl TenantRelays {
+    #[must_use]
+    pub const fn new(settings: TransportSettings, tenants: TenantRouteSettings) -> Self {
+        Self { settings, tenants }
+    }
+
+    /// The policy a tenant's host must pass (the webhook endpoints' one).
+    #[must_use]
+    pub const fn policy(&self) -> &Targets {
+        &self.tenants.policy
+    }
+
+    /// Seals a tenant's password, bound to the tenant.
+    ///
+    /// # Errors
+    /// [`RouteError::NoSecretKey`] without `MISSIVE_SECRET_KEY`.
+    pub fn seal(&self, tenant: TenantId, password: &str) -> Result<Sealed, RouteError> {
+        let sealer = self
+            .tenants
+            .sealer
+            .as_ref()
+            .ok_or(RouteError::NoSecretKey)?;
+        Ok(sealer.seal(tenant.as_uuid().as_bytes(), password.as_bytes()))
+    }
+
+    /// A transport to a tenant's server as stored, with its own cap, breaker and address
+    /// policy; what deliveries and the verify route talk through.
+    ///
+    /// # Errors
+    /// [`RouteError`] when the password does not open or TLS cannot be configured.
+    pub fn transport(
+        &self,
+        tenant: TenantId,
+        stored: &StoredRelay,
+    ) -> Result<Transport, RouteError> {
+        let credentials = match (&stored.relay.username, &stored.password) {
+            (Some(username), Some(sealed)) => {
+                let sealer = self
+                    .tenants
+                    .sealer
+                    .as_ref()
+                    .ok_or(RouteError::NoSecretKey)?;
+                let password = sealer
+                    .open(
+                        tenant.as_uuid().as_bytes(),
+                        &Sealed {
+                            key_id: sealed.key_id.clone(),
+                            bytes: sealed.bytes.clone(),
+                        },
+                    )
+                    .map_err(|e| RouteError::Sealed(e.to_string()))?;
+                let password = String::from_utf8(password)
+                    .map_err(|_| RouteError::Sealed("not UTF-8".to_owned()))?;
+                Some(RelayCredentials {
+                    username: username.clone(),
+                    password: SecretString::from(password),
+                })
+            }
+            _ => None,
+        };
+        let relay = SmtpRelay {
+            host: stored.relay.host.clone(),
+            port: stored.relay.port,
+            tls: stored.relay.tls,
+            credentials,
+        };
+        let pool = SmtpPool::new(
+            relay,
+            tls_client_config(self.settings.ca_file.as_deref())?,
+            self.settings.helo_name.clone(),
+            self.tenants.max_connections,
+            self.settings.timeout,
+        )
+        .with_policy(self.tenants.policy.clone());
+        Ok(Transport::Smtp(Box::new(pool)))
     }
 }
 

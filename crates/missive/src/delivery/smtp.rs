@@ -21,6 +21,9 @@ use tokio_rustls::rustls::pki_types::ServerName;
 
 use missive_core::routing::{RelayTls, SmtpRelay};
 
+use super::breaker::Breaker;
+use crate::targets::Targets;
+
 /// An SMTP reply: its code and its text (continuation lines joined with newlines).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Reply {
@@ -161,7 +164,45 @@ pub enum RecipientReply {
     Failed(String),
 }
 
-/// A relay with a pool of reusable connections and a cap on how many are open at once.
+/// One step of a conversation as [`SmtpPool::verify`] reports it.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+pub struct Step {
+    /// `connect`, `greeting`, `ehlo`, `starttls`, `tls`, `auth`.
+    pub step: &'static str,
+    pub ok: bool,
+    /// The relay's reply (code and text), or what went wrong.
+    pub detail: String,
+}
+
+/// What a conversation records of itself: nothing for deliveries, each step for a check.
+struct Trace<'a>(Option<&'a mut Vec<Step>>);
+
+impl Trace<'_> {
+    fn step(&mut self, step: &'static str, ok: bool, detail: impl FnOnce() -> String) {
+        if let Some(steps) = self.0.as_deref_mut() {
+            steps.push(Step {
+                step,
+                ok,
+                detail: detail(),
+            });
+        }
+    }
+
+    fn reply(&mut self, step: &'static str, ok: bool, reply: &Reply) {
+        self.step(step, ok, || {
+            format!("{} {}", reply.code, reply.text.replace('\n', " / "))
+        });
+    }
+
+    /// Records a failed step and passes its error on.
+    fn failed<T>(&mut self, step: &'static str, err: SmtpError) -> Result<T, SmtpError> {
+        self.step(step, false, || err.to_string());
+        Err(err)
+    }
+}
+
+/// A relay with a pool of reusable connections, a cap on how many are open at once, and a
+/// [`Breaker`].
 pub struct SmtpPool {
     relay: SmtpRelay,
     tls: TlsConnector,
@@ -169,6 +210,10 @@ pub struct SmtpPool {
     timeout: Duration,
     permits: Semaphore,
     idle: Mutex<Vec<Connection>>,
+    /// For a tenant's own server: the address policy every connection's addresses must pass,
+    /// resolved once per connection (as webhook endpoints are).
+    policy: Option<Targets>,
+    breaker: Breaker,
 }
 
 impl std::fmt::Debug for SmtpPool {
@@ -197,11 +242,57 @@ impl SmtpPool {
             timeout,
             permits: Semaphore::new(max_connections.max(1)),
             idle: Mutex::new(Vec::new()),
+            policy: None,
+            breaker: Breaker::default(),
         }
     }
 
-    fn addr(&self) -> String {
+    /// Connections go only to addresses `policy` passes (a tenant-supplied host).
+    #[must_use]
+    pub fn with_policy(mut self, policy: Targets) -> Self {
+        self.policy = Some(policy);
+        self
+    }
+
+    /// `host:port`, for logs, errors and the route shown per recipient.
+    #[must_use]
+    pub fn addr(&self) -> String {
         self.relay.addr()
+    }
+
+    /// Whether the route is held back by its breaker.
+    #[must_use]
+    pub fn is_paused(&self) -> bool {
+        self.breaker.is_open()
+    }
+
+    /// The TCP connection: to the host as named (the operator's relay), or to an address the
+    /// policy passed, from one lookup (a tenant's server).
+    async fn dial(&self) -> Result<TcpStream, SmtpError> {
+        let addr = self.addr();
+        let connect_error = |source| SmtpError::Connect {
+            addr: addr.clone(),
+            source,
+        };
+        let Some(policy) = &self.policy else {
+            return TcpStream::connect((self.relay.host.as_str(), self.relay.port))
+                .await
+                .map_err(connect_error);
+        };
+        let ips = policy.connectable(&self.relay.host).await.map_err(|e| {
+            connect_error(io::Error::new(
+                io::ErrorKind::PermissionDenied,
+                e.to_string(),
+            ))
+        })?;
+        let mut last = io::Error::new(io::ErrorKind::NotFound, "no address");
+        for ip in ips {
+            match TcpStream::connect((ip, self.relay.port)).await {
+                Ok(stream) => return Ok(stream),
+                Err(err) => last = err,
+            }
+        }
+        Err(connect_error(last))
     }
 
     async fn timed<T, E: From<SmtpError>>(
@@ -238,21 +329,30 @@ impl SmtpPool {
     }
 
     async fn connect(&self) -> Result<Connection, SmtpError> {
-        let addr = self.addr();
-        let stream = self
-            .timed(async {
-                TcpStream::connect((self.relay.host.as_str(), self.relay.port))
-                    .await
-                    .map_err(|source| SmtpError::Connect {
-                        addr: addr.clone(),
-                        source,
-                    })
-            })
-            .await?;
+        self.connect_traced(&mut Trace(None)).await
+    }
+
+    /// Connects, greets, starts TLS as configured and logs in, recording each step in `trace`.
+    async fn connect_traced(&self, trace: &mut Trace<'_>) -> Result<Connection, SmtpError> {
+        let stream = match self.timed(self.dial()).await {
+            Ok(stream) => stream,
+            Err(err) => return trace.failed("connect", err),
+        };
+        trace.step("connect", true, || {
+            stream
+                .peer_addr()
+                .map_or_else(|_| self.addr(), |a| a.to_string())
+        });
         stream.set_nodelay(true)?;
-        self.timed(async {
+        let conversation = async {
             let stream = match self.relay.tls {
-                RelayTls::Tls => self.handshake(stream).await?,
+                RelayTls::Tls => match self.handshake(stream).await {
+                    Ok(stream) => {
+                        trace.step("tls", true, || "implicit TLS established".into());
+                        stream
+                    }
+                    Err(err) => return trace.failed("tls", err),
+                },
                 RelayTls::None | RelayTls::StartTls => Stream::Plain(stream),
             };
             let mut conn = Connection {
@@ -262,10 +362,12 @@ impl SmtpPool {
                 pipelining: false,
             };
             let greeting = conn.read_reply().await?;
+            trace.reply("greeting", greeting.code == 220, &greeting);
             if greeting.code != 220 {
                 return Err(SmtpError::Refused(greeting));
             }
             let mut ehlo = self.ehlo(&mut conn).await?;
+            trace.reply("ehlo", ehlo.is_positive(), &ehlo);
             if self.relay.tls == RelayTls::StartTls {
                 let offered = ehlo.is_positive()
                     && ehlo
@@ -274,9 +376,10 @@ impl SmtpPool {
                         .lines()
                         .any(|l| l.get(4..) == Some("STARTTLS"));
                 if !offered {
-                    return Err(SmtpError::NoStartTls);
+                    return trace.failed("starttls", SmtpError::NoStartTls);
                 }
                 let reply = conn.command("STARTTLS").await?;
+                trace.reply("starttls", reply.code == 220, &reply);
                 if reply.code != 220 {
                     return Err(SmtpError::Refused(reply));
                 }
@@ -284,16 +387,23 @@ impl SmtpPool {
                 let Stream::Plain(tcp) = conn.stream.into_inner() else {
                     return Err(SmtpError::Protocol("STARTTLS on a TLS connection".into()));
                 };
+                let stream = match self.handshake(tcp).await {
+                    Ok(stream) => stream,
+                    Err(err) => return trace.failed("tls", err),
+                };
+                trace.step("tls", true, || "TLS established".into());
                 conn = Connection {
-                    stream: BufStream::new(self.handshake(tcp).await?),
+                    stream: BufStream::new(stream),
                     smtputf8: false,
                     eightbit: false,
                     pipelining: false,
                 };
                 ehlo = self.ehlo(&mut conn).await?;
+                trace.reply("ehlo", ehlo.is_positive(), &ehlo);
             }
             if !ehlo.is_positive() {
                 let helo = conn.command(&format!("HELO {}", self.helo)).await?;
+                trace.reply("helo", helo.is_positive(), &helo);
                 if !helo.is_positive() {
                     return Err(SmtpError::Refused(helo));
                 }
@@ -305,13 +415,35 @@ impl SmtpPool {
                     credentials.password.expose_secret()
                 ));
                 let auth = conn.command(&format!("AUTH PLAIN {token}")).await?;
+                trace.reply("auth", auth.code == 235, &auth);
                 if auth.code != 235 {
                     return Err(SmtpError::Refused(auth));
                 }
             }
             Ok(conn)
-        })
-        .await
+        };
+        let result = self.timed(conversation).await;
+        if let Err(err @ (SmtpError::Timeout { .. } | SmtpError::Io(_) | SmtpError::Protocol(_))) =
+            &result
+        {
+            trace.step("conversation", false, || err.to_string());
+        }
+        result
+    }
+
+    /// Goes through the steps a delivery would (connect, greeting, EHLO, STARTTLS, login) and
+    /// reports each, then says QUIT. Whether every step passed, and the steps.
+    pub async fn verify(&self) -> (bool, Vec<Step>) {
+        let mut steps = Vec::new();
+        let result = self.connect_traced(&mut Trace(Some(&mut steps))).await;
+        let ok = match result {
+            Ok(mut conn) => {
+                let _ = self.timed(conn.command("QUIT")).await;
+                true
+            }
+            Err(_) => false,
+        };
+        (ok && steps.iter().all(|s| s.ok), steps)
     }
 
     /// Sends one message to some recipients and returns one reply per recipient, in order.
@@ -324,6 +456,19 @@ impl SmtpPool {
         smtputf8: bool,
         mime: &[u8],
     ) -> Vec<RecipientReply> {
+        if let Err(open) = self.breaker.admit() {
+            metrics::counter!("missive_route_paused_attempts_total").increment(1);
+            let message = format!(
+                "not tried: the relay {} failed {} connections in a row; next try in {}s",
+                self.addr(),
+                open.failures,
+                open.retry_in.as_secs().max(1)
+            );
+            return recipients
+                .iter()
+                .map(|_| RecipientReply::Failed(message.clone()))
+                .collect();
+        }
         let Ok(_permit) = self.permits.acquire().await else {
             return recipients
                 .iter()
@@ -339,6 +484,7 @@ impl SmtpPool {
             None => match self.connect().await {
                 Ok(conn) => conn,
                 Err(err) => {
+                    self.breaker.record(false);
                     return recipients
                         .iter()
                         .map(|_| RecipientReply::Failed(err.to_string()))
@@ -368,6 +514,9 @@ impl SmtpPool {
                 Err(err) => break Err(Stage::BeforeRecipients(err)),
             }
         };
+        // The route works unless no connection could be used at all.
+        self.breaker
+            .record(!matches!(outcome, Err(Stage::BeforeRecipients(_))));
         match outcome {
             Ok(()) => self.idle.lock().await.push(conn),
             Err(stage) => {
