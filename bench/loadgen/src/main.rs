@@ -70,6 +70,9 @@ enum Command {
         port: u16,
         #[arg(long)]
         count_file: PathBuf,
+        /// Answer the end of each message after this many milliseconds (a slow server).
+        #[arg(long, default_value_t = 0)]
+        delay_ms: u64,
     },
     /// Webhook endpoint: writes `<verified> <rejected>` posts into `count_file`.
     Receiver {
@@ -257,7 +260,7 @@ fn publish(counters: Vec<Arc<AtomicU64>>, file: PathBuf) {
     });
 }
 
-async fn sink(port: u16, count_file: PathBuf) -> anyhow::Result<()> {
+async fn sink(port: u16, count_file: PathBuf, delay: Duration) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
         .await
         .context("bind the sink")?;
@@ -290,6 +293,9 @@ async fn sink(port: u16, count_file: PathBuf) -> anyhow::Result<()> {
                 if in_data {
                     if line == b".\r\n" {
                         in_data = false;
+                        if !delay.is_zero() {
+                            tokio::time::sleep(delay).await;
+                        }
                         count.fetch_add(recipients, Ordering::Relaxed);
                         recipients = 0;
                         out.extend_from_slice(b"250 queued\r\n");
@@ -400,7 +406,11 @@ async fn main() -> anyhow::Result<()> {
             rate,
             seconds,
         } => latency(url, key, rate, seconds).await,
-        Command::Sink { port, count_file } => sink(port, count_file).await,
+        Command::Sink {
+            port,
+            count_file,
+            delay_ms,
+        } => sink(port, count_file, Duration::from_millis(delay_ms)).await,
         Command::Receiver {
             port,
             count_file,

@@ -73,7 +73,8 @@ pub struct DeliveryResult {
 
 impl Store {
     /// Claims up to `limit` due deliveries (and deliveries whose lease ran out) for `lease`, on
-    /// behalf of `holder` (a registered worker's id; see [`crate::workers`]).
+    /// behalf of `holder` (a registered worker's id; see [`crate::workers`]), leaving out the
+    /// due rows of `skip_tenants`.
     ///
     /// # Errors
     /// Database failures.
@@ -82,7 +83,9 @@ impl Store {
         limit: i64,
         lease: Duration,
         holder: Uuid,
+        skip_tenants: &[TenantId],
     ) -> Result<Vec<LeasedDelivery>, StoreError> {
+        let skip: Vec<Uuid> = skip_tenants.iter().map(|t| t.as_uuid()).collect();
         let lease_id = Uuid::now_v7();
         let rows = sqlx::query_as::<_, LeasedDelivery>(
             // Expired leases first, then due rows shared out fairly: each tenant's oldest due
@@ -108,6 +111,8 @@ impl Store {
                            ORDER BY next_attempt_at
                            LIMIT $1) x
                  ) c
+                 -- Tenants whose own server is saturated wait for it to catch up.
+                 WHERE t.id <> ALL ($7::uuid[])
                  ORDER BY c.turn, c.next_attempt_at
                  LIMIT $1
              ), fresh AS (
@@ -144,6 +149,7 @@ impl Store {
         .bind(DeliveryStatus::Sending.as_str())
         .bind(DeliveryStatus::Sending.event().as_str())
         .bind(holder)
+        .bind(&skip)
         .fetch_all(&self.pool)
         .await?;
         Ok(rows)

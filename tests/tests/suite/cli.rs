@@ -388,3 +388,73 @@ async fn trusted_networks_are_set_from_the_command_line() {
         serde_json::json!([])
     );
 }
+
+#[tokio::test]
+async fn set_smtp_reads_the_password_from_stdin_and_never_shows_it() {
+    use std::io::Write as _;
+    // The test's own server is on loopback, which only this setting allows.
+    let app = TestApp::spawn_with(|c| c.webhooks.allow_private = true).await;
+    let server = missive_tests::SmtpSink::start_with(missive_tests::SinkOptions {
+        auth: Some(("acme".to_owned(), "cli-relay-pass-9".to_owned())),
+        ..missive_tests::SinkOptions::default()
+    })
+    .await;
+    let tenant = app.create_tenant("Acme").await;
+    let port = server.addr.port().to_string();
+    let mut child = Command::new(missive_bin())
+        .args([
+            "tenant",
+            "set-smtp",
+            "--tenant",
+            &tenant.id,
+            "--host",
+            "127.0.0.1",
+            "--port",
+            &port,
+            "--tls",
+            "none",
+            "--username",
+            "acme",
+            "--password-stdin",
+        ])
+        .current_dir(std::env::temp_dir())
+        .env_clear()
+        .env("MISSIVE_DATABASE_URL", &app.db.url)
+        .env("MISSIVE_LOG", "debug")
+        .env("MISSIVE_SECRET_KEY", missive_tests::TEST_SECRET_KEY_BASE64)
+        .env("MISSIVE_WEBHOOK_ALLOW_PRIVATE", "true")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run missive");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"cli-relay-pass-9\n")
+        .unwrap();
+    let output = child.wait_with_output().unwrap();
+    let printed = json_stdout(&output);
+    assert_eq!(printed["smtp"]["has_password"], true);
+    assert_eq!(printed["smtp"]["host"], "127.0.0.1");
+    for stream in [&output.stdout, &output.stderr] {
+        assert!(!String::from_utf8_lossy(stream).contains("cli-relay-pass-9"));
+    }
+    // Sealed with the server's key: the server's worker logs in with it.
+    app.send_email(
+        &tenant.key,
+        &serde_json::json!({"from": "a@acme.test", "to": "x@x.test", "subject": "s", "text": "t"}),
+    )
+    .await;
+    app.worker.drain().await.unwrap();
+    let received = server.received();
+    assert_eq!(received.len(), 1);
+    assert_eq!(received[0].auth_user.as_deref(), Some("acme"));
+
+    let cleared = json_stdout(&missive(
+        &["tenant", "clear-smtp", "--tenant", &tenant.id],
+        &[("MISSIVE_DATABASE_URL", app.db.url.as_str())],
+    ));
+    assert_eq!(cleared["smtp"], Value::Null);
+}

@@ -383,7 +383,7 @@ async fn a_worker_that_dies_holding_a_lease_loses_it_to_another() {
     // A worker leases the row for one second and dies without a word.
     let stale = app
         .store()
-        .lease_due_deliveries(10, Duration::from_secs(1), uuid::Uuid::now_v7())
+        .lease_due_deliveries(10, Duration::from_secs(1), uuid::Uuid::now_v7(), &[])
         .await
         .unwrap();
     assert_eq!(stale.len(), 1);
@@ -662,7 +662,12 @@ async fn leasing_takes_tenants_in_turn_so_a_backlog_cannot_starve_others() {
     .await;
     let leased = app
         .store()
-        .lease_due_deliveries(4, std::time::Duration::from_secs(60), uuid::Uuid::now_v7())
+        .lease_due_deliveries(
+            4,
+            std::time::Duration::from_secs(60),
+            uuid::Uuid::now_v7(),
+            &[],
+        )
         .await
         .unwrap();
     assert_eq!(leased.len(), 4);

@@ -29,7 +29,7 @@ async fn a_dead_workers_leases_are_taken_over_at_once() {
     let dead = store.register_worker(WorkerKind::Delivery).await.unwrap();
     let alive = store.register_worker(WorkerKind::Delivery).await.unwrap();
     let leased = store
-        .lease_due_deliveries(10, Duration::from_secs(300), dead.id())
+        .lease_due_deliveries(10, Duration::from_secs(300), dead.id(), &[])
         .await
         .unwrap();
     assert_eq!(leased.len(), 1);
@@ -53,7 +53,7 @@ async fn a_dead_workers_leases_are_taken_over_at_once() {
     assert_eq!(reaped.workers, [dead_id]);
     assert_eq!(reaped.deliveries, 1);
     let taken = store
-        .lease_due_deliveries(10, Duration::from_secs(300), alive.id())
+        .lease_due_deliveries(10, Duration::from_secs(300), alive.id(), &[])
         .await
         .unwrap();
     assert_eq!(taken.len(), 1, "the live worker takes the lease at once");
@@ -70,7 +70,7 @@ async fn a_live_worker_keeps_what_it_is_sending() {
     let store = app.store();
     let worker = store.register_worker(WorkerKind::Delivery).await.unwrap();
     store
-        .lease_due_deliveries(10, Duration::from_secs(1), worker.id())
+        .lease_due_deliveries(10, Duration::from_secs(1), worker.id(), &[])
         .await
         .unwrap();
     // A long conversation: the lease would run out, but the worker renews it.
@@ -87,7 +87,7 @@ async fn a_live_worker_keeps_what_it_is_sending() {
     let other = uuid::Uuid::now_v7();
     assert!(
         store
-            .lease_due_deliveries(10, Duration::from_secs(1), other)
+            .lease_due_deliveries(10, Duration::from_secs(1), other, &[])
             .await
             .unwrap()
             .is_empty(),

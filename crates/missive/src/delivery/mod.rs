@@ -137,9 +137,10 @@ impl DeliveryWorker {
     /// one SMTP transaction per email, with all of its leased recipients.
     async fn lease(&self, limit: usize) -> Result<Vec<Job>, StoreError> {
         let limit = i64::try_from(limit.max(1)).unwrap_or(i64::MAX);
+        let skip = self.routes.saturated_tenants();
         let leased = self
             .store
-            .lease_due_deliveries(limit, self.settings.lease, self.holder())
+            .lease_due_deliveries(limit, self.settings.lease, self.holder(), &skip)
             .await?;
         if leased.is_empty() {
             return Ok(Vec::new());

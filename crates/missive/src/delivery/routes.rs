@@ -211,6 +211,21 @@ impl Routes {
     }
 }
 
+impl Routes {
+    /// Tenants whose own server has more sends waiting than it can take: their mail is not
+    /// leased until it catches up, so it holds only a few of the worker's slots.
+    #[must_use]
+    pub fn saturated_tenants(&self) -> Vec<TenantId> {
+        self.by_tenant
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .iter()
+            .filter(|(_, t)| matches!(&*t.transport, Transport::Smtp(pool) if pool.is_saturated()))
+            .map(|(tenant, _)| *tenant)
+            .collect()
+    }
+}
+
 impl TenantRelays {
     #[must_use]
     pub const fn new(settings: TransportSettings, tenants: TenantRouteSettings) -> Self {
