@@ -12,11 +12,16 @@
 #   3. SMTP: Postfix's smtp-source (20 sessions, 2 KB messages, SMTP_TOTAL messages) against
 #      Missive (a tenant trusting loopback) and against a stock Postfix relaying to the same sink,
 #      accept and end-to-end rates for both and their ratios;
+#   4. fairness (bench/fairness.sh): a tenant's accept-to-delivery times at 20 emails/s, alone
+#      and while another tenant has a 100,000-email backlog towards its own slow server;
 # and Missive's memory idle and at its peak. Everything runs on loopback and stops when the script
 # ends. Writes the median/spread table into docs/benchmarks.md (between its bench markers).
 set -euo pipefail
 source "$(dirname "$0")/common.sh"
 source bench/postfix.sh
+source bench/fairness.sh
+# The fairness scenario's tenant A reaches its own slow server through 2 connections.
+export MISSIVE_TENANT_RELAY_MAX_CONNECTIONS=${BENCH_TENANT_RELAY_CONNECTIONS:-2}
 
 RATE=${BENCH_RATE:-500}
 SECONDS_AT_RATE=${BENCH_SECONDS:-20}
@@ -202,6 +207,9 @@ if postfix_available; then
   done
   stop_postfix
 fi
+
+# Fairness between routes (bench/fairness.sh): after the SMTP runs, when the worker is idle.
+fairness
 
 python3 - >>"$results" <<PY
 import json

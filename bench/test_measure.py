@@ -96,6 +96,17 @@ class Report(unittest.TestCase):
         self.assertTrue(drain.endswith("| 2,700/s (1,900–2,900) | ≥ 2,000/s | **yes** |"), drain)
         self.assertIn("130 µs (130–130) / 340 µs", self.row(text, "CPU per webhook delivery"))
 
+    def test_fairness_compares_b_under_a_backlog_with_b_alone(self):
+        rows = rows_for([3100, 2900, 3200], [(1800, 900)] * 3)
+        rows += [{"scenario": "fairness", "phase": "idle", "emails": 400, "p50_ms": 9.0,
+                  "p99_ms": 20.0, "max_ms": 30.0, "a_backlog": 0},
+                 {"scenario": "fairness", "phase": "backlog", "emails": 400, "p50_ms": 12.0,
+                  "p99_ms": 44.0, "max_ms": 60.0, "a_backlog": 99000}]
+        text = self.render(rows, "")
+        self.assertIn("p99 20.0 ms", self.row(text, "Tenant B"))
+        busy = self.row(text, "The same while tenant A has a backlog of 99,000")
+        self.assertTrue(busy.endswith("p99 44.0 ms; 2.20× B's idle p99 | ≤ 2× | **no** |"), busy)
+
     def test_a_target_missed_by_the_median_says_no(self):
         text = self.render(rows_for([2990, 3500, 2800], [(1700, 900)] * 3), "")
         self.assertTrue(self.row(text, "REST accept").endswith("| ≥ 3,000/s | **no** |"))

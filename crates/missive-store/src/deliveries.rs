@@ -73,8 +73,8 @@ pub struct DeliveryResult {
 
 impl Store {
     /// Claims up to `limit` due deliveries (and deliveries whose lease ran out) for `lease`, on
-    /// behalf of `holder` (a registered worker's id; see [`crate::workers`]), leaving out the
-    /// due rows of `skip_tenants`.
+    /// behalf of `holder` (a registered worker's id; see [`crate::workers`]), at most the
+    /// allowance given for a tenant listed in `allowances`.
     ///
     /// # Errors
     /// Database failures.
@@ -83,9 +83,10 @@ impl Store {
         limit: i64,
         lease: Duration,
         holder: Uuid,
-        skip_tenants: &[TenantId],
+        allowances: &[(TenantId, i64)],
     ) -> Result<Vec<LeasedDelivery>, StoreError> {
-        let skip: Vec<Uuid> = skip_tenants.iter().map(|t| t.as_uuid()).collect();
+        let (capped, allowed): (Vec<Uuid>, Vec<i64>) =
+            allowances.iter().map(|(t, n)| (t.as_uuid(), *n)).unzip();
         let lease_id = Uuid::now_v7();
         let rows = sqlx::query_as::<_, LeasedDelivery>(
             // Expired leases first, then due rows shared out fairly: each tenant's oldest due
@@ -109,10 +110,11 @@ impl Store {
                            WHERE tenant_id = t.id AND status IN ('queued', 'deferred')
                              AND next_attempt_at <= now()
                            ORDER BY next_attempt_at
-                           LIMIT $1) x
+                           -- A tenant whose own server has all the jobs it can use gets none.
+                           LIMIT least($1, coalesce(
+                               (SELECT a.n FROM UNNEST($7::uuid[], $8::int8[]) AS a(id, n)
+                                WHERE a.id = t.id), $1))) x
                  ) c
-                 -- Tenants whose own server is saturated wait for it to catch up.
-                 WHERE t.id <> ALL ($7::uuid[])
                  ORDER BY c.turn, c.next_attempt_at
                  LIMIT $1
              ), fresh AS (
@@ -149,7 +151,8 @@ impl Store {
         .bind(DeliveryStatus::Sending.as_str())
         .bind(DeliveryStatus::Sending.event().as_str())
         .bind(holder)
-        .bind(&skip)
+        .bind(&capped)
+        .bind(&allowed)
         .fetch_all(&self.pool)
         .await?;
         Ok(rows)
@@ -276,13 +279,19 @@ impl Store {
         Ok(u64::try_from(updated).unwrap_or(0))
     }
 
-    /// When the next delivery falls due, for a worker deciding how long to sleep.
+    /// When the next delivery of a tenant not in `full` falls due (or a lease runs out), for a
+    /// worker deciding how long to sleep.
     ///
     /// # Errors
     /// Database failures.
-    pub async fn next_delivery_due(&self) -> Result<Option<OffsetDateTime>, StoreError> {
+    pub async fn next_delivery_due(
+        &self,
+        full: &[TenantId],
+    ) -> Result<Option<OffsetDateTime>, StoreError> {
+        let full: Vec<Uuid> = full.iter().map(|t| t.as_uuid()).collect();
         let next: Option<OffsetDateTime> = sqlx::query_scalar(
-            // Each tenant's first due row from the per-tenant index: one probe per tenant.
+            // Each tenant's first due row from the per-tenant index: one probe per tenant. The
+            // tenants whose routes are full wait for a job of theirs to end, not for a time.
             "SELECT min(t) FROM (
                  (SELECT d.next_attempt_at AS t
                   FROM tenants tn
@@ -291,11 +300,13 @@ impl Store {
                       WHERE tenant_id = tn.id AND status IN ('queued', 'deferred')
                       ORDER BY next_attempt_at
                       LIMIT 1
-                  ) d)
+                  ) d
+                  WHERE tn.id <> ALL ($1::uuid[]))
                  UNION ALL
                  (SELECT min(lease_expires_at) FROM deliveries WHERE status = 'sending')
              ) s",
         )
+        .bind(&full)
         .fetch_one(&self.pool)
         .await?;
         Ok(next)

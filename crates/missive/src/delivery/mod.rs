@@ -32,7 +32,7 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 pub use self::routes::{
-    RouteError, Routes, TenantRelays, TenantRouteSettings, Transport, TransportError,
+    Place, RouteError, Routes, TenantRelays, TenantRouteSettings, Transport, TransportError,
     TransportSettings,
 };
 use self::smtp::RecipientReply;
@@ -57,6 +57,8 @@ struct Job {
     route_host: String,
     /// Why the route cannot be used, when it cannot: the recipients are deferred.
     transport: Result<Arc<Transport>, String>,
+    /// Held until the results exist (a tenant's own route counts its jobs).
+    place: Option<Place>,
     message: OutgoingMessage,
     deliveries: Vec<LeasedDelivery>,
 }
@@ -137,10 +139,10 @@ impl DeliveryWorker {
     /// one SMTP transaction per email, with all of its leased recipients.
     async fn lease(&self, limit: usize) -> Result<Vec<Job>, StoreError> {
         let limit = i64::try_from(limit.max(1)).unwrap_or(i64::MAX);
-        let skip = self.routes.saturated_tenants();
+        let allowances = self.routes.allowances();
         let leased = self
             .store
-            .lease_due_deliveries(limit, self.settings.lease, self.holder(), &skip)
+            .lease_due_deliveries(limit, self.settings.lease, self.holder(), &allowances)
             .await?;
         if leased.is_empty() {
             return Ok(Vec::new());
@@ -166,23 +168,28 @@ impl DeliveryWorker {
                 // In the order the email named them (ids are time-ordered).
                 deliveries.sort_by_key(|d| d.id);
                 messages.remove(&key).map(|message| {
-                    let (route, route_host, transport) = match self.routes.for_message(&message) {
-                        Ok((route, transport)) => (route, transport.host(), Ok(transport)),
-                        Err(err) => {
-                            let relay = message.relay.as_ref().map(|r| &r.relay);
-                            (
-                                resolve(message.tenant_id, relay),
-                                relay
-                                    .map(|r| format!("{}:{}", r.host, r.port))
-                                    .unwrap_or_default(),
-                                Err(err.to_string()),
-                            )
-                        }
-                    };
+                    let (route, route_host, transport, place) =
+                        match self.routes.for_message(&message) {
+                            Ok((route, transport, place)) => {
+                                (route, transport.host(), Ok(transport), place)
+                            }
+                            Err(err) => {
+                                let relay = message.relay.as_ref().map(|r| &r.relay);
+                                (
+                                    resolve(message.tenant_id, relay),
+                                    relay
+                                        .map(|r| format!("{}:{}", r.host, r.port))
+                                        .unwrap_or_default(),
+                                    Err(err.to_string()),
+                                    None,
+                                )
+                            }
+                        };
                     Job {
                         route,
                         route_host,
                         transport,
+                        place,
                         message,
                         deliveries,
                     }
@@ -229,6 +236,7 @@ impl DeliveryWorker {
             route,
             route_host,
             transport,
+            place,
             message,
             deliveries,
         } = job;
@@ -257,6 +265,7 @@ impl DeliveryWorker {
                 )
             })
             .collect();
+        drop(place);
         for result in &results {
             tracing::info!(status = result.status.as_str(), code = ?result.smtp_code, response = %result.smtp_response, "delivery attempt");
             metrics::counter!("missive_delivery_attempts_total", "status" => result.status.as_str(), "route" => route.as_str()).increment(1);
@@ -304,6 +313,7 @@ impl DeliveryWorker {
         while !shutdown.is_cancelled() {
             // Register interest before looking, so a notification between the two is not lost.
             let notified = wake.notified();
+            let freed = self.routes.freed();
             let free = slots.available_permits();
             if free < low_water {
                 // Wait (without holding them) until enough slots are free for a worthwhile lease.
@@ -328,11 +338,11 @@ impl DeliveryWorker {
                 }
             };
             let leased: usize = jobs.iter().map(|j| j.deliveries.len()).sum();
-            next_lease_at = if leased < free {
-                started + GATHER
-            } else {
-                started
-            };
+            // A short lease of shared-route mail means the queue is drained: the next waits for
+            // GATHER so a trickle goes out in batches. One of only tenant-route mail was short
+            // because those routes are full; pausing then would only delay everyone else's.
+            let drained = leased < free && jobs.iter().any(|j| j.place.is_none());
+            next_lease_at = if drained { started + GATHER } else { started };
             if !jobs.is_empty() {
                 for job in jobs {
                     let Ok(permit) = slots.clone().acquire_owned().await else {
@@ -348,7 +358,13 @@ impl DeliveryWorker {
                 }
                 continue;
             }
-            let sleep = match self.store.next_delivery_due().await {
+            let full: Vec<TenantId> = self
+                .routes
+                .allowances()
+                .into_iter()
+                .filter_map(|(tenant, n)| (n == 0).then_some(tenant))
+                .collect();
+            let sleep = match self.store.next_delivery_due(&full).await {
                 Ok(Some(at)) => (at - OffsetDateTime::now_utc())
                     .try_into()
                     .unwrap_or(Duration::ZERO)
@@ -357,6 +373,7 @@ impl DeliveryWorker {
             };
             tokio::select! {
                 () = notified => {}
+                () = freed => {}
                 () = tokio::time::sleep(sleep.max(Duration::from_millis(10))) => {}
                 () = shutdown.cancelled() => {}
             }

@@ -7,7 +7,10 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
 use std::time::Duration;
+use tokio::sync::Notify;
 
 use missive_core::routing::{RelayCredentials, SmtpRelay, resolve};
 use missive_core::sealed::{Sealed, Sealer};
@@ -131,6 +134,34 @@ pub struct TenantRouteSettings {
 struct TenantTransport {
     changed_at: OffsetDateTime,
     transport: Arc<Transport>,
+    /// Jobs of the tenant between lease and result (kept across rebuilds).
+    assigned: Arc<AtomicUsize>,
+}
+
+/// A job's place on its tenant's route, from lease to result: while a route has as many as it
+/// can use, the worker leases no more of its tenant's mail.
+#[derive(Debug)]
+pub struct Place {
+    assigned: Arc<AtomicUsize>,
+    freed: Arc<Notify>,
+}
+
+impl Place {
+    fn take(assigned: &Arc<AtomicUsize>, freed: &Arc<Notify>) -> Self {
+        assigned.fetch_add(1, Ordering::Relaxed);
+        Self {
+            assigned: assigned.clone(),
+            freed: freed.clone(),
+        }
+    }
+}
+
+impl Drop for Place {
+    fn drop(&mut self) {
+        self.assigned.fetch_sub(1, Ordering::Relaxed);
+        // A worker waiting because every due email belonged to full routes may lease again.
+        self.freed.notify_one();
+    }
 }
 
 /// Why a tenant's server cannot be used as set; its mail is deferred meanwhile.
@@ -161,6 +192,8 @@ pub struct Routes {
     relays: TenantRelays,
     /// Built lazily; an entry is replaced when the settings it was built from change.
     by_tenant: std::sync::Mutex<HashMap<TenantId, TenantTransport>>,
+    /// Signalled whenever a tenant route's job ends.
+    freed: Arc<Notify>,
 }
 
 impl Routes {
@@ -173,7 +206,13 @@ impl Routes {
             shared: Arc::new(Transport::for_relay(shared, &relays.settings)?),
             relays,
             by_tenant: std::sync::Mutex::new(HashMap::new()),
+            freed: Arc::default(),
         })
+    }
+
+    /// Wakes when a job on a tenant's own route ends, which may let more of its mail be leased.
+    pub fn freed(&self) -> tokio::sync::futures::Notified<'_> {
+        self.freed.notified()
     }
 
     /// The route of a message (see [`missive_core::routing::resolve`]) and its transport.
@@ -184,11 +223,11 @@ impl Routes {
     pub fn for_message(
         &self,
         message: &OutgoingMessage,
-    ) -> Result<(Route, Arc<Transport>), RouteError> {
+    ) -> Result<(Route, Arc<Transport>, Option<Place>), RouteError> {
         let stored = message.relay.as_ref();
         let route = resolve(message.tenant_id, stored.map(|s| &s.relay));
         let (Route::Tenant(tenant), Some(stored)) = (route, stored) else {
-            return Ok((Route::Shared, self.shared.clone()));
+            return Ok((Route::Shared, self.shared.clone(), None));
         };
         let mut cache = self
             .by_tenant
@@ -197,31 +236,39 @@ impl Routes {
         if let Some(cached) = cache.get(&tenant)
             && cached.changed_at == stored.changed_at
         {
-            return Ok((route, cached.transport.clone()));
+            let place = Place::take(&cached.assigned, &self.freed);
+            return Ok((route, cached.transport.clone(), Some(place)));
         }
         let transport = Arc::new(self.relays.transport(tenant, stored)?);
+        let assigned = cache
+            .get(&tenant)
+            .map_or_else(Arc::default, |old| old.assigned.clone());
+        let place = Place::take(&assigned, &self.freed);
         cache.insert(
             tenant,
             TenantTransport {
                 changed_at: stored.changed_at,
                 transport: transport.clone(),
+                assigned,
             },
         );
-        Ok((route, transport))
+        Ok((route, transport, Some(place)))
     }
-}
 
-impl Routes {
-    /// Tenants whose own server has more sends waiting than it can take: their mail is not
-    /// leased until it catches up, so it holds only a few of the worker's slots.
+    /// How many more emails of each tenant with its own server the worker may lease now:
+    /// twice the route's connections, less the jobs it has. Beyond that they would only wait
+    /// for a connection while holding send slots every tenant needs.
     #[must_use]
-    pub fn saturated_tenants(&self) -> Vec<TenantId> {
+    pub fn allowances(&self) -> Vec<(TenantId, i64)> {
+        let most = 2 * self.relays.tenants.max_connections;
         self.by_tenant
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .iter()
-            .filter(|(_, t)| matches!(&*t.transport, Transport::Smtp(pool) if pool.is_saturated()))
-            .map(|(tenant, _)| *tenant)
+            .map(|(tenant, t)| {
+                let free = most.saturating_sub(t.assigned.load(Ordering::Relaxed));
+                (*tenant, i64::try_from(free).unwrap_or(i64::MAX))
+            })
             .collect()
     }
 }

@@ -209,14 +209,11 @@ pub struct SmtpPool {
     helo: String,
     timeout: Duration,
     permits: Semaphore,
-    max_connections: usize,
     idle: Mutex<Vec<Connection>>,
     /// For a tenant's own server: the address policy every connection's addresses must pass,
     /// resolved once per connection (as webhook endpoints are).
     policy: Option<Targets>,
     breaker: Breaker,
-    /// Sends in progress or waiting for a connection.
-    in_flight: std::sync::atomic::AtomicUsize,
 }
 
 impl std::fmt::Debug for SmtpPool {
@@ -244,19 +241,10 @@ impl SmtpPool {
             helo,
             timeout,
             permits: Semaphore::new(max_connections.max(1)),
-            max_connections: max_connections.max(1),
             idle: Mutex::new(Vec::new()),
             policy: None,
             breaker: Breaker::default(),
-            in_flight: std::sync::atomic::AtomicUsize::new(0),
         }
-    }
-
-    /// Whether sends are waiting for connections: more in progress than twice the cap. The
-    /// worker then leases no more of the route's mail, so a slow route holds few of its slots.
-    #[must_use]
-    pub fn is_saturated(&self) -> bool {
-        self.in_flight.load(std::sync::atomic::Ordering::Relaxed) >= 2 * self.max_connections
     }
 
     /// Connections go only to addresses `policy` passes (a tenant-supplied host).
@@ -462,21 +450,6 @@ impl SmtpPool {
     /// Never fails as a whole: a broken conversation becomes a failure for each recipient that
     /// had no final answer yet.
     pub async fn send(
-        &self,
-        from: &str,
-        recipients: &[String],
-        smtputf8: bool,
-        mime: &[u8],
-    ) -> Vec<RecipientReply> {
-        self.in_flight
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let replies = self.send_counted(from, recipients, smtputf8, mime).await;
-        self.in_flight
-            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
-        replies
-    }
-
-    async fn send_counted(
         &self,
         from: &str,
         recipients: &[String],

@@ -1,0 +1,73 @@
+# Fairness between routes (sourced by bench/run.sh and bench/fairness_probe.sh, after common.sh,
+# with Missive running the api and worker roles as $missive_pid).
+#
+# Tenant B sends FAIR_RATE emails/s (default 20) for FAIR_SECONDS (default 20) through the shared
+# relay, first on an otherwise idle system, then while tenant A has a backlog of FAIR_BACKLOG
+# emails (default 100,000) towards its own slow server: a sink that answers each message after
+# 50 ms, reached through at most MISSIVE_TENANT_RELAY_MAX_CONNECTIONS connections (run.sh sets 2).
+# B's time from accept to delivery comes from Missive's own records: each email's creation and its
+# `email.delivered` event. Appends one row per phase.
+
+FAIR_RATE=${FAIR_RATE:-20}
+FAIR_SECONDS=${FAIR_SECONDS:-20}
+FAIR_BACKLOG=${FAIR_BACKLOG:-100000}
+
+# tenant_of KEY: the key's tenant id.
+tenant_of() {
+  curl -fs "$base/v1/tenant" -H "Authorization: Bearer $1" \
+    | python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])'
+}
+
+# b_trickle PHASE: a new tenant B sends at FAIR_RATE for FAIR_SECONDS; appends its accept-to-
+# delivery percentiles once every one of its emails is delivered.
+b_trickle() {
+  local phase=$1 key tenant sent
+  key=$(create_key)
+  tenant=$(tenant_of "$key")
+  echo "== fairness, $phase: B at $FAIR_RATE/s for ${FAIR_SECONDS}s" >&2
+  "$loadgen" latency --url "$base" --key "$key" --rate "$FAIR_RATE" --seconds "$FAIR_SECONDS" >&2
+  sent=$((FAIR_RATE * FAIR_SECONDS))
+  local deadline=$(( $(date +%s) + 300 ))
+  while [ "$("$pg_bin/psql" "$db_url" -Atc "SELECT count(*) FROM deliveries
+           WHERE tenant_id = '$tenant' AND status = 'delivered'")" -lt "$sent" ] \
+        && [ "$(date +%s)" -lt "$deadline" ]; do sleep 0.5; done
+  "$pg_bin/psql" "$db_url" -At -F ' ' -c "
+    SELECT count(*),
+           percentile_cont(0.5) WITHIN GROUP (ORDER BY ms),
+           percentile_cont(0.99) WITHIN GROUP (ORDER BY ms),
+           max(ms),
+           (SELECT count(*) FROM deliveries d JOIN tenants t ON t.id = d.tenant_id
+            WHERE t.smtp_host IS NOT NULL AND d.status IN ('queued', 'deferred'))
+    FROM (SELECT extract(epoch FROM v.created_at - e.created_at) * 1000 AS ms
+          FROM emails e JOIN email_events v
+            ON v.tenant_id = e.tenant_id AND v.email_id = e.id AND v.type = 'email.delivered'
+          WHERE e.tenant_id = '$tenant') t" \
+  | python3 -c "
+import json, sys
+n, p50, p99, worst, backlog = sys.stdin.read().split()
+assert int(n) == $sent, f'B had {n} of $sent emails delivered'
+print(json.dumps({'scenario': 'fairness', 'phase': '$phase', 'emails': int(n),
+                  'p50_ms': float(p50), 'p99_ms': float(p99), 'max_ms': float(worst),
+                  'a_backlog': int(backlog)}))" >>"$results"
+  tail -n 1 "$results" >&2
+}
+
+fairness() {
+  b_trickle idle
+  # Tenant A and its slow server.
+  local port key tenant
+  port=$(free_port)
+  "$loadgen" sink --port "$port" --count-file "$run_dir/slow.count" --delay-ms 50 &
+  pids+=($!)
+  key=$(create_key)
+  tenant=$(tenant_of "$key")
+  curl -fs -X PATCH "$base/v1/tenants/$tenant" -H "Authorization: Bearer $admin_key" \
+    -H 'Content-Type: application/json' \
+    -d "{\"smtp\":{\"host\":\"127.0.0.1\",\"port\":$port,\"tls\":\"none\"}}" >/dev/null
+  echo "== fairness: A queues $FAIR_BACKLOG emails towards its slow server" >&2
+  "$loadgen" accept --url "$base" --key "$key" --clients "$CLIENTS" --total "$FAIR_BACKLOG" >&2
+  b_trickle backlog
+  # What is left of A's backlog would keep the worker busy through the runs that follow.
+  "$pg_bin/psql" "$db_url" -qc "UPDATE deliveries SET status = 'canceled'
+    WHERE tenant_id = '$tenant' AND status IN ('queued', 'deferred')"
+}
