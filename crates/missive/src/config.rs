@@ -352,6 +352,11 @@ settings! {
         /// 32-byte key, base64, that encrypts stored secrets.
         secret_key: Option<SecretBox<[u8; 32]>> = None,
             env ["MISSIVE_SECRET_KEY"], optional(parse_secret_key);
+        /// Earlier secret keys, base64, comma separated: what they encrypted still opens. To
+        /// rotate, set the new key and list the old one here; each stored secret names the key
+        /// that sealed it.
+        previous_secret_keys: Option<Vec<SecretBox<[u8; 32]>>> = None,
+            env ["MISSIVE_PREVIOUS_SECRET_KEYS"], optional(parse_secret_keys);
     }
     /// Outbound webhooks and tenant-chosen targets.
     webhooks: WebhooksConfig {
@@ -747,6 +752,13 @@ fn parse_admin_key(s: &str) -> Result<SecretString, String> {
     }
 }
 
+fn parse_secret_keys(s: &str) -> Result<Vec<SecretBox<[u8; 32]>>, String> {
+    s.split(',')
+        .filter(|k| !k.trim().is_empty())
+        .map(parse_secret_key)
+        .collect()
+}
+
 fn parse_secret_key(s: &str) -> Result<SecretBox<[u8; 32]>, String> {
     let bytes = base64::engine::general_purpose::STANDARD
         .decode(s.trim())
@@ -942,6 +954,22 @@ mod tests {
             let err = load(None, &[(name, value)], &[]).unwrap_err().to_string();
             assert!(err.starts_with(&format!("{name}:")), "{name}: {err}");
         }
+    }
+
+    #[test]
+    fn earlier_secret_keys_are_a_comma_separated_list() {
+        let a = "Xl5eXl5eXl5eXl5eXl5eXl5eXl5eXl5eXl5eXl5eXl4=";
+        let b = "AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=";
+        let list = format!("{a}, {b}");
+        let config = load(None, &[("MISSIVE_PREVIOUS_SECRET_KEYS", &list)], &[]).unwrap();
+        assert!(!format!("{config:?}").contains(a));
+        let keys = config.secrets.previous_secret_keys.unwrap();
+        assert_eq!(keys.len(), 2);
+        assert_eq!(*keys[1].expose_secret(), [1u8; 32]);
+        let err = load(None, &[("MISSIVE_PREVIOUS_SECRET_KEYS", "c2hvcnQ=")], &[])
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("MISSIVE_PREVIOUS_SECRET_KEYS:"), "{err}");
     }
 
     #[test]

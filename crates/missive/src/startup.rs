@@ -479,13 +479,21 @@ pub async fn cancel_on_signal(token: CancellationToken) {
     token.cancel();
 }
 
-/// The key tenant secrets are sealed with, when `MISSIVE_SECRET_KEY` is set.
+/// The key tenant secrets are sealed with, when `MISSIVE_SECRET_KEY` is set; earlier keys
+/// (`MISSIVE_PREVIOUS_SECRET_KEYS`) still open what they sealed.
 fn sealer(config: &Config) -> Option<Arc<Sealer>> {
+    let previous: Vec<[u8; 32]> = config
+        .secrets
+        .previous_secret_keys
+        .iter()
+        .flatten()
+        .map(|key| *key.expose_secret())
+        .collect();
     config
         .secrets
         .secret_key
         .as_ref()
-        .map(|key| Arc::new(Sealer::new(key.expose_secret(), &[])))
+        .map(|key| Arc::new(Sealer::new(key.expose_secret(), &previous)))
 }
 
 /// Tenants' own SMTP servers: passwords sealed with `MISSIVE_SECRET_KEY`, hosts checked against

@@ -364,3 +364,38 @@ async fn settings_missive_must_not_use_are_refused() {
     let tenant = app.get(&path, Auth::Admin).await;
     assert_eq!(tenant.expect(200)["smtp"], Value::Null);
 }
+
+#[tokio::test]
+async fn a_rotated_secret_key_still_opens_what_the_previous_one_sealed() {
+    use missive_core::TenantId;
+    use secrecy::SecretBox;
+    let app = spawn().await;
+    let acme = app.create_tenant("Acme").await;
+    let server = own_server().await;
+    set_smtp(&app, &acme.id, &smtp_body(&server)).await;
+    let tenant = TenantId::from_uuid(uuid::Uuid::parse_str(&acme.id).unwrap());
+    let stored = app.store().tenant_relay(tenant).await.unwrap().unwrap();
+    let relays = |previous: Vec<[u8; 32]>| {
+        let mut config = missive::Config::with_database_url(&app.db.url);
+        config.webhooks.allow_private = true;
+        config.secrets.secret_key = Some(SecretBox::new(Box::new([7u8; 32])));
+        config.secrets.previous_secret_keys = Some(
+            previous
+                .into_iter()
+                .map(|k| SecretBox::new(Box::new(k)))
+                .collect(),
+        );
+        missive::startup::tenant_relays(&config).unwrap()
+    };
+    // A new key alone cannot open it; with the old one listed as previous, it does.
+    let err = relays(Vec::new()).transport(tenant, &stored).unwrap_err();
+    assert!(err.to_string().contains("not configured"), "{err}");
+    let transport = relays(vec![missive_tests::TEST_SECRET_KEY])
+        .transport(tenant, &stored)
+        .unwrap();
+    let missive::delivery::Transport::Smtp(pool) = transport else {
+        panic!("an SMTP transport");
+    };
+    let (ok, steps) = pool.verify().await;
+    assert!(ok, "{steps:?}");
+}
