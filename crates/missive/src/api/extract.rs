@@ -98,3 +98,15 @@ pub fn page_limit(limit: Option<u32>) -> Result<i64, ApiError> {
     }
     Ok(i64::from(limit))
 }
+
+/// A cursor listing's page: its size ([`page_limit`]) and the ids it starts after or before.
+///
+/// # Errors
+/// [`ApiError::Validation`] for a bad limit.
+pub fn page(
+    limit: Option<u32>,
+    after: Option<uuid::Uuid>,
+    before: Option<uuid::Uuid>,
+) -> Result<(missive_store::Cursor, i64), ApiError> {
+    Ok((missive_store::Cursor { after, before }, page_limit(limit)?))
+}

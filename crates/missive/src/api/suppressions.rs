@@ -7,7 +7,7 @@
 use axum::Json;
 use axum::extract::State;
 use missive_core::{EmailAddress, Scope, SuppressionOrigin};
-use missive_store::{Cursor, SuppressionKey, SuppressionRecord};
+use missive_store::{SuppressionKey, SuppressionRecord};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use utoipa::{IntoParams, ToSchema};
@@ -15,7 +15,7 @@ use uuid::Uuid;
 
 use super::auth::TenantAuth;
 use super::error::{ApiError, ErrorBody};
-use super::extract::{ApiJson, ApiPath, ApiQuery, page_limit};
+use super::extract::{ApiJson, ApiPath, ApiQuery, page};
 use crate::state::AppState;
 
 /// Addresses one batch call adds or removes at most (Resend's limit).
@@ -240,11 +240,7 @@ pub async fn list_suppressions(
     ApiQuery(query): ApiQuery<ListSuppressionsQuery>,
 ) -> Result<Json<SuppressionList>, ApiError> {
     auth.require(Scope::SuppressionsManage)?;
-    let limit = page_limit(query.limit)?;
-    let cursor = Cursor {
-        after: query.after,
-        before: query.before,
-    };
+    let (cursor, limit) = page(query.limit, query.after, query.before)?;
     let page = state
         .store
         .list_suppressions(auth.tenant_id, query.origin, cursor, limit)

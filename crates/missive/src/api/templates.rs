@@ -8,7 +8,7 @@ use axum::Json;
 use axum::extract::State;
 use missive_core::template::{TemplateRef, Variable};
 use missive_core::{Scope, TenantId};
-use missive_store::{Cursor, TemplateRecord};
+use missive_store::TemplateRecord;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use time::OffsetDateTime;
@@ -18,7 +18,7 @@ use uuid::Uuid;
 use super::auth::TenantAuth;
 use super::emails::OneOrMany;
 use super::error::{ApiError, ErrorBody};
-use super::extract::{ApiJson, ApiPath, ApiQuery, page_limit};
+use super::extract::{ApiJson, ApiPath, ApiQuery, page};
 use crate::accounts::double_option;
 use crate::state::AppState;
 use crate::templates::edit::{self, EditError, Fields};
@@ -348,11 +348,7 @@ pub async fn list_templates(
     ApiQuery(query): ApiQuery<ListTemplatesQuery>,
 ) -> Result<Json<TemplateList>, ApiError> {
     auth.require(Scope::TemplatesRead)?;
-    let limit = page_limit(query.limit)?;
-    let cursor = Cursor {
-        after: query.after,
-        before: query.before,
-    };
+    let (cursor, limit) = page(query.limit, query.after, query.before)?;
     let page = state
         .store
         .list_templates(auth.tenant_id, cursor, limit)

@@ -6,7 +6,7 @@ use axum::Json;
 use axum::extract::State;
 use missive_core::webhook::message_id;
 use missive_core::{Scope, WebhookEventType};
-use missive_store::{Cursor, WebhookEventRecord, WebhookRecord};
+use missive_store::{WebhookEventRecord, WebhookRecord};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use utoipa::{IntoParams, ToSchema};
@@ -14,7 +14,7 @@ use uuid::Uuid;
 
 use super::auth::TenantAuth;
 use super::error::{ApiError, ErrorBody};
-use super::extract::{ApiJson, ApiPath, ApiQuery, page_limit};
+use super::extract::{ApiJson, ApiPath, ApiQuery, page, page_limit};
 use crate::state::AppState;
 use crate::webhooks::dispatcher::body_of;
 use crate::webhooks::{Endpoint, EndpointChange, WebhookError};
@@ -217,11 +217,7 @@ pub async fn list_webhooks(
     ApiQuery(query): ApiQuery<ListWebhooksQuery>,
 ) -> Result<Json<WebhookList>, ApiError> {
     auth.require(Scope::WebhooksManage)?;
-    let limit = page_limit(query.limit)?;
-    let cursor = Cursor {
-        after: query.after,
-        before: query.before,
-    };
+    let (cursor, limit) = page(query.limit, query.after, query.before)?;
     let page = state.webhooks.list(auth.tenant_id, cursor, limit).await?;
     Ok(Json(WebhookList {
         object: "list",
