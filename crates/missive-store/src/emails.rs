@@ -251,16 +251,16 @@ pub(crate) async fn insert_rows(
              -- A recipient on the tenant's suppression list is suppressed from the start. A
              -- probe per row rather than a join, which could reorder the rows (and so the
              -- recipients of a relay transaction).
-             SELECT r.tenant_id, r.id, r.email_id, r.recipient, r.kind, r.scheduled_at,
-                    CASE WHEN s.listed THEN $24 ELSE $23 END AS status,
-                    CASE WHEN s.listed THEN $25 ELSE r.event END AS event
-             FROM UNNEST($14::uuid[], $15::uuid[], $16::uuid[], $17::text[], $18::text[],
-                         $19::timestamptz[], $20::text[])
-                 AS r(tenant_id, id, email_id, recipient, kind, scheduled_at, event)
-             CROSS JOIN LATERAL (
-                 SELECT EXISTS (SELECT 1 FROM suppressions
-                                WHERE tenant_id = r.tenant_id AND email = lower(r.recipient)) AS listed
-             ) s
+             SELECT tenant_id, id, email_id, recipient, kind, scheduled_at,
+                    CASE WHEN listed THEN $24 ELSE $23 END AS status,
+                    CASE WHEN listed THEN $25 ELSE event END AS event
+             FROM (SELECT r.*, EXISTS (SELECT 1 FROM suppressions s
+                                        WHERE s.tenant_id = r.tenant_id
+                                          AND s.email = lower(r.recipient)) AS listed
+                   FROM UNNEST($14::uuid[], $15::uuid[], $16::uuid[], $17::text[], $18::text[],
+                               $19::timestamptz[], $20::text[])
+                       AS r(tenant_id, id, email_id, recipient, kind, scheduled_at, event)
+                   OFFSET 0) r
          ), d AS (
              INSERT INTO deliveries (tenant_id, id, email_id, recipient, kind, status, next_attempt_at)
              SELECT tenant_id, id, email_id, recipient, kind, status, COALESCE(scheduled_at, now())
