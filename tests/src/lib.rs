@@ -8,6 +8,7 @@
 //!   milliseconds.
 //! - [`TestApp::spawn`] runs the real application on port 0 with typed helpers to call it.
 
+pub mod counter;
 pub mod db;
 pub mod http;
 pub mod python;
@@ -15,6 +16,7 @@ pub mod receiver;
 pub mod sink;
 pub mod smtp_client;
 
+pub use counter::ConnectionCounter;
 pub use db::{TestDb, pg_bin, workspace_root};
 pub use http::{
     Auth, CreatedTenant, Response, TEST_SECRET_KEY, TEST_SECRET_KEY_BASE64, TestApp, http_client,

@@ -3,10 +3,7 @@
 //! is probed, not hammered; a change reaches the next attempts; the password never shows and is
 //! bound to its tenant; the verify route reports each step.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
-
-use missive_tests::{Auth, SinkOptions, SmtpSink, TestApp};
+use missive_tests::{Auth, ConnectionCounter, SinkOptions, SmtpSink, TestApp};
 use serde_json::{Value, json};
 
 const PASSWORD: &str = "s3cret-relay-password";
@@ -108,39 +105,14 @@ async fn a_tenants_own_server_gets_its_mail_and_the_others_take_the_shared_relay
     assert!(dump.iter().all(|row| !row.contains(&hex)));
 }
 
-/// A server that accepts connections and closes them at once, counting them.
-struct DownServer {
-    port: u16,
-    connections: Arc<AtomicUsize>,
-}
-
-impl DownServer {
-    async fn start() -> Self {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let connections = Arc::new(AtomicUsize::new(0));
-        let counter = connections.clone();
-        tokio::spawn(async move {
-            while let Ok((stream, _)) = listener.accept().await {
-                counter.fetch_add(1, Ordering::SeqCst);
-                drop(stream);
-            }
-        });
-        Self { port, connections }
-    }
-
-    fn connections(&self) -> usize {
-        self.connections.load(Ordering::SeqCst)
-    }
-}
-
 #[tokio::test]
 async fn a_server_that_is_down_defers_only_its_tenants_mail_and_is_probed_not_hammered() {
     let app = spawn().await;
     app.expect_unsent_mail();
     let acme = app.create_tenant("Acme").await;
     let globex = app.create_tenant("Globex").await;
-    let down = DownServer::start().await;
+    // A server that closes every connection at once.
+    let down = ConnectionCounter::start().await;
     set_smtp(
         &app,
         &acme.id,

@@ -3,55 +3,39 @@
 //! names a local DNS server resolves to internal addresses), isolation and scopes; and the client
 //! that posts deliveries (both header sets, no redirects, timeouts, connect-time checks).
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use missive::targets::Targets;
 use missive::webhooks::client::{ClientSettings, Signed, WebhookClient};
 use missive_core::webhook::{SigningSecret, signature_header};
 use missive_tests::{
-    Auth, Receiver, Reply, TestApp, run_python_with_input, run_resend_script, test_python,
-    workspace_root,
+    Auth, ConnectionCounter, Receiver, Reply, TestApp, run_python_with_input, run_resend_script,
+    test_python, workspace_root,
 };
 use serde_json::{Value, json};
 use tokio::io::AsyncBufReadExt as _;
 
-/// A TCP listener on loopback that counts the connections it gets: what the address policy
-/// protects, so it must see none.
+/// What the address policy protects: a listener that must see no connection.
 struct Canary {
     url: String,
-    hits: Arc<AtomicUsize>,
+    counter: ConnectionCounter,
 }
 
 impl Canary {
     async fn start() -> Self {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let hits = Arc::new(AtomicUsize::new(0));
-        let counter = hits.clone();
-        tokio::spawn(async move {
-            while let Ok((stream, _)) = listener.accept().await {
-                counter.fetch_add(1, Ordering::SeqCst);
-                drop(stream);
-            }
-        });
+        let counter = ConnectionCounter::start().await;
         Self {
-            url: format!("http://127.0.0.1:{port}/hook"),
-            hits,
+            url: format!("http://127.0.0.1:{}/hook", counter.port),
+            counter,
         }
     }
 
     fn hits(&self) -> usize {
-        self.hits.load(Ordering::SeqCst)
+        self.counter.connections()
     }
 
-    fn port(&self) -> &str {
-        self.url
-            .rsplit(':')
-            .next()
-            .and_then(|rest| rest.split('/').next())
-            .unwrap_or_default()
+    fn port(&self) -> String {
+        self.counter.port.to_string()
     }
 }
 
@@ -206,7 +190,7 @@ async fn signatures_verify_with_resend_and_standardwebhooks_across_a_rotation() 
 #[tokio::test]
 async fn endpoints_on_internal_addresses_are_refused_in_every_form() {
     let canary = Canary::start().await;
-    let port = canary.port().to_owned();
+    let port = canary.port();
     let strict = TestApp::spawn().await;
     let tenant = strict.create_tenant("Acme").await;
     let internal = [
@@ -475,7 +459,7 @@ async fn a_post_carries_both_header_sets_and_follows_no_redirect() {
 #[tokio::test]
 async fn a_delivery_connects_only_to_addresses_the_policy_passed() {
     let canary = Canary::start().await;
-    let port = canary.port().to_owned();
+    let port = canary.port();
     // The name resolves to loopback, where the canary listens: refused at connect time, with no
     // second lookup that could answer differently.
     let dns =
