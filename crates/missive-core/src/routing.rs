@@ -52,6 +52,14 @@ pub struct TenantRelay {
     pub enabled: bool,
 }
 
+impl TenantRelay {
+    /// `host:port`, as [`SmtpRelay::addr`] writes it.
+    #[must_use]
+    pub fn addr(&self) -> String {
+        host_port(&self.host, self.port)
+    }
+}
+
 /// The route of a tenant's next attempts: its own server while one is set and enabled,
 /// otherwise the shared relay.
 #[must_use]
@@ -126,11 +134,16 @@ impl SmtpRelay {
     /// `host:port`, for logs and errors (never the credentials).
     #[must_use]
     pub fn addr(&self) -> String {
-        if self.host.contains(':') {
-            format!("[{}]:{}", self.host, self.port)
-        } else {
-            format!("{}:{}", self.host, self.port)
-        }
+        host_port(&self.host, self.port)
+    }
+}
+
+/// `host:port`, an IPv6 host in brackets.
+fn host_port(host: &str, port: u16) -> String {
+    if host.contains(':') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
     }
 }
 

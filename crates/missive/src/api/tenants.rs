@@ -179,7 +179,7 @@ pub async fn verify_tenant_smtp(
         .await
         .map_err(|e| ApiError::from(accounts::AccountsError::from(e)))?
         .ok_or_else(|| ApiError::Validation("the tenant has no SMTP server set".to_owned()))?;
-    let host = format!("{}:{}", stored.relay.host, stored.relay.port);
+    let host = stored.relay.addr();
     let transport = match state.relays.transport(id, &stored) {
         Ok(transport) => transport,
         // Opening the password is the first step; a password that does not open fails it.

@@ -104,8 +104,8 @@ impl Breaker {
     }
 
     /// Whether attempts are being held back now.
-    #[must_use]
-    pub fn is_open(&self) -> bool {
+    #[cfg(test)]
+    fn is_open(&self) -> bool {
         self.lock().open_until.is_some()
     }
 }

@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use missive_core::outcome::{BounceClass, Outcome, bounce_class, classify};
 use missive_core::retry::{RetryDecision, RetryPolicy};
-use missive_core::routing::resolve;
+use missive_core::routing::{TenantRelay, resolve};
 use missive_core::{DeliveryStatus, Route, TenantId};
 use missive_store::listen::Channel;
 use missive_store::workers::WorkerKind;
@@ -177,9 +177,7 @@ impl DeliveryWorker {
                                 let relay = message.relay.as_ref().map(|r| &r.relay);
                                 (
                                     resolve(message.tenant_id, relay),
-                                    relay
-                                        .map(|r| format!("{}:{}", r.host, r.port))
-                                        .unwrap_or_default(),
+                                    relay.map(TenantRelay::addr).unwrap_or_default(),
                                     Err(err.to_string()),
                                     None,
                                 )

@@ -260,12 +260,6 @@ impl SmtpPool {
         self.relay.addr()
     }
 
-    /// Whether the route is held back by its breaker.
-    #[must_use]
-    pub fn is_paused(&self) -> bool {
-        self.breaker.is_open()
-    }
-
     /// The TCP connection: to the host as named (the operator's relay), or to an address the
     /// policy passed, from one lookup (a tenant's server).
     async fn dial(&self) -> Result<TcpStream, SmtpError> {
