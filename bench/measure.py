@@ -242,18 +242,27 @@ def report(results_path, doc_path):
             f"{summary(rates('missive', 'missive_cpu_us'), unit=' µs')} / "
             f"{summary(rates('missive', 'pg_cpu_us'), unit=' µs')} | | |"
         )
-    fair = {r["phase"]: r for r in by.get("fairness", [])}
+    fair = {}
+    for r in by.get("fairness", []):
+        fair.setdefault(r["phase"], []).append(r)
     if "idle" in fair and "backlog" in fair:
         idle, busy = fair["idle"], fair["backlog"]
-        ratio = busy["p99_ms"] / idle["p99_ms"] if idle["p99_ms"] else float("inf")
+
+        def pct(rows, key):
+            return summary([r[key] for r in rows], 1, " ms")
+
+        idle_p99 = statistics.median(r["p99_ms"] for r in idle)
+        busy_p99 = statistics.median(r["p99_ms"] for r in busy)
+        ratio = busy_p99 / idle_p99 if idle_p99 else float("inf")
+        runs = f"{len(idle)} runs" if len(idle) > 1 else "1 run"
         lines += [
-            f"| Tenant B, {idle['emails']:,} emails at a steady rate through the shared relay, "
-            f"accept to delivery, on an otherwise idle system | p50 {fmt(idle['p50_ms'], 1)} ms, "
-            f"p99 {fmt(idle['p99_ms'], 1)} ms | | |",
-            f"| The same while tenant A has a backlog of {busy['a_backlog']:,} emails towards its "
-            f"own server (50 ms per message, 2 connections) | p50 {fmt(busy['p50_ms'], 1)} ms, "
-            f"p99 {fmt(busy['p99_ms'], 1)} ms; {fmt(ratio, 2)}× B's idle p99 | ≤ 2× | "
-            f"{met(ratio <= 2)} |",
+            f"| Tenant B, {idle[0]['emails']:,} emails at a steady rate through the shared relay, "
+            f"accept to delivery, on an otherwise idle system ({runs}, each a new tenant) | "
+            f"p50 {pct(idle, 'p50_ms')}, p99 {pct(idle, 'p99_ms')} | | |",
+            f"| The same while tenant A has a backlog of {busy[0]['a_backlog']:,} emails towards "
+            f"its own server (50 ms per message, 2 connections) | p50 {pct(busy, 'p50_ms')}, "
+            f"p99 {pct(busy, 'p99_ms')}; median p99 {fmt(ratio, 2)}× B's idle median p99 | "
+            f"≤ 2× | {met(ratio <= 2)} |",
         ]
     for row in by.get("criterion", []):
         lines.append(f"| {row['name']} (criterion, quick mode) | {row['estimate']} per call | | |")
