@@ -27,6 +27,43 @@ pub use receiver::{Hit, Receiver, Reply};
 pub use sink::{Received, SinkOptions, SmtpSink};
 pub use smtp_client::{SmtpClient, SmtpReply, plain, queued_id};
 
+/// An email ready for the store, to `to` and a Bcc, for tests that drive the writer directly.
+///
+/// # Panics
+/// Never: every address here parses.
+#[must_use]
+pub fn new_email(to: &str) -> missive_store::NewEmail {
+    use missive_core::submission::{Recipient, RecipientKind, Tag};
+    use missive_core::{EmailAddress, Mailbox};
+    let mailbox = |s: &str| Mailbox::parse(s).unwrap();
+    let recipient = |kind, s: &str| Recipient {
+        kind,
+        address: EmailAddress::parse(s).unwrap(),
+    };
+    missive_store::NewEmail {
+        id: uuid::Uuid::now_v7(),
+        message_id: format!("{}@missive.test", uuid::Uuid::now_v7()),
+        from: mailbox("App <app@acme.test>"),
+        envelope_from: EmailAddress::parse("app@acme.test").unwrap(),
+        smtputf8: false,
+        reply_to: vec![mailbox("Help <help@acme.test>"), mailbox("b@acme.test")],
+        subject: "Hi".into(),
+        html: None,
+        text: Some("Hello".into()),
+        tags: vec![Tag {
+            name: "kind".into(),
+            value: "test".into(),
+        }],
+        mime: b"Subject: Hi\r\n\r\nHello\r\n".to_vec(),
+        scheduled_at: None,
+        recipients: vec![
+            recipient(RecipientKind::To, to),
+            recipient(RecipientKind::Bcc, "audit@acme.test"),
+        ],
+        over_smtp: false,
+    }
+}
+
 /// The `missive` binary: `MISSIVE_BIN`, or the workspace's debug build (built on first use).
 ///
 /// # Panics

@@ -17,7 +17,8 @@ const KEY_CONFLICTS: &[(&str, &str)] = &[(
 /// The columns [`ApiKeyRecord`] reads, as a literal so it can join `concat!`.
 macro_rules! key_columns {
     () => {
-        "tenant_id, id, name, prefix, scopes, created_at, last_used_at, expires_at, revoked_at"
+        "tenant_id, id, name, prefix, scopes, created_at, last_used_at, expires_at, revoked_at, \
+         requests_per_minute"
     };
 }
 
@@ -36,6 +37,8 @@ pub struct ApiKeyRecord {
     pub last_used_at: Option<OffsetDateTime>,
     pub expires_at: Option<OffsetDateTime>,
     pub revoked_at: Option<OffsetDateTime>,
+    /// The key's own request rate limit, below its tenant's.
+    pub requests_per_minute: Option<i32>,
 }
 
 /// Scopes as read back from a `text[]` column.
@@ -59,6 +62,7 @@ pub struct NewApiKeyRow<'a> {
     pub hash: ApiKeyHash,
     pub scopes: &'a Scopes,
     pub expires_at: Option<OffsetDateTime>,
+    pub requests_per_minute: Option<u32>,
 }
 
 /// What authentication needs to know about a presented key, in one round trip.
@@ -79,6 +83,9 @@ pub struct KeyForAuth {
     /// The tenant's sending settings, read in the same round trip because every send needs them.
     #[sqlx(flatten)]
     pub sending: StoredSending,
+    /// The tenant's request rate limit and the key's own (null: the default, and none).
+    pub tenant_requests_per_minute: Option<i32>,
+    pub key_requests_per_minute: Option<i32>,
 }
 
 pub(crate) async fn insert_api_key(
@@ -86,8 +93,9 @@ pub(crate) async fn insert_api_key(
     key: &NewApiKeyRow<'_>,
 ) -> Result<ApiKeyRecord, StoreError> {
     sqlx::query_as::<_, ApiKeyRecord>(concat!(
-        "INSERT INTO api_keys (tenant_id, id, name, prefix, key_hash, scopes, expires_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7)
+        "INSERT INTO api_keys (tenant_id, id, name, prefix, key_hash, scopes, expires_at,
+                               requests_per_minute)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
          RETURNING ",
         key_columns!()
     ))
@@ -98,6 +106,7 @@ pub(crate) async fn insert_api_key(
     .bind(key.hash.as_bytes())
     .bind(key.scopes.names())
     .bind(key.expires_at)
+    .bind(key.requests_per_minute.and_then(|n| i32::try_from(n).ok()))
     .fetch_one(conn)
     .await
     .map_err(|e| map_unique(e, KEY_CONFLICTS))
@@ -197,7 +206,9 @@ impl Store {
         let row = sqlx::query_as::<_, KeyForAuth>(
             "SELECT k.tenant_id, k.id, k.key_hash, k.scopes, k.last_used_at, k.expires_at,
                     k.revoked_at, t.status AS tenant_status, t.default_from, t.reply_to,
-                    t.from_name, t.allowed_sender_domains
+                    t.from_name, t.allowed_sender_domains,
+                    t.requests_per_minute AS tenant_requests_per_minute,
+                    k.requests_per_minute AS key_requests_per_minute
              FROM api_keys k JOIN tenants t ON t.id = k.tenant_id
              WHERE k.key_hash = $1",
         )

@@ -21,6 +21,7 @@ use uuid::Uuid;
 
 use crate::outbox::report_events;
 use crate::tenants::{StoredRelay, stored_relay};
+use crate::usage::any_shard_but_zero;
 use crate::{Store, StoreError};
 
 /// A delivery a worker now holds.
@@ -260,8 +261,21 @@ impl Store {
                  WHERE d.tenant_id = r.tenant_id AND d.email_id = r.email_id AND d.id = r.id
                    AND d.lease_id = r.lease_id
                    AND d.status = $10
-                 RETURNING d.tenant_id, d.id, d.email_id, d.recipient, r.event, r.code, r.response,
-                           r.bounce_class, r.suppression_id, r.route, r.route_host
+                 RETURNING d.tenant_id, d.id, d.email_id, d.recipient, r.status, r.event, r.code,
+                           r.response, r.bounce_class, r.suppression_id, r.route, r.route_host
+             ), counted AS (
+                 -- The tenants' usage: recipients delivered, bounced and failed today.
+                 INSERT INTO usage_daily AS u (tenant_id, day, shard, delivered, bounced, failed)
+                 SELECT tenant_id, (now() AT TIME ZONE 'UTC')::date, $22,
+                        count(*) FILTER (WHERE status = $19), count(*) FILTER (WHERE status = $20),
+                        count(*) FILTER (WHERE status = $21)
+                 FROM updated
+                 WHERE status IN ($19, $20, $21)
+                 GROUP BY tenant_id
+                 ORDER BY tenant_id
+                 ON CONFLICT (tenant_id, day, shard) DO UPDATE
+                 SET delivered = u.delivered + excluded.delivered,
+                     bounced = u.bounced + excluded.bounced, failed = u.failed + excluded.failed
              ), ev AS (
                  INSERT INTO email_events (tenant_id, email_id, delivery_id, type, recipient, smtp_code,
                                            smtp_response, bounce_class, route, route_host)
@@ -296,6 +310,10 @@ impl Store {
         .bind(SuppressionOrigin::Bounce.as_str())
         .bind(&routes)
         .bind(&route_hosts)
+        .bind(DeliveryStatus::Delivered.as_str())
+        .bind(DeliveryStatus::Bounced.as_str())
+        .bind(DeliveryStatus::Failed.as_str())
+        .bind(any_shard_but_zero())
         .fetch_one(&self.pool)
         .await?;
         Ok(u64::try_from(updated).unwrap_or(0))

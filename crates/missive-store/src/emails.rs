@@ -6,14 +6,18 @@
 //! the names literal, as the index does; the columns' `CHECK` constraints hold the full lists.
 
 use missive_core::submission::{Recipient, RecipientKind, Tag};
+use std::collections::BTreeMap;
+
 use missive_core::{
-    DeliveryStatus, EmailAddress, EventKind, Fingerprint, IdempotencyKey, Mailbox, TenantId,
+    DeliveryStatus, EmailAddress, EventKind, Fingerprint, IdempotencyKey, Limits, Mailbox,
+    QuotaPeriod, TenantId,
 };
 use sqlx::{FromRow, PgConnection};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::outbox::report_events;
+use crate::usage::{any_shard_but_zero, refusals};
 use crate::{Store, StoreError};
 
 /// An email ready to store: everything validated and rendered by the accept path.
@@ -37,6 +41,8 @@ pub struct NewEmail {
     pub scheduled_at: Option<OffsetDateTime>,
     /// Envelope recipients, deduplicated.
     pub recipients: Vec<Recipient>,
+    /// Submitted over SMTP (counted as such in the tenant's usage).
+    pub over_smtp: bool,
 }
 
 /// An idempotency claim to write with the emails: a later request under the same key with the
@@ -178,10 +184,17 @@ async fn claim_idempotency_key(
 
 /// Inserts emails of any tenants, their deliveries and their first events in one statement:
 /// one round trip whatever the number of emails, which is what makes grouping commits pay.
+///
+/// The same statement counts them in `usage_daily` (in `shard`, for tenants without a quota)
+/// and checks each tenant's quotas (`defaults` where a tenant has none set): a tenant whose
+/// emails would exceed one has nothing stored and is returned with the quota; the other
+/// tenants' emails are stored.
 pub(crate) async fn insert_rows(
     conn: &mut PgConnection,
     emails: &[(TenantId, &NewEmail)],
-) -> Result<(), StoreError> {
+    shard: i16,
+    defaults: Limits,
+) -> Result<Vec<(TenantId, QuotaPeriod)>, StoreError> {
     let n = emails.len();
     let mut tenants = Vec::with_capacity(n);
     let mut ids = Vec::with_capacity(n);
@@ -204,7 +217,14 @@ pub(crate) async fn insert_rows(
     let mut d_kinds = Vec::new();
     let mut d_scheduled = Vec::new();
     let mut d_events = Vec::new();
+    // Per tenant, in key order (the order counting statements take row locks in): recipients,
+    // emails, emails over SMTP.
+    let mut counts: BTreeMap<Uuid, (i64, i64, i64)> = BTreeMap::new();
     for (tenant_id, email) in emails {
+        let count = counts.entry(tenant_id.as_uuid()).or_default();
+        count.0 += i64::try_from(email.recipients.len()).unwrap_or(i64::MAX);
+        count.1 += 1;
+        count.2 += i64::from(email.over_smtp);
         tenants.push(tenant_id.as_uuid());
         ids.push(email.id);
         message_ids.push(email.message_id.as_str());
@@ -235,8 +255,74 @@ pub(crate) async fn insert_rows(
             d_events.push(event);
         }
     }
-    sqlx::query(concat!(
-        "WITH e AS (
+    let q_tenants: Vec<Uuid> = counts.keys().copied().collect();
+    let q_used: Vec<i64> = counts.values().map(|c| c.0).collect();
+    let q_sent: Vec<i64> = counts.values().map(|c| c.1).collect();
+    let q_smtp: Vec<i64> = counts.values().map(|c| c.2).collect();
+    let refused: Vec<(Uuid, String)> = sqlx::query_as(concat!(
+        "WITH r AS (
+             -- A recipient on the tenant's suppression list is suppressed from the start. A
+             -- probe per row rather than a join, which could reorder the rows (and so the
+             -- recipients of a relay transaction).
+             SELECT tenant_id, id, email_id, recipient, kind, scheduled_at,
+                    CASE WHEN listed THEN $24 ELSE $23 END AS status,
+                    CASE WHEN listed THEN $25 ELSE event END AS event, listed
+             FROM (SELECT r.*, EXISTS (SELECT 1 FROM suppressions s
+                                        WHERE s.tenant_id = r.tenant_id
+                                          AND s.email = lower(r.recipient)) AS listed
+                   FROM UNNEST($14::uuid[], $15::uuid[], $16::uuid[], $17::text[], $18::text[],
+                               $19::timestamptz[], $20::text[])
+                       AS r(tenant_id, id, email_id, recipient, kind, scheduled_at, event)
+                   OFFSET 0) r
+         ), q AS (
+             -- Each tenant's counts in this statement, its quotas, and what it used before:
+             -- today in the shards other than 0, and this month except today's shard 0 (rows
+             -- no accept of a tenant with a quota writes, so this statement's snapshot of them
+             -- is as good as the latest). Read only for tenants with a quota.
+             SELECT q.tenant_id, q.used, q.sent, q.smtp,
+                    (SELECT count(*) FROM r WHERE r.tenant_id = q.tenant_id AND r.listed) AS suppressed,
+                    l.per_day, l.per_month,
+                    COALESCE(o.day_other, 0) AS day_other, COALESCE(o.month_other, 0) AS month_other,
+                    COALESCE(o.day_total, 0) AS day_total
+             FROM UNNEST($26::uuid[], $27::int8[], $28::int8[], $29::int8[])
+                 AS q(tenant_id, used, sent, smtp)
+             CROSS JOIN LATERAL (
+                 SELECT COALESCE(max(t.emails_per_day), $30::int8) AS per_day,
+                        COALESCE(max(t.emails_per_month), $31::int8) AS per_month
+                 FROM tenants t WHERE t.id = q.tenant_id
+             ) l
+             LEFT JOIN LATERAL (
+                 SELECT sum(u.used) FILTER (WHERE u.day = x.today AND u.shard <> 0) AS day_other,
+                        sum(u.used) FILTER (WHERE u.day <> x.today OR u.shard <> 0) AS month_other,
+                        sum(u.used) FILTER (WHERE u.day = x.today) AS day_total
+                 FROM (SELECT (now() AT TIME ZONE 'UTC')::date AS today) x
+                 JOIN usage_daily u ON u.tenant_id = q.tenant_id
+                  AND u.day BETWEEN date_trunc('month', x.today)::date AND x.today
+                 WHERE l.per_day IS NOT NULL OR l.per_month IS NOT NULL
+             ) o ON true
+         ), counted AS (
+             -- The quota check: a tenant with a quota counts in shard 0, whose row lock orders
+             -- its accepts; the check sees the row as the accept before it committed it.
+             INSERT INTO usage_daily AS u (tenant_id, day, shard, used, sent, smtp_messages,
+                                           suppressed)
+             SELECT tenant_id, (now() AT TIME ZONE 'UTC')::date,
+                    CASE WHEN per_day IS NULL AND per_month IS NULL THEN $32::int2 ELSE 0 END,
+                    used, sent, smtp, suppressed
+             FROM q
+             WHERE (per_day IS NULL OR used + day_other <= per_day)
+               AND (per_month IS NULL OR used + month_other <= per_month)
+             ORDER BY tenant_id
+             ON CONFLICT (tenant_id, day, shard) DO UPDATE
+             SET used = u.used + excluded.used, sent = u.sent + excluded.sent,
+                 smtp_messages = u.smtp_messages + excluded.smtp_messages,
+                 suppressed = u.suppressed + excluded.suppressed
+             WHERE NOT EXISTS (
+                 SELECT 1 FROM q
+                 WHERE q.tenant_id = u.tenant_id
+                   AND ((q.per_day IS NOT NULL AND u.used + q.used + q.day_other > q.per_day)
+                        OR (q.per_month IS NOT NULL AND u.used + q.used + q.month_other > q.per_month)))
+             RETURNING tenant_id
+         ), e AS (
              INSERT INTO emails (tenant_id, id, message_id, from_address, envelope_from, smtputf8,
                                  reply_to, subject, html, text, tags, mime, scheduled_at)
              SELECT u.tenant_id, u.id, u.message_id, u.from_address, u.envelope_from, u.smtputf8,
@@ -247,31 +333,25 @@ pub(crate) async fn insert_rows(
                          $13::timestamptz[])
                  AS u(tenant_id, id, message_id, from_address, envelope_from, smtputf8, reply_to,
                       subject, html, text, tags, mime, scheduled_at)
-         ), r AS (
-             -- A recipient on the tenant's suppression list is suppressed from the start. A
-             -- probe per row rather than a join, which could reorder the rows (and so the
-             -- recipients of a relay transaction).
-             SELECT tenant_id, id, email_id, recipient, kind, scheduled_at,
-                    CASE WHEN listed THEN $24 ELSE $23 END AS status,
-                    CASE WHEN listed THEN $25 ELSE event END AS event
-             FROM (SELECT r.*, EXISTS (SELECT 1 FROM suppressions s
-                                        WHERE s.tenant_id = r.tenant_id
-                                          AND s.email = lower(r.recipient)) AS listed
-                   FROM UNNEST($14::uuid[], $15::uuid[], $16::uuid[], $17::text[], $18::text[],
-                               $19::timestamptz[], $20::text[])
-                       AS r(tenant_id, id, email_id, recipient, kind, scheduled_at, event)
-                   OFFSET 0) r
+             WHERE u.tenant_id IN (SELECT tenant_id FROM counted)
          ), d AS (
              INSERT INTO deliveries (tenant_id, id, email_id, recipient, kind, status, next_attempt_at)
              SELECT tenant_id, id, email_id, recipient, kind, status, COALESCE(scheduled_at, now())
-             FROM r
+             FROM r WHERE r.tenant_id IN (SELECT tenant_id FROM counted)
          ), ev AS (
              INSERT INTO email_events (tenant_id, email_id, delivery_id, type, recipient)
-             SELECT tenant_id, email_id, id, event, recipient FROM r
+             SELECT tenant_id, email_id, id, event, recipient
+             FROM r WHERE r.tenant_id IN (SELECT tenant_id FROM counted)
              RETURNING tenant_id, email_id, id, type
          ), ",
         report_events!("$21", "$22"),
-        " SELECT count(*) FROM ev"
+        // The refused tenants, with the quota (as far as this snapshot tells: the day's unless
+        // only the month's is set or the day's still had room).
+        " SELECT q.tenant_id,
+                 CASE WHEN q.per_month IS NULL
+                        OR (q.per_day IS NOT NULL AND q.used + q.day_total > q.per_day)
+                      THEN 'daily' ELSE 'monthly' END
+          FROM q WHERE q.tenant_id NOT IN (SELECT tenant_id FROM counted)"
     ))
     .bind(&tenants)
     .bind(&ids)
@@ -298,9 +378,16 @@ pub(crate) async fn insert_rows(
     .bind(DeliveryStatus::Queued.as_str())
     .bind(DeliveryStatus::Suppressed.as_str())
     .bind(EventKind::Suppressed.as_str())
-    .execute(&mut *conn)
+    .bind(&q_tenants)
+    .bind(&q_used)
+    .bind(&q_sent)
+    .bind(&q_smtp)
+    .bind(defaults.emails_per_day.and_then(|n| i64::try_from(n).ok()))
+    .bind(defaults.emails_per_month.and_then(|n| i64::try_from(n).ok()))
+    .bind(shard)
+    .fetch_all(&mut *conn)
     .await?;
-    Ok(())
+    refusals(refused)
 }
 
 impl Store {
@@ -325,7 +412,13 @@ impl Store {
             return Ok(outcome);
         }
         let rows: Vec<(TenantId, &NewEmail)> = emails.iter().map(|e| (tenant_id, e)).collect();
-        insert_rows(&mut tx, &rows).await?;
+        let refused =
+            insert_rows(&mut tx, &rows, any_shard_but_zero(), self.default_limits).await?;
+        if let Some((_, period)) = refused.first() {
+            // Nothing of it was stored; the idempotency claim goes with the rollback.
+            tx.rollback().await?;
+            return Err(StoreError::OverQuota(*period));
+        }
         tx.commit().await?;
         Ok(InsertOutcome::Inserted)
     }

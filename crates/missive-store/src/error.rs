@@ -15,6 +15,9 @@ pub enum StoreError {
     Corrupt(String),
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
+    /// The tenant's sending quota for the period would be exceeded; nothing was stored.
+    #[error("the {0} sending quota would be exceeded")]
+    OverQuota(missive_core::QuotaPeriod),
     /// The process is shutting down and no longer stores anything.
     #[error("the store is shutting down")]
     Stopped,

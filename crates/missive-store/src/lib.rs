@@ -14,6 +14,7 @@ mod outbox;
 mod suppressions;
 mod templates;
 mod tenants;
+mod usage;
 mod webhooks;
 pub mod workers;
 mod writer;
@@ -35,15 +36,17 @@ pub use templates::{
     TemplateRecord,
 };
 pub use tenants::{
-    NewTenant, PasswordChange, RelayPatch, StoredRelay, StoredSending, TenantPatch, TenantRecord,
-    TrustedSender,
+    LimitsPatch, NewTenant, PasswordChange, RelayPatch, StoredRelay, StoredSending, TenantPatch,
+    TenantRecord, TrustedSender,
 };
+pub use usage::{DailyUsage, QuotaUsage, UsageTotals};
 pub use webhooks::{NewWebhook, SealedSecret, WebhookPage, WebhookPatch, WebhookRecord};
 pub use workers::{Reaped, Registration, WorkerKind};
 pub use writer::{EmailWriter, WriterSettings};
 
 use std::time::Duration;
 
+use missive_core::Limits;
 use sqlx::PgPool;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 
@@ -54,6 +57,9 @@ pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations"
 #[derive(Clone, Debug)]
 pub struct Store {
     pool: PgPool,
+    /// The limits of tenants that have none set, from the configuration: the accept statement
+    /// checks quotas with them.
+    default_limits: Limits,
 }
 
 /// Pool sizing, from the configuration.
@@ -147,7 +153,7 @@ impl Store {
         let pool = pool_options(settings.max_connections, settings.acquire_timeout)
             .connect_with(options)
             .await?;
-        Ok(Self { pool })
+        Ok(Self::from_pool(pool))
     }
 
     /// A second, smaller pool to the same database for the delivery worker's lease and outcome
@@ -195,12 +201,31 @@ impl Store {
             ]);
         let pool = pool_options(max_connections, self.pool.options().get_acquire_timeout())
             .connect_lazy_with(options);
-        Self { pool }
+        Self {
+            pool,
+            default_limits: self.default_limits,
+        }
     }
 
     #[must_use]
     pub fn from_pool(pool: PgPool) -> Self {
-        Self { pool }
+        Self {
+            pool,
+            default_limits: Limits::default(),
+        }
+    }
+
+    /// This store with the limits of tenants that have none set.
+    #[must_use]
+    pub fn with_default_limits(mut self, limits: Limits) -> Self {
+        self.default_limits = limits;
+        self
+    }
+
+    /// The limits of tenants that have none set.
+    #[must_use]
+    pub fn default_limits(&self) -> Limits {
+        self.default_limits
     }
 
     #[must_use]

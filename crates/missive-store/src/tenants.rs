@@ -4,7 +4,8 @@ use std::net::IpAddr;
 
 use missive_core::routing::TenantRelay;
 use missive_core::{
-    Domain, IpNetwork, Mailbox, SendingPolicy, TenantId, TenantName, TenantSettings, TenantStatus,
+    Domain, IpNetwork, Limits, Mailbox, SendingPolicy, TenantId, TenantName, TenantSettings,
+    TenantStatus,
 };
 use sqlx::postgres::PgRow;
 use sqlx::{FromRow, PgConnection, Row};
@@ -13,6 +14,7 @@ use uuid::Uuid;
 
 use crate::api_keys::{ApiKeyRecord, NewApiKeyRow, insert_api_key};
 use crate::error::map_unique;
+use crate::usage::limits_from_columns;
 use crate::{SealedSecret, Store, StoreError};
 
 const TENANT_CONFLICTS: &[(&str, &str)] =
@@ -25,7 +27,8 @@ macro_rules! tenant_columns {
          ARRAY(SELECT n.network::text FROM trusted_networks n \
                WHERE n.tenant_id = tenants.id ORDER BY n.network) AS trusted_networks, \
          created_at, updated_at, disabled_at, smtp_host, smtp_port, smtp_tls, smtp_username, \
-         smtp_enabled, (smtp_password IS NOT NULL) AS smtp_has_password"
+         smtp_enabled, (smtp_password IS NOT NULL) AS smtp_has_password, requests_per_minute, \
+         emails_per_day, emails_per_month"
     };
 }
 
@@ -54,9 +57,23 @@ pub struct TenantRecord {
     pub smtp_username: Option<String>,
     pub smtp_enabled: bool,
     pub smtp_has_password: bool,
+    /// The tenant's limits as set (null: the configured default).
+    pub requests_per_minute: Option<i32>,
+    pub emails_per_day: Option<i64>,
+    pub emails_per_month: Option<i64>,
 }
 
 impl TenantRecord {
+    /// The tenant's limits as set (`None`: the configured default).
+    #[must_use]
+    pub fn limits(&self) -> Limits {
+        limits_from_columns(
+            self.requests_per_minute,
+            self.emails_per_day,
+            self.emails_per_month,
+        )
+    }
+
     /// The tenant's own upstream server as set, if any.
     #[must_use]
     pub fn relay(&self) -> Option<TenantRelay> {
@@ -136,6 +153,15 @@ pub struct TenantPatch {
     pub trusted_networks: Option<Vec<IpNetwork>>,
     /// The tenant's own upstream server: set, or removed with `Some(None)`.
     pub smtp: Option<Option<RelayPatch>>,
+    pub limits: LimitsPatch,
+}
+
+/// Changes to a tenant's limits: `None` leaves one alone, `Some(None)` returns it to the default.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LimitsPatch {
+    pub requests_per_minute: Option<Option<u32>>,
+    pub emails_per_day: Option<Option<u64>>,
+    pub emails_per_month: Option<Option<u64>>,
 }
 
 /// The tenant a trusted network submits for, with what ingest needs to know about it.
@@ -148,6 +174,8 @@ pub struct TrustedSender {
     pub network: String,
     #[sqlx(flatten)]
     pub sending: StoredSending,
+    /// The tenant's request rate limit (null: the default).
+    pub requests_per_minute: Option<i32>,
 }
 
 /// A tenant's sending settings read from its row (`default_from`, `reply_to`, `from_name`,
@@ -323,7 +351,8 @@ impl Store {
     ) -> Result<Option<TrustedSender>, StoreError> {
         Ok(sqlx::query_as::<_, TrustedSender>(
             "SELECT t.id AS tenant_id, t.status AS tenant_status, n.network::text AS network,
-                    t.default_from, t.reply_to, t.from_name, t.allowed_sender_domains
+                    t.default_from, t.reply_to, t.from_name, t.allowed_sender_domains,
+                    t.requests_per_minute
              FROM trusted_networks n JOIN tenants t ON t.id = n.tenant_id
              WHERE n.network >>= $1::inet",
         )
@@ -403,6 +432,9 @@ impl Store {
                 smtp_password_key_id = CASE WHEN $19 THEN $20 ELSE smtp_password_key_id END,
                 smtp_password = CASE WHEN $19 THEN $21 ELSE smtp_password END,
                 smtp_changed_at = CASE WHEN $13 THEN clock_timestamp() ELSE smtp_changed_at END,
+                requests_per_minute = CASE WHEN $22 THEN $23 ELSE requests_per_minute END,
+                emails_per_day = CASE WHEN $24 THEN $25 ELSE emails_per_day END,
+                emails_per_month = CASE WHEN $26 THEN $27 ELSE emails_per_month END,
                 updated_at = now()
              WHERE id = $1
              RETURNING ",
@@ -444,6 +476,30 @@ impl Store {
         .bind(!matches!(password, PasswordChange::Keep))
         .bind(new_password.map(|p| p.key_id.as_str()))
         .bind(new_password.map(|p| p.bytes.as_slice()))
+        .bind(patch.limits.requests_per_minute.is_some())
+        .bind(
+            patch
+                .limits
+                .requests_per_minute
+                .flatten()
+                .and_then(|n| i32::try_from(n).ok()),
+        )
+        .bind(patch.limits.emails_per_day.is_some())
+        .bind(
+            patch
+                .limits
+                .emails_per_day
+                .flatten()
+                .and_then(|n| i64::try_from(n).ok()),
+        )
+        .bind(patch.limits.emails_per_month.is_some())
+        .bind(
+            patch
+                .limits
+                .emails_per_month
+                .flatten()
+                .and_then(|n| i64::try_from(n).ok()),
+        )
         .fetch_optional(&mut *tx)
         .await
         .map_err(|e| map_unique(e, TENANT_CONFLICTS))?

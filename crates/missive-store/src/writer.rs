@@ -6,14 +6,15 @@
 //! transaction, and answer every request in the group after that commit. Under light load a
 //! group is one request and nothing waits for company; under heavy load one flush serves dozens
 //! of requests. A request whose group fails is retried alone, so one bad row never fails the
-//! others.
+//! others. A tenant over its quota in a group fails alone, the same way.
 
 use std::sync::Arc;
 
-use missive_core::TenantId;
+use missive_core::{QuotaPeriod, TenantId};
 use tokio::sync::{Mutex, mpsc, oneshot};
 
 use crate::emails::insert_rows;
+use crate::usage::USAGE_SHARDS;
 use crate::{IdempotencyRecord, InsertOutcome, NewEmail, Store, StoreError};
 
 /// How the writer groups commits.
@@ -57,8 +58,10 @@ impl EmailWriter {
         // Bounded, so a database that falls behind pushes back on the clients.
         let (queue, receiver) = mpsc::channel(max.saturating_mul(writers));
         let receiver = Arc::new(Mutex::new(receiver));
-        for _ in 0..writers {
-            tokio::spawn(write_groups(store.clone(), receiver.clone(), max));
+        for writer in 0..writers {
+            // Each writer counts in a usage row of its own (see `usage_daily`).
+            let shard = i16::try_from(writer).unwrap_or(0) % USAGE_SHARDS;
+            tokio::spawn(write_groups(store.clone(), receiver.clone(), max, shard));
         }
         Self { store, queue }
     }
@@ -95,7 +98,12 @@ impl EmailWriter {
     }
 }
 
-async fn write_groups(store: Store, receiver: Arc<Mutex<mpsc::Receiver<Pending>>>, max: usize) {
+async fn write_groups(
+    store: Store,
+    receiver: Arc<Mutex<mpsc::Receiver<Pending>>>,
+    max: usize,
+    shard: i16,
+) {
     loop {
         let mut group = Vec::new();
         {
@@ -116,16 +124,43 @@ async fn write_groups(store: Store, receiver: Arc<Mutex<mpsc::Receiver<Pending>>
                 }
             }
         }
-        commit_group(&store, group).await;
+        commit_group(&store, group, shard).await;
     }
 }
 
-async fn commit_group(store: &Store, group: Vec<Pending>) {
-    let result = insert_group(store, &group).await;
-    match result {
-        Ok(()) => {
+async fn commit_group(store: &Store, group: Vec<Pending>, shard: i16) {
+    match insert_group(store, &group, shard).await {
+        Ok(refused) if refused.is_empty() => {
             for pending in group {
                 let _ = pending.done.send(Ok(()));
+            }
+        }
+        Ok(refused) => {
+            // The other tenants' emails are stored. A refused tenant with one request in the
+            // group is refused; one with several is tried request by request, so the requests
+            // that fit its quota are stored, exactly as if they had come one at a time.
+            let mut held: Vec<(Pending, QuotaPeriod)> = Vec::new();
+            for pending in group {
+                match refused.iter().find(|(t, _)| *t == pending.tenant_id) {
+                    None => {
+                        let _ = pending.done.send(Ok(()));
+                    }
+                    Some((_, period)) => held.push((pending, *period)),
+                }
+            }
+            let requests_of =
+                |tenant: TenantId| held.iter().filter(|(p, _)| p.tenant_id == tenant).count();
+            let several: Vec<bool> = held
+                .iter()
+                .map(|(p, _)| requests_of(p.tenant_id) > 1)
+                .collect();
+            for ((pending, period), several) in held.into_iter().zip(several) {
+                let outcome = if several {
+                    insert_alone(store, &pending, shard).await
+                } else {
+                    Err(StoreError::OverQuota(period))
+                };
+                let _ = pending.done.send(outcome);
             }
         }
         Err(err) if group.len() == 1 => {
@@ -134,19 +169,33 @@ async fn commit_group(store: &Store, group: Vec<Pending>) {
         Err(err) => {
             tracing::warn!(error = %err, requests = group.len(), "group commit failed; committing its requests one by one");
             for pending in group {
-                let alone = insert_group(store, std::slice::from_ref(&pending)).await;
+                let alone = insert_alone(store, &pending, shard).await;
                 let _ = pending.done.send(alone);
             }
         }
     }
 }
 
-async fn insert_group(store: &Store, group: &[Pending]) -> Result<(), StoreError> {
+/// One request in a statement of its own.
+async fn insert_alone(store: &Store, pending: &Pending, shard: i16) -> Result<(), StoreError> {
+    let refused = insert_group(store, std::slice::from_ref(pending), shard).await?;
+    match refused.first() {
+        Some((_, period)) => Err(StoreError::OverQuota(*period)),
+        None => Ok(()),
+    }
+}
+
+/// Stores a group's emails; returns the tenants refused by a quota (nothing of theirs stored).
+async fn insert_group(
+    store: &Store,
+    group: &[Pending],
+    shard: i16,
+) -> Result<Vec<(TenantId, QuotaPeriod)>, StoreError> {
     let rows: Vec<(TenantId, &NewEmail)> = group
         .iter()
         .flat_map(|p| p.emails.iter().map(move |e| (p.tenant_id, e)))
         .collect();
     let mut conn = store.pool().acquire().await?;
     // One statement outside an explicit transaction is its own transaction: one round trip.
-    insert_rows(&mut conn, &rows).await
+    insert_rows(&mut conn, &rows, shard, store.default_limits()).await
 }

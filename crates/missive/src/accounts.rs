@@ -10,8 +10,8 @@ use missive_core::{
     parse_setting_mailbox,
 };
 use missive_store::{
-    ApiKeyRecord, NewApiKeyRow, NewTenant, PasswordChange, RelayPatch, SealedSecret, Store,
-    StoreError, TenantPatch, TenantRecord,
+    ApiKeyRecord, LimitsPatch, NewApiKeyRow, NewTenant, PasswordChange, RelayPatch, SealedSecret,
+    Store, StoreError, TenantPatch, TenantRecord,
 };
 use serde::{Deserialize, Deserializer, Serialize};
 use time::OffsetDateTime;
@@ -141,6 +141,25 @@ pub struct SmtpInput {
     pub enabled: Option<bool>,
 }
 
+/// A tenant's limits in a `PATCH`: what it names is replaced, `null` returns that limit to
+/// the configured default, an absent field stays as set.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimitInput {
+    /// REST requests per minute, per process (also counts SMTP transactions).
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<u32>, minimum = 1)]
+    pub requests_per_minute: Option<Option<u32>>,
+    /// Recipients per UTC day, across processes; 0 stops sending.
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<u64>)]
+    pub emails_per_day: Option<Option<u64>>,
+    /// Recipients per UTC calendar month, across processes; 0 stops sending.
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<u64>)]
+    pub emails_per_month: Option<Option<u64>>,
+}
+
 /// `PATCH /v1/tenants/{id}` (or `PUT`, which means the same: what it names is replaced).
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -160,6 +179,10 @@ pub struct UpdateTenantRequest {
     #[serde(default, deserialize_with = "double_option")]
     #[schema(value_type = Option<SmtpInput>)]
     pub smtp: Option<Option<SmtpInput>>,
+    /// The tenant's request rate and sending quotas; `null` returns all three to the defaults.
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<RateLimitInput>)]
+    pub rate_limit: Option<Option<RateLimitInput>>,
 }
 
 /// Resend's key permissions, accepted as a shorthand for scopes.
@@ -184,6 +207,9 @@ pub struct CreateApiKeyRequest {
     /// After this instant the key is refused.
     #[serde(default, with = "time::serde::rfc3339::option")]
     pub expires_at: Option<OffsetDateTime>,
+    /// A request rate limit of the key's own, per minute; the tenant's applies as well.
+    #[schema(minimum = 1)]
+    pub requests_per_minute: Option<u32>,
 }
 
 /// A tenant's sending settings.
@@ -209,6 +235,14 @@ pub struct SmtpView {
     pub has_password: bool,
 }
 
+/// A tenant's limits as set; `null` is the configured default.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RateLimitView {
+    pub requests_per_minute: Option<u32>,
+    pub emails_per_day: Option<u64>,
+    pub emails_per_month: Option<u64>,
+}
+
 /// A tenant.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct TenantView {
@@ -225,6 +259,7 @@ pub struct TenantView {
     pub settings: SettingsView,
     /// The tenant's own upstream server; null when its mail takes the shared relay.
     pub smtp: Option<SmtpView>,
+    pub rate_limit: RateLimitView,
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
     #[serde(with = "time::serde::rfc3339")]
@@ -243,8 +278,14 @@ impl From<TenantRecord> for TenantView {
             enabled: relay.enabled,
             has_password: t.smtp_has_password,
         });
+        let limits = t.limits();
         Self {
             smtp,
+            rate_limit: RateLimitView {
+                requests_per_minute: limits.requests_per_minute,
+                emails_per_day: limits.emails_per_day,
+                emails_per_month: limits.emails_per_month,
+            },
             object: "tenant",
             id: t.id,
             tenant_id: t.id,
@@ -285,6 +326,8 @@ pub struct ApiKeyView {
     pub expires_at: Option<OffsetDateTime>,
     #[serde(with = "time::serde::rfc3339::option")]
     pub revoked_at: Option<OffsetDateTime>,
+    /// The key's own request rate limit; the tenant's applies as well, and the stricter wins.
+    pub requests_per_minute: Option<u32>,
 }
 
 impl From<ApiKeyRecord> for ApiKeyView {
@@ -300,6 +343,7 @@ impl From<ApiKeyRecord> for ApiKeyView {
             last_used_at: k.last_used_at,
             expires_at: k.expires_at,
             revoked_at: k.revoked_at,
+            requests_per_minute: crate::credentials::per_minute(k.requests_per_minute),
         }
     }
 }
@@ -419,6 +463,7 @@ pub async fn create_tenant(
                 hash: key.hash(),
                 scopes: &scopes,
                 expires_at: None,
+                requests_per_minute: None,
             },
         )
         .await?;
@@ -568,6 +613,55 @@ async fn relay_patch(
     })
 }
 
+/// Largest request rate a tenant or key may be given.
+pub const MAX_REQUESTS_PER_MINUTE: u32 = 100_000_000;
+
+/// A requests-per-minute setting, checked.
+///
+/// # Errors
+/// `Invalid` for 0 or more than [`MAX_REQUESTS_PER_MINUTE`].
+pub fn check_requests_per_minute(field: &str, n: u32) -> Result<u32, AccountsError> {
+    if (1..=MAX_REQUESTS_PER_MINUTE).contains(&n) {
+        Ok(n)
+    } else {
+        Err(AccountsError::Invalid(format!(
+            "`{field}` must be from 1 to {MAX_REQUESTS_PER_MINUTE}"
+        )))
+    }
+}
+
+/// The limits a `rate_limit` field changes.
+fn limits_patch(input: Option<&Option<RateLimitInput>>) -> Result<LimitsPatch, AccountsError> {
+    let Some(input) = input else {
+        return Ok(LimitsPatch::default());
+    };
+    let Some(input) = input else {
+        // `null`: every limit back to the default.
+        return Ok(LimitsPatch {
+            requests_per_minute: Some(None),
+            emails_per_day: Some(None),
+            emails_per_month: Some(None),
+        });
+    };
+    let quota = |field: &str, n: Option<Option<u64>>| match n {
+        Some(Some(n)) if i64::try_from(n).is_err() => Err(AccountsError::Invalid(format!(
+            "`rate_limit.{field}` is too large"
+        ))),
+        other => Ok(other),
+    };
+    Ok(LimitsPatch {
+        requests_per_minute: input
+            .requests_per_minute
+            .map(|n| {
+                n.map(|n| check_requests_per_minute("rate_limit.requests_per_minute", n))
+                    .transpose()
+            })
+            .transpose()?,
+        emails_per_day: quota("emails_per_day", input.emails_per_day)?,
+        emails_per_month: quota("emails_per_month", input.emails_per_month)?,
+    })
+}
+
 /// Applies a partial update.
 ///
 /// # Errors
@@ -629,8 +723,12 @@ pub async fn update_tenant(
             .transpose()
             .map_err(TenantSettingsError::from)?,
         smtp,
+        limits: limits_patch(request.rate_limit.as_ref())?,
     };
     let updated = store.update_tenant(id, &patch).await?;
+    if request.rate_limit.is_some() {
+        tracing::info!(tenant_id = %id, limits = ?updated.limits(), "tenant limits changed");
+    }
     if request.smtp.is_some() {
         // Never the password; the host says which server.
         tracing::info!(tenant_id = %id, smtp_host = ?updated.smtp_host, "tenant SMTP server changed");
@@ -678,6 +776,10 @@ pub async fn create_api_key(
             hash: key.hash(),
             scopes: &scopes,
             expires_at: request.expires_at,
+            requests_per_minute: request
+                .requests_per_minute
+                .map(|n| check_requests_per_minute("requests_per_minute", n))
+                .transpose()?,
         })
         .await?;
     tracing::info!(tenant_id = %tenant_id, api_key_id = %record.id, "api key created");

@@ -10,16 +10,17 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use missive_core::{ApiKeyId, Scope, TenantId};
+use missive_core::{ApiKeyId, MonthPeriod, Scope, TenantId};
 use missive_store::Store;
 use serde::Serialize;
 use time::OffsetDateTime;
 use tokio_util::sync::CancellationToken;
 
 use crate::accounts::{
-    self, CreateApiKeyRequest, CreateTenantRequest, SettingsInput, SettingsPatchInput, SmtpInput,
-    UpdateTenantRequest,
+    self, CreateApiKeyRequest, CreateTenantRequest, RateLimitInput, SettingsInput,
+    SettingsPatchInput, SmtpInput, UpdateTenantRequest,
 };
+use crate::api;
 use crate::config::Config;
 use crate::startup::{self, Application, Roles};
 use crate::telemetry;
@@ -155,6 +156,31 @@ pub enum TenantCommand {
         #[arg(long)]
         enable: bool,
     },
+    /// Set a tenant's limits; prints the tenant as JSON. A value of `default` returns that
+    /// limit to the configured default; limits left out stay as set.
+    SetLimits {
+        /// Tenant id
+        #[arg(long)]
+        tenant: TenantId,
+        /// REST requests (and SMTP transactions) per minute, per process
+        #[arg(long, value_name = "N|default")]
+        requests_per_minute: Option<LimitArg>,
+        /// Recipients per UTC day (0 stops sending)
+        #[arg(long, value_name = "N|default")]
+        emails_per_day: Option<LimitArg>,
+        /// Recipients per UTC calendar month (0 stops sending)
+        #[arg(long, value_name = "N|default")]
+        emails_per_month: Option<LimitArg>,
+    },
+    /// A tenant's usage for a month (UTC) as JSON, with each day's figures.
+    Usage {
+        /// Tenant id
+        #[arg(long)]
+        tenant: TenantId,
+        /// YYYY-MM [default: this month]
+        #[arg(long)]
+        period: Option<MonthPeriod>,
+    },
     /// Remove a tenant's own SMTP server: its mail takes the shared relay. Prints the tenant.
     ClearSmtp {
         /// Tenant id
@@ -170,6 +196,37 @@ pub enum TenantCommand {
         #[arg(long)]
         after: Option<TenantId>,
     },
+}
+
+/// A limit on the command line: a number, or `default`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LimitArg {
+    Default,
+    Value(u64),
+}
+
+impl LimitArg {
+    /// As a patch field: `None` is the default.
+    #[must_use]
+    pub fn value(self) -> Option<u64> {
+        match self {
+            Self::Default => None,
+            Self::Value(n) => Some(n),
+        }
+    }
+}
+
+impl std::str::FromStr for LimitArg {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s == "default" {
+            return Ok(Self::Default);
+        }
+        s.parse()
+            .map(Self::Value)
+            .map_err(|_| format!("`{s}` is neither a whole number nor `default`"))
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -189,6 +246,9 @@ pub enum KeyCommand {
         /// Expiry, RFC 3339 (e.g. 2027-01-01T00:00:00Z)
         #[arg(long, value_parser = parse_time)]
         expires_at: Option<OffsetDateTime>,
+        /// A request rate limit of the key's own, per minute (the tenant's applies as well)
+        #[arg(long)]
+        requests_per_minute: Option<u32>,
     },
     /// List a tenant's keys (prefixes only) as JSON.
     List {
@@ -370,6 +430,30 @@ async fn tenant_command(
             let relays = startup::tenant_relays(config)?;
             print_json(&accounts::update_tenant(store, &relays, tenant, &request).await?)
         }
+        TenantCommand::SetLimits {
+            tenant,
+            requests_per_minute,
+            emails_per_day,
+            emails_per_month,
+        } => {
+            let request = UpdateTenantRequest {
+                rate_limit: Some(Some(RateLimitInput {
+                    requests_per_minute: requests_per_minute
+                        .map(|l| l.value().map(u32::try_from).transpose())
+                        .transpose()
+                        .map_err(|_| anyhow::anyhow!("--requests-per-minute is too large"))?,
+                    emails_per_day: emails_per_day.map(LimitArg::value),
+                    emails_per_month: emails_per_month.map(LimitArg::value),
+                })),
+                ..UpdateTenantRequest::default()
+            };
+            let relays = startup::tenant_relays(config)?;
+            print_json(&accounts::update_tenant(store, &relays, tenant, &request).await?)
+        }
+        TenantCommand::Usage { tenant, period } => {
+            let period = period.unwrap_or_else(|| MonthPeriod::of(OffsetDateTime::now_utc()));
+            print_json(&api::usage::tenant_month(store, tenant, period).await?)
+        }
         TenantCommand::ClearSmtp { tenant } => {
             let request = UpdateTenantRequest {
                 smtp: Some(None),
@@ -391,6 +475,7 @@ async fn key_command(command: KeyCommand, store: &Store) -> anyhow::Result<()> {
             scopes,
             name,
             expires_at,
+            requests_per_minute,
         } => {
             let name = name
                 .unwrap_or_else(|| format!("cli-{}", OffsetDateTime::now_utc().unix_timestamp()));
@@ -399,6 +484,7 @@ async fn key_command(command: KeyCommand, store: &Store) -> anyhow::Result<()> {
                 scopes,
                 permission: None,
                 expires_at,
+                requests_per_minute,
             };
             print_json(&accounts::create_api_key(store, tenant, &request).await?)
         }

@@ -21,10 +21,11 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use base64::Engine as _;
-use missive_core::RelaySpec;
 use missive_core::retry::RetryPolicy;
+use missive_core::{Limits, RelaySpec};
 use secrecy::{SecretBox, SecretString};
 
+use crate::api::serve::HttpLimits;
 use crate::delivery::{TransportSettings, WorkerSettings};
 use crate::ingest::AcceptLimits;
 use crate::smtp::SmtpLimits;
@@ -254,9 +255,24 @@ settings! {
     http: HttpConfig {
         /// REST listener.
         addr: SocketAddr = Some("127.0.0.1:8025"), env ["MISSIVE_HTTP_ADDR"], required(parse_addr);
-        /// Largest HTTP request body, in bytes.
-        max_request_bytes: usize = Some("41943040"),
-            env ["MISSIVE_MAX_REQUEST_BYTES"], required(bounded(1024, 1 << 30));
+        /// Largest HTTP request body, in bytes. Unset: what the largest message needs as JSON
+        /// (max_message_bytes in base64, which grows it by a third, plus 1 MiB).
+        max_request_bytes: Option<usize> = None,
+            env ["MISSIVE_MAX_REQUEST_BYTES"], optional(bounded(1024, 1 << 30));
+        /// Seconds a client has to send a request's headers, from connecting or from its
+        /// previous response: slow headers and idle keep-alive connections are closed then.
+        header_timeout_secs: Duration = Some("10"),
+            env ["MISSIVE_HTTP_HEADER_TIMEOUT_SECS"], required(seconds(1, 3600));
+        /// Open HTTP connections in all.
+        max_connections: usize = Some("4096"),
+            env ["MISSIVE_HTTP_MAX_CONNECTIONS"], required(bounded(1, 1_000_000));
+        /// Open HTTP connections from one client address.
+        max_connections_per_ip: usize = Some("512"),
+            env ["MISSIVE_HTTP_MAX_CONNECTIONS_PER_IP"], required(bounded(1, 1_000_000));
+        /// Request body bytes held in memory at once, over all requests; past it requests wait
+        /// up to 5 s for room, then get 503.
+        max_body_memory_bytes: usize = Some("67108864"),
+            env ["MISSIVE_HTTP_MAX_BODY_MEMORY_BYTES"], required(bounded(1 << 20, 1 << 34));
     }
     /// SMTP submission.
     smtp: SmtpConfig {
@@ -276,6 +292,10 @@ settings! {
         /// Open SMTP sessions from one client address.
         max_connections_per_ip: usize = Some("50"),
             env ["MISSIVE_SMTP_MAX_CONNECTIONS_PER_IP"], required(bounded(1, 100_000));
+        /// Open SMTP sessions of one tenant (authenticated, or from its trusted networks);
+        /// more are closed with 421.
+        max_sessions_per_tenant: usize = Some("100"),
+            env ["MISSIVE_SMTP_MAX_SESSIONS_PER_TENANT"], required(bounded(1, 100_000));
         /// Refused commands before a session is closed with 421.
         max_errors: usize = Some("10"),
             env ["MISSIVE_SMTP_MAX_ERRORS"], required(bounded(1, 1000));
@@ -297,6 +317,19 @@ settings! {
         max_recipients: usize = Some("150"),
             env ["MISSIVE_MAX_RECIPIENTS", "MISSIVE_SMTP_MAX_RECIPIENTS"],
             required(bounded(1, 10_000));
+    }
+    /// Every tenant's limits unless it has its own (set by the admin). Unset: no limit.
+    limits: LimitsConfig {
+        /// REST requests per minute of one tenant, in each process (a key may have a lower
+        /// limit of its own); the same limit counts SMTP transactions (MAIL FROM).
+        requests_per_minute: Option<u32> = None,
+            env ["MISSIVE_REQUESTS_PER_MINUTE"], optional(bounded(1, 100_000_000));
+        /// Recipients one tenant may send to per day (UTC), across all processes.
+        emails_per_day: Option<u64> = None,
+            env ["MISSIVE_EMAILS_PER_DAY"], optional(bounded(0, 1 << 50));
+        /// Recipients one tenant may send to per calendar month (UTC), across all processes.
+        emails_per_month: Option<u64> = None,
+            env ["MISSIVE_EMAILS_PER_MONTH"], optional(bounded(0, 1 << 50));
     }
     /// The shared relay outbound mail goes through.
     relay: RelayConfig {
@@ -520,9 +553,42 @@ impl Config {
         SmtpLimits {
             max_connections: self.smtp.max_connections,
             max_connections_per_ip: self.smtp.max_connections_per_ip,
+            max_sessions_per_tenant: self.smtp.max_sessions_per_tenant,
             max_errors: self.smtp.max_errors,
             idle_timeout: self.smtp.idle_timeout_secs,
             session_timeout: self.smtp.session_timeout_secs,
+        }
+    }
+
+    /// The largest HTTP request body: as set, or what the largest message needs as JSON.
+    #[must_use]
+    pub fn max_request_bytes(&self) -> usize {
+        self.http.max_request_bytes.unwrap_or_else(|| {
+            self.accept
+                .max_message_bytes
+                .saturating_mul(4)
+                .div_ceil(3)
+                .saturating_add(1 << 20)
+        })
+    }
+
+    /// The HTTP listener's limits.
+    #[must_use]
+    pub fn http_limits(&self) -> HttpLimits {
+        HttpLimits {
+            header_timeout: self.http.header_timeout_secs,
+            max_connections: self.http.max_connections,
+            max_connections_per_ip: self.http.max_connections_per_ip,
+        }
+    }
+
+    /// The limits of tenants that have none of their own.
+    #[must_use]
+    pub fn default_limits(&self) -> Limits {
+        Limits {
+            requests_per_minute: self.limits.requests_per_minute,
+            emails_per_day: self.limits.emails_per_day,
+            emails_per_month: self.limits.emails_per_month,
         }
     }
 

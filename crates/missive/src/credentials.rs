@@ -13,6 +13,7 @@ use missive_store::{Store, StoreError};
 use time::{Duration, OffsetDateTime};
 
 use crate::key_cache::KeyCache;
+use crate::rate_limit::CallerRates;
 
 /// How stale `last_used_at` may get before a use refreshes it.
 const LAST_USED_RESOLUTION: Duration = Duration::minutes(1);
@@ -25,6 +26,8 @@ pub struct Authenticated {
     pub scopes: Scopes,
     /// The tenant's sending settings, loaded with the key.
     pub sending: SendingPolicy,
+    /// The tenant's and the key's request rate limits as set.
+    pub rates: CallerRates,
 }
 
 /// Why a key was refused.
@@ -110,5 +113,15 @@ pub async fn authenticate(
         key_id: key.id,
         scopes: key.scopes.0,
         sending: key.sending.0,
+        rates: CallerRates {
+            tenant: per_minute(key.tenant_requests_per_minute),
+            key: per_minute(key.key_requests_per_minute),
+        },
     })
+}
+
+/// A stored requests-per-minute limit.
+#[must_use]
+pub fn per_minute(stored: Option<i32>) -> Option<u32> {
+    stored.and_then(|n| u32::try_from(n).ok())
 }

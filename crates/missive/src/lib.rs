@@ -12,13 +12,16 @@ pub mod credentials;
 pub mod delivery;
 pub mod ingest;
 pub mod key_cache;
+pub mod rate_limit;
 pub mod registration;
+pub mod slots;
 pub mod smtp;
 pub mod startup;
 pub mod state;
 pub mod targets;
 pub mod telemetry;
 pub mod templates;
+pub mod usage;
 pub mod webhooks;
 
 pub use config::Config;

@@ -16,14 +16,17 @@ use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use crate::api::serve::{BodyBudget, HttpLimits};
 use crate::config::{Config, ConfigError};
 use crate::delivery::{DeliveryWorker, Routes, TenantRelays, TenantRouteSettings};
 use crate::ingest::Ingest;
 use crate::key_cache::KeyCache;
+use crate::rate_limit::RateLimits;
 use crate::smtp::{self, SmtpContext, SmtpServer};
 use crate::state::{AdminKey, AppState};
 use crate::targets::Targets;
 use crate::templates::Templates;
+use crate::usage::RequestCounter;
 use crate::webhooks::Webhooks;
 use crate::webhooks::client::{ClientSettings, WebhookClient};
 use crate::webhooks::dispatcher::Dispatcher;
@@ -159,6 +162,9 @@ pub async fn connect_store(config: &Config) -> Result<Store, StartupError> {
     Ok(Store::connect(url.expose_secret(), settings).await?)
 }
 
+/// How long a request waits for room in the body budget before it is told to retry.
+const BODY_BUDGET_WAIT: Duration = Duration::from_secs(5);
+
 /// Which parts a process runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Roles {
@@ -197,6 +203,9 @@ pub struct Application {
     smtp: Option<SmtpServer>,
     /// Shared by the API and SMTP; their LISTEN tasks run while either does.
     caches: Option<(KeyCache, Templates)>,
+    http_limits: HttpLimits,
+    /// The API's request counts, written to usage while the API runs.
+    requests: Option<Arc<RequestCounter>>,
     worker: Option<DeliveryWorker>,
     dispatcher: Option<Dispatcher>,
     store: Store,
@@ -244,6 +253,10 @@ impl Application {
                 );
             }
         }
+        let store = store.with_default_limits(config.default_limits());
+        // One limiter per process, shared by REST and SMTP.
+        let rates = Arc::new(RateLimits::new(config.limits.requests_per_minute));
+        let requests = Arc::new(RequestCounter::default());
         let shared = (roles.api || roles.smtp).then(|| {
             let writer = EmailWriter::start(store.clone(), WriterSettings::default());
             (
@@ -270,11 +283,19 @@ impl Application {
                         .as_ref()
                         .map(|k| Arc::new(AdminKey::new(k))),
                     metrics: telemetry::metrics_handle(),
+                    rates: rates.clone(),
+                    requests: requests.clone(),
                 };
+                let max_request_bytes = config.max_request_bytes();
+                let budget = Arc::new(BodyBudget::new(
+                    config.http.max_body_memory_bytes,
+                    BODY_BUDGET_WAIT,
+                    max_request_bytes,
+                ));
                 Some((
                     listener,
                     addr,
-                    api::router(state, config.http.max_request_bytes),
+                    api::router(state, max_request_bytes, budget),
                 ))
             }
             _ => None,
@@ -302,6 +323,8 @@ impl Application {
                     tls,
                     shutdown: CancellationToken::new(),
                     force_stop: CancellationToken::new(),
+                    rates: rates.clone(),
+                    tenant_sessions: Arc::default(),
                 });
                 Some(SmtpServer::new(
                     ctx,
@@ -338,6 +361,8 @@ impl Application {
         Ok(Self {
             http,
             smtp,
+            requests: roles.api.then_some(requests),
+            http_limits: config.http_limits(),
             caches: shared.map(|(keys, ingest)| (keys, ingest.templates().clone())),
             worker,
             dispatcher,
@@ -390,6 +415,13 @@ impl Application {
                 Ok(())
             });
         }
+        if let Some(requests) = self.requests.clone() {
+            let (stop, store) = (shutdown.clone(), self.store.clone());
+            tasks.spawn("API request counter", async move {
+                requests.run(store, stop).await;
+                Ok(())
+            });
+        }
         if let Some(server) = self.smtp {
             let ctx = server.context();
             let stop = shutdown.clone();
@@ -407,13 +439,12 @@ impl Application {
         }
         if let Some((listener, addr, router)) = self.http {
             let stop = shutdown.clone();
+            let limits = self.http_limits;
             tasks.spawn("HTTP API", async move {
                 tracing::info!(%addr, "HTTP API listening");
-                let result = axum::serve(listener, router)
-                    .with_graceful_shutdown(stop.cancelled_owned())
-                    .await;
+                api::serve::serve(listener, router, limits, stop).await;
                 tracing::info!("HTTP API stopped");
-                result.map_err(|e| e.to_string())
+                Ok(())
             });
         }
         if let Some(worker) = self.worker {
@@ -435,6 +466,12 @@ impl Application {
         let result = tasks
             .run(self.shutdown_timeout + smtp::FORCE_STOP_TIME)
             .await;
+        // Requests answered during the shutdown grace are counted too.
+        if let Some(requests) = &self.requests
+            && let Err(err) = requests.flush(&self.store).await
+        {
+            tracing::warn!(error = %err, "could not write the last API request counts");
+        }
         self.store.close().await;
         result
     }

@@ -8,6 +8,8 @@ use missive_store::Store;
 use crate::delivery::TenantRelays;
 use crate::ingest::Ingest;
 use crate::key_cache::KeyCache;
+use crate::rate_limit::RateLimits;
+use crate::usage::RequestCounter;
 use crate::webhooks::Webhooks;
 use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
@@ -55,4 +57,8 @@ pub struct AppState {
     /// Tenants' own SMTP servers (sealing, host checks, verification).
     pub relays: TenantRelays,
     pub metrics: PrometheusHandle,
+    /// Request rate limits per tenant and key (shared with SMTP).
+    pub rates: Arc<RateLimits>,
+    /// Authenticated requests per tenant, for usage.
+    pub requests: Arc<RequestCounter>,
 }

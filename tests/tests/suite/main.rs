@@ -11,6 +11,7 @@ mod emails;
 mod fuzz;
 mod health;
 mod isolation;
+mod limits;
 mod openapi;
 mod outbox;
 mod recovery;

@@ -56,6 +56,10 @@ const ROUTES: &[(&str, &str)] = &[
     ("delete", "/v1/suppressions/{id_or_email}"),
     ("post", "/v1/suppressions/batch/add"),
     ("post", "/v1/suppressions/batch/remove"),
+    ("get", "/v1/usage"),
+    ("get", "/v1/tenants/{id}/usage"),
+    ("get", "/v1/tenants/{id}/emails"),
+    ("get", "/v1/tenants/{id}/emails/{email_id}"),
 ];
 
 /// POST routes that take no body.
@@ -189,7 +193,8 @@ async fn the_document_lists_every_route_with_request_and_response_schemas() {
     {
         let concrete = path
             .replace("{id}", &uuid::Uuid::now_v7().to_string())
-            .replace("{key_id}", &uuid::Uuid::now_v7().to_string());
+            .replace("{key_id}", &uuid::Uuid::now_v7().to_string())
+            .replace("{email_id}", &uuid::Uuid::now_v7().to_string());
         for method in METHODS {
             if !expected.contains(&((*method).to_owned(), path.clone())) {
                 let method = Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();

@@ -86,37 +86,6 @@ async fn every_unique_index_on_a_tenant_owned_table_starts_with_tenant_id() {
     }
 }
 
-fn new_email(to: &str) -> missive_store::NewEmail {
-    use missive_core::submission::{Recipient, RecipientKind, Tag};
-    use missive_core::{EmailAddress, Mailbox};
-    let mailbox = |s: &str| Mailbox::parse(s).unwrap();
-    let recipient = |kind, s: &str| Recipient {
-        kind,
-        address: EmailAddress::parse(s).unwrap(),
-    };
-    missive_store::NewEmail {
-        id: uuid::Uuid::now_v7(),
-        message_id: format!("{}@missive.test", uuid::Uuid::now_v7()),
-        from: mailbox("App <app@acme.test>"),
-        envelope_from: EmailAddress::parse("app@acme.test").unwrap(),
-        smtputf8: false,
-        reply_to: vec![mailbox("Help <help@acme.test>"), mailbox("b@acme.test")],
-        subject: "Hi".into(),
-        html: None,
-        text: Some("Hello".into()),
-        tags: vec![Tag {
-            name: "kind".into(),
-            value: "test".into(),
-        }],
-        mime: b"Subject: Hi\r\n\r\nHello\r\n".to_vec(),
-        scheduled_at: None,
-        recipients: vec![
-            recipient(RecipientKind::To, to),
-            recipient(RecipientKind::Bcc, "audit@acme.test"),
-        ],
-    }
-}
-
 #[tokio::test]
 async fn grouped_commits_store_every_request_once_and_isolate_a_failing_one() {
     use missive_store::{EmailWriter, InsertOutcome, WriterSettings};
@@ -131,7 +100,7 @@ async fn grouped_commits_store_every_request_once_and_isolate_a_failing_one() {
             max_group_emails: 256,
         },
     );
-    let stored = new_email("first@example.test");
+    let stored = missive_tests::new_email("first@example.test");
     let duplicate_id = stored.id;
     writer.insert(tenant, vec![stored], None).await.unwrap();
 
@@ -145,7 +114,7 @@ async fn grouped_commits_store_every_request_once_and_isolate_a_failing_one() {
     let mut tasks = tokio::task::JoinSet::new();
     for n in 0..40 {
         let writer = writer.clone();
-        let mut email = new_email(&format!("user{n}@example.test"));
+        let mut email = missive_tests::new_email(&format!("user{n}@example.test"));
         if n == 17 {
             email.id = duplicate_id;
         }
@@ -250,7 +219,7 @@ async fn message_bodies_are_compressed_with_lz4_where_the_server_has_it() {
 
     // A body large enough to be compressed comes back byte for byte.
     let tenant: missive_core::TenantId = app.create_tenant("Acme").await.id.parse().unwrap();
-    let mut email = new_email("big@example.test");
+    let mut email = missive_tests::new_email("big@example.test");
     email.text = Some("Lorem ipsum dolor sit amet. ".repeat(2_000));
     email.mime = format!("Subject: Big\r\n\r\n{}\r\n", email.text.as_deref().unwrap()).into_bytes();
     let (id, text, mime) = (email.id, email.text.clone(), email.mime.clone());

@@ -3,7 +3,10 @@
 //! - [`AdminAuth`]: the operator's `MISSIVE_ADMIN_KEY`, compared in constant time.
 //! - [`TenantAuth`]: a tenant API key, checked by [`crate::credentials`]. Unknown, revoked or
 //!   expired keys and disabled tenants are all 401; a missing scope is 403 naming the scope. The
-//!   tenant id is recorded on the request's tracing span.
+//!   tenant id is recorded on the request's tracing span. The request then counts against the
+//!   tenant's and the key's rate limits (429 past either) and towards the tenant's usage.
+
+use std::sync::{Arc, OnceLock};
 
 use axum::extract::FromRequestParts;
 use axum::http::header::AUTHORIZATION;
@@ -12,6 +15,7 @@ use missive_core::{ApiKeyId, Scope, Scopes, SendingPolicy, TenantId};
 
 use super::error::ApiError;
 use crate::credentials::{self, CredentialError};
+use crate::rate_limit::{CallerRates, RateState};
 use crate::state::AppState;
 
 fn bearer(parts: &Parts) -> Result<&str, ApiError> {
@@ -39,6 +43,23 @@ fn bearer(parts: &Parts) -> Result<&str, ApiError> {
         return Err(ApiError::MissingApiKey);
     }
     Ok(token)
+}
+
+/// Where a tenant request's rate limit state is left for the edge to put in the response's
+/// `ratelimit-*` headers (extractors cannot reach the response).
+#[derive(Clone, Debug, Default)]
+pub struct RateHeaders(Arc<OnceLock<RateState>>);
+
+impl RateHeaders {
+    fn set(&self, state: RateState) {
+        let _ = self.0.set(state);
+    }
+
+    /// The state the request's tenant authentication left, if any.
+    #[must_use]
+    pub fn get(&self) -> Option<&RateState> {
+        self.0.get()
+    }
 }
 
 /// Proof that the request carries the admin key.
@@ -69,6 +90,8 @@ pub struct TenantAuth {
     pub scopes: Scopes,
     /// The tenant's sending settings, loaded with the key.
     pub sending: SendingPolicy,
+    /// The tenant's and the key's request rate limits as set.
+    pub rates: CallerRates,
 }
 
 impl TenantAuth {
@@ -100,11 +123,28 @@ impl FromRequestParts<AppState> for TenantAuth {
                 other => ApiError::InvalidApiKey(other.message()),
             })?;
         tracing::Span::current().record("tenant_id", tracing::field::display(key.tenant_id));
+        match state
+            .rates
+            .check(key.tenant_id, Some(key.key_id), key.rates)
+        {
+            Ok(Some(rate)) => {
+                if let Some(slot) = parts.extensions.get::<RateHeaders>() {
+                    slot.set(rate);
+                }
+            }
+            Ok(None) => {}
+            Err(rate) => {
+                metrics::counter!("missive_rate_limited_total", "protocol" => "http").increment(1);
+                return Err(ApiError::RateLimited(rate));
+            }
+        }
+        state.requests.count(key.tenant_id);
         Ok(Self {
             tenant_id: key.tenant_id,
             key_id: key.key_id,
             scopes: key.scopes,
             sending: key.sending,
+            rates: key.rates,
         })
     }
 }

@@ -14,14 +14,14 @@ use missive_core::submission::{
 use missive_core::{
     DeliveryStatus, EmailState, EventKind, Fingerprint, IdempotencyKey, Scope, TenantId,
 };
-use missive_store::{DeliveryRecord, EmailFilter, EmailRecord, EventRecord};
+use missive_store::{DeliveryRecord, EmailFilter, EmailRecord, EventRecord, Store};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use time::OffsetDateTime;
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
-use super::auth::TenantAuth;
+use super::auth::{AdminAuth, TenantAuth};
 use super::error::{ApiError, ErrorBody};
 use super::extract::{ApiJson, ApiPath, ApiQuery, page_limit};
 use crate::ingest::{Accepted, IngestError, Input, Refusal, Request, TemplateCall};
@@ -315,6 +315,7 @@ fn refused(err: IngestError, batch: bool) -> ApiError {
             | Refusal::Template(_) => ApiError::Validation(refusal.to_string()),
         },
         IngestError::IdempotencyConflict => ApiError::IdempotencyConflict,
+        IngestError::OverQuota(period) => ApiError::OverQuota(period),
         IngestError::Store(store) => store.into(),
     }
 }
@@ -485,10 +486,36 @@ pub async fn get_email(
     ApiPath(id): ApiPath<Uuid>,
 ) -> Result<Json<EmailView>, ApiError> {
     auth.require(Scope::EmailsRead)?;
-    let email = state.store.get_email(auth.tenant_id, id).await?;
-    let deliveries = state.store.deliveries_of(auth.tenant_id, &[id]).await?;
-    let events = state.store.events_of(auth.tenant_id, id).await?;
-    Ok(Json(email_view(email, deliveries, Some(events))))
+    read_email(&state.store, auth.tenant_id, id).await.map(Json)
+}
+
+/// Read one email of any tenant, as the tenant would.
+#[utoipa::path(
+    get, path = "/v1/tenants/{id}/emails/{email_id}", tag = "admin",
+    params(
+        ("id" = TenantId, Path, description = "Tenant id"),
+        ("email_id" = Uuid, Path, description = "Email id"),
+    ),
+    security(("admin_key" = [])),
+    responses(
+        (status = 200, description = "The email", body = EmailView),
+        (status = 401, description = "Missing or wrong admin key", body = ErrorBody),
+        (status = 404, description = "The tenant has no such email", body = ErrorBody),
+    )
+)]
+pub async fn admin_get_email(
+    _: AdminAuth,
+    State(state): State<AppState>,
+    ApiPath((tenant, id)): ApiPath<(TenantId, Uuid)>,
+) -> Result<Json<EmailView>, ApiError> {
+    read_email(&state.store, tenant, id).await.map(Json)
+}
+
+async fn read_email(store: &Store, tenant: TenantId, id: Uuid) -> Result<EmailView, ApiError> {
+    let email = store.get_email(tenant, id).await?;
+    let deliveries = store.deliveries_of(tenant, &[id]).await?;
+    let events = store.events_of(tenant, id).await?;
+    Ok(email_view(email, deliveries, Some(events)))
 }
 
 /// List emails, newest first, filtered by recipient status, tag and creation time.
@@ -509,6 +536,39 @@ pub async fn list_emails(
     ApiQuery(query): ApiQuery<ListEmailsQuery>,
 ) -> Result<Json<EmailList>, ApiError> {
     auth.require(Scope::EmailsRead)?;
+    list_of(&state.store, auth.tenant_id, &query)
+        .await
+        .map(Json)
+}
+
+/// List any tenant's emails, as the tenant would.
+#[utoipa::path(
+    get, path = "/v1/tenants/{id}/emails", tag = "admin",
+    params(("id" = TenantId, Path, description = "Tenant id"), ListEmailsQuery),
+    security(("admin_key" = [])),
+    responses(
+        (status = 200, description = "One page", body = EmailList),
+        (status = 401, description = "Missing or wrong admin key", body = ErrorBody),
+        (status = 404, description = "No such tenant", body = ErrorBody),
+        (status = 422, description = "Invalid filter", body = ErrorBody),
+    )
+)]
+pub async fn admin_list_emails(
+    _: AdminAuth,
+    State(state): State<AppState>,
+    ApiPath(tenant): ApiPath<TenantId>,
+    ApiQuery(query): ApiQuery<ListEmailsQuery>,
+) -> Result<Json<EmailList>, ApiError> {
+    // An unknown tenant is a 404, not an empty list.
+    state.store.get_tenant(tenant).await?;
+    list_of(&state.store, tenant, &query).await.map(Json)
+}
+
+async fn list_of(
+    store: &Store,
+    tenant: TenantId,
+    query: &ListEmailsQuery,
+) -> Result<EmailList, ApiError> {
     let limit = page_limit(query.limit)?;
     let tag = query
         .tag
@@ -529,14 +589,11 @@ pub async fn list_emails(
         created_before: time("created_before", &query.created_before)?,
         before_id: query.after,
     };
-    let mut emails = state
-        .store
-        .list_emails(auth.tenant_id, &filter, limit + 1)
-        .await?;
+    let mut emails = store.list_emails(tenant, &filter, limit + 1).await?;
     let has_more = emails.len() as i64 > limit;
     emails.truncate(usize::try_from(limit).unwrap_or(0));
     let ids: Vec<Uuid> = emails.iter().map(|e| e.id).collect();
-    let mut deliveries = state.store.deliveries_of(auth.tenant_id, &ids).await?;
+    let mut deliveries = store.deliveries_of(tenant, &ids).await?;
     let data = emails
         .into_iter()
         .map(|email| {
@@ -546,11 +603,11 @@ pub async fn list_emails(
             email_view(email, mine, None)
         })
         .collect();
-    Ok(Json(EmailList {
+    Ok(EmailList {
         object: "list",
         data,
         has_more,
-    }))
+    })
 }
 
 /// Cancel a scheduled email that has not started sending.

@@ -6,13 +6,16 @@
 //! client never sees internals and every 500 is logged exactly once.
 
 use axum::Json;
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use missive_core::Scope;
+use missive_core::limits::resets_at;
+use missive_core::{QuotaPeriod, Scope};
 use serde::Serialize;
+use time::OffsetDateTime;
 use utoipa::ToSchema;
 
 use crate::accounts::AccountsError;
+use crate::rate_limit::RateState;
 
 /// The JSON body of every error response.
 #[derive(Debug, Serialize, ToSchema)]
@@ -58,6 +61,12 @@ pub enum ApiError {
     MethodNotAllowed,
     #[error("{0}")]
     Conflict(std::borrow::Cow<'static, str>),
+    #[error("too many requests: the limit is {} per minute; retry after {} s", .0.limit, .0.reset_secs())]
+    RateLimited(RateState),
+    #[error(
+        "the {0} sending quota of this account has no room for this send (quotas count recipients and reset at midnight UTC, monthly ones on the 1st)"
+    )]
+    OverQuota(QuotaPeriod),
     #[error("the service is temporarily unavailable")]
     Unavailable(String),
     #[error("internal server error")]
@@ -90,6 +99,7 @@ impl ApiError {
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::Conflict(_) => StatusCode::CONFLICT,
+            Self::RateLimited(_) | Self::OverQuota(_) => StatusCode::TOO_MANY_REQUESTS,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -112,6 +122,8 @@ impl ApiError {
             Self::NotFound(_) => "not_found",
             Self::MethodNotAllowed => "method_not_allowed",
             Self::Conflict(_) => "conflict",
+            Self::RateLimited(_) => "rate_limit_exceeded",
+            Self::OverQuota(period) => period.error_name(),
             Self::Unavailable(_) => "service_unavailable",
             Self::Internal(_) => "internal_server_error",
         }
@@ -127,11 +139,44 @@ impl IntoResponse for ApiError {
             message: self.to_string(),
         };
         let mut response = (status, Json(body)).into_response();
-        if let Self::Internal(detail) | Self::Unavailable(detail) = self {
-            response.extensions_mut().insert(ServerErrorDetail(detail));
+        match self {
+            Self::Internal(detail) | Self::Unavailable(detail) => {
+                response.extensions_mut().insert(ServerErrorDetail(detail));
+            }
+            Self::RateLimited(state) => {
+                rate_limit_headers(response.headers_mut(), &state);
+                set_number(response.headers_mut(), "retry-after", state.reset_secs());
+            }
+            Self::OverQuota(period) => {
+                let (day, month) = resets_at(OffsetDateTime::now_utc());
+                let at = if period == QuotaPeriod::Daily {
+                    day
+                } else {
+                    month
+                };
+                let wait = (at - OffsetDateTime::now_utc()).whole_seconds().max(1);
+                set_number(
+                    response.headers_mut(),
+                    "retry-after",
+                    u64::try_from(wait).unwrap_or(1),
+                );
+            }
+            _ => {}
         }
         response
     }
+}
+
+/// `ratelimit-limit`, `ratelimit-remaining` and `ratelimit-reset` (seconds), as Resend sends
+/// them.
+pub fn rate_limit_headers(headers: &mut HeaderMap, state: &RateState) {
+    set_number(headers, "ratelimit-limit", u64::from(state.limit));
+    set_number(headers, "ratelimit-remaining", u64::from(state.remaining));
+    set_number(headers, "ratelimit-reset", state.reset_secs());
+}
+
+fn set_number(headers: &mut HeaderMap, name: &'static str, value: u64) {
+    headers.insert(name, HeaderValue::from(value));
 }
 
 impl From<missive_store::StoreError> for ApiError {
@@ -147,6 +192,9 @@ impl From<AccountsError> for ApiError {
             AccountsError::NotFound => Self::not_found(),
             AccountsError::Conflict(message) => Self::Conflict(message.into()),
             AccountsError::Unavailable(message) => Self::Unavailable(message),
+            AccountsError::Store(missive_store::StoreError::OverQuota(period)) => {
+                Self::OverQuota(period)
+            }
             AccountsError::Store(store) if store.is_unavailable() => {
                 Self::Unavailable(store.to_string())
             }

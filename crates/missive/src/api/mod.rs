@@ -8,13 +8,16 @@ pub mod emails;
 pub mod error;
 pub mod extract;
 pub mod health;
+pub mod serve;
 pub mod suppressions;
 pub mod templates;
 pub mod tenant;
 pub mod tenants;
+pub mod usage;
 pub mod webhooks;
 
 use std::any::Any;
+use std::sync::Arc;
 use std::time::Instant;
 
 use axum::Router;
@@ -33,7 +36,9 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use utoipa_swagger_ui::SwaggerUi;
 
+use self::auth::RateHeaders;
 use self::error::{ApiError, ServerErrorDetail};
+use self::serve::{BodyBudget, hold_body_budget};
 use crate::state::AppState;
 
 #[derive(OpenApi)]
@@ -52,6 +57,7 @@ use crate::state::AppState;
         (name = "templates", description = "The calling tenant's templates (Resend-compatible), and shipped ones"),
         (name = "webhooks", description = "The calling tenant's webhook endpoints (Resend-compatible)"),
         (name = "suppressions", description = "The calling tenant's suppression list (Resend-compatible)"),
+        (name = "usage", description = "The calling tenant's usage and quotas (Resend-compatible)"),
         (name = "health", description = "Probes and metrics"),
     )
 )]
@@ -137,6 +143,10 @@ fn routes() -> OpenApiRouter<AppState> {
             suppressions::remove_suppression
         ))
         .routes(routes!(tenants::verify_tenant_smtp))
+        .routes(routes!(usage::get_usage))
+        .routes(routes!(usage::get_tenant_usage))
+        .routes(routes!(emails::admin_list_emails))
+        .routes(routes!(emails::admin_get_email))
         .routes(routes!(suppressions::add_suppressions))
         .routes(routes!(suppressions::remove_suppressions))
         .routes(routes!(health::healthz))
@@ -150,14 +160,19 @@ pub fn openapi() -> serde_json::Value {
     document::complete(&routes().into_openapi())
 }
 
-/// The whole HTTP service: routes, `/openapi.json`, `/docs`, and the edge layers.
-pub fn router(state: AppState, max_request_bytes: usize) -> Router {
+/// The whole HTTP service: routes, `/openapi.json`, `/docs`, and the edge layers, with request
+/// bodies held in memory at once kept within `budget`.
+pub fn router(state: AppState, max_request_bytes: usize, budget: Arc<BodyBudget>) -> Router {
     let (routes, openapi) = routes().with_state(state).split_for_parts();
     // Served as completed JSON: utoipa's model has no place for some of what the completion
     // states (`anyOf` beside properties, for one).
     let openapi = document::complete(&openapi);
-    let app =
-        routes.merge(SwaggerUi::new("/docs").external_url_unchecked("/openapi.json", openapi));
+    let app = routes
+        .merge(SwaggerUi::new("/docs").external_url_unchecked("/openapi.json", openapi))
+        .layer(axum::middleware::from_fn_with_state(
+            budget,
+            hold_body_budget,
+        ));
     with_edge(app, max_request_bytes)
 }
 
@@ -219,15 +234,23 @@ fn panic_response(payload: Box<dyn Any + Send + 'static>) -> Response {
     response
 }
 
-/// Counts requests and logs each server error once, with its detail.
-async fn observe(request: Request, next: Next) -> Response {
+/// Counts requests and logs each server error once, with its detail; puts the rate limit state
+/// a tenant's authentication left into the response's headers.
+async fn observe(mut request: Request, next: Next) -> Response {
     let started = Instant::now();
+    let rate = RateHeaders::default();
+    request.extensions_mut().insert(rate.clone());
     let method = request.method().clone();
     let route = request
         .extensions()
         .get::<MatchedPath>()
         .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
-    let response = next.run(request).await;
+    let mut response = next.run(request).await;
+    if let Some(state) = rate.get()
+        && !response.headers().contains_key("ratelimit-limit")
+    {
+        error::rate_limit_headers(response.headers_mut(), state);
+    }
     let status = response.status();
     if let Some(ServerErrorDetail(detail)) = response.extensions().get::<ServerErrorDetail>() {
         tracing::error!(status = status.as_u16(), error = %detail, "server error");

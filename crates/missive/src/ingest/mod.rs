@@ -13,7 +13,8 @@
 //!
 //! Everything that can refuse a message runs before any database work, so a refused message
 //! costs no transaction and leaves nothing behind. New rules (templates, suppression, quotas,
-//! DKIM) belong here, once, for both protocols.
+//! DKIM) belong here, once, for both protocols. Sending quotas are the one rule checked in the
+//! storing statement itself, as only there is the count exact.
 
 pub mod policy;
 pub mod raw;
@@ -21,7 +22,7 @@ pub mod render;
 mod structured;
 
 use missive_core::submission::{Draft, Submission};
-use missive_core::{Fingerprint, IdempotencyKey, SendingPolicy, TenantId};
+use missive_core::{Fingerprint, IdempotencyKey, QuotaPeriod, SendingPolicy, TenantId};
 use missive_store::{EmailWriter, IdempotencyRecord, InsertOutcome, StoreError};
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -72,6 +73,9 @@ pub enum IngestError {
     /// The idempotency key was used before for another request.
     #[error("the idempotency key was used before for another request")]
     IdempotencyConflict,
+    /// The tenant's sending quota for the period would be exceeded by this send.
+    #[error("the {0} sending quota would be exceeded by this send")]
+    OverQuota(QuotaPeriod),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -168,11 +172,16 @@ impl Ingest {
                 key,
                 fingerprint: *fingerprint,
             });
-        match self
-            .writer
-            .insert(tenant_id, emails, record.as_ref())
-            .await?
-        {
+        let stored = match self.writer.insert(tenant_id, emails, record.as_ref()).await {
+            Err(StoreError::OverQuota(period)) => {
+                tracing::info!(%tenant_id, quota = %period, "send refused: over quota");
+                metrics::counter!("missive_quota_refusals_total", "quota" => period.as_str())
+                    .increment(1);
+                return Err(IngestError::OverQuota(period));
+            }
+            other => other?,
+        };
+        match stored {
             InsertOutcome::Inserted => {
                 for (email_id, recipients) in &accepted {
                     tracing::info!(%tenant_id, %email_id, recipients, "email accepted");

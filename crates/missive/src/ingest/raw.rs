@@ -246,6 +246,7 @@ pub(super) fn compose(
         mime,
         scheduled_at: None,
         recipients,
+        over_smtp: true,
     };
     Ok(Composed { email, idempotency })
 }

@@ -96,6 +96,7 @@ pub(super) fn compose(
         mime,
         scheduled_at,
         recipients,
+        over_smtp: false,
     })
 }
 

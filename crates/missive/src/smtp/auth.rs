@@ -97,7 +97,13 @@ where
                     tenant_id: key.tenant_id,
                     sending: key.sending,
                     via: "auth".to_owned(),
+                    key_id: Some(key.key_id),
+                    rates: key.rates,
+                    place: None,
                 });
+                if !self.hold_tenant_place() {
+                    return Next::Close;
+                }
                 self.reply(&reply::AUTH_OK);
                 Next::Continue
             }

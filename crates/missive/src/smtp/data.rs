@@ -104,6 +104,7 @@ where
             }
             Err(IngestError::Refused { refusal, .. }) => self.refuse(&reply::refused(&refusal)),
             Err(IngestError::IdempotencyConflict) => self.refuse(&reply::IDEMPOTENCY_CONFLICT),
+            Err(IngestError::OverQuota(period)) => self.refuse(&reply::over_quota(period)),
             Err(IngestError::Store(err)) => {
                 tracing::error!(%tenant_id, error = %err, "SMTP message not stored");
                 self.reply(&reply::TEMPORARY_FAILURE);

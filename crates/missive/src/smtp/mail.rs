@@ -24,6 +24,15 @@ where
         if self.envelope.mail_from.is_some() {
             return self.refuse(&reply::BAD_SEQUENCE_NESTED_MAIL);
         }
+        // Each transaction is a request against the tenant's (and key's) rate limit.
+        if let Err(state) = self
+            .ctx
+            .rates
+            .check(sender.tenant_id, sender.key_id, sender.rates)
+        {
+            metrics::counter!("missive_rate_limited_total", "protocol" => "smtp").increment(1);
+            return self.refuse(&reply::rate_limited(state.reset_secs()));
+        }
         if from.address.is_empty() {
             return self.refuse(&reply::NULL_SENDER);
         }
@@ -48,6 +57,9 @@ where
         // The accept path checks it again; refusing here spares the client sending the text.
         if let Err(refusal) = policy::check_sender(&sender.sending, "MAIL FROM", &address) {
             return self.refuse(&reply::refused(&refusal));
+        }
+        if !self.hold_tenant_place() {
+            return Next::Close;
         }
         self.envelope.mail_from = Some(address);
         self.envelope.smtputf8 = smtputf8;

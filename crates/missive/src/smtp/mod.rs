@@ -21,12 +21,11 @@ pub mod reply;
 pub mod session;
 pub mod tls;
 
-use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use missive_core::TenantStatus;
+use missive_core::{TenantId, TenantStatus};
 use missive_store::Store;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -37,8 +36,11 @@ use tracing::Instrument;
 
 pub use session::{Ended, Sender, Session};
 
+use crate::credentials;
 use crate::ingest::Ingest;
 use crate::key_cache::KeyCache;
+use crate::rate_limit::{CallerRates, RateLimits};
+use crate::slots::Slots;
 
 /// How long a client may take over the TLS handshake.
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -61,6 +63,8 @@ pub struct SmtpLimits {
     pub max_connections: usize,
     /// Open sessions from one address; more get 421 while the others are served.
     pub max_connections_per_ip: usize,
+    /// Open sessions of one tenant; more are closed with 421 once the tenant is known.
+    pub max_sessions_per_tenant: usize,
     /// Refused commands before the session is closed with 421.
     pub max_errors: usize,
     /// Waiting for the client's next input.
@@ -83,6 +87,10 @@ pub struct SmtpContext {
     pub shutdown: CancellationToken,
     /// The grace period is over: every session closes with 421.
     pub force_stop: CancellationToken,
+    /// Request rate limits, shared with the API: each MAIL FROM counts as a request.
+    pub rates: Arc<RateLimits>,
+    /// Open sessions per tenant.
+    pub tenant_sessions: Arc<Slots<TenantId>>,
 }
 
 impl std::fmt::Debug for SmtpContext {
@@ -129,10 +137,12 @@ pub async fn serve_connection<S>(
                 .await
             {
                 Ok(Ended::StartTls(stream, trusted)) => match handshake(&ctx.tls, stream).await {
-                    Some(tls) => Session::new(ctx.clone(), tls, peer, listener, true, trusted)
-                        .run(false)
-                        .await
-                        .map(|_| ()),
+                    Some(tls) => {
+                        Session::new(ctx.clone(), tls, peer, listener, true, trusted.map(|t| *t))
+                            .run(false)
+                            .await
+                            .map(|_| ())
+                    }
                     None => Ok(()),
                 },
                 Ok(Ended::Closed) => Ok(()),
@@ -178,52 +188,13 @@ async fn trusted_sender(
             tenant_id: t.tenant_id,
             sending: t.sending.0,
             via: format!("trusted network {}", t.network),
+            key_id: None,
+            rates: CallerRates {
+                tenant: credentials::per_minute(t.requests_per_minute),
+                key: None,
+            },
+            place: None,
         }))
-}
-
-/// Open sessions per client address.
-#[derive(Debug, Default)]
-struct PerAddress(Mutex<HashMap<IpAddr, usize>>);
-
-/// One open session's place in [`PerAddress`], given back when dropped, so a session that ends
-/// any way at all (a panic included) frees it.
-struct Slot {
-    counts: Arc<PerAddress>,
-    ip: IpAddr,
-}
-
-impl PerAddress {
-    fn counts(&self) -> std::sync::MutexGuard<'_, HashMap<IpAddr, usize>> {
-        self.0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
-    /// A slot for `ip`, unless it already holds `max`.
-    fn try_add(self: &Arc<Self>, ip: IpAddr, max: usize) -> Option<Slot> {
-        let mut counts = self.counts();
-        let count = counts.entry(ip).or_default();
-        if *count >= max {
-            return None;
-        }
-        *count += 1;
-        Some(Slot {
-            counts: self.clone(),
-            ip,
-        })
-    }
-}
-
-impl Drop for Slot {
-    fn drop(&mut self) {
-        let mut counts = self.counts.counts();
-        if let Some(count) = counts.get_mut(&self.ip) {
-            *count -= 1;
-            if *count == 0 {
-                counts.remove(&self.ip);
-            }
-        }
-    }
 }
 
 /// Both listeners, bound and ready to serve.
@@ -263,7 +234,7 @@ impl SmtpServer {
     /// telling the rest to close.
     pub async fn run(self, grace: Duration) {
         let ctx = self.ctx;
-        let per_address = Arc::new(PerAddress::default());
+        let per_address: Arc<Slots<IpAddr>> = Arc::default();
         let mut sessions = JoinSet::new();
         tracing::info!(addr = %self.submission.1, "SMTP submission listening (STARTTLS)");
         tracing::info!(addr = %self.submissions.1, "SMTP submission listening (implicit TLS)");

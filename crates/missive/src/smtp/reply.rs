@@ -4,6 +4,8 @@
 
 use std::borrow::Cow;
 
+use missive_core::QuotaPeriod;
+
 use crate::ingest::Refusal;
 
 /// One reply.
@@ -96,6 +98,11 @@ pub const TOO_MANY_CONNECTIONS: Reply = Reply::new(
     "4.7.0",
     "Too many connections from your address, try again later",
 );
+pub const TOO_MANY_TENANT_SESSIONS: Reply = Reply::new(
+    421,
+    "4.7.0",
+    "Too many open sessions for this account, try again later",
+);
 pub const SERVER_BUSY: Reply = Reply::new(421, "4.3.2", "Too many connections, try again later");
 pub const TEMPORARY_FAILURE: Reply = Reply::new(
     451,
@@ -162,6 +169,26 @@ pub const IDEMPOTENCY_CONFLICT: Reply = Reply::new(
     "5.6.0",
     "Idempotency-Key was already used for another message",
 );
+
+/// A transaction over the account's request rate limit.
+#[must_use]
+pub fn rate_limited(wait_secs: u64) -> Reply {
+    Reply::owned(
+        451,
+        "4.7.1",
+        format!("Rate limit exceeded, try again in {wait_secs} s"),
+    )
+}
+
+/// A message the tenant's sending quota has no room for: temporary, as the quota resets.
+#[must_use]
+pub fn over_quota(period: QuotaPeriod) -> Reply {
+    Reply::owned(
+        452,
+        "4.3.1",
+        format!("The {period} sending quota of this account is used up, try again later"),
+    )
+}
 
 /// The reply refusing a message that broke one of the accept path's rules.
 #[must_use]

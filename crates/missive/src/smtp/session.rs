@@ -13,7 +13,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use missive_core::{EmailAddress, SendingPolicy, TenantId};
+use missive_core::{ApiKeyId, EmailAddress, SendingPolicy, TenantId};
 use smtp_proto::request::receiver::DataReceiver;
 use smtp_proto::{Error as ProtoError, Request};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -22,6 +22,8 @@ use tokio::time::Instant;
 use super::bdat::ChunkState;
 use super::reply::{self, Reply};
 use super::{Listener, SmtpContext};
+use crate::rate_limit::CallerRates;
+use crate::slots::Slot;
 
 /// The longest command line, CRLF included (RFC 5321 4.5.3.1.4).
 pub const MAX_COMMAND_LINE: usize = 512;
@@ -76,6 +78,12 @@ pub struct Sender {
     pub sending: SendingPolicy,
     /// `auth` for an API key, or the trusted network the client's address is in.
     pub via: String,
+    /// The API key that authenticated the session, if one did.
+    pub key_id: Option<ApiKeyId>,
+    /// The tenant's and the key's request rate limits: each transaction counts as a request.
+    pub rates: CallerRates,
+    /// The session's place among its tenant's open sessions, once taken.
+    pub place: Option<Arc<Slot<TenantId>>>,
 }
 
 /// The transaction being built: MAIL FROM, then RCPT TO, then DATA (or BDAT chunks).
@@ -126,7 +134,8 @@ pub enum Ended<S> {
     /// Closed (QUIT, timeout, error limit, shutdown or the client left).
     Closed,
     /// The client asked for STARTTLS: the caller runs the handshake and a fresh session.
-    StartTls(S, Option<Sender>),
+    /// (The sender boxed: a session ends this way once, and the enum stays small.)
+    StartTls(S, Option<Box<Sender>>),
 }
 
 /// What handling one command asks the loop to do.
@@ -162,6 +171,34 @@ impl<S> Session<S>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send,
 {
+    /// Takes a place among the sender's tenant's open sessions, unless it holds one; false
+    /// (and the client told, and the session to close) when the tenant has no place left.
+    pub(super) fn hold_tenant_place(&mut self) -> bool {
+        let ctx = self.ctx.clone();
+        let sender = match (&mut self.client.authenticated, &mut self.client.trusted) {
+            (Some(sender), _) | (None, Some(sender)) => sender,
+            (None, None) => return true,
+        };
+        if sender.place.is_some() {
+            return true;
+        }
+        match ctx
+            .tenant_sessions
+            .try_add(sender.tenant_id, ctx.limits.max_sessions_per_tenant)
+        {
+            Some(slot) => {
+                sender.place = Some(Arc::new(slot));
+                true
+            }
+            None => {
+                tracing::info!(tenant_id = %sender.tenant_id, peer = %self.peer, "SMTP session refused: the tenant has too many open");
+                metrics::counter!("missive_smtp_tenant_session_refusals_total").increment(1);
+                self.reply(&reply::TOO_MANY_TENANT_SESSIONS);
+                false
+            }
+        }
+    }
+
     /// A session on a new connection (`tls` when the stream is already encrypted).
     pub fn new(
         ctx: Arc<SmtpContext>,
@@ -213,7 +250,10 @@ where
                     self.flush().await?;
                     // Anything pipelined after STARTTLS was sent in clear text and is
                     // discarded (the CVE-2011-0411 class of injection).
-                    return Ok(Ended::StartTls(self.stream, self.client.trusted));
+                    return Ok(Ended::StartTls(
+                        self.stream,
+                        self.client.trusted.map(Box::new),
+                    ));
                 }
             }
             self.flush().await?;

@@ -1,0 +1,214 @@
+//! Usage counters (`usage_daily`) and the sending quotas checked against them.
+//!
+//! The statements that do the counted things write the counts in the same statement: the accept
+//! statement (recipients used, emails sent, SMTP messages, suppressed recipients; and there the
+//! quota check), the result statement (delivered, bounced, failed). So the counters agree with
+//! the events by construction, and reading usage sums a month of rows, never the events.
+
+use missive_core::{Limits, MonthPeriod, QuotaPeriod, TenantId};
+use sqlx::FromRow;
+use time::{Date, OffsetDateTime};
+use uuid::Uuid;
+
+use crate::{Store, StoreError};
+
+/// Rows per tenant and day that writers of a tenant without a quota spread their counts over,
+/// so that parallel writers never wait on one another's row lock. The accept writers use shards
+/// `0..USAGE_SHARDS`; the delivery and request counters `1..USAGE_SHARDS` (shard 0 is where a
+/// tenant with a quota counts its accepts, one at a time).
+pub(crate) const USAGE_SHARDS: i16 = 8;
+
+/// A shard for a writer that is not one of the numbered accept writers.
+pub(crate) fn any_shard_but_zero() -> i16 {
+    1 + rand::random_range(0..USAGE_SHARDS - 1)
+}
+
+/// The counts of a period.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, FromRow)]
+pub struct UsageTotals {
+    /// Recipients accepted: what quotas count.
+    pub used: i64,
+    /// Emails accepted.
+    pub sent: i64,
+    /// Emails accepted over SMTP.
+    pub smtp_messages: i64,
+    /// Recipients delivered, bounced, failed (after the last retry) and suppressed.
+    pub delivered: i64,
+    pub bounced: i64,
+    pub failed: i64,
+    pub suppressed: i64,
+    /// Authenticated REST requests.
+    pub api_requests: i64,
+}
+
+impl std::ops::AddAssign for UsageTotals {
+    fn add_assign(&mut self, other: Self) {
+        self.used += other.used;
+        self.sent += other.sent;
+        self.smtp_messages += other.smtp_messages;
+        self.delivered += other.delivered;
+        self.bounced += other.bounced;
+        self.failed += other.failed;
+        self.suppressed += other.suppressed;
+        self.api_requests += other.api_requests;
+    }
+}
+
+/// One day's counts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, FromRow)]
+pub struct DailyUsage {
+    pub day: Date,
+    #[sqlx(flatten)]
+    pub totals: UsageTotals,
+}
+
+/// A tenant's quota figures now: what it used today and this month (UTC), and its limits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct QuotaUsage {
+    pub today: UsageTotals,
+    pub month: UsageTotals,
+    /// The tenant's limits with the defaults filled in.
+    pub limits: Limits,
+}
+
+const SUMS: &str = "COALESCE(sum(used), 0)::int8 AS used, COALESCE(sum(sent), 0)::int8 AS sent,
+     COALESCE(sum(smtp_messages), 0)::int8 AS smtp_messages,
+     COALESCE(sum(delivered), 0)::int8 AS delivered, COALESCE(sum(bounced), 0)::int8 AS bounced,
+     COALESCE(sum(failed), 0)::int8 AS failed, COALESCE(sum(suppressed), 0)::int8 AS suppressed,
+     COALESCE(sum(api_requests), 0)::int8 AS api_requests";
+
+impl Store {
+    /// A tenant's counts over the days `from..=to`.
+    ///
+    /// # Errors
+    /// Database failures.
+    pub async fn usage_between(
+        &self,
+        tenant_id: TenantId,
+        from: Date,
+        to: Date,
+    ) -> Result<UsageTotals, StoreError> {
+        Ok(
+            sqlx::query_as::<_, UsageTotals>(sqlx::AssertSqlSafe(format!(
+                "SELECT {SUMS} FROM usage_daily WHERE tenant_id = $1 AND day BETWEEN $2 AND $3"
+            )))
+            .bind(tenant_id.as_uuid())
+            .bind(from)
+            .bind(to)
+            .fetch_one(&self.pool)
+            .await?,
+        )
+    }
+
+    /// A tenant's counts per day over `from..=to`, days without any left out.
+    ///
+    /// # Errors
+    /// Database failures.
+    pub async fn usage_by_day(
+        &self,
+        tenant_id: TenantId,
+        from: Date,
+        to: Date,
+    ) -> Result<Vec<DailyUsage>, StoreError> {
+        Ok(sqlx::query_as::<_, DailyUsage>(sqlx::AssertSqlSafe(format!(
+            "SELECT day, {SUMS} FROM usage_daily
+             WHERE tenant_id = $1 AND day BETWEEN $2 AND $3
+             GROUP BY day ORDER BY day"
+        )))
+        .bind(tenant_id.as_uuid())
+        .bind(from)
+        .bind(to)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// A tenant's quota figures at `now`: today's and this month's counts and its limits
+    /// (`defaults` where it has none set).
+    ///
+    /// # Errors
+    /// `NotFound` for an unknown tenant; database failures.
+    pub async fn quota_usage(
+        &self,
+        tenant_id: TenantId,
+        now: OffsetDateTime,
+        defaults: Limits,
+    ) -> Result<QuotaUsage, StoreError> {
+        let limits = self.tenant_limits(tenant_id).await?.or(defaults);
+        let today = now.to_offset(time::UtcOffset::UTC).date();
+        let month = MonthPeriod::of(now);
+        Ok(QuotaUsage {
+            today: self.usage_between(tenant_id, today, today).await?,
+            month: self
+                .usage_between(tenant_id, month.first_day(), month.last_day())
+                .await?,
+            limits,
+        })
+    }
+
+    /// The limits set on a tenant (no defaults applied).
+    ///
+    /// # Errors
+    /// `NotFound` for an unknown or deleted tenant.
+    pub async fn tenant_limits(&self, tenant_id: TenantId) -> Result<Limits, StoreError> {
+        let (rpm, day, month): (Option<i32>, Option<i64>, Option<i64>) = sqlx::query_as(
+            "SELECT requests_per_minute, emails_per_day, emails_per_month
+             FROM tenants WHERE id = $1 AND deleted_at IS NULL",
+        )
+        .bind(tenant_id.as_uuid())
+        .fetch_optional(&self.pool)
+        .await?
+        .ok_or(StoreError::NotFound)?;
+        Ok(limits_from_columns(rpm, day, month))
+    }
+
+    /// Adds counted REST requests (per tenant) to today's usage.
+    ///
+    /// # Errors
+    /// Database failures; the counts are lost then.
+    pub async fn add_api_requests(&self, counts: &[(TenantId, i64)]) -> Result<(), StoreError> {
+        if counts.is_empty() {
+            return Ok(());
+        }
+        let mut counts: Vec<(Uuid, i64)> = counts.iter().map(|(t, n)| (t.as_uuid(), *n)).collect();
+        // In key order, as every counting statement takes its row locks.
+        counts.sort_unstable();
+        let (tenants, numbers): (Vec<Uuid>, Vec<i64>) = counts.into_iter().unzip();
+        sqlx::query(
+            "INSERT INTO usage_daily AS u (tenant_id, day, shard, api_requests)
+             SELECT tenant_id, (now() AT TIME ZONE 'UTC')::date, $3, n
+             FROM UNNEST($1::uuid[], $2::int8[]) AS c(tenant_id, n)
+             ON CONFLICT (tenant_id, day, shard)
+             DO UPDATE SET api_requests = u.api_requests + excluded.api_requests",
+        )
+        .bind(&tenants)
+        .bind(&numbers)
+        .bind(any_shard_but_zero())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+}
+
+pub(crate) fn limits_from_columns(
+    requests_per_minute: Option<i32>,
+    emails_per_day: Option<i64>,
+    emails_per_month: Option<i64>,
+) -> Limits {
+    Limits {
+        requests_per_minute: requests_per_minute.and_then(|n| u32::try_from(n).ok()),
+        emails_per_day: emails_per_day.and_then(|n| u64::try_from(n).ok()),
+        emails_per_month: emails_per_month.and_then(|n| u64::try_from(n).ok()),
+    }
+}
+
+/// Quota refusals as the accept statement reports them.
+pub(crate) fn refusals(
+    rows: Vec<(Uuid, String)>,
+) -> Result<Vec<(TenantId, QuotaPeriod)>, StoreError> {
+    rows.into_iter()
+        .map(|(tenant, period)| {
+            let period = period.parse().map_err(StoreError::Corrupt)?;
+            Ok((TenantId::from(tenant), period))
+        })
+        .collect()
+}
