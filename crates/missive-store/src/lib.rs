@@ -46,7 +46,7 @@ pub use writer::{EmailWriter, WriterSettings};
 
 use std::time::Duration;
 
-use missive_core::Limits;
+use missive_core::{Limits, TenantId};
 use sqlx::PgPool;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 
@@ -231,6 +231,28 @@ impl Store {
     #[must_use]
     pub fn pool(&self) -> &PgPool {
         &self.pool
+    }
+
+    /// A transaction in which Postgres itself confines every statement to `tenant`'s rows: it
+    /// runs as the `missive_tenant` role with `app.tenant_id` set (row-level security; see the
+    /// `row_level_security` migration). Both end with the transaction, so the connection goes
+    /// back to the pool as it came.
+    ///
+    /// # Errors
+    /// Database failures.
+    pub async fn begin_for_tenant(
+        &self,
+        tenant: TenantId,
+    ) -> Result<sqlx::Transaction<'static, sqlx::Postgres>, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "SELECT set_config('role', 'missive_tenant', true),
+                    set_config('app.tenant_id', $1, true)",
+        )
+        .bind(tenant.as_uuid().to_string())
+        .execute(&mut *tx)
+        .await?;
+        Ok(tx)
     }
 
     /// Applies pending migrations; safe to run from several processes at once (sqlx takes an

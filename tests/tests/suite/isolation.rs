@@ -100,3 +100,106 @@ async fn keys_a_tenant_creates_belong_to_it_whatever_the_body_says() {
         .await
         .expect_error(401, "invalid_api_key");
 }
+
+/// Row-level security: the tenant role sees its transaction's tenant only, nothing without one,
+/// can write no other tenant's rows, and leaves nothing behind on a pooled connection.
+#[tokio::test]
+async fn postgres_confines_the_tenant_role_to_its_transactions_tenant() {
+    let app = TestApp::spawn().await;
+    let acme = app.create_tenant("Acme").await;
+    let other = app.create_tenant("Other").await;
+    for tenant in [&acme, &other] {
+        app.send_email(
+            &tenant.key,
+            &json!({ "from": "a@acme.test", "to": "x@x.test", "subject": "s", "text": "t" }),
+        )
+        .await;
+    }
+    app.worker.drain().await.unwrap();
+    let acme_id = uuid::Uuid::parse_str(&acme.id).unwrap();
+    let other_id = uuid::Uuid::parse_str(&other.id).unwrap();
+    // One connection, so the test sees what the next transaction on it inherits.
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(1)
+        .connect(&app.db.url)
+        .await
+        .unwrap();
+    let store = missive_store::Store::from_pool(pool.clone());
+
+    let mut tx = store.begin_for_tenant(acme_id.into()).await.unwrap();
+    // Deliberately unfiltered.
+    for table in [
+        "emails",
+        "deliveries",
+        "email_events",
+        "api_keys",
+        "usage_daily",
+    ] {
+        let tenants: Vec<uuid::Uuid> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+            "SELECT DISTINCT tenant_id FROM {table}"
+        )))
+        .fetch_all(&mut *tx)
+        .await
+        .unwrap();
+        assert_eq!(tenants, [acme_id], "{table}");
+    }
+    let tenants: Vec<uuid::Uuid> = sqlx::query_scalar("SELECT id FROM tenants")
+        .fetch_all(&mut *tx)
+        .await
+        .unwrap();
+    assert_eq!(tenants, [acme_id]);
+    // Writing another tenant's row is refused by the policy.
+    let refused = sqlx::query(
+        "INSERT INTO suppressions (tenant_id, id, email, origin) VALUES ($1, $2, 'x@x.test', 'manual')",
+    )
+    .bind(other_id)
+    .bind(uuid::Uuid::now_v7())
+    .execute(&mut *tx)
+    .await
+    .unwrap_err();
+    assert!(
+        refused.to_string().contains("row-level security"),
+        "{refused}"
+    );
+    tx.rollback().await.unwrap();
+
+    // The tenant role with no tenant named sees nothing.
+    let mut tx = pool.begin().await.unwrap();
+    sqlx::query("SET LOCAL ROLE missive_tenant")
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    let seen: i64 = sqlx::query_scalar("SELECT count(*) FROM emails")
+        .fetch_one(&mut *tx)
+        .await
+        .unwrap();
+    assert_eq!(seen, 0);
+    tx.rollback().await.unwrap();
+
+    // A committed tenant transaction leaves its connection as it found it.
+    let tx = store.begin_for_tenant(acme_id.into()).await.unwrap();
+    tx.commit().await.unwrap();
+    let (role, tenant): (String, Option<String>) =
+        sqlx::query_as("SELECT current_user::text, current_setting('app.tenant_id', true)")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_ne!(role, "missive_tenant");
+    assert_eq!(tenant.unwrap_or_default(), "");
+    let everyone: i64 = sqlx::query_scalar("SELECT count(DISTINCT tenant_id) FROM emails")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(everyone, 2);
+
+    // The tenant role owns nothing and cannot bypass the policies.
+    let (bypass, owned): (bool, i64) = sqlx::query_as(
+        "SELECT r.rolbypassrls, (SELECT count(*) FROM pg_tables WHERE tableowner = r.rolname)
+         FROM pg_roles r WHERE r.rolname = 'missive_tenant'",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert!(!bypass);
+    assert_eq!(owned, 0);
+}
