@@ -190,13 +190,39 @@ impl Store {
         self.background("missive webhooks", max_connections, "auto")
     }
 
+    /// The accept path's pool for its one storing statement ([`EmailWriter`]): durable commits
+    /// as the main pool's, and that statement planned once per connection
+    /// (`plan_cache_mode = force_generic_plan`). Planned afresh, it spent longer in planning
+    /// (1.2 ms) than in running (1.0 ms) at 500 emails/s, one email per statement; its plan
+    /// does not depend on the tables' sizes (inserts, and key probes of the suppression list
+    /// and usage counters).
+    #[must_use]
+    pub fn for_writer(&self, max_connections: u32) -> Self {
+        self.lazy(
+            "missive accept",
+            max_connections,
+            "on",
+            "force_generic_plan",
+        )
+    }
+
     /// A lazily connecting pool whose commits do not wait for the WAL flush.
     fn background(&self, name: &str, max_connections: u32, plan_cache_mode: &str) -> Self {
+        self.lazy(name, max_connections, "off", plan_cache_mode)
+    }
+
+    fn lazy(
+        &self,
+        name: &str,
+        max_connections: u32,
+        synchronous_commit: &str,
+        plan_cache_mode: &str,
+    ) -> Self {
         let options = (*self.pool.connect_options())
             .clone()
             .application_name(name)
             .options([
-                ("synchronous_commit", "off"),
+                ("synchronous_commit", synchronous_commit),
                 ("plan_cache_mode", plan_cache_mode),
             ]);
         let pool = pool_options(max_connections, self.pool.options().get_acquire_timeout())

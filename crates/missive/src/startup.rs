@@ -162,6 +162,10 @@ pub async fn connect_store(config: &Config) -> Result<Store, StartupError> {
     Ok(Store::connect(url.expose_secret(), settings).await?)
 }
 
+/// The accept path's own connections: its group writers, and sends with an idempotency key
+/// (each holds one for its transaction).
+const WRITER_DB_CONNECTIONS: u32 = 16;
+
 /// How long a request waits for room in the body budget before it is told to retry.
 const BODY_BUDGET_WAIT: Duration = Duration::from_secs(5);
 
@@ -258,7 +262,10 @@ impl Application {
         let rates = Arc::new(RateLimits::new(config.limits.requests_per_minute));
         let requests = Arc::new(RequestCounter::default());
         let shared = (roles.api || roles.smtp).then(|| {
-            let writer = EmailWriter::start(store.clone(), WriterSettings::default());
+            let writer = EmailWriter::start(
+                store.for_writer(WRITER_DB_CONNECTIONS),
+                WriterSettings::default(),
+            );
             (
                 KeyCache::new(store.clone()),
                 Ingest::new(
