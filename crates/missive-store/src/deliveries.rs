@@ -21,7 +21,7 @@ use uuid::Uuid;
 
 use crate::outbox::report_events;
 use crate::tenants::{StoredRelay, stored_relay};
-use crate::usage::any_shard_but_zero;
+use crate::usage::other_shard;
 use crate::{Store, StoreError};
 
 /// A delivery a worker now holds.
@@ -313,7 +313,7 @@ impl Store {
         .bind(DeliveryStatus::Delivered.as_str())
         .bind(DeliveryStatus::Bounced.as_str())
         .bind(DeliveryStatus::Failed.as_str())
-        .bind(any_shard_but_zero())
+        .bind(other_shard())
         .fetch_one(&self.pool)
         .await?;
         Ok(u64::try_from(updated).unwrap_or(0))

@@ -17,7 +17,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::outbox::report_events;
-use crate::usage::{any_shard_but_zero, refusals};
+use crate::usage::{other_shard, refusals};
 use crate::{Store, StoreError};
 
 /// An email ready to store: everything validated and rendered by the accept path.
@@ -412,8 +412,7 @@ impl Store {
             return Ok(outcome);
         }
         let rows: Vec<(TenantId, &NewEmail)> = emails.iter().map(|e| (tenant_id, e)).collect();
-        let refused =
-            insert_rows(&mut tx, &rows, any_shard_but_zero(), self.default_limits).await?;
+        let refused = insert_rows(&mut tx, &rows, other_shard(), self.default_limits).await?;
         if let Some((_, period)) = refused.first() {
             // Nothing of it was stored; the idempotency claim goes with the rollback.
             tx.rollback().await?;

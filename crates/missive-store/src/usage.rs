@@ -12,15 +12,20 @@ use uuid::Uuid;
 
 use crate::{Store, StoreError};
 
-/// Rows per tenant and day that writers of a tenant without a quota spread their counts over,
-/// so that parallel writers never wait on one another's row lock. The accept writers use shards
-/// `0..USAGE_SHARDS`; the delivery and request counters `1..USAGE_SHARDS` (shard 0 is where a
-/// tenant with a quota counts its accepts, one at a time).
+/// Rows per tenant and day that the accept writers of a tenant without a quota spread their
+/// counts over (writer `i` counts in shard `i % ACCEPT_SHARDS`), so that parallel writers never
+/// wait on one another's row lock; each holds it until its commit, which waits for the WAL
+/// flush. Shard 0 is also where a tenant with a quota counts its accepts, one at a time.
+pub(crate) const ACCEPT_SHARDS: i16 = 4;
+
+/// Rows per tenant and day, in all: the delivery results, the request counter and sends with an
+/// idempotency key count in shards `ACCEPT_SHARDS..USAGE_SHARDS`, never in an accept writer's,
+/// so they neither wait for nor hold up an accept's commit.
 pub(crate) const USAGE_SHARDS: i16 = 8;
 
-/// A shard for a writer that is not one of the numbered accept writers.
-pub(crate) fn any_shard_but_zero() -> i16 {
-    1 + rand::random_range(0..USAGE_SHARDS - 1)
+/// A shard for a counting statement that is not one of the accept writers'.
+pub(crate) fn other_shard() -> i16 {
+    rand::random_range(ACCEPT_SHARDS..USAGE_SHARDS)
 }
 
 /// The counts of a period.
@@ -182,7 +187,7 @@ impl Store {
         )
         .bind(&tenants)
         .bind(&numbers)
-        .bind(any_shard_but_zero())
+        .bind(other_shard())
         .execute(&self.pool)
         .await?;
         Ok(())

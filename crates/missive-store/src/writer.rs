@@ -14,7 +14,7 @@ use missive_core::{QuotaPeriod, TenantId};
 use tokio::sync::{Mutex, mpsc, oneshot};
 
 use crate::emails::insert_rows;
-use crate::usage::USAGE_SHARDS;
+use crate::usage::ACCEPT_SHARDS;
 use crate::{IdempotencyRecord, InsertOutcome, NewEmail, Store, StoreError};
 
 /// How the writer groups commits.
@@ -60,7 +60,7 @@ impl EmailWriter {
         let receiver = Arc::new(Mutex::new(receiver));
         for writer in 0..writers {
             // Each writer counts in a usage row of its own (see `usage_daily`).
-            let shard = i16::try_from(writer).unwrap_or(0) % USAGE_SHARDS;
+            let shard = i16::try_from(writer).unwrap_or(0) % ACCEPT_SHARDS;
             tokio::spawn(write_groups(store.clone(), receiver.clone(), max, shard));
         }
         Self { store, queue }

@@ -458,3 +458,79 @@ async fn set_smtp_reads_the_password_from_stdin_and_never_shows_it() {
     ));
     assert_eq!(cleared["smtp"], Value::Null);
 }
+
+#[tokio::test]
+async fn limits_are_set_and_usage_read_from_the_command_line() {
+    let app = TestApp::spawn().await;
+    let tenant = app.create_tenant("Acme").await;
+    let db = [("MISSIVE_DATABASE_URL", app.db.url.as_str())];
+    let set = missive(
+        &[
+            "tenant",
+            "set-limits",
+            "--tenant",
+            &tenant.id,
+            "--requests-per-minute",
+            "600",
+            "--emails-per-day",
+            "2",
+        ],
+        &db,
+    );
+    let printed = json_stdout(&set);
+    assert_eq!(printed["rate_limit"]["requests_per_minute"], 600);
+    assert_eq!(printed["rate_limit"]["emails_per_day"], 2);
+    // The quota now holds for the API.
+    let email = serde_json::json!({"from": "a@acme.test", "to": ["x@x.test", "y@x.test"], "subject": "s", "text": "t"});
+    app.send_email(&tenant.key, &email).await;
+    app.post("/v1/emails", Auth::Key(&tenant.key), &email)
+        .await
+        .expect_error(429, "daily_quota_exceeded");
+    app.worker.drain().await.unwrap();
+    let usage = json_stdout(&missive(&["tenant", "usage", "--tenant", &tenant.id], &db));
+    assert_eq!(usage["tenant_id"], tenant.id.as_str());
+    assert_eq!(usage["emails_sent"], 1);
+    assert_eq!(usage["emails_delivered"], 2);
+    // `default` returns a limit to the configured default; a bad value is refused.
+    let reset = missive(
+        &[
+            "tenant",
+            "set-limits",
+            "--tenant",
+            &tenant.id,
+            "--emails-per-day",
+            "default",
+        ],
+        &db,
+    );
+    assert_eq!(
+        json_stdout(&reset)["rate_limit"]["emails_per_day"],
+        Value::Null
+    );
+    let bad = missive(
+        &[
+            "tenant",
+            "set-limits",
+            "--tenant",
+            &tenant.id,
+            "--emails-per-day",
+            "many",
+        ],
+        &db,
+    );
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("neither a whole number nor `default`"));
+    // A key with its own rate.
+    let key = json_stdout(&missive(
+        &[
+            "key",
+            "create",
+            "--tenant",
+            &tenant.id,
+            "--requests-per-minute",
+            "5",
+        ],
+        &db,
+    ));
+    assert_eq!(key["requests_per_minute"], 5);
+}
