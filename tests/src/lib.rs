@@ -64,6 +64,33 @@ pub fn new_email(to: &str) -> missive_store::NewEmail {
     }
 }
 
+/// A group writer with one writer task, and a transaction holding the emails table locked: the
+/// writer's next statement waits, so the requests sent meanwhile pile up into one group when
+/// the transaction ends (roll it back).
+///
+/// # Panics
+/// When the lock cannot be taken.
+pub async fn writer_held_by_a_lock(
+    store: &missive_store::Store,
+) -> (
+    missive_store::EmailWriter,
+    sqlx::Transaction<'static, sqlx::Postgres>,
+) {
+    let writer = missive_store::EmailWriter::start(
+        store.clone(),
+        missive_store::WriterSettings {
+            writers: 1,
+            max_group_emails: 256,
+        },
+    );
+    let mut blocker = store.pool().begin().await.expect("begin");
+    sqlx::query("LOCK TABLE emails IN EXCLUSIVE MODE")
+        .execute(&mut *blocker)
+        .await
+        .expect("lock emails");
+    (writer, blocker)
+}
+
 /// The `missive` binary: `MISSIVE_BIN`, or the workspace's debug build (built on first use).
 ///
 /// # Panics

@@ -372,7 +372,7 @@ async fn smtp_transactions_count_against_the_rate_and_sessions_per_tenant_are_ca
 
 #[tokio::test]
 async fn a_tenant_over_quota_in_a_group_commit_fails_alone() {
-    use missive_store::{EmailWriter, StoreError, WriterSettings};
+    use missive_store::StoreError;
     let app = TestApp::spawn().await;
     app.expect_unsent_mail();
     let limited = app.create_tenant("Limited").await;
@@ -380,19 +380,8 @@ async fn a_tenant_over_quota_in_a_group_commit_fails_alone() {
     // Ten recipients a day; each email below has two (a To and a Bcc): five emails fit.
     set_limits(&app, &limited, json!({ "emails_per_day": 10 })).await;
     let store = app.store().clone();
-    let writer = EmailWriter::start(
-        store.clone(),
-        WriterSettings {
-            writers: 1,
-            max_group_emails: 256,
-        },
-    );
     // Hold the writer on a lock so the requests of both tenants pile up into one group.
-    let mut blocker = store.pool().begin().await.unwrap();
-    sqlx::query("LOCK TABLE emails IN EXCLUSIVE MODE")
-        .execute(&mut *blocker)
-        .await
-        .unwrap();
+    let (writer, blocker) = missive_tests::writer_held_by_a_lock(&store).await;
     let mut tasks = tokio::task::JoinSet::new();
     for n in 0..16 {
         let writer = writer.clone();

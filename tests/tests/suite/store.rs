@@ -88,29 +88,18 @@ async fn every_unique_index_on_a_tenant_owned_table_starts_with_tenant_id() {
 
 #[tokio::test]
 async fn grouped_commits_store_every_request_once_and_isolate_a_failing_one() {
-    use missive_store::{EmailWriter, InsertOutcome, WriterSettings};
+    use missive_store::InsertOutcome;
     let app = TestApp::spawn().await;
     app.expect_unsent_mail();
     let tenant: missive_core::TenantId = app.create_tenant("Acme").await.id.parse().unwrap();
     let store = app.store().clone();
-    let writer = EmailWriter::start(
-        store.clone(),
-        WriterSettings {
-            writers: 1,
-            max_group_emails: 256,
-        },
-    );
     let stored = missive_tests::new_email("first@example.test");
     let duplicate_id = stored.id;
-    writer.insert(tenant, vec![stored], None).await.unwrap();
+    store.insert_emails(tenant, &[stored], None).await.unwrap();
 
     // Hold the writer on a lock so the next requests pile up and are committed as one group,
     // one of which reuses an id and must fail alone.
-    let mut blocker = store.pool().begin().await.unwrap();
-    sqlx::query("LOCK TABLE emails IN EXCLUSIVE MODE")
-        .execute(&mut *blocker)
-        .await
-        .unwrap();
+    let (writer, blocker) = missive_tests::writer_held_by_a_lock(&store).await;
     let mut tasks = tokio::task::JoinSet::new();
     for n in 0..40 {
         let writer = writer.clone();
