@@ -103,3 +103,9 @@ wait_for_sink() {
   local deadline=$(( $(date +%s) + 600 ))
   while [ "$(count)" -lt "$1" ] && [ "$(date +%s)" -lt "$deadline" ]; do sleep 0.05; done
 }
+
+# email_paths KEY: the paths (`/v1/emails/{id}`) of the key's tenant's 100 newest emails.
+email_paths() {
+  curl -fs "$base/v1/emails?limit=100" -H "Authorization: Bearer $1" | python3 -c \
+    'import json,sys; print("\n".join("/v1/emails/" + e["id"] for e in json.load(sys.stdin)["data"]))'
+}

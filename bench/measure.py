@@ -223,6 +223,14 @@ def report(results_path, doc_path):
             f"p99 {summary(p99, 1, ' ms')}; errors {sum(col('latency', 'errors'))} | p99 < 25 ms | "
             f"{met(statistics.median(p99) < 25)} |"
         )
+    if "read" in by:
+        reads = by["read"][0]
+        lines += [
+            f"| Tenant reads, `GET /v1/emails/{{id}}` under row-level security, {reads['requests']:,} "
+            f"from {reads['clients']} clients | {summary(col('read', 'per_second'), unit='/s')}; "
+            f"p99 {summary(col('read', 'p99_ms'), 1, ' ms')}; errors {sum(col('read', 'errors'))} | | |",
+            f"| CPU per read: Missive / Postgres | {cpu('read')} | | |",
+        ]
     if "smtp" in by:
         def rates(target, key):
             return [r[key] for r in by["smtp"] if r["target"] == target]

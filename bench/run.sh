@@ -8,7 +8,8 @@
 #      tenant with one webhook endpoint subscribed to every event type (a verifying receiver)
 #      while a dispatcher posts, until the receiver holds every event; then webhook delivery
 #      alone: the same sent with no dispatcher running, and a dispatcher started on the backlog;
-#   2. REST latency: p50/p99 at a fixed 500 requests/s;
+#   2. REST latency: p50/p99 at a fixed 500 requests/s; then tenant reads (`GET /v1/emails/{id}`,
+#      closed loop) with their CPU per read;
 #   3. SMTP: Postfix's smtp-source (20 sessions, 2 KB messages, SMTP_TOTAL messages) against
 #      Missive (a tenant trusting loopback) and against a stock Postfix relaying to the same sink,
 #      accept and end-to-end rates for both and their ratios;
@@ -165,6 +166,29 @@ for run in $(seq 1 "$REPEATS"); do
   echo "$latency" >&2
   python3 -c 'import json,sys; r=json.loads(sys.argv[1]); r["scenario"]="latency"; print(json.dumps(r))' \
     "$latency" >>"$results"
+done
+
+# Tenant reads: READ_TOTAL `GET /v1/emails/{id}` (the email and its recipients, read as the
+# tenant under row-level security) from CLIENTS clients, cycling through 100 of the latency
+# tenant's emails; appends the reads per second and the CPU per read.
+READ_TOTAL=${BENCH_READ_TOTAL:-20000}
+email_paths "$key" >"$run_dir/read_paths"
+for run in $(seq 1 "$REPEATS"); do
+  echo "== reads $run/$REPEATS: $READ_TOTAL, $CLIENTS clients" >&2
+  missive_cpu=$($measure cpu "$missive_pid"); pg_cpu=$($measure cpu "$pg_pid")
+  reads=$("$loadgen" read --url "$base" --key "$key" --paths "$run_dir/read_paths" \
+    --clients "$CLIENTS" --total "$READ_TOTAL")
+  echo "$reads" >&2
+  missive_cpu=$(python3 -c "print($($measure cpu "$missive_pid") - $missive_cpu)")
+  pg_cpu=$(python3 -c "print($($measure cpu "$pg_pid") - $pg_cpu)")
+  python3 - "$reads" >>"$results" <<PY
+import json, sys
+row = json.loads(sys.argv[1])
+assert row["errors"] == 0, "a read failed"
+row.update(scenario="read", clients=$CLIENTS, missive_cpu_us=$missive_cpu * 1e6 / $READ_TOTAL,
+           pg_cpu_us=$pg_cpu * 1e6 / $READ_TOTAL)
+print(json.dumps(row))
+PY
 done
 
 # smtp_run TARGET PORT: one smtp-source run; appends its figures.

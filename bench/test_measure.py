@@ -30,6 +30,9 @@ def rows_for(accept_rates, smtp_pairs):
               "dispatcher_cpu_us": 130, "pg_cpu_us": 340} for rate in (2700, 1900, 2900)]
     rows += [{"scenario": "latency", "rate": 500, "p50_ms": 1.0, "p99_ms": p, "errors": 0}
              for p in (9.0, 30.0, 12.0)]
+    rows += [{"scenario": "read", "requests": 20000, "clients": 32, "per_second": rate,
+              "p50_ms": 5.0, "p99_ms": 20.0, "errors": 0, "missive_cpu_us": 90, "pg_cpu_us": cpu}
+             for rate, cpu in ((4000, 160), (3600, 180), (4200, 150))]
     for ours, theirs in smtp_pairs:
         for target, rate in (("missive", ours), ("postfix", theirs)):
             rows.append({"scenario": "smtp", "target": target, "total": 20000,
@@ -74,6 +77,9 @@ class Report(unittest.TestCase):
         self.assertIn("Missive 1.10× (1.10–1.10) of direct", self.row(text, "CPU per templated"))
         # The median p99 of 9, 30 and 12 ms is 12: met, though one run was over.
         self.assertTrue(self.row(text, "REST latency").endswith("| p99 < 25 ms | **yes** |"))
+        reads = self.row(text, "Tenant reads")
+        self.assertIn("20,000 from 32 clients | 4,000/s (3,600–4,200)", reads)
+        self.assertIn("90 µs (90–90) / 160 µs (150–180)", self.row(text, "CPU per read"))
         # The ratio is taken per repeat (2.00, 1.70, 2.24), then its median: met at exactly 2.
         smtp = self.row(text, "SMTP accept")
         self.assertIn("ratio 2.00× (1.70–2.24)", smtp)

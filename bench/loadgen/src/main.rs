@@ -4,6 +4,8 @@
 //!   throughput and latency percentiles as JSON.
 //! - `latency`: posts at a fixed rate for a fixed time (open loop, so a slow server cannot slow
 //!   the arrivals down); prints latency percentiles as JSON.
+//! - `read`: N concurrent clients make a fixed number of `GET`s, cycling through the paths in a
+//!   file (a tenant's emails, say); prints throughput and latency percentiles as JSON.
 //! - `sink`: a minimal, fast SMTP sink that counts messages into a file, for end-to-end timing.
 //! - `receiver`: a webhook endpoint that checks every post's signature (both header sets) and
 //!   counts the good and the bad ones into a file.
@@ -58,6 +60,20 @@ enum Command {
         rate: u64,
         #[arg(long, default_value_t = 20)]
         seconds: u64,
+    },
+    /// Closed loop: `clients` workers make `total` `GET`s of the paths in `paths` (one a line),
+    /// in turn.
+    Read {
+        #[arg(long)]
+        url: String,
+        #[arg(long)]
+        key: String,
+        #[arg(long)]
+        paths: PathBuf,
+        #[arg(long, default_value_t = 32)]
+        clients: usize,
+        #[arg(long, default_value_t = 20_000)]
+        total: usize,
     },
     /// Prints the `POST /v1/templates` body of the template `accept --template` sends with.
     Template {
@@ -166,13 +182,26 @@ async fn accept(
     total: usize,
     template: Option<String>,
 ) -> anyhow::Result<()> {
+    closed_loop(clients, total, move |client, i| {
+        let (url, key, template) = (url.clone(), key.clone(), template.clone());
+        async move { post(&client, &url, &key, &body(i, template.as_deref())).await }
+    })
+    .await
+}
+
+/// `clients` workers make `total` requests in all, the `i`th with `request(client, i)`; prints
+/// throughput and latency percentiles as JSON.
+async fn closed_loop<F, R>(clients: usize, total: usize, request: F) -> anyhow::Result<()>
+where
+    F: Fn(reqwest::Client, usize) -> R + Clone + Send + 'static,
+    R: std::future::Future<Output = anyhow::Result<Duration>> + Send,
+{
     let client = client()?;
     let next = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
     let mut tasks = Vec::new();
     for _ in 0..clients {
-        let (client, url, key, next) = (client.clone(), url.clone(), key.clone(), next.clone());
-        let template = template.clone();
+        let (client, next, request) = (client.clone(), next.clone(), request.clone());
         tasks.push(tokio::spawn(async move {
             let mut latencies = Vec::new();
             let mut errors = 0u64;
@@ -181,7 +210,7 @@ async fn accept(
                 if i >= total {
                     return (latencies, errors);
                 }
-                match post(&client, &url, &key, &body(i, template.as_deref())).await {
+                match request(client.clone(), i).await {
                     Ok(latency) => latencies.push(latency),
                     Err(_) => errors += 1,
                 }
@@ -204,6 +233,38 @@ async fn accept(
     });
     println!("{report}");
     Ok(())
+}
+
+async fn get(client: &reqwest::Client, url: &str, key: &str) -> anyhow::Result<Duration> {
+    let started = Instant::now();
+    let response = client.get(url).bearer_auth(key).send().await?;
+    let status = response.status();
+    response.bytes().await?;
+    anyhow::ensure!(status.is_success(), "HTTP {status}");
+    Ok(started.elapsed())
+}
+
+async fn read(
+    url: &str,
+    key: String,
+    paths: PathBuf,
+    clients: usize,
+    total: usize,
+) -> anyhow::Result<()> {
+    let urls: Arc<Vec<String>> = Arc::new(
+        std::fs::read_to_string(&paths)
+            .with_context(|| format!("reading {}", paths.display()))?
+            .lines()
+            .filter(|line| !line.is_empty())
+            .map(|path| format!("{url}{path}"))
+            .collect(),
+    );
+    anyhow::ensure!(!urls.is_empty(), "no paths in {}", paths.display());
+    closed_loop(clients, total, move |client, i| {
+        let (urls, key) = (urls.clone(), key.clone());
+        async move { get(&client, &urls[i % urls.len()], &key).await }
+    })
+    .await
 }
 
 async fn latency(url: String, key: String, rate: u64, seconds: u64) -> anyhow::Result<()> {
@@ -396,6 +457,13 @@ async fn main() -> anyhow::Result<()> {
             total,
             template,
         } => accept(url, key, clients, total, template).await,
+        Command::Read {
+            url,
+            key,
+            paths,
+            clients,
+            total,
+        } => read(&url, key, paths, clients, total).await,
         Command::Template { alias } => {
             println!("{}", template_definition(&alias));
             Ok(())

@@ -145,15 +145,18 @@ impl Store {
         &self,
         tenant_id: TenantId,
     ) -> Result<Vec<ApiKeyRecord>, StoreError> {
-        let rows = sqlx::query_as::<_, ApiKeyRecord>(concat!(
-            "SELECT ",
-            key_columns!(),
-            " FROM api_keys WHERE tenant_id = $1 ORDER BY id DESC"
-        ))
-        .bind(tenant_id.as_uuid())
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(rows)
+        self.confined(tenant_id, async |conn| {
+            let rows = sqlx::query_as::<_, ApiKeyRecord>(concat!(
+                "SELECT ",
+                key_columns!(),
+                " FROM api_keys WHERE tenant_id = $1 ORDER BY id DESC"
+            ))
+            .bind(tenant_id.as_uuid())
+            .fetch_all(&mut *conn)
+            .await?;
+            Ok(rows)
+        })
+        .await
     }
 
     /// Revokes one key of one tenant.
@@ -167,32 +170,35 @@ impl Store {
         tenant_id: TenantId,
         key_id: ApiKeyId,
     ) -> Result<ApiKeyRecord, StoreError> {
-        let revoked = sqlx::query_as::<_, ApiKeyRecord>(concat!(
-            "UPDATE api_keys SET revoked_at = now()
-             WHERE tenant_id = $1 AND id = $2 AND revoked_at IS NULL
-             RETURNING ",
-            key_columns!()
-        ))
-        .bind(tenant_id.as_uuid())
-        .bind(key_id.as_uuid())
-        .fetch_optional(&self.pool)
-        .await?;
-        if let Some(record) = revoked {
-            return Ok(record);
-        }
-        let exists: bool = sqlx::query_scalar(
-            "SELECT EXISTS (SELECT 1 FROM api_keys k JOIN tenants t ON t.id = k.tenant_id
-                            WHERE k.tenant_id = $1 AND k.id = $2 AND t.deleted_at IS NULL)",
-        )
-        .bind(tenant_id.as_uuid())
-        .bind(key_id.as_uuid())
-        .fetch_one(&self.pool)
-        .await?;
-        Err(if exists {
-            StoreError::Conflict("this API key is already revoked")
-        } else {
-            StoreError::NotFound
+        self.confined(tenant_id, async |conn| {
+            let revoked = sqlx::query_as::<_, ApiKeyRecord>(concat!(
+                "UPDATE api_keys SET revoked_at = now()
+                 WHERE tenant_id = $1 AND id = $2 AND revoked_at IS NULL
+                 RETURNING ",
+                key_columns!()
+            ))
+            .bind(tenant_id.as_uuid())
+            .bind(key_id.as_uuid())
+            .fetch_optional(&mut *conn)
+            .await?;
+            if let Some(record) = revoked {
+                return Ok(record);
+            }
+            let exists: bool = sqlx::query_scalar(
+                "SELECT EXISTS (SELECT 1 FROM api_keys k JOIN tenants t ON t.id = k.tenant_id
+                                WHERE k.tenant_id = $1 AND k.id = $2 AND t.deleted_at IS NULL)",
+            )
+            .bind(tenant_id.as_uuid())
+            .bind(key_id.as_uuid())
+            .fetch_one(&mut *conn)
+            .await?;
+            Err(if exists {
+                StoreError::Conflict("this API key is already revoked")
+            } else {
+                StoreError::NotFound
+            })
         })
+        .await
     }
 
     /// Finds the key with this hash and its tenant's status.

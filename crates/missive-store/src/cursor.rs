@@ -57,9 +57,10 @@ pub(crate) struct PageStatements {
     pub downwards: &'static str,
 }
 
-/// One page of a tenant's rows, newest first, and whether more follow.
+/// One page of a tenant's rows, newest first, and whether more follow; read as the tenant
+/// ([`crate::Store::begin_for_tenant`]).
 pub(crate) async fn fetch_page<T>(
-    pool: &sqlx::PgPool,
+    store: &crate::Store,
     statements: &PageStatements,
     tenant_id: missive_core::TenantId,
     cursor: Cursor,
@@ -68,12 +69,12 @@ pub(crate) async fn fetch_page<T>(
 where
     T: for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow> + Send + Unpin,
 {
-    fetch(pool, statements, tenant_id, cursor, limit, None).await
+    fetch(store, statements, tenant_id, cursor, limit, None).await
 }
 
 /// [`fetch_page`] for statements whose condition takes `$5`, bound to `filter`.
 pub(crate) async fn fetch_filtered_page<T>(
-    pool: &sqlx::PgPool,
+    store: &crate::Store,
     statements: &PageStatements,
     tenant_id: missive_core::TenantId,
     cursor: Cursor,
@@ -83,11 +84,11 @@ pub(crate) async fn fetch_filtered_page<T>(
 where
     T: for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow> + Send + Unpin,
 {
-    fetch(pool, statements, tenant_id, cursor, limit, Some(filter)).await
+    fetch(store, statements, tenant_id, cursor, limit, Some(filter)).await
 }
 
 async fn fetch<T>(
-    pool: &sqlx::PgPool,
+    store: &crate::Store,
     statements: &PageStatements,
     tenant_id: missive_core::TenantId,
     cursor: Cursor,
@@ -110,7 +111,9 @@ where
     if let Some(filter) = filter {
         query = query.bind(filter);
     }
-    let mut rows = query.fetch_all(pool).await?;
+    let mut rows = store
+        .confined(tenant_id, async |conn| Ok(query.fetch_all(conn).await?))
+        .await?;
     let has_more = rows.len() as i64 > limit;
     rows.truncate(usize::try_from(limit).unwrap_or(0));
     if cursor.upwards() {

@@ -431,16 +431,19 @@ impl Store {
         tenant_id: TenantId,
         id: Uuid,
     ) -> Result<EmailRecord, StoreError> {
-        sqlx::query_as::<_, EmailRecord>(
-            "SELECT tenant_id, id, message_id, from_address, reply_to, subject, html, text, tags,
-                    scheduled_at, created_at
-             FROM emails WHERE tenant_id = $1 AND id = $2",
-        )
-        .bind(tenant_id.as_uuid())
-        .bind(id)
-        .fetch_optional(&self.pool)
-        .await?
-        .ok_or(StoreError::NotFound)
+        self.confined(tenant_id, async |conn| {
+            sqlx::query_as::<_, EmailRecord>(
+                "SELECT tenant_id, id, message_id, from_address, reply_to, subject, html, text, tags,
+                        scheduled_at, created_at
+                 FROM emails WHERE tenant_id = $1 AND id = $2",
+            )
+            .bind(tenant_id.as_uuid())
+            .bind(id)
+            .fetch_optional(&mut *conn)
+            .await?
+            .ok_or(StoreError::NotFound)
+        })
+        .await
     }
 
     /// The deliveries of some emails of one tenant, in email then recipient order.
@@ -452,17 +455,20 @@ impl Store {
         tenant_id: TenantId,
         email_ids: &[Uuid],
     ) -> Result<Vec<DeliveryRecord>, StoreError> {
-        let rows = sqlx::query_as::<_, DeliveryRecord>(
-            "SELECT id, email_id, recipient, kind, status, attempts, next_attempt_at,
-                    last_smtp_code, last_smtp_response, bounce_class, route, route_host, updated_at
-             FROM deliveries WHERE tenant_id = $1 AND email_id = ANY($2)
-             ORDER BY email_id, id",
-        )
-        .bind(tenant_id.as_uuid())
-        .bind(email_ids)
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(rows)
+        self.confined(tenant_id, async |conn| {
+            let rows = sqlx::query_as::<_, DeliveryRecord>(
+                "SELECT id, email_id, recipient, kind, status, attempts, next_attempt_at,
+                        last_smtp_code, last_smtp_response, bounce_class, route, route_host, updated_at
+                 FROM deliveries WHERE tenant_id = $1 AND email_id = ANY($2)
+                 ORDER BY email_id, id",
+            )
+            .bind(tenant_id.as_uuid())
+            .bind(email_ids)
+            .fetch_all(&mut *conn)
+            .await?;
+            Ok(rows)
+        })
+        .await
     }
 
     /// An email's history, oldest first.
@@ -474,16 +480,19 @@ impl Store {
         tenant_id: TenantId,
         email_id: Uuid,
     ) -> Result<Vec<EventRecord>, StoreError> {
-        let rows = sqlx::query_as::<_, EventRecord>(
-            "SELECT id, delivery_id, type, recipient, smtp_code, smtp_response, route, route_host,
-                    created_at
-             FROM email_events WHERE tenant_id = $1 AND email_id = $2 ORDER BY id",
-        )
-        .bind(tenant_id.as_uuid())
-        .bind(email_id)
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(rows)
+        self.confined(tenant_id, async |conn| {
+            let rows = sqlx::query_as::<_, EventRecord>(
+                "SELECT id, delivery_id, type, recipient, smtp_code, smtp_response, route, route_host,
+                        created_at
+                 FROM email_events WHERE tenant_id = $1 AND email_id = $2 ORDER BY id",
+            )
+            .bind(tenant_id.as_uuid())
+            .bind(email_id)
+            .fetch_all(&mut *conn)
+            .await?;
+            Ok(rows)
+        })
+        .await
     }
 
     /// A page of a tenant's emails, newest first.
@@ -496,35 +505,38 @@ impl Store {
         filter: &EmailFilter,
         limit: i64,
     ) -> Result<Vec<EmailRecord>, StoreError> {
-        let tag = filter
-            .tag
-            .as_ref()
-            .map(|(name, value)| serde_json::json!([{ "name": name, "value": value }]));
-        let rows = sqlx::query_as::<_, EmailRecord>(
-            "SELECT e.tenant_id, e.id, e.message_id, e.from_address, e.reply_to, e.subject, e.html,
-                    e.text, e.tags, e.scheduled_at, e.created_at
-             FROM emails e
-             WHERE e.tenant_id = $1
-               AND ($2::uuid IS NULL OR e.id < $2)
-               AND ($3::timestamptz IS NULL OR e.created_at >= $3)
-               AND ($4::timestamptz IS NULL OR e.created_at < $4)
-               AND ($5::jsonb IS NULL OR e.tags @> $5)
-               AND ($6::text IS NULL OR EXISTS (
-                    SELECT 1 FROM deliveries d
-                    WHERE d.tenant_id = e.tenant_id AND d.email_id = e.id AND d.status = $6))
-             ORDER BY e.id DESC
-             LIMIT $7",
-        )
-        .bind(tenant_id.as_uuid())
-        .bind(filter.before_id)
-        .bind(filter.created_after)
-        .bind(filter.created_before)
-        .bind(tag)
-        .bind(filter.status.map(DeliveryStatus::as_str))
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(rows)
+        self.confined(tenant_id, async |conn| {
+            let tag = filter
+                .tag
+                .as_ref()
+                .map(|(name, value)| serde_json::json!([{ "name": name, "value": value }]));
+            let rows = sqlx::query_as::<_, EmailRecord>(
+                "SELECT e.tenant_id, e.id, e.message_id, e.from_address, e.reply_to, e.subject, e.html,
+                        e.text, e.tags, e.scheduled_at, e.created_at
+                 FROM emails e
+                 WHERE e.tenant_id = $1
+                   AND ($2::uuid IS NULL OR e.id < $2)
+                   AND ($3::timestamptz IS NULL OR e.created_at >= $3)
+                   AND ($4::timestamptz IS NULL OR e.created_at < $4)
+                   AND ($5::jsonb IS NULL OR e.tags @> $5)
+                   AND ($6::text IS NULL OR EXISTS (
+                        SELECT 1 FROM deliveries d
+                        WHERE d.tenant_id = e.tenant_id AND d.email_id = e.id AND d.status = $6))
+                 ORDER BY e.id DESC
+                 LIMIT $7",
+            )
+            .bind(tenant_id.as_uuid())
+            .bind(filter.before_id)
+            .bind(filter.created_after)
+            .bind(filter.created_before)
+            .bind(tag)
+            .bind(filter.status.map(DeliveryStatus::as_str))
+            .bind(limit)
+            .fetch_all(&mut *conn)
+            .await?;
+            Ok(rows)
+        })
+        .await
     }
 
     /// Cancels a scheduled email whose deliveries have not started.
@@ -538,7 +550,7 @@ impl Store {
         tenant_id: TenantId,
         email_id: Uuid,
     ) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_for_tenant(tenant_id).await?;
         let scheduled: Option<Option<OffsetDateTime>> = sqlx::query_scalar(
             "SELECT scheduled_at FROM emails WHERE tenant_id = $1 AND id = $2 FOR UPDATE",
         )

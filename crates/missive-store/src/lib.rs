@@ -3,6 +3,15 @@
 //! Keeping SQL in one crate means one place to review tenant scoping: every query on a
 //! tenant-owned table takes a [`TenantId`](missive_core::TenantId) and filters on it, so a caller
 //! holding another tenant's id gets `NotFound`, never the row.
+//!
+//! Postgres checks the same a second time. The statements that serve a tenant's request (its
+//! emails, templates, suppressions, webhooks and their events, keys, usage, its own record) run
+//! in a tenant-confined transaction ([`Store::begin_for_tenant`]): as the `missive_tenant` role,
+//! under row-level policies that show it that tenant's rows only. What must cross tenants runs
+//! as the login role, a member of `missive_service`: finding the tenant a key or an address
+//! belongs to (authentication), the accept path's group commit (several tenants' emails in one
+//! statement), the usage counters, the workers and dispatchers, the admin's tenant management,
+//! and issuing a key (it locks the tenant's row, which the tenant role may only read).
 
 mod api_keys;
 mod cursor;
@@ -47,8 +56,8 @@ pub use writer::{EmailWriter, WriterSettings};
 use std::time::Duration;
 
 use missive_core::{Limits, TenantId};
-use sqlx::PgPool;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{PgConnection, PgPool};
 
 /// The migrations under the workspace's `migrations/`, embedded at build time.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations");
@@ -264,21 +273,36 @@ impl Store {
     /// `row_level_security` migration). Both end with the transaction, so the connection goes
     /// back to the pool as it came.
     ///
+    /// One round trip: the `BEGIN` and both settings go as one simple query. The tenant's id is
+    /// written into it, which is safe because a [`TenantId`] prints as a hyphenated UUID and
+    /// nothing else.
+    ///
     /// # Errors
     /// Database failures.
     pub async fn begin_for_tenant(
         &self,
         tenant: TenantId,
     ) -> Result<sqlx::Transaction<'static, sqlx::Postgres>, StoreError> {
-        let mut tx = self.pool.begin().await?;
-        sqlx::query(
-            "SELECT set_config('role', 'missive_tenant', true),
-                    set_config('app.tenant_id', $1, true)",
-        )
-        .bind(tenant.as_uuid().to_string())
-        .execute(&mut *tx)
-        .await?;
-        Ok(tx)
+        let begin = format!(
+            "BEGIN; SET LOCAL ROLE missive_tenant; SET LOCAL app.tenant_id = '{}'",
+            tenant.as_uuid().hyphenated()
+        );
+        Ok(self.pool.begin_with(sqlx::AssertSqlSafe(begin)).await?)
+    }
+
+    /// Runs `work` in a tenant-confined transaction ([`Store::begin_for_tenant`]) and commits
+    /// it when `work` succeeds; a failure rolls it back. Every statement that serves a
+    /// tenant's request runs this way, so a query that forgot its tenant filter would still
+    /// see that tenant's rows only.
+    pub(crate) async fn confined<T>(
+        &self,
+        tenant: TenantId,
+        work: impl AsyncFnOnce(&mut PgConnection) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let mut tx = self.begin_for_tenant(tenant).await?;
+        let out = work(&mut tx).await?;
+        tx.commit().await?;
+        Ok(out)
     }
 
     /// Applies pending migrations; safe to run from several processes at once (sqlx takes an

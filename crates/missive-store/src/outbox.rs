@@ -385,25 +385,28 @@ impl Store {
         after: Option<Uuid>,
         limit: i64,
     ) -> Result<(Vec<WebhookEventRecord>, bool), StoreError> {
-        let mut rows = sqlx::query_as::<_, WebhookEventRecord>(
-            "SELECT id, webhook_id, type, status, attempts, next_attempt_at, created_at
-             FROM webhook_events
-             WHERE tenant_id = $1 AND webhook_id = $2
-               AND ($3::uuid IS NULL OR (created_at, id) < (
-                   SELECT created_at, id FROM webhook_events
-                   WHERE tenant_id = $1 AND webhook_id = $2 AND id = $3))
-             ORDER BY created_at DESC, id DESC
-             LIMIT $4",
-        )
-        .bind(tenant_id.as_uuid())
-        .bind(webhook_id)
-        .bind(after)
-        .bind(limit + 1)
-        .fetch_all(&self.pool)
-        .await?;
-        let has_more = rows.len() as i64 > limit;
-        rows.truncate(usize::try_from(limit).unwrap_or(0));
-        Ok((rows, has_more))
+        self.confined(tenant_id, async |conn| {
+            let mut rows = sqlx::query_as::<_, WebhookEventRecord>(
+                "SELECT id, webhook_id, type, status, attempts, next_attempt_at, created_at
+                 FROM webhook_events
+                 WHERE tenant_id = $1 AND webhook_id = $2
+                   AND ($3::uuid IS NULL OR (created_at, id) < (
+                       SELECT created_at, id FROM webhook_events
+                       WHERE tenant_id = $1 AND webhook_id = $2 AND id = $3))
+                 ORDER BY created_at DESC, id DESC
+                 LIMIT $4",
+            )
+            .bind(tenant_id.as_uuid())
+            .bind(webhook_id)
+            .bind(after)
+            .bind(limit + 1)
+            .fetch_all(&mut *conn)
+            .await?;
+            let has_more = rows.len() as i64 > limit;
+            rows.truncate(usize::try_from(limit).unwrap_or(0));
+            Ok((rows, has_more))
+        })
+        .await
     }
 
     /// One event of an endpoint, with what its delivery carries (to rebuild the body).
@@ -416,25 +419,28 @@ impl Store {
         webhook_id: Uuid,
         id: Uuid,
     ) -> Result<(WebhookEventRecord, LeasedWebhookEvent), StoreError> {
-        let record = sqlx::query_as::<_, WebhookEventRecord>(
-            "SELECT id, webhook_id, type, status, attempts, next_attempt_at, created_at
-             FROM webhook_events WHERE tenant_id = $1 AND webhook_id = $2 AND id = $3",
-        )
-        .bind(tenant_id.as_uuid())
-        .bind(webhook_id)
-        .bind(id)
-        .fetch_optional(&self.pool)
-        .await?
-        .ok_or(StoreError::NotFound)?;
-        let content = sqlx::query_as::<_, LeasedWebhookEvent>(concat!(
-            "WITH leased AS (SELECT * FROM webhook_events WHERE tenant_id = $1 AND id = $2) ",
-            outbox_content!()
-        ))
-        .bind(tenant_id.as_uuid())
-        .bind(id)
-        .fetch_one(&self.pool)
-        .await?;
-        Ok((record, content))
+        self.confined(tenant_id, async |conn| {
+            let record = sqlx::query_as::<_, WebhookEventRecord>(
+                "SELECT id, webhook_id, type, status, attempts, next_attempt_at, created_at
+                 FROM webhook_events WHERE tenant_id = $1 AND webhook_id = $2 AND id = $3",
+            )
+            .bind(tenant_id.as_uuid())
+            .bind(webhook_id)
+            .bind(id)
+            .fetch_optional(&mut *conn)
+            .await?
+            .ok_or(StoreError::NotFound)?;
+            let content = sqlx::query_as::<_, LeasedWebhookEvent>(concat!(
+                "WITH leased AS (SELECT * FROM webhook_events WHERE tenant_id = $1 AND id = $2) ",
+                outbox_content!()
+            ))
+            .bind(tenant_id.as_uuid())
+            .bind(id)
+            .fetch_one(&mut *conn)
+            .await?;
+            Ok((record, content))
+        })
+        .await
     }
 
     /// An event's attempts, oldest first.
@@ -446,14 +452,17 @@ impl Store {
         tenant_id: TenantId,
         event_id: Uuid,
     ) -> Result<Vec<WebhookAttemptRecord>, StoreError> {
-        Ok(sqlx::query_as::<_, WebhookAttemptRecord>(
-            "SELECT id, http_status, response, duration_ms, created_at FROM webhook_attempts
-             WHERE tenant_id = $1 AND event_id = $2 ORDER BY id",
-        )
-        .bind(tenant_id.as_uuid())
-        .bind(event_id)
-        .fetch_all(&self.pool)
-        .await?)
+        self.confined(tenant_id, async |conn| {
+            Ok(sqlx::query_as::<_, WebhookAttemptRecord>(
+                "SELECT id, http_status, response, duration_ms, created_at FROM webhook_attempts
+                 WHERE tenant_id = $1 AND event_id = $2 ORDER BY id",
+            )
+            .bind(tenant_id.as_uuid())
+            .bind(event_id)
+            .fetch_all(&mut *conn)
+            .await?)
+        })
+        .await
     }
 
     /// Sends an event again from the start of the schedule (same id, same body).
@@ -466,27 +475,30 @@ impl Store {
         webhook_id: Uuid,
         id: Uuid,
     ) -> Result<(), StoreError> {
-        let updated = sqlx::query(
-            "UPDATE webhook_events
-             SET status = 'pending', attempts = 0, next_attempt_at = now(), leased_by = NULL,
-                 lease_expires_at = NULL, updated_at = now()
-             WHERE tenant_id = $1 AND webhook_id = $2 AND id = $3",
-        )
-        .bind(tenant_id.as_uuid())
-        .bind(webhook_id)
-        .bind(id)
-        .execute(&self.pool)
-        .await?
-        .rows_affected();
-        if updated == 0 {
-            return Err(StoreError::NotFound);
-        }
-        // The insert trigger does not see an update: wake the dispatchers here.
-        sqlx::query("SELECT pg_notify($1, '')")
-            .bind(Channel::Webhooks.name())
-            .execute(&self.pool)
-            .await?;
-        Ok(())
+        self.confined(tenant_id, async |conn| {
+            let updated = sqlx::query(
+                "UPDATE webhook_events
+                 SET status = 'pending', attempts = 0, next_attempt_at = now(), leased_by = NULL,
+                     lease_expires_at = NULL, updated_at = now()
+                 WHERE tenant_id = $1 AND webhook_id = $2 AND id = $3",
+            )
+            .bind(tenant_id.as_uuid())
+            .bind(webhook_id)
+            .bind(id)
+            .execute(&mut *conn)
+            .await?
+            .rows_affected();
+            if updated == 0 {
+                return Err(StoreError::NotFound);
+            }
+            // The insert trigger does not see an update: wake the dispatchers here.
+            sqlx::query("SELECT pg_notify($1, '')")
+                .bind(Channel::Webhooks.name())
+                .execute(&mut *conn)
+                .await?;
+            Ok(())
+        })
+        .await
     }
 
     /// Queues a test event for one of the tenant's endpoints (reported as `email.sent`, with
@@ -499,16 +511,19 @@ impl Store {
         tenant_id: TenantId,
         webhook_id: Uuid,
     ) -> Result<Uuid, StoreError> {
-        sqlx::query_scalar(
-            "INSERT INTO webhook_events (tenant_id, webhook_id, type)
-             SELECT tenant_id, id, 'email.sent' FROM webhooks WHERE tenant_id = $1 AND id = $2
-             RETURNING id",
-        )
-        .bind(tenant_id.as_uuid())
-        .bind(webhook_id)
-        .fetch_optional(&self.pool)
-        .await?
-        .ok_or(StoreError::NotFound)
+        self.confined(tenant_id, async |conn| {
+            sqlx::query_scalar(
+                "INSERT INTO webhook_events (tenant_id, webhook_id, type)
+                 SELECT tenant_id, id, 'email.sent' FROM webhooks WHERE tenant_id = $1 AND id = $2
+                 RETURNING id",
+            )
+            .bind(tenant_id.as_uuid())
+            .bind(webhook_id)
+            .fetch_optional(&mut *conn)
+            .await?
+            .ok_or(StoreError::NotFound)
+        })
+        .await
     }
 
     /// Refreshes the planner's statistics of the outbox when they are far behind it; says

@@ -60,7 +60,7 @@ impl Store {
         emails: &[&str],
     ) -> Result<Vec<SuppressionRecord>, StoreError> {
         let ids: Vec<Uuid> = emails.iter().map(|_| Uuid::now_v7()).collect();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_for_tenant(tenant_id).await?;
         sqlx::query(
             "INSERT INTO suppressions (tenant_id, id, email, origin)
              SELECT $1, id, lower(email), $4
@@ -103,7 +103,7 @@ impl Store {
         limit: i64,
     ) -> Result<SuppressionPage, StoreError> {
         let (suppressions, has_more) = fetch_filtered_page(
-            &self.pool,
+            self,
             &page_statements!(
                 suppression_columns!(),
                 "suppressions",
@@ -130,18 +130,21 @@ impl Store {
         tenant_id: TenantId,
         key: SuppressionKey<'_>,
     ) -> Result<SuppressionRecord, StoreError> {
-        let (id, email) = key.parts();
-        sqlx::query_as::<_, SuppressionRecord>(concat!(
-            "SELECT ",
-            suppression_columns!(),
-            " FROM suppressions WHERE tenant_id = $1 AND (id = $2 OR email = lower($3))"
-        ))
-        .bind(tenant_id.as_uuid())
-        .bind(id)
-        .bind(email)
-        .fetch_optional(&self.pool)
-        .await?
-        .ok_or(StoreError::NotFound)
+        self.confined(tenant_id, async |conn| {
+            let (id, email) = key.parts();
+            sqlx::query_as::<_, SuppressionRecord>(concat!(
+                "SELECT ",
+                suppression_columns!(),
+                " FROM suppressions WHERE tenant_id = $1 AND (id = $2 OR email = lower($3))"
+            ))
+            .bind(tenant_id.as_uuid())
+            .bind(id)
+            .bind(email)
+            .fetch_optional(&mut *conn)
+            .await?
+            .ok_or(StoreError::NotFound)
+        })
+        .await
     }
 
     /// Takes entries off the list, by ids or addresses; returns the ids of those that were on
@@ -154,21 +157,24 @@ impl Store {
         tenant_id: TenantId,
         keys: &[SuppressionKey<'_>],
     ) -> Result<Vec<Uuid>, StoreError> {
-        let (ids, emails): (Vec<Option<Uuid>>, Vec<Option<&str>>) =
-            keys.iter().map(SuppressionKey::parts).unzip();
-        let ids: Vec<Uuid> = ids.into_iter().flatten().collect();
-        let emails: Vec<&str> = emails.into_iter().flatten().collect();
-        Ok(sqlx::query_scalar(
-            "DELETE FROM suppressions
-             WHERE tenant_id = $1
-               AND (id = ANY ($2) OR email IN (SELECT lower(e) FROM UNNEST($3::text[]) AS e))
-             RETURNING id",
-        )
-        .bind(tenant_id.as_uuid())
-        .bind(&ids)
-        .bind(&emails)
-        .fetch_all(&self.pool)
-        .await?)
+        self.confined(tenant_id, async |conn| {
+            let (ids, emails): (Vec<Option<Uuid>>, Vec<Option<&str>>) =
+                keys.iter().map(SuppressionKey::parts).unzip();
+            let ids: Vec<Uuid> = ids.into_iter().flatten().collect();
+            let emails: Vec<&str> = emails.into_iter().flatten().collect();
+            Ok(sqlx::query_scalar(
+                "DELETE FROM suppressions
+                 WHERE tenant_id = $1
+                   AND (id = ANY ($2) OR email IN (SELECT lower(e) FROM UNNEST($3::text[]) AS e))
+                 RETURNING id",
+            )
+            .bind(tenant_id.as_uuid())
+            .bind(&ids)
+            .bind(&emails)
+            .fetch_all(&mut *conn)
+            .await?)
+        })
+        .await
     }
 }
 

@@ -10,7 +10,7 @@ use missive_core::TenantId;
 use missive_core::template::TemplateRef;
 use sqlx::postgres::PgArguments;
 use sqlx::query::QueryAs;
-use sqlx::{FromRow, Postgres, Transaction};
+use sqlx::{FromRow, PgConnection, Postgres, Transaction};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -143,19 +143,22 @@ impl Store {
         tenant_id: TenantId,
         reference: &TemplateRef,
     ) -> Result<TemplateRecord, StoreError> {
-        let (id, alias) = by_reference(reference);
-        sqlx::query_as::<_, TemplateRecord>(concat!(
-            "SELECT ",
-            template_columns!(),
-            " FROM templates
-             WHERE tenant_id = $1 AND (id = $2 OR alias = $3)"
-        ))
-        .bind(tenant_id.as_uuid())
-        .bind(id)
-        .bind(alias)
-        .fetch_optional(&self.pool)
-        .await?
-        .ok_or(StoreError::NotFound)
+        self.confined(tenant_id, async |conn| {
+            let (id, alias) = by_reference(reference);
+            sqlx::query_as::<_, TemplateRecord>(concat!(
+                "SELECT ",
+                template_columns!(),
+                " FROM templates
+                 WHERE tenant_id = $1 AND (id = $2 OR alias = $3)"
+            ))
+            .bind(tenant_id.as_uuid())
+            .bind(id)
+            .bind(alias)
+            .fetch_optional(&mut *conn)
+            .await?
+            .ok_or(StoreError::NotFound)
+        })
+        .await
     }
 
     /// One page of the tenant's templates, newest first.
@@ -169,7 +172,7 @@ impl Store {
         limit: i64,
     ) -> Result<TemplatePage, StoreError> {
         let (templates, has_more) = fetch_page(
-            &self.pool,
+            self,
             &page_statements!(template_columns!(), "templates"),
             tenant_id,
             cursor,
@@ -192,26 +195,29 @@ impl Store {
         reference: &TemplateRef,
     ) -> Result<PublishedLookup, StoreError> {
         let (id, alias) = by_reference(reference);
-        let found: Option<(Uuid, String, Option<i32>)> = sqlx::query_as(
-            "SELECT id, name, published_version FROM templates
-             WHERE tenant_id = $1 AND (id = $2 OR alias = $3)",
-        )
-        .bind(tenant_id.as_uuid())
-        .bind(id)
-        .bind(alias)
-        .fetch_optional(&self.pool)
-        .await?;
-        let Some((id, name, version)) = found else {
-            return Ok(PublishedLookup::Missing);
-        };
-        if version.is_none() {
-            return Ok(PublishedLookup::Unpublished { name });
-        }
-        let mut published = self.published_where(tenant_id, Some(&[id]), None).await?;
-        // Deleted between the two reads: as if it never was.
-        Ok(published.pop().map_or(PublishedLookup::Missing, |found| {
-            PublishedLookup::Found(Box::new(found))
-        }))
+        self.confined(tenant_id, async |conn| {
+            let found: Option<(Uuid, String, Option<i32>)> = sqlx::query_as(
+                "SELECT id, name, published_version FROM templates
+                 WHERE tenant_id = $1 AND (id = $2 OR alias = $3)",
+            )
+            .bind(tenant_id.as_uuid())
+            .bind(id)
+            .bind(alias)
+            .fetch_optional(&mut *conn)
+            .await?;
+            let Some((id, name, version)) = found else {
+                return Ok(PublishedLookup::Missing);
+            };
+            if version.is_none() {
+                return Ok(PublishedLookup::Unpublished { name });
+            }
+            let mut published = published_where(conn, tenant_id, Some(&[id]), None).await?;
+            // Deleted between the two reads: as if it never was.
+            Ok(published.pop().map_or(PublishedLookup::Missing, |found| {
+                PublishedLookup::Found(Box::new(found))
+            }))
+        })
+        .await
     }
 
     /// The latest published versions of the tenant's templates with these aliases (those that
@@ -224,29 +230,10 @@ impl Store {
         tenant_id: TenantId,
         aliases: &[String],
     ) -> Result<Vec<PublishedTemplate>, StoreError> {
-        self.published_where(tenant_id, None, Some(aliases)).await
-    }
-
-    async fn published_where(
-        &self,
-        tenant_id: TenantId,
-        ids: Option<&[Uuid]>,
-        aliases: Option<&[String]>,
-    ) -> Result<Vec<PublishedTemplate>, StoreError> {
-        Ok(sqlx::query_as::<_, PublishedTemplate>(
-            "SELECT t.id, t.name, t.alias, v.version, v.from_address, v.subject, v.reply_to,
-                    v.html, v.text, v.variables, v.layout, v.uses
-             FROM templates t
-             JOIN template_versions v
-               ON v.tenant_id = t.tenant_id AND v.template_id = t.id
-                  AND v.version = t.published_version
-             WHERE t.tenant_id = $1 AND (t.id = ANY($2) OR t.alias = ANY($3))",
-        )
-        .bind(tenant_id.as_uuid())
-        .bind(ids.unwrap_or_default())
-        .bind(aliases.unwrap_or_default())
-        .fetch_all(&self.pool)
-        .await?)
+        self.confined(tenant_id, async |conn| {
+            published_where(conn, tenant_id, None, Some(aliases)).await
+        })
+        .await
     }
 
     /// Starts a change of the tenant's templates: a transaction that holds the tenant's
@@ -255,7 +242,7 @@ impl Store {
     /// # Errors
     /// Database failures.
     pub async fn edit_templates(&self, tenant_id: TenantId) -> Result<TemplateEdit, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_for_tenant(tenant_id).await?;
         sqlx::query("SELECT pg_advisory_xact_lock($1, hashtext($2))")
             .bind(TEMPLATE_LOCK)
             .bind(tenant_id.to_string())
@@ -263,6 +250,28 @@ impl Store {
             .await?;
         Ok(TemplateEdit { tx, tenant_id })
     }
+}
+
+async fn published_where(
+    conn: &mut PgConnection,
+    tenant_id: TenantId,
+    ids: Option<&[Uuid]>,
+    aliases: Option<&[String]>,
+) -> Result<Vec<PublishedTemplate>, StoreError> {
+    Ok(sqlx::query_as::<_, PublishedTemplate>(
+        "SELECT t.id, t.name, t.alias, v.version, v.from_address, v.subject, v.reply_to,
+                v.html, v.text, v.variables, v.layout, v.uses
+         FROM templates t
+         JOIN template_versions v
+           ON v.tenant_id = t.tenant_id AND v.template_id = t.id
+              AND v.version = t.published_version
+         WHERE t.tenant_id = $1 AND (t.id = ANY($2) OR t.alias = ANY($3))",
+    )
+    .bind(tenant_id.as_uuid())
+    .bind(ids.unwrap_or_default())
+    .bind(aliases.unwrap_or_default())
+    .fetch_all(conn)
+    .await?)
 }
 
 /// A change of one tenant's templates, under its lock; nothing is written until [`commit`].

@@ -334,11 +334,14 @@ impl Store {
         Ok(rows)
     }
 
+    /// One tenant, read as that tenant: the tenant's own view of itself and the admin's view
+    /// of it are the same statement.
+    ///
     /// # Errors
     /// `NotFound` for an unknown id.
     pub async fn get_tenant(&self, id: TenantId) -> Result<TenantRecord, StoreError> {
-        let mut conn = self.pool.acquire().await?;
-        select_tenant(&mut conn, id).await
+        self.confined(id, async |conn| select_tenant(conn, id).await)
+            .await
     }
 
     /// The tenant whose trusted networks hold `ip`, if any.

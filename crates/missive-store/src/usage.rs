@@ -6,7 +6,7 @@
 //! the events by construction, and reading usage sums a month of rows, never the events.
 
 use missive_core::{Limits, MonthPeriod, QuotaPeriod, TenantId};
-use sqlx::FromRow;
+use sqlx::{FromRow, PgConnection};
 use time::{Date, OffsetDateTime};
 use uuid::Uuid;
 
@@ -93,16 +93,10 @@ impl Store {
         from: Date,
         to: Date,
     ) -> Result<UsageTotals, StoreError> {
-        Ok(
-            sqlx::query_as::<_, UsageTotals>(sqlx::AssertSqlSafe(format!(
-                "SELECT {SUMS} FROM usage_daily WHERE tenant_id = $1 AND day BETWEEN $2 AND $3"
-            )))
-            .bind(tenant_id.as_uuid())
-            .bind(from)
-            .bind(to)
-            .fetch_one(&self.pool)
-            .await?,
-        )
+        self.confined(tenant_id, async |conn| {
+            totals_between(conn, tenant_id, from, to).await
+        })
+        .await
     }
 
     /// A tenant's counts per day over `from..=to`, days without any left out.
@@ -115,20 +109,23 @@ impl Store {
         from: Date,
         to: Date,
     ) -> Result<Vec<DailyUsage>, StoreError> {
-        Ok(sqlx::query_as::<_, DailyUsage>(sqlx::AssertSqlSafe(format!(
-            "SELECT day, {SUMS} FROM usage_daily
-             WHERE tenant_id = $1 AND day BETWEEN $2 AND $3
-             GROUP BY day ORDER BY day"
-        )))
-        .bind(tenant_id.as_uuid())
-        .bind(from)
-        .bind(to)
-        .fetch_all(&self.pool)
-        .await?)
+        self.confined(tenant_id, async |conn| {
+            Ok(sqlx::query_as::<_, DailyUsage>(sqlx::AssertSqlSafe(format!(
+                "SELECT day, {SUMS} FROM usage_daily
+                 WHERE tenant_id = $1 AND day BETWEEN $2 AND $3
+                 GROUP BY day ORDER BY day"
+            )))
+            .bind(tenant_id.as_uuid())
+            .bind(from)
+            .bind(to)
+            .fetch_all(conn)
+            .await?)
+        })
+        .await
     }
 
     /// A tenant's quota figures at `now`: today's and this month's counts and its limits
-    /// (`defaults` where it has none set).
+    /// (`defaults` where it has none set), read in one transaction.
     ///
     /// # Errors
     /// `NotFound` for an unknown tenant; database failures.
@@ -138,16 +135,16 @@ impl Store {
         now: OffsetDateTime,
         defaults: Limits,
     ) -> Result<QuotaUsage, StoreError> {
-        let limits = self.tenant_limits(tenant_id).await?.or(defaults);
         let today = now.to_offset(time::UtcOffset::UTC).date();
         let month = MonthPeriod::of(now);
-        Ok(QuotaUsage {
-            today: self.usage_between(tenant_id, today, today).await?,
-            month: self
-                .usage_between(tenant_id, month.first_day(), month.last_day())
-                .await?,
-            limits,
+        self.confined(tenant_id, async |conn| {
+            Ok(QuotaUsage {
+                limits: limits_of(conn, tenant_id).await?.or(defaults),
+                today: totals_between(conn, tenant_id, today, today).await?,
+                month: totals_between(conn, tenant_id, month.first_day(), month.last_day()).await?,
+            })
         })
+        .await
     }
 
     /// The limits set on a tenant (no defaults applied).
@@ -155,15 +152,8 @@ impl Store {
     /// # Errors
     /// `NotFound` for an unknown or deleted tenant.
     pub async fn tenant_limits(&self, tenant_id: TenantId) -> Result<Limits, StoreError> {
-        let (rpm, day, month): (Option<i32>, Option<i64>, Option<i64>) = sqlx::query_as(
-            "SELECT requests_per_minute, emails_per_day, emails_per_month
-             FROM tenants WHERE id = $1 AND deleted_at IS NULL",
-        )
-        .bind(tenant_id.as_uuid())
-        .fetch_optional(&self.pool)
-        .await?
-        .ok_or(StoreError::NotFound)?;
-        Ok(limits_from_columns(rpm, day, month))
+        self.confined(tenant_id, async |conn| limits_of(conn, tenant_id).await)
+            .await
     }
 
     /// Adds counted REST requests (per tenant) to today's usage.
@@ -192,6 +182,36 @@ impl Store {
         .await?;
         Ok(())
     }
+}
+
+async fn totals_between(
+    conn: &mut PgConnection,
+    tenant_id: TenantId,
+    from: Date,
+    to: Date,
+) -> Result<UsageTotals, StoreError> {
+    Ok(
+        sqlx::query_as::<_, UsageTotals>(sqlx::AssertSqlSafe(format!(
+            "SELECT {SUMS} FROM usage_daily WHERE tenant_id = $1 AND day BETWEEN $2 AND $3"
+        )))
+        .bind(tenant_id.as_uuid())
+        .bind(from)
+        .bind(to)
+        .fetch_one(conn)
+        .await?,
+    )
+}
+
+async fn limits_of(conn: &mut PgConnection, tenant_id: TenantId) -> Result<Limits, StoreError> {
+    let (rpm, day, month): (Option<i32>, Option<i64>, Option<i64>) = sqlx::query_as(
+        "SELECT requests_per_minute, emails_per_day, emails_per_month
+         FROM tenants WHERE id = $1 AND deleted_at IS NULL",
+    )
+    .bind(tenant_id.as_uuid())
+    .fetch_optional(conn)
+    .await?
+    .ok_or(StoreError::NotFound)?;
+    Ok(limits_from_columns(rpm, day, month))
 }
 
 pub(crate) fn limits_from_columns(

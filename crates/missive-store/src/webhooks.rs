@@ -118,20 +118,23 @@ impl Store {
         tenant_id: TenantId,
         new: &NewWebhook<'_>,
     ) -> Result<WebhookRecord, StoreError> {
-        Ok(sqlx::query_as::<_, WebhookRecord>(concat!(
-            "INSERT INTO webhooks (tenant_id, id, endpoint, events, secret_key_id, secret)
-             VALUES ($1, $2, $3, $4, $5, $6)
-             RETURNING ",
-            webhook_columns!()
-        ))
-        .bind(tenant_id.as_uuid())
-        .bind(new.id)
-        .bind(new.endpoint)
-        .bind(new.events)
-        .bind(&new.secret.key_id)
-        .bind(&new.secret.bytes)
-        .fetch_one(&self.pool)
-        .await?)
+        self.confined(tenant_id, async |conn| {
+            Ok(sqlx::query_as::<_, WebhookRecord>(concat!(
+                "INSERT INTO webhooks (tenant_id, id, endpoint, events, secret_key_id, secret)
+                 VALUES ($1, $2, $3, $4, $5, $6)
+                 RETURNING ",
+                webhook_columns!()
+            ))
+            .bind(tenant_id.as_uuid())
+            .bind(new.id)
+            .bind(new.endpoint)
+            .bind(new.events)
+            .bind(&new.secret.key_id)
+            .bind(&new.secret.bytes)
+            .fetch_one(&mut *conn)
+            .await?)
+        })
+        .await
     }
 
     /// One of the tenant's endpoints.
@@ -143,16 +146,19 @@ impl Store {
         tenant_id: TenantId,
         id: Uuid,
     ) -> Result<WebhookRecord, StoreError> {
-        sqlx::query_as::<_, WebhookRecord>(concat!(
-            "SELECT ",
-            webhook_columns!(),
-            " FROM webhooks WHERE tenant_id = $1 AND id = $2"
-        ))
-        .bind(tenant_id.as_uuid())
-        .bind(id)
-        .fetch_optional(&self.pool)
-        .await?
-        .ok_or(StoreError::NotFound)
+        self.confined(tenant_id, async |conn| {
+            sqlx::query_as::<_, WebhookRecord>(concat!(
+                "SELECT ",
+                webhook_columns!(),
+                " FROM webhooks WHERE tenant_id = $1 AND id = $2"
+            ))
+            .bind(tenant_id.as_uuid())
+            .bind(id)
+            .fetch_optional(&mut *conn)
+            .await?
+            .ok_or(StoreError::NotFound)
+        })
+        .await
     }
 
     /// A page of the tenant's endpoints, newest first.
@@ -166,7 +172,7 @@ impl Store {
         limit: i64,
     ) -> Result<WebhookPage, StoreError> {
         let (webhooks, has_more) = fetch_page(
-            &self.pool,
+            self,
             &page_statements!(webhook_columns!(), "webhooks"),
             tenant_id,
             cursor,
@@ -186,24 +192,27 @@ impl Store {
         id: Uuid,
         patch: &WebhookPatch<'_>,
     ) -> Result<WebhookRecord, StoreError> {
-        sqlx::query_as::<_, WebhookRecord>(concat!(
-            "UPDATE webhooks
-             SET endpoint = coalesce($3, endpoint), events = coalesce($4, events),
-                 status = coalesce($5, status),
-                 disabled_reason = CASE WHEN $5::text IS NULL THEN disabled_reason END,
-                 updated_at = now()
-             WHERE tenant_id = $1 AND id = $2
-             RETURNING ",
-            webhook_columns!()
-        ))
-        .bind(tenant_id.as_uuid())
-        .bind(id)
-        .bind(patch.endpoint)
-        .bind(patch.events)
-        .bind(patch.status)
-        .fetch_optional(&self.pool)
-        .await?
-        .ok_or(StoreError::NotFound)
+        self.confined(tenant_id, async |conn| {
+            sqlx::query_as::<_, WebhookRecord>(concat!(
+                "UPDATE webhooks
+                 SET endpoint = coalesce($3, endpoint), events = coalesce($4, events),
+                     status = coalesce($5, status),
+                     disabled_reason = CASE WHEN $5::text IS NULL THEN disabled_reason END,
+                     updated_at = now()
+                 WHERE tenant_id = $1 AND id = $2
+                 RETURNING ",
+                webhook_columns!()
+            ))
+            .bind(tenant_id.as_uuid())
+            .bind(id)
+            .bind(patch.endpoint)
+            .bind(patch.events)
+            .bind(patch.status)
+            .fetch_optional(&mut *conn)
+            .await?
+            .ok_or(StoreError::NotFound)
+        })
+        .await
     }
 
     /// Makes `secret` the current secret; the one it replaces signs beside it until `until`.
@@ -217,23 +226,26 @@ impl Store {
         secret: &SealedSecret,
         until: OffsetDateTime,
     ) -> Result<WebhookRecord, StoreError> {
-        sqlx::query_as::<_, WebhookRecord>(concat!(
-            "UPDATE webhooks
-             SET previous_secret_key_id = secret_key_id, previous_secret = secret,
-                 previous_secret_expires_at = $5, secret_key_id = $3, secret = $4,
-                 updated_at = now()
-             WHERE tenant_id = $1 AND id = $2
-             RETURNING ",
-            webhook_columns!()
-        ))
-        .bind(tenant_id.as_uuid())
-        .bind(id)
-        .bind(&secret.key_id)
-        .bind(&secret.bytes)
-        .bind(until)
-        .fetch_optional(&self.pool)
-        .await?
-        .ok_or(StoreError::NotFound)
+        self.confined(tenant_id, async |conn| {
+            sqlx::query_as::<_, WebhookRecord>(concat!(
+                "UPDATE webhooks
+                 SET previous_secret_key_id = secret_key_id, previous_secret = secret,
+                     previous_secret_expires_at = $5, secret_key_id = $3, secret = $4,
+                     updated_at = now()
+                 WHERE tenant_id = $1 AND id = $2
+                 RETURNING ",
+                webhook_columns!()
+            ))
+            .bind(tenant_id.as_uuid())
+            .bind(id)
+            .bind(&secret.key_id)
+            .bind(&secret.bytes)
+            .bind(until)
+            .fetch_optional(&mut *conn)
+            .await?
+            .ok_or(StoreError::NotFound)
+        })
+        .await
     }
 
     /// Deletes an endpoint.
@@ -241,15 +253,18 @@ impl Store {
     /// # Errors
     /// [`StoreError::NotFound`].
     pub async fn delete_webhook(&self, tenant_id: TenantId, id: Uuid) -> Result<(), StoreError> {
-        let deleted = sqlx::query("DELETE FROM webhooks WHERE tenant_id = $1 AND id = $2")
-            .bind(tenant_id.as_uuid())
-            .bind(id)
-            .execute(&self.pool)
-            .await?
-            .rows_affected();
-        if deleted == 0 {
-            return Err(StoreError::NotFound);
-        }
-        Ok(())
+        self.confined(tenant_id, async |conn| {
+            let deleted = sqlx::query("DELETE FROM webhooks WHERE tenant_id = $1 AND id = $2")
+                .bind(tenant_id.as_uuid())
+                .bind(id)
+                .execute(&mut *conn)
+                .await?
+                .rows_affected();
+            if deleted == 0 {
+                return Err(StoreError::NotFound);
+            }
+            Ok(())
+        })
+        .await
     }
 }

@@ -203,3 +203,90 @@ async fn postgres_confines_the_tenant_role_to_its_transactions_tenant() {
     assert!(!bypass);
     assert_eq!(owned, 0);
 }
+
+/// Tenant routes read through the tenant role: once Postgres hides a table's rows from that
+/// role, the routes stop showing them, though the rows are there and every query still names
+/// its tenant. So the row-level policies, not only the queries' filters, decide what a tenant
+/// request sees.
+#[tokio::test]
+async fn tenant_routes_see_only_what_postgres_shows_the_tenant_role() {
+    let app = TestApp::spawn_with(|c| c.webhooks.allow_private = true).await;
+    let acme = app.create_tenant("Acme").await;
+    let key = Auth::Key(&acme.key);
+    let email = app
+        .send_email(
+            &acme.key,
+            &json!({ "from": "a@acme.test", "to": "x@x.test", "subject": "s", "text": "t" }),
+        )
+        .await;
+    app.post("/v1/suppressions", key, &json!({ "email": "gone@x.test" }))
+        .await
+        .expect(200);
+    app.post("/v1/templates", key, &json!({ "name": "T", "html": "x" }))
+        .await
+        .expect(200);
+    app.post(
+        "/v1/webhooks",
+        key,
+        &json!({ "endpoint": "http://127.0.0.1:9/hook", "events": ["email.sent"] }),
+    )
+    .await
+    .expect(200);
+    app.worker.drain().await.unwrap();
+    let email_path = format!("/v1/emails/{email}");
+    let lists = [
+        "/v1/emails",
+        "/v1/suppressions",
+        "/v1/templates",
+        "/v1/webhooks",
+        "/v1/api-keys",
+    ];
+    app.get(&email_path, key).await.expect(200);
+    for path in lists {
+        let listed = app.get(path, key).await;
+        assert_ne!(listed.expect(200)["data"], json!([]), "{path}");
+    }
+    let usage = app.get("/v1/usage", key).await;
+    assert_eq!(usage.expect(200)["emails"]["daily"]["used"], 1);
+
+    for table in [
+        "emails",
+        "suppressions",
+        "templates",
+        "webhooks",
+        "api_keys",
+        "usage_daily",
+    ] {
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "CREATE POLICY hidden ON {table} AS RESTRICTIVE TO missive_tenant USING (false)"
+        )))
+        .execute(app.store().pool())
+        .await
+        .unwrap();
+    }
+
+    app.get(&email_path, key)
+        .await
+        .expect_error(404, "not_found");
+    for path in lists {
+        let listed = app.get(path, key).await;
+        assert_eq!(listed.expect(200)["data"], json!([]), "{path}");
+    }
+    let usage = app.get("/v1/usage", key).await;
+    assert_eq!(usage.expect(200)["emails"]["daily"]["used"], 0);
+    // The rows are all there; authentication, which finds the tenant, still works.
+    for table in [
+        "emails",
+        "suppressions",
+        "templates",
+        "webhooks",
+        "api_keys",
+    ] {
+        let rows: i64 =
+            sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT count(*) FROM {table}")))
+                .fetch_one(app.store().pool())
+                .await
+                .unwrap();
+        assert!(rows > 0, "{table}");
+    }
+}

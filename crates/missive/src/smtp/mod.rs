@@ -269,7 +269,9 @@ impl SmtpServer {
             let ctx = ctx.clone();
             sessions.spawn(
                 async move {
-                    serve_connection(ctx, stream, peer, listener).await;
+                    // A session's state machine is some 20 KB: on the heap, once per connection,
+                    // rather than moved around inside this task.
+                    Box::pin(serve_connection(ctx, stream, peer, listener)).await;
                     drop(slot);
                 }
                 .instrument(span),
