@@ -145,7 +145,7 @@ impl Store {
         &self,
         tenant_id: TenantId,
     ) -> Result<Vec<ApiKeyRecord>, StoreError> {
-        self.confined(tenant_id, async |conn| {
+        self.confined_read(tenant_id, async |conn| {
             let rows = sqlx::query_as::<_, ApiKeyRecord>(concat!(
                 "SELECT ",
                 key_columns!(),

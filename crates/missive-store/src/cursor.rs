@@ -112,7 +112,7 @@ where
         query = query.bind(filter);
     }
     let mut rows = store
-        .confined(tenant_id, async |conn| Ok(query.fetch_all(conn).await?))
+        .confined_read(tenant_id, async |conn| Ok(query.fetch_all(conn).await?))
         .await?;
     let has_more = rows.len() as i64 > limit;
     rows.truncate(usize::try_from(limit).unwrap_or(0));

@@ -122,6 +122,23 @@ pub struct EventRecord {
     pub created_at: OffsetDateTime,
 }
 
+/// An email with its recipients and its history.
+#[derive(Debug)]
+pub struct EmailDetail {
+    pub email: EmailRecord,
+    pub deliveries: Vec<DeliveryRecord>,
+    pub events: Vec<EventRecord>,
+}
+
+/// A page of emails, newest first, with the recipients of each (in email then recipient order).
+#[derive(Debug)]
+pub struct EmailPage {
+    pub emails: Vec<EmailRecord>,
+    pub deliveries: Vec<DeliveryRecord>,
+    /// Whether older emails match too.
+    pub has_more: bool,
+}
+
 /// Filters for listing emails.
 #[derive(Debug, Default)]
 pub struct EmailFilter {
@@ -431,71 +448,32 @@ impl Store {
         tenant_id: TenantId,
         id: Uuid,
     ) -> Result<EmailRecord, StoreError> {
-        self.confined(tenant_id, async |conn| {
-            sqlx::query_as::<_, EmailRecord>(
-                "SELECT tenant_id, id, message_id, from_address, reply_to, subject, html, text, tags,
-                        scheduled_at, created_at
-                 FROM emails WHERE tenant_id = $1 AND id = $2",
-            )
-            .bind(tenant_id.as_uuid())
-            .bind(id)
-            .fetch_optional(&mut *conn)
-            .await?
-            .ok_or(StoreError::NotFound)
+        self.confined_read(tenant_id, async |conn| {
+            select_email(conn, tenant_id, id).await
         })
         .await
     }
 
-    /// The deliveries of some emails of one tenant, in email then recipient order.
+    /// One email of one tenant with its recipients and its history, read in one transaction.
     ///
     /// # Errors
-    /// Database failures.
-    pub async fn deliveries_of(
+    /// `NotFound` when the tenant has no such email.
+    pub async fn email_detail(
         &self,
         tenant_id: TenantId,
-        email_ids: &[Uuid],
-    ) -> Result<Vec<DeliveryRecord>, StoreError> {
-        self.confined(tenant_id, async |conn| {
-            let rows = sqlx::query_as::<_, DeliveryRecord>(
-                "SELECT id, email_id, recipient, kind, status, attempts, next_attempt_at,
-                        last_smtp_code, last_smtp_response, bounce_class, route, route_host, updated_at
-                 FROM deliveries WHERE tenant_id = $1 AND email_id = ANY($2)
-                 ORDER BY email_id, id",
-            )
-            .bind(tenant_id.as_uuid())
-            .bind(email_ids)
-            .fetch_all(&mut *conn)
-            .await?;
-            Ok(rows)
+        id: Uuid,
+    ) -> Result<EmailDetail, StoreError> {
+        self.confined_read(tenant_id, async |conn| {
+            Ok(EmailDetail {
+                email: select_email(conn, tenant_id, id).await?,
+                deliveries: select_deliveries(conn, tenant_id, &[id]).await?,
+                events: select_events(conn, tenant_id, id).await?,
+            })
         })
         .await
     }
 
-    /// An email's history, oldest first.
-    ///
-    /// # Errors
-    /// Database failures.
-    pub async fn events_of(
-        &self,
-        tenant_id: TenantId,
-        email_id: Uuid,
-    ) -> Result<Vec<EventRecord>, StoreError> {
-        self.confined(tenant_id, async |conn| {
-            let rows = sqlx::query_as::<_, EventRecord>(
-                "SELECT id, delivery_id, type, recipient, smtp_code, smtp_response, route, route_host,
-                        created_at
-                 FROM email_events WHERE tenant_id = $1 AND email_id = $2 ORDER BY id",
-            )
-            .bind(tenant_id.as_uuid())
-            .bind(email_id)
-            .fetch_all(&mut *conn)
-            .await?;
-            Ok(rows)
-        })
-        .await
-    }
-
-    /// A page of a tenant's emails, newest first.
+    /// A page of a tenant's emails, newest first, with their recipients.
     ///
     /// # Errors
     /// Database failures.
@@ -504,37 +482,17 @@ impl Store {
         tenant_id: TenantId,
         filter: &EmailFilter,
         limit: i64,
-    ) -> Result<Vec<EmailRecord>, StoreError> {
-        self.confined(tenant_id, async |conn| {
-            let tag = filter
-                .tag
-                .as_ref()
-                .map(|(name, value)| serde_json::json!([{ "name": name, "value": value }]));
-            let rows = sqlx::query_as::<_, EmailRecord>(
-                "SELECT e.tenant_id, e.id, e.message_id, e.from_address, e.reply_to, e.subject, e.html,
-                        e.text, e.tags, e.scheduled_at, e.created_at
-                 FROM emails e
-                 WHERE e.tenant_id = $1
-                   AND ($2::uuid IS NULL OR e.id < $2)
-                   AND ($3::timestamptz IS NULL OR e.created_at >= $3)
-                   AND ($4::timestamptz IS NULL OR e.created_at < $4)
-                   AND ($5::jsonb IS NULL OR e.tags @> $5)
-                   AND ($6::text IS NULL OR EXISTS (
-                        SELECT 1 FROM deliveries d
-                        WHERE d.tenant_id = e.tenant_id AND d.email_id = e.id AND d.status = $6))
-                 ORDER BY e.id DESC
-                 LIMIT $7",
-            )
-            .bind(tenant_id.as_uuid())
-            .bind(filter.before_id)
-            .bind(filter.created_after)
-            .bind(filter.created_before)
-            .bind(tag)
-            .bind(filter.status.map(DeliveryStatus::as_str))
-            .bind(limit)
-            .fetch_all(&mut *conn)
-            .await?;
-            Ok(rows)
+    ) -> Result<EmailPage, StoreError> {
+        self.confined_read(tenant_id, async |conn| {
+            let mut emails = select_emails(conn, tenant_id, filter, limit + 1).await?;
+            let has_more = emails.len() as i64 > limit;
+            emails.truncate(usize::try_from(limit).unwrap_or(0));
+            let ids: Vec<Uuid> = emails.iter().map(|e| e.id).collect();
+            Ok(EmailPage {
+                deliveries: select_deliveries(conn, tenant_id, &ids).await?,
+                emails,
+                has_more,
+            })
         })
         .await
     }
@@ -610,4 +568,92 @@ impl Store {
         tx.commit().await?;
         Ok(())
     }
+}
+
+async fn select_email(
+    conn: &mut PgConnection,
+    tenant_id: TenantId,
+    id: Uuid,
+) -> Result<EmailRecord, StoreError> {
+    sqlx::query_as::<_, EmailRecord>(
+        "SELECT tenant_id, id, message_id, from_address, reply_to, subject, html, text, tags,
+                scheduled_at, created_at
+         FROM emails WHERE tenant_id = $1 AND id = $2",
+    )
+    .bind(tenant_id.as_uuid())
+    .bind(id)
+    .fetch_optional(conn)
+    .await?
+    .ok_or(StoreError::NotFound)
+}
+
+/// The deliveries of some emails of one tenant, in email then recipient order.
+async fn select_deliveries(
+    conn: &mut PgConnection,
+    tenant_id: TenantId,
+    email_ids: &[Uuid],
+) -> Result<Vec<DeliveryRecord>, StoreError> {
+    Ok(sqlx::query_as::<_, DeliveryRecord>(
+        "SELECT id, email_id, recipient, kind, status, attempts, next_attempt_at,
+                last_smtp_code, last_smtp_response, bounce_class, route, route_host, updated_at
+         FROM deliveries WHERE tenant_id = $1 AND email_id = ANY($2)
+         ORDER BY email_id, id",
+    )
+    .bind(tenant_id.as_uuid())
+    .bind(email_ids)
+    .fetch_all(conn)
+    .await?)
+}
+
+/// An email's history, oldest first.
+async fn select_events(
+    conn: &mut PgConnection,
+    tenant_id: TenantId,
+    email_id: Uuid,
+) -> Result<Vec<EventRecord>, StoreError> {
+    Ok(sqlx::query_as::<_, EventRecord>(
+        "SELECT id, delivery_id, type, recipient, smtp_code, smtp_response, route, route_host,
+                created_at
+         FROM email_events WHERE tenant_id = $1 AND email_id = $2 ORDER BY id",
+    )
+    .bind(tenant_id.as_uuid())
+    .bind(email_id)
+    .fetch_all(conn)
+    .await?)
+}
+
+async fn select_emails(
+    conn: &mut PgConnection,
+    tenant_id: TenantId,
+    filter: &EmailFilter,
+    limit: i64,
+) -> Result<Vec<EmailRecord>, StoreError> {
+    let tag = filter
+        .tag
+        .as_ref()
+        .map(|(name, value)| serde_json::json!([{ "name": name, "value": value }]));
+    Ok(sqlx::query_as::<_, EmailRecord>(
+        "SELECT e.tenant_id, e.id, e.message_id, e.from_address, e.reply_to, e.subject, e.html,
+                e.text, e.tags, e.scheduled_at, e.created_at
+         FROM emails e
+         WHERE e.tenant_id = $1
+           AND ($2::uuid IS NULL OR e.id < $2)
+           AND ($3::timestamptz IS NULL OR e.created_at >= $3)
+           AND ($4::timestamptz IS NULL OR e.created_at < $4)
+           AND ($5::jsonb IS NULL OR e.tags @> $5)
+           AND ($6::text IS NULL OR EXISTS (
+                SELECT 1 FROM deliveries d
+                WHERE d.tenant_id = e.tenant_id AND d.email_id = e.id AND d.status = $6))
+         ORDER BY e.id DESC
+         LIMIT $7",
+    )
+    .bind(tenant_id.as_uuid())
+    .bind(filter.before_id)
+    .bind(filter.created_after)
+    .bind(filter.created_before)
+    .bind(tag)
+    .bind(filter.status.map(DeliveryStatus::as_str))
+    .bind(limit)
+    .fetch_all(conn)
+    .await?)
 }

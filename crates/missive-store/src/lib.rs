@@ -32,8 +32,8 @@ pub use api_keys::{ApiKeyRecord, KeyForAuth, NewApiKeyRow, StoredScopes};
 pub use cursor::Cursor;
 pub use deliveries::{DeliveryResult, LeasedDelivery, OutgoingMessage};
 pub use emails::{
-    DeliveryRecord, EmailFilter, EmailRecord, EventRecord, IDEMPOTENCY_WINDOW, IdempotencyRecord,
-    InsertOutcome, NewEmail,
+    DeliveryRecord, EmailDetail, EmailFilter, EmailPage, EmailRecord, EventRecord,
+    IDEMPOTENCY_WINDOW, IdempotencyRecord, InsertOutcome, NewEmail,
 };
 pub use error::StoreError;
 pub use outbox::{
@@ -283,17 +283,25 @@ impl Store {
         &self,
         tenant: TenantId,
     ) -> Result<sqlx::Transaction<'static, sqlx::Postgres>, StoreError> {
+        self.begin_confined(tenant, "BEGIN").await
+    }
+
+    async fn begin_confined(
+        &self,
+        tenant: TenantId,
+        begin: &str,
+    ) -> Result<sqlx::Transaction<'static, sqlx::Postgres>, StoreError> {
         let begin = format!(
-            "BEGIN; SET LOCAL ROLE missive_tenant; SET LOCAL app.tenant_id = '{}'",
+            "{begin}; SET LOCAL ROLE missive_tenant; SET LOCAL app.tenant_id = '{}'",
             tenant.as_uuid().hyphenated()
         );
         Ok(self.pool.begin_with(sqlx::AssertSqlSafe(begin)).await?)
     }
 
     /// Runs `work` in a tenant-confined transaction ([`Store::begin_for_tenant`]) and commits
-    /// it when `work` succeeds; a failure rolls it back. Every statement that serves a
-    /// tenant's request runs this way, so a query that forgot its tenant filter would still
-    /// see that tenant's rows only.
+    /// it when `work` succeeds; a failure rolls it back. Every statement that changes a
+    /// tenant's rows for its request runs this way, so a statement that forgot its tenant
+    /// filter would still reach that tenant's rows only.
     pub(crate) async fn confined<T>(
         &self,
         tenant: TenantId,
@@ -303,6 +311,19 @@ impl Store {
         let out = work(&mut tx).await?;
         tx.commit().await?;
         Ok(out)
+    }
+
+    /// [`Store::confined`] for reads: the transaction is read-only, and it is rolled back,
+    /// not committed. The rollback is queued when the transaction is dropped and goes out with
+    /// the check the pool makes of every connection it takes back, so a confined read costs
+    /// one round trip more than an unconfined one (its `BEGIN`), not two.
+    pub(crate) async fn confined_read<T>(
+        &self,
+        tenant: TenantId,
+        work: impl AsyncFnOnce(&mut PgConnection) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let mut tx = self.begin_confined(tenant, "BEGIN READ ONLY").await?;
+        work(&mut tx).await
     }
 
     /// Applies pending migrations; safe to run from several processes at once (sqlx takes an

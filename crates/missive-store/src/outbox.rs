@@ -385,7 +385,7 @@ impl Store {
         after: Option<Uuid>,
         limit: i64,
     ) -> Result<(Vec<WebhookEventRecord>, bool), StoreError> {
-        self.confined(tenant_id, async |conn| {
+        self.confined_read(tenant_id, async |conn| {
             let mut rows = sqlx::query_as::<_, WebhookEventRecord>(
                 "SELECT id, webhook_id, type, status, attempts, next_attempt_at, created_at
                  FROM webhook_events
@@ -419,7 +419,7 @@ impl Store {
         webhook_id: Uuid,
         id: Uuid,
     ) -> Result<(WebhookEventRecord, LeasedWebhookEvent), StoreError> {
-        self.confined(tenant_id, async |conn| {
+        self.confined_read(tenant_id, async |conn| {
             let record = sqlx::query_as::<_, WebhookEventRecord>(
                 "SELECT id, webhook_id, type, status, attempts, next_attempt_at, created_at
                  FROM webhook_events WHERE tenant_id = $1 AND webhook_id = $2 AND id = $3",
@@ -452,7 +452,7 @@ impl Store {
         tenant_id: TenantId,
         event_id: Uuid,
     ) -> Result<Vec<WebhookAttemptRecord>, StoreError> {
-        self.confined(tenant_id, async |conn| {
+        self.confined_read(tenant_id, async |conn| {
             Ok(sqlx::query_as::<_, WebhookAttemptRecord>(
                 "SELECT id, http_status, response, duration_ms, created_at FROM webhook_attempts
                  WHERE tenant_id = $1 AND event_id = $2 ORDER BY id",

@@ -130,7 +130,7 @@ impl Store {
         tenant_id: TenantId,
         key: SuppressionKey<'_>,
     ) -> Result<SuppressionRecord, StoreError> {
-        self.confined(tenant_id, async |conn| {
+        self.confined_read(tenant_id, async |conn| {
             let (id, email) = key.parts();
             sqlx::query_as::<_, SuppressionRecord>(concat!(
                 "SELECT ",

@@ -143,7 +143,7 @@ impl Store {
         tenant_id: TenantId,
         reference: &TemplateRef,
     ) -> Result<TemplateRecord, StoreError> {
-        self.confined(tenant_id, async |conn| {
+        self.confined_read(tenant_id, async |conn| {
             let (id, alias) = by_reference(reference);
             sqlx::query_as::<_, TemplateRecord>(concat!(
                 "SELECT ",
@@ -195,7 +195,7 @@ impl Store {
         reference: &TemplateRef,
     ) -> Result<PublishedLookup, StoreError> {
         let (id, alias) = by_reference(reference);
-        self.confined(tenant_id, async |conn| {
+        self.confined_read(tenant_id, async |conn| {
             let found: Option<(Uuid, String, Option<i32>)> = sqlx::query_as(
                 "SELECT id, name, published_version FROM templates
                  WHERE tenant_id = $1 AND (id = $2 OR alias = $3)",
@@ -230,7 +230,7 @@ impl Store {
         tenant_id: TenantId,
         aliases: &[String],
     ) -> Result<Vec<PublishedTemplate>, StoreError> {
-        self.confined(tenant_id, async |conn| {
+        self.confined_read(tenant_id, async |conn| {
             published_where(conn, tenant_id, None, Some(aliases)).await
         })
         .await

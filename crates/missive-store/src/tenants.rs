@@ -340,7 +340,7 @@ impl Store {
     /// # Errors
     /// `NotFound` for an unknown id.
     pub async fn get_tenant(&self, id: TenantId) -> Result<TenantRecord, StoreError> {
-        self.confined(id, async |conn| select_tenant(conn, id).await)
+        self.confined_read(id, async |conn| select_tenant(conn, id).await)
             .await
     }
 

@@ -93,7 +93,7 @@ impl Store {
         from: Date,
         to: Date,
     ) -> Result<UsageTotals, StoreError> {
-        self.confined(tenant_id, async |conn| {
+        self.confined_read(tenant_id, async |conn| {
             totals_between(conn, tenant_id, from, to).await
         })
         .await
@@ -109,7 +109,7 @@ impl Store {
         from: Date,
         to: Date,
     ) -> Result<Vec<DailyUsage>, StoreError> {
-        self.confined(tenant_id, async |conn| {
+        self.confined_read(tenant_id, async |conn| {
             Ok(sqlx::query_as::<_, DailyUsage>(sqlx::AssertSqlSafe(format!(
                 "SELECT day, {SUMS} FROM usage_daily
                  WHERE tenant_id = $1 AND day BETWEEN $2 AND $3
@@ -137,7 +137,7 @@ impl Store {
     ) -> Result<QuotaUsage, StoreError> {
         let today = now.to_offset(time::UtcOffset::UTC).date();
         let month = MonthPeriod::of(now);
-        self.confined(tenant_id, async |conn| {
+        self.confined_read(tenant_id, async |conn| {
             Ok(QuotaUsage {
                 limits: limits_of(conn, tenant_id).await?.or(defaults),
                 today: totals_between(conn, tenant_id, today, today).await?,
@@ -152,7 +152,7 @@ impl Store {
     /// # Errors
     /// `NotFound` for an unknown or deleted tenant.
     pub async fn tenant_limits(&self, tenant_id: TenantId) -> Result<Limits, StoreError> {
-        self.confined(tenant_id, async |conn| limits_of(conn, tenant_id).await)
+        self.confined_read(tenant_id, async |conn| limits_of(conn, tenant_id).await)
             .await
     }
 

@@ -146,7 +146,7 @@ impl Store {
         tenant_id: TenantId,
         id: Uuid,
     ) -> Result<WebhookRecord, StoreError> {
-        self.confined(tenant_id, async |conn| {
+        self.confined_read(tenant_id, async |conn| {
             sqlx::query_as::<_, WebhookRecord>(concat!(
                 "SELECT ",
                 webhook_columns!(),

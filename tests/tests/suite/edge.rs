@@ -215,41 +215,113 @@ fn peak_rss_mib(pid: u32) -> f64 {
     kib / 1024.0
 }
 
+/// `missive serve --role api` as its own process on the test's database, ready; killed on drop.
+struct ApiProcess {
+    child: std::process::Child,
+    base: String,
+    addr: std::net::SocketAddr,
+}
+
+impl ApiProcess {
+    async fn start(app: &TestApp, env: &[(&str, &str)]) -> Self {
+        use std::process::{Command, Stdio};
+        let addr = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let child = Command::new(missive_tests::missive_bin())
+            .arg("serve")
+            .args(["--role", "api"])
+            .current_dir(std::env::temp_dir())
+            .env("MISSIVE_DATABASE_URL", &app.db.url)
+            .env("MISSIVE_HTTP_ADDR", addr.to_string())
+            .env("MISSIVE_ALLOW_UNSAFE_COMMITS", "true")
+            .env("MISSIVE_LOG", "warn")
+            .envs(env.iter().copied())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start missive serve");
+        let process = Self {
+            child,
+            base: format!("http://{addr}"),
+            addr,
+        };
+        let client = missive_tests::http_client();
+        let started = std::time::Instant::now();
+        while client.get(process.url("/healthz")).send().await.is_err() {
+            assert!(
+                started.elapsed() < std::time::Duration::from_secs(30),
+                "never ready"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        process
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for ApiProcess {
+    fn drop(&mut self) {
+        drop(self.child.kill());
+        drop(self.child.wait());
+    }
+}
+
+/// The scenario a new user tried: 3,000 connections that send half a request header and stop.
+/// With the default caps (512 per address, so from six loopback addresses), every one is closed
+/// once the header timeout passes, requests are served meanwhile, and the process stays small.
+#[tokio::test]
+async fn three_thousand_half_sent_headers_are_closed_and_cost_little_memory() {
+    use tokio::io::AsyncWriteExt;
+    let app = TestApp::spawn().await;
+    let api = ApiProcess::start(&app, &[("MISSIVE_HTTP_HEADER_TIMEOUT_SECS", "3")]).await;
+    let mut slow = Vec::new();
+    for i in 0..3_000u32 {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        let from = std::net::Ipv4Addr::new(127, 0, 0, u8::try_from(2 + i % 6).unwrap());
+        socket.bind((from, 0).into()).unwrap();
+        let mut stream = socket.connect(api.addr).await.unwrap();
+        stream
+            .write_all(b"POST /v1/emails HTTP/1.1\r\nHost: x\r\nContent-")
+            .await
+            .unwrap();
+        slow.push(stream);
+    }
+    let client = missive_tests::http_client();
+    let served = client.get(api.url("/healthz")).send().await.unwrap();
+    assert_eq!(served.status(), 200);
+    let held = peak_rss_mib(api.pid());
+    for mut stream in slow {
+        assert!(
+            closed_within(&mut stream, std::time::Duration::from_secs(10))
+                .await
+                .is_some(),
+            "a half-sent header kept its connection"
+        );
+    }
+    assert!(
+        held < 100.0,
+        "peak RSS {held:.0} MiB with 3,000 connections"
+    );
+    let served = client.get(api.url("/healthz")).send().await.unwrap();
+    assert_eq!(served.status(), 200);
+}
+
 #[tokio::test]
 async fn concurrent_large_bodies_keep_the_process_within_its_memory_budget() {
-    use std::process::{Command, Stdio};
     let app = TestApp::spawn().await;
     app.expect_unsent_mail();
     let acme = app.create_tenant("Acme").await;
-    let free = || {
-        std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-    };
-    let http = free();
-    let mut child = Command::new(missive_tests::missive_bin())
-        .arg("serve")
-        .args(["--role", "api"])
-        .current_dir(std::env::temp_dir())
-        .env("MISSIVE_DATABASE_URL", &app.db.url)
-        .env("MISSIVE_HTTP_ADDR", http.to_string())
-        .env("MISSIVE_ALLOW_UNSAFE_COMMITS", "true")
-        .env("MISSIVE_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start missive serve");
+    let api = ApiProcess::start(&app, &[]).await;
     let client = missive_tests::http_client();
-    let base = format!("http://{http}");
-    let started = std::time::Instant::now();
-    while client.get(format!("{base}/healthz")).send().await.is_err() {
-        assert!(
-            started.elapsed() < std::time::Duration::from_secs(30),
-            "never ready"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
     // Bodies within the request limit (10 MiB messages as JSON: about 14.3 MB) but over the
     // message limit, so each is read and parsed before its refusal; and bodies over the request
     // limit, refused by their declared length.
@@ -268,7 +340,7 @@ async fn concurrent_large_bodies_keep_the_process_within_its_memory_budget() {
         for _ in 0..16 {
             let (client, url, key, body) = (
                 client.clone(),
-                format!("{base}/v1/emails"),
+                api.url("/v1/emails"),
                 acme.key.clone(),
                 body.clone(),
             );
@@ -290,8 +362,6 @@ async fn concurrent_large_bodies_keep_the_process_within_its_memory_budget() {
             }
         }
     }
-    let peak = peak_rss_mib(child.id());
-    child.kill().unwrap();
-    let _ = child.wait();
+    let peak = peak_rss_mib(api.pid());
     assert!(peak < 300.0, "peak RSS {peak:.0} MiB");
 }

@@ -108,12 +108,15 @@ async fn postgres_confines_the_tenant_role_to_its_transactions_tenant() {
     let app = TestApp::spawn().await;
     let acme = app.create_tenant("Acme").await;
     let other = app.create_tenant("Other").await;
+    let mut sent = Vec::new();
     for tenant in [&acme, &other] {
-        app.send_email(
-            &tenant.key,
-            &json!({ "from": "a@acme.test", "to": "x@x.test", "subject": "s", "text": "t" }),
-        )
-        .await;
+        sent.push(
+            app.send_email(
+                &tenant.key,
+                &json!({ "from": "a@acme.test", "to": "x@x.test", "subject": "s", "text": "t" }),
+            )
+            .await,
+        );
     }
     app.worker.drain().await.unwrap();
     let acme_id = uuid::Uuid::parse_str(&acme.id).unwrap();
@@ -176,16 +179,36 @@ async fn postgres_confines_the_tenant_role_to_its_transactions_tenant() {
     assert_eq!(seen, 0);
     tx.rollback().await.unwrap();
 
-    // A committed tenant transaction leaves its connection as it found it.
+    // A committed tenant transaction leaves its connection as it found it, and so does a
+    // confined read, which is rolled back when the connection goes back to the pool.
     let tx = store.begin_for_tenant(acme_id.into()).await.unwrap();
     tx.commit().await.unwrap();
-    let (role, tenant): (String, Option<String>) =
-        sqlx::query_as("SELECT current_user::text, current_setting('app.tenant_id', true)")
-            .fetch_one(&pool)
-            .await
-            .unwrap();
+    let leftover = async || -> (String, Option<String>, bool) {
+        sqlx::query_as(
+            "SELECT current_user::text, current_setting('app.tenant_id', true),
+                    current_setting('transaction_read_only')::bool",
+        )
+        .fetch_one(&pool)
+        .await
+        .unwrap()
+    };
+    let (role, tenant, read_only) = leftover().await;
     assert_ne!(role, "missive_tenant");
     assert_eq!(tenant.unwrap_or_default(), "");
+    assert!(!read_only);
+    let email_id = uuid::Uuid::parse_str(&sent[0]).unwrap();
+    let read = store.get_email(acme_id.into(), email_id).await.unwrap();
+    assert_eq!(read.id, email_id);
+    let (role, tenant, read_only) = leftover().await;
+    assert_ne!(role, "missive_tenant");
+    assert_eq!(tenant.unwrap_or_default(), "");
+    assert!(!read_only);
+    // And it never reaches another tenant's email, by id.
+    let theirs = uuid::Uuid::parse_str(&sent[1]).unwrap();
+    assert!(matches!(
+        store.get_email(acme_id.into(), theirs).await,
+        Err(missive_store::StoreError::NotFound)
+    ));
     let everyone: i64 = sqlx::query_scalar("SELECT count(DISTINCT tenant_id) FROM emails")
         .fetch_one(&pool)
         .await

@@ -512,10 +512,12 @@ pub async fn admin_get_email(
 }
 
 async fn read_email(store: &Store, tenant: TenantId, id: Uuid) -> Result<EmailView, ApiError> {
-    let email = store.get_email(tenant, id).await?;
-    let deliveries = store.deliveries_of(tenant, &[id]).await?;
-    let events = store.events_of(tenant, id).await?;
-    Ok(email_view(email, deliveries, Some(events)))
+    let detail = store.email_detail(tenant, id).await?;
+    Ok(email_view(
+        detail.email,
+        detail.deliveries,
+        Some(detail.events),
+    ))
 }
 
 /// List emails, newest first, filtered by recipient status, tag and creation time.
@@ -589,12 +591,10 @@ async fn list_of(
         created_before: time("created_before", &query.created_before)?,
         before_id: query.after,
     };
-    let mut emails = store.list_emails(tenant, &filter, limit + 1).await?;
-    let has_more = emails.len() as i64 > limit;
-    emails.truncate(usize::try_from(limit).unwrap_or(0));
-    let ids: Vec<Uuid> = emails.iter().map(|e| e.id).collect();
-    let mut deliveries = store.deliveries_of(tenant, &ids).await?;
-    let data = emails
+    let page = store.list_emails(tenant, &filter, limit).await?;
+    let mut deliveries = page.deliveries;
+    let data = page
+        .emails
         .into_iter()
         .map(|email| {
             let (mine, rest): (Vec<_>, Vec<_>) =
@@ -606,7 +606,7 @@ async fn list_of(
     Ok(EmailList {
         object: "list",
         data,
-        has_more,
+        has_more: page.has_more,
     })
 }
 
