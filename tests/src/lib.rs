@@ -10,6 +10,7 @@
 
 pub mod counter;
 pub mod db;
+pub mod dns;
 pub mod http;
 pub mod python;
 pub mod receiver;
@@ -18,11 +19,15 @@ pub mod smtp_client;
 
 pub use counter::ConnectionCounter;
 pub use db::{TestDb, pg_bin, workspace_root};
+pub use dns::DnsServer;
 pub use http::{
     Auth, CreatedTenant, Response, TEST_SECRET_KEY, TEST_SECRET_KEY_BASE64, TestApp, http_client,
     init_process,
 };
-pub use python::{run_python_script, run_python_with_input, run_resend_script, test_python};
+pub use python::{
+    run_python_script, run_python_with_env_and_input, run_python_with_input, run_resend_script,
+    test_python,
+};
 pub use receiver::{Hit, Receiver, Reply};
 pub use sink::{Received, SinkOptions, SmtpSink};
 pub use smtp_client::{SmtpClient, SmtpReply, plain, queued_id};

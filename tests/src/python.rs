@@ -24,6 +24,19 @@ pub async fn run_python_with_input(python: &str, script: &str, input: &[u8]) -> 
     run(python, script, &[], Some(input)).await
 }
 
+/// [`run_python_with_input`] with `envs` set too.
+///
+/// # Panics
+/// As [`run_python_script`].
+pub async fn run_python_with_env_and_input(
+    python: &str,
+    script: &str,
+    envs: &[(&str, String)],
+    input: &[u8],
+) -> Vec<u8> {
+    run(python, script, envs, Some(input)).await
+}
+
 async fn run(python: &str, script: &str, envs: &[(&str, String)], input: Option<&[u8]>) -> Vec<u8> {
     use tokio::io::AsyncWriteExt as _;
     let mut child = tokio::process::Command::new(python)

@@ -16,6 +16,7 @@ pub mod retry;
 pub mod routing;
 pub mod scope;
 pub mod sealed;
+pub mod sending_domain;
 pub mod submission;
 pub mod target;
 pub mod template;
@@ -32,7 +33,7 @@ pub use network::{IpNetwork, NetworkError};
 pub use routing::{RelaySpec, Route};
 pub use scope::{Scope, ScopeError, Scopes};
 pub use tenant::{
-    DOMAIN_PATTERN, Domain, MAX_NAME_CHARS, NO_CONTROLS_PATTERN, SendingPolicy, TenantName,
-    TenantSettings, TenantSettingsError, TenantStatus, parse_display_name, parse_label,
+    DOMAIN_PATTERN, Domain, MAX_NAME_CHARS, NO_CONTROLS_PATTERN, SenderDomain, SendingPolicy,
+    TenantName, TenantSettings, TenantSettingsError, TenantStatus, parse_display_name, parse_label,
     parse_setting_mailbox,
 };

@@ -37,10 +37,12 @@ pub enum Scope {
     SuppressionsManage,
     #[serde(rename = "usage:read")]
     UsageRead,
+    #[serde(rename = "domains:manage")]
+    DomainsManage,
 }
 
 impl Scope {
-    pub const ALL: [Self; 8] = [
+    pub const ALL: [Self; 9] = [
         Self::FullAccess,
         Self::Send,
         Self::EmailsRead,
@@ -49,6 +51,7 @@ impl Scope {
         Self::WebhooksManage,
         Self::SuppressionsManage,
         Self::UsageRead,
+        Self::DomainsManage,
     ];
 
     #[must_use]
@@ -62,6 +65,7 @@ impl Scope {
             Self::WebhooksManage => "webhooks:manage",
             Self::SuppressionsManage => "suppressions:manage",
             Self::UsageRead => "usage:read",
+            Self::DomainsManage => "domains:manage",
         }
     }
 }
@@ -74,7 +78,7 @@ impl fmt::Display for Scope {
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 #[error(
-    "unknown scope `{0}`; expected one of: full_access, send, emails:read, templates:read, templates:write, webhooks:manage, suppressions:manage, usage:read"
+    "unknown scope `{0}`; expected one of: full_access, send, emails:read, templates:read, templates:write, webhooks:manage, suppressions:manage, usage:read, domains:manage"
 )]
 pub struct ScopeError(pub String);
 

@@ -237,8 +237,24 @@ pub struct SendingPolicy {
     pub reply_to: Option<Mailbox>,
     /// The display name of a sender that has none (SelfMX's `from_name`).
     pub from_name: Option<String>,
-    /// When not empty, the only domains (and their subdomains) a sender may use.
+    /// When not empty, the only domains (and their subdomains) a sender may use, besides the
+    /// tenant's verified domains.
     pub allowed_sender_domains: Vec<Domain>,
+    /// Whether a sender's domain must be one of the tenant's verified domains (or an allowed
+    /// one): the tenant's `require_verified_domains` setting.
+    pub require_verified_domains: bool,
+    /// The tenant's verified sending domains, filled in by the accept path for each send.
+    pub verified_domains: Vec<Domain>,
+}
+
+/// What the sender-domain rule says of a domain.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SenderDomain {
+    Allowed,
+    /// Outside the allowed sender domains.
+    NotAllowed,
+    /// Not a verified domain of a tenant that requires one.
+    NotVerified,
 }
 
 impl SendingPolicy {
@@ -266,23 +282,44 @@ impl SendingPolicy {
                 .iter()
                 .map(|d| Domain::parse(d))
                 .collect::<Result<_, _>>()?,
+            require_verified_domains: false,
+            verified_domains: Vec::new(),
         })
     }
 
-    /// Whether the tenant may send from `domain` (an address's domain, in ASCII form): no domains
-    /// are listed, or `domain` is one of them or a subdomain of one.
+    /// Whether the tenant may send from `domain` (an address's domain, in ASCII form): it is
+    /// one of the tenant's verified domains or allowed sender domains (or a subdomain of one);
+    /// otherwise only when no domains are listed and none must be verified.
+    #[must_use]
+    pub fn sender_domain(&self, domain: &str) -> SenderDomain {
+        if within(&self.verified_domains, domain) || within(&self.allowed_sender_domains, domain) {
+            SenderDomain::Allowed
+        } else if self.require_verified_domains {
+            SenderDomain::NotVerified
+        } else if self.allowed_sender_domains.is_empty() {
+            SenderDomain::Allowed
+        } else {
+            SenderDomain::NotAllowed
+        }
+    }
+
+    /// Whether [`SendingPolicy::sender_domain`] allows `domain`.
     #[must_use]
     pub fn allows_sender_domain(&self, domain: &str) -> bool {
-        self.allowed_sender_domains.is_empty()
-            || self.allowed_sender_domains.iter().any(|allowed| {
-                let allowed = allowed.as_str();
-                domain.eq_ignore_ascii_case(allowed)
-                    || domain.len() > allowed.len()
-                        && domain.is_char_boundary(domain.len() - allowed.len())
-                        && domain[domain.len() - allowed.len()..].eq_ignore_ascii_case(allowed)
-                        && domain.as_bytes()[domain.len() - allowed.len() - 1] == b'.'
-            })
+        self.sender_domain(domain) == SenderDomain::Allowed
     }
+}
+
+/// Whether `domain` is one of `domains` or a subdomain of one.
+fn within(domains: &[Domain], domain: &str) -> bool {
+    domains.iter().any(|parent| {
+        let parent = parent.as_str();
+        domain.eq_ignore_ascii_case(parent)
+            || domain.len() > parent.len()
+                && domain.is_char_boundary(domain.len() - parent.len())
+                && domain[domain.len() - parent.len()..].eq_ignore_ascii_case(parent)
+                && domain.as_bytes()[domain.len() - parent.len() - 1] == b'.'
+    })
 }
 
 #[cfg(test)]
@@ -365,6 +402,35 @@ mod tests {
         assert!(!policy.allows_sender_domain("acme.test.evil"));
         assert!(!policy.allows_sender_domain("cme.test"));
         assert!(SendingPolicy::default().allows_sender_domain("anything.test"));
+    }
+
+    #[test]
+    fn verified_domains_join_the_allowed_ones_and_may_be_required() {
+        let mut policy = SendingPolicy {
+            allowed_sender_domains: vec![Domain::parse("acme.test").unwrap()],
+            verified_domains: vec![Domain::parse("brand.test").unwrap()],
+            ..SendingPolicy::default()
+        };
+        assert_eq!(policy.sender_domain("brand.test"), SenderDomain::Allowed);
+        assert_eq!(
+            policy.sender_domain("mail.brand.test"),
+            SenderDomain::Allowed
+        );
+        assert_eq!(policy.sender_domain("acme.test"), SenderDomain::Allowed);
+        assert_eq!(policy.sender_domain("other.test"), SenderDomain::NotAllowed);
+        policy.require_verified_domains = true;
+        assert_eq!(policy.sender_domain("acme.test"), SenderDomain::Allowed);
+        assert_eq!(
+            policy.sender_domain("other.test"),
+            SenderDomain::NotVerified
+        );
+        policy.allowed_sender_domains.clear();
+        assert_eq!(
+            policy.sender_domain("other.test"),
+            SenderDomain::NotVerified
+        );
+        policy.require_verified_domains = false;
+        assert_eq!(policy.sender_domain("other.test"), SenderDomain::Allowed);
     }
 
     #[test]

@@ -212,7 +212,7 @@ impl Store {
         let row = sqlx::query_as::<_, KeyForAuth>(
             "SELECT k.tenant_id, k.id, k.key_hash, k.scopes, k.last_used_at, k.expires_at,
                     k.revoked_at, t.status AS tenant_status, t.default_from, t.reply_to,
-                    t.from_name, t.allowed_sender_domains,
+                    t.from_name, t.allowed_sender_domains, t.require_verified_domains,
                     t.requests_per_minute AS tenant_requests_per_minute,
                     k.requests_per_minute AS key_requests_per_minute
              FROM api_keys k JOIN tenants t ON t.id = k.tenant_id

@@ -16,6 +16,7 @@
 mod api_keys;
 mod cursor;
 mod deliveries;
+mod domains;
 mod emails;
 mod error;
 pub mod listen;
@@ -31,6 +32,9 @@ mod writer;
 pub use api_keys::{ApiKeyRecord, KeyForAuth, NewApiKeyRow, StoredScopes};
 pub use cursor::Cursor;
 pub use deliveries::{DeliveryResult, LeasedDelivery, OutgoingMessage};
+pub use domains::{
+    DomainCheck, DomainPage, DomainPatch, DomainRecord, NewDkimKey, NewDomain, SigningKeyRow,
+};
 pub use emails::{
     DeliveryRecord, EmailDetail, EmailFilter, EmailPage, EmailRecord, EventRecord,
     IDEMPOTENCY_WINDOW, IdempotencyRecord, InsertOutcome, NewEmail,

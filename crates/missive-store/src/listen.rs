@@ -29,14 +29,16 @@ pub enum Channel {
     Templates,
     /// Webhook outbox rows were written (`webhook_events_notify`): dispatchers look for due rows.
     Webhooks,
+    Domains,
 }
 
 impl Channel {
-    pub const ALL: [Self; 4] = [
+    pub const ALL: [Self; 5] = [
         Self::Deliveries,
         Self::Accounts,
         Self::Templates,
         Self::Webhooks,
+        Self::Domains,
     ];
 
     /// The name the triggers' functions pass to `pg_notify`.
@@ -47,6 +49,7 @@ impl Channel {
             Self::Accounts => "missive_api_keys",
             Self::Templates => "missive_templates",
             Self::Webhooks => "missive_webhooks",
+            Self::Domains => "missive_domains",
         }
     }
 }

@@ -28,7 +28,7 @@ macro_rules! tenant_columns {
                WHERE n.tenant_id = tenants.id ORDER BY n.network) AS trusted_networks, \
          created_at, updated_at, disabled_at, smtp_host, smtp_port, smtp_tls, smtp_username, \
          smtp_enabled, (smtp_password IS NOT NULL) AS smtp_has_password, requests_per_minute, \
-         emails_per_day, emails_per_month"
+         emails_per_day, emails_per_month, require_verified_domains"
     };
 }
 
@@ -46,6 +46,8 @@ pub struct TenantRecord {
     pub reply_to: Option<String>,
     pub from_name: Option<String>,
     pub allowed_sender_domains: Vec<String>,
+    /// Whether senders must use one of the tenant's verified domains (or an allowed one).
+    pub require_verified_domains: bool,
     pub trusted_networks: Vec<String>,
     pub created_at: OffsetDateTime,
     pub updated_at: OffsetDateTime,
@@ -149,6 +151,7 @@ pub struct TenantPatch {
     pub reply_to: Option<Option<Mailbox>>,
     pub from_name: Option<Option<String>>,
     pub allowed_sender_domains: Option<Vec<Domain>>,
+    pub require_verified_domains: Option<bool>,
     /// Replaces the whole list when given.
     pub trusted_networks: Option<Vec<IpNetwork>>,
     /// The tenant's own upstream server: set, or removed with `Some(None)`.
@@ -189,6 +192,7 @@ impl<'r> FromRow<'r, PgRow> for StoredSending {
         let reply_to: Option<String> = row.try_get("reply_to")?;
         let from_name: Option<String> = row.try_get("from_name")?;
         let domains: Vec<String> = row.try_get("allowed_sender_domains")?;
+        let require_verified_domains: bool = row.try_get("require_verified_domains")?;
         // Written only after the same parsing, so a failure here is a hand-edited row.
         SendingPolicy::from_stored(
             default_from.as_deref(),
@@ -196,7 +200,12 @@ impl<'r> FromRow<'r, PgRow> for StoredSending {
             from_name.as_deref(),
             &domains,
         )
-        .map(Self)
+        .map(|policy| {
+            Self(SendingPolicy {
+                require_verified_domains,
+                ..policy
+            })
+        })
         .map_err(|err| sqlx::Error::ColumnDecode {
             index: "default_from, reply_to, allowed_sender_domains".to_owned(),
             source: Box::new(err),
@@ -355,6 +364,7 @@ impl Store {
         Ok(sqlx::query_as::<_, TrustedSender>(
             "SELECT t.id AS tenant_id, t.status AS tenant_status, n.network::text AS network,
                     t.default_from, t.reply_to, t.from_name, t.allowed_sender_domains,
+                    t.require_verified_domains,
                     t.requests_per_minute
              FROM trusted_networks n JOIN tenants t ON t.id = n.tenant_id
              WHERE n.network >>= $1::inet",
@@ -438,6 +448,7 @@ impl Store {
                 requests_per_minute = CASE WHEN $22 THEN $23 ELSE requests_per_minute END,
                 emails_per_day = CASE WHEN $24 THEN $25 ELSE emails_per_day END,
                 emails_per_month = CASE WHEN $26 THEN $27 ELSE emails_per_month END,
+                require_verified_domains = COALESCE($28, require_verified_domains),
                 updated_at = now()
              WHERE id = $1
              RETURNING ",
@@ -503,6 +514,7 @@ impl Store {
                 .flatten()
                 .and_then(|n| i64::try_from(n).ok()),
         )
+        .bind(patch.require_verified_domains)
         .fetch_optional(&mut *tx)
         .await
         .map_err(|e| map_unique(e, TENANT_CONFLICTS))?

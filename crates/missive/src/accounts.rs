@@ -112,6 +112,9 @@ pub struct SettingsPatchInput {
     #[schema(value_type = Option<String>)]
     pub from_name: Option<Option<String>>,
     pub allowed_sender_domains: Option<Vec<String>>,
+    /// Senders must use one of the tenant's verified domains (`/v1/domains`) or an allowed
+    /// sender domain; others are refused (REST 403, SMTP 550 5.7.1).
+    pub require_verified_domains: Option<bool>,
     /// Replaces the whole list when given; `[]` clears it.
     pub trusted_networks: Option<Vec<String>>,
 }
@@ -219,6 +222,8 @@ pub struct SettingsView {
     pub reply_to: Option<String>,
     pub from_name: Option<String>,
     pub allowed_sender_domains: Vec<String>,
+    /// Whether senders must use a verified domain (or an allowed one).
+    pub require_verified_domains: bool,
     pub trusted_networks: Vec<String>,
 }
 
@@ -297,6 +302,7 @@ impl From<TenantRecord> for TenantView {
                 reply_to: t.reply_to,
                 from_name: t.from_name,
                 allowed_sender_domains: t.allowed_sender_domains,
+                require_verified_domains: t.require_verified_domains,
                 trusted_networks: t.trusted_networks,
             },
             created_at: t.created_at,
@@ -716,6 +722,7 @@ pub async fn update_tenant(
             .as_ref()
             .map(TenantSettings::parse_domains)
             .transpose()?,
+        require_verified_domains: settings.require_verified_domains,
         trusted_networks: settings
             .trusted_networks
             .as_ref()

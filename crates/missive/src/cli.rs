@@ -237,7 +237,8 @@ pub enum KeyCommand {
         #[arg(long)]
         tenant: TenantId,
         /// Scope (repeatable): full_access, send, emails:read, templates:read,
-        /// templates:write, webhooks:manage, suppressions:manage, usage:read [default: full_access]
+        /// templates:write, webhooks:manage, suppressions:manage, usage:read, domains:manage
+        /// [default: full_access]
         #[arg(long = "scope", value_name = "SCOPE", value_parser = parse_scope)]
         scopes: Vec<Scope>,
         /// Key name, unique among the tenant's live keys [default: cli-<timestamp>]

@@ -22,11 +22,13 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use missive_core::retry::RetryPolicy;
+use missive_core::sending_domain::DkimAlgorithm;
 use missive_core::{Limits, RelaySpec};
 use secrecy::{SecretBox, SecretString};
 
 use crate::api::serve::HttpLimits;
 use crate::delivery::{TransportSettings, WorkerSettings};
+use crate::domains::DomainSettings;
 use crate::ingest::AcceptLimits;
 use crate::smtp::SmtpLimits;
 use crate::webhooks::dispatcher::DispatcherSettings;
@@ -420,6 +422,20 @@ settings! {
         /// Nameserver (host:port) to ask instead of the system's resolvers.
         server: Option<SocketAddr> = None, env ["MISSIVE_DNS_SERVER"], optional(parse_addr);
     }
+    /// Tenants' sending domains.
+    domains: DomainsConfig {
+        /// The domain every tenant's SPF record includes (`include:<this>`), usually a name
+        /// whose own SPF record lists the relay's addresses; unset: no SPF record is asked for.
+        spf_include: Option<missive_core::Domain> = None,
+            env ["MISSIVE_SPF_INCLUDE"], optional(parse_domain);
+        /// The DKIM key type of new domains that name none: rsa (2048 bits) or ed25519.
+        dkim_algorithm: DkimAlgorithm = Some("rsa"),
+            env ["MISSIVE_DKIM_ALGORITHM"], required(|s| s.parse::<DkimAlgorithm>());
+        /// How often each domain's records are looked up again, in seconds; one that
+        /// disappeared stops the domain's signing.
+        recheck_secs: Duration = Some("3600"),
+            env ["MISSIVE_DOMAIN_RECHECK_SECS"], required(seconds(1, 7 * 86400));
+    }
     /// Logging.
     log: LogConfig {
         /// Tracing filter, e.g. info or missive=debug.
@@ -607,6 +623,16 @@ impl Config {
         }
     }
 
+    /// How sending domains are checked and signed.
+    #[must_use]
+    pub fn domain_settings(&self) -> DomainSettings {
+        DomainSettings {
+            spf_include: self.domains.spf_include.clone(),
+            default_algorithm: self.domains.dkim_algorithm,
+            recheck_interval: self.domains.recheck_secs,
+        }
+    }
+
     /// How the webhook dispatcher works.
     #[must_use]
     pub fn dispatcher_settings(&self) -> DispatcherSettings {
@@ -740,6 +766,10 @@ fn parse_addr(s: &str) -> Result<SocketAddr, String> {
 
 fn parse_path(s: &str) -> Result<PathBuf, String> {
     Ok(PathBuf::from(s))
+}
+
+fn parse_domain(s: &str) -> Result<missive_core::Domain, String> {
+    missive_core::Domain::parse(s).map_err(|e| e.to_string())
 }
 
 fn parse_bool(s: &str) -> Result<bool, String> {

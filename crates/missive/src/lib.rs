@@ -10,6 +10,8 @@ pub mod cli;
 pub mod config;
 pub mod credentials;
 pub mod delivery;
+pub mod dns;
+pub mod domains;
 pub mod ingest;
 pub mod key_cache;
 pub mod rate_limit;

@@ -19,6 +19,7 @@ use tokio_util::sync::CancellationToken;
 use crate::api::serve::{BodyBudget, HttpLimits};
 use crate::config::{Config, ConfigError};
 use crate::delivery::{DeliveryWorker, Routes, TenantRelays, TenantRouteSettings};
+use crate::domains::Domains;
 use crate::ingest::Ingest;
 use crate::key_cache::KeyCache;
 use crate::rate_limit::RateLimits;
@@ -206,7 +207,9 @@ pub struct Application {
     http: Option<(TcpListener, SocketAddr, Router)>,
     smtp: Option<SmtpServer>,
     /// Shared by the API and SMTP; their LISTEN tasks run while either does.
-    caches: Option<(KeyCache, Templates)>,
+    caches: Option<(KeyCache, Templates, Domains)>,
+    /// The background re-check of sending domains, run by the worker role.
+    domain_recheck: Option<Domains>,
     http_limits: HttpLimits,
     /// The API's request counts, written to usage while the API runs.
     requests: Option<Arc<RequestCounter>>,
@@ -261,6 +264,7 @@ impl Application {
         // One limiter per process, shared by REST and SMTP.
         let rates = Arc::new(RateLimits::new(config.limits.requests_per_minute));
         let requests = Arc::new(RequestCounter::default());
+        let sending_domains = domains(config, &store)?;
         let shared = (roles.api || roles.smtp).then(|| {
             let writer = EmailWriter::start(
                 store.for_writer(WRITER_DB_CONNECTIONS),
@@ -272,6 +276,7 @@ impl Application {
                     writer,
                     config.accept_limits(),
                     Templates::new(store.clone()),
+                    sending_domains.clone(),
                 ),
             )
         });
@@ -280,6 +285,7 @@ impl Application {
                 let (listener, addr) = bind(config.http.addr).await?;
                 let state = AppState {
                     webhooks: webhooks(config, &store)?,
+                    domains: ingest.domains().clone(),
                     relays: tenant_relays(config)?,
                     keys: keys.clone(),
                     store: store.clone(),
@@ -370,7 +376,9 @@ impl Application {
             smtp,
             requests: roles.api.then_some(requests),
             http_limits: config.http_limits(),
-            caches: shared.map(|(keys, ingest)| (keys, ingest.templates().clone())),
+            caches: shared
+                .map(|(keys, ingest)| (keys, ingest.templates().clone(), ingest.domains().clone())),
+            domain_recheck: roles.worker.then_some(sending_domains),
             worker,
             dispatcher,
             store,
@@ -410,7 +418,7 @@ impl Application {
     /// A task stopped before `shutdown` fired; the error names it.
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> Result<(), TaskEnded> {
         let mut tasks = Supervisor::new(shutdown.clone());
-        if let Some((keys, templates)) = self.caches {
+        if let Some((keys, templates, domains)) = self.caches {
             let stop = shutdown.clone();
             tasks.spawn("API key cache listener", async move {
                 keys.listen(stop).await;
@@ -419,6 +427,18 @@ impl Application {
             let stop = shutdown.clone();
             tasks.spawn("template cache listener", async move {
                 templates.listen(stop).await;
+                Ok(())
+            });
+            let stop = shutdown.clone();
+            tasks.spawn("domain key cache listener", async move {
+                domains.listen(stop).await;
+                Ok(())
+            });
+        }
+        if let Some(domains) = self.domain_recheck {
+            let stop = shutdown.clone();
+            tasks.spawn("domain re-check", async move {
+                domains.recheck(stop).await;
                 Ok(())
             });
         }
@@ -556,6 +576,21 @@ pub fn tenant_relays(config: &Config) -> Result<TenantRelays, StartupError> {
             policy,
             max_connections: config.relay.tenant_max_connections,
         },
+    ))
+}
+
+/// Tenants' sending domains: private keys sealed with `MISSIVE_SECRET_KEY` (without it the
+/// domain routes answer 503), records looked up with the configured resolver.
+///
+/// # Errors
+/// [`StartupError::Dns`] when the resolver cannot be built.
+pub fn domains(config: &Config, store: &Store) -> Result<Domains, StartupError> {
+    let resolver = crate::dns::resolver(config.dns.server).map_err(StartupError::Dns)?;
+    Ok(Domains::new(
+        store.clone(),
+        sealer(config),
+        resolver,
+        config.domain_settings(),
     ))
 }
 

@@ -6,6 +6,7 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use missive_store::Store;
 
 use crate::delivery::TenantRelays;
+use crate::domains::Domains;
 use crate::ingest::Ingest;
 use crate::key_cache::KeyCache;
 use crate::rate_limit::RateLimits;
@@ -54,6 +55,8 @@ pub struct AppState {
     pub admin_key: Option<Arc<AdminKey>>,
     /// Tenants' webhook endpoints.
     pub webhooks: Webhooks,
+    /// Tenants' sending domains (keys, verification).
+    pub domains: Domains,
     /// Tenants' own SMTP servers (sealing, host checks, verification).
     pub relays: TenantRelays,
     pub metrics: PrometheusHandle,

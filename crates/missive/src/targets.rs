@@ -7,11 +7,8 @@
 //! address policy ([`missive_core::target`]), or the target is refused naming the address.
 
 use std::net::{IpAddr, SocketAddr};
-use std::time::Duration;
 
 use hickory_resolver::TokioResolver;
-use hickory_resolver::config::{NameServerConfig, ResolverConfig};
-use hickory_resolver::net::runtime::TokioRuntimeProvider;
 use missive_core::target::{AddressRefused, Host, check_address, parse_host};
 use url::Url;
 
@@ -62,31 +59,7 @@ impl Targets {
     /// # Errors
     /// When the resolver cannot be built from its configuration.
     pub fn new(nameserver: Option<SocketAddr>, allow_private: bool) -> Result<Self, String> {
-        let mut builder = match nameserver {
-            Some(server) => {
-                let mut ns = NameServerConfig::udp_and_tcp(server.ip());
-                for connection in &mut ns.connections {
-                    connection.port = server.port();
-                }
-                TokioResolver::builder_with_config(
-                    ResolverConfig::from_parts(None, Vec::new(), vec![ns]),
-                    TokioRuntimeProvider::default(),
-                )
-            }
-            None => TokioResolver::builder_tokio().unwrap_or_else(|e| {
-                // No usable system configuration (a container without /etc/resolv.conf): start
-                // anyway; names then fail to resolve with this reason until a nameserver is set.
-                tracing::warn!(error = %e, "no system DNS configuration; set MISSIVE_DNS_SERVER");
-                TokioResolver::builder_with_config(
-                    ResolverConfig::from_parts(None, Vec::new(), Vec::new()),
-                    TokioRuntimeProvider::default(),
-                )
-            }),
-        };
-        let options = builder.options_mut();
-        options.timeout = Duration::from_secs(3);
-        options.attempts = 2;
-        let resolver = builder.build().map_err(|e| e.to_string())?;
+        let resolver = crate::dns::resolver(nameserver)?;
         Ok(Self {
             resolver,
             allow_private,

@@ -6,6 +6,7 @@ mod auth;
 mod cli;
 mod crash;
 mod delivery;
+mod domains;
 mod edge;
 mod emails;
 mod fuzz;

@@ -38,6 +38,13 @@ const ROUTES: &[(&str, &str)] = &[
     ("post", "/v1/templates/{id}/publish"),
     ("post", "/v1/templates/{id}/duplicate"),
     ("post", "/v1/templates/{id}/render"),
+    ("post", "/v1/domains"),
+    ("get", "/v1/domains"),
+    ("get", "/v1/domains/{id}"),
+    ("patch", "/v1/domains/{id}"),
+    ("delete", "/v1/domains/{id}"),
+    ("post", "/v1/domains/{id}/verify"),
+    ("post", "/v1/domains/{id}/rotate"),
     ("post", "/v1/webhooks"),
     ("get", "/v1/webhooks"),
     ("get", "/v1/webhooks/{id}"),
@@ -71,6 +78,8 @@ const BODYLESS: &[&str] = &[
     "/v1/webhooks/{id}/signing-secret/rotate",
     "/v1/webhooks/{id}/events/{event_id}/replay",
     "/v1/webhooks/{id}/test",
+    "/v1/domains/{id}/verify",
+    "/v1/domains/{id}/rotate",
 ];
 
 const METHODS: &[&str] = &["get", "post", "put", "patch", "delete"];

@@ -328,6 +328,14 @@ async fn every_listen_channel_is_what_the_triggers_notify() {
     )
     .await
     .expect(200);
+    // A domain for the domains channel (its payload is the tenant's id too).
+    app.post(
+        "/v1/domains",
+        Auth::Key(&tenant.key),
+        &json!({ "name": "acme.test", "dkim_algorithm": "ed25519" }),
+    )
+    .await
+    .expect(200);
     // An endpoint, then an email it is told about, for the webhooks channel.
     let created = app
         .post(
@@ -347,8 +355,8 @@ async fn every_listen_channel_is_what_the_triggers_notify() {
         let Some(ListenEvent::Notified(payload)) = event.unwrap() else {
             panic!("no notification on {channel:?}");
         };
-        if *channel == Channel::Templates {
-            assert_eq!(payload, tenant.id);
+        if [Channel::Templates, Channel::Domains].contains(channel) {
+            assert_eq!(payload, tenant.id, "{channel:?}");
         }
     }
     // A replayed event wakes the dispatchers too, though no row is inserted.

@@ -9,11 +9,10 @@ use missive::targets::Targets;
 use missive::webhooks::client::{ClientSettings, Signed, WebhookClient};
 use missive_core::webhook::{SigningSecret, signature_header};
 use missive_tests::{
-    Auth, ConnectionCounter, Receiver, Reply, TestApp, run_python_with_input, run_resend_script,
-    test_python, workspace_root,
+    Auth, ConnectionCounter, DnsServer, Receiver, Reply, TestApp, run_python_with_input,
+    run_resend_script, test_python,
 };
 use serde_json::{Value, json};
-use tokio::io::AsyncBufReadExt as _;
 
 /// What the address policy protects: a listener that must see no connection.
 struct Canary {
@@ -36,39 +35,6 @@ impl Canary {
 
     fn port(&self) -> String {
         self.counter.port.to_string()
-    }
-}
-
-/// `tests/python/dns_server.py` answering from `zone`, killed when dropped.
-struct DnsServer {
-    port: u16,
-    _child: tokio::process::Child,
-}
-
-impl DnsServer {
-    async fn start(zone: &Value) -> Self {
-        let python = test_python().expect("MISSIVE_TEST_PYTHON: run the suite with `make test`");
-        let mut child = tokio::process::Command::new(python)
-            .arg(workspace_root().join("tests/python/dns_server.py"))
-            .arg(zone.to_string())
-            .stdout(std::process::Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("start the DNS server");
-        let stdout = child.stdout.take().expect("piped stdout");
-        let mut line = String::new();
-        tokio::io::BufReader::new(stdout)
-            .read_line(&mut line)
-            .await
-            .expect("the DNS server prints its port");
-        Self {
-            port: line.trim().parse().expect("a port"),
-            _child: child,
-        }
-    }
-
-    fn addr(&self) -> std::net::SocketAddr {
-        std::net::SocketAddr::from(([127, 0, 0, 1], self.port))
     }
 }
 

@@ -302,6 +302,14 @@ async fn accept(
 /// email's index.
 fn refused(err: IngestError, batch: bool) -> ApiError {
     match err {
+        IngestError::Refused {
+            item,
+            refusal: refusal @ Refusal::DomainNotVerified { .. },
+        } => ApiError::DomainNotVerified(if batch {
+            format!("[{}] {refusal}", item.unwrap_or_default())
+        } else {
+            refusal.to_string()
+        }),
         IngestError::Refused { item, refusal } if batch => {
             ApiError::Validation(format!("[{}] {refusal}", item.unwrap_or_default()))
         }
@@ -312,10 +320,12 @@ fn refused(err: IngestError, batch: bool) -> ApiError {
             | Refusal::TooLarge { .. }
             | Refusal::TooManyRecipients { .. }
             | Refusal::LineTooLong
-            | Refusal::Template(_) => ApiError::Validation(refusal.to_string()),
+            | Refusal::Template(_)
+            | Refusal::DomainNotVerified { .. } => ApiError::Validation(refusal.to_string()),
         },
         IngestError::IdempotencyConflict => ApiError::IdempotencyConflict,
         IngestError::OverQuota(period) => ApiError::OverQuota(period),
+        IngestError::Signing(reason) => ApiError::Internal(reason),
         IngestError::Store(store) => store.into(),
     }
 }

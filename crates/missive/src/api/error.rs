@@ -51,6 +51,9 @@ pub enum ApiError {
     AdminDisabled,
     #[error("{0}")]
     InvalidFrom(String),
+    /// The sender's domain must be verified and is not (Resend answers 403).
+    #[error("{0}")]
+    DomainNotVerified(String),
     #[error("{0}")]
     InvalidIdempotencyKey(String),
     #[error("this Idempotency-Key was used with a different request body")]
@@ -95,7 +98,9 @@ impl ApiError {
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::MissingApiKey | Self::InvalidApiKey(_) => StatusCode::UNAUTHORIZED,
-            Self::MissingScope(_) | Self::AdminDisabled => StatusCode::FORBIDDEN,
+            Self::MissingScope(_) | Self::AdminDisabled | Self::DomainNotVerified(_) => {
+                StatusCode::FORBIDDEN
+            }
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::Conflict(_) => StatusCode::CONFLICT,
@@ -108,7 +113,7 @@ impl ApiError {
     #[must_use]
     pub fn name(&self) -> &'static str {
         match self {
-            Self::Validation(_) => "validation_error",
+            Self::Validation(_) | Self::DomainNotVerified(_) => "validation_error",
             Self::InvalidFrom(_) => "invalid_from_address",
             Self::InvalidIdempotencyKey(_) => "invalid_idempotency_key",
             Self::IdempotencyConflict => "invalid_idempotent_request",

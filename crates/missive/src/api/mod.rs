@@ -4,6 +4,7 @@
 pub mod api_keys;
 pub mod auth;
 pub mod document;
+pub mod domains;
 pub mod emails;
 pub mod error;
 pub mod extract;
@@ -56,6 +57,7 @@ use crate::state::AppState;
         (name = "emails", description = "Send and read emails (Resend-compatible)"),
         (name = "templates", description = "The calling tenant's templates (Resend-compatible), and shipped ones"),
         (name = "webhooks", description = "The calling tenant's webhook endpoints (Resend-compatible)"),
+        (name = "domains", description = "The calling tenant's sending domains: DKIM keys, DNS records, verification (Resend-compatible)"),
         (name = "suppressions", description = "The calling tenant's suppression list (Resend-compatible)"),
         (name = "usage", description = "The calling tenant's usage and quotas (Resend-compatible)"),
         (name = "health", description = "Probes and metrics"),
@@ -142,6 +144,14 @@ fn routes() -> OpenApiRouter<AppState> {
             suppressions::get_suppression,
             suppressions::remove_suppression
         ))
+        .routes(routes!(domains::create_domain, domains::list_domains))
+        .routes(routes!(
+            domains::get_domain,
+            domains::update_domain,
+            domains::delete_domain
+        ))
+        .routes(routes!(domains::verify_domain))
+        .routes(routes!(domains::rotate_domain))
         .routes(routes!(tenants::verify_tenant_smtp))
         .routes(routes!(usage::get_usage))
         .routes(routes!(usage::get_tenant_usage))

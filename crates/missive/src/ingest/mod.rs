@@ -4,17 +4,20 @@
 //! stores it:
 //!
 //! 1. the rules of [`policy`]: the sender (or the tenant's default) inside the allowed sender
-//!    domains, the Reply-To default, the recipient count, the final size;
+//!    domains or the tenant's verified ones, the Reply-To default, the recipient count, the final
+//!    size;
 //! 2. the template a message names, rendered once with its variables ([`render`]);
 //! 3. the message itself: the draft parsed and built into MIME ([`structured`]), or the checks
 //!    and header rewriting of a received message ([`raw`]), our Message-ID, the idempotency claim;
-//! 4. one transaction for the emails, their deliveries and first events, and the idempotency
+//! 4. the DKIM signature of a message from one of the tenant's verified domains, over its final
+//!    bytes ([`crate::domains`]);
+//! 5. one transaction for the emails, their deliveries and first events, and the idempotency
 //!    record, committed before the caller is answered.
 //!
 //! Everything that can refuse a message runs before any database work, so a refused message
-//! costs no transaction and leaves nothing behind. New rules (templates, suppression, quotas,
-//! DKIM) belong here, once, for both protocols. Sending quotas are the one rule checked in the
-//! storing statement itself, as only there is the count exact.
+//! costs no transaction and leaves nothing behind. New rules belong here, once, for both
+//! protocols. Sending quotas are the one rule checked in the storing statement itself, as only
+//! there is the count exact.
 
 pub mod policy;
 pub mod raw;
@@ -31,6 +34,7 @@ pub use policy::{AcceptLimits, Refusal};
 pub use raw::{RawEnvelope, RawMessage, Trace};
 pub use render::TemplateCall;
 
+use crate::domains::{Domains, DomainsError, TenantKeys};
 use crate::templates::Templates;
 
 /// One structured send: what the client asked for, and the template it names, if any.
@@ -76,8 +80,20 @@ pub enum IngestError {
     /// The tenant's sending quota for the period would be exceeded by this send.
     #[error("the {0} sending quota would be exceeded by this send")]
     OverQuota(QuotaPeriod),
+    /// A verified domain's key could not be used: nothing unsigned is sent in its name.
+    #[error("signing with the sender domain's DKIM key failed: {0}")]
+    Signing(String),
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+impl From<DomainsError> for IngestError {
+    fn from(err: DomainsError) -> Self {
+        match err {
+            DomainsError::Store(store) => Self::Store(store),
+            other => Self::Signing(other.to_string()),
+        }
+    }
 }
 
 /// The accept path, shared by the API and the SMTP listeners; cheap to clone.
@@ -86,16 +102,29 @@ pub struct Ingest {
     writer: EmailWriter,
     limits: AcceptLimits,
     templates: Templates,
+    domains: Domains,
 }
 
 impl Ingest {
     #[must_use]
-    pub fn new(writer: EmailWriter, limits: AcceptLimits, templates: Templates) -> Self {
+    pub fn new(
+        writer: EmailWriter,
+        limits: AcceptLimits,
+        templates: Templates,
+        domains: Domains,
+    ) -> Self {
         Self {
             writer,
             limits,
             templates,
+            domains,
         }
+    }
+
+    /// The tenants' sending domains, whose keys sends are signed with.
+    #[must_use]
+    pub fn domains(&self) -> &Domains {
+        &self.domains
     }
 
     /// The tenants' templates, as sends render them.
@@ -122,6 +151,8 @@ impl Ingest {
         input: Input,
     ) -> Result<Accepted, IngestError> {
         let now = OffsetDateTime::now_utc();
+        let keys = self.domains.signing_keys(tenant_id).await?;
+        let policy = &with_verified_domains(policy, &keys);
         let mut templates = render::Resolved::new(&self.templates, tenant_id);
         let (emails, idempotency) = match input {
             Input::Requests {
@@ -164,6 +195,15 @@ impl Ingest {
                 (vec![composed.email], composed.idempotency)
             }
         };
+        let mut emails = emails;
+        for email in &mut emails {
+            if let Some(key) = keys.for_domain(email.from.email.domain()) {
+                email.mime = key
+                    .sign(&email.mime)
+                    .map_err(|e| IngestError::Signing(e.to_string()))?;
+                metrics::counter!("missive_dkim_signed_total").increment(1);
+            }
+        }
         let accepted: Vec<(Uuid, usize)> =
             emails.iter().map(|e| (e.id, e.recipients.len())).collect();
         let record = idempotency
@@ -221,6 +261,20 @@ impl Ingest {
         Submission::parse(draft, now)
             .map_err(|e| render::Failure::Refused(Refusal::Invalid(e.to_string())))
     }
+}
+
+/// The tenant's policy with its verified domains, which it may send from whatever else it
+/// allows; the policy as it is when it has none and needs none.
+pub fn with_verified_domains<'p>(
+    policy: &'p SendingPolicy,
+    keys: &TenantKeys,
+) -> std::borrow::Cow<'p, SendingPolicy> {
+    if keys.domains().is_empty() {
+        return std::borrow::Cow::Borrowed(policy);
+    }
+    let mut policy = policy.clone();
+    policy.verified_domains = keys.domains().to_vec();
+    std::borrow::Cow::Owned(policy)
 }
 
 impl render::Failure {

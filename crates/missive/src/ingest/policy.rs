@@ -5,7 +5,7 @@
 //! same limits and the same words.
 
 use missive_core::idempotency::InvalidIdempotencyKey;
-use missive_core::{EmailAddress, Mailbox, SendingPolicy};
+use missive_core::{EmailAddress, Mailbox, SenderDomain, SendingPolicy};
 
 /// Limits that hold for every message, from the configuration.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -25,6 +25,11 @@ pub enum Refusal {
     /// The sender's domain is outside the tenant's allowed sender domains.
     #[error("{field}: the domain `{domain}` is not one of this tenant's allowed sender domains")]
     SenderNotAllowed { field: &'static str, domain: String },
+    /// The tenant sends only from verified domains, and this is not one.
+    #[error(
+        "{field}: the domain `{domain}` is not verified; add it with POST /v1/domains, publish its records and verify it"
+    )]
+    DomainNotVerified { field: &'static str, domain: String },
     #[error("the message is {size} bytes, over the limit of {max} bytes")]
     TooLarge { size: usize, max: usize },
     #[error("{count} recipients, over the limit of {max} per message")]
@@ -69,19 +74,18 @@ pub fn sender(
 /// The sender-domain rule alone, for an address already chosen (an envelope sender).
 ///
 /// # Errors
-/// [`Refusal::SenderNotAllowed`].
+/// [`Refusal::SenderNotAllowed`], or [`Refusal::DomainNotVerified`] when the tenant requires
+/// verified domains.
 pub fn check_sender(
     policy: &SendingPolicy,
     field: &'static str,
     address: &EmailAddress,
 ) -> Result<(), Refusal> {
-    if policy.allows_sender_domain(address.domain()) {
-        Ok(())
-    } else {
-        Err(Refusal::SenderNotAllowed {
-            field,
-            domain: address.domain().to_owned(),
-        })
+    let domain = address.domain().to_owned();
+    match policy.sender_domain(&domain) {
+        SenderDomain::Allowed => Ok(()),
+        SenderDomain::NotAllowed => Err(Refusal::SenderNotAllowed { field, domain }),
+        SenderDomain::NotVerified => Err(Refusal::DomainNotVerified { field, domain }),
     }
 }
 
@@ -150,6 +154,7 @@ mod tests {
             reply_to: Some(Mailbox::parse("help@acme.test").unwrap()),
             from_name: None,
             allowed_sender_domains: vec![Domain::parse("acme.test").unwrap()],
+            ..SendingPolicy::default()
         }
     }
 

@@ -541,6 +541,7 @@ mod tests {
             reply_to: Some(Mailbox::parse("help@acme.test").unwrap()),
             from_name: None,
             allowed_sender_domains: vec![Domain::parse("acme.test").unwrap()],
+            ..SendingPolicy::default()
         };
         let composed = compose(
             raw("To: you@x.test\r\nBcc: hidden@x.test\r\nSubject: hi\r\n\r\nbody\r\n"),

@@ -105,6 +105,11 @@ where
             Err(IngestError::Refused { refusal, .. }) => self.refuse(&reply::refused(&refusal)),
             Err(IngestError::IdempotencyConflict) => self.refuse(&reply::IDEMPOTENCY_CONFLICT),
             Err(IngestError::OverQuota(period)) => self.refuse(&reply::over_quota(period)),
+            Err(IngestError::Signing(err)) => {
+                tracing::error!(%tenant_id, error = %err, "SMTP message not signed, not stored");
+                self.reply(&reply::TEMPORARY_FAILURE);
+                Next::Continue
+            }
             Err(IngestError::Store(err)) => {
                 tracing::error!(%tenant_id, error = %err, "SMTP message not stored");
                 self.reply(&reply::TEMPORARY_FAILURE);

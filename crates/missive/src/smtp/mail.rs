@@ -7,13 +7,18 @@ use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::reply::{self, Reply};
 use super::session::{Next, Session};
-use crate::ingest::policy;
+use crate::domains::TenantKeys;
+use crate::ingest::{policy, with_verified_domains};
 
 impl<S> Session<S>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send,
 {
-    pub(super) fn mail(&mut self, from: &MailFrom<std::borrow::Cow<'_, str>>) -> Next {
+    pub(super) fn mail(
+        &mut self,
+        from: &MailFrom<std::borrow::Cow<'_, str>>,
+        keys: Option<&TenantKeys>,
+    ) -> Next {
         if self.client.helo.is_none() {
             return self.refuse(&reply::BAD_SEQUENCE_HELO);
         }
@@ -55,7 +60,20 @@ where
             return self.refuse(&reply::TOO_BIG);
         }
         // The accept path checks it again; refusing here spares the client sending the text.
-        if let Err(refusal) = policy::check_sender(&sender.sending, "MAIL FROM", &address) {
+        // The tenant's verified domains are allowed senders too: without them at hand (a
+        // database failure), only a sender the accept path would refuse anyway is refused.
+        let checked = match keys {
+            Some(keys) => policy::check_sender(
+                &with_verified_domains(&sender.sending, keys),
+                "MAIL FROM",
+                &address,
+            ),
+            None => match policy::check_sender(&sender.sending, "MAIL FROM", &address) {
+                Err(policy::Refusal::DomainNotVerified { .. }) => Ok(()),
+                other => other,
+            },
+        };
+        if let Err(refusal) = checked {
             return self.refuse(&reply::refused(&refusal));
         }
         if !self.hold_tenant_place() {

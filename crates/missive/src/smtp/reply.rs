@@ -197,7 +197,9 @@ pub fn refused(refusal: &Refusal) -> Reply {
         Refusal::TooLarge { .. } => TOO_BIG,
         Refusal::TooManyRecipients { .. } => TOO_MANY_RECIPIENTS,
         Refusal::LineTooLong => TEXT_LINE_TOO_LONG,
-        Refusal::SenderNotAllowed { .. } => Reply::owned(550, "5.7.1", refusal.to_string()),
+        Refusal::SenderNotAllowed { .. } | Refusal::DomainNotVerified { .. } => {
+            Reply::owned(550, "5.7.1", refusal.to_string())
+        }
         Refusal::Invalid(_) | Refusal::IdempotencyKey(_) | Refusal::Template(_) => {
             Reply::owned(550, "5.6.0", refusal.to_string())
         }

@@ -378,7 +378,21 @@ where
                 mechanism,
                 initial_response,
             } => self.auth(mechanism, &initial_response).await,
-            Request::Mail { from } => self.mail(&from),
+            Request::Mail { from } => {
+                // The tenant's verified domains, which its senders may use; the accept path
+                // checks again, so a database failure here only forgoes the early answer.
+                let keys = match self.client.sender() {
+                    Some(sender) => self
+                        .ctx
+                        .ingest
+                        .domains()
+                        .signing_keys(sender.tenant_id)
+                        .await
+                        .ok(),
+                    None => None,
+                };
+                self.mail(&from, keys.as_deref())
+            }
             Request::Rcpt { to } => self.rcpt(&to),
             Request::Data => self.data(),
             Request::Bdat {

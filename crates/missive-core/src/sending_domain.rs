@@ -1,0 +1,476 @@
+//! A tenant's sending domain: the DNS records it publishes for us (DKIM, SPF, a DMARC
+//! suggestion), how we read what DNS answers for each, and what makes the domain verified.
+//!
+//! Pure: the lookups happen elsewhere and hand the TXT strings they found to the checks here, so
+//! every verdict and its reason is testable without a nameserver.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::Serialize;
+
+use crate::tenant::Domain;
+
+/// How a domain's messages are signed. RSA (2048 bits) is what every receiver verifies;
+/// Ed25519 (RFC 8463) is shorter and faster, but not every receiver checks it yet.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum DkimAlgorithm {
+    #[default]
+    Rsa,
+    Ed25519,
+}
+
+impl DkimAlgorithm {
+    /// The name stored and shown (`rsa` or `ed25519`).
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Rsa => "rsa",
+            Self::Ed25519 => "ed25519",
+        }
+    }
+
+    /// The key record's `k=` tag.
+    #[must_use]
+    pub const fn key_type(self) -> &'static str {
+        self.as_str()
+    }
+}
+
+impl FromStr for DkimAlgorithm {
+    type Err = String;
+    fn from_str(raw: &str) -> Result<Self, String> {
+        match raw {
+            "rsa" | "rsa-sha256" => Ok(Self::Rsa),
+            "ed25519" | "ed25519-sha256" => Ok(Self::Ed25519),
+            other => Err(format!(
+                "unknown DKIM algorithm `{other}`; expected rsa or ed25519"
+            )),
+        }
+    }
+}
+
+impl fmt::Display for DkimAlgorithm {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Where a domain or one of its records stands (Resend's names).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum VerificationStatus {
+    /// Never looked up.
+    #[default]
+    NotStarted,
+    /// Found as published.
+    Verified,
+    /// Missing or different from what we asked for.
+    Failed,
+    /// DNS did not answer (a timeout or a server failure): looked up again later.
+    TemporaryFailure,
+}
+
+impl VerificationStatus {
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::NotStarted => "not_started",
+            Self::Verified => "verified",
+            Self::Failed => "failed",
+            Self::TemporaryFailure => "temporary_failure",
+        }
+    }
+}
+
+impl FromStr for VerificationStatus {
+    type Err = String;
+    fn from_str(raw: &str) -> Result<Self, String> {
+        match raw {
+            "not_started" => Ok(Self::NotStarted),
+            "verified" => Ok(Self::Verified),
+            "failed" => Ok(Self::Failed),
+            "temporary_failure" => Ok(Self::TemporaryFailure),
+            other => Err(format!("unknown verification status `{other}`")),
+        }
+    }
+}
+
+/// Which of the domain's records.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+pub enum RecordKind {
+    #[serde(rename = "DKIM")]
+    Dkim,
+    #[serde(rename = "SPF")]
+    Spf,
+    #[serde(rename = "DMARC")]
+    Dmarc,
+}
+
+impl RecordKind {
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Dkim => "DKIM",
+            Self::Spf => "SPF",
+            Self::Dmarc => "DMARC",
+        }
+    }
+}
+
+/// One record to publish: where (`name` relative to the domain, `@` for the domain itself, and
+/// the full name), and what.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RecordSpec {
+    pub kind: RecordKind,
+    pub name: String,
+    pub fqdn: String,
+    pub value: String,
+    /// Whether the domain's verification waits for it (the DMARC record is a suggestion).
+    pub required: bool,
+}
+
+/// What a lookup of one name found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Lookup {
+    /// The TXT strings at the name (each record's strings joined).
+    Found(Vec<String>),
+    /// The name does not exist or holds no TXT record.
+    Missing,
+    /// No answer: a timeout, or a server failure.
+    Unanswered(String),
+}
+
+/// A record's verdict.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RecordCheck {
+    pub status: VerificationStatus,
+    /// Why it is not verified; `None` when it is.
+    pub reason: Option<String>,
+}
+
+impl RecordCheck {
+    fn verified() -> Self {
+        Self {
+            status: VerificationStatus::Verified,
+            reason: None,
+        }
+    }
+
+    fn failed(reason: String) -> Self {
+        Self {
+            status: VerificationStatus::Failed,
+            reason: Some(reason),
+        }
+    }
+}
+
+/// The records a domain publishes for a DKIM key under `selector`, and for SPF when the operator
+/// names the domain senders include (`spf_include`).
+#[must_use]
+pub fn records(
+    domain: &Domain,
+    selector: &str,
+    algorithm: DkimAlgorithm,
+    public_key_base64: &str,
+    spf_include: Option<&Domain>,
+) -> Vec<RecordSpec> {
+    let at = |relative: &str| {
+        if relative == "@" {
+            domain.as_str().to_owned()
+        } else {
+            format!("{relative}.{domain}")
+        }
+    };
+    let mut records = vec![RecordSpec {
+        kind: RecordKind::Dkim,
+        name: format!("{selector}._domainkey"),
+        fqdn: at(&format!("{selector}._domainkey")),
+        value: dkim_value(algorithm, public_key_base64),
+        required: true,
+    }];
+    if let Some(include) = spf_include {
+        records.push(RecordSpec {
+            kind: RecordKind::Spf,
+            name: "@".to_owned(),
+            fqdn: at("@"),
+            value: format!("v=spf1 include:{include} ~all"),
+            required: true,
+        });
+    }
+    records.push(RecordSpec {
+        kind: RecordKind::Dmarc,
+        name: "_dmarc".to_owned(),
+        fqdn: at("_dmarc"),
+        value: "v=DMARC1; p=none;".to_owned(),
+        required: false,
+    });
+    records
+}
+
+/// The TXT value of a DKIM key record (RFC 6376 section 3.6.1).
+#[must_use]
+pub fn dkim_value(algorithm: DkimAlgorithm, public_key_base64: &str) -> String {
+    format!("v=DKIM1; k={}; p={public_key_base64}", algorithm.key_type())
+}
+
+/// Checks one record against what DNS answered for its name.
+#[must_use]
+pub fn check(spec: &RecordSpec, found: &Lookup) -> RecordCheck {
+    let txts = match found {
+        Lookup::Unanswered(reason) => {
+            return RecordCheck {
+                status: VerificationStatus::TemporaryFailure,
+                reason: Some(format!("looking up {} failed: {reason}", spec.fqdn)),
+            };
+        }
+        Lookup::Missing => {
+            return RecordCheck::failed(format!("no TXT record at {}", spec.fqdn));
+        }
+        Lookup::Found(txts) => txts,
+    };
+    match spec.kind {
+        RecordKind::Dkim => check_dkim(spec, txts),
+        RecordKind::Spf => check_spf(spec, txts),
+        RecordKind::Dmarc => check_dmarc(spec, txts),
+    }
+}
+
+/// The record must carry our key (`p=`, white space ignored) and no other key type.
+fn check_dkim(spec: &RecordSpec, txts: &[String]) -> RecordCheck {
+    let wanted = tags(&spec.value);
+    let tag = |tags: &[(&str, String)], name: &str| {
+        tags.iter()
+            .find(|(t, _)| *t == name)
+            .map(|(_, v)| v.clone())
+    };
+    let (want_p, want_k) = (tag(&wanted, "p"), tag(&wanted, "k"));
+    for txt in txts {
+        let found = tags(txt);
+        let p = tag(&found, "p");
+        // No k= means rsa (RFC 6376 section 3.6.1).
+        let k = tag(&found, "k").unwrap_or_else(|| "rsa".to_owned());
+        if p.is_some() && p == want_p && Some(k) == want_k {
+            return RecordCheck::verified();
+        }
+    }
+    if txts
+        .iter()
+        .any(|t| tags(t).iter().any(|(tag, _)| *tag == "p"))
+    {
+        RecordCheck::failed(format!(
+            "the TXT record at {} holds another key than this domain's",
+            spec.fqdn
+        ))
+    } else {
+        RecordCheck::failed(format!("no DKIM key record at {}", spec.fqdn))
+    }
+}
+
+/// Exactly one SPF record (RFC 7208 section 4.5: more than one is a permanent error), which
+/// includes the operator's domain.
+fn check_spf(spec: &RecordSpec, txts: &[String]) -> RecordCheck {
+    let spf: Vec<&String> = txts
+        .iter()
+        .filter(|t| {
+            let lower = t.trim_start().to_ascii_lowercase();
+            lower == "v=spf1" || lower.starts_with("v=spf1 ")
+        })
+        .collect();
+    let include = spec
+        .value
+        .split_whitespace()
+        .find(|term| term.starts_with("include:"))
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    match spf.as_slice() {
+        [] => RecordCheck::failed(format!("no SPF record at {}", spec.fqdn)),
+        [one] => {
+            if one
+                .split_whitespace()
+                .any(|term| term.trim_start_matches('+').to_ascii_lowercase() == include)
+            {
+                RecordCheck::verified()
+            } else {
+                RecordCheck::failed(format!(
+                    "the SPF record at {} does not contain `{include}`",
+                    spec.fqdn
+                ))
+            }
+        }
+        _ => RecordCheck::failed(format!(
+            "{} SPF records at {}; receivers treat more than one as an error",
+            spf.len(),
+            spec.fqdn
+        )),
+    }
+}
+
+/// Any DMARC record: its policy is the domain owner's choice.
+fn check_dmarc(spec: &RecordSpec, txts: &[String]) -> RecordCheck {
+    if txts
+        .iter()
+        .any(|t| t.trim_start().to_ascii_lowercase().starts_with("v=dmarc1"))
+    {
+        RecordCheck::verified()
+    } else {
+        RecordCheck::failed(format!("no DMARC record at {}", spec.fqdn))
+    }
+}
+
+/// A tag list (`v=DKIM1; k=rsa; p=...`) as (tag, value) pairs, white space inside values
+/// removed (a long key is often split over several strings or lines).
+fn tags(record: &str) -> Vec<(&str, String)> {
+    record
+        .split(';')
+        .filter_map(|part| {
+            let (tag, value) = part.split_once('=')?;
+            let value: String = value.chars().filter(|c| !c.is_whitespace()).collect();
+            Some((tag.trim(), value))
+        })
+        .collect()
+}
+
+/// The domain's status from its records' verdicts: verified when every required record is; a
+/// temporary failure when one could not be looked up and none failed; failed otherwise.
+#[must_use]
+pub fn domain_status(records: &[RecordSpec], checks: &[RecordCheck]) -> VerificationStatus {
+    let required = records
+        .iter()
+        .zip(checks)
+        .filter(|(spec, _)| spec.required)
+        .map(|(_, check)| check.status);
+    let mut status = VerificationStatus::Verified;
+    for record in required {
+        match record {
+            VerificationStatus::Verified => {}
+            VerificationStatus::Failed | VerificationStatus::NotStarted => {
+                return VerificationStatus::Failed;
+            }
+            VerificationStatus::TemporaryFailure => {
+                status = VerificationStatus::TemporaryFailure;
+            }
+        }
+    }
+    status
+}
+
+/// A new selector: `mv` and eight random hex digits, so a rotated key's record never collides
+/// with the one it replaces.
+#[must_use]
+pub fn new_selector() -> String {
+    let bytes: [u8; 4] = rand::random();
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    format!("mv{hex}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn domain() -> Domain {
+        Domain::parse("acme.test").unwrap()
+    }
+
+    fn specs() -> Vec<RecordSpec> {
+        let spf = Domain::parse("spf.missive.test").unwrap();
+        records(&domain(), "mv01", DkimAlgorithm::Rsa, "QUJD", Some(&spf))
+    }
+
+    #[test]
+    fn records_name_what_to_publish_where() {
+        let specs = specs();
+        assert_eq!(specs[0].fqdn, "mv01._domainkey.acme.test");
+        assert_eq!(specs[0].name, "mv01._domainkey");
+        assert_eq!(specs[0].value, "v=DKIM1; k=rsa; p=QUJD");
+        assert_eq!(specs[1].fqdn, "acme.test");
+        assert_eq!(specs[1].value, "v=spf1 include:spf.missive.test ~all");
+        assert_eq!(specs[2].fqdn, "_dmarc.acme.test");
+        assert!(!specs[2].required);
+        let without_spf = records(&domain(), "mv01", DkimAlgorithm::Ed25519, "QUJD", None);
+        assert_eq!(without_spf.len(), 2);
+        assert_eq!(without_spf[0].value, "v=DKIM1; k=ed25519; p=QUJD");
+    }
+
+    #[test]
+    fn a_dkim_record_matches_on_its_key_whatever_the_spacing() {
+        let spec = &specs()[0];
+        let found = |txt: &str| check(spec, &Lookup::Found(vec![txt.to_owned()]));
+        assert_eq!(
+            found("v=DKIM1;k=rsa;  p=QU JD").status,
+            VerificationStatus::Verified
+        );
+        assert_eq!(
+            found("v=DKIM1; p=QUJD").status,
+            VerificationStatus::Verified
+        );
+        let other = found("v=DKIM1; k=rsa; p=WFla");
+        assert_eq!(other.status, VerificationStatus::Failed);
+        assert!(other.reason.unwrap().contains("another key"));
+        assert_eq!(
+            found("v=DKIM1; k=ed25519; p=QUJD").status,
+            VerificationStatus::Failed
+        );
+        let missing = check(spec, &Lookup::Missing);
+        assert_eq!(
+            missing.reason.as_deref(),
+            Some("no TXT record at mv01._domainkey.acme.test")
+        );
+        let timeout = check(spec, &Lookup::Unanswered("timed out".into()));
+        assert_eq!(timeout.status, VerificationStatus::TemporaryFailure);
+    }
+
+    #[test]
+    fn spf_needs_one_record_with_our_include() {
+        let spec = &specs()[1];
+        let found = |txts: &[&str]| {
+            check(
+                spec,
+                &Lookup::Found(txts.iter().map(|t| (*t).to_owned()).collect()),
+            )
+        };
+        assert_eq!(
+            found(&[
+                "google-site-verification=x",
+                "v=spf1 mx include:spf.missive.test -all"
+            ])
+            .status,
+            VerificationStatus::Verified
+        );
+        let without = found(&["v=spf1 mx -all"]);
+        assert!(without.reason.unwrap().contains("include:spf.missive.test"));
+        let two = found(&["v=spf1 include:spf.missive.test ~all", "v=spf1 mx ~all"]);
+        assert!(two.reason.unwrap().starts_with("2 SPF records"));
+        assert_eq!(found(&["hello"]).status, VerificationStatus::Failed);
+    }
+
+    #[test]
+    fn the_domain_waits_for_required_records_only() {
+        let specs = specs();
+        let ok = RecordCheck::verified();
+        let failed = RecordCheck::failed("x".into());
+        let later = RecordCheck {
+            status: VerificationStatus::TemporaryFailure,
+            reason: None,
+        };
+        let status = |checks: [&RecordCheck; 3]| domain_status(&specs, &checks.map(Clone::clone));
+        assert_eq!(status([&ok, &ok, &failed]), VerificationStatus::Verified);
+        assert_eq!(status([&ok, &failed, &ok]), VerificationStatus::Failed);
+        assert_eq!(
+            status([&later, &ok, &ok]),
+            VerificationStatus::TemporaryFailure
+        );
+        assert_eq!(status([&later, &failed, &ok]), VerificationStatus::Failed);
+    }
+
+    #[test]
+    fn selectors_are_dns_labels_and_differ() {
+        let a = new_selector();
+        assert_eq!(a.len(), 10);
+        assert!(
+            a.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+        );
+        assert_ne!(a, new_selector());
+    }
+}

@@ -1,0 +1,376 @@
+//! Tenant sending domains: the name, the DKIM key in use (and the next one during a rotation),
+//! its private half sealed, and each record's last verdict from DNS.
+//!
+//! The private keys leave this module only in [`SigningKeyRow`] and [`DomainToCheck`] rows,
+//! still sealed; [`DomainRecord`], which the API shows, has no column for them.
+
+use missive_core::TenantId;
+use sqlx::FromRow;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::cursor::{fetch_page, page_statements};
+use crate::error::map_unique;
+use crate::webhooks::SealedSecret;
+use crate::{Cursor, Store, StoreError};
+
+/// A domain as the API shows it: no private key.
+#[derive(Clone, Debug, FromRow)]
+pub struct DomainRecord {
+    pub tenant_id: Uuid,
+    pub id: Uuid,
+    pub name: String,
+    pub status: String,
+    pub region: String,
+    pub open_tracking: bool,
+    pub click_tracking: bool,
+    pub tls: String,
+    pub dkim_algorithm: String,
+    pub selector: String,
+    pub public_key: String,
+    pub next_selector: Option<String>,
+    pub next_public_key: Option<String>,
+    /// Each record's last verdict, by its kind (`{"DKIM": {"status", "reason"}}`).
+    pub record_checks: serde_json::Value,
+    pub checked_at: Option<OffsetDateTime>,
+    pub verified_at: Option<OffsetDateTime>,
+    pub created_at: OffsetDateTime,
+    pub updated_at: OffsetDateTime,
+}
+
+macro_rules! domain_columns {
+    () => {
+        "tenant_id, id, name, status, region, open_tracking, click_tracking, tls, dkim_algorithm,
+         selector, public_key, next_selector, next_public_key, record_checks, checked_at,
+         verified_at, created_at, updated_at"
+    };
+}
+
+/// The key a verified domain signs with, sealed.
+#[derive(Clone, Debug, FromRow)]
+pub struct SigningKeyRow {
+    pub id: Uuid,
+    pub name: String,
+    pub dkim_algorithm: String,
+    pub selector: String,
+    pub private_key_id: String,
+    pub private_key: Vec<u8>,
+}
+
+impl SigningKeyRow {
+    #[must_use]
+    pub fn sealed(&self) -> SealedSecret {
+        SealedSecret {
+            key_id: self.private_key_id.clone(),
+            bytes: self.private_key.clone(),
+        }
+    }
+}
+
+/// A new domain and its first key.
+#[derive(Debug)]
+pub struct NewDomain<'a> {
+    pub id: Uuid,
+    pub name: &'a str,
+    pub region: &'a str,
+    pub open_tracking: bool,
+    pub click_tracking: bool,
+    pub tls: &'a str,
+    pub key: NewDkimKey<'a>,
+}
+
+/// A DKIM key pair as stored: the public half in the clear, the private half sealed.
+#[derive(Debug)]
+pub struct NewDkimKey<'a> {
+    pub algorithm: &'a str,
+    pub selector: &'a str,
+    pub public_key: &'a str,
+    pub private_key: &'a SealedSecret,
+}
+
+/// What `PATCH /v1/domains/{id}` may change.
+#[derive(Debug, Default)]
+pub struct DomainPatch<'a> {
+    pub open_tracking: Option<bool>,
+    pub click_tracking: Option<bool>,
+    pub tls: Option<&'a str>,
+}
+
+/// A verification's outcome, to record.
+#[derive(Debug)]
+pub struct DomainCheck<'a> {
+    pub status: &'a str,
+    pub record_checks: &'a serde_json::Value,
+    /// The next key's record was found: it becomes the key in use.
+    pub promote_next: bool,
+}
+
+#[derive(Debug)]
+pub struct DomainPage {
+    pub domains: Vec<DomainRecord>,
+    pub has_more: bool,
+}
+
+const DOMAIN_CONFLICTS: &[(&str, &str)] = &[(
+    "domains_tenant_id_name_key",
+    "this domain has already been added",
+)];
+
+impl Store {
+    /// Adds a domain with its first key.
+    ///
+    /// # Errors
+    /// `Conflict` when the tenant already has it.
+    pub async fn insert_domain(
+        &self,
+        tenant_id: TenantId,
+        new: &NewDomain<'_>,
+    ) -> Result<DomainRecord, StoreError> {
+        self.confined(tenant_id, async |conn| {
+            sqlx::query_as::<_, DomainRecord>(concat!(
+                "INSERT INTO domains (tenant_id, id, name, region, open_tracking, click_tracking,
+                                      tls, dkim_algorithm, selector, public_key, private_key_id,
+                                      private_key)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+                 RETURNING ",
+                domain_columns!()
+            ))
+            .bind(tenant_id.as_uuid())
+            .bind(new.id)
+            .bind(new.name)
+            .bind(new.region)
+            .bind(new.open_tracking)
+            .bind(new.click_tracking)
+            .bind(new.tls)
+            .bind(new.key.algorithm)
+            .bind(new.key.selector)
+            .bind(new.key.public_key)
+            .bind(&new.key.private_key.key_id)
+            .bind(&new.key.private_key.bytes)
+            .fetch_one(&mut *conn)
+            .await
+            .map_err(|e| map_unique(e, DOMAIN_CONFLICTS))
+        })
+        .await
+    }
+
+    /// One of the tenant's domains.
+    ///
+    /// # Errors
+    /// [`StoreError::NotFound`], also for another tenant's.
+    pub async fn get_domain(
+        &self,
+        tenant_id: TenantId,
+        id: Uuid,
+    ) -> Result<DomainRecord, StoreError> {
+        self.confined_read(tenant_id, async |conn| {
+            sqlx::query_as::<_, DomainRecord>(concat!(
+                "SELECT ",
+                domain_columns!(),
+                " FROM domains WHERE tenant_id = $1 AND id = $2"
+            ))
+            .bind(tenant_id.as_uuid())
+            .bind(id)
+            .fetch_optional(&mut *conn)
+            .await?
+            .ok_or(StoreError::NotFound)
+        })
+        .await
+    }
+
+    /// A page of the tenant's domains, newest first.
+    ///
+    /// # Errors
+    /// Database failures.
+    pub async fn list_domains(
+        &self,
+        tenant_id: TenantId,
+        cursor: Cursor,
+        limit: i64,
+    ) -> Result<DomainPage, StoreError> {
+        let (domains, has_more) = fetch_page(
+            self,
+            &page_statements!(domain_columns!(), "domains"),
+            tenant_id,
+            cursor,
+            limit,
+        )
+        .await?;
+        Ok(DomainPage { domains, has_more })
+    }
+
+    /// Changes what the patch names.
+    ///
+    /// # Errors
+    /// [`StoreError::NotFound`].
+    pub async fn update_domain(
+        &self,
+        tenant_id: TenantId,
+        id: Uuid,
+        patch: &DomainPatch<'_>,
+    ) -> Result<DomainRecord, StoreError> {
+        self.confined(tenant_id, async |conn| {
+            sqlx::query_as::<_, DomainRecord>(concat!(
+                "UPDATE domains
+                 SET open_tracking = coalesce($3, open_tracking),
+                     click_tracking = coalesce($4, click_tracking),
+                     tls = coalesce($5, tls), updated_at = now()
+                 WHERE tenant_id = $1 AND id = $2
+                 RETURNING ",
+                domain_columns!()
+            ))
+            .bind(tenant_id.as_uuid())
+            .bind(id)
+            .bind(patch.open_tracking)
+            .bind(patch.click_tracking)
+            .bind(patch.tls)
+            .fetch_optional(&mut *conn)
+            .await?
+            .ok_or(StoreError::NotFound)
+        })
+        .await
+    }
+
+    /// Deletes a domain; its mail is no longer signed from the next send on.
+    ///
+    /// # Errors
+    /// [`StoreError::NotFound`].
+    pub async fn delete_domain(&self, tenant_id: TenantId, id: Uuid) -> Result<(), StoreError> {
+        self.confined(tenant_id, async |conn| {
+            let deleted = sqlx::query("DELETE FROM domains WHERE tenant_id = $1 AND id = $2")
+                .bind(tenant_id.as_uuid())
+                .bind(id)
+                .execute(&mut *conn)
+                .await?
+                .rows_affected();
+            if deleted == 0 {
+                return Err(StoreError::NotFound);
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    /// Records a verification: the domain's status, each record's verdict, and the next key
+    /// taking over when its record was found.
+    ///
+    /// # Errors
+    /// [`StoreError::NotFound`] when the domain is gone.
+    pub async fn record_domain_check(
+        &self,
+        tenant_id: TenantId,
+        id: Uuid,
+        check: &DomainCheck<'_>,
+    ) -> Result<DomainRecord, StoreError> {
+        self.confined(tenant_id, async |conn| {
+            sqlx::query_as::<_, DomainRecord>(concat!(
+                "UPDATE domains
+                 SET status = $3, record_checks = $4, checked_at = now(), updated_at = now(),
+                     verified_at = CASE WHEN $3 = 'verified' THEN now() ELSE verified_at END,
+                     selector = CASE WHEN $5 THEN next_selector ELSE selector END,
+                     public_key = CASE WHEN $5 THEN next_public_key ELSE public_key END,
+                     private_key_id = CASE WHEN $5 THEN next_private_key_id
+                                           ELSE private_key_id END,
+                     private_key = CASE WHEN $5 THEN next_private_key ELSE private_key END,
+                     next_selector = CASE WHEN $5 THEN NULL ELSE next_selector END,
+                     next_public_key = CASE WHEN $5 THEN NULL ELSE next_public_key END,
+                     next_private_key_id = CASE WHEN $5 THEN NULL ELSE next_private_key_id END,
+                     next_private_key = CASE WHEN $5 THEN NULL ELSE next_private_key END
+                 WHERE tenant_id = $1 AND id = $2
+                   AND (NOT $5 OR next_selector IS NOT NULL)
+                 RETURNING ",
+                domain_columns!()
+            ))
+            .bind(tenant_id.as_uuid())
+            .bind(id)
+            .bind(check.status)
+            .bind(check.record_checks)
+            .bind(check.promote_next)
+            .fetch_optional(&mut *conn)
+            .await?
+            .ok_or(StoreError::NotFound)
+        })
+        .await
+    }
+
+    /// Starts a key rotation: `key` is published beside the key in use and takes over once a
+    /// verification finds its record. A rotation already under way is replaced.
+    ///
+    /// # Errors
+    /// [`StoreError::NotFound`].
+    pub async fn begin_domain_rotation(
+        &self,
+        tenant_id: TenantId,
+        id: Uuid,
+        key: &NewDkimKey<'_>,
+    ) -> Result<DomainRecord, StoreError> {
+        self.confined(tenant_id, async |conn| {
+            sqlx::query_as::<_, DomainRecord>(concat!(
+                "UPDATE domains
+                 SET next_selector = $3, next_public_key = $4, next_private_key_id = $5,
+                     next_private_key = $6, updated_at = now()
+                 WHERE tenant_id = $1 AND id = $2 AND dkim_algorithm = $7
+                 RETURNING ",
+                domain_columns!()
+            ))
+            .bind(tenant_id.as_uuid())
+            .bind(id)
+            .bind(key.selector)
+            .bind(key.public_key)
+            .bind(&key.private_key.key_id)
+            .bind(&key.private_key.bytes)
+            .bind(key.algorithm)
+            .fetch_optional(&mut *conn)
+            .await?
+            .ok_or(StoreError::NotFound)
+        })
+        .await
+    }
+
+    /// The keys of the tenant's verified domains, sealed: what its mail is signed with.
+    ///
+    /// # Errors
+    /// Database failures.
+    pub async fn signing_keys(
+        &self,
+        tenant_id: TenantId,
+    ) -> Result<Vec<SigningKeyRow>, StoreError> {
+        self.confined_read(tenant_id, async |conn| {
+            Ok(sqlx::query_as::<_, SigningKeyRow>(
+                "SELECT id, name, dkim_algorithm, selector, private_key_id, private_key
+                 FROM domains WHERE tenant_id = $1 AND status = 'verified'",
+            )
+            .bind(tenant_id.as_uuid())
+            .fetch_all(&mut *conn)
+            .await?)
+        })
+        .await
+    }
+
+    /// Domains, of every tenant, whose last verification is older than `interval` (and that were
+    /// verified at least once, or asked to be), oldest first: the background re-check's work.
+    ///
+    /// # Errors
+    /// Database failures.
+    pub async fn domains_due_for_check(
+        &self,
+        interval: std::time::Duration,
+        limit: i64,
+    ) -> Result<Vec<(TenantId, Uuid)>, StoreError> {
+        let rows: Vec<(Uuid, Uuid)> = sqlx::query_as(
+            "SELECT tenant_id, id FROM domains
+             WHERE status <> 'not_started'
+               AND checked_at < now() - make_interval(secs => $1)
+             ORDER BY checked_at
+             LIMIT $2",
+        )
+        .bind(interval.as_secs_f64())
+        .bind(limit)
+        .fetch_all(self.pool())
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(tenant, id)| (TenantId::from(tenant), id))
+            .collect())
+    }
+}
