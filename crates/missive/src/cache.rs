@@ -10,8 +10,13 @@
 use std::collections::HashMap;
 use std::hash::Hash;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
+
+use missive_core::TenantId;
+use missive_store::Store;
+use missive_store::listen::{Channel, ListenEvent, listen};
+use tokio_util::sync::CancellationToken;
 
 /// A value and when it was read.
 struct Fresh<V> {
@@ -111,6 +116,38 @@ impl<K: Hash + Eq, V: Clone> Cache<K, V> {
         let mut map = self.map();
         self.generation.fetch_add(1, Ordering::SeqCst);
         map.retain(|key, _| keep(key));
+    }
+
+    /// Follows `channel`, whose notifications carry a tenant's id, until `shutdown`: each one
+    /// forgets that tenant's entries (`tenant_of` says whose an entry is), any other payload
+    /// forgets everything, and entries are served only while the listener is connected.
+    pub async fn follow_tenants(
+        self: Arc<Self>,
+        store: Store,
+        channel: Channel,
+        shutdown: CancellationToken,
+        tenant_of: impl Fn(&K) -> TenantId + Send,
+    ) where
+        K: Send,
+        V: Send,
+    {
+        let cache = self.clone();
+        listen(store, channel, shutdown, move |event| match event {
+            ListenEvent::Notified(payload) => match payload.parse::<TenantId>() {
+                Ok(tenant) => cache.retain(|key| tenant_of(key) != tenant),
+                Err(_) => cache.clear(),
+            },
+            ListenEvent::Connected => {
+                cache.clear();
+                cache.set_live(true);
+            }
+            ListenEvent::Disconnected => {
+                cache.set_live(false);
+                cache.clear();
+            }
+        })
+        .await;
+        self.set_live(false);
     }
 
     fn map(&self) -> MutexGuard<'_, HashMap<K, Fresh<V>>> {

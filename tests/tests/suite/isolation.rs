@@ -272,14 +272,15 @@ async fn tenant_routes_see_only_what_postgres_shows_the_tenant_role() {
     let usage = app.get("/v1/usage", key).await;
     assert_eq!(usage.expect(200)["emails"]["daily"]["used"], 1);
 
-    for table in [
+    let tables = [
         "emails",
         "suppressions",
         "templates",
         "webhooks",
         "api_keys",
         "usage_daily",
-    ] {
+    ];
+    for table in tables {
         sqlx::query(sqlx::AssertSqlSafe(format!(
             "CREATE POLICY hidden ON {table} AS RESTRICTIVE TO missive_tenant USING (false)"
         )))
@@ -298,13 +299,7 @@ async fn tenant_routes_see_only_what_postgres_shows_the_tenant_role() {
     let usage = app.get("/v1/usage", key).await;
     assert_eq!(usage.expect(200)["emails"]["daily"]["used"], 0);
     // The rows are all there; authentication, which finds the tenant, still works.
-    for table in [
-        "emails",
-        "suppressions",
-        "templates",
-        "webhooks",
-        "api_keys",
-    ] {
+    for table in tables {
         let rows: i64 =
             sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT count(*) FROM {table}")))
                 .fetch_one(app.store().pool())

@@ -22,7 +22,7 @@ use missive_core::sending_domain::{
     self, DkimAlgorithm, Lookup, RecordCheck, RecordKind, RecordSpec, VerificationStatus,
 };
 use missive_core::{Domain, TenantId};
-use missive_store::listen::{Channel, ListenEvent, listen};
+use missive_store::listen::Channel;
 use missive_store::{
     DomainCheck, DomainRecord, NewDkimKey, NewDomain, SealedSecret, Store, StoreError,
 };
@@ -389,28 +389,9 @@ impl Domains {
 
     /// Follows domain changes until `shutdown`.
     pub async fn listen(self, shutdown: CancellationToken) {
-        let cache = self.cache.clone();
-        listen(
-            self.store,
-            Channel::Domains,
-            shutdown,
-            move |event| match event {
-                ListenEvent::Notified(payload) => match payload.parse::<TenantId>() {
-                    Ok(tenant) => cache.retain(|t| *t != tenant),
-                    Err(_) => cache.clear(),
-                },
-                ListenEvent::Connected => {
-                    cache.clear();
-                    cache.set_live(true);
-                }
-                ListenEvent::Disconnected => {
-                    cache.set_live(false);
-                    cache.clear();
-                }
-            },
-        )
-        .await;
-        self.cache.set_live(false);
+        self.cache
+            .follow_tenants(self.store, Channel::Domains, shutdown, |t| *t)
+            .await;
     }
 
     /// Looks again, every so often, at the domains checked longer ago than the interval, until

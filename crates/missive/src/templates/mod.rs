@@ -21,7 +21,7 @@ use missive_core::TenantId;
 use missive_core::template::{
     Compiled, MAX_CLOSURE, MAX_INCLUDE_DEPTH, TemplateError, TemplateRef, Unit, Variable,
 };
-use missive_store::listen::{Channel, ListenEvent, listen};
+use missive_store::listen::Channel;
 use missive_store::{PublishedLookup, Store, StoreError, TemplateContent};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -99,28 +99,9 @@ impl Templates {
 
     /// Follows template changes until `shutdown`.
     pub async fn listen(self, shutdown: CancellationToken) {
-        let cache = self.cache.clone();
-        listen(
-            self.store,
-            Channel::Templates,
-            shutdown,
-            move |event| match event {
-                ListenEvent::Notified(payload) => match payload.parse::<TenantId>() {
-                    Ok(tenant) => cache.retain(|(t, _)| *t != tenant),
-                    Err(_) => cache.clear(),
-                },
-                ListenEvent::Connected => {
-                    cache.clear();
-                    cache.set_live(true);
-                }
-                ListenEvent::Disconnected => {
-                    cache.set_live(false);
-                    cache.clear();
-                }
-            },
-        )
-        .await;
-        self.cache.set_live(false);
+        self.cache
+            .follow_tenants(self.store, Channel::Templates, shutdown, |(t, _)| *t)
+            .await;
     }
 
     /// Empties this process's entries of a tenant: called after it changes one of its templates.
