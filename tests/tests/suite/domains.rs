@@ -9,8 +9,8 @@ use std::time::Duration;
 use missive::smtp::Listener;
 use missive_core::sealed::{Sealed, Sealer};
 use missive_tests::{
-    Auth, DnsServer, SmtpClient, TEST_SECRET_KEY, TestApp, pg_bin, queued_id,
-    run_python_with_env_and_input, run_resend_script, test_python,
+    ApiProcess, Auth, DnsServer, SmtpClient, TEST_SECRET_KEY, TEST_SECRET_KEY_BASE64, TestApp,
+    pg_bin, queued_id, run_python_with_env_and_input, run_resend_script, test_python,
 };
 use serde_json::{Value, json};
 
@@ -64,9 +64,27 @@ async fn dkimpy(message: &[u8], keys: &Value) -> String {
 
 /// A domain verified against the local DNS server, for tests of what comes after.
 async fn verified_domain(app: &TestApp, dns: &DnsServer, key: &str, name: &str) -> (String, Value) {
-    let (id, created) = add_domain(app, key, name).await;
-    let zone = zone_of(&created);
-    dns.publish(&zone);
+    let mut zone = json!({});
+    let id = verify_into(app, dns, key, &json!({ "name": name }), &mut zone).await;
+    (id, zone)
+}
+
+/// Adds the domain `body` describes, publishes its records beside those already in `zone`, and
+/// verifies it; returns its id.
+async fn verify_into(
+    app: &TestApp,
+    dns: &DnsServer,
+    key: &str,
+    body: &Value,
+    zone: &mut Value,
+) -> String {
+    let created = app.post("/v1/domains", Auth::Key(key), body).await;
+    let created = created.expect(200).clone();
+    let id = created["id"].as_str().unwrap().to_owned();
+    for (name, records) in zone_of(&created).as_object().unwrap() {
+        zone[name] = records.clone();
+    }
+    dns.publish(zone);
     let verified = app
         .post(
             &format!("/v1/domains/{id}/verify"),
@@ -75,7 +93,7 @@ async fn verified_domain(app: &TestApp, dns: &DnsServer, key: &str, name: &str) 
         )
         .await;
     assert_eq!(verified.expect(200)["status"], "verified");
-    (id, zone)
+    id
 }
 
 #[tokio::test]
@@ -217,9 +235,17 @@ async fn mail_from_a_verified_domain_is_signed_and_dkimpy_accepts_it_over_rest_a
     let addr = dns.addr();
     let app = TestApp::spawn_with(|c| c.dns.server = Some(addr)).await;
     let acme = app.create_tenant("Acme").await;
-    let (_, zone) = verified_domain(&app, &dns, &acme.key, "acme.test").await;
+    let (_, mut zone) = verified_domain(&app, &dns, &acme.key, "acme.test").await;
+    // A second domain signs with Ed25519 (RFC 8463), which dkimpy checks with PyNaCl.
+    let body = json!({ "name": "brand.test", "dkim_algorithm": "ed25519" });
+    verify_into(&app, &dns, &acme.key, &body, &mut zone).await;
     let keys = key_records(&zone);
 
+    app.send_email(
+        &acme.key,
+        &json!({ "from": "news@brand.test", "to": "e@x.test", "subject": "Ed25519", "text": "Hi" }),
+    )
+    .await;
     app.send_email(
         &acme.key,
         &json!({ "from": "Acme <hello@acme.test>", "to": "a@x.test", "subject": "Signed",
@@ -274,25 +300,25 @@ async fn mail_from_a_verified_domain_is_signed_and_dkimpy_accepts_it_over_rest_a
         );
     }
     assert!(!String::from_utf8_lossy(&to("c@x.test")).contains("DKIM-Signature"));
+    let ed25519 = to("e@x.test");
+    assert!(String::from_utf8_lossy(&ed25519).contains("a=ed25519-sha256"));
+    assert_eq!(dkimpy(&ed25519, &keys).await, "pass");
 }
 
-#[tokio::test]
-async fn private_keys_appear_in_no_answer_and_no_dump_in_the_clear() {
-    let dns = DnsServer::with_zone_file(&json!({})).await;
-    let addr = dns.addr();
-    let app = TestApp::spawn_with(|c| c.dns.server = Some(addr)).await;
-    let acme = app.create_tenant("Acme").await;
-    let (id, created) = verified_domain(&app, &dns, &acme.key, "acme.test").await;
-    // The key as stored, opened with the test's secret key: what must not leak.
+/// Pieces of a domain's private key as stored, opened with the test's secret key: what must not
+/// leak, as base64 and as hex. Taken from the key's end, its private part (the start holds the
+/// modulus, which the public record carries too); long enough to be the key, short enough to
+/// survive line wrapping.
+async fn key_needles(app: &TestApp, id: &str) -> [String; 2] {
     let (key_id, sealed): (String, Vec<u8>) =
         sqlx::query_as("SELECT private_key_id, private_key FROM domains WHERE id = $1::uuid")
-            .bind(&id)
+            .bind(id)
             .fetch_one(app.store().pool())
             .await
             .unwrap();
     let der = Sealer::new(&TEST_SECRET_KEY, &[])
         .open(
-            uuid::Uuid::parse_str(&id).unwrap().as_bytes(),
+            uuid::Uuid::parse_str(id).unwrap().as_bytes(),
             &Sealed {
                 key_id,
                 bytes: sealed,
@@ -302,12 +328,20 @@ async fn private_keys_appear_in_no_answer_and_no_dump_in_the_clear() {
     use base64::Engine as _;
     let b64 = base64::engine::general_purpose::STANDARD.encode(&der);
     let hex: String = der.iter().map(|b| format!("{b:02x}")).collect();
-    // From the key's end: its private part (the start holds the modulus, which the public
-    // record carries too). Long enough to be the key, short enough to survive line wrapping.
-    let needles = [
+    [
         b64[b64.len() - 70..b64.len() - 10].to_owned(),
         hex[hex.len() - 120..].to_owned(),
-    ];
+    ]
+}
+
+#[tokio::test]
+async fn private_keys_appear_in_no_answer_and_no_dump_in_the_clear() {
+    let dns = DnsServer::with_zone_file(&json!({})).await;
+    let addr = dns.addr();
+    let app = TestApp::spawn_with(|c| c.dns.server = Some(addr)).await;
+    let acme = app.create_tenant("Acme").await;
+    let (id, created) = verified_domain(&app, &dns, &acme.key, "acme.test").await;
+    let needles = key_needles(&app, &id).await;
     let mut seen = vec![created.to_string()];
     for path in [format!("/v1/domains/{id}"), "/v1/domains".to_owned()] {
         seen.push(
@@ -480,4 +514,59 @@ async fn a_rotated_key_signs_once_its_record_is_found() {
     );
     assert_eq!(dkimpy(&message, &key_records(&zone)).await, "pass");
     drop(old_zone);
+}
+
+/// The private key reaches no log line of a real process, at debug level, through a domain's
+/// creation, verification and a signed send.
+#[tokio::test]
+async fn private_keys_appear_in_no_log_line() {
+    let dns = DnsServer::with_zone_file(&json!({})).await;
+    let app = TestApp::spawn().await;
+    app.expect_unsent_mail();
+    let acme = app.create_tenant("Acme").await;
+    let dns_addr = dns.addr().to_string();
+    let api = ApiProcess::start(
+        &app.db.url,
+        &[
+            ("MISSIVE_LOG", "debug"),
+            ("MISSIVE_SECRET_KEY", TEST_SECRET_KEY_BASE64),
+            ("MISSIVE_DNS_SERVER", &dns_addr),
+        ],
+    )
+    .await;
+    let client = missive_tests::http_client();
+    let post = |path: &str, body: Value| {
+        client
+            .post(api.url(path))
+            .bearer_auth(&acme.key)
+            .json(&body)
+            .send()
+    };
+    let created: Value = post("/v1/domains", json!({ "name": "acme.test" }))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = created["id"].as_str().unwrap().to_owned();
+    dns.publish(&zone_of(&created));
+    let verified: Value = post(&format!("/v1/domains/{id}/verify"), json!({}))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(verified["status"], "verified");
+    let sent = post(
+        "/v1/emails",
+        json!({ "from": "me@acme.test", "to": "a@x.test", "subject": "s", "text": "t" }),
+    )
+    .await
+    .unwrap();
+    assert_eq!(sent.status(), 200);
+    let log = api.log();
+    assert!(log.contains("domain added"), "the log is written: {log}");
+    for needle in key_needles(&app, &id).await {
+        assert!(!log.contains(&needle), "the private key reached the log");
+    }
 }

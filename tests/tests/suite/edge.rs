@@ -1,7 +1,7 @@
 //! The HTTP edge: every failure in the JSON error shape, request ids, limits, panics.
 
 use axum::routing::get;
-use missive_tests::{Auth, TestApp};
+use missive_tests::{ApiProcess, Auth, TestApp};
 use reqwest::Method;
 use serde_json::json;
 
@@ -215,66 +215,6 @@ fn peak_rss_mib(pid: u32) -> f64 {
     kib / 1024.0
 }
 
-/// `missive serve --role api` as its own process on the test's database, ready; killed on drop.
-struct ApiProcess {
-    child: std::process::Child,
-    base: String,
-    addr: std::net::SocketAddr,
-}
-
-impl ApiProcess {
-    async fn start(app: &TestApp, env: &[(&str, &str)]) -> Self {
-        use std::process::{Command, Stdio};
-        let addr = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap();
-        let child = Command::new(missive_tests::missive_bin())
-            .arg("serve")
-            .args(["--role", "api"])
-            .current_dir(std::env::temp_dir())
-            .env("MISSIVE_DATABASE_URL", &app.db.url)
-            .env("MISSIVE_HTTP_ADDR", addr.to_string())
-            .env("MISSIVE_ALLOW_UNSAFE_COMMITS", "true")
-            .env("MISSIVE_LOG", "warn")
-            .envs(env.iter().copied())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start missive serve");
-        let process = Self {
-            child,
-            base: format!("http://{addr}"),
-            addr,
-        };
-        let client = missive_tests::http_client();
-        let started = std::time::Instant::now();
-        while client.get(process.url("/healthz")).send().await.is_err() {
-            assert!(
-                started.elapsed() < std::time::Duration::from_secs(30),
-                "never ready"
-            );
-            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-        }
-        process
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.base)
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-}
-
-impl Drop for ApiProcess {
-    fn drop(&mut self) {
-        drop(self.child.kill());
-        drop(self.child.wait());
-    }
-}
-
 /// The scenario a new user tried: 3,000 connections that send half a request header and stop.
 /// With the default caps (512 per address, so from six loopback addresses), every one is closed
 /// once the header timeout passes, requests are served meanwhile, and the process stays small.
@@ -282,13 +222,13 @@ impl Drop for ApiProcess {
 async fn three_thousand_half_sent_headers_are_closed_and_cost_little_memory() {
     use tokio::io::AsyncWriteExt;
     let app = TestApp::spawn().await;
-    let api = ApiProcess::start(&app, &[("MISSIVE_HTTP_HEADER_TIMEOUT_SECS", "3")]).await;
+    let api = ApiProcess::start(&app.db.url, &[("MISSIVE_HTTP_HEADER_TIMEOUT_SECS", "3")]).await;
     let mut slow = Vec::new();
     for i in 0..3_000u32 {
         let socket = tokio::net::TcpSocket::new_v4().unwrap();
         let from = std::net::Ipv4Addr::new(127, 0, 0, u8::try_from(2 + i % 6).unwrap());
         socket.bind((from, 0).into()).unwrap();
-        let mut stream = socket.connect(api.addr).await.unwrap();
+        let mut stream = socket.connect(api.addr()).await.unwrap();
         stream
             .write_all(b"POST /v1/emails HTTP/1.1\r\nHost: x\r\nContent-")
             .await
@@ -320,7 +260,7 @@ async fn concurrent_large_bodies_keep_the_process_within_its_memory_budget() {
     let app = TestApp::spawn().await;
     app.expect_unsent_mail();
     let acme = app.create_tenant("Acme").await;
-    let api = ApiProcess::start(&app, &[]).await;
+    let api = ApiProcess::start(&app.db.url, &[]).await;
     let client = missive_tests::http_client();
     // Bodies within the request limit (10 MiB messages as JSON: about 14.3 MB) but over the
     // message limit, so each is read and parsed before its refusal; and bodies over the request
