@@ -77,6 +77,8 @@ pub struct NewDomain<'a> {
     pub click_tracking: bool,
     pub tls: &'a str,
     pub key: NewDkimKey<'a>,
+    /// The most domains the tenant may have; past it the insert is a `Conflict`.
+    pub max_per_tenant: i64,
 }
 
 /// A DKIM key pair as stored: the public half in the clear, the private half sealed.
@@ -120,7 +122,7 @@ impl Store {
     /// Adds a domain with its first key.
     ///
     /// # Errors
-    /// `Conflict` when the tenant already has it.
+    /// `Conflict` when the tenant already has it, or has as many as it may.
     pub async fn insert_domain(
         &self,
         tenant_id: TenantId,
@@ -131,7 +133,8 @@ impl Store {
                 "INSERT INTO domains (tenant_id, id, name, region, open_tracking, click_tracking,
                                       tls, dkim_algorithm, selector, public_key, private_key_id,
                                       private_key)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+                 SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12
+                 WHERE (SELECT count(*) FROM domains WHERE tenant_id = $1) < $13
                  RETURNING ",
                 domain_columns!()
             ))
@@ -147,9 +150,13 @@ impl Store {
             .bind(new.key.public_key)
             .bind(&new.key.private_key.key_id)
             .bind(&new.key.private_key.bytes)
-            .fetch_one(&mut *conn)
+            .bind(new.max_per_tenant)
+            .fetch_optional(&mut *conn)
             .await
-            .map_err(|e| map_unique(e, DOMAIN_CONFLICTS))
+            .map_err(|e| map_unique(e, DOMAIN_CONFLICTS))?
+            .ok_or(StoreError::Conflict(
+                "this tenant has as many domains as it may have; delete one first",
+            ))
         })
         .await
     }

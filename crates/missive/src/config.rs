@@ -435,6 +435,9 @@ settings! {
         /// disappeared stops the domain's signing.
         recheck_secs: Duration = Some("3600"),
             env ["MISSIVE_DOMAIN_RECHECK_SECS"], required(seconds(1, 7 * 86400));
+        /// Sending domains one tenant may have.
+        max_per_tenant: u32 = Some("1000"),
+            env ["MISSIVE_MAX_DOMAINS_PER_TENANT"], required(bounded(1, 100_000));
     }
     /// Logging.
     log: LogConfig {
@@ -630,6 +633,7 @@ impl Config {
             spf_include: self.domains.spf_include.clone(),
             default_algorithm: self.domains.dkim_algorithm,
             recheck_interval: self.domains.recheck_secs,
+            max_per_tenant: self.domains.max_per_tenant,
         }
     }
 

@@ -156,6 +156,7 @@ async fn verification_fails_with_each_records_reason_and_never_crosses_tenants()
     let app = TestApp::spawn_with(|c| {
         c.dns.server = Some(addr);
         c.domains.spf_include = Some(missive_core::Domain::parse("spf.missive.test").unwrap());
+        c.domains.max_per_tenant = 2;
     })
     .await;
     let acme = app.create_tenant("Acme").await;
@@ -212,7 +213,8 @@ async fn verification_fails_with_each_records_reason_and_never_crosses_tenants()
     app.get(&path, Auth::Key(&sender))
         .await
         .expect_error(403, "restricted_api_key");
-    // The same name twice is a conflict; a name that is no domain is refused.
+    // The same name twice is a conflict, so is one past the tenant's allowance; a name that is
+    // no domain is refused.
     app.post(
         "/v1/domains",
         Auth::Key(&acme.key),

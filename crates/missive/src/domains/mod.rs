@@ -36,6 +36,8 @@ use dkim::{DomainKey, KeyError};
 const MAX_AGE: Duration = Duration::from_secs(300);
 /// Tenants whose keys are kept at most; a full cache starts afresh.
 const MAX_ENTRIES: usize = 4_096;
+/// Key pairs made at once, per process.
+const KEYGEN_AT_ONCE: usize = 2;
 /// Domains re-checked per round of the background re-check.
 const RECHECK_BATCH: i64 = 100;
 
@@ -48,6 +50,8 @@ pub struct DomainSettings {
     pub default_algorithm: DkimAlgorithm,
     /// How often a domain's records are looked up again.
     pub recheck_interval: Duration,
+    /// Domains a tenant may have: each costs a key pair and a look-up per re-check.
+    pub max_per_tenant: u32,
 }
 
 /// Why a domain operation failed.
@@ -124,6 +128,9 @@ pub struct Domains {
     resolver: TokioResolver,
     settings: Arc<DomainSettings>,
     cache: Arc<Cache<TenantId, Arc<TenantKeys>>>,
+    /// Key pairs made at once: an RSA key is up to a second of CPU, so a burst of new domains
+    /// waits here instead of filling the blocking pool that signing also uses.
+    keygen: Arc<tokio::sync::Semaphore>,
 }
 
 impl std::fmt::Debug for Domains {
@@ -149,6 +156,7 @@ impl Domains {
             resolver,
             settings: Arc::new(settings),
             cache: Arc::new(Cache::new(MAX_AGE, MAX_ENTRIES)),
+            keygen: Arc::new(tokio::sync::Semaphore::new(KEYGEN_AT_ONCE)),
         }
     }
 
@@ -177,7 +185,7 @@ impl Domains {
         })?;
         let algorithm = input.algorithm.unwrap_or(self.settings.default_algorithm);
         let id = Uuid::now_v7();
-        let pair = generate(algorithm).await?;
+        let pair = self.generate(algorithm).await?;
         let sealed = seal(sealer, id, &pair.private_der);
         let selector = sending_domain::new_selector();
         let record = self
@@ -197,12 +205,27 @@ impl Domains {
                         public_key: &pair.public_base64,
                         private_key: &sealed,
                     },
+                    max_per_tenant: i64::from(self.settings.max_per_tenant),
                 },
             )
             .await?;
         tracing::info!(%tenant_id, domain_id = %id, domain = %name, %selector, "domain added");
         metrics::counter!("missive_domains_created_total").increment(1);
         Ok(record)
+    }
+
+    /// A key pair, made on the blocking pool, a few at a time.
+    async fn generate(&self, algorithm: DkimAlgorithm) -> Result<dkim::KeyPair, DomainsError> {
+        let failed = |e: String| DomainsError::Key(KeyError::Generate(e));
+        let _turn = self
+            .keygen
+            .acquire()
+            .await
+            .map_err(|e| failed(e.to_string()))?;
+        tokio::task::spawn_blocking(move || dkim::generate(algorithm))
+            .await
+            .map_err(|e| failed(e.to_string()))?
+            .map_err(DomainsError::Key)
     }
 
     /// The records a domain publishes, with each one's last verdict: the key in use, the next
@@ -322,7 +345,7 @@ impl Domains {
             .dkim_algorithm
             .parse()
             .map_err(|e: String| StoreError::Corrupt(e))?;
-        let pair = generate(algorithm).await?;
+        let pair = self.generate(algorithm).await?;
         let sealed = seal(sealer, id, &pair.private_der);
         let selector = sending_domain::new_selector();
         let record = self
@@ -469,13 +492,6 @@ fn parse_check(stored: &serde_json::Value) -> Option<RecordCheck> {
             .and_then(serde_json::Value::as_str)
             .map(str::to_owned),
     })
-}
-
-async fn generate(algorithm: DkimAlgorithm) -> Result<dkim::KeyPair, DomainsError> {
-    tokio::task::spawn_blocking(move || dkim::generate(algorithm))
-        .await
-        .map_err(|e| DomainsError::Key(KeyError::Generate(e.to_string())))?
-        .map_err(DomainsError::Key)
 }
 
 /// Seals a private key for its domain: the domain's id is the associated data.
