@@ -178,10 +178,9 @@ impl TestDb {
         }
         admin.close().await.ok();
         let url = url_for(&name);
-        // The production pool, with its session settings; room for the app's three cache
-        // listeners (each holds a connection) and a test's own.
+        // The production pool, with its session settings.
         let settings = PoolSettings {
-            max_connections: 12,
+            max_connections: 8,
             ..PoolSettings::default()
         };
         let store = Store::connect(&url, settings)

@@ -72,26 +72,46 @@ pub async fn listen(
     shutdown: CancellationToken,
     mut on_event: impl FnMut(ListenEvent) + Send,
 ) {
-    let channel = channel.name();
+    listen_to(store, &[channel], shutdown, move |_, event| on_event(event)).await;
+}
+
+/// LISTENs on `channels` over one connection until `shutdown`, reconnecting with backoff:
+/// `on_event` hears each notification with its channel, and every channel hears `Connected` and
+/// `Disconnected`.
+pub async fn listen_to(
+    store: Store,
+    channels: &[Channel],
+    shutdown: CancellationToken,
+    mut on_event: impl FnMut(Channel, ListenEvent) + Send,
+) {
+    let names: Vec<&str> = channels.iter().map(|c| c.name()).collect();
     let mut backoff = Duration::from_millis(100);
     while !shutdown.is_cancelled() {
         let listener = async {
             let mut listener = PgListener::connect_with(store.pool()).await?;
-            listener.listen(channel).await?;
+            listener.listen_all(names.iter().copied()).await?;
             Ok::<_, sqlx::Error>(listener)
         };
         match listener.await {
             Ok(mut listener) => {
                 backoff = Duration::from_millis(100);
-                on_event(ListenEvent::Connected);
+                for channel in channels {
+                    on_event(*channel, ListenEvent::Connected);
+                }
                 loop {
                     tokio::select! {
                         () = shutdown.cancelled() => return,
                         received = listener.recv() => match received {
-                            Ok(notification) => on_event(ListenEvent::Notified(notification.payload().to_owned())),
+                            Ok(notification) => {
+                                if let Some(channel) = channels.iter().find(|c| c.name() == notification.channel()) {
+                                    on_event(*channel, ListenEvent::Notified(notification.payload().to_owned()));
+                                }
+                            }
                             Err(err) => {
-                                tracing::warn!(channel, error = %err, "notifications interrupted; reconnecting");
-                                on_event(ListenEvent::Disconnected);
+                                tracing::warn!(channels = ?names, error = %err, "notifications interrupted; reconnecting");
+                                for channel in channels {
+                                    on_event(*channel, ListenEvent::Disconnected);
+                                }
                                 break;
                             }
                         }
@@ -99,7 +119,7 @@ pub async fn listen(
                 }
             }
             Err(err) => {
-                tracing::warn!(channel, error = %err, "cannot listen for notifications; retrying");
+                tracing::warn!(channels = ?names, error = %err, "cannot listen for notifications; retrying");
             }
         }
         tokio::select! {

@@ -10,13 +10,11 @@
 use std::collections::HashMap;
 use std::hash::Hash;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use missive_core::TenantId;
-use missive_store::Store;
-use missive_store::listen::{Channel, ListenEvent, listen};
-use tokio_util::sync::CancellationToken;
+use missive_store::listen::ListenEvent;
 
 /// A value and when it was read.
 struct Fresh<V> {
@@ -118,36 +116,24 @@ impl<K: Hash + Eq, V: Clone> Cache<K, V> {
         map.retain(|key, _| keep(key));
     }
 
-    /// Follows `channel`, whose notifications carry a tenant's id, until `shutdown`: each one
+    /// Takes in an event of a channel whose notifications carry a tenant's id: a notification
     /// forgets that tenant's entries (`tenant_of` says whose an entry is), any other payload
     /// forgets everything, and entries are served only while the listener is connected.
-    pub async fn follow_tenants(
-        self: Arc<Self>,
-        store: Store,
-        channel: Channel,
-        shutdown: CancellationToken,
-        tenant_of: impl Fn(&K) -> TenantId + Send,
-    ) where
-        K: Send,
-        V: Send,
-    {
-        let cache = self.clone();
-        listen(store, channel, shutdown, move |event| match event {
+    pub fn hear_tenants(&self, event: &ListenEvent, tenant_of: impl Fn(&K) -> TenantId) {
+        match event {
             ListenEvent::Notified(payload) => match payload.parse::<TenantId>() {
-                Ok(tenant) => cache.retain(|key| tenant_of(key) != tenant),
-                Err(_) => cache.clear(),
+                Ok(tenant) => self.retain(|key| tenant_of(key) != tenant),
+                Err(_) => self.clear(),
             },
             ListenEvent::Connected => {
-                cache.clear();
-                cache.set_live(true);
+                self.clear();
+                self.set_live(true);
             }
             ListenEvent::Disconnected => {
-                cache.set_live(false);
-                cache.clear();
+                self.set_live(false);
+                self.clear();
             }
-        })
-        .await;
-        self.set_live(false);
+        }
     }
 
     fn map(&self) -> MutexGuard<'_, HashMap<K, Fresh<V>>> {

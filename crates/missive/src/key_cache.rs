@@ -14,10 +14,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use missive_core::ApiKeyHash;
-use missive_store::listen::{Channel, ListenEvent, listen};
+use missive_store::listen::ListenEvent;
 use missive_store::{KeyForAuth, Store, StoreError, TrustedSender};
 use time::OffsetDateTime;
-use tokio_util::sync::CancellationToken;
 
 use crate::cache::Cache;
 
@@ -73,15 +72,11 @@ impl KeyCache {
         }
     }
 
-    /// Follows key and tenant changes until `shutdown`.
-    pub async fn listen(self, shutdown: CancellationToken) {
-        let inner = self.inner.clone();
-        listen(self.store, Channel::Accounts, shutdown, move |event| {
-            inner.set_live(event != ListenEvent::Disconnected);
-            inner.forget();
-        })
-        .await;
-        self.inner.set_live(false);
+    /// Takes in a key or tenant change (the `missive_api_keys` channel's events): any of them
+    /// empties the cache, which serves entries only while the listener is connected.
+    pub fn hear(&self, event: &ListenEvent) {
+        self.inner.set_live(*event != ListenEvent::Disconnected);
+        self.inner.forget();
     }
 
     /// The key with this hash, from memory when possible.

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use axum::Router;
 use missive_core::sealed::Sealer;
+use missive_store::listen::{Channel, ListenEvent, listen_to};
 use missive_store::{EmailWriter, PoolSettings, Store, StoreError, WriterSettings};
 use secrecy::ExposeSecret;
 use tokio::net::TcpListener;
@@ -419,19 +420,23 @@ impl Application {
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> Result<(), TaskEnded> {
         let mut tasks = Supervisor::new(shutdown.clone());
         if let Some((keys, templates, domains)) = self.caches {
-            let stop = shutdown.clone();
-            tasks.spawn("API key cache listener", async move {
-                keys.listen(stop).await;
-                Ok(())
-            });
-            let stop = shutdown.clone();
-            tasks.spawn("template cache listener", async move {
-                templates.listen(stop).await;
-                Ok(())
-            });
-            let stop = shutdown.clone();
-            tasks.spawn("domain key cache listener", async move {
-                domains.listen(stop).await;
+            let (stop, store) = (shutdown.clone(), self.store.clone());
+            // One LISTEN connection for the three caches the API and SMTP share.
+            tasks.spawn("cache listener", async move {
+                let hear = |channel: Channel, event: &ListenEvent| match channel {
+                    Channel::Accounts => keys.hear(event),
+                    Channel::Templates => templates.hear(event),
+                    Channel::Domains => domains.hear(event),
+                    Channel::Deliveries | Channel::Webhooks => {}
+                };
+                let channels = [Channel::Accounts, Channel::Templates, Channel::Domains];
+                listen_to(store, &channels, stop, |channel, event| {
+                    hear(channel, &event)
+                })
+                .await;
+                for channel in channels {
+                    hear(channel, &ListenEvent::Disconnected);
+                }
                 Ok(())
             });
         }

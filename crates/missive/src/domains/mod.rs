@@ -22,7 +22,7 @@ use missive_core::sending_domain::{
     self, DkimAlgorithm, Lookup, RecordCheck, RecordKind, RecordSpec, VerificationStatus,
 };
 use missive_core::{Domain, TenantId};
-use missive_store::listen::Channel;
+use missive_store::listen::ListenEvent;
 use missive_store::{
     DomainCheck, DomainRecord, NewDkimKey, NewDomain, SealedSecret, Store, StoreError,
 };
@@ -410,11 +410,9 @@ impl Domains {
         self.cache.retain(|t| *t != tenant_id);
     }
 
-    /// Follows domain changes until `shutdown`.
-    pub async fn listen(self, shutdown: CancellationToken) {
-        self.cache
-            .follow_tenants(self.store, Channel::Domains, shutdown, |t| *t)
-            .await;
+    /// Takes in a domain change (the `missive_domains` channel's events).
+    pub fn hear(&self, event: &ListenEvent) {
+        self.cache.hear_tenants(event, |t| *t);
     }
 
     /// Looks again, every so often, at the domains checked longer ago than the interval, until

@@ -21,9 +21,8 @@ use missive_core::TenantId;
 use missive_core::template::{
     Compiled, MAX_CLOSURE, MAX_INCLUDE_DEPTH, TemplateError, TemplateRef, Unit, Variable,
 };
-use missive_store::listen::Channel;
+use missive_store::listen::ListenEvent;
 use missive_store::{PublishedLookup, Store, StoreError, TemplateContent};
-use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::cache::Cache;
@@ -97,11 +96,9 @@ impl Templates {
         &self.store
     }
 
-    /// Follows template changes until `shutdown`.
-    pub async fn listen(self, shutdown: CancellationToken) {
-        self.cache
-            .follow_tenants(self.store, Channel::Templates, shutdown, |(t, _)| *t)
-            .await;
+    /// Takes in a template change (the `missive_templates` channel's events).
+    pub fn hear(&self, event: &ListenEvent) {
+        self.cache.hear_tenants(event, |(t, _)| *t);
     }
 
     /// Empties this process's entries of a tenant: called after it changes one of its templates.
