@@ -144,19 +144,7 @@ impl Store {
         reference: &TemplateRef,
     ) -> Result<TemplateRecord, StoreError> {
         self.confined_read(tenant_id, async |conn| {
-            let (id, alias) = by_reference(reference);
-            sqlx::query_as::<_, TemplateRecord>(concat!(
-                "SELECT ",
-                template_columns!(),
-                " FROM templates
-                 WHERE tenant_id = $1 AND (id = $2 OR alias = $3)"
-            ))
-            .bind(tenant_id.as_uuid())
-            .bind(id)
-            .bind(alias)
-            .fetch_optional(&mut *conn)
-            .await?
-            .ok_or(StoreError::NotFound)
+            select_template(conn, tenant_id, reference).await
         })
         .await
     }
@@ -252,6 +240,27 @@ impl Store {
     }
 }
 
+/// A template's draft by id or alias.
+async fn select_template(
+    conn: &mut PgConnection,
+    tenant_id: TenantId,
+    reference: &TemplateRef,
+) -> Result<TemplateRecord, StoreError> {
+    let (id, alias) = by_reference(reference);
+    sqlx::query_as::<_, TemplateRecord>(concat!(
+        "SELECT ",
+        template_columns!(),
+        " FROM templates
+         WHERE tenant_id = $1 AND (id = $2 OR alias = $3)"
+    ))
+    .bind(tenant_id.as_uuid())
+    .bind(id)
+    .bind(alias)
+    .fetch_optional(conn)
+    .await?
+    .ok_or(StoreError::NotFound)
+}
+
 async fn published_where(
     conn: &mut PgConnection,
     tenant_id: TenantId,
@@ -309,19 +318,7 @@ impl TemplateEdit {
     /// # Errors
     /// [`StoreError::NotFound`].
     pub async fn get(&mut self, reference: &TemplateRef) -> Result<TemplateRecord, StoreError> {
-        let (id, alias) = by_reference(reference);
-        sqlx::query_as::<_, TemplateRecord>(concat!(
-            "SELECT ",
-            template_columns!(),
-            " FROM templates
-             WHERE tenant_id = $1 AND (id = $2 OR alias = $3)"
-        ))
-        .bind(self.tenant_id.as_uuid())
-        .bind(id)
-        .bind(alias)
-        .fetch_optional(&mut *self.tx)
-        .await?
-        .ok_or(StoreError::NotFound)
+        select_template(&mut self.tx, self.tenant_id, reference).await
     }
 
     /// Creates a template (a draft).
