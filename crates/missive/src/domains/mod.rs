@@ -262,7 +262,7 @@ impl Domains {
                 found.insert(spec.fqdn.clone(), answer);
             }
         }
-        let checks: Vec<(String, RecordSpec, RecordCheck)> = specs
+        let mut checks: Vec<(String, RecordSpec, RecordCheck)> = specs
             .into_iter()
             .map(|(key, spec)| {
                 let check = sending_domain::check(&spec, &found[&spec.fqdn]);
@@ -272,40 +272,29 @@ impl Domains {
         let next_found = checks.iter().any(|(key, _, check)| {
             key == NEXT_DKIM && check.status == VerificationStatus::Verified
         });
-        // The domain's status counts the key in use, or the next one once it takes over.
-        let counted: Vec<(RecordSpec, RecordCheck)> = checks
-            .iter()
-            .filter(|(key, _, _)| {
-                if next_found {
-                    key != RecordKind::Dkim.as_str()
-                } else {
-                    key != NEXT_DKIM
+        if next_found {
+            // The next key takes over: its record is the domain's DKIM record from now on.
+            checks.retain(|(key, _, _)| key != RecordKind::Dkim.as_str());
+            for (key, spec, _) in &mut checks {
+                if key == NEXT_DKIM {
+                    *key = RecordKind::Dkim.as_str().to_owned();
+                    spec.required = true;
                 }
-            })
-            .map(|(key, spec, check)| {
-                let mut spec = spec.clone();
-                // Taking over, the next key's record is the one the domain needs.
-                spec.required |= key == NEXT_DKIM;
-                (spec, check.clone())
+            }
+        }
+        let (specs, verdicts): (Vec<RecordSpec>, Vec<RecordCheck>) = checks
+            .iter()
+            .map(|(_, spec, check)| (spec.clone(), check.clone()))
+            .unzip();
+        let status = sending_domain::domain_status(&specs, &verdicts);
+        let record_checks: serde_json::Map<String, serde_json::Value> = checks
+            .iter()
+            .map(|(key, _, check)| {
+                let verdict =
+                    serde_json::json!({ "status": check.status.as_str(), "reason": check.reason });
+                (key.clone(), verdict)
             })
             .collect();
-        let (counted_specs, counted_checks): (Vec<_>, Vec<_>) = counted.into_iter().unzip();
-        let status = sending_domain::domain_status(&counted_specs, &counted_checks);
-        let mut record_checks = serde_json::Map::new();
-        for (key, _, check) in &checks {
-            // After a takeover the next key's verdict is the key in use's.
-            let key = if next_found && key == NEXT_DKIM {
-                RecordKind::Dkim.as_str().to_owned()
-            } else if next_found && key == RecordKind::Dkim.as_str() {
-                continue;
-            } else {
-                key.clone()
-            };
-            record_checks.insert(
-                key,
-                serde_json::json!({ "status": check.status.as_str(), "reason": check.reason }),
-            );
-        }
         let record = self
             .store
             .record_domain_check(

@@ -60,8 +60,9 @@ where
             return self.refuse(&reply::TOO_BIG);
         }
         // The accept path checks it again; refusing here spares the client sending the text.
-        // The tenant's verified domains are allowed senders too: without them at hand (a
-        // database failure), only a sender the accept path would refuse anyway is refused.
+        // The tenant's verified domains are allowed senders too. Without them at hand (a
+        // database failure) the rule runs without them, and a missing verification is left to
+        // the accept path.
         let checked = match keys {
             Some(keys) => policy::check_sender(
                 &with_verified_domains(&sender.sending, keys),
