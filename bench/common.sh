@@ -109,3 +109,13 @@ email_paths() {
   curl -fs "$base/v1/emails?limit=100" -H "Authorization: Bearer $1" | python3 -c \
     'import json,sys; print("\n".join("/v1/emails/" + e["id"] for e in json.load(sys.stdin)["data"]))'
 }
+
+# publish_template KEY ALIAS: the key's tenant publishes, under ALIAS, the template that renders
+# exactly the body `missive-loadgen accept` sends directly.
+publish_template() {
+  local id
+  id=$("$loadgen" template --alias "$2" | curl -fs -X POST "$base/v1/templates" \
+    -H "Authorization: Bearer $1" -H 'Content-Type: application/json' --data-binary @- \
+    | python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')
+  curl -fs -X POST "$base/v1/templates/$id/publish" -H "Authorization: Bearer $1" >/dev/null
+}

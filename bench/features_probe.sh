@@ -28,10 +28,7 @@ setup() {
   local key=$1 feature=$2 tenant id
   case $feature in
     template)
-      id=$("$loadgen" template --alias bench-message | curl -fs -X POST "$base/v1/templates" \
-        -H "$(auth "$key")" -H 'Content-Type: application/json' --data-binary @- \
-        | python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')
-      curl -fs -X POST "$base/v1/templates/$id/publish" -H "$(auth "$key")" >/dev/null
+      publish_template "$key" bench-message
       args+=(--template bench-message) ;;
     dkim)
       # Verified by hand: what is measured is signing, not DNS.

@@ -15,10 +15,7 @@ key=$(create_key)
 args=()
 if [ "${PROBE_WEBHOOKS:-0}" = 1 ]; then subscribe_receiver "$key"; fi
 if [ "${PROBE_TEMPLATE:-0}" = 1 ]; then
-  id=$("$loadgen" template --alias bench-message | curl -fs -X POST "$base/v1/templates" \
-    -H "Authorization: Bearer $key" -H 'Content-Type: application/json' --data-binary @- \
-    | python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')
-  curl -fs -X POST "$base/v1/templates/$id/publish" -H "Authorization: Bearer $key" >/dev/null
+  publish_template "$key" bench-message
   args=(--template bench-message)
 fi
 missive_cpu=$(python3 bench/measure.py cpu "$missive_pid"); pg_cpu=$(python3 bench/measure.py cpu "$pg_pid")

@@ -69,11 +69,7 @@ accept_run() {
     subscribe_receiver "$key"
     posts=$((TOTAL * 2))
   elif [ -n "$template" ]; then
-    local id
-    id=$("$loadgen" template --alias "$template" | curl -fs -X POST "$base/v1/templates" \
-      -H "Authorization: Bearer $key" -H 'Content-Type: application/json' --data-binary @- \
-      | python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')
-    curl -fs -X POST "$base/v1/templates/$id/publish" -H "Authorization: Bearer $key" >/dev/null
+    publish_template "$key" "$template"
     args=(--template "$template")
   fi
   echo "== $scenario $run/$REPEATS: $TOTAL emails, $CLIENTS clients" >&2
