@@ -8,7 +8,9 @@ CLIENTS=${BENCH_CLIENTS:-32}
 
 cargo build --release --bin missive --bin missive-loadgen >&2
 target_dir=${CARGO_TARGET_DIR:-$PWD/target}
-missive="$target_dir/release/missive"
+# BENCH_MISSIVE: another build of Missive to measure (say, the commit before a change), with
+# this checkout's scripts and load generator.
+missive=${BENCH_MISSIVE:-$target_dir/release/missive}
 loadgen="$target_dir/release/missive-loadgen"
 
 run_dir=$(mktemp -d "${TMPDIR:-/tmp}/missive-bench.XXXXXX")
@@ -24,7 +26,9 @@ trap cleanup EXIT
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
-db_url=$(scripts/pg.sh start "$run_dir/pg" --port auto)
+pg_args=()
+if [ "${BENCH_PG_STATEMENTS:-0}" = 1 ]; then pg_args+=(--statements); fi
+db_url=$(scripts/pg.sh start "$run_dir/pg" --port auto "${pg_args[@]}")
 pg_pid=$(head -n 1 "$(cat "$run_dir/pg/location")/postmaster.pid")
 pg_bin=$(scripts/pg.sh bin)
 BENCH_PG_VERSION=$("$pg_bin/postgres" --version | awk '{print $3}')

@@ -12,8 +12,13 @@
 #   full       all of them at once.
 # PROBE_RUNS (default "plain template dkim quota suppress webhooks full") picks and orders them.
 # Prints one line per run: accept rate, then Missive's and Postgres's CPU per email.
+# PROBE_STATEMENTS=1 adds, per run, the statements that cost Postgres most (pg_stat_statements:
+# calls, execution time, buffers touched and dirtied, and WAL, each per email); PROBE_PERF=1 adds
+# the functions Missive spent its CPU in (perf, sampling the process through the run).
 set -euo pipefail
+BENCH_PG_STATEMENTS=${PROBE_STATEMENTS:-0}
 source "$(dirname "$0")/common.sh"
+if [ "$BENCH_PG_STATEMENTS" = 1 ]; then "$pg_bin/psql" "$db_url" -qc "CREATE EXTENSION pg_stat_statements"; fi
 emails=${PROBE_EMAILS:-10000}
 runs=${PROBE_RUNS:-plain template dkim quota suppress webhooks full}
 measure="python3 bench/measure.py"
@@ -63,6 +68,11 @@ for run in $runs; do
   done
   sleep 0.5 # the caches hear of the new domain and template
   before=$(count)
+  if [ "$BENCH_PG_STATEMENTS" = 1 ]; then "$pg_bin/psql" "$db_url" -qAtc "SELECT pg_stat_statements_reset()" >/dev/null; fi
+  if [ "${PROBE_PERF:-0}" = 1 ]; then
+    perf record -q -F 999 -g -p "$missive_pid" -o "$run_dir/perf.data" 2>/dev/null &
+    perf_pid=$!
+  fi
   missive_cpu=$($measure cpu "$missive_pid"); pg_cpu=$($measure cpu "$pg_pid")
   accept=$("$loadgen" accept --url "$base" --key "$key" --clients "$CLIENTS" --total "$emails" "${args[@]}")
   wait_for_sink $((before + emails - suppressed))
@@ -81,5 +91,21 @@ assert delivered == $emails - $suppressed, f"the sink received {delivered}"
 print(f"{'$run':9} accept {row['per_second']:6,.0f}/s, errors {row['errors']}; CPU per email: "
       f"Missive {missive:4.0f} µs, Postgres {pg:4.0f} µs; webhooks verified: $(received)")
 PY
+  if [ "$BENCH_PG_STATEMENTS" = 1 ]; then
+    "$pg_bin/psql" "$db_url" -qAt -F ' | ' -c "
+      SELECT round(calls::numeric / $emails, 2) AS calls,
+             round((total_exec_time * 1000 / $emails)::numeric) AS exec_us,
+             round((shared_blks_hit + shared_blks_read)::numeric / $emails, 1) AS blocks,
+             round(shared_blks_dirtied::numeric / $emails, 2) AS dirtied,
+             round(wal_bytes / $emails) AS wal_bytes,
+             left(regexp_replace(query, '\s+', ' ', 'g'), 90)
+      FROM pg_stat_statements ORDER BY total_exec_time DESC LIMIT 15" \
+      | sed 's/^/    /' | { echo "    per email: calls | exec µs | blocks | dirtied | WAL bytes | statement"; cat; }
+  fi
+  if [ -n "${perf_pid:-}" ]; then
+    kill -INT "$perf_pid"; wait "$perf_pid" 2>/dev/null || true; perf_pid=
+    perf report -q -i "$run_dir/perf.data" --no-children --sort dso,symbol --percent-limit 1.5 --stdio -g none 2>/dev/null \
+      | grep -v '^$' | head -30 | sed 's/^/    /'
+  fi
   if [ -n "$receiver_pid" ]; then kill "$receiver_pid" 2>/dev/null || true; receiver_pid= receiver_count=/dev/null; fi
 done

@@ -6,13 +6,8 @@
 # through the API, so the worker sends real messages), then a worker-only Missive drains them and
 # the lease statement's calls, mean time and buffers per call are read from pg_stat_statements.
 set -euo pipefail
+BENCH_PG_STATEMENTS=1
 source "$(dirname "$0")/common.sh"
-data=$(cat "$run_dir/pg/location")
-scripts/pg.sh stop "$run_dir/pg" >/dev/null 2>&1
-echo "shared_preload_libraries = 'pg_stat_statements'" \
-  | runuser -u "$(stat -c %U "$data")" -- tee -a "$data/postgresql.conf" >/dev/null
-scripts/pg.sh start "$run_dir/pg" >/dev/null 2>&1
-pg_pid=$(head -n 1 "$data/postmaster.pid")
 psql() { "$pg_bin/psql" "$db_url" -v ON_ERROR_STOP=1 "$@"; }
 psql -qc "CREATE EXTENSION pg_stat_statements"
 due=${PROBE_DUE:-5000}

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Private PostgreSQL clusters for development, tests and benchmarks.
 #
-#   scripts/pg.sh start DIR [--port N|auto] [--fast] [--db NAME]   start (creating if needed); prints the URL
+#   scripts/pg.sh start DIR [--port N|auto] [--fast] [--statements] [--db NAME]
+#                                        start (creating if needed); prints the URL
 #   scripts/pg.sh stop DIR                                          stop it (no-op when stopped)
 #   scripts/pg.sh destroy DIR                                       stop it and delete DIR
 #   scripts/pg.sh url DIR                                           print the URL of a started cluster
@@ -11,7 +12,8 @@
 # installs Debian's `postgresql` package with apt-get when they are missing. initdb refuses to run
 # as root, so as root the cluster runs as the `postgres` user (or a `missive-pg` system user).
 # The cluster listens on 127.0.0.1 only, with trust authentication: it is a private, local
-# cluster, never a shared server. --fast turns off fsync for throwaway test clusters.
+# cluster, never a shared server. --fast turns off fsync for throwaway test clusters;
+# --statements loads pg_stat_statements (for benchmarks that count statements and buffers).
 set -euo pipefail
 
 die() { echo "pg.sh: $*" >&2; exit 1; }
@@ -92,17 +94,18 @@ free_port() {
 }
 
 cmd_start() {
-  local dir="" port="54329" fast=0 db="missive"
+  local dir="" port="54329" fast=0 statements=0 db="missive"
   while [ $# -gt 0 ]; do
     case "$1" in
       --port) port=$2; shift 2 ;;
       --fast) fast=1; shift ;;
+      --statements) statements=1; shift ;;
       --db) db=$2; shift 2 ;;
       -*) die "unknown option $1" ;;
       *) dir=$1; shift ;;
     esac
   done
-  [ -n "$dir" ] || die "usage: pg.sh start DIR [--port N|auto] [--fast] [--db NAME]"
+  [ -n "$dir" ] || die "usage: pg.sh start DIR [--port N|auto] [--fast] [--statements] [--db NAME]"
   mkdir -p "$dir"
   dir=$(readlink -f "$dir")
   local bin user data
@@ -130,6 +133,10 @@ cmd_start() {
         echo "fsync = off"
         echo "synchronous_commit = off"
         echo "full_page_writes = off"
+      fi
+      if [ $statements -eq 1 ]; then
+        echo "shared_preload_libraries = 'pg_stat_statements'"
+        echo "pg_stat_statements.track = all"
       fi
     } | as_user "$user" tee -a "$data/postgresql.conf" >/dev/null
     echo "$port" > "$dir/port"

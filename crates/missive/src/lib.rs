@@ -14,6 +14,7 @@ pub mod dns;
 pub mod domains;
 pub mod ingest;
 pub mod key_cache;
+pub mod pace;
 pub mod rate_limit;
 pub mod registration;
 pub mod slots;

@@ -203,6 +203,10 @@ async fn deleting_an_endpoint_deletes_its_events() {
     let (tenant_id, ids) = endpoints(&app, 2).await;
     add_events(store, tenant_id, ids[0], 3).await;
     add_events(store, tenant_id, ids[1], 2).await;
+    // An attempt of each endpoint's events: the gone endpoint's go with its events.
+    let holder = Uuid::now_v7();
+    let leased = lease(store, 10, 10, holder).await;
+    succeed(store, &leased, holder).await;
     store
         .delete_webhook(missive_core::TenantId::from_uuid(tenant_id), ids[0])
         .await
@@ -212,4 +216,18 @@ async fn deleting_an_endpoint_deletes_its_events() {
         .await
         .unwrap();
     assert_eq!(left, [ids[1], ids[1]], "the other endpoint's events stay");
+    let attempts: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM webhook_attempts a
+         WHERE NOT EXISTS (SELECT 1 FROM webhook_events e
+                           WHERE e.tenant_id = a.tenant_id AND e.id = a.event_id)",
+    )
+    .fetch_one(store.pool())
+    .await
+    .unwrap();
+    assert_eq!(attempts, 0, "no attempt outlives its event");
+    let kept: i64 = sqlx::query_scalar("SELECT count(*) FROM webhook_attempts")
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+    assert_eq!(kept, 2, "the other endpoint's attempts stay");
 }

@@ -383,3 +383,29 @@ async fn every_listen_channel_is_what_the_triggers_notify() {
     stop.cancel();
     app.worker.drain().await.unwrap();
 }
+
+#[tokio::test]
+async fn deleting_an_email_by_hand_deletes_its_recipients_and_events() {
+    // The rows written for every email check no foreign key (a query and a parent row lock per
+    // row); a trigger does what a cascade would, so a hand-made delete leaves no orphans for the
+    // worker to lease.
+    let app = TestApp::spawn().await;
+    let tenant = app.create_tenant("Acme").await;
+    let message = json!({ "from": "a@acme.test", "to": ["r@x.test", "s@x.test"], "subject": "s", "text": "t" });
+    let gone = app.send_email(&tenant.key, &message).await;
+    let kept = app.send_email(&tenant.key, &message).await;
+    let pool = app.store().pool();
+    sqlx::query("DELETE FROM emails WHERE id = $1")
+        .bind(gone.parse::<uuid::Uuid>().unwrap())
+        .execute(pool)
+        .await
+        .unwrap();
+    for query in [
+        "SELECT DISTINCT email_id FROM deliveries",
+        "SELECT DISTINCT email_id FROM email_events",
+    ] {
+        let emails: Vec<uuid::Uuid> = sqlx::query_scalar(query).fetch_all(pool).await.unwrap();
+        assert_eq!(emails, [kept.parse::<uuid::Uuid>().unwrap()], "{query}");
+    }
+    app.worker.drain().await.unwrap();
+}
