@@ -68,6 +68,12 @@ create_key() {
     | python3 -c 'import json,sys; print(json.load(sys.stdin)["api_key"]["token"])'
 }
 
+# tenant_of KEY: the key's tenant id.
+tenant_of() {
+  curl -fs "$base/v1/tenant" -H "Authorization: Bearer $1" \
+    | python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])'
+}
+
 # subscribe_receiver KEY: the key's tenant gets one endpoint subscribed to every event type, and a
 # `missive-loadgen receiver` behind it that verifies each post with the endpoint's secret; sets
 # receiver_pid and receiver_count (its `<verified> <rejected>` file).
@@ -89,7 +95,8 @@ subscribe_receiver() {
 # received [verified|rejected]: the receiver's count (verified by default).
 received() {
   local line
-  line=$(cat "$receiver_count" 2>/dev/null || echo "0 0")
+  line=$(cat "$receiver_count" 2>/dev/null || true)
+  line=${line:-0 0}
   if [ "${1:-verified}" = rejected ]; then echo "${line#* }"; else echo "${line%% *}"; fi
 }
 

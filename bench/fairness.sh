@@ -15,12 +15,6 @@ FAIR_SECONDS=${FAIR_SECONDS:-20}
 FAIR_BACKLOG=${FAIR_BACKLOG:-100000}
 FAIR_REPEATS=${FAIR_REPEATS:-3}
 
-# tenant_of KEY: the key's tenant id.
-tenant_of() {
-  curl -fs "$base/v1/tenant" -H "Authorization: Bearer $1" \
-    | python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])'
-}
-
 # b_trickle PHASE: a new tenant B sends at FAIR_RATE for FAIR_SECONDS; appends its accept-to-
 # delivery percentiles once every one of its emails is delivered.
 b_trickle() {

@@ -15,12 +15,38 @@
 #      accept and end-to-end rates for both and their ratios;
 #   4. fairness (bench/fairness.sh): a tenant's accept-to-delivery times at 20 emails/s, alone
 #      and while another tenant has a 100,000-email backlog towards its own slow server;
-# and Missive's memory idle and at its peak. Everything runs on loopback and stops when the script
+#   5. full features (bench/features.sh): each feature alone and all together, by one process
+#      with every role; plain and full by two processes (api+smtp, worker+webhooks) sharing a
+#      database; and full by the build of BENCH_BASELINE (default 1fca249, the commit whose full
+#      run issue 18's target is set against), built once and kept beside the target directory;
+#      each configuration against a database of its own in the same cluster;
+# and Missive's memory idle, at its peak, and at its peak with every feature on. Everything runs on loopback and stops when the script
 # ends. Writes the median/spread table into docs/benchmarks.md (between its bench markers).
 set -euo pipefail
 source "$(dirname "$0")/common.sh"
 source bench/postfix.sh
 source bench/fairness.sh
+source bench/features.sh
+
+# The first full-features build, for the ratio the target is set against; BENCH_BASELINE= skips.
+BASELINE=${BENCH_BASELINE-1fca249}
+baseline_bin=
+if [ -n "$BASELINE" ] && rev=$(git rev-parse --short=12 "$BASELINE^{commit}" 2>/dev/null); then
+  baseline_bin="$target_dir/baseline/missive-$rev"
+  export BENCH_BASELINE_REV=$rev
+  if [ ! -x "$baseline_bin" ]; then
+    echo "== building $rev, the full-features baseline" >&2
+    # Built in the shared target directory (the dependencies are built once), which leaves its
+    # binary where this checkout's was: this run keeps a copy of its own.
+    cp "$missive" "$run_dir/missive"
+    missive="$run_dir/missive"
+    mkdir -p "$run_dir/baseline-src" "$(dirname "$baseline_bin")"
+    git archive "$rev" | tar -x -C "$run_dir/baseline-src"
+    (cd "$run_dir/baseline-src" && CARGO_TARGET_DIR="$target_dir" cargo build --release --bin missive >&2)
+    cp "$target_dir/release/missive" "$baseline_bin"
+    cargo build --release --bin missive >&2
+  fi
+fi
 # The fairness scenario's tenant A reaches its own slow server through 2 connections.
 export MISSIVE_TENANT_RELAY_MAX_CONNECTIONS=${BENCH_TENANT_RELAY_CONNECTIONS:-2}
 
@@ -187,18 +213,24 @@ print(json.dumps(row))
 PY
 done
 
-# smtp_run TARGET PORT: one smtp-source run; appends its figures.
+# smtp_run TARGET PORT [settle]: one smtp-source run (with settle, lasting until the webhook
+# receiver has stopped counting); appends its figures.
 SMTP_TOTAL=${BENCH_SMTP_TOTAL:-20000}
 smtp_run() {
-  local target=$1 port=$2 before start mid end missive_cpu pg_cpu
+  local target=$1 port=$2 before start mid end missive_cpu pg_cpu last
   before=$(count)
-  missive_cpu=$($measure cpu "$missive_pid"); pg_cpu=$($measure cpu "$pg_pid")
+  missive_cpu=$(missive_cpu); pg_cpu=$($measure cpu "$pg_pid")
   start=$(date +%s.%N)
   smtp-source -s 20 -l 2048 -m "$SMTP_TOTAL" -f bench@acme.test -t rcpt@x.test "127.0.0.1:$port"
   mid=$(date +%s.%N)
   wait_for_sink $((before + SMTP_TOTAL))
+  if [ "${3:-}" = settle ]; then
+    # Until the webhook receiver has stopped counting for a second.
+    last=-1
+    while [ "$(received)" != "$last" ]; do last=$(received); sleep 1; done
+  fi
   end=$(date +%s.%N)
-  missive_cpu=$(python3 -c "print($($measure cpu "$missive_pid") - $missive_cpu)")
+  missive_cpu=$(python3 -c "print($(missive_cpu) - $missive_cpu)")
   pg_cpu=$(python3 -c "print($($measure cpu "$pg_pid") - $pg_cpu)")
   if [ "$target" = missive ]; then pg_pss; fi
   python3 - >>"$results" <<PY
@@ -214,9 +246,9 @@ PY
 }
 
 if postfix_available; then
-  curl -fs -X POST "$base/v1/tenants" -H "Authorization: Bearer $admin_key" \
+  smtp_tenant=$(curl -fs -X POST "$base/v1/tenants" -H "Authorization: Bearer $admin_key" \
     -H 'Content-Type: application/json' \
-    -d '{"name":"smtp-bench","settings":{"trusted_networks":["127.0.0.0/8"]}}' >/dev/null
+    -d '{"name":"smtp-bench","settings":{"trusted_networks":["127.0.0.0/8"]}}')
   postfix_port=$(free_port)
   start_postfix "$postfix_port" "$sink_port"
   for run in $(seq 1 "$REPEATS"); do
@@ -225,16 +257,91 @@ if postfix_available; then
     smtp_run postfix "$postfix_port"
     tail -n 2 "$results" >&2
   done
+  # The same with the features SMTP mail can have on: DKIM (acme.test verified), a quota, and an
+  # endpoint subscribed to every event type, posted to by a dispatcher. (Templates are a REST
+  # feature; one recipient of smtp-source cannot be one in a hundred suppressed.)
+  smtp_key=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["api_key"]["token"])' "$smtp_tenant")
+  features_db=$db_url dkim_domain=acme.test
+  for feature in dkim quota webhooks; do feature_setup "$smtp_key" "$feature"; done
+  dkim_domain=
+  start_dispatcher
+  sleep 1
+  for run in $(seq 1 "$REPEATS"); do
+    echo "== smtp, full features $run/$REPEATS" >&2
+    smtp_run missive_full "$smtp_port" settle
+    smtp_run postfix_full "$postfix_port"
+    tail -n 2 "$results" >&2
+  done
+  stop_dispatcher
+  kill "$receiver_pid" 2>/dev/null || true
+  receiver_pid= receiver_count=/dev/null
   stop_postfix
 fi
 
 # Fairness between routes (bench/fairness.sh): after the SMTP runs, when the worker is idle.
 fairness
 
+missive_peak=$($measure hwm "$missive_pid")
+kill "$missive_pid"; wait "$missive_pid" 2>/dev/null || true
+
+# features_missive NAME BINARY ROLE...: a Missive for the full-features runs, against a database
+# of its own (NAME, created when missing) and on ports of its own; sets missive_pid, and base when
+# it serves the API.
+features_missive() {
+  local name=$1 bin=$2 port args=()
+  shift 2
+  for role in "$@"; do args+=(--role "$role"); done
+  "$pg_bin/psql" "$db_url" -qAtc "SELECT 1 FROM pg_database WHERE datname = '$name'" | grep -q 1 \
+    || "$pg_bin/psql" "$db_url" -qc "CREATE DATABASE $name"
+  port=$(free_port)
+  MISSIVE_DATABASE_URL="${db_url%/*}/$name" MISSIVE_HTTP_ADDR="127.0.0.1:$port" \
+    MISSIVE_SMTP_ADDR="127.0.0.1:$(free_port)" MISSIVE_SMTPS_ADDR="127.0.0.1:$(free_port)" \
+    "$bin" serve "${args[@]}" 2>>"$run_dir/$name.log" &
+  missive_pid=$!
+  pids+=($missive_pid)
+  if [[ " $* " == *" api "* ]]; then
+    base="http://127.0.0.1:$port"
+    for _ in $(seq 1 100); do curl -fs "$base/healthz" >/dev/null && break; sleep 0.1; done
+  fi
+}
+features_missive features_one "$missive" api worker webhooks
+one_pid=$missive_pid one_base=$base
+features_missive features_two "$missive" api smtp
+two_api=$missive_pid two_base=$base
+features_missive features_two "$missive" worker webhooks
+two_worker=$missive_pid
+if [ -n "$baseline_bin" ]; then
+  features_missive features_first "$baseline_bin" api worker webhooks
+  first_pid=$missive_pid first_base=$base
+fi
+sleep 1
+# use CONFIG: the runs that follow go to that configuration.
+use() {
+  features_db="${db_url%/*}/features_$1"
+  case $1 in
+    one) base=$one_base features_pids=("$one_pid") ;;
+    two) base=$two_base features_pids=("$two_api" "$two_worker") ;;
+    first) base=$first_base features_pids=("$first_pid") ;;
+  esac
+}
+# The configurations take turns within each repeat, so a machine that slows down weighs on all.
+for run in $(seq 1 "$REPEATS"); do
+  use one
+  for feature in $FEATURE_RUNS; do features_run one "$feature" >>"$results"; tail -n 1 "$results" >&2; done
+  use two
+  for feature in plain full; do features_run two "$feature" >>"$results"; tail -n 1 "$results" >&2; done
+  if [ -n "$baseline_bin" ]; then
+    use first
+    features_run first full >>"$results"; tail -n 1 "$results" >&2
+  fi
+done
+
 python3 - >>"$results" <<PY
 import json
 print(json.dumps({"scenario": "memory", "missive_idle_mib": $missive_idle,
-                  "missive_peak_mib": $($measure hwm "$missive_pid"),
+                  "missive_peak_mib": $missive_peak,
+                  "features_peak_mib": $($measure hwm "$one_pid"),
+                  "features_two_peak_mib": max($($measure hwm "$two_api"), $($measure hwm "$two_worker")),
                   "pg_peak_mib": max(float(x) for x in open("$run_dir/pg_pss"))}))
 PY
 # The hot pure functions, with criterion in quick mode (Missive and Postgres are idle by now).
