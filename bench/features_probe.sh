@@ -12,7 +12,6 @@ set -euo pipefail
 BENCH_PG_STATEMENTS=${PROBE_STATEMENTS:-0}
 source "$(dirname "$0")/common.sh"
 source bench/features.sh
-if [ "$BENCH_PG_STATEMENTS" = 1 ]; then "$pg_bin/psql" "$db_url" -qc "CREATE EXTENSION pg_stat_statements"; fi
 start_missive missive.log api worker webhooks
 features_pids=("$missive_pid") features_db=$db_url
 line=$(cat <<'PY'
@@ -24,23 +23,13 @@ PY
 )
 
 for run in $FEATURE_RUNS; do
-  if [ "$BENCH_PG_STATEMENTS" = 1 ]; then "$pg_bin/psql" "$db_url" -qAtc "SELECT pg_stat_statements_reset()" >/dev/null; fi
+  statements_reset
   if [ "${PROBE_PERF:-0}" = 1 ]; then
     perf record -q -F 999 -g -p "$missive_pid" -o "$run_dir/perf.data" 2>/dev/null &
     perf_pid=$!
   fi
   features_run probe "$run" | python3 -c "$line"
-  if [ "$BENCH_PG_STATEMENTS" = 1 ]; then
-    "$pg_bin/psql" "$db_url" -qAt -F ' | ' -c "
-      SELECT round(calls::numeric / $FEATURES_TOTAL, 2) AS calls,
-             round((total_exec_time * 1000 / $FEATURES_TOTAL)::numeric) AS exec_us,
-             round((shared_blks_hit + shared_blks_read)::numeric / $FEATURES_TOTAL, 1) AS blocks,
-             round(shared_blks_dirtied::numeric / $FEATURES_TOTAL, 2) AS dirtied,
-             round(wal_bytes / $FEATURES_TOTAL) AS wal_bytes,
-             left(regexp_replace(query, '\s+', ' ', 'g'), 90)
-      FROM pg_stat_statements ORDER BY total_exec_time DESC LIMIT 15" \
-      | sed 's/^/    /' | { echo "    per email: calls | exec µs | blocks | dirtied | WAL bytes | statement"; cat; }
-  fi
+  top_statements "$FEATURES_TOTAL"
   if [ -n "${perf_pid:-}" ]; then
     kill -INT "$perf_pid"; wait "$perf_pid" 2>/dev/null || true; perf_pid=
     perf report -q -i "$run_dir/perf.data" --no-children --sort dso,symbol --percent-limit 1.5 --stdio -g none 2>/dev/null \
