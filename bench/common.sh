@@ -133,8 +133,8 @@ publish_template() {
 
 # With BENCH_PG_STATEMENTS=1 (pg_stat_statements loaded; set before sourcing this file):
 # statements_reset forgets what was counted so far; top_statements N prints the 15 statements
-# that took Postgres longest since, each with its calls, execution time, buffers touched and
-# dirtied, and WAL, per one of N (emails or messages).
+# that took Postgres longest since, each with its calls, planning and execution time, buffers
+# touched and dirtied, and WAL, per one of N (emails or messages).
 statements_reset() {
   if [ "${BENCH_PG_STATEMENTS:-0}" = 1 ]; then
     "$pg_bin/psql" "$db_url" -qAtc "CREATE EXTENSION IF NOT EXISTS pg_stat_statements; SELECT pg_stat_statements_reset()" >/dev/null
@@ -142,11 +142,12 @@ statements_reset() {
 }
 top_statements() {
   if [ "${BENCH_PG_STATEMENTS:-0}" != 1 ]; then return 0; fi
-  echo "    per one: calls | exec µs | blocks | dirtied | WAL bytes | statement"
+  echo "    per one: calls | plan µs | exec µs | blocks | dirtied | WAL bytes | statement"
   "$pg_bin/psql" "$db_url" -qAt -F ' | ' -c "
-    SELECT round(calls::numeric / $1, 2), round((total_exec_time * 1000 / $1)::numeric),
+    SELECT round(calls::numeric / $1, 2), round((total_plan_time * 1000 / $1)::numeric),
+           round((total_exec_time * 1000 / $1)::numeric),
            round((shared_blks_hit + shared_blks_read)::numeric / $1, 1),
            round(shared_blks_dirtied::numeric / $1, 2), round(wal_bytes / $1),
            left(regexp_replace(query, '\s+', ' ', 'g'), 90)
-    FROM pg_stat_statements ORDER BY total_exec_time DESC LIMIT 15" | sed 's/^/    /'
+    FROM pg_stat_statements ORDER BY total_plan_time + total_exec_time DESC LIMIT 15" | sed 's/^/    /'
 }

@@ -6,8 +6,8 @@
 # (default 10000) emails. Prints one line per run: accept rate, then Missive's and Postgres's CPU
 # per email. BENCH_MISSIVE measures another build (say, the commit before a change).
 # PROBE_STATEMENTS=1 adds, per run, the statements that cost Postgres most (pg_stat_statements:
-# calls, execution time, buffers touched and dirtied, and WAL, each per email); PROBE_PERF=1 adds
-# the functions Missive spent its CPU in (perf, sampling the process through the run).
+# calls, planning and execution time, buffers touched and dirtied, and WAL, each per email);
+# PROBE_PERF=1 adds the functions Missive spent its CPU in (perf, sampling it through the run).
 set -euo pipefail
 BENCH_PG_STATEMENTS=${PROBE_STATEMENTS:-0}
 source "$(dirname "$0")/common.sh"

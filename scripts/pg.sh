@@ -137,6 +137,7 @@ cmd_start() {
       if [ $statements -eq 1 ]; then
         echo "shared_preload_libraries = 'pg_stat_statements'"
         echo "pg_stat_statements.track = all"
+        echo "pg_stat_statements.track_planning = on"
       fi
     } | as_user "$user" tee -a "$data/postgresql.conf" >/dev/null
     echo "$port" > "$dir/port"
