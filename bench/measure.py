@@ -349,7 +349,13 @@ def report(results_path, doc_path):
             "| --- | --- | --- | --- | --- | --- |",
         ]
         names = {"one": "", "two": ", two processes", "first": f", first build ({first})"}
-        for (build, run), rows in features.items():
+        runs = ["plain", "template", "dkim", "quota", "suppress", "webhooks", "full"]
+
+        def order(item):
+            (build, run), _ = item
+            return (list(names).index(build), runs.index(run) if run in runs else len(runs), run)
+
+        for (build, run), rows in sorted(features.items(), key=order):
             m = statistics.median(col_of(rows, "missive_cpu_us"))
             p = statistics.median(col_of(rows, "pg_cpu_us"))
             over = ""
