@@ -477,8 +477,6 @@ impl Dispatcher {
             };
             if !leased.is_empty() {
                 in_backlog = backlog;
-            }
-            if !leased.is_empty() {
                 for event in leased {
                     let Ok(place) = held.clone().acquire_owned().await else {
                         break;
