@@ -61,10 +61,13 @@ start_missive() {
   fi
 }
 
-# A send key of a new tenant, through the admin API.
+# create_key [SETTINGS]: a send key of a new tenant, through the admin API, with the tenant's
+# settings when given (a JSON object).
 create_key() {
+  local settings=${1:-"{}"}
   curl -fs -X POST "$base/v1/tenants" -H "Authorization: Bearer $admin_key" \
-    -H 'Content-Type: application/json' -d "{\"name\":\"bench-$(date +%s%N)\"}" \
+    -H 'Content-Type: application/json' \
+    -d "{\"name\":\"bench-$(date +%s%N)\",\"settings\":$settings}" \
     | python3 -c 'import json,sys; print(json.load(sys.stdin)["api_key"]["token"])'
 }
 
@@ -104,6 +107,12 @@ received() {
 wait_for_receiver() {
   local deadline=$(( $(date +%s) + 600 ))
   while [ "$(received)" -lt "$1" ] && [ "$(date +%s)" -lt "$deadline" ]; do sleep 0.05; done
+}
+
+# wait_for_receiver_quiet: until the receiver has stopped counting for a second.
+wait_for_receiver_quiet() {
+  local last=-1
+  while [ "$(received)" != "$last" ]; do last=$(received); sleep 1; done
 }
 
 # How many recipients the sink has received.

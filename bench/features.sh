@@ -57,7 +57,7 @@ feature_setup() {
 # features_run LABEL RUN: one run (RUN one of FEATURE_RUNS) against the Missive at $base, whose
 # database is $features_db; prints its figures as one JSON row labelled LABEL (the build).
 features_run() {
-  local label=$1 run=$2 key features suppressed=0 before missive_cpu pg_cpu start accept end last
+  local label=$1 run=$2 key features suppressed=0 before missive_cpu pg_cpu start accept end
   local posts=0
   key=$(create_key)
   args=()
@@ -76,9 +76,7 @@ features_run() {
     --total "$FEATURES_TOTAL" "${args[@]}")
   wait_for_sink $((before + FEATURES_TOTAL - suppressed))
   if [[ " $features " == *" webhooks "* ]]; then
-    # Until the receiver has stopped counting for a second.
-    last=-1
-    while [ "$(received)" != "$last" ]; do last=$(received); sleep 1; done
+    wait_for_receiver_quiet
     posts=$(received)
   fi
   end=$(date +%s.%N)

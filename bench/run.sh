@@ -217,18 +217,14 @@ done
 # receiver has stopped counting); appends its figures.
 SMTP_TOTAL=${BENCH_SMTP_TOTAL:-20000}
 smtp_run() {
-  local target=$1 port=$2 before start mid end missive_cpu pg_cpu last
+  local target=$1 port=$2 before start mid end missive_cpu pg_cpu
   before=$(count)
   missive_cpu=$(missive_cpu); pg_cpu=$($measure cpu "$pg_pid")
   start=$(date +%s.%N)
   smtp-source -s 20 -l 2048 -m "$SMTP_TOTAL" -f bench@acme.test -t rcpt@x.test "127.0.0.1:$port"
   mid=$(date +%s.%N)
   wait_for_sink $((before + SMTP_TOTAL))
-  if [ "${3:-}" = settle ]; then
-    # Until the webhook receiver has stopped counting for a second.
-    last=-1
-    while [ "$(received)" != "$last" ]; do last=$(received); sleep 1; done
-  fi
+  if [ "${3:-}" = settle ]; then wait_for_receiver_quiet; fi
   end=$(date +%s.%N)
   missive_cpu=$(python3 -c "print($(missive_cpu) - $missive_cpu)")
   pg_cpu=$(python3 -c "print($($measure cpu "$pg_pid") - $pg_cpu)")
@@ -246,9 +242,7 @@ PY
 }
 
 if postfix_available; then
-  smtp_tenant=$(curl -fs -X POST "$base/v1/tenants" -H "Authorization: Bearer $admin_key" \
-    -H 'Content-Type: application/json' \
-    -d '{"name":"smtp-bench","settings":{"trusted_networks":["127.0.0.0/8"]}}')
+  smtp_key=$(create_key '{"trusted_networks":["127.0.0.0/8"]}')
   postfix_port=$(free_port)
   start_postfix "$postfix_port" "$sink_port"
   for run in $(seq 1 "$REPEATS"); do
@@ -260,7 +254,6 @@ if postfix_available; then
   # The same with the features SMTP mail can have on: DKIM (acme.test verified), a quota, and an
   # endpoint subscribed to every event type, posted to by a dispatcher. (Templates are a REST
   # feature; one recipient of smtp-source cannot be one in a hundred suppressed.)
-  smtp_key=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["api_key"]["token"])' "$smtp_tenant")
   features_db=$db_url dkim_domain=acme.test
   for feature in dkim quota webhooks; do feature_setup "$smtp_key" "$feature"; done
   dkim_domain=

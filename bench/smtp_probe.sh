@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # SMTP alone, for comparing two builds quickly: a release build of this checkout, its own durable
-# Postgres, the counting sink, Missive (api, smtp and worker) with a tenant trusting loopback, then
-# `smtp-source -s 20 -l 2048 -m N` (PROBE_MESSAGES, default 8000). Prints the accept rate, the CPU
-# Missive and Postgres spent per message (delivery included), and Postgres's per-table scan and
-# write counters before | after. To compare two builds, run it with BENCH_MISSIVE set to each, in
-# turns. PROBE_STATEMENTS=1 adds the statements that cost Postgres most (see features_probe.sh);
+# Postgres, the counting sink, Missive (api, smtp, worker and webhooks) with a tenant trusting
+# loopback, then `smtp-source -s 20 -l 2048 -m N` (PROBE_MESSAGES, default 8000). Prints the
+# accept rate, the CPU Missive and Postgres spent per message (delivery included), and Postgres's
+# per-table scan and write counters before | after. To compare two builds, run it with
+# BENCH_MISSIVE set to each, in turns. PROBE_STATEMENTS=1 adds the statements that cost Postgres most (see features_probe.sh);
 # PROBE_FEATURES (say "dkim quota webhooks", as bench/features.sh sets them up, the domain being
 # acme.test) turns features on for the tenant, with a dispatcher in the same process.
 # Needs Postfix's smtp-source (bench/run.sh installs Debian's postfix package).
@@ -14,10 +14,7 @@ source "$(dirname "$0")/common.sh"
 command -v smtp-source >/dev/null || { echo "smtp-source is missing: apt-get install postfix" >&2; exit 1; }
 source bench/features.sh
 start_missive missive.log api smtp worker webhooks
-tenant=$(curl -fs -X POST "$base/v1/tenants" -H "Authorization: Bearer $admin_key" \
-  -H 'Content-Type: application/json' \
-  -d '{"name":"smtp-probe","settings":{"trusted_networks":["127.0.0.0/8"]}}')
-key=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["api_key"]["token"])' "$tenant")
+key=$(create_key '{"trusted_networks":["127.0.0.0/8"]}')
 features_db=$db_url dkim_domain=acme.test
 for feature in ${PROBE_FEATURES:-}; do feature_setup "$key" "$feature"; done
 sleep 0.5 # the caches hear of the new domain
@@ -34,11 +31,7 @@ start=$(date +%s.%N)
 smtp-source -s 20 -l 2048 -m "$messages" -f bench@acme.test -t rcpt@x.test "127.0.0.1:$smtp_port"
 end=$(date +%s.%N)
 wait_for_sink "$messages"
-if [[ " ${PROBE_FEATURES:-} " == *" webhooks "* ]]; then
-  # Until the receiver has stopped counting for a second.
-  last=-1
-  while [ "$(received)" != "$last" ]; do last=$(received); sleep 1; done
-fi
+if [[ " ${PROBE_FEATURES:-} " == *" webhooks "* ]]; then wait_for_receiver_quiet; fi
 pg_cpu=$(python3 -c "print($(python3 bench/measure.py cpu "$pg_pid") - $pg_cpu)")
 missive_cpu=$(python3 -c "print($(python3 bench/measure.py cpu "$missive_pid") - $missive_cpu)")
 # Backends publish their table counters lazily (about once a second, when idle): wait for them.
