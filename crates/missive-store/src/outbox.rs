@@ -200,17 +200,12 @@ impl Store {
             "WITH horizon AS MATERIALIZED (
                  SELECT $5::timestamptz AS at
              ), endpoints AS (
-                 -- Each endpoint's rows in flight and its first unfinished row, looked for from
-                 -- its low-water mark: the rows finished before it are dead index entries that
-                 -- every lease would otherwise step over until vacuum removes them.
-                 SELECT w.tenant_id, w.id, w.due_from, w.due_from_id, busy.n,
+                 -- Each endpoint's first unfinished row, looked for from its low-water mark: the
+                 -- rows finished before it are dead index entries that every lease would
+                 -- otherwise step over until vacuum removes them.
+                 SELECT w.tenant_id, w.id, w.due_from, w.due_from_id,
                         first.next_attempt_at AS first_at, first.id AS first_id
                  FROM webhooks w
-                 CROSS JOIN LATERAL (
-                     SELECT count(*) AS n FROM webhook_events
-                     WHERE tenant_id = w.tenant_id AND webhook_id = w.id
-                       AND leased_by IS NOT NULL AND lease_expires_at >= now()
-                 ) busy
                  LEFT JOIN LATERAL (
                      SELECT next_attempt_at, id FROM webhook_events
                      WHERE tenant_id = w.tenant_id AND webhook_id = w.id
@@ -232,22 +227,29 @@ impl Store {
                    AND h.at > ep.due_from
              ), candidates AS (
                  -- Round the endpoints: each one's oldest due rows up to its free share, then
-                 -- the first of every endpoint before the second of any.
+                 -- the first of every endpoint before the second of any. The rows in flight are
+                 -- due and were leased from the front of the unfinished rows, so an endpoint's
+                 -- first twice its share of due rows hold them all, and free rows enough to fill
+                 -- the share: they are counted there, with no index of leased rows to update.
                  SELECT c.tenant_id, c.id
                  FROM endpoints w
                  CROSS JOIN LATERAL (
-                     SELECT x.tenant_id, x.id, x.next_attempt_at,
-                            row_number() OVER (ORDER BY x.next_attempt_at, x.id) AS turn
-                     FROM (SELECT tenant_id, id, next_attempt_at FROM webhook_events
+                     SELECT x.tenant_id, x.id, x.next_attempt_at, x.busy,
+                            count(*) FILTER (WHERE x.busy) OVER () AS n,
+                            row_number() OVER (PARTITION BY x.busy
+                                               ORDER BY x.next_attempt_at, x.id) AS turn
+                     FROM (SELECT tenant_id, id, next_attempt_at,
+                                  leased_by IS NOT NULL AND lease_expires_at >= now() AS busy
+                           FROM webhook_events
                            WHERE tenant_id = w.tenant_id AND webhook_id = w.id
                              AND status IN ('pending', 'attempting')
                              AND (next_attempt_at, id) >= (w.first_at, w.first_id)
                              AND next_attempt_at <= now()
-                             AND (leased_by IS NULL OR lease_expires_at < now())
                            ORDER BY next_attempt_at, id
-                           -- Topped up once half its share is free, so rows come in batches.
-                           LIMIT CASE WHEN w.n <= $2 / 2 THEN $2 - w.n ELSE 0 END) x
+                           LIMIT 2 * $2) x
                  ) c
+                 -- Topped up once half its share is free, so rows come in batches.
+                 WHERE NOT c.busy AND c.n <= $2 / 2 AND c.turn <= $2 - c.n
                  ORDER BY c.turn, c.next_attempt_at
                  LIMIT $1
              ), locked AS (
@@ -335,8 +337,7 @@ impl Store {
                      next_attempt_at = greatest(i.next_attempt_at, e.next_attempt_at),
                      leased_by = NULL, lease_expires_at = NULL, updated_at = now()
                  FROM input i
-                 -- By key: `IS NOT DISTINCT FROM` keeps the planner from reaching the row through
-                 -- the index of leased rows, whose dead entries a burst leaves behind.
+                 -- By key, the holder checked on the row found.
                  WHERE e.tenant_id = i.tenant_id AND e.id = i.event_id
                    AND e.leased_by IS NOT DISTINCT FROM i.holder
                  RETURNING e.tenant_id, e.id
@@ -585,12 +586,17 @@ impl Store {
     }
 
     /// When the next outbox row falls due (or a lease runs out), for a dispatcher deciding how
-    /// long to sleep.
+    /// long to sleep. `window`: how many of each endpoint's first due rows hold its rows in
+    /// flight (twice its share; see [`Store::lease_webhook_events`]).
     ///
     /// # Errors
     /// Database failures.
-    pub async fn next_webhook_due(&self) -> Result<Option<OffsetDateTime>, StoreError> {
-        // Per endpoint from its low-water mark, as leasing looks, and the leases in flight.
+    pub async fn next_webhook_due(
+        &self,
+        window: i64,
+    ) -> Result<Option<OffsetDateTime>, StoreError> {
+        // Per endpoint from its low-water mark, as leasing looks: its first free row, and the
+        // leases among its first due rows.
         Ok(sqlx::query_scalar(
             "SELECT least(
                  (SELECT min(e.next_attempt_at) FROM webhooks w
@@ -602,9 +608,18 @@ impl Store {
                       ORDER BY next_attempt_at, id
                       LIMIT 1
                   ) e),
-                 (SELECT min(lease_expires_at) FROM webhook_events
-                  WHERE leased_by IS NOT NULL AND status IN ('pending', 'attempting')))",
+                 (SELECT min(l.lease_expires_at) FROM webhooks w
+                  CROSS JOIN LATERAL (
+                      SELECT lease_expires_at FROM webhook_events
+                      WHERE tenant_id = w.tenant_id AND webhook_id = w.id
+                        AND status IN ('pending', 'attempting')
+                        AND (next_attempt_at, id) >= (w.due_from, w.due_from_id)
+                        AND next_attempt_at <= now()
+                      ORDER BY next_attempt_at, id
+                      LIMIT $1
+                  ) l))",
         )
+        .bind(window)
         .fetch_one(&self.pool)
         .await?)
     }

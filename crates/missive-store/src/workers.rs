@@ -21,6 +21,30 @@ use uuid::Uuid;
 
 use crate::{Store, StoreError};
 
+/// The addresses of the unfinished outbox rows that `$holder` (an SQL expression) holds, for the
+/// upkeep of webhook leases. No index covers the holder, so that a lease updates its rows in
+/// place (see [`Store::lease_webhook_events`]); the rows in flight are looked for among each
+/// endpoint's unfinished rows from its low-water mark, where every one of them is. `$join` puts
+/// what the holder expression needs before the endpoints.
+macro_rules! webhook_rows_held_by {
+    ($join:literal, $holder:literal) => {
+        concat!(
+            "SELECT x.ctid FROM ",
+            $join,
+            " webhooks w
+             CROSS JOIN LATERAL (
+                 SELECT ctid FROM webhook_events
+                 WHERE tenant_id = w.tenant_id AND webhook_id = w.id
+                   AND status IN ('pending', 'attempting')
+                   AND (next_attempt_at, id) >= (w.due_from, w.due_from_id)
+                   AND leased_by = ",
+            $holder,
+            "
+             ) x"
+        )
+    };
+}
+
 /// The advisory lock namespace of worker registrations ("mswk"); the key is the row's `lock_key`.
 pub const WORKER_LOCK_NAMESPACE: i32 = 0x6d73_776b;
 
@@ -131,7 +155,7 @@ impl Store {
     /// # Errors
     /// Database failures.
     pub async fn reap_dead_workers(&self) -> Result<Reaped, StoreError> {
-        let rows: Vec<(Uuid, i64)> = sqlx::query_as(
+        let rows: Vec<(Uuid, i64)> = sqlx::query_as(concat!(
             "WITH held AS (
                  SELECT l.objid::bigint AS lock_key FROM pg_locks l
                  WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 2
@@ -147,13 +171,15 @@ impl Store {
                  WHERE d.status = 'sending' AND d.leased_by = dead.id
                  RETURNING d.leased_by
              ), released_webhooks AS (
+                 -- Only when a worker died: a walk of the endpoints for each.
                  UPDATE webhook_events e SET lease_expires_at = now() - interval '1 second'
-                 FROM dead
-                 WHERE e.leased_by = dead.id AND e.status IN ('pending', 'attempting')
+                 WHERE e.ctid = ANY (ARRAY(",
+            webhook_rows_held_by!("dead CROSS JOIN", "dead.id"),
+            "))
              )
              SELECT dead.id, (SELECT count(*) FROM released r WHERE r.leased_by = dead.id)
              FROM dead",
-        )
+        ))
         .bind(WORKER_LOCK_NAMESPACE)
         .fetch_all(&self.pool)
         .await?;
@@ -175,10 +201,12 @@ impl Store {
         holder: Uuid,
         lease: Duration,
     ) -> Result<u64, StoreError> {
-        Ok(sqlx::query(
+        Ok(sqlx::query(concat!(
             "UPDATE webhook_events SET lease_expires_at = now() + make_interval(secs => $2)
-             WHERE leased_by = $1 AND status IN ('pending', 'attempting')",
-        )
+             WHERE ctid = ANY (ARRAY(",
+            webhook_rows_held_by!("", "$1"),
+            ")) AND leased_by = $1",
+        ))
         .bind(holder)
         .bind(lease.as_secs_f64())
         .execute(&self.pool)

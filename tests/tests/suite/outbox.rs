@@ -4,7 +4,9 @@
 
 use std::time::Duration;
 
-use missive_store::{LeasedWebhookEvent, NewWebhook, SealedSecret, Store, WebhookAttemptResult};
+use missive_store::{
+    LeasedWebhookEvent, NewWebhook, SealedSecret, Store, WebhookAttemptResult, WorkerKind,
+};
 use missive_tests::TestApp;
 use uuid::Uuid;
 
@@ -230,4 +232,74 @@ async fn deleting_an_endpoint_deletes_its_events() {
         .await
         .unwrap();
     assert_eq!(kept, 2, "the other endpoint's attempts stay");
+}
+
+/// The holder's rows, as leased: how many, and the latest expiry.
+async fn held(store: &Store, holder: Uuid) -> (i64, Option<time::OffsetDateTime>) {
+    sqlx::query_as(
+        "SELECT count(*), max(lease_expires_at) FROM webhook_events
+         WHERE leased_by = $1 AND lease_expires_at >= now()",
+    )
+    .bind(holder)
+    .fetch_one(store.pool())
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn a_live_dispatchers_leases_are_renewed_and_a_dead_ones_taken_over() {
+    let app = TestApp::spawn().await;
+    let store = app.store().for_dispatcher(2);
+    let (tenant_id, ids) = endpoints(&app, 2).await;
+    add_events(&store, tenant_id, ids[0], 12).await;
+    add_events(&store, tenant_id, ids[1], 3).await;
+    let alive = store.register_worker(WorkerKind::Webhooks).await.unwrap();
+    let dead = store.register_worker(WorkerKind::Webhooks).await.unwrap();
+    // The live one holds the first endpoint's first rows, with its finished rows before them.
+    let finished = lease(&store, 4, 100, alive.id()).await;
+    succeed(&store, &finished, alive.id()).await;
+    let kept = lease(&store, 6, 100, alive.id()).await;
+    let taken = lease(&store, 100, 100, dead.id()).await;
+    assert_eq!((kept.len(), taken.len()), (6, 5));
+
+    let (_, before) = held(&store, alive.id()).await;
+    let renewed = store
+        .renew_webhook_leases(alive.id(), Duration::from_secs(600))
+        .await
+        .unwrap();
+    assert_eq!(
+        renewed, 6,
+        "every row the live dispatcher holds, and no other"
+    );
+    let (n, after) = held(&store, alive.id()).await;
+    assert_eq!(n, 6);
+    assert!(after.unwrap() > before.unwrap(), "its leases run longer");
+
+    // The dead one's connection goes, as when its process is killed.
+    let dead_id = dead.id();
+    drop(dead);
+    let started = std::time::Instant::now();
+    loop {
+        if store.reap_dead_workers().await.unwrap().workers == [dead_id] {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(5), "never reaped");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        held(&store, dead_id).await.0,
+        0,
+        "its leases ran out at once"
+    );
+    let other = Uuid::now_v7();
+    let again = lease(&store, 100, 100, other).await;
+    let mut again: Vec<Uuid> = again.iter().map(|e| e.id).collect();
+    let mut expected: Vec<Uuid> = taken.iter().map(|e| e.id).collect();
+    again.sort();
+    expected.sort();
+    assert_eq!(
+        again, expected,
+        "the dead one's rows, and none the live one holds"
+    );
+    alive.release().await.unwrap();
 }

@@ -299,12 +299,17 @@ impl Dispatcher {
             .map_err(|e| e.to_string())
     }
 
+    /// The most rows of one endpoint leased at once, by all dispatchers together.
+    fn share(&self) -> i64 {
+        i64::try_from(self.settings.per_endpoint.max(1) * PREFETCH).unwrap_or(1)
+    }
+
     /// Leases up to `limit` due rows.
     async fn lease(&self, limit: usize) -> Result<Vec<LeasedWebhookEvent>, StoreError> {
         self.store
             .lease_webhook_events(
                 i64::try_from(limit.max(1)).unwrap_or(1),
-                i64::try_from(self.settings.per_endpoint.max(1) * PREFETCH).unwrap_or(1),
+                self.share(),
                 self.settings.lease,
                 self.holder.get(),
             )
@@ -498,7 +503,7 @@ impl Dispatcher {
             }
             // Nothing leased: what is due waits for its endpoint's share to free up, which a
             // recorded attempt signals; otherwise sleep until the next row falls due.
-            let sleep = match self.store.next_webhook_due().await {
+            let sleep = match self.store.next_webhook_due(2 * self.share()).await {
                 Ok(Some(at)) if at > OffsetDateTime::now_utc() => (at - OffsetDateTime::now_utc())
                     .try_into()
                     .unwrap_or(Duration::ZERO)
