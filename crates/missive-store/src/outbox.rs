@@ -586,14 +586,14 @@ impl Store {
     }
 
     /// When the next outbox row falls due (or a lease runs out), for a dispatcher deciding how
-    /// long to sleep. `window`: how many of each endpoint's first due rows hold its rows in
-    /// flight (twice its share; see [`Store::lease_webhook_events`]).
+    /// long to sleep. `per_endpoint`: the endpoints' share, as given to
+    /// [`Store::lease_webhook_events`], whose first twice as many due rows hold the rows in flight.
     ///
     /// # Errors
     /// Database failures.
     pub async fn next_webhook_due(
         &self,
-        window: i64,
+        per_endpoint: i64,
     ) -> Result<Option<OffsetDateTime>, StoreError> {
         // Per endpoint from its low-water mark, as leasing looks: its first free row, and the
         // leases among its first due rows.
@@ -616,10 +616,10 @@ impl Store {
                         AND (next_attempt_at, id) >= (w.due_from, w.due_from_id)
                         AND next_attempt_at <= now()
                       ORDER BY next_attempt_at, id
-                      LIMIT $1
+                      LIMIT 2 * $1
                   ) l))",
         )
-        .bind(window)
+        .bind(per_endpoint)
         .fetch_one(&self.pool)
         .await?)
     }

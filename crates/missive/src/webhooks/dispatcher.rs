@@ -415,7 +415,7 @@ impl Dispatcher {
         let mut swept: Option<Instant> = None;
         let mut next_lease_at = tokio::time::Instant::now();
         // Half an endpoint's share of leased rows: what the lease tops a share up with at least.
-        let batch = (self.settings.per_endpoint.max(1) * PREFETCH / 2).max(1);
+        let batch = usize::try_from(self.share() / 2).map_or(1, |half| half.max(1));
         let mut in_backlog = false;
         while !shutdown.is_cancelled() {
             // Once a second: the queue-depth gauge (counting is a scan of the backlog), the
@@ -503,7 +503,7 @@ impl Dispatcher {
             }
             // Nothing leased: what is due waits for its endpoint's share to free up, which a
             // recorded attempt signals; otherwise sleep until the next row falls due.
-            let sleep = match self.store.next_webhook_due(2 * self.share()).await {
+            let sleep = match self.store.next_webhook_due(self.share()).await {
                 Ok(Some(at)) if at > OffsetDateTime::now_utc() => (at - OffsetDateTime::now_utc())
                     .try_into()
                     .unwrap_or(Duration::ZERO)
