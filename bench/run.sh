@@ -36,15 +36,13 @@ if [ -n "$BASELINE" ] && rev=$(git rev-parse --short=12 "$BASELINE^{commit}" 2>/
   export BENCH_BASELINE_REV=$rev
   if [ ! -x "$baseline_bin" ]; then
     echo "== building $rev, the full-features baseline" >&2
-    # Built in the shared target directory (the dependencies are built once), which leaves its
-    # binary where this checkout's was: this run keeps a copy of its own.
-    cp "$missive" "$run_dir/missive"
-    missive="$run_dir/missive"
+    # In a target directory of its own: cargo names a workspace's crates by their path within
+    # it, so in the shared one the older tree's crates would pass for this checkout's (same names,
+    # same hashes, sources not newer than the outputs) and be linked against the wrong code.
     mkdir -p "$run_dir/baseline-src" "$(dirname "$baseline_bin")"
     git archive "$rev" | tar -x -C "$run_dir/baseline-src"
-    (cd "$run_dir/baseline-src" && CARGO_TARGET_DIR="$target_dir" cargo build --release --bin missive >&2)
-    cp "$target_dir/release/missive" "$baseline_bin"
-    cargo build --release --bin missive >&2
+    (cd "$run_dir/baseline-src" && CARGO_TARGET_DIR="$target_dir/baseline-build" cargo build --release --bin missive >&2)
+    cp "$target_dir/baseline-build/release/missive" "$baseline_bin"
   fi
 fi
 # The fairness scenario's tenant A reaches its own slow server through 2 connections.
