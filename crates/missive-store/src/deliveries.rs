@@ -128,7 +128,30 @@ const LEASE_TEMPLATE: &str = "WITH expired AS (
  )
  SELECT * FROM leased";
 
-static LEASE: LazyLock<String> = LazyLock::new(|| LEASE_TEMPLATE.replace("{per_tenant}", "$1"));
+/// The lease with each tenant's most rows written in, one statement per power of two: the
+/// statement is planned once per connection (see [`Store::for_worker`]), and a plan made for a
+/// `LIMIT` it cannot see ran four times longer than one made for a number. The batch's own
+/// `LIMIT $1` still holds the lease to what was asked.
+static LEASES: LazyLock<Vec<String>> = LazyLock::new(|| {
+    (0..=MAX_PER_TENANT.ilog2())
+        .map(|power| LEASE_TEMPLATE.replace("{per_tenant}", &(1_i64 << power).to_string()))
+        .collect()
+});
+
+/// The largest per-tenant window written into a lease statement.
+const MAX_PER_TENANT: i64 = 1 << 14;
+
+/// The lease statement for a batch of at most `limit` rows.
+fn lease_statement(limit: i64) -> &'static str {
+    let per_tenant = limit.clamp(1, MAX_PER_TENANT);
+    // The smallest power of two not below it: ilog2 of (n - 1), plus one, for n > 1.
+    let power = if per_tenant == 1 {
+        0
+    } else {
+        (per_tenant - 1).ilog2() + 1
+    };
+    &LEASES[power as usize]
+}
 // A tenant whose own server has all the jobs it can use gets none ($7, $8: allowances).
 static LEASE_CAPPED: LazyLock<String> = LazyLock::new(|| {
     LEASE_TEMPLATE.replace(
@@ -158,7 +181,7 @@ impl Store {
         // Without tenant routes to cap (most of the time), the statement without the per-tenant
         // allowance: planning it costs less.
         let statement: &str = if allowances.is_empty() {
-            &LEASE
+            lease_statement(limit)
         } else {
             &LEASE_CAPPED
         };
@@ -192,13 +215,20 @@ impl Store {
             "SELECT e.tenant_id, e.id, e.envelope_from, e.smtputf8, e.mime,
                     t.smtp_host, t.smtp_port, t.smtp_tls, t.smtp_username, t.smtp_enabled,
                     t.smtp_password_key_id, t.smtp_password, t.smtp_changed_at
-             FROM emails e JOIN UNNEST($1::uuid[], $2::uuid[]) AS k(tenant_id, id)
-               ON e.tenant_id = k.tenant_id AND e.id = k.id
-             -- A key probe per email: a join let the planner hash the whole tenants table.
+             FROM UNNEST($1::uuid[], $2::uuid[]) AS k(tenant_id, id)
+             -- A key probe per email and per tenant: a join let the planner hash a full scan of
+             -- emails, or of tenants, whenever its statistics had the table small. (LIMIT keeps
+             -- each subquery from being flattened into a join; the keys are unique.)
+             CROSS JOIN LATERAL (
+                 SELECT tenant_id, id, envelope_from, smtputf8, mime FROM emails
+                 WHERE tenant_id = k.tenant_id AND id = k.id
+                 LIMIT 1
+             ) e
              CROSS JOIN LATERAL (
                  SELECT smtp_host, smtp_port, smtp_tls, smtp_username, smtp_enabled,
                         smtp_password_key_id, smtp_password, smtp_changed_at
                  FROM tenants WHERE id = e.tenant_id
+                 LIMIT 1
              ) t",
         )
         .bind(&tenants)
@@ -350,5 +380,30 @@ impl Store {
         .fetch_one(&self.pool)
         .await?;
         Ok(next)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_lease_statement_windows_each_tenant_at_the_power_of_two_above_its_limit() {
+        for (limit, window) in [
+            (0, 1),
+            (1, 1),
+            (2, 2),
+            (3, 4),
+            (64, 64),
+            (65, 128),
+            (1 << 20, 1 << 14),
+        ] {
+            let statement = lease_statement(limit);
+            assert!(
+                statement.contains(&format!("LIMIT {window})")),
+                "{limit}: {statement}"
+            );
+            assert!(!statement.contains("{per_tenant}"));
+        }
     }
 }

@@ -148,7 +148,7 @@ async fn grouped_commits_store_every_request_once_and_isolate_a_failing_one() {
 }
 
 #[tokio::test]
-async fn the_worker_pool_skips_the_wal_flush_and_plans_every_statement_afresh_without_jit() {
+async fn the_worker_pool_skips_the_wal_flush_and_plans_key_probes_once_without_jit() {
     let app = TestApp::spawn().await;
     let worker = app.store().for_worker(1);
     let setting = |name: &'static str| {
@@ -162,8 +162,12 @@ async fn the_worker_pool_skips_the_wal_flush_and_plans_every_statement_afresh_wi
         }
     };
     assert_eq!(setting("synchronous_commit").await, "off");
-    // A cached generic plan made while the queue was small kept scanning it whole as it grew.
-    assert_eq!(setting("plan_cache_mode").await, "force_custom_plan");
+    // Plans made from a growing queue's statistics scanned it whole (cached or fresh): with only
+    // key probes left to choose from, each statement is planned once per connection.
+    assert_eq!(setting("plan_cache_mode").await, "force_generic_plan");
+    for method in ["enable_seqscan", "enable_hashjoin", "enable_mergejoin"] {
+        assert_eq!(setting(method).await, "off", "{method}");
+    }
     // The dispatcher's writes skip the flush too; its plans are kept current by analyzing.
     let dispatcher = app.store().for_dispatcher(1);
     let (commit, plans): (String, String) = sqlx::query_as(
