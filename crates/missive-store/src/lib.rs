@@ -111,6 +111,17 @@ impl Durability {
     }
 }
 
+/// The sessions of the queues' workers (deliveries and webhooks): commits that skip the WAL
+/// flush, statements planned once per connection, and plans of key probes only (see
+/// [`Store::for_worker`]).
+const QUEUE_SESSION: [(&str, &str); 5] = [
+    ("synchronous_commit", "off"),
+    ("plan_cache_mode", "force_generic_plan"),
+    ("enable_seqscan", "off"),
+    ("enable_hashjoin", "off"),
+    ("enable_mergejoin", "off"),
+];
+
 /// How long a pooled connection may sit idle before it is checked on its way out.
 const PING_AFTER_IDLE: Duration = Duration::from_secs(10);
 
@@ -193,27 +204,17 @@ impl Store {
     /// planning once is safe.
     #[must_use]
     pub fn for_worker(&self, max_connections: u32) -> Self {
-        self.lazy_with(
-            "missive worker",
-            max_connections,
-            &[
-                ("synchronous_commit", "off"),
-                ("plan_cache_mode", "force_generic_plan"),
-                ("enable_seqscan", "off"),
-                ("enable_hashjoin", "off"),
-                ("enable_mergejoin", "off"),
-            ],
-        )
+        self.lazy_with("missive worker", max_connections, &QUEUE_SESSION)
     }
 
-    /// The webhook dispatcher's pool: as [`Store::for_worker`]'s, with Postgres's default plan
-    /// caching. Its statements whose plans depend on the outbox's size are planned afresh
-    /// anyway (a cached plan costs more than a fresh one for them), the others, batch writes
-    /// over arrays, are planned once; and the dispatcher keeps the outbox's statistics current
-    /// ([`Store::analyze_outbox_if_stale`]), which also invalidates cached plans.
+    /// The webhook dispatcher's pool: as [`Store::for_worker`]'s, and for the same reasons. Its
+    /// statements walk the endpoints and probe each one's rows by index. Planned afresh, which
+    /// Postgres chose by itself for some of them, the next-due read and the attempts' write
+    /// spent 230 to 460 µs planning per call. The dispatcher also keeps the outbox's
+    /// statistics current ([`Store::analyze_outbox_if_stale`]), which replans them.
     #[must_use]
     pub fn for_dispatcher(&self, max_connections: u32) -> Self {
-        self.background("missive webhooks", max_connections, "auto")
+        self.lazy_with("missive webhooks", max_connections, &QUEUE_SESSION)
     }
 
     /// The accept path's pool for its one storing statement ([`EmailWriter`]): durable commits
@@ -224,32 +225,12 @@ impl Store {
     /// and usage counters).
     #[must_use]
     pub fn for_writer(&self, max_connections: u32) -> Self {
-        self.lazy(
+        self.lazy_with(
             "missive accept",
             max_connections,
-            "on",
-            "force_generic_plan",
-        )
-    }
-
-    /// A lazily connecting pool whose commits do not wait for the WAL flush.
-    fn background(&self, name: &str, max_connections: u32, plan_cache_mode: &str) -> Self {
-        self.lazy(name, max_connections, "off", plan_cache_mode)
-    }
-
-    fn lazy(
-        &self,
-        name: &str,
-        max_connections: u32,
-        synchronous_commit: &str,
-        plan_cache_mode: &str,
-    ) -> Self {
-        self.lazy_with(
-            name,
-            max_connections,
             &[
-                ("synchronous_commit", synchronous_commit),
-                ("plan_cache_mode", plan_cache_mode),
+                ("synchronous_commit", "on"),
+                ("plan_cache_mode", "force_generic_plan"),
             ],
         )
     }

@@ -188,14 +188,10 @@ impl Store {
         )
         .fetch_one(&self.pool)
         .await?;
-        // Planned once per connection: planned afresh (which Postgres chose by itself), the
-        // lease spent 1.7 ms planning per call against 2.3 ms running. Its plan walks the
-        // endpoints and probes each one's indexes, whatever the outbox's size; the analysis that
-        // follows the outbox's growth ([`Store::analyze_outbox_if_stale`]) replans it anyway.
-        let mut tx = self
-            .pool
-            .begin_with("BEGIN; SET LOCAL plan_cache_mode = force_generic_plan")
-            .await?;
+        // Planned once per connection (the dispatcher's sessions: see
+        // [`Store::for_dispatcher`]): planned afresh, the lease spent 1.7 ms planning per call
+        // against 2.3 ms running. Its plan walks the endpoints and probes each one's indexes,
+        // whatever the outbox's size.
         let leased = sqlx::query_as::<_, LeasedWebhookEvent>(concat!(
             "WITH horizon AS MATERIALIZED (
                  SELECT $5::timestamptz AS at
@@ -283,9 +279,8 @@ impl Store {
         .bind(lease.as_secs_f64())
         .bind(holder)
         .bind(horizon)
-        .fetch_all(&mut *tx)
+        .fetch_all(&self.pool)
         .await?;
-        tx.commit().await?;
         Ok(leased)
     }
 

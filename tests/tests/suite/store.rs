@@ -168,15 +168,19 @@ async fn the_worker_pool_skips_the_wal_flush_and_plans_key_probes_once_without_j
     for method in ["enable_seqscan", "enable_hashjoin", "enable_mergejoin"] {
         assert_eq!(setting(method).await, "off", "{method}");
     }
-    // The dispatcher's writes skip the flush too; its plans are kept current by analyzing.
+    // The dispatcher's sessions are the worker's.
     let dispatcher = app.store().for_dispatcher(1);
-    let (commit, plans): (String, String) = sqlx::query_as(
-        "SELECT current_setting('synchronous_commit'), current_setting('plan_cache_mode')",
-    )
-    .fetch_one(dispatcher.pool())
-    .await
-    .unwrap();
-    assert_eq!((commit.as_str(), plans.as_str()), ("off", "auto"));
+    let settings =
+        "SELECT current_setting('synchronous_commit'), current_setting('plan_cache_mode'),
+                           current_setting('enable_seqscan'), current_setting('enable_hashjoin'),
+                           current_setting('enable_mergejoin')";
+    let of = |pool| {
+        sqlx::query_as::<_, (String, String, String, String, String)>(settings).fetch_one(pool)
+    };
+    assert_eq!(
+        of(dispatcher.pool()).await.unwrap(),
+        of(worker.pool()).await.unwrap()
+    );
     // No session compiles its plans: a lease whose cost was misestimated spent 60 ms in JIT.
     for pool in [app.store().pool(), worker.pool(), dispatcher.pool()] {
         let jit: String = sqlx::query_scalar("SELECT current_setting('jit')")
