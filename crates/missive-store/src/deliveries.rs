@@ -143,14 +143,8 @@ const MAX_PER_TENANT: i64 = 1 << 14;
 
 /// The lease statement for a batch of at most `limit` rows.
 fn lease_statement(limit: i64) -> &'static str {
-    let per_tenant = limit.clamp(1, MAX_PER_TENANT);
-    // The smallest power of two not below it: ilog2 of (n - 1), plus one, for n > 1.
-    let power = if per_tenant == 1 {
-        0
-    } else {
-        (per_tenant - 1).ilog2() + 1
-    };
-    &LEASES[power as usize]
+    let per_tenant = u64::try_from(limit.clamp(1, MAX_PER_TENANT)).unwrap_or(1);
+    &LEASES[per_tenant.next_power_of_two().ilog2() as usize]
 }
 // A tenant whose own server has all the jobs it can use gets none ($7, $8: allowances).
 static LEASE_CAPPED: LazyLock<String> = LazyLock::new(|| {

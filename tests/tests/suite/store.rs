@@ -150,9 +150,8 @@ async fn grouped_commits_store_every_request_once_and_isolate_a_failing_one() {
 #[tokio::test]
 async fn the_worker_pool_skips_the_wal_flush_and_plans_key_probes_once_without_jit() {
     let app = TestApp::spawn().await;
-    let worker = app.store().for_worker(1);
-    let setting = |name: &'static str| {
-        let pool = worker.pool().clone();
+    let setting = |pool: &sqlx::PgPool, name: &'static str| {
+        let pool = pool.clone();
         async move {
             sqlx::query_scalar::<_, String>("SELECT current_setting($1)")
                 .bind(name)
@@ -161,33 +160,21 @@ async fn the_worker_pool_skips_the_wal_flush_and_plans_key_probes_once_without_j
                 .unwrap()
         }
     };
-    assert_eq!(setting("synchronous_commit").await, "off");
-    // Plans made from a growing queue's statistics scanned it whole (cached or fresh): with only
-    // key probes left to choose from, each statement is planned once per connection.
-    assert_eq!(setting("plan_cache_mode").await, "force_generic_plan");
-    for method in ["enable_seqscan", "enable_hashjoin", "enable_mergejoin"] {
-        assert_eq!(setting(method).await, "off", "{method}");
-    }
+    let worker = app.store().for_worker(1);
     // The dispatcher's sessions are the worker's.
     let dispatcher = app.store().for_dispatcher(1);
-    let settings =
-        "SELECT current_setting('synchronous_commit'), current_setting('plan_cache_mode'),
-                           current_setting('enable_seqscan'), current_setting('enable_hashjoin'),
-                           current_setting('enable_mergejoin')";
-    let of = |pool| {
-        sqlx::query_as::<_, (String, String, String, String, String)>(settings).fetch_one(pool)
-    };
-    assert_eq!(
-        of(dispatcher.pool()).await.unwrap(),
-        of(worker.pool()).await.unwrap()
-    );
+    for pool in [worker.pool(), dispatcher.pool()] {
+        assert_eq!(setting(pool, "synchronous_commit").await, "off");
+        // Plans made from a growing queue's statistics scanned it whole (cached or fresh): with
+        // only key probes left to choose from, each statement is planned once per connection.
+        assert_eq!(setting(pool, "plan_cache_mode").await, "force_generic_plan");
+        for method in ["enable_seqscan", "enable_hashjoin", "enable_mergejoin"] {
+            assert_eq!(setting(pool, method).await, "off", "{method}");
+        }
+    }
     // No session compiles its plans: a lease whose cost was misestimated spent 60 ms in JIT.
     for pool in [app.store().pool(), worker.pool(), dispatcher.pool()] {
-        let jit: String = sqlx::query_scalar("SELECT current_setting('jit')")
-            .fetch_one(pool)
-            .await
-            .unwrap();
-        assert_eq!(jit, "off");
+        assert_eq!(setting(pool, "jit").await, "off");
     }
 }
 
