@@ -83,13 +83,28 @@ pub async fn writer_held_by_a_lock(
     missive_store::EmailWriter,
     sqlx::Transaction<'static, sqlx::Postgres>,
 ) {
-    let writer = missive_store::EmailWriter::start(
-        store.clone(),
+    writer_with_settings_held_by_a_lock(
+        store,
         missive_store::WriterSettings {
             writers: 1,
             max_group_emails: 256,
         },
-    );
+    )
+    .await
+}
+
+/// [`writer_held_by_a_lock`] with other settings.
+///
+/// # Panics
+/// When the lock cannot be taken.
+pub async fn writer_with_settings_held_by_a_lock(
+    store: &missive_store::Store,
+    settings: missive_store::WriterSettings,
+) -> (
+    missive_store::EmailWriter,
+    sqlx::Transaction<'static, sqlx::Postgres>,
+) {
+    let writer = missive_store::EmailWriter::start(store.clone(), settings);
     let mut blocker = store.pool().begin().await.expect("begin");
     sqlx::query("LOCK TABLE emails IN EXCLUSIVE MODE")
         .execute(&mut *blocker)

@@ -148,6 +148,71 @@ async fn grouped_commits_store_every_request_once_and_isolate_a_failing_one() {
 }
 
 #[tokio::test]
+async fn writers_flush_one_group_at_a_time_until_groups_are_full() {
+    let app = TestApp::spawn().await;
+    app.expect_unsent_mail();
+    let tenant: missive_core::TenantId = app.create_tenant("Acme").await.id.parse().unwrap();
+    let store = app.store().clone();
+    let waiting = || {
+        let store = store.clone();
+        async move {
+            sqlx::query_scalar::<_, i64>(
+                "SELECT count(*) FROM pg_stat_activity
+                 WHERE datname = current_database() AND wait_event_type = 'Lock'",
+            )
+            .fetch_one(store.pool())
+            .await
+            .unwrap()
+        }
+    };
+    let waiting_reaches = |n: i64| async move {
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+        while waiting().await < n && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    };
+    // Four writers. Groups that are not full: the writer flushing keeps the queue, so one
+    // statement is in flight and the other requests wait for the next group. Full groups (one
+    // email each): every writer has one in flight.
+    for (max_group_emails, in_flight) in [(256, 1), (1, 4)] {
+        let settings = missive_store::WriterSettings {
+            writers: 4,
+            max_group_emails,
+        };
+        let (writer, blocker) =
+            missive_tests::writer_with_settings_held_by_a_lock(&store, settings).await;
+        let mut tasks = tokio::task::JoinSet::new();
+        for n in 0..12 {
+            let writer = writer.clone();
+            let email =
+                missive_tests::new_email(&format!("user{n}-{max_group_emails}@example.test"));
+            tasks.spawn(async move { writer.insert(tenant, vec![email], None).await });
+            if n == 0 {
+                // The first group is flushing (held by the lock) before the others come.
+                waiting_reaches(1).await;
+            }
+        }
+        waiting_reaches(in_flight).await;
+        // Settled: no further writer joins them.
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        assert_eq!(
+            waiting().await,
+            in_flight,
+            "groups of at most {max_group_emails}"
+        );
+        blocker.rollback().await.unwrap();
+        while let Some(joined) = tasks.join_next().await {
+            joined.unwrap().unwrap();
+        }
+    }
+    let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM emails")
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+    assert_eq!(stored, 24);
+}
+
+#[tokio::test]
 async fn the_worker_pool_skips_the_wal_flush_and_plans_key_probes_once_without_jit() {
     let app = TestApp::spawn().await;
     let setting = |pool: &sqlx::PgPool, name: &'static str| {
