@@ -61,6 +61,15 @@ start_missive() {
   fi
 }
 
+# autovacuum_done UNTIL: waits until no autovacuum worker runs, or until the time UNTIL (seconds
+# since the epoch).
+autovacuum_done() {
+  while [ "$(date +%s)" -lt "$1" ] && [ "$("$pg_bin/psql" "$db_url" -Atc \
+      "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'autovacuum worker'")" != 0 ]; do
+    sleep 1
+  done
+}
+
 # create_key [SETTINGS]: a send key of a new tenant, through the admin API, with the tenant's
 # settings when given (a JSON object).
 create_key() {

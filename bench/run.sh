@@ -172,10 +172,7 @@ done
 settle() {
   local deadline=$(( $(date +%s) + 120 ))
   sleep 65 # autovacuum looks at each database once a minute
-  while [ "$(date +%s)" -lt "$deadline" ] && [ "$("$pg_bin/psql" "$db_url" -Atc \
-      "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'autovacuum worker'")" != 0 ]; do
-    sleep 1
-  done
+  autovacuum_done "$deadline"
 }
 echo "== waiting for autovacuum to finish" >&2
 settle
