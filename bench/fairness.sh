@@ -49,8 +49,20 @@ print(json.dumps({'scenario': 'fairness', 'phase': '$phase', 'emails': int(n),
   tail -n 1 "$results" >&2
 }
 
+# upkeep_done: vacuums the tables the runs before grew, checkpoints, and waits (two minutes at
+# most) for autovacuum. Queuing A's backlog inserts 100,000 rows into each queue table, and in
+# make bench the scenarios before leave millions of event and outbox rows: vacuuming them and
+# writing them out would otherwise run during B's runs, which are to measure the worker beside
+# the backlog, not Postgres's upkeep.
+upkeep_done() {
+  "$pg_bin/psql" "$db_url" -qc "VACUUM (ANALYZE) deliveries, emails, email_events, webhook_events, webhook_attempts"
+  "$pg_bin/psql" "$db_url" -qc "CHECKPOINT"
+  autovacuum_done $(( $(date +%s) + 120 ))
+}
+
 fairness() {
   local i
+  upkeep_done
   for i in $(seq "$FAIR_REPEATS"); do b_trickle idle; done
   # Tenant A and its slow server.
   local port key tenant
@@ -64,13 +76,7 @@ fairness() {
     -d "{\"smtp\":{\"host\":\"127.0.0.1\",\"port\":$port,\"tls\":\"none\"}}" >/dev/null
   echo "== fairness: A queues $FAIR_BACKLOG emails towards its slow server" >&2
   "$loadgen" accept --url "$base" --key "$key" --clients "$CLIENTS" --total "$FAIR_BACKLOG" >&2
-  # Queuing the backlog inserted 100,000 rows into each queue table; autovacuum's pass over them
-  # (and, in make bench, over the millions of event and outbox rows the earlier scenarios left)
-  # would otherwise run during B's runs, and so would the checkpoint that writes them out: both
-  # done here, so B runs beside the backlog, not its upkeep.
-  "$pg_bin/psql" "$db_url" -qc "VACUUM (ANALYZE) deliveries, emails, email_events, webhook_events, webhook_attempts"
-  "$pg_bin/psql" "$db_url" -qc "CHECKPOINT"
-  autovacuum_done $(( $(date +%s) + 120 ))
+  upkeep_done
   for i in $(seq "$FAIR_REPEATS"); do b_trickle backlog; done
   # What is left of A's backlog would keep the worker busy through the runs that follow.
   "$pg_bin/psql" "$db_url" -qc "UPDATE deliveries SET status = 'canceled'
