@@ -127,15 +127,11 @@ async fn write_groups(
                 Err(_) => break,
             }
         }
-        if emails >= max {
-            // More is waiting than one group holds: the next writer collects meanwhile.
-            drop(receiver);
-            commit_group(&store, group, shard).await;
-        } else {
-            // Requests arriving during this flush make the next group.
-            commit_group(&store, group, shard).await;
-            drop(receiver);
-        }
+        // The queue is kept through the flush, so requests arriving meanwhile make the next
+        // group; a full group lets it go, as more is waiting than one group holds.
+        let kept = (emails < max).then_some(receiver);
+        commit_group(&store, group, shard).await;
+        drop(kept);
     }
 }
 
