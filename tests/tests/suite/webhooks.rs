@@ -879,3 +879,76 @@ async fn deliveries_during_a_rotation_verify_with_the_old_and_the_new_secret() {
     );
     verify_all(&after, &new).await;
 }
+
+/// The dispatcher's leases so far that found `found` (`rows` or `none`), from `/metrics`.
+async fn leases(app: &TestApp, found: &str) -> u64 {
+    let metrics = app.get("/metrics", Auth::None).await;
+    let series = format!("missive_webhook_leases_total{{found=\"{found}\"}} ");
+    metrics
+        .text
+        .lines()
+        .find_map(|line| line.strip_prefix(&series))
+        .map_or(0, |n| n.trim().parse().expect("a count"))
+}
+
+#[tokio::test]
+async fn a_dispatcher_held_back_by_a_full_share_does_not_lease_on_every_new_row() {
+    // One post at a time to the endpoint, so its share is 16 rows; the first post stalls, and
+    // the other 15 rows it leased with it wait for the post slot.
+    let app = TestApp::spawn_with(|c| {
+        c.webhooks.allow_private = true;
+        c.webhooks.endpoint_concurrency = 1;
+    })
+    .await;
+    let receiver = Receiver::start().await;
+    receiver.script([Reply::Stall(Duration::from_millis(1500))]);
+    let tenant = app.create_tenant("Acme").await;
+    let created = app
+        .post(
+            "/v1/webhooks",
+            Auth::Key(&tenant.key),
+            &json!({"endpoint": receiver.url("/hook"), "events": ["email.sent"]}),
+        )
+        .await;
+    let tenant_id = missive_core::TenantId::from_uuid(tenant.id.parse().unwrap());
+    let webhook_id = created.expect(200)["id"].as_str().unwrap().parse().unwrap();
+    let queue = async || {
+        app.store()
+            .queue_test_webhook_event(tenant_id, webhook_id)
+            .await
+            .unwrap();
+    };
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let running = tokio::spawn(app.dispatcher.clone().run(shutdown.clone()));
+    for _ in 0..16 {
+        queue().await;
+    }
+    while receiver.hits().is_empty() {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+
+    // Each new row notifies the dispatcher while the share is full.
+    let (before, started) = (leases(&app, "none").await, std::time::Instant::now());
+    for _ in 0..100 {
+        queue().await;
+    }
+    let empty = leases(&app, "none").await - before;
+    let bound = u64::try_from(
+        started.elapsed().as_millis() / missive::webhooks::dispatcher::GATHER.as_millis(),
+    )
+    .unwrap()
+        + 3;
+    assert!(
+        empty <= bound,
+        "{empty} leases found nothing while 100 rows arrived (at most {bound} expected)"
+    );
+
+    // Nothing was lost waiting: once the stall ends, every event is posted.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while receiver.hits().len() < 116 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(receiver.hits().len(), 116);
+    shutdown.cancel();
+    running.await.unwrap();
+}
