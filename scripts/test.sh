@@ -12,6 +12,18 @@ trap cleanup EXIT
 MISSIVE_TEST_DATABASE_URL=$(scripts/pg.sh start "$run_dir/pg" --port auto --fast --db postgres)
 MISSIVE_TEST_PG_BIN=$(scripts/pg.sh bin)
 MISSIVE_TEST_PYTHON=$(scripts/pyenv.sh)
+# Headless Chromium and its driver for the console's browser test: Debian's packages, installed
+# here when missing, so nothing is downloaded while the tests run.
+if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1; then
+  if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "test.sh: installing chromium and chromium-driver" >&2
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq >&2
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >&2
+  else
+    echo "test.sh: the console's browser test needs chromium and chromium-driver (apt-get install chromium chromium-driver)" >&2
+    exit 1
+  fi
+fi
 export MISSIVE_TEST_DATABASE_URL MISSIVE_TEST_PG_BIN MISSIVE_TEST_PYTHON
 
 # The benchmark report's own tests (standard library only, well under a second).

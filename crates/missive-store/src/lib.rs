@@ -14,6 +14,7 @@
 //! and issuing a key (it locks the tenant's row, which the tenant role may only read).
 
 mod api_keys;
+mod console;
 mod cursor;
 mod deliveries;
 mod domains;
@@ -30,6 +31,7 @@ pub mod workers;
 mod writer;
 
 pub use api_keys::{ApiKeyRecord, KeyForAuth, NewApiKeyRow, StoredScopes};
+pub use console::{ActivityCounts, ActivityPoint, ConsoleSessionRecord, QueueRow, SessionOwner};
 pub use cursor::Cursor;
 pub use deliveries::{DeliveryResult, LeasedDelivery, OutgoingMessage};
 pub use domains::{

@@ -73,6 +73,20 @@ pub async fn authenticate(
     token: &str,
 ) -> Result<Authenticated, CredentialError> {
     let hash = parse_api_key(token).map_err(|_| CredentialError::Malformed)?;
+    authenticate_hash(keys, store, &hash).await
+}
+
+/// [`authenticate`] for a key known by its hash: a console session holds the hash of the key it
+/// was opened with, never the key, and checks it again on every request.
+///
+/// # Errors
+/// Any [`CredentialError`] but `Malformed`.
+pub async fn authenticate_hash(
+    keys: &KeyCache,
+    store: &Store,
+    hash: &ApiKeyHash,
+) -> Result<Authenticated, CredentialError> {
+    let hash = *hash;
     let key = keys.find(&hash).await?.ok_or(CredentialError::Unknown)?;
     // The index lookup already matched; comparing again in constant time costs nothing and keeps
     // the check honest if the lookup ever changes.

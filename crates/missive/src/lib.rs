@@ -8,6 +8,7 @@ pub mod api;
 pub mod cache;
 pub mod cli;
 pub mod config;
+pub mod console;
 pub mod credentials;
 pub mod delivery;
 pub mod dns;

@@ -469,6 +469,13 @@ impl Application {
                 Ok(())
             });
         }
+        if self.http.is_some() {
+            let (stop, store) = (shutdown.clone(), self.store.clone());
+            tasks.spawn("console activity rollup", async move {
+                crate::console::roll_up_activity(store, stop).await;
+                Ok(())
+            });
+        }
         if let Some((listener, addr, router)) = self.http {
             let stop = shutdown.clone();
             let limits = self.http_limits;

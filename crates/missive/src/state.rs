@@ -36,6 +36,18 @@ impl AdminKey {
         let digest: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
         self.digest.ct_eq(&digest).into()
     }
+
+    /// The key's SHA-256: what a console session opened with it keeps, to end when it changes.
+    #[must_use]
+    pub fn digest(&self) -> [u8; 32] {
+        self.digest
+    }
+
+    /// Constant-time check of a kept digest against the current key's.
+    #[must_use]
+    pub fn matches_digest(&self, digest: &[u8; 32]) -> bool {
+        self.digest.ct_eq(digest).into()
+    }
 }
 
 impl std::fmt::Debug for AdminKey {

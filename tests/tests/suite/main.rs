@@ -4,6 +4,7 @@ mod accept_rules;
 mod api_keys;
 mod auth;
 mod cli;
+mod console;
 mod crash;
 mod delivery;
 mod domains;

@@ -82,6 +82,11 @@ async fn every_unique_index_on_a_tenant_owned_table_starts_with_tenant_id() {
     .unwrap();
     assert!(!rows.is_empty(), "the rule is checked against real indexes");
     for (table, index, first_column) in rows {
+        // A console session is found by its token's hash before anyone knows its tenant; the
+        // token is random, so its uniqueness says nothing about another tenant's rows.
+        if (table.as_str(), index.as_str()) == ("console_sessions", "console_sessions_pkey") {
+            continue;
+        }
         assert_eq!(first_column, "tenant_id", "unique index {index} on {table}");
     }
 }

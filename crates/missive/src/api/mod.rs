@@ -170,15 +170,17 @@ pub fn openapi() -> serde_json::Value {
     document::complete(&routes().into_openapi())
 }
 
-/// The whole HTTP service: routes, `/openapi.json`, `/docs`, and the edge layers, with request
+/// The whole HTTP service: routes, `/openapi.json`, `/docs`, the console, and the edge layers, with request
 /// bodies held in memory at once kept within `budget`.
 pub fn router(state: AppState, max_request_bytes: usize, budget: Arc<BodyBudget>) -> Router {
+    let console = crate::console::router(state.clone());
     let (routes, openapi) = routes().with_state(state).split_for_parts();
     // Served as completed JSON: utoipa's model has no place for some of what the completion
     // states (`anyOf` beside properties, for one).
     let openapi = document::complete(&openapi);
     let app = routes
         .merge(SwaggerUi::new("/docs").external_url_unchecked("/openapi.json", openapi))
+        .merge(console)
         .layer(axum::middleware::from_fn_with_state(
             budget,
             hold_body_budget,

@@ -1,0 +1,280 @@
+//! The operator's pages: every tenant's day with a sparkline, the queue by state and tenant with
+//! its oldest due row's age, the last hour's delivery rate, and a tenant's page (keys by prefix,
+//! settings, limits, SMTP override with a verify button, suppressions).
+//!
+//! The figures come from the activity rollup and the queue's partial indexes, never from a scan
+//! of the emails or their events.
+
+use std::collections::HashMap;
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::response::Response;
+use missive_core::TenantId;
+use missive_store::{ActivityCounts, Cursor};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use time::{Duration, OffsetDateTime};
+
+use super::ConsoleState;
+use super::charts::{self, Bar};
+use super::session::{ConsoleError, Empty, Posted, Session};
+use super::views;
+use crate::api::api_keys as key_api;
+use crate::api::auth::AdminAuth;
+use crate::api::error::ApiError;
+use crate::api::extract::{ApiPath, ApiQuery};
+use crate::api::tenants::{self as tenant_api, ListTenantsQuery};
+
+/// Tenants per page of the overview.
+const TENANTS_PER_PAGE: u32 = 25;
+
+fn value<T: serde::Serialize>(v: &T) -> Value {
+    serde_json::to_value(v).unwrap_or(Value::Null)
+}
+
+fn counts(c: ActivityCounts) -> Value {
+    json!({ "sent": c.sent, "delivered": c.delivered, "bounced": c.bounced, "failed": c.failed })
+}
+
+/// Samples the activity counters now, so the page shows what committed a moment ago. Another
+/// process sampling at the same time serves as well.
+async fn fresh_activity(state: &ConsoleState) {
+    if let Err(err) = state.app.store.roll_up_activity().await {
+        tracing::warn!(error = %err, "could not sample the console's activity figures");
+    }
+}
+
+/// Each tenant's last 24 hours: totals and a sparkline of deliveries per hour.
+async fn last_day(
+    state: &ConsoleState,
+    tenants: &[TenantId],
+) -> Result<HashMap<TenantId, (ActivityCounts, String)>, ConsoleError> {
+    let points = state.app.store.hourly_activity(tenants, 24).await?;
+    let now = OffsetDateTime::now_utc();
+    let this_hour = now
+        .replace_minute(0)
+        .and_then(|t| t.replace_second(0))
+        .and_then(|t| t.replace_nanosecond(0))
+        .unwrap_or(now);
+    let mut series: HashMap<TenantId, (ActivityCounts, [i64; 24])> = HashMap::new();
+    for point in points {
+        let hours_ago = (this_hour - point.at).whole_hours();
+        let Ok(slot) = usize::try_from(23 - hours_ago) else {
+            continue;
+        };
+        if slot >= 24 {
+            continue;
+        }
+        let entry = series.entry(point.tenant_id).or_default();
+        entry.0 += point.counts;
+        entry.1[slot] += point.counts.sent;
+    }
+    Ok(tenants
+        .iter()
+        .map(|t| {
+            let (total, hours) = series.remove(t).unwrap_or_default();
+            (*t, (total, charts::sparkline(&hours)))
+        })
+        .collect())
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct TenantPaging {
+    after: Option<String>,
+}
+
+/// The operator's overview.
+pub async fn overview(
+    State(state): State<ConsoleState>,
+    session: Session,
+    Query(paging): Query<TenantPaging>,
+) -> Result<Response, ConsoleError> {
+    session.operator()?;
+    fresh_activity(&state).await;
+    let after = paging
+        .after
+        .as_deref()
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            s.parse::<TenantId>()
+                .map_err(|_| ApiError::Validation("`after` is not a tenant id".to_owned()))
+        })
+        .transpose()?;
+    let Json(list) = tenant_api::list_tenants(
+        AdminAuth,
+        State(state.app.clone()),
+        ApiQuery(ListTenantsQuery {
+            limit: Some(TENANTS_PER_PAGE),
+            after,
+        }),
+    )
+    .await?;
+    let ids: Vec<TenantId> = list.data.iter().map(|t| t.id).collect();
+    let mut day = last_day(&state, &ids).await?;
+    let tenants: Vec<Value> = list
+        .data
+        .iter()
+        .map(|t| {
+            let (total, spark) = day.remove(&t.id).unwrap_or_default();
+            json!({ "tenant": value(t), "day": counts(total), "spark": spark })
+        })
+        .collect();
+    let next = list
+        .has_more
+        .then(|| list.data.last().map(|t| t.id.to_string()))
+        .flatten();
+
+    let now = OffsetDateTime::now_utc();
+    let queue = state.app.store.queue_summary().await?;
+    let mut by_status: HashMap<&str, i64> = HashMap::new();
+    let mut oldest: Option<OffsetDateTime> = None;
+    for row in &queue {
+        *by_status.entry(row.status.as_str()).or_default() += row.count;
+        oldest = match (oldest, row.oldest_due) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+    }
+    let queue_rows: Vec<Value> = queue
+        .iter()
+        .map(|row| {
+            json!({
+                "tenant_id": row.tenant_id,
+                "tenant_name": row.tenant_name,
+                "status": row.status,
+                "count": row.count,
+                "oldest_due_age": row.oldest_due.map(|at| age(now - at)),
+            })
+        })
+        .collect();
+
+    let minutes = state.app.store.activity_by_minute(60).await?;
+    let by_minute: HashMap<i64, ActivityCounts> = minutes
+        .into_iter()
+        .map(|(at, c)| (at.unix_timestamp() / 60, c))
+        .collect();
+    let this_minute = now.unix_timestamp() / 60;
+    let bars: Vec<Bar> = (0..60)
+        .map(|i| {
+            let minute = this_minute - 59 + i;
+            let c = by_minute.get(&minute).copied().unwrap_or_default();
+            let at = OffsetDateTime::from_unix_timestamp(minute * 60).unwrap_or(now);
+            Bar {
+                label: format!("{:02}:{:02}", at.hour(), at.minute()),
+                values: vec![c.delivered, c.bounced, c.failed],
+            }
+        })
+        .collect();
+    let delivered_last_hour: i64 = bars.iter().map(|b| b.values[0]).sum();
+    let rate_chart = charts::bars(&bars, &["delivered", "bounced", "failed"], 10);
+
+    views::page(
+        &session,
+        "operator",
+        "operator",
+        json!({
+            "tenants": tenants,
+            "next": next,
+            "paged": after.is_some(),
+            "queue": {
+                "queued": by_status.get("queued").copied().unwrap_or(0),
+                "deferred": by_status.get("deferred").copied().unwrap_or(0),
+                "sending": by_status.get("sending").copied().unwrap_or(0),
+                "oldest_due_age": oldest.map(|at| age(now - at)),
+                "rows": queue_rows,
+            },
+            "rate_chart": rate_chart,
+            "delivered_last_hour": delivered_last_hour,
+        }),
+    )
+}
+
+/// A duration as the largest two units (`3 h 12 min`, `45 s`).
+fn age(d: Duration) -> String {
+    let s = d.whole_seconds().max(0);
+    match s {
+        0..60 => format!("{s} s"),
+        60..3600 => format!("{} min {} s", s / 60, s % 60),
+        3600..86400 => format!("{} h {} min", s / 3600, (s % 3600) / 60),
+        _ => format!("{} d {} h", s / 86400, (s % 86400) / 3600),
+    }
+}
+
+async fn tenant_page(
+    state: &ConsoleState,
+    session: &Session,
+    id: &str,
+    verification: Option<Value>,
+) -> Result<Response, ConsoleError> {
+    session.operator()?;
+    let id: TenantId = id.parse().map_err(|_| ApiError::not_found())?;
+    let Json(tenant) =
+        tenant_api::get_tenant(AdminAuth, State(state.app.clone()), ApiPath(id)).await?;
+    let Json(keys) =
+        key_api::admin_list_api_keys(AdminAuth, State(state.app.clone()), ApiPath(id)).await?;
+    let suppressions = state
+        .app
+        .store
+        .list_suppressions(id, None, Cursor::default(), 50)
+        .await?;
+    fresh_activity(state).await;
+    let (day, spark) = last_day(state, &[id])
+        .await?
+        .remove(&id)
+        .unwrap_or_default();
+    let suppressions: Vec<Value> = suppressions
+        .suppressions
+        .iter()
+        .map(|s| {
+            json!({
+                "email": s.email,
+                "origin": s.origin.as_str(),
+                "reason": s.reason,
+                "created_at": s.created_at.format(&time::format_description::well_known::Rfc3339).ok(),
+            })
+        })
+        .collect();
+    views::page(
+        session,
+        "operator_tenant",
+        "operator",
+        json!({
+            "tenant": value(&tenant),
+            "keys": value(&keys),
+            "suppressions": suppressions,
+            "day": counts(day),
+            "spark": spark,
+            "verification": verification,
+        }),
+    )
+}
+
+/// A tenant's page.
+pub async fn tenant(
+    State(state): State<ConsoleState>,
+    session: Session,
+    Path(id): Path<String>,
+) -> Result<Response, ConsoleError> {
+    tenant_page(&state, &session, &id, None).await
+}
+
+/// Checks the tenant's own SMTP server (connect, TLS, AUTH; never a message) and shows the
+/// steps on its page.
+pub async fn verify_smtp(
+    State(state): State<ConsoleState>,
+    Path(id): Path<String>,
+    posted: Posted<Empty>,
+) -> Result<Response, ConsoleError> {
+    posted.session.operator()?;
+    let tenant: TenantId = id.parse().map_err(|_| ApiError::not_found())?;
+    let verification =
+        match tenant_api::verify_tenant_smtp(AdminAuth, State(state.app.clone()), ApiPath(tenant))
+            .await
+        {
+            Ok(Json(v)) => value(&v),
+            Err(err) if err.status().is_client_error() => json!({ "error": err.to_string() }),
+            Err(err) => return Err(err.into()),
+        };
+    tenant_page(&state, &posted.session, &id, Some(verification)).await
+}
