@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use missive_tests::http::ADMIN_KEY;
 use missive_tests::{
-    Auth, CreatedTenant, Receiver, SmtpClient, TestApp, queued_id, run_python_script, test_python,
-    workspace_root,
+    Auth, CreatedTenant, Receiver, SinkOptions, SmtpClient, SmtpSink, TestApp, queued_id,
+    run_python_script, test_python, workspace_root,
 };
 use serde_json::json;
 
@@ -451,6 +451,73 @@ async fn the_console_in_headless_chromium() {
         let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         assert!(bytes.starts_with(b"\x89PNG"), "{name}.png is a PNG");
     }
+}
+
+#[tokio::test]
+async fn the_operator_verifies_a_tenants_own_server_and_a_restricted_key_sees_its_scopes_only() {
+    const PASSWORD: &str = "own-server-secret-7d2f";
+    let app = TestApp::spawn_with(|c| c.webhooks.allow_private = true).await;
+    let acme = app.create_tenant("Acme").await;
+    let server = SmtpSink::start_with(SinkOptions {
+        auth: Some(("acme".to_owned(), PASSWORD.to_owned())),
+        ..SinkOptions::default()
+    })
+    .await;
+    app.patch(
+        &format!("/v1/tenants/{}", acme.id),
+        Auth::Admin,
+        &json!({"smtp": {"host": "127.0.0.1", "port": server.addr.port(), "tls": "none",
+                         "username": "acme", "password": PASSWORD}}),
+    )
+    .await
+    .expect(200);
+    app.post(
+        "/v1/suppressions",
+        Auth::Key(&acme.key),
+        &json!({"email": "gone@x.test"}),
+    )
+    .await
+    .expect(200);
+
+    let mut operator = Browser::new(&app);
+    assert_eq!(operator.sign_in(ADMIN_KEY).await.status, 303);
+    let path = format!("/console/operator/tenants/{}", acme.id);
+    let page = operator.get(&path).await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    let server_at = format!("127.0.0.1:{}", server.addr.port());
+    for text in [
+        server_at.as_str(),
+        "Verify the server",
+        "set (never shown)",
+        "gone@x.test",
+    ] {
+        assert!(page.body.contains(text), "{text} missing: {}", page.body);
+    }
+    assert!(!page.body.contains(PASSWORD));
+    let verify = format!("{path}/smtp/verify");
+    assert_eq!(operator.post(&verify, &[]).await.status, 403);
+    let checked = operator.post(&verify, &[("_csrf", &page.csrf())]).await;
+    assert_eq!(checked.status, 200, "{}", checked.body);
+    assert!(
+        checked.body.contains("id=\"verification\"") && checked.body.contains("works"),
+        "{}",
+        checked.body
+    );
+    assert!(
+        checked.body.contains("235"),
+        "the AUTH step's reply: {}",
+        checked.body
+    );
+    assert!(!checked.body.contains(PASSWORD));
+
+    // A key that may only send opens a session, and each page answers for the scope it lacks.
+    let (_, sender) = app.create_key(&acme.id, "sender", &["send"]).await;
+    let mut tenant = Browser::new(&app);
+    assert_eq!(tenant.sign_in(&sender).await.status, 303);
+    let emails = tenant.get("/console/emails").await;
+    assert_eq!(emails.status, 403, "{}", emails.body);
+    assert!(emails.body.contains("emails:read"), "{}", emails.body);
+    assert_eq!(tenant.get("/console/webhooks").await.status, 403);
 }
 
 /// One sample, waiting out the app's own periodic one when it holds the lock at that moment.

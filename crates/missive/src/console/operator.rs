@@ -19,7 +19,7 @@ use time::{Duration, OffsetDateTime};
 use super::ConsoleState;
 use super::charts::{self, Bar};
 use super::session::{ConsoleError, Empty, Posted, Session};
-use super::views;
+use super::views::{self, value};
 use crate::api::api_keys as key_api;
 use crate::api::auth::AdminAuth;
 use crate::api::error::ApiError;
@@ -28,10 +28,6 @@ use crate::api::tenants::{self as tenant_api, ListTenantsQuery};
 
 /// Tenants per page of the overview.
 const TENANTS_PER_PAGE: u32 = 25;
-
-fn value<T: serde::Serialize>(v: &T) -> Value {
-    serde_json::to_value(v).unwrap_or(Value::Null)
-}
 
 fn counts(c: ActivityCounts) -> Value {
     json!({ "sent": c.sent, "delivered": c.delivered, "bounced": c.bounced, "failed": c.failed })

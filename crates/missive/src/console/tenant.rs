@@ -14,7 +14,7 @@ use uuid::Uuid;
 use super::ConsoleState;
 use super::charts::{self, Bar};
 use super::session::{ConsoleError, Empty, Posted, Session};
-use super::views;
+use super::views::{self, path_id, value};
 use crate::api::emails::{self as email_api, ListEmailsQuery};
 use crate::api::error::ApiError;
 use crate::api::extract::{ApiJson, ApiPath, ApiQuery};
@@ -24,10 +24,6 @@ use crate::api::{domains as domain_api, usage as usage_api};
 
 /// Rows per page of a console list.
 const PAGE: u32 = 25;
-
-fn value<T: serde::Serialize>(v: &T) -> Value {
-    serde_json::to_value(v).unwrap_or(Value::Null)
-}
 
 /// A form's empty field is no filter.
 fn given(field: Option<&String>) -> Option<&str> {
@@ -131,7 +127,7 @@ pub async fn email(
     Path(id): Path<String>,
 ) -> Result<Response, ConsoleError> {
     let auth = session.tenant()?.clone();
-    let id = Uuid::parse_str(&id).map_err(|_| ApiError::not_found())?;
+    let id = path_id(&id)?;
     let Json(email) = email_api::get_email(auth, State(state.app.clone()), ApiPath(id)).await?;
     views::page(
         &session,
@@ -381,7 +377,7 @@ pub async fn webhook(
     Query(paging): Query<Paging>,
 ) -> Result<Response, ConsoleError> {
     let auth = session.tenant()?.clone();
-    let id = Uuid::parse_str(&id).map_err(|_| ApiError::not_found())?;
+    let id = path_id(&id)?;
     let Json(endpoint) =
         webhook_api::get_webhook(auth.clone(), State(state.app.clone()), ApiPath(id)).await?;
     let query = ListWebhookEventsQuery {
@@ -416,8 +412,7 @@ pub async fn webhook_event(
     Query(notice): Query<EventNotice>,
 ) -> Result<Response, ConsoleError> {
     let auth = session.tenant()?.clone();
-    let parse = |s: &str| Uuid::parse_str(s).map_err(|_| ApiError::not_found());
-    let (id, event_id) = (parse(&id)?, parse(&event_id)?);
+    let (id, event_id) = (path_id(&id)?, path_id(&event_id)?);
     let Json(event) = webhook_api::get_webhook_event(
         auth.clone(),
         State(state.app.clone()),
@@ -447,8 +442,7 @@ pub async fn replay_webhook_event(
     posted: Posted<Empty>,
 ) -> Result<Response, ConsoleError> {
     let auth = posted.session.tenant()?.clone();
-    let parse = |s: &str| Uuid::parse_str(s).map_err(|_| ApiError::not_found());
-    let (id, event_id) = (parse(&id)?, parse(&event_id)?);
+    let (id, event_id) = (path_id(&id)?, path_id(&event_id)?);
     let Json(replayed) =
         webhook_api::replay_webhook_event(auth, State(state.app.clone()), ApiPath((id, event_id)))
             .await?;
@@ -488,7 +482,7 @@ pub async fn domain(
     Path(id): Path<String>,
 ) -> Result<Response, ConsoleError> {
     let auth = session.tenant()?.clone();
-    let id = Uuid::parse_str(&id).map_err(|_| ApiError::not_found())?;
+    let id = path_id(&id)?;
     let Json(domain) = domain_api::get_domain(auth, State(state.app.clone()), ApiPath(id)).await?;
     views::page(
         &session,
@@ -505,7 +499,7 @@ pub async fn verify_domain(
     posted: Posted<Empty>,
 ) -> Result<Response, ConsoleError> {
     let auth = posted.session.tenant()?.clone();
-    let id = Uuid::parse_str(&id).map_err(|_| ApiError::not_found())?;
+    let id = path_id(&id)?;
     let _checked = domain_api::verify_domain(auth, State(state.app.clone()), ApiPath(id)).await?;
     Ok(Redirect::to(&format!("/console/domains/{id}")).into_response())
 }

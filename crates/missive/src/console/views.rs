@@ -12,6 +12,7 @@ use serde_json::{Value, json};
 
 use super::ConsoleState;
 use super::session::{ConsoleError, Session, Viewer};
+use crate::api::error::ApiError;
 
 /// The compiled templates.
 #[derive(Debug)]
@@ -68,6 +69,19 @@ impl Views {
         }
         Ok(Self { registry })
     }
+}
+
+/// An API view as template context.
+pub fn value<T: serde::Serialize>(v: &T) -> Value {
+    serde_json::to_value(v).unwrap_or(Value::Null)
+}
+
+/// An id from the path; anything else names nothing there is (404, as the API answers).
+///
+/// # Errors
+/// [`ApiError::NotFound`] when it is not an id.
+pub fn path_id(raw: &str) -> Result<uuid::Uuid, ApiError> {
+    uuid::Uuid::parse_str(raw).map_err(|_| ApiError::not_found())
 }
 
 static VIEWS: LazyLock<Views> =
