@@ -520,6 +520,39 @@ async fn the_operator_verifies_a_tenants_own_server_and_a_restricted_key_sees_it
     assert_eq!(tenant.get("/console/webhooks").await.status, 403);
 }
 
+#[tokio::test]
+async fn lists_page_with_the_apis_cursors() {
+    let app = TestApp::spawn().await;
+    let acme = app.create_tenant("Acme").await;
+    for i in 0..27 {
+        app.post(
+            "/v1/templates",
+            Auth::Key(&acme.key),
+            &json!({"name": format!("Template {i:02}"), "html": "<p>{{x}}</p>"}),
+        )
+        .await
+        .expect(200);
+    }
+    let mut browser = Browser::new(&app);
+    assert_eq!(browser.sign_in(&acme.key).await.status, 303);
+    let first = browser.get("/console/templates").await;
+    assert!(first.body.contains("Template 26") && !first.body.contains("Template 01"));
+    let at = first.body.find("id=\"next-page\"").expect("a next page");
+    let href = &first.body[..at];
+    let href = &href[href.rfind("href=\"").expect("its link") + 6..];
+    let href = handlebars_unescape(&href[..href.find('"').expect("end of link")]);
+    let second = browser.get(&href).await;
+    assert_eq!(second.status, 200, "{}", second.body);
+    assert!(second.body.contains("Template 01") && second.body.contains("Template 00"));
+    assert!(!second.body.contains("Template 26") && !second.body.contains("id=\"next-page\""));
+    assert!(second.body.contains("First page"));
+}
+
+/// An attribute's value as the browser reads it (the page templates escape `=` too).
+fn handlebars_unescape(s: &str) -> String {
+    s.replace("&#x3D;", "=").replace("&amp;", "&")
+}
+
 /// One sample, waiting out the app's own periodic one when it holds the lock at that moment.
 async fn roll_up(store: &missive_store::Store) {
     for _ in 0..100 {

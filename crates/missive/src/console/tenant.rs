@@ -25,6 +25,18 @@ use crate::api::{domains as domain_api, usage as usage_api};
 /// Rows per page of a console list.
 const PAGE: u32 = 25;
 
+/// The cursor of the page after an API list (its last id), when there is one.
+fn next_after(list: &Value) -> Option<String> {
+    if list["has_more"] != Value::Bool(true) {
+        return None;
+    }
+    list["data"]
+        .as_array()
+        .and_then(|rows| rows.last())
+        .and_then(|row| row["id"].as_str())
+        .map(str::to_owned)
+}
+
 /// A form's empty field is no filter.
 fn given(field: Option<&String>) -> Option<&str> {
     field.map(|s| s.trim()).filter(|s| !s.is_empty())
@@ -157,7 +169,13 @@ pub async fn templates(
     let Json(list) =
         template_api::list_templates(auth, State(state.app.clone()), ApiQuery(query)).await?;
     let list = value(&list);
-    views::page(&session, "templates", "templates", json!({ "list": list }))
+    let next = next_after(&list);
+    views::page(
+        &session,
+        "templates",
+        "templates",
+        json!({ "list": list, "next": next, "paged": paging.after.is_some() }),
+    )
 }
 
 /// Variables to preview a template with: each declared variable's fallback, or a sample of its
@@ -365,7 +383,7 @@ pub async fn webhooks(
         &session,
         "webhooks",
         "webhooks",
-        json!({ "list": value(&list) }),
+        json!({ "next": next_after(&value(&list)), "list": value(&list), "paged": paging.after.is_some() }),
     )
 }
 
@@ -395,7 +413,12 @@ pub async fn webhook(
         &session,
         "webhook",
         "webhooks",
-        json!({ "endpoint": value(&endpoint), "events": value(&events) }),
+        json!({
+            "endpoint": value(&endpoint),
+            "next": next_after(&value(&events)),
+            "events": value(&events),
+            "paged": paging.after.is_some(),
+        }),
     )
 }
 
@@ -471,7 +494,7 @@ pub async fn domains(
         &session,
         "domains",
         "domains",
-        json!({ "list": value(&list) }),
+        json!({ "next": next_after(&value(&list)), "list": value(&list), "paged": paging.after.is_some() }),
     )
 }
 
