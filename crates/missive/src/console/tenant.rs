@@ -154,6 +154,29 @@ pub struct Paging {
     after: Option<String>,
 }
 
+impl Paging {
+    fn cursor(&self) -> Result<Option<Uuid>, ConsoleError> {
+        uuid_param("after", self.after.as_ref())
+    }
+}
+
+/// A page of one of the API's lists (`data`, `has_more`), with links to the next page and back
+/// to the first.
+fn list_page<T: serde::Serialize>(
+    session: &Session,
+    section: &str,
+    list: &T,
+    paging: &Paging,
+) -> Result<Response, ConsoleError> {
+    let list = value(list);
+    views::page(
+        session,
+        section,
+        section,
+        json!({ "next": next_after(&list), "list": list, "paged": paging.after.is_some() }),
+    )
+}
+
 /// The tenant's templates (and the shipped ones).
 pub async fn templates(
     State(state): State<ConsoleState>,
@@ -163,19 +186,12 @@ pub async fn templates(
     let auth = session.tenant()?.clone();
     let query = ListTemplatesQuery {
         limit: Some(PAGE),
-        after: uuid_param("after", paging.after.as_ref())?,
+        after: paging.cursor()?,
         before: None,
     };
     let Json(list) =
         template_api::list_templates(auth, State(state.app.clone()), ApiQuery(query)).await?;
-    let list = value(&list);
-    let next = next_after(&list);
-    views::page(
-        &session,
-        "templates",
-        "templates",
-        json!({ "list": list, "next": next, "paged": paging.after.is_some() }),
-    )
+    list_page(&session, "templates", &list, &paging)
 }
 
 /// Variables to preview a template with: each declared variable's fallback, or a sample of its
@@ -374,17 +390,12 @@ pub async fn webhooks(
     let auth = session.tenant()?.clone();
     let query = ListWebhooksQuery {
         limit: Some(PAGE),
-        after: uuid_param("after", paging.after.as_ref())?,
+        after: paging.cursor()?,
         before: None,
     };
     let Json(list) =
         webhook_api::list_webhooks(auth, State(state.app.clone()), ApiQuery(query)).await?;
-    views::page(
-        &session,
-        "webhooks",
-        "webhooks",
-        json!({ "next": next_after(&value(&list)), "list": value(&list), "paged": paging.after.is_some() }),
-    )
+    list_page(&session, "webhooks", &list, &paging)
 }
 
 /// An endpoint and its recent events.
@@ -400,7 +411,7 @@ pub async fn webhook(
         webhook_api::get_webhook(auth.clone(), State(state.app.clone()), ApiPath(id)).await?;
     let query = ListWebhookEventsQuery {
         limit: Some(PAGE),
-        after: uuid_param("after", paging.after.as_ref())?,
+        after: paging.cursor()?,
     };
     let Json(events) = webhook_api::list_webhook_events(
         auth,
@@ -485,17 +496,12 @@ pub async fn domains(
     let auth = session.tenant()?.clone();
     let query = domain_api::ListDomainsQuery {
         limit: Some(PAGE),
-        after: uuid_param("after", paging.after.as_ref())?,
+        after: paging.cursor()?,
         before: None,
     };
     let Json(list) =
         domain_api::list_domains(auth, State(state.app.clone()), ApiQuery(query)).await?;
-    views::page(
-        &session,
-        "domains",
-        "domains",
-        json!({ "next": next_after(&value(&list)), "list": value(&list), "paged": paging.after.is_some() }),
-    )
+    list_page(&session, "domains", &list, &paging)
 }
 
 /// A domain with the records to publish and a verify button.
