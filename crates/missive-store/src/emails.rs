@@ -632,28 +632,57 @@ async fn select_emails(
         .tag
         .as_ref()
         .map(|(name, value)| serde_json::json!([{ "name": name, "value": value }]));
-    Ok(sqlx::query_as::<_, EmailRecord>(
-        "SELECT e.tenant_id, e.id, e.message_id, e.from_address, e.reply_to, e.subject, e.html,
-                e.text, e.tags, e.scheduled_at, e.created_at
-         FROM emails e
-         WHERE e.tenant_id = $1
-           AND ($2::uuid IS NULL OR e.id < $2)
-           AND ($3::timestamptz IS NULL OR e.created_at >= $3)
-           AND ($4::timestamptz IS NULL OR e.created_at < $4)
-           AND ($5::jsonb IS NULL OR e.tags @> $5)
-           AND ($6::text IS NULL OR EXISTS (
-                SELECT 1 FROM deliveries d
-                WHERE d.tenant_id = e.tenant_id AND d.email_id = e.id AND d.status = $6))
-         ORDER BY e.id DESC
-         LIMIT $7",
-    )
-    .bind(tenant_id.as_uuid())
-    .bind(filter.before_id)
-    .bind(filter.created_after)
-    .bind(filter.created_before)
-    .bind(tag)
-    .bind(filter.status.map(DeliveryStatus::as_str))
-    .bind(limit)
-    .fetch_all(conn)
-    .await?)
+    // A statement for each of the status and tag filters, with it and without: written as
+    // `$6 IS NULL OR EXISTS (...)`, the recipients' check could not become a join, and Postgres
+    // hashed every delivery of the wanted status before returning a page (136 ms for a tenant of
+    // 100,000 delivered emails, against 6 ms unfiltered); written as `$5 IS NULL OR tags @> $5`,
+    // the tag could not use its index. Each filter left out is still bound, and only checked to
+    // be null.
+    macro_rules! page_of_emails {
+        ($tag:literal, $status:literal) => {
+            concat!(
+                "SELECT e.tenant_id, e.id, e.message_id, e.from_address, e.reply_to, e.subject,
+                        e.html, e.text, e.tags, e.scheduled_at, e.created_at
+                 FROM emails e
+                 WHERE e.tenant_id = $1
+                   AND ($2::uuid IS NULL OR e.id < $2)
+                   AND ($3::timestamptz IS NULL OR e.created_at >= $3)
+                   AND ($4::timestamptz IS NULL OR e.created_at < $4) ",
+                $tag,
+                " ",
+                $status,
+                " ORDER BY e.id DESC
+                 LIMIT $7"
+            )
+        };
+    }
+    macro_rules! with_status {
+        ($tag:literal) => {
+            if filter.status.is_some() {
+                page_of_emails!(
+                    $tag,
+                    "AND EXISTS (SELECT 1 FROM deliveries d
+                                 WHERE d.tenant_id = e.tenant_id AND d.email_id = e.id
+                                   AND d.status = $6::text)"
+                )
+            } else {
+                page_of_emails!($tag, "AND $6::text IS NULL")
+            }
+        };
+    }
+    let statement = if tag.is_some() {
+        with_status!("AND e.tags @> $5::jsonb")
+    } else {
+        with_status!("AND $5::jsonb IS NULL")
+    };
+    Ok(sqlx::query_as::<_, EmailRecord>(statement)
+        .bind(tenant_id.as_uuid())
+        .bind(filter.before_id)
+        .bind(filter.created_after)
+        .bind(filter.created_before)
+        .bind(tag)
+        .bind(filter.status.map(DeliveryStatus::as_str))
+        .bind(limit)
+        .fetch_all(conn)
+        .await?)
 }
