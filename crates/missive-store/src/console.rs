@@ -29,7 +29,6 @@ pub enum SessionOwner {
 pub struct ConsoleSessionRecord {
     pub owner: SessionOwner,
     pub csrf_token: String,
-    pub expires_at: OffsetDateTime,
 }
 
 #[derive(FromRow)]
@@ -38,7 +37,6 @@ struct SessionRow {
     key_hash: Option<Vec<u8>>,
     admin_digest: Option<Vec<u8>>,
     csrf_token: String,
-    expires_at: OffsetDateTime,
 }
 
 /// A tenant's activity in one period of the rollup.
@@ -135,7 +133,7 @@ impl Store {
         token_hash: &[u8; 32],
     ) -> Result<Option<ConsoleSessionRecord>, StoreError> {
         let row = sqlx::query_as::<_, SessionRow>(
-            "SELECT tenant_id, key_hash, admin_digest, csrf_token, expires_at
+            "SELECT tenant_id, key_hash, admin_digest, csrf_token
              FROM console_sessions WHERE token_hash = $1 AND expires_at > now()",
         )
         .bind(token_hash.as_slice())
@@ -161,7 +159,6 @@ impl Store {
         Ok(Some(ConsoleSessionRecord {
             owner,
             csrf_token: row.csrf_token,
-            expires_at: row.expires_at,
         }))
     }
 

@@ -33,8 +33,7 @@ impl AdminKey {
     /// Constant-time check of a presented key.
     #[must_use]
     pub fn verify(&self, presented: &str) -> bool {
-        let digest: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
-        self.digest.ct_eq(&digest).into()
+        self.matches_digest(&Sha256::digest(presented.as_bytes()).into())
     }
 
     /// The key's SHA-256: what a console session opened with it keeps, to end when it changes.

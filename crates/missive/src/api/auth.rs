@@ -108,6 +108,18 @@ impl TenantAuth {
     }
 }
 
+impl From<credentials::Authenticated> for TenantAuth {
+    fn from(key: credentials::Authenticated) -> Self {
+        Self {
+            tenant_id: key.tenant_id,
+            key_id: key.key_id,
+            scopes: key.scopes,
+            sending: key.sending,
+            rates: key.rates,
+        }
+    }
+}
+
 impl FromRequestParts<AppState> for TenantAuth {
     type Rejection = ApiError;
 
@@ -139,12 +151,6 @@ impl FromRequestParts<AppState> for TenantAuth {
             }
         }
         state.requests.count(key.tenant_id);
-        Ok(Self {
-            tenant_id: key.tenant_id,
-            key_id: key.key_id,
-            scopes: key.scopes,
-            sending: key.sending,
-            rates: key.rates,
-        })
+        Ok(Self::from(key))
     }
 }

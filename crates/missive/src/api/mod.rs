@@ -170,8 +170,8 @@ pub fn openapi() -> serde_json::Value {
     document::complete(&routes().into_openapi())
 }
 
-/// The whole HTTP service: routes, `/openapi.json`, `/docs`, the console, and the edge layers, with request
-/// bodies held in memory at once kept within `budget`.
+/// The whole HTTP service: routes, `/openapi.json`, `/docs`, the console, and the edge layers,
+/// with request bodies held in memory at once kept within `budget`.
 pub fn router(state: AppState, max_request_bytes: usize, budget: Arc<BodyBudget>) -> Router {
     let console = crate::console::router(state.clone());
     let (routes, openapi) = routes().with_state(state).split_for_parts();

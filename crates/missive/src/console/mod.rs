@@ -18,7 +18,7 @@ mod views;
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::{Request, State};
+use axum::extract::Request;
 use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE};
 use axum::http::{HeaderName, HeaderValue, StatusCode};
 use axum::middleware::Next;
@@ -30,18 +30,11 @@ use tokio_util::sync::CancellationToken;
 pub use self::session::{ConsoleError, Posted, Session, Viewer};
 use crate::state::AppState;
 
-/// What the console's handlers share.
-#[derive(Clone, Debug)]
-pub struct ConsoleState {
-    pub app: AppState,
-}
-
 /// How often the activity figures are sampled when no operator page asks first.
 pub const ROLLUP_EVERY: Duration = Duration::from_secs(30);
 
 /// The console's routes, under `/console`.
-pub fn router(app: AppState) -> Router {
-    let state = ConsoleState { app };
+pub fn router(state: AppState) -> Router {
     let pages = Router::new()
         .route("/", get(home))
         .route("/login", get(session::login_page).post(session::login))
@@ -91,9 +84,15 @@ pub async fn roll_up_activity(store: Store, stop: CancellationToken) {
             () = stop.cancelled() => return,
             _ = tick.tick() => {}
         }
-        if let Err(err) = store.roll_up_activity().await {
-            tracing::warn!(error = %err, "could not sample the console's activity figures");
-        }
+        sample_activity(&store).await;
+    }
+}
+
+/// One sample of the activity figures; a failure is logged, and the pages show the last sample.
+/// Another process sampling at the same time serves as well.
+async fn sample_activity(store: &Store) {
+    if let Err(err) = store.roll_up_activity().await {
+        tracing::warn!(error = %err, "could not sample the console's activity figures");
     }
 }
 
@@ -106,9 +105,8 @@ async fn home(session: Option<Session>) -> Redirect {
     }
 }
 
-async fn not_found(State(state): State<ConsoleState>, session: Option<Session>) -> Response {
+async fn not_found(session: Option<Session>) -> Response {
     views::error_page(
-        &state,
         session.as_ref(),
         StatusCode::NOT_FOUND,
         "There is no such page.",

@@ -16,8 +16,8 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use time::{Duration, OffsetDateTime};
 
-use super::ConsoleState;
 use super::charts::{self, Bar};
+use super::sample_activity;
 use super::session::{ConsoleError, Empty, Posted, Session};
 use super::views::{self, value};
 use crate::api::api_keys as key_api;
@@ -25,6 +25,7 @@ use crate::api::auth::AdminAuth;
 use crate::api::error::ApiError;
 use crate::api::extract::{ApiPath, ApiQuery};
 use crate::api::tenants::{self as tenant_api, ListTenantsQuery};
+use crate::state::AppState;
 
 /// Tenants per page of the overview.
 const TENANTS_PER_PAGE: u32 = 25;
@@ -33,20 +34,12 @@ fn counts(c: ActivityCounts) -> Value {
     json!({ "sent": c.sent, "delivered": c.delivered, "bounced": c.bounced, "failed": c.failed })
 }
 
-/// Samples the activity counters now, so the page shows what committed a moment ago. Another
-/// process sampling at the same time serves as well.
-async fn fresh_activity(state: &ConsoleState) {
-    if let Err(err) = state.app.store.roll_up_activity().await {
-        tracing::warn!(error = %err, "could not sample the console's activity figures");
-    }
-}
-
-/// Each tenant's last 24 hours: totals and a sparkline of deliveries per hour.
+/// Each tenant's last 24 hours: totals and a sparkline of emails sent per hour.
 async fn last_day(
-    state: &ConsoleState,
+    state: &AppState,
     tenants: &[TenantId],
 ) -> Result<HashMap<TenantId, (ActivityCounts, String)>, ConsoleError> {
-    let points = state.app.store.hourly_activity(tenants, 24).await?;
+    let points = state.store.hourly_activity(tenants, 24).await?;
     let now = OffsetDateTime::now_utc();
     let this_hour = now
         .replace_minute(0)
@@ -82,12 +75,13 @@ pub struct TenantPaging {
 
 /// The operator's overview.
 pub async fn overview(
-    State(state): State<ConsoleState>,
+    State(state): State<AppState>,
     session: Session,
     Query(paging): Query<TenantPaging>,
 ) -> Result<Response, ConsoleError> {
     session.operator()?;
-    fresh_activity(&state).await;
+    // Sampled now, so the page shows what committed a moment ago.
+    sample_activity(&state.store).await;
     let after = paging
         .after
         .as_deref()
@@ -99,7 +93,7 @@ pub async fn overview(
         .transpose()?;
     let Json(list) = tenant_api::list_tenants(
         AdminAuth,
-        State(state.app.clone()),
+        State(state.clone()),
         ApiQuery(ListTenantsQuery {
             limit: Some(TENANTS_PER_PAGE),
             after,
@@ -122,7 +116,7 @@ pub async fn overview(
         .flatten();
 
     let now = OffsetDateTime::now_utc();
-    let queue = state.app.store.queue_summary().await?;
+    let queue = state.store.queue_summary().await?;
     let mut by_status: HashMap<&str, i64> = HashMap::new();
     let mut oldest: Option<OffsetDateTime> = None;
     for row in &queue {
@@ -145,7 +139,7 @@ pub async fn overview(
         })
         .collect();
 
-    let minutes = state.app.store.activity_by_minute(60).await?;
+    let minutes = state.store.activity_by_minute(60).await?;
     let by_minute: HashMap<i64, ActivityCounts> = minutes
         .into_iter()
         .map(|(at, c)| (at.unix_timestamp() / 60, c))
@@ -198,23 +192,21 @@ fn age(d: Duration) -> String {
 }
 
 async fn tenant_page(
-    state: &ConsoleState,
+    state: &AppState,
     session: &Session,
     id: &str,
     verification: Option<Value>,
 ) -> Result<Response, ConsoleError> {
     session.operator()?;
     let id: TenantId = id.parse().map_err(|_| ApiError::not_found())?;
-    let Json(tenant) =
-        tenant_api::get_tenant(AdminAuth, State(state.app.clone()), ApiPath(id)).await?;
+    let Json(tenant) = tenant_api::get_tenant(AdminAuth, State(state.clone()), ApiPath(id)).await?;
     let Json(keys) =
-        key_api::admin_list_api_keys(AdminAuth, State(state.app.clone()), ApiPath(id)).await?;
+        key_api::admin_list_api_keys(AdminAuth, State(state.clone()), ApiPath(id)).await?;
     let suppressions = state
-        .app
         .store
         .list_suppressions(id, None, Cursor::default(), 50)
         .await?;
-    fresh_activity(state).await;
+    sample_activity(&state.store).await;
     let (day, spark) = last_day(state, &[id])
         .await?
         .remove(&id)
@@ -248,7 +240,7 @@ async fn tenant_page(
 
 /// A tenant's page.
 pub async fn tenant(
-    State(state): State<ConsoleState>,
+    State(state): State<AppState>,
     session: Session,
     Path(id): Path<String>,
 ) -> Result<Response, ConsoleError> {
@@ -258,19 +250,22 @@ pub async fn tenant(
 /// Checks the tenant's own SMTP server (connect, TLS, AUTH; never a message) and shows the
 /// steps on its page.
 pub async fn verify_smtp(
-    State(state): State<ConsoleState>,
+    State(state): State<AppState>,
     Path(id): Path<String>,
     posted: Posted<Empty>,
 ) -> Result<Response, ConsoleError> {
     posted.session.operator()?;
     let tenant: TenantId = id.parse().map_err(|_| ApiError::not_found())?;
-    let verification =
-        match tenant_api::verify_tenant_smtp(AdminAuth, State(state.app.clone()), ApiPath(tenant))
-            .await
-        {
-            Ok(Json(v)) => value(&v),
-            Err(err) if err.status().is_client_error() => json!({ "error": err.to_string() }),
-            Err(err) => return Err(err.into()),
-        };
+    let verification = match tenant_api::verify_tenant_smtp(
+        AdminAuth,
+        State(state.clone()),
+        ApiPath(tenant),
+    )
+    .await
+    {
+        Ok(Json(v)) => value(&v),
+        Err(err) if err.status().is_client_error() => json!({ "error": err.to_string() }),
+        Err(err) => return Err(err.into()),
+    };
     tenant_page(&state, &posted.session, &id, Some(verification)).await
 }

@@ -25,11 +25,11 @@ use serde::de::DeserializeOwned;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use super::ConsoleState;
 use super::views;
 use crate::api::auth::TenantAuth;
 use crate::api::error::ApiError;
 use crate::credentials::{self, CredentialError};
+use crate::state::AppState;
 
 /// The session cookie.
 const SESSION_COOKIE: &str = "missive_session";
@@ -109,8 +109,7 @@ impl IntoResponse for ConsoleError {
     fn into_response(self) -> Response {
         let (status, message) = match &self {
             Self::SignIn => return Redirect::to("/console/login").into_response(),
-            Self::Forbidden(_) => (StatusCode::FORBIDDEN, self.to_string()),
-            Self::Csrf => (StatusCode::FORBIDDEN, self.to_string()),
+            Self::Forbidden(_) | Self::Csrf => (StatusCode::FORBIDDEN, self.to_string()),
             Self::Api(err) => {
                 // The API's own status and its client-safe message; a server error keeps its
                 // detail for the log.
@@ -130,7 +129,7 @@ impl IntoResponse for ConsoleError {
                 )
             }
         };
-        views::bare_error_page(status, &message)
+        views::error_page(None, status, &message)
     }
 }
 
@@ -171,16 +170,16 @@ fn set_cookie(headers: &HeaderMap, name: &str, value: &str, max_age: i64) -> Hea
         .unwrap_or_else(|_| HeaderValue::from_static(""))
 }
 
-async fn load(parts: &Parts, state: &ConsoleState) -> Result<Option<Session>, ConsoleError> {
+async fn load(parts: &Parts, state: &AppState) -> Result<Option<Session>, ConsoleError> {
     let Some(token) = cookie(&parts.headers, SESSION_COOKIE) else {
         return Ok(None);
     };
     let hash = token_hash(token);
-    let Some(record) = state.app.store.console_session(&hash).await? else {
+    let Some(record) = state.store.console_session(&hash).await? else {
         return Ok(None);
     };
     let viewer = match record.owner {
-        SessionOwner::Operator { admin_digest } => match &state.app.admin_key {
+        SessionOwner::Operator { admin_digest } => match &state.admin_key {
             Some(admin) if admin.matches_digest(&admin_digest) => Viewer::Operator,
             _ => return Ok(None),
         },
@@ -189,8 +188,8 @@ async fn load(parts: &Parts, state: &ConsoleState) -> Result<Option<Session>, Co
             key_hash,
         } => {
             let key = match credentials::authenticate_hash(
-                &state.app.keys,
-                &state.app.store,
+                &state.keys,
+                &state.store,
                 &ApiKeyHash(key_hash),
             )
             .await
@@ -201,13 +200,7 @@ async fn load(parts: &Parts, state: &ConsoleState) -> Result<Option<Session>, Co
                 Err(_) => return Ok(None),
             };
             tracing::Span::current().record("tenant_id", tracing::field::display(key.tenant_id));
-            Viewer::Tenant(Box::new(TenantAuth {
-                tenant_id: key.tenant_id,
-                key_id: key.key_id,
-                scopes: key.scopes,
-                sending: key.sending,
-                rates: key.rates,
-            }))
+            Viewer::Tenant(Box::new(TenantAuth::from(key)))
         }
     };
     Ok(Some(Session {
@@ -217,23 +210,23 @@ async fn load(parts: &Parts, state: &ConsoleState) -> Result<Option<Session>, Co
     }))
 }
 
-impl FromRequestParts<ConsoleState> for Session {
+impl FromRequestParts<AppState> for Session {
     type Rejection = ConsoleError;
 
     async fn from_request_parts(
         parts: &mut Parts,
-        state: &ConsoleState,
+        state: &AppState,
     ) -> Result<Self, Self::Rejection> {
         load(parts, state).await?.ok_or(ConsoleError::SignIn)
     }
 }
 
-impl OptionalFromRequestParts<ConsoleState> for Session {
+impl OptionalFromRequestParts<AppState> for Session {
     type Rejection = ConsoleError;
 
     async fn from_request_parts(
         parts: &mut Parts,
-        state: &ConsoleState,
+        state: &AppState,
     ) -> Result<Option<Self>, Self::Rejection> {
         load(parts, state).await
     }
@@ -275,14 +268,13 @@ struct CsrfField {
     csrf: String,
 }
 
-impl<T: DeserializeOwned + Send> FromRequest<ConsoleState> for Posted<T> {
+impl<T: DeserializeOwned + Send> FromRequest<AppState> for Posted<T> {
     type Rejection = ConsoleError;
 
-    async fn from_request(request: Request, state: &ConsoleState) -> Result<Self, Self::Rejection> {
+    async fn from_request(request: Request, state: &AppState) -> Result<Self, Self::Rejection> {
         let (mut parts, body) = request.into_parts();
         let session =
-            <Session as FromRequestParts<ConsoleState>>::from_request_parts(&mut parts, state)
-                .await?;
+            <Session as FromRequestParts<AppState>>::from_request_parts(&mut parts, state).await?;
         same_origin(&parts.headers)?;
         let bytes = Bytes::from_request(Request::from_parts(parts, body), state)
             .await
@@ -300,7 +292,7 @@ impl<T: DeserializeOwned + Send> FromRequest<ConsoleState> for Posted<T> {
 
 /// The sign-in form, with a fresh CSRF token in its own cookie.
 pub async fn login_page(
-    State(state): State<ConsoleState>,
+    State(state): State<AppState>,
     headers: HeaderMap,
     session: Option<Session>,
 ) -> Response {
@@ -311,7 +303,7 @@ pub async fn login_page(
 }
 
 fn login_form(
-    state: &ConsoleState,
+    state: &AppState,
     headers: &HeaderMap,
     status: StatusCode,
     error: Option<&str>,
@@ -320,7 +312,7 @@ fn login_form(
     let context = serde_json::json!({
         "csrf": token,
         "error": error,
-        "admin_enabled": state.app.admin_key.is_some(),
+        "admin_enabled": state.admin_key.is_some(),
     });
     let mut response = views::render_bare(status, "login", &context);
     response
@@ -339,7 +331,7 @@ pub struct LoginForm {
 
 /// Exchanges a key for a session.
 pub async fn login(
-    State(state): State<ConsoleState>,
+    State(state): State<AppState>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ConsoleError> {
@@ -350,12 +342,12 @@ pub async fn login(
         return Err(ConsoleError::Csrf);
     }
     let key = form.key.trim();
-    let owner = if let Some(admin) = state.app.admin_key.as_ref().filter(|a| a.verify(key)) {
+    let owner = if let Some(admin) = state.admin_key.as_ref().filter(|a| a.verify(key)) {
         SessionOwner::Operator {
             admin_digest: admin.digest(),
         }
     } else {
-        match credentials::authenticate(&state.app.keys, &state.app.store, key).await {
+        match credentials::authenticate(&state.keys, &state.store, key).await {
             Ok(found) => SessionOwner::Tenant {
                 tenant_id: found.tenant_id,
                 key_hash: parse_api_key(key).map_err(|_| ConsoleError::SignIn)?.0,
@@ -373,7 +365,6 @@ pub async fn login(
     };
     let token = new_token();
     state
-        .app
         .store
         .create_console_session(&token_hash(&token), &owner, &new_token(), SESSION_SECS)
         .await?;
@@ -392,12 +383,11 @@ pub struct Empty {}
 
 /// Ends the session and clears its cookie.
 pub async fn logout(
-    State(state): State<ConsoleState>,
+    State(state): State<AppState>,
     headers: HeaderMap,
     posted: Posted<Empty>,
 ) -> Result<Response, ConsoleError> {
     state
-        .app
         .store
         .end_console_session(&posted.session.token_hash)
         .await?;

@@ -6,12 +6,12 @@ use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
+use missive_core::DeliveryStatus;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use super::ConsoleState;
 use super::charts::{self, Bar};
 use super::session::{ConsoleError, Empty, Posted, Session};
 use super::views::{self, path_id, value};
@@ -21,6 +21,7 @@ use crate::api::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::api::templates::{self as template_api, ListTemplatesQuery, RenderRequest};
 use crate::api::webhooks::{self as webhook_api, ListWebhookEventsQuery, ListWebhooksQuery};
 use crate::api::{domains as domain_api, usage as usage_api};
+use crate::state::AppState;
 
 /// Rows per page of a console list.
 const PAGE: u32 = 25;
@@ -73,7 +74,7 @@ pub struct EmailFilters {
 
 /// Emails, newest first, filtered by recipient status, tag and time; paged by the API's cursor.
 pub async fn emails(
-    State(state): State<ConsoleState>,
+    State(state): State<AppState>,
     session: Session,
     Query(filters): Query<EmailFilters>,
 ) -> Result<Response, ConsoleError> {
@@ -92,8 +93,7 @@ pub async fn emails(
         created_after: time_param(filters.since.as_ref()),
         created_before: time_param(filters.until.as_ref()),
     };
-    let Json(list) =
-        email_api::list_emails(auth, State(state.app.clone()), ApiQuery(query)).await?;
+    let Json(list) = email_api::list_emails(auth, State(state.clone()), ApiQuery(query)).await?;
     // The next page keeps the filters and moves the cursor.
     let next = (list.has_more)
         .then(|| list.data.last().map(|e| e.id))
@@ -127,20 +127,20 @@ pub async fn emails(
                 "since": given(filters.since.as_ref()),
                 "until": given(filters.until.as_ref()),
             },
-            "statuses": ["queued", "sending", "deferred", "delivered", "bounced", "failed", "canceled"],
+            "statuses": DeliveryStatus::ALL.map(DeliveryStatus::as_str),
         }),
     )
 }
 
 /// One email: its recipients and its timeline, with SMTP replies and routes.
 pub async fn email(
-    State(state): State<ConsoleState>,
+    State(state): State<AppState>,
     session: Session,
     Path(id): Path<String>,
 ) -> Result<Response, ConsoleError> {
     let auth = session.tenant()?.clone();
     let id = path_id(&id)?;
-    let Json(email) = email_api::get_email(auth, State(state.app.clone()), ApiPath(id)).await?;
+    let Json(email) = email_api::get_email(auth, State(state.clone()), ApiPath(id)).await?;
     views::page(
         &session,
         "email",
@@ -179,7 +179,7 @@ fn list_page<T: serde::Serialize>(
 
 /// The tenant's templates (and the shipped ones).
 pub async fn templates(
-    State(state): State<ConsoleState>,
+    State(state): State<AppState>,
     session: Session,
     Query(paging): Query<Paging>,
 ) -> Result<Response, ConsoleError> {
@@ -190,7 +190,7 @@ pub async fn templates(
         before: None,
     };
     let Json(list) =
-        template_api::list_templates(auth, State(state.app.clone()), ApiQuery(query)).await?;
+        template_api::list_templates(auth, State(state.clone()), ApiQuery(query)).await?;
     list_page(&session, "templates", &list, &paging)
 }
 
@@ -218,7 +218,7 @@ fn sample_variables(variables: &Value) -> Map<String, Value> {
 
 /// What a preview shows: the draft rendered, or why it does not render.
 async fn render_preview(
-    state: &ConsoleState,
+    state: &AppState,
     session: &Session,
     id: &str,
     variables: Map<String, Value>,
@@ -226,7 +226,7 @@ async fn render_preview(
     let auth = session.tenant()?.clone();
     let rendered = template_api::render_template(
         auth,
-        State(state.app.clone()),
+        State(state.clone()),
         ApiPath(id.to_owned()),
         ApiJson(RenderRequest {
             variables,
@@ -245,7 +245,7 @@ async fn render_preview(
 
 /// The editor: the draft's fields, and its preview through the render endpoint.
 pub async fn template(
-    State(state): State<ConsoleState>,
+    State(state): State<AppState>,
     session: Session,
     Path(id): Path<String>,
 ) -> Result<Response, ConsoleError> {
@@ -253,14 +253,14 @@ pub async fn template(
 }
 
 async fn template_page(
-    state: &ConsoleState,
+    state: &AppState,
     session: &Session,
     id: &str,
     notice: Option<&str>,
 ) -> Result<Response, ConsoleError> {
     let auth = session.tenant()?.clone();
     let Json(template) =
-        template_api::get_template(auth, State(state.app.clone()), ApiPath(id.to_owned())).await?;
+        template_api::get_template(auth, State(state.clone()), ApiPath(id.to_owned())).await?;
     let template = value(&template);
     let variables = sample_variables(&template["variables"]);
     let preview = render_preview(state, session, id, variables.clone()).await?;
@@ -292,7 +292,7 @@ pub struct TemplateForm {
 
 /// Saves the form into the template's draft (sends keep using the published version).
 async fn save_draft(
-    state: &ConsoleState,
+    state: &AppState,
     session: &Session,
     id: &str,
     form: &TemplateForm,
@@ -307,7 +307,7 @@ async fn save_draft(
     };
     let _saved = template_api::update_template(
         auth,
-        State(state.app.clone()),
+        State(state.clone()),
         ApiPath(id.to_owned()),
         ApiJson(patch),
     )
@@ -317,7 +317,7 @@ async fn save_draft(
 
 /// Saves the draft and shows the editor again.
 pub async fn save_template(
-    State(state): State<ConsoleState>,
+    State(state): State<AppState>,
     Path(id): Path<String>,
     posted: Posted<TemplateForm>,
 ) -> Result<Response, ConsoleError> {
@@ -336,7 +336,7 @@ pub async fn save_template(
 /// The live preview: saves the draft as typed and answers with its rendering, a fragment the
 /// editor's script puts in place.
 pub async fn preview_template(
-    State(state): State<ConsoleState>,
+    State(state): State<AppState>,
     Path(id): Path<String>,
     posted: Posted<TemplateForm>,
 ) -> Result<Response, ConsoleError> {
@@ -371,19 +371,19 @@ pub async fn preview_template(
 
 /// Publishes the draft: sends use it from now on.
 pub async fn publish_template(
-    State(state): State<ConsoleState>,
+    State(state): State<AppState>,
     Path(id): Path<String>,
     posted: Posted<Empty>,
 ) -> Result<Response, ConsoleError> {
     let auth = posted.session.tenant()?.clone();
     let _published =
-        template_api::publish_template(auth, State(state.app.clone()), ApiPath(id.clone())).await?;
+        template_api::publish_template(auth, State(state.clone()), ApiPath(id.clone())).await?;
     Ok(Redirect::to(&format!("/console/templates/{id}")).into_response())
 }
 
 /// The tenant's webhook endpoints.
 pub async fn webhooks(
-    State(state): State<ConsoleState>,
+    State(state): State<AppState>,
     session: Session,
     Query(paging): Query<Paging>,
 ) -> Result<Response, ConsoleError> {
@@ -394,13 +394,13 @@ pub async fn webhooks(
         before: None,
     };
     let Json(list) =
-        webhook_api::list_webhooks(auth, State(state.app.clone()), ApiQuery(query)).await?;
+        webhook_api::list_webhooks(auth, State(state.clone()), ApiQuery(query)).await?;
     list_page(&session, "webhooks", &list, &paging)
 }
 
 /// An endpoint and its recent events.
 pub async fn webhook(
-    State(state): State<ConsoleState>,
+    State(state): State<AppState>,
     session: Session,
     Path(id): Path<String>,
     Query(paging): Query<Paging>,
@@ -408,18 +408,14 @@ pub async fn webhook(
     let auth = session.tenant()?.clone();
     let id = path_id(&id)?;
     let Json(endpoint) =
-        webhook_api::get_webhook(auth.clone(), State(state.app.clone()), ApiPath(id)).await?;
+        webhook_api::get_webhook(auth.clone(), State(state.clone()), ApiPath(id)).await?;
     let query = ListWebhookEventsQuery {
         limit: Some(PAGE),
         after: paging.cursor()?,
     };
-    let Json(events) = webhook_api::list_webhook_events(
-        auth,
-        State(state.app.clone()),
-        ApiPath(id),
-        ApiQuery(query),
-    )
-    .await?;
+    let Json(events) =
+        webhook_api::list_webhook_events(auth, State(state.clone()), ApiPath(id), ApiQuery(query))
+            .await?;
     views::page(
         &session,
         "webhook",
@@ -440,21 +436,18 @@ pub struct EventNotice {
 
 /// One event: its payload, each delivery attempt with the receiver's answer, and a replay button.
 pub async fn webhook_event(
-    State(state): State<ConsoleState>,
+    State(state): State<AppState>,
     session: Session,
     Path((id, event_id)): Path<(String, String)>,
     Query(notice): Query<EventNotice>,
 ) -> Result<Response, ConsoleError> {
     let auth = session.tenant()?.clone();
     let (id, event_id) = (path_id(&id)?, path_id(&event_id)?);
-    let Json(event) = webhook_api::get_webhook_event(
-        auth.clone(),
-        State(state.app.clone()),
-        ApiPath((id, event_id)),
-    )
-    .await?;
+    let Json(event) =
+        webhook_api::get_webhook_event(auth.clone(), State(state.clone()), ApiPath((id, event_id)))
+            .await?;
     let Json(attempts) =
-        webhook_api::list_webhook_attempts(auth, State(state.app.clone()), ApiPath((id, event_id)))
+        webhook_api::list_webhook_attempts(auth, State(state.clone()), ApiPath((id, event_id)))
             .await?;
     views::page(
         &session,
@@ -471,14 +464,14 @@ pub async fn webhook_event(
 
 /// Sends the event again from the start of its retry schedule (same id and body); shows it.
 pub async fn replay_webhook_event(
-    State(state): State<ConsoleState>,
+    State(state): State<AppState>,
     Path((id, event_id)): Path<(String, String)>,
     posted: Posted<Empty>,
 ) -> Result<Response, ConsoleError> {
     let auth = posted.session.tenant()?.clone();
     let (id, event_id) = (path_id(&id)?, path_id(&event_id)?);
     let Json(replayed) =
-        webhook_api::replay_webhook_event(auth, State(state.app.clone()), ApiPath((id, event_id)))
+        webhook_api::replay_webhook_event(auth, State(state.clone()), ApiPath((id, event_id)))
             .await?;
     Ok(Redirect::to(&format!(
         "/console/webhooks/{id}/events/{}?replayed=1",
@@ -489,7 +482,7 @@ pub async fn replay_webhook_event(
 
 /// The tenant's sending domains.
 pub async fn domains(
-    State(state): State<ConsoleState>,
+    State(state): State<AppState>,
     session: Session,
     Query(paging): Query<Paging>,
 ) -> Result<Response, ConsoleError> {
@@ -499,20 +492,19 @@ pub async fn domains(
         after: paging.cursor()?,
         before: None,
     };
-    let Json(list) =
-        domain_api::list_domains(auth, State(state.app.clone()), ApiQuery(query)).await?;
+    let Json(list) = domain_api::list_domains(auth, State(state.clone()), ApiQuery(query)).await?;
     list_page(&session, "domains", &list, &paging)
 }
 
 /// A domain with the records to publish and a verify button.
 pub async fn domain(
-    State(state): State<ConsoleState>,
+    State(state): State<AppState>,
     session: Session,
     Path(id): Path<String>,
 ) -> Result<Response, ConsoleError> {
     let auth = session.tenant()?.clone();
     let id = path_id(&id)?;
-    let Json(domain) = domain_api::get_domain(auth, State(state.app.clone()), ApiPath(id)).await?;
+    let Json(domain) = domain_api::get_domain(auth, State(state.clone()), ApiPath(id)).await?;
     views::page(
         &session,
         "domain",
@@ -523,19 +515,19 @@ pub async fn domain(
 
 /// Checks the domain's records now; shows the domain again.
 pub async fn verify_domain(
-    State(state): State<ConsoleState>,
+    State(state): State<AppState>,
     Path(id): Path<String>,
     posted: Posted<Empty>,
 ) -> Result<Response, ConsoleError> {
     let auth = posted.session.tenant()?.clone();
     let id = path_id(&id)?;
-    let _checked = domain_api::verify_domain(auth, State(state.app.clone()), ApiPath(id)).await?;
+    let _checked = domain_api::verify_domain(auth, State(state.clone()), ApiPath(id)).await?;
     Ok(Redirect::to(&format!("/console/domains/{id}")).into_response())
 }
 
 /// This month's usage, a bar a day, and the quotas.
 pub async fn usage(
-    State(state): State<ConsoleState>,
+    State(state): State<AppState>,
     session: Session,
 ) -> Result<Response, ConsoleError> {
     let auth = session.tenant()?.clone();
@@ -545,7 +537,7 @@ pub async fn usage(
         from: Some(first.to_string()),
         to: Some(today.to_string()),
     };
-    let Json(usage) = usage_api::get_usage(auth, State(state.app.clone()), ApiQuery(query)).await?;
+    let Json(usage) = usage_api::get_usage(auth, State(state.clone()), ApiQuery(query)).await?;
     let usage = value(&usage);
     // Every day of the month so far, days without activity as empty bars.
     let mut by_day = std::collections::HashMap::new();

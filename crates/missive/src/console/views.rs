@@ -10,7 +10,6 @@ use axum::response::{IntoResponse, Response};
 use handlebars::{Handlebars, handlebars_helper};
 use serde_json::{Value, json};
 
-use super::ConsoleState;
 use super::session::{ConsoleError, Session, Viewer};
 use crate::api::error::ApiError;
 
@@ -142,23 +141,8 @@ pub fn render_bare(status: StatusCode, template: &str, context: &Value) -> Respo
     }
 }
 
-/// An error page without the session's navigation.
-pub fn bare_error_page(status: StatusCode, message: &str) -> Response {
-    let context = json!({ "status": status.as_u16(), "message": message, "viewer": null });
-    match draw("error", &context) {
-        Ok(body) => html(status, body),
-        // The error page itself failed: plain text, still no detail.
-        Err(_) => (status, message.to_owned()).into_response(),
-    }
-}
-
-/// An error page inside the frame when there is a session.
-pub fn error_page(
-    _state: &ConsoleState,
-    session: Option<&Session>,
-    status: StatusCode,
-    message: &str,
-) -> Response {
+/// An error page, inside the frame when there is a session.
+pub fn error_page(session: Option<&Session>, status: StatusCode, message: &str) -> Response {
     let mut context = frame(session, "");
     if let Value::Object(map) = &mut context {
         map.insert("status".to_owned(), json!(status.as_u16()));
@@ -166,7 +150,8 @@ pub fn error_page(
     }
     match draw("error", &context) {
         Ok(body) => html(status, body),
-        Err(_) => bare_error_page(status, message),
+        // The error page itself failed: plain text, still no detail.
+        Err(_) => (status, message.to_owned()).into_response(),
     }
 }
 
