@@ -14,8 +14,8 @@ use std::time::Duration;
 
 use libfuzzer_sys::fuzz_target;
 use missive::ingest::{AcceptLimits, Ingest};
-use missive::key_cache::KeyCache;
-use missive::smtp::{Listener, Sender, Session, SmtpContext, SmtpLimits, tls};
+use missive::tenancy::keys::KeyCache;
+use missive::edge::smtp::{Listener, Sender, Session, SmtpContext, SmtpLimits, tls};
 use missive_core::{Domain, SendingPolicy, TenantId};
 use missive_store::{EmailWriter, Store, WriterSettings};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};

@@ -14,11 +14,11 @@ use tokio_util::sync::CancellationToken;
 
 use crate::db::TestDb;
 use crate::sink::{SinkOptions, SmtpSink};
-use missive::delivery::{DeliveryWorker, Routes};
-use missive::smtp::SmtpContext;
-use missive::startup::{Roles, TaskEnded};
-use missive::webhooks::client::{ClientSettings, WebhookClient};
-use missive::webhooks::dispatcher::Dispatcher;
+use missive::app::startup::{Roles, TaskEnded};
+use missive::edge::smtp::SmtpContext;
+use missive::queue::delivery::{DeliveryWorker, Routes};
+use missive::queue::webhooks::Dispatcher;
+use missive::queue::webhooks::client::{ClientSettings, WebhookClient};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -219,13 +219,13 @@ impl TestApp {
             Arc::new(
                 Routes::new(
                     &config.relay.url,
-                    missive::startup::tenant_relays(&config).expect("tenant relays"),
+                    missive::app::startup::tenant_relays(&config).expect("tenant relays"),
                 )
                 .expect("relay transport"),
             ),
             config.worker_settings(),
         );
-        let webhooks = missive::startup::webhooks(&config, &db.store).expect("webhooks");
+        let webhooks = missive::app::startup::webhooks(&config, &db.store).expect("webhooks");
         let client = WebhookClient::new(
             webhooks.targets().clone(),
             ClientSettings {

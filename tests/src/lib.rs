@@ -48,7 +48,7 @@ pub fn new_email(to: &str) -> missive_store::NewEmail {
         address: EmailAddress::parse(s).unwrap(),
     };
     missive_store::NewEmail {
-        id: uuid::Uuid::now_v7(),
+        id: missive_core::EmailId::new(),
         message_id: format!("{}@missive.test", uuid::Uuid::now_v7()),
         from: mailbox("App <app@acme.test>"),
         envelope_from: EmailAddress::parse("app@acme.test").unwrap(),

@@ -67,7 +67,7 @@ fn submission(attachment: bool) -> Submission {
 }
 
 fn mime(c: &mut Criterion) {
-    let id = uuid::Uuid::now_v7();
+    let id = missive_core::EmailId::new();
     let date = OffsetDateTime::now_utc();
     for (name, attachment) in [
         ("mime: html + text", false),

@@ -2,66 +2,13 @@
 //! and the kinds of event an email's history records.
 //!
 //! These are the only spellings of them. The store maps them to and from its columns (and a
-//! `CHECK` constraint on each column lists the same names, compared with [`DeliveryStatus::ALL`]
-//! and [`EventKind::ALL`] by the store's tests); the API shows and filters by them; nothing builds
-//! a status or an event name out of strings.
-
-use std::fmt;
-use std::str::FromStr;
+//! `CHECK` constraint on each column lists the same names, compared with the model by the
+//! store's tests: see [`crate::named`]); the API shows and filters by them; nothing builds a
+//! status or an event name out of strings.
 
 use serde::{Deserialize, Serialize};
 
-/// A name that is not one of the model's.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("`{name}` is not a {what}; expected one of {expected}")]
-pub struct UnknownName {
-    what: &'static str,
-    name: String,
-    expected: String,
-}
-
-impl UnknownName {
-    fn new(
-        what: &'static str,
-        name: &str,
-        expected: impl IntoIterator<Item = &'static str>,
-    ) -> Self {
-        Self {
-            what,
-            name: name.chars().take(64).collect(),
-            expected: expected.into_iter().collect::<Vec<_>>().join(", "),
-        }
-    }
-}
-
-/// `Display`, `FromStr` and `TryFrom<String>` for an enum with `ALL` and `as_str`: the name is
-/// the only spelling, both ways.
-macro_rules! named {
-    ($name:ident, $what:literal) => {
-        impl fmt::Display for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(self.as_str())
-            }
-        }
-
-        impl FromStr for $name {
-            type Err = UnknownName;
-            fn from_str(s: &str) -> Result<Self, Self::Err> {
-                Self::ALL
-                    .into_iter()
-                    .find(|v| v.as_str() == s)
-                    .ok_or_else(|| UnknownName::new($what, s, Self::ALL.map(Self::as_str)))
-            }
-        }
-
-        impl TryFrom<String> for $name {
-            type Error = UnknownName;
-            fn try_from(s: String) -> Result<Self, Self::Error> {
-                s.parse()
-            }
-        }
-    };
-}
+use crate::named::named;
 
 /// Where one recipient's delivery stands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
@@ -138,7 +85,7 @@ impl DeliveryStatus {
     }
 }
 
-named!(DeliveryStatus, "delivery status");
+named!(DeliveryStatus, "delivery status", parse);
 
 /// One entry of an email's history.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
@@ -208,7 +155,7 @@ impl EventKind {
     }
 }
 
-named!(EventKind, "event kind");
+named!(EventKind, "event kind", parse);
 
 /// What a webhook reports: Resend's event types. Each stands for one [`EventKind`] of the
 /// email's own log; `email.sending` is not reported (Resend has no such event).
@@ -290,7 +237,7 @@ impl WebhookEventType {
     }
 }
 
-named!(WebhookEventType, "webhook event type");
+named!(WebhookEventType, "webhook event type", parse);
 
 /// Why an address is on a tenant's suppression list (Resend's origins).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
@@ -317,7 +264,7 @@ impl SuppressionOrigin {
     }
 }
 
-named!(SuppressionOrigin, "suppression origin");
+named!(SuppressionOrigin, "suppression origin", parse);
 
 /// An email's overall state, summarised from its recipients' statuses (`last_event` in the API).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]

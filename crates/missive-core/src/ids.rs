@@ -32,6 +32,12 @@ macro_rules! uuid_id {
             pub const fn as_uuid(&self) -> Uuid {
                 self.0
             }
+
+            /// The id without hyphens (as it appears in Message-IDs and webhook message ids).
+            #[must_use]
+            pub const fn simple(&self) -> uuid::fmt::Simple {
+                self.0.simple()
+            }
         }
 
         impl Default for $name {
@@ -59,6 +65,12 @@ macro_rules! uuid_id {
             }
         }
 
+        impl From<$name> for Uuid {
+            fn from(id: $name) -> Self {
+                id.0
+            }
+        }
+
         impl utoipa::PartialSchema for $name {
             fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
                 use utoipa::openapi::schema::{KnownFormat, ObjectBuilder, SchemaFormat, Type};
@@ -70,6 +82,42 @@ macro_rules! uuid_id {
         }
 
         impl utoipa::ToSchema for $name {}
+
+        #[cfg(feature = "sqlx")]
+        impl ::sqlx_core::types::Type<::sqlx_postgres::Postgres> for $name {
+            fn type_info() -> ::sqlx_postgres::PgTypeInfo {
+                <Uuid as ::sqlx_core::types::Type<::sqlx_postgres::Postgres>>::type_info()
+            }
+        }
+
+        #[cfg(feature = "sqlx")]
+        impl ::sqlx_postgres::PgHasArrayType for $name {
+            fn array_type_info() -> ::sqlx_postgres::PgTypeInfo {
+                <Uuid as ::sqlx_postgres::PgHasArrayType>::array_type_info()
+            }
+        }
+
+        #[cfg(feature = "sqlx")]
+        impl<'r> ::sqlx_core::decode::Decode<'r, ::sqlx_postgres::Postgres> for $name {
+            fn decode(
+                value: ::sqlx_postgres::PgValueRef<'r>,
+            ) -> Result<Self, ::sqlx_core::error::BoxDynError> {
+                <Uuid as ::sqlx_core::decode::Decode<::sqlx_postgres::Postgres>>::decode(value)
+                    .map(Self)
+            }
+        }
+
+        #[cfg(feature = "sqlx")]
+        impl ::sqlx_core::encode::Encode<'_, ::sqlx_postgres::Postgres> for $name {
+            fn encode_by_ref(
+                &self,
+                buf: &mut ::sqlx_postgres::PgArgumentBuffer,
+            ) -> Result<::sqlx_core::encode::IsNull, ::sqlx_core::error::BoxDynError> {
+                <Uuid as ::sqlx_core::encode::Encode<::sqlx_postgres::Postgres>>::encode_by_ref(
+                    &self.0, buf,
+                )
+            }
+        }
     };
 }
 
@@ -80,4 +128,29 @@ uuid_id!(
 uuid_id!(
     /// Identifies an API key; never secret, shown in listings.
     ApiKeyId
+);
+uuid_id!(
+    /// Identifies an accepted email: the id the API answers a send with and SMTP's
+    /// `250 Queued as`.
+    EmailId
+);
+uuid_id!(
+    /// Identifies one recipient's delivery of an email.
+    DeliveryId
+);
+uuid_id!(
+    /// Identifies a tenant's webhook endpoint.
+    WebhookId
+);
+uuid_id!(
+    /// Identifies one outbox row: an event for one endpoint (its `svix-id` is derived from it).
+    WebhookEventId
+);
+uuid_id!(
+    /// Identifies a tenant's sending domain.
+    DomainId
+);
+uuid_id!(
+    /// Identifies a tenant's template.
+    TemplateId
 );

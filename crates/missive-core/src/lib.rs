@@ -1,7 +1,9 @@
 //! Missive's pure domain: the types every other crate agrees on.
 //!
 //! Nothing here does I/O or knows about an async runtime, so the rules it encodes (what a valid API
-//! key, scope, domain, tenant setting, submission, delivery status or route is) are cheap to test exhaustively and to fuzz.
+//! key, scope, domain, tenant setting, submission, delivery status or route is) are cheap to test
+//! exhaustively and to fuzz. The optional `sqlx` feature (the store's) only teaches the stored
+//! enums and ids their column encodings ([`named`]).
 
 pub mod address;
 pub mod api_key;
@@ -10,8 +12,10 @@ pub mod idempotency;
 pub mod ids;
 pub mod limits;
 pub mod mime;
+pub mod named;
 pub mod network;
 pub mod outcome;
+pub mod payload;
 pub mod retry;
 pub mod routing;
 pub mod scope;
@@ -22,18 +26,24 @@ pub mod target;
 pub mod template;
 pub mod tenant;
 pub mod webhook;
+pub mod worker;
 
 pub use address::{AddressError, EmailAddress, Mailbox};
 pub use api_key::{ApiKeyError, ApiKeyHash, NewApiKey, parse_api_key};
 pub use event::{DeliveryStatus, EmailState, EventKind, SuppressionOrigin, WebhookEventType};
 pub use idempotency::{Fingerprint, IdempotencyKey};
-pub use ids::{ApiKeyId, TenantId};
+pub use ids::{
+    ApiKeyId, DeliveryId, DomainId, EmailId, TemplateId, TenantId, WebhookEventId, WebhookId,
+};
 pub use limits::{Limits, MonthPeriod, QuotaPeriod};
+pub use named::{Named, UnknownName};
 pub use network::{IpNetwork, NetworkError};
-pub use routing::{RelaySpec, Route};
+pub use routing::{RelaySpec, Route, RouteKind};
 pub use scope::{Scope, ScopeError, Scopes};
 pub use tenant::{
     DOMAIN_PATTERN, Domain, MAX_NAME_CHARS, NO_CONTROLS_PATTERN, SenderDomain, SendingPolicy,
     TenantName, TenantSettings, TenantSettingsError, TenantStatus, parse_display_name, parse_label,
     parse_setting_mailbox,
 };
+pub use webhook::{WebhookEventStatus, WebhookStatus};
+pub use worker::WorkerKind;

@@ -12,6 +12,7 @@ use mail_builder::mime::MimePart;
 use time::OffsetDateTime;
 
 use crate::address::{EmailAddress, Mailbox};
+use crate::ids::EmailId;
 use crate::submission::Submission;
 
 fn address(mailbox: &Mailbox) -> Address<'_> {
@@ -24,7 +25,7 @@ fn address_list(mailboxes: &[Mailbox]) -> Address<'_> {
 
 /// The Message-ID for an email: its id at the sender's domain, without angle brackets.
 #[must_use]
-pub fn message_id(email_id: &uuid::Uuid, from: &EmailAddress) -> String {
+pub fn message_id(email_id: &EmailId, from: &EmailAddress) -> String {
     format!("{}@{}", email_id.simple(), from.domain())
 }
 

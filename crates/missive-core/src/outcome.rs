@@ -4,6 +4,8 @@
 
 use std::fmt;
 
+use crate::named::named;
+
 /// The fate of one recipient after an attempt.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Outcome {
@@ -61,21 +63,7 @@ impl BounceClass {
     }
 }
 
-impl TryFrom<String> for BounceClass {
-    type Error = String;
-    fn try_from(s: String) -> Result<Self, Self::Error> {
-        Self::ALL
-            .into_iter()
-            .find(|c| c.as_str() == s)
-            .ok_or_else(|| format!("`{s}` is not a bounce class"))
-    }
-}
-
-impl fmt::Display for BounceClass {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+named!(BounceClass, "bounce class", parse);
 
 /// An RFC 3463 enhanced status code: `class.subject.detail`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -13,6 +13,7 @@ use std::str::FromStr;
 use secrecy::{ExposeSecret, SecretString};
 
 use crate::TenantId;
+use crate::named::named;
 
 /// Where a delivery attempt goes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -27,9 +28,15 @@ impl Route {
     /// The kind, as logs, metrics and the API name it: `shared` or `tenant`.
     #[must_use]
     pub const fn as_str(self) -> &'static str {
+        self.kind().as_str()
+    }
+
+    /// Which kind of route this is.
+    #[must_use]
+    pub const fn kind(self) -> RouteKind {
         match self {
-            Self::Shared => "shared",
-            Self::Tenant(_) => "tenant",
+            Self::Shared => RouteKind::Shared,
+            Self::Tenant(_) => RouteKind::Tenant,
         }
     }
 }
@@ -39,6 +46,28 @@ impl fmt::Display for Route {
         f.write_str(self.as_str())
     }
 }
+
+/// Which kind of route an attempt took, as recorded with it and shown by the API.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum RouteKind {
+    Shared,
+    Tenant,
+}
+
+impl RouteKind {
+    pub const ALL: [Self; 2] = [Self::Shared, Self::Tenant];
+
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Shared => "shared",
+            Self::Tenant => "tenant",
+        }
+    }
+}
+
+named!(RouteKind, "route kind", parse);
 
 /// A tenant's own upstream server, as the operator set it (the password stays sealed in the
 /// store; only whether there is one matters for routing).
@@ -94,6 +123,8 @@ impl RelayTls {
         }
     }
 }
+
+named!(RelayTls, "relay TLS mode");
 
 impl FromStr for RelayTls {
     type Err = RelaySpecError;

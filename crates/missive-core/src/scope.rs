@@ -147,6 +147,29 @@ impl Scopes {
     }
 }
 
+/// A key's scopes in their `text[]` column, read through [`Scopes::parse`].
+#[cfg(feature = "sqlx")]
+impl ::sqlx_core::types::Type<::sqlx_postgres::Postgres> for Scopes {
+    fn type_info() -> ::sqlx_postgres::PgTypeInfo {
+        <Vec<String> as ::sqlx_core::types::Type<::sqlx_postgres::Postgres>>::type_info()
+    }
+
+    fn compatible(ty: &::sqlx_postgres::PgTypeInfo) -> bool {
+        <Vec<String> as ::sqlx_core::types::Type<::sqlx_postgres::Postgres>>::compatible(ty)
+    }
+}
+
+#[cfg(feature = "sqlx")]
+impl<'r> ::sqlx_core::decode::Decode<'r, ::sqlx_postgres::Postgres> for Scopes {
+    fn decode(
+        value: ::sqlx_postgres::PgValueRef<'r>,
+    ) -> Result<Self, ::sqlx_core::error::BoxDynError> {
+        let names =
+            <Vec<String> as ::sqlx_core::decode::Decode<::sqlx_postgres::Postgres>>::decode(value)?;
+        Ok(Self::parse(names)?)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

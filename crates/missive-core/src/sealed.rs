@@ -1,5 +1,5 @@
-//! Secrets at rest: tenant secrets (webhook signing secrets, and later SMTP override passwords and
-//! DKIM keys) are stored sealed with `MISSIVE_SECRET_KEY`, never in the clear.
+//! Secrets at rest: tenant secrets (webhook signing secrets, the passwords of tenants' own SMTP
+//! servers, and DKIM private keys) are stored sealed with `MISSIVE_SECRET_KEY`, never in the clear.
 //!
 //! XChaCha20-Poly1305 with a random 24-byte nonce per value (random nonces of that size never
 //! repeat in practice). The owner's id is the associated data, so a sealed value copied into

@@ -4,23 +4,30 @@
 //! Pure: the lookups happen elsewhere and hand the TXT strings they found to the checks here, so
 //! every verdict and its reason is testable without a nameserver.
 
-use std::fmt;
 use std::str::FromStr;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
+use crate::named::named;
 use crate::tenant::Domain;
 
 /// How a domain's messages are signed. RSA (2048 bits) is what every receiver verifies;
 /// Ed25519 (RFC 8463) is shorter and faster, but not every receiver checks it yet.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema,
+)]
+#[serde(rename_all = "lowercase")]
 pub enum DkimAlgorithm {
     #[default]
+    #[serde(alias = "rsa-sha256")]
     Rsa,
+    #[serde(alias = "ed25519-sha256")]
     Ed25519,
 }
 
 impl DkimAlgorithm {
+    pub const ALL: [Self; 2] = [Self::Rsa, Self::Ed25519];
+
     /// The name stored and shown (`rsa` or `ed25519`).
     #[must_use]
     pub const fn as_str(self) -> &'static str {
@@ -50,14 +57,10 @@ impl FromStr for DkimAlgorithm {
     }
 }
 
-impl fmt::Display for DkimAlgorithm {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+named!(DkimAlgorithm, "DKIM algorithm");
 
 /// Where a domain or one of its records stands (Resend's names).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum VerificationStatus {
     /// Never looked up.
@@ -72,6 +75,13 @@ pub enum VerificationStatus {
 }
 
 impl VerificationStatus {
+    pub const ALL: [Self; 4] = [
+        Self::NotStarted,
+        Self::Verified,
+        Self::Failed,
+        Self::TemporaryFailure,
+    ];
+
     #[must_use]
     pub const fn as_str(self) -> &'static str {
         match self {
@@ -83,18 +93,71 @@ impl VerificationStatus {
     }
 }
 
-impl FromStr for VerificationStatus {
-    type Err = String;
-    fn from_str(raw: &str) -> Result<Self, String> {
-        match raw {
-            "not_started" => Ok(Self::NotStarted),
-            "verified" => Ok(Self::Verified),
-            "failed" => Ok(Self::Failed),
-            "temporary_failure" => Ok(Self::TemporaryFailure),
-            other => Err(format!("unknown verification status `{other}`")),
+named!(VerificationStatus, "verification status", parse);
+
+/// How a domain's mail is sent to receivers (Resend's `tls` setting): with TLS when the
+/// receiver offers it, or only with TLS.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum DomainTls {
+    #[default]
+    Opportunistic,
+    Enforced,
+}
+
+impl DomainTls {
+    pub const ALL: [Self; 2] = [Self::Opportunistic, Self::Enforced];
+
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Opportunistic => "opportunistic",
+            Self::Enforced => "enforced",
         }
     }
 }
+
+named!(DomainTls, "domain TLS setting", parse);
+
+/// The regions Resend names for a domain. Missive sends from where it runs and keeps the name
+/// for clients that set or show it.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema,
+)]
+pub enum Region {
+    #[default]
+    #[serde(rename = "us-east-1")]
+    UsEast1,
+    #[serde(rename = "eu-west-1")]
+    EuWest1,
+    #[serde(rename = "sa-east-1")]
+    SaEast1,
+    #[serde(rename = "ap-northeast-1")]
+    ApNortheast1,
+}
+
+impl Region {
+    pub const ALL: [Self; 4] = [
+        Self::UsEast1,
+        Self::EuWest1,
+        Self::SaEast1,
+        Self::ApNortheast1,
+    ];
+
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::UsEast1 => "us-east-1",
+            Self::EuWest1 => "eu-west-1",
+            Self::SaEast1 => "sa-east-1",
+            Self::ApNortheast1 => "ap-northeast-1",
+        }
+    }
+}
+
+named!(Region, "region", parse);
 
 /// Which of the domain's records.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]

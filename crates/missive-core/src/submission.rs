@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use crate::address::{EmailAddress, Mailbox};
+use crate::named::named;
 
 /// Most addresses in each of `to`, `cc` and `bcc` (Resend's limit for `to`).
 pub const MAX_RECIPIENTS_PER_FIELD: usize = 50;
@@ -119,6 +120,8 @@ pub enum RecipientKind {
 }
 
 impl RecipientKind {
+    pub const ALL: [Self; 3] = [Self::To, Self::Cc, Self::Bcc];
+
     #[must_use]
     pub const fn as_str(self) -> &'static str {
         match self {
@@ -129,17 +132,7 @@ impl RecipientKind {
     }
 }
 
-impl TryFrom<String> for RecipientKind {
-    type Error = String;
-    fn try_from(s: String) -> Result<Self, Self::Error> {
-        match s.as_str() {
-            "to" => Ok(Self::To),
-            "cc" => Ok(Self::Cc),
-            "bcc" => Ok(Self::Bcc),
-            _ => Err(format!("unknown recipient kind {s}")),
-        }
-    }
-}
+named!(RecipientKind, "recipient kind", parse);
 
 /// One envelope recipient and the header it shows in.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -1,5 +1,5 @@
-//! Where Missive may connect on a tenant's behalf (webhook endpoints, and later SMTP override
-//! hosts): the address policy that keeps a tenant-supplied host from reaching our own network.
+//! Where Missive may connect on a tenant's behalf (webhook endpoints, and the hosts of tenants'
+//! own SMTP servers): the address policy that keeps a tenant-supplied host from reaching our own network.
 //!
 //! A host is either a DNS name, resolved once by the caller and each address checked here before
 //! the connection is made to that very address, or an IP literal. Literals come in more forms

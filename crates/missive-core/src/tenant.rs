@@ -7,6 +7,7 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 
 use crate::address::Mailbox;
+use crate::named::named;
 use crate::network::{IpNetwork, NetworkError};
 
 /// Whether a tenant may authenticate. Disabling keeps every row (history, usage) but refuses all
@@ -19,6 +20,8 @@ pub enum TenantStatus {
 }
 
 impl TenantStatus {
+    pub const ALL: [Self; 2] = [Self::Active, Self::Disabled];
+
     #[must_use]
     pub const fn as_str(self) -> &'static str {
         match self {
@@ -27,6 +30,8 @@ impl TenantStatus {
         }
     }
 }
+
+named!(TenantStatus, "tenant status");
 
 impl FromStr for TenantStatus {
     type Err = TenantSettingsError;

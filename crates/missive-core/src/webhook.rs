@@ -10,8 +10,69 @@ use base64::engine::general_purpose::STANDARD;
 use hmac::{Hmac, KeyInit as _, Mac as _};
 use rand::RngCore as _;
 use secrecy::{ExposeSecret, SecretSlice};
+use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 use subtle::ConstantTimeEq as _;
+
+use crate::named::named;
+
+/// Whether an endpoint gets deliveries: the tenant's choice, or Missive's after `410 Gone` or
+/// days without a success.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum WebhookStatus {
+    Enabled,
+    Disabled,
+}
+
+impl WebhookStatus {
+    pub const ALL: [Self; 2] = [Self::Enabled, Self::Disabled];
+
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Enabled => "enabled",
+            Self::Disabled => "disabled",
+        }
+    }
+}
+
+named!(WebhookStatus, "webhook status", parse);
+
+/// Where one outbox row stands: waiting for its first attempt, waiting for another after a
+/// failed one, or done either way.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum WebhookEventStatus {
+    Pending,
+    /// An attempt failed and another is scheduled.
+    Attempting,
+    Success,
+    /// The schedule ran out, or the endpoint was disabled.
+    Failed,
+}
+
+impl WebhookEventStatus {
+    pub const ALL: [Self; 4] = [Self::Pending, Self::Attempting, Self::Success, Self::Failed];
+
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Attempting => "attempting",
+            Self::Success => "success",
+            Self::Failed => "failed",
+        }
+    }
+
+    /// Whether no attempt will follow.
+    #[must_use]
+    pub const fn is_final(self) -> bool {
+        matches!(self, Self::Success | Self::Failed)
+    }
+}
+
+named!(WebhookEventStatus, "webhook event status", parse);
 
 /// What a signing secret starts with.
 pub const SECRET_PREFIX: &str = "whsec_";
@@ -146,8 +207,8 @@ pub fn verify(
 
 /// A delivery's message id: the same on every attempt of one event, so receivers can dedupe.
 #[must_use]
-pub fn message_id(event_id: uuid::Uuid) -> String {
-    format!("msg_{}", event_id.simple())
+pub fn message_id(event_id: impl Into<uuid::Uuid>) -> String {
+    format!("msg_{}", event_id.into().simple())
 }
 
 #[cfg(test)]

@@ -1,12 +1,11 @@
 //! API key rows. Only the SHA-256 of a key is stored; lookups go by that hash.
 
-use missive_core::{ApiKeyHash, ApiKeyId, Scopes, TenantId, TenantStatus};
-use sqlx::{FromRow, PgConnection};
+use missive_core::{ApiKeyHash, ApiKeyId, Scopes, SendingPolicy, TenantId, TenantStatus};
+use sqlx::PgConnection;
 use time::OffsetDateTime;
-use uuid::Uuid;
 
 use crate::error::map_unique;
-use crate::tenants::StoredSending;
+use crate::tenants::sending_policy;
 use crate::{Store, StoreError};
 
 const KEY_CONFLICTS: &[(&str, &str)] = &[(
@@ -14,42 +13,35 @@ const KEY_CONFLICTS: &[(&str, &str)] = &[(
     "this tenant already has a live API key with this name",
 )];
 
-/// The columns [`ApiKeyRecord`] reads, as a literal so it can join `concat!`.
-macro_rules! key_columns {
-    () => {
-        "tenant_id, id, name, prefix, scopes, created_at, last_used_at, expires_at, revoked_at, \
-         requests_per_minute"
+/// A checked statement reading [`ApiKeyRecord`]s: `$head`, the record's columns, `$tail`.
+macro_rules! query_keys {
+    ($head:literal, $tail:literal $(, $arg:expr)* $(,)?) => {
+        sqlx::query_as!(
+            ApiKeyRecord,
+            $head
+                + r#"tenant_id AS "tenant_id: TenantId", id AS "id: ApiKeyId", name, prefix,
+                     scopes AS "scopes: Scopes", created_at, last_used_at, expires_at,
+                     revoked_at, requests_per_minute"#
+                + $tail
+            $(, $arg)*
+        )
     };
 }
 
 /// A key as listed: everything but the secret, which is never stored.
-#[derive(Clone, Debug, FromRow)]
+#[derive(Clone, Debug)]
 pub struct ApiKeyRecord {
-    #[sqlx(try_from = "Uuid")]
     pub tenant_id: TenantId,
-    #[sqlx(try_from = "Uuid")]
     pub id: ApiKeyId,
     pub name: String,
     pub prefix: String,
-    #[sqlx(try_from = "Vec<String>")]
-    pub scopes: StoredScopes,
+    pub scopes: Scopes,
     pub created_at: OffsetDateTime,
     pub last_used_at: Option<OffsetDateTime>,
     pub expires_at: Option<OffsetDateTime>,
     pub revoked_at: Option<OffsetDateTime>,
     /// The key's own request rate limit, below its tenant's.
     pub requests_per_minute: Option<i32>,
-}
-
-/// Scopes as read back from a `text[]` column.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct StoredScopes(pub Scopes);
-
-impl TryFrom<Vec<String>> for StoredScopes {
-    type Error = missive_core::ScopeError;
-    fn try_from(names: Vec<String>) -> Result<Self, Self::Error> {
-        Scopes::parse(names).map(Self)
-    }
 }
 
 /// A key to insert; the hash and prefix come from [`missive_core::NewApiKey`].
@@ -66,47 +58,86 @@ pub struct NewApiKeyRow<'a> {
 }
 
 /// What authentication needs to know about a presented key, in one round trip.
-#[derive(Clone, Debug, FromRow)]
+#[derive(Clone, Debug)]
 pub struct KeyForAuth {
-    #[sqlx(try_from = "Uuid")]
     pub tenant_id: TenantId,
-    #[sqlx(try_from = "Uuid")]
     pub id: ApiKeyId,
     pub key_hash: Vec<u8>,
-    #[sqlx(try_from = "Vec<String>")]
-    pub scopes: StoredScopes,
+    pub scopes: Scopes,
     pub last_used_at: Option<OffsetDateTime>,
     pub expires_at: Option<OffsetDateTime>,
     pub revoked_at: Option<OffsetDateTime>,
-    #[sqlx(try_from = "String")]
     pub tenant_status: TenantStatus,
     /// The tenant's sending settings, read in the same round trip because every send needs them.
-    #[sqlx(flatten)]
-    pub sending: StoredSending,
+    pub sending: SendingPolicy,
     /// The tenant's request rate limit and the key's own (null: the default, and none).
     pub tenant_requests_per_minute: Option<i32>,
     pub key_requests_per_minute: Option<i32>,
+}
+
+/// [`KeyForAuth`] as read, before its tenant's sending settings are parsed.
+struct KeyForAuthRow {
+    tenant_id: TenantId,
+    id: ApiKeyId,
+    key_hash: Vec<u8>,
+    scopes: Scopes,
+    last_used_at: Option<OffsetDateTime>,
+    expires_at: Option<OffsetDateTime>,
+    revoked_at: Option<OffsetDateTime>,
+    tenant_status: TenantStatus,
+    default_from: Option<String>,
+    reply_to: Option<String>,
+    from_name: Option<String>,
+    allowed_sender_domains: Vec<String>,
+    require_verified_domains: bool,
+    tenant_requests_per_minute: Option<i32>,
+    key_requests_per_minute: Option<i32>,
+}
+
+impl TryFrom<KeyForAuthRow> for KeyForAuth {
+    type Error = StoreError;
+    fn try_from(row: KeyForAuthRow) -> Result<Self, StoreError> {
+        Ok(Self {
+            sending: sending_policy(
+                row.default_from.as_deref(),
+                row.reply_to.as_deref(),
+                row.from_name.as_deref(),
+                &row.allowed_sender_domains,
+                row.require_verified_domains,
+            )?,
+            tenant_id: row.tenant_id,
+            id: row.id,
+            key_hash: row.key_hash,
+            scopes: row.scopes,
+            last_used_at: row.last_used_at,
+            expires_at: row.expires_at,
+            revoked_at: row.revoked_at,
+            tenant_status: row.tenant_status,
+            tenant_requests_per_minute: row.tenant_requests_per_minute,
+            key_requests_per_minute: row.key_requests_per_minute,
+        })
+    }
 }
 
 pub(crate) async fn insert_api_key(
     conn: &mut PgConnection,
     key: &NewApiKeyRow<'_>,
 ) -> Result<ApiKeyRecord, StoreError> {
-    sqlx::query_as::<_, ApiKeyRecord>(concat!(
+    query_keys!(
         "INSERT INTO api_keys (tenant_id, id, name, prefix, key_hash, scopes, expires_at,
                                requests_per_minute)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
          RETURNING ",
-        key_columns!()
-    ))
-    .bind(key.tenant_id.as_uuid())
-    .bind(key.id.as_uuid())
-    .bind(key.name)
-    .bind(key.prefix)
-    .bind(key.hash.as_bytes())
-    .bind(key.scopes.names())
-    .bind(key.expires_at)
-    .bind(key.requests_per_minute.and_then(|n| i32::try_from(n).ok()))
+        "",
+        key.tenant_id.as_uuid(),
+        key.id.as_uuid(),
+        key.name,
+        key.prefix,
+        key.hash.as_bytes(),
+        &key.scopes.names(),
+        key.expires_at,
+        key.requests_per_minute.and_then(|n| i32::try_from(n).ok()),
+    )
     .fetch_one(conn)
     .await
     .map_err(|e| map_unique(e, KEY_CONFLICTS))
@@ -121,16 +152,19 @@ impl Store {
     pub async fn create_api_key(&self, key: &NewApiKeyRow<'_>) -> Result<ApiKeyRecord, StoreError> {
         let mut tx = self.pool.begin().await?;
         // Lock the tenant row so a concurrent delete cannot slip a live key past its revocation.
-        let status: Option<String> = sqlx::query_scalar(
-            "SELECT status FROM tenants WHERE id = $1 AND deleted_at IS NULL FOR SHARE",
+        let status = sqlx::query_scalar!(
+            r#"SELECT status AS "status: TenantStatus" FROM tenants
+               WHERE id = $1 AND deleted_at IS NULL FOR SHARE"#,
+            key.tenant_id.as_uuid(),
         )
-        .bind(key.tenant_id.as_uuid())
         .fetch_optional(&mut *tx)
         .await?;
-        match status.as_deref() {
+        match status {
             None => return Err(StoreError::NotFound),
-            Some("active") => {}
-            Some(_) => return Err(StoreError::Conflict("the tenant is disabled")),
+            Some(TenantStatus::Active) => {}
+            Some(TenantStatus::Disabled) => {
+                return Err(StoreError::Conflict("the tenant is disabled"));
+            }
         }
         let record = insert_api_key(&mut tx, key).await?;
         tx.commit().await?;
@@ -146,12 +180,11 @@ impl Store {
         tenant_id: TenantId,
     ) -> Result<Vec<ApiKeyRecord>, StoreError> {
         self.confined_read(tenant_id, async |conn| {
-            let rows = sqlx::query_as::<_, ApiKeyRecord>(concat!(
+            let rows = query_keys!(
                 "SELECT ",
-                key_columns!(),
-                " FROM api_keys WHERE tenant_id = $1 ORDER BY id DESC"
-            ))
-            .bind(tenant_id.as_uuid())
+                " FROM api_keys WHERE tenant_id = $1 ORDER BY id DESC",
+                tenant_id.as_uuid(),
+            )
             .fetch_all(&mut *conn)
             .await?;
             Ok(rows)
@@ -171,25 +204,26 @@ impl Store {
         key_id: ApiKeyId,
     ) -> Result<ApiKeyRecord, StoreError> {
         self.confined(tenant_id, async |conn| {
-            let revoked = sqlx::query_as::<_, ApiKeyRecord>(concat!(
+            let revoked = query_keys!(
                 "UPDATE api_keys SET revoked_at = now()
                  WHERE tenant_id = $1 AND id = $2 AND revoked_at IS NULL
                  RETURNING ",
-                key_columns!()
-            ))
-            .bind(tenant_id.as_uuid())
-            .bind(key_id.as_uuid())
+                "",
+                tenant_id.as_uuid(),
+                key_id.as_uuid(),
+            )
             .fetch_optional(&mut *conn)
             .await?;
             if let Some(record) = revoked {
                 return Ok(record);
             }
-            let exists: bool = sqlx::query_scalar(
-                "SELECT EXISTS (SELECT 1 FROM api_keys k JOIN tenants t ON t.id = k.tenant_id
-                                WHERE k.tenant_id = $1 AND k.id = $2 AND t.deleted_at IS NULL)",
+            let exists = sqlx::query_scalar!(
+                r#"SELECT EXISTS (SELECT 1 FROM api_keys k JOIN tenants t ON t.id = k.tenant_id
+                                  WHERE k.tenant_id = $1 AND k.id = $2 AND t.deleted_at IS NULL)
+                   AS "exists!""#,
+                tenant_id.as_uuid(),
+                key_id.as_uuid(),
             )
-            .bind(tenant_id.as_uuid())
-            .bind(key_id.as_uuid())
             .fetch_one(&mut *conn)
             .await?;
             Err(if exists {
@@ -209,19 +243,21 @@ impl Store {
         &self,
         hash: &ApiKeyHash,
     ) -> Result<Option<KeyForAuth>, StoreError> {
-        let row = sqlx::query_as::<_, KeyForAuth>(
-            "SELECT k.tenant_id, k.id, k.key_hash, k.scopes, k.last_used_at, k.expires_at,
-                    k.revoked_at, t.status AS tenant_status, t.default_from, t.reply_to,
-                    t.from_name, t.allowed_sender_domains, t.require_verified_domains,
-                    t.requests_per_minute AS tenant_requests_per_minute,
-                    k.requests_per_minute AS key_requests_per_minute
-             FROM api_keys k JOIN tenants t ON t.id = k.tenant_id
-             WHERE k.key_hash = $1",
+        let row = sqlx::query_as!(
+            KeyForAuthRow,
+            r#"SELECT k.tenant_id AS "tenant_id: TenantId", k.id AS "id: ApiKeyId", k.key_hash,
+                      k.scopes AS "scopes: Scopes", k.last_used_at, k.expires_at, k.revoked_at,
+                      t.status AS "tenant_status: TenantStatus", t.default_from, t.reply_to,
+                      t.from_name, t.allowed_sender_domains, t.require_verified_domains,
+                      t.requests_per_minute AS tenant_requests_per_minute,
+                      k.requests_per_minute AS key_requests_per_minute
+               FROM api_keys k JOIN tenants t ON t.id = k.tenant_id
+               WHERE k.key_hash = $1"#,
+            hash.as_bytes(),
         )
-        .bind(hash.as_bytes())
         .fetch_optional(&self.pool)
         .await?;
-        Ok(row)
+        row.map(KeyForAuth::try_from).transpose()
     }
 
     /// Records that a key was used. Callers throttle this so a busy key costs one write a minute,
@@ -234,13 +270,13 @@ impl Store {
         tenant_id: TenantId,
         key_id: ApiKeyId,
     ) -> Result<(), StoreError> {
-        sqlx::query(
+        sqlx::query!(
             "UPDATE api_keys SET last_used_at = now()
              WHERE tenant_id = $1 AND id = $2
                AND (last_used_at IS NULL OR last_used_at < now() - interval '1 minute')",
+            tenant_id.as_uuid(),
+            key_id.as_uuid(),
         )
-        .bind(tenant_id.as_uuid())
-        .bind(key_id.as_uuid())
         .execute(&self.pool)
         .await?;
         Ok(())

@@ -5,8 +5,7 @@
 //! writes the growth since the previous sample into per-minute and per-hour rows; the console
 //! reads those few rows, so its pages cost the same with a hundred emails or ten million.
 
-use missive_core::TenantId;
-use sqlx::FromRow;
+use missive_core::{DeliveryStatus, TenantId};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -31,7 +30,6 @@ pub struct ConsoleSessionRecord {
     pub csrf_token: String,
 }
 
-#[derive(FromRow)]
 struct SessionRow {
     tenant_id: Option<Uuid>,
     key_hash: Option<Vec<u8>>,
@@ -40,7 +38,7 @@ struct SessionRow {
 }
 
 /// A tenant's activity in one period of the rollup.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, FromRow)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ActivityCounts {
     /// Emails accepted.
     pub sent: i64,
@@ -60,24 +58,21 @@ impl std::ops::AddAssign for ActivityCounts {
 }
 
 /// One period's counts: a minute or an hour, by its start.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, FromRow)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ActivityPoint {
-    #[sqlx(try_from = "Uuid")]
     pub tenant_id: TenantId,
     pub at: OffsetDateTime,
-    #[sqlx(flatten)]
     pub counts: ActivityCounts,
 }
 
 /// Deliveries still to go, by tenant and state.
-#[derive(Clone, Debug, PartialEq, Eq, FromRow)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct QueueRow {
-    #[sqlx(try_from = "Uuid")]
     pub tenant_id: TenantId,
     /// The tenant's name (empty if it has been deleted since).
     pub tenant_name: String,
-    /// `queued`, `deferred` or `sending`.
-    pub status: String,
+    /// Queued, deferred or sending.
+    pub status: DeliveryStatus,
     pub count: i64,
     /// The longest-waiting due row's due time; none when nothing is due yet (all scheduled).
     pub oldest_due: Option<OffsetDateTime>,
@@ -105,20 +100,20 @@ impl Store {
                 key_hash,
             } => (Some(tenant_id.as_uuid()), Some(key_hash.as_slice()), None),
         };
-        sqlx::query("DELETE FROM console_sessions WHERE expires_at < now()")
+        sqlx::query!("DELETE FROM console_sessions WHERE expires_at < now()")
             .execute(&self.pool)
             .await?;
-        sqlx::query(
+        sqlx::query!(
             "INSERT INTO console_sessions
                  (token_hash, tenant_id, key_hash, admin_digest, csrf_token, expires_at)
              VALUES ($1, $2, $3, $4, $5, now() + make_interval(secs => $6))",
+            token_hash.as_slice(),
+            tenant_id,
+            key_hash,
+            admin_digest,
+            csrf_token,
+            lifetime_secs as f64,
         )
-        .bind(token_hash.as_slice())
-        .bind(tenant_id)
-        .bind(key_hash)
-        .bind(admin_digest)
-        .bind(csrf_token)
-        .bind(lifetime_secs as f64)
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -132,11 +127,12 @@ impl Store {
         &self,
         token_hash: &[u8; 32],
     ) -> Result<Option<ConsoleSessionRecord>, StoreError> {
-        let row = sqlx::query_as::<_, SessionRow>(
+        let row = sqlx::query_as!(
+            SessionRow,
             "SELECT tenant_id, key_hash, admin_digest, csrf_token
              FROM console_sessions WHERE token_hash = $1 AND expires_at > now()",
+            token_hash.as_slice(),
         )
-        .bind(token_hash.as_slice())
         .fetch_optional(&self.pool)
         .await?;
         let Some(row) = row else { return Ok(None) };
@@ -167,10 +163,12 @@ impl Store {
     /// # Errors
     /// Database failures.
     pub async fn end_console_session(&self, token_hash: &[u8; 32]) -> Result<(), StoreError> {
-        sqlx::query("DELETE FROM console_sessions WHERE token_hash = $1")
-            .bind(token_hash.as_slice())
-            .execute(&self.pool)
-            .await?;
+        sqlx::query!(
+            "DELETE FROM console_sessions WHERE token_hash = $1",
+            token_hash.as_slice(),
+        )
+        .execute(&self.pool)
+        .await?;
         Ok(())
     }
 
@@ -182,16 +180,18 @@ impl Store {
     /// Database failures.
     pub async fn roll_up_activity(&self) -> Result<bool, StoreError> {
         let mut tx = self.pool.begin().await?;
-        let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_xact_lock($1)")
-            .bind(ROLLUP_LOCK)
-            .fetch_one(&mut *tx)
-            .await?;
+        let locked = sqlx::query_scalar!(
+            r#"SELECT pg_try_advisory_xact_lock($1) AS "locked!""#,
+            ROLLUP_LOCK
+        )
+        .fetch_one(&mut *tx)
+        .await?;
         if !locked {
             return Ok(false);
         }
         // The day boundary is UTC's, as usage_daily's. A counter row first seen counts whole
         // (a new tenant, a new day); one seen before counts its growth.
-        sqlx::query(
+        sqlx::query!(
             "WITH now_utc AS (SELECT (now() AT TIME ZONE 'UTC')::date AS today),
              cur AS (
                  SELECT u.tenant_id, u.day,
@@ -242,13 +242,13 @@ impl Store {
         .execute(&mut *tx)
         .await?;
         // Minutes are drawn for the last hour, hours for the last day (a month for a tenant).
-        sqlx::query("DELETE FROM activity_minutes WHERE at < now() - interval '3 hours'")
+        sqlx::query!("DELETE FROM activity_minutes WHERE at < now() - interval '3 hours'")
             .execute(&mut *tx)
             .await?;
-        sqlx::query("DELETE FROM activity_hours WHERE at < now() - interval '35 days'")
+        sqlx::query!("DELETE FROM activity_hours WHERE at < now() - interval '35 days'")
             .execute(&mut *tx)
             .await?;
-        sqlx::query("DELETE FROM activity_seen WHERE day < (now() AT TIME ZONE 'UTC')::date - 1")
+        sqlx::query!("DELETE FROM activity_seen WHERE day < (now() AT TIME ZONE 'UTC')::date - 1")
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
@@ -266,16 +266,30 @@ impl Store {
         hours: i32,
     ) -> Result<Vec<ActivityPoint>, StoreError> {
         let ids: Vec<Uuid> = tenants.iter().map(|t| t.as_uuid()).collect();
-        Ok(sqlx::query_as::<_, ActivityPoint>(
-            "SELECT tenant_id, at, sent, delivered, bounced, failed FROM activity_hours
-             WHERE tenant_id = ANY($1)
-               AND at > date_trunc('hour', now()) - make_interval(hours => $2)
-             ORDER BY at",
+        let rows = sqlx::query!(
+            r#"SELECT tenant_id AS "tenant_id: TenantId", at, sent, delivered, bounced, failed
+               FROM activity_hours
+               WHERE tenant_id = ANY($1)
+                 AND at > date_trunc('hour', now()) - make_interval(hours => $2)
+               ORDER BY at"#,
+            &ids,
+            hours,
         )
-        .bind(ids)
-        .bind(hours)
         .fetch_all(&self.pool)
-        .await?)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|row| ActivityPoint {
+                tenant_id: row.tenant_id,
+                at: row.at,
+                counts: ActivityCounts {
+                    sent: row.sent,
+                    delivered: row.delivered,
+                    bounced: row.bounced,
+                    failed: row.failed,
+                },
+            })
+            .collect())
     }
 
     /// Activity of all tenants together, minute by minute over the last `minutes` minutes,
@@ -287,23 +301,28 @@ impl Store {
         &self,
         minutes: i32,
     ) -> Result<Vec<(OffsetDateTime, ActivityCounts)>, StoreError> {
-        #[derive(FromRow)]
-        struct Row {
-            at: OffsetDateTime,
-            #[sqlx(flatten)]
-            counts: ActivityCounts,
-        }
-        let rows = sqlx::query_as::<_, Row>(
-            "SELECT at, sum(sent)::bigint AS sent, sum(delivered)::bigint AS delivered,
-                    sum(bounced)::bigint AS bounced, sum(failed)::bigint AS failed
-             FROM activity_minutes
-             WHERE at > date_trunc('minute', now()) - make_interval(mins => $1)
-             GROUP BY at ORDER BY at",
+        let rows = sqlx::query!(
+            r#"SELECT at, sum(sent)::bigint AS "sent!", sum(delivered)::bigint AS "delivered!",
+                      sum(bounced)::bigint AS "bounced!", sum(failed)::bigint AS "failed!"
+               FROM activity_minutes
+               WHERE at > date_trunc('minute', now()) - make_interval(mins => $1)
+               GROUP BY at ORDER BY at"#,
+            minutes,
         )
-        .bind(minutes)
         .fetch_all(&self.pool)
         .await?;
-        Ok(rows.into_iter().map(|r| (r.at, r.counts)).collect())
+        Ok(rows
+            .into_iter()
+            .map(|r| {
+                let counts = ActivityCounts {
+                    sent: r.sent,
+                    delivered: r.delivered,
+                    bounced: r.bounced,
+                    failed: r.failed,
+                };
+                (r.at, counts)
+            })
+            .collect())
     }
 
     /// The deliveries still to go, by tenant and state, with the longest-waiting due row's due
@@ -312,9 +331,10 @@ impl Store {
     /// # Errors
     /// Database failures.
     pub async fn queue_summary(&self) -> Result<Vec<QueueRow>, StoreError> {
-        Ok(sqlx::query_as::<_, QueueRow>(
-            "SELECT q.tenant_id, coalesce(t.name, '') AS tenant_name, q.status, q.count,
-                    q.oldest_due
+        Ok(sqlx::query_as!(
+            QueueRow,
+            r#"SELECT q.tenant_id AS "tenant_id!: TenantId", coalesce(t.name, '') AS "tenant_name!",
+                    q.status AS "status!: DeliveryStatus", q.count AS "count!", q.oldest_due
              FROM (
                  -- Two arms, each matching one partial index's predicate.
                  SELECT tenant_id, status, count(*) AS count,
@@ -329,7 +349,7 @@ impl Store {
                  GROUP BY tenant_id, status
              ) q
              LEFT JOIN tenants t ON t.id = q.tenant_id
-             ORDER BY q.count DESC, q.tenant_id, q.status",
+             ORDER BY q.count DESC, q.tenant_id, q.status"#,
         )
         .fetch_all(&self.pool)
         .await?)

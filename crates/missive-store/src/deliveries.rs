@@ -2,35 +2,35 @@
 //!
 //! A worker claims due rows in one short statement that marks them `sending`, stamps a lease
 //! (expiry and id) and writes the `email.sending` events; the SMTP conversation happens outside
-//! any transaction. Results are written back in one transaction per batch, and only onto rows
+//! any transaction. Results are written back in one statement per batch, and only onto rows
 //! that still carry the worker's lease id, so a worker that lost its lease cannot overwrite the
 //! work of the one that reclaimed it.
 //!
 //! Statuses and event kinds come from the core model as bound values. The filters that pick due
 //! rows and expired leases spell `'queued'`, `'deferred'` and `'sending'` literally on purpose:
-//! they must match the partial indexes' predicates word for word for the planner to use them.
+//! they must match the partial indexes' predicates word for word for the planner to use them
+//! (the store's tests check every such literal against the indexes).
 
-use std::sync::LazyLock;
 use std::time::Duration;
 
 use missive_core::outcome::BounceClass;
-use missive_core::{DeliveryStatus, Route, SuppressionOrigin, TenantId};
-use sqlx::FromRow;
+use missive_core::routing::RelayTls;
+use missive_core::{DeliveryId, DeliveryStatus, EmailId, Route, SuppressionOrigin, TenantId};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use crate::outbox::report_events;
-use crate::tenants::{StoredRelay, stored_relay};
+use crate::composite::composite;
+use crate::outbox::{EVENT_HOOKS, reporting_events};
+use crate::relays::{RelayColumns, StoredRelay};
 use crate::usage::other_shard;
 use crate::{Store, StoreError};
 
 /// A delivery a worker now holds.
-#[derive(Clone, Debug, FromRow)]
+#[derive(Clone, Debug)]
 pub struct LeasedDelivery {
-    #[sqlx(try_from = "Uuid")]
     pub tenant_id: TenantId,
-    pub id: Uuid,
-    pub email_id: Uuid,
+    pub id: DeliveryId,
+    pub email_id: EmailId,
     pub recipient: String,
     /// Attempts including this one.
     pub attempts: i32,
@@ -39,25 +39,40 @@ pub struct LeasedDelivery {
 }
 
 /// What a worker needs to send an email.
-#[derive(Clone, Debug, FromRow)]
+#[derive(Clone, Debug)]
 pub struct OutgoingMessage {
-    #[sqlx(try_from = "Uuid")]
     pub tenant_id: TenantId,
-    pub id: Uuid,
+    pub id: EmailId,
     pub envelope_from: String,
     pub smtputf8: bool,
     pub mime: Vec<u8>,
     /// The tenant's own upstream server, as set when the email was leased.
-    #[sqlx(skip)]
     pub relay: Option<StoredRelay>,
+}
+
+/// [`OutgoingMessage`] as read, with its tenant's server in columns.
+struct OutgoingRow {
+    tenant_id: TenantId,
+    id: EmailId,
+    envelope_from: String,
+    smtputf8: bool,
+    mime: Vec<u8>,
+    smtp_host: Option<String>,
+    smtp_port: Option<i32>,
+    smtp_tls: Option<RelayTls>,
+    smtp_username: Option<String>,
+    smtp_enabled: bool,
+    smtp_password_key_id: Option<String>,
+    smtp_password: Option<Vec<u8>>,
+    smtp_changed_at: Option<OffsetDateTime>,
 }
 
 /// One attempt's result for one delivery.
 #[derive(Clone, Debug)]
 pub struct DeliveryResult {
     pub tenant_id: TenantId,
-    pub email_id: Uuid,
-    pub id: Uuid,
+    pub email_id: EmailId,
+    pub id: DeliveryId,
     pub lease_id: Uuid,
     /// Where the attempt left the delivery: delivered, deferred, bounced or failed.
     pub status: DeliveryStatus,
@@ -73,14 +88,37 @@ pub struct DeliveryResult {
     pub route_host: String,
 }
 
-/// The lease statement; `{per_tenant}` is each tenant's most rows. See
-/// [`Store::lease_due_deliveries`].
+composite! {
+    /// One result as the result statement takes it (the `delivery_result` type).
+    ResultRow<'a> = "delivery_result" {
+        tenant_id: Uuid,
+        email_id: Uuid,
+        id: Uuid,
+        lease_id: Uuid,
+        status: &'a str,
+        next_attempt_at: Option<OffsetDateTime>,
+        code: Option<i32>,
+        response: &'a str,
+        event: &'a str,
+        bounce_class: Option<&'a str>,
+        /// An id for the suppression a hard bounce may add (v7, as every id here).
+        suppression_id: Uuid,
+        route: &'a str,
+        route_host: &'a str,
+    }
+}
+
+/// Calls `$then!` with the lease statement's text before and after each tenant's most rows,
+/// and `$args`. See [`Store::lease_due_deliveries`].
 // Expired leases first, then due rows shared out fairly: each tenant's oldest due
 // rows, taken round-robin (every tenant's first, then every tenant's second...), so
 // one tenant's backlog cannot starve another's mail. Candidates are chosen without
 // locks (one index probe per tenant), then locked with SKIP LOCKED, which rechecks
 // the conditions against rows another worker changed meanwhile.
-const LEASE_TEMPLATE: &str = "WITH expired AS (
+macro_rules! lease_sql {
+    ($then:ident, $per_tenant:literal $(, $arg:expr)*) => {
+        $then!(
+            "WITH expired AS (
      SELECT tenant_id, email_id, id FROM deliveries
      WHERE status = 'sending' AND lease_expires_at < now()
      ORDER BY lease_expires_at
@@ -96,7 +134,9 @@ const LEASE_TEMPLATE: &str = "WITH expired AS (
                WHERE tenant_id = t.id AND status IN ('queued', 'deferred')
                  AND next_attempt_at <= now()
                ORDER BY next_attempt_at
-               LIMIT {per_tenant}) x
+               LIMIT ",
+            $per_tenant,
+            r#") x
      ) c
      ORDER BY c.turn, c.next_attempt_at
      LIMIT $1
@@ -126,34 +166,65 @@ const LEASE_TEMPLATE: &str = "WITH expired AS (
      INSERT INTO email_events (tenant_id, email_id, delivery_id, type, recipient)
      SELECT tenant_id, email_id, id, $5, recipient FROM leased
  )
- SELECT * FROM leased";
+ SELECT tenant_id AS "tenant_id!: TenantId", id AS "id!: DeliveryId",
+        email_id AS "email_id!: EmailId", recipient AS "recipient!", attempts AS "attempts!",
+        created_at AS "created_at!", lease_id AS "lease_id!"
+ FROM leased"#
+            $(, $arg)*
+        )
+    };
+}
 
-/// The lease with each tenant's most rows written in, one statement per power of two: the
-/// statement is planned once per connection (see [`Store::for_worker`]), and a plan made for a
-/// `LIMIT` it cannot see ran four times longer than one made for a number. The batch's own
-/// `LIMIT $1` still holds the lease to what was asked.
-static LEASES: LazyLock<Vec<String>> = LazyLock::new(|| {
-    (0..=MAX_PER_TENANT.ilog2())
-        .map(|power| LEASE_TEMPLATE.replace("{per_tenant}", &(1_i64 << power).to_string()))
-        .collect()
-});
+/// The lease statement's text for a window of `$per_tenant` rows, for its test.
+#[cfg(test)]
+macro_rules! lease_text {
+    ($before:literal, $per_tenant:literal, $after:literal) => {
+        concat!($before, $per_tenant, $after)
+    };
+}
+
+/// The lease statement, checked, for a window of `$per_tenant` rows.
+macro_rules! lease_query {
+    ($before:literal, $per_tenant:literal, $after:literal $(, $arg:expr)*) => {
+        sqlx::query_as!(LeasedDelivery, $before + $per_tenant + $after $(, $arg)*)
+    };
+}
 
 /// The largest per-tenant window written into a lease statement.
 const MAX_PER_TENANT: i64 = 1 << 14;
 
-/// The lease statement for a batch of at most `limit` rows.
-fn lease_statement(limit: i64) -> &'static str {
+/// Which of the lease statements a batch of at most `limit` rows takes: each tenant's most rows
+/// are written into the statement, one statement per power of two. The statement is planned once
+/// per connection (see [`Store::for_worker`]), and a plan made for a `LIMIT` it cannot see ran
+/// four times longer than one made for a number. The batch's own `LIMIT $1` still holds the
+/// lease to what was asked.
+fn lease_window(limit: i64) -> u32 {
     let per_tenant = u64::try_from(limit.clamp(1, MAX_PER_TENANT)).unwrap_or(1);
-    &LEASES[per_tenant.next_power_of_two().ilog2() as usize]
+    per_tenant.next_power_of_two().ilog2()
 }
-// A tenant whose own server has all the jobs it can use gets none ($7, $8: allowances).
-static LEASE_CAPPED: LazyLock<String> = LazyLock::new(|| {
-    LEASE_TEMPLATE.replace(
-        "{per_tenant}",
-        "least($1, coalesce((SELECT a.n FROM UNNEST($7::uuid[], $8::int8[]) AS a(id, n)
-                             WHERE a.id = t.id), $1))",
-    )
-});
+
+/// The text of the lease statement a batch of at most `limit` rows takes.
+#[cfg(test)]
+fn lease_statement(limit: i64) -> &'static str {
+    const TEXTS: [&str; 15] = [
+        lease_sql!(lease_text, "1"),
+        lease_sql!(lease_text, "2"),
+        lease_sql!(lease_text, "4"),
+        lease_sql!(lease_text, "8"),
+        lease_sql!(lease_text, "16"),
+        lease_sql!(lease_text, "32"),
+        lease_sql!(lease_text, "64"),
+        lease_sql!(lease_text, "128"),
+        lease_sql!(lease_text, "256"),
+        lease_sql!(lease_text, "512"),
+        lease_sql!(lease_text, "1024"),
+        lease_sql!(lease_text, "2048"),
+        lease_sql!(lease_text, "4096"),
+        lease_sql!(lease_text, "8192"),
+        lease_sql!(lease_text, "16384"),
+    ];
+    TEXTS[lease_window(limit) as usize]
+}
 
 impl Store {
     /// Claims up to `limit` due deliveries (and deliveries whose lease ran out) for `lease`, on
@@ -169,28 +240,67 @@ impl Store {
         holder: Uuid,
         allowances: &[(TenantId, i64)],
     ) -> Result<Vec<LeasedDelivery>, StoreError> {
-        let (capped, allowed): (Vec<Uuid>, Vec<i64>) =
-            allowances.iter().map(|(t, n)| (t.as_uuid(), *n)).unzip();
         let lease_id = Uuid::now_v7();
-        // Without tenant routes to cap (most of the time), the statement without the per-tenant
-        // allowance: planning it costs less.
-        let statement: &str = if allowances.is_empty() {
-            lease_statement(limit)
-        } else {
-            &LEASE_CAPPED
-        };
-        let mut query = sqlx::query_as::<_, LeasedDelivery>(sqlx::AssertSqlSafe(statement))
-            .bind(limit)
-            .bind(lease_id)
-            .bind(lease.as_secs_f64())
-            .bind(DeliveryStatus::Sending.as_str())
-            .bind(DeliveryStatus::Sending.event().as_str())
-            .bind(holder);
-        if !allowances.is_empty() {
-            query = query.bind(&capped).bind(&allowed);
+        let seconds = lease.as_secs_f64();
+        let sending = DeliveryStatus::Sending;
+        let (status, event) = (sending.as_str(), sending.event().as_str());
+        let pool = &self.pool;
+        macro_rules! fetch {
+            ($per_tenant:literal) => {
+                lease_sql!(
+                    lease_query,
+                    $per_tenant,
+                    limit,
+                    lease_id,
+                    seconds,
+                    status,
+                    event,
+                    holder
+                )
+                .fetch_all(pool)
+                .await?
+            };
         }
-        let rows = query.fetch_all(&self.pool).await?;
-        Ok(rows)
+        if !allowances.is_empty() {
+            // A tenant whose own server has all the jobs it can use gets none ($7, $8:
+            // allowances).
+            let (capped, allowed): (Vec<Uuid>, Vec<i64>) =
+                allowances.iter().map(|(t, n)| (t.as_uuid(), *n)).unzip();
+            return Ok(lease_sql!(
+                lease_query,
+                "least($1, coalesce((SELECT a.n FROM UNNEST($7::uuid[], $8::int8[]) AS a(id, n)
+                                     WHERE a.id = t.id), $1))",
+                limit,
+                lease_id,
+                seconds,
+                status,
+                event,
+                holder,
+                &capped,
+                &allowed
+            )
+            .fetch_all(pool)
+            .await?);
+        }
+        // Without tenant routes to cap (most of the time), a statement without the per-tenant
+        // allowance: planning it costs less.
+        Ok(match lease_window(limit) {
+            0 => fetch!("1"),
+            1 => fetch!("2"),
+            2 => fetch!("4"),
+            3 => fetch!("8"),
+            4 => fetch!("16"),
+            5 => fetch!("32"),
+            6 => fetch!("64"),
+            7 => fetch!("128"),
+            8 => fetch!("256"),
+            9 => fetch!("512"),
+            10 => fetch!("1024"),
+            11 => fetch!("2048"),
+            12 => fetch!("4096"),
+            13 => fetch!("8192"),
+            _ => fetch!("16384"),
+        })
     }
 
     /// The messages behind some leased deliveries.
@@ -199,43 +309,61 @@ impl Store {
     /// Database failures.
     pub async fn outgoing_messages(
         &self,
-        keys: &[(TenantId, Uuid)],
+        keys: &[(TenantId, EmailId)],
     ) -> Result<Vec<OutgoingMessage>, StoreError> {
         let tenants: Vec<Uuid> = keys.iter().map(|(t, _)| t.as_uuid()).collect();
-        let ids: Vec<Uuid> = keys.iter().map(|(_, id)| *id).collect();
+        let ids: Vec<Uuid> = keys.iter().map(|(_, id)| id.as_uuid()).collect();
         // With the tenant's upstream server read alongside, a change of it reaches the very
         // next attempts of every worker.
-        let rows = sqlx::query(
-            "SELECT e.tenant_id, e.id, e.envelope_from, e.smtputf8, e.mime,
-                    t.smtp_host, t.smtp_port, t.smtp_tls, t.smtp_username, t.smtp_enabled,
-                    t.smtp_password_key_id, t.smtp_password, t.smtp_changed_at
-             FROM UNNEST($1::uuid[], $2::uuid[]) AS k(tenant_id, id)
-             -- A key probe per email and per tenant: a join let the planner hash a full scan of
-             -- emails, or of tenants, whenever its statistics had the table small. (LIMIT keeps
-             -- each subquery from being flattened into a join; the keys are unique.)
-             CROSS JOIN LATERAL (
-                 SELECT tenant_id, id, envelope_from, smtputf8, mime FROM emails
-                 WHERE tenant_id = k.tenant_id AND id = k.id
-                 LIMIT 1
-             ) e
-             CROSS JOIN LATERAL (
-                 SELECT smtp_host, smtp_port, smtp_tls, smtp_username, smtp_enabled,
-                        smtp_password_key_id, smtp_password, smtp_changed_at
-                 FROM tenants WHERE id = e.tenant_id
-                 LIMIT 1
-             ) t",
+        let rows = sqlx::query_as!(
+            OutgoingRow,
+            r#"SELECT e.tenant_id AS "tenant_id!: TenantId", e.id AS "id!: EmailId",
+                      e.envelope_from AS "envelope_from!", e.smtputf8 AS "smtputf8!",
+                      e.mime AS "mime!", t.smtp_host, t.smtp_port,
+                      t.smtp_tls AS "smtp_tls: RelayTls", t.smtp_username,
+                      t.smtp_enabled AS "smtp_enabled!", t.smtp_password_key_id, t.smtp_password,
+                      t.smtp_changed_at
+               FROM UNNEST($1::uuid[], $2::uuid[]) AS k(tenant_id, id)
+               -- A key probe per email and per tenant: a join let the planner hash a full scan of
+               -- emails, or of tenants, whenever its statistics had the table small. (LIMIT keeps
+               -- each subquery from being flattened into a join; the keys are unique.)
+               CROSS JOIN LATERAL (
+                   SELECT tenant_id, id, envelope_from, smtputf8, mime FROM emails
+                   WHERE tenant_id = k.tenant_id AND id = k.id
+                   LIMIT 1
+               ) e
+               CROSS JOIN LATERAL (
+                   SELECT smtp_host, smtp_port, smtp_tls, smtp_username, smtp_enabled,
+                          smtp_password_key_id, smtp_password, smtp_changed_at
+                   FROM tenants WHERE id = e.tenant_id
+                   LIMIT 1
+               ) t"#,
+            &tenants,
+            &ids,
         )
-        .bind(&tenants)
-        .bind(&ids)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|row| {
-                let mut message = OutgoingMessage::from_row(row)?;
-                message.relay = stored_relay(row)?;
-                Ok(message)
+        Ok(rows
+            .into_iter()
+            .map(|row| OutgoingMessage {
+                relay: RelayColumns {
+                    smtp_host: row.smtp_host,
+                    smtp_port: row.smtp_port,
+                    smtp_tls: row.smtp_tls,
+                    smtp_username: row.smtp_username,
+                    smtp_enabled: row.smtp_enabled,
+                    smtp_password_key_id: row.smtp_password_key_id,
+                    smtp_password: row.smtp_password,
+                    smtp_changed_at: row.smtp_changed_at,
+                }
+                .stored(),
+                tenant_id: row.tenant_id,
+                id: row.id,
+                envelope_from: row.envelope_from,
+                smtputf8: row.smtputf8,
+                mime: row.mime,
             })
-            .collect()
+            .collect())
     }
 
     /// Writes a batch of results and their events in one transaction, and puts the addresses
@@ -251,30 +379,28 @@ impl Store {
         if results.is_empty() {
             return Ok(0);
         }
-        let tenants: Vec<Uuid> = results.iter().map(|r| r.tenant_id.as_uuid()).collect();
-        let emails: Vec<Uuid> = results.iter().map(|r| r.email_id).collect();
-        let ids: Vec<Uuid> = results.iter().map(|r| r.id).collect();
-        let leases: Vec<Uuid> = results.iter().map(|r| r.lease_id).collect();
-        let statuses: Vec<&str> = results.iter().map(|r| r.status.as_str()).collect();
-        let events: Vec<&str> = results.iter().map(|r| r.status.event().as_str()).collect();
-        let next: Vec<Option<OffsetDateTime>> = results.iter().map(|r| r.next_attempt_at).collect();
-        let codes: Vec<Option<i32>> = results.iter().map(|r| r.smtp_code.map(i32::from)).collect();
-        let responses: Vec<&str> = results.iter().map(|r| r.smtp_response.as_str()).collect();
-        let bounces: Vec<Option<&str>> = results
+        let rows: Vec<ResultRow<'_>> = results
             .iter()
-            .map(|r| r.bounce.map(BounceClass::as_str))
+            .map(|r| ResultRow {
+                tenant_id: r.tenant_id.as_uuid(),
+                email_id: r.email_id.as_uuid(),
+                id: r.id.as_uuid(),
+                lease_id: r.lease_id,
+                status: r.status.as_str(),
+                next_attempt_at: r.next_attempt_at,
+                code: r.smtp_code.map(i32::from),
+                response: r.smtp_response.as_str(),
+                event: r.status.event().as_str(),
+                bounce_class: r.bounce.map(BounceClass::as_str),
+                suppression_id: Uuid::now_v7(),
+                route: r.route.as_str(),
+                route_host: r.route_host.as_str(),
+            })
             .collect();
-        // An id for the suppression a hard bounce may add (v7, as every id here).
-        let suppression_ids: Vec<Uuid> = results.iter().map(|_| Uuid::now_v7()).collect();
-        let routes: Vec<&str> = results.iter().map(|r| r.route.as_str()).collect();
-        let route_hosts: Vec<&str> = results.iter().map(|r| r.route_host.as_str()).collect();
-        let updated: i64 = sqlx::query_scalar(concat!(
+        let updated = reporting_events!(
+            scalar:
             "WITH r AS (
-                 SELECT * FROM UNNEST($1::uuid[], $2::uuid[], $3::uuid[], $4::uuid[], $5::text[],
-                                      $6::timestamptz[], $7::int[], $8::text[], $9::text[],
-                                      $13::text[], $14::uuid[], $17::text[], $18::text[])
-                     AS r(tenant_id, email_id, id, lease_id, status, next_attempt_at, code, response,
-                          event, bounce_class, suppression_id, route, route_host)
+                 SELECT * FROM UNNEST($1::delivery_result[])
              ), updated AS (
                  UPDATE deliveries d
                  SET status = r.status, next_attempt_at = COALESCE(r.next_attempt_at, d.next_attempt_at),
@@ -284,17 +410,17 @@ impl Store {
                  FROM r
                  WHERE d.tenant_id = r.tenant_id AND d.email_id = r.email_id AND d.id = r.id
                    AND d.lease_id = r.lease_id
-                   AND d.status = $10
+                   AND d.status = $2
                  RETURNING d.tenant_id, d.id, d.email_id, d.recipient, r.status, r.event, r.code,
                            r.response, r.bounce_class, r.suppression_id, r.route, r.route_host
              ), counted AS (
                  -- The tenants' usage: recipients delivered, bounced and failed today.
                  INSERT INTO usage_daily AS u (tenant_id, day, shard, delivered, bounced, failed)
-                 SELECT tenant_id, (now() AT TIME ZONE 'UTC')::date, $22,
-                        count(*) FILTER (WHERE status = $19), count(*) FILTER (WHERE status = $20),
-                        count(*) FILTER (WHERE status = $21)
+                 SELECT tenant_id, (now() AT TIME ZONE 'UTC')::date, $3,
+                        count(*) FILTER (WHERE status = $4), count(*) FILTER (WHERE status = $5),
+                        count(*) FILTER (WHERE status = $6)
                  FROM updated
-                 WHERE status IN ($19, $20, $21)
+                 WHERE status IN ($4, $5, $6)
                  GROUP BY tenant_id
                  ORDER BY tenant_id
                  ON CONFLICT (tenant_id, day, shard) DO UPDATE
@@ -309,35 +435,24 @@ impl Store {
                  RETURNING tenant_id, email_id, id, type
              ), suppressed AS (
                  INSERT INTO suppressions (tenant_id, id, email, origin, source_id, reason)
-                 SELECT tenant_id, suppression_id, lower(recipient), $16, email_id, response
-                 FROM updated WHERE bounce_class = $15
+                 SELECT tenant_id, suppression_id, lower(recipient), $8, email_id, response
+                 FROM updated WHERE bounce_class = $7
                  ON CONFLICT (tenant_id, email) DO NOTHING
              ), ",
-            report_events!("$11", "$12"),
-            " SELECT count(*) FROM ev"
-        ))
-        .bind(&tenants)
-        .bind(&emails)
-        .bind(&ids)
-        .bind(&leases)
-        .bind(&statuses)
-        .bind(&next)
-        .bind(&codes)
-        .bind(&responses)
-        .bind(&events)
-        .bind(DeliveryStatus::Sending.as_str())
-        .bind(crate::outbox::KINDS.as_slice())
-        .bind(crate::outbox::HOOKS.as_slice())
-        .bind(&bounces)
-        .bind(&suppression_ids)
-        .bind(BounceClass::Hard.as_str())
-        .bind(SuppressionOrigin::Bounce.as_str())
-        .bind(&routes)
-        .bind(&route_hosts)
-        .bind(DeliveryStatus::Delivered.as_str())
-        .bind(DeliveryStatus::Bounced.as_str())
-        .bind(DeliveryStatus::Failed.as_str())
-        .bind(other_shard())
+            "$9",
+            "$10",
+            r#" SELECT count(*) AS "count!" FROM ev"#,
+            &rows[..] as &[ResultRow<'_>],
+            DeliveryStatus::Sending.as_str(),
+            other_shard(),
+            DeliveryStatus::Delivered.as_str(),
+            DeliveryStatus::Bounced.as_str(),
+            DeliveryStatus::Failed.as_str(),
+            BounceClass::Hard.as_str(),
+            SuppressionOrigin::Bounce.as_str(),
+            &EVENT_HOOKS[..] as &[crate::outbox::EventHook<'_>],
+            missive_core::WebhookStatus::Enabled.as_str(),
+        )
         .fetch_one(&self.pool)
         .await?;
         Ok(u64::try_from(updated).unwrap_or(0))
@@ -353,7 +468,7 @@ impl Store {
         full: &[TenantId],
     ) -> Result<Option<OffsetDateTime>, StoreError> {
         let full: Vec<Uuid> = full.iter().map(|t| t.as_uuid()).collect();
-        let next: Option<OffsetDateTime> = sqlx::query_scalar(
+        Ok(sqlx::query_scalar!(
             // Each tenant's first due row from the per-tenant index: one probe per tenant. The
             // tenants whose routes are full wait for a job of theirs to end, not for a time.
             "SELECT min(t) FROM (
@@ -369,11 +484,10 @@ impl Store {
                  UNION ALL
                  (SELECT min(lease_expires_at) FROM deliveries WHERE status = 'sending')
              ) s",
+            &full,
         )
-        .bind(&full)
         .fetch_one(&self.pool)
-        .await?;
-        Ok(next)
+        .await?)
     }
 }
 

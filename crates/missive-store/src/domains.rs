@@ -4,28 +4,28 @@
 //! The private keys leave this module only in [`SigningKeyRow`] and [`DomainToCheck`] rows,
 //! still sealed; [`DomainRecord`], which the API shows, has no column for them.
 
-use missive_core::TenantId;
-use sqlx::FromRow;
+use missive_core::sending_domain::{DkimAlgorithm, DomainTls, Region, VerificationStatus};
+use missive_core::{DomainId, TenantId};
 use time::OffsetDateTime;
-use uuid::Uuid;
 
-use crate::cursor::{fetch_page, page_statements};
+use crate::checked::records;
+use crate::cursor::{fetch_page, finish_page};
 use crate::error::map_unique;
 use crate::webhooks::SealedSecret;
 use crate::{Cursor, Store, StoreError};
 
 /// A domain as the API shows it: no private key.
-#[derive(Clone, Debug, FromRow)]
+#[derive(Clone, Debug)]
 pub struct DomainRecord {
-    pub tenant_id: Uuid,
-    pub id: Uuid,
+    pub tenant_id: TenantId,
+    pub id: DomainId,
     pub name: String,
-    pub status: String,
-    pub region: String,
+    pub status: VerificationStatus,
+    pub region: Region,
     pub open_tracking: bool,
     pub click_tracking: bool,
-    pub tls: String,
-    pub dkim_algorithm: String,
+    pub tls: DomainTls,
+    pub dkim_algorithm: DkimAlgorithm,
     pub selector: String,
     pub public_key: String,
     pub next_selector: Option<String>,
@@ -38,20 +38,28 @@ pub struct DomainRecord {
     pub updated_at: OffsetDateTime,
 }
 
+/// Calls `$then!` with `$before`, the columns of [`DomainRecord`], and `$after`.
 macro_rules! domain_columns {
-    () => {
-        "tenant_id, id, name, status, region, open_tracking, click_tracking, tls, dkim_algorithm,
-         selector, public_key, next_selector, next_public_key, record_checks, checked_at,
-         verified_at, created_at, updated_at"
+    ($then:ident!($($before:tt)*) $($after:tt)*) => {
+        $then!(
+            $($before)*
+            r#"tenant_id AS "tenant_id: TenantId", id AS "id: DomainId", name,
+               status AS "status: VerificationStatus", region AS "region: Region",
+               open_tracking, click_tracking, tls AS "tls: DomainTls",
+               dkim_algorithm AS "dkim_algorithm: DkimAlgorithm", selector, public_key,
+               next_selector, next_public_key, record_checks, checked_at, verified_at,
+               created_at, updated_at"#
+            $($after)*
+        )
     };
 }
 
 /// The key a verified domain signs with, sealed.
-#[derive(Clone, Debug, FromRow)]
+#[derive(Clone, Debug)]
 pub struct SigningKeyRow {
-    pub id: Uuid,
+    pub id: DomainId,
     pub name: String,
-    pub dkim_algorithm: String,
+    pub dkim_algorithm: DkimAlgorithm,
     pub selector: String,
     pub private_key_id: String,
     pub private_key: Vec<u8>,
@@ -70,12 +78,12 @@ impl SigningKeyRow {
 /// A new domain and its first key.
 #[derive(Debug)]
 pub struct NewDomain<'a> {
-    pub id: Uuid,
+    pub id: DomainId,
     pub name: &'a str,
-    pub region: &'a str,
+    pub region: Region,
     pub open_tracking: bool,
     pub click_tracking: bool,
-    pub tls: &'a str,
+    pub tls: DomainTls,
     pub key: NewDkimKey<'a>,
     /// The most domains the tenant may have; past it the insert is a `Conflict`.
     pub max_per_tenant: i64,
@@ -84,7 +92,7 @@ pub struct NewDomain<'a> {
 /// A DKIM key pair as stored: the public half in the clear, the private half sealed.
 #[derive(Debug)]
 pub struct NewDkimKey<'a> {
-    pub algorithm: &'a str,
+    pub algorithm: DkimAlgorithm,
     pub selector: &'a str,
     pub public_key: &'a str,
     pub private_key: &'a SealedSecret,
@@ -92,16 +100,16 @@ pub struct NewDkimKey<'a> {
 
 /// What `PATCH /v1/domains/{id}` may change.
 #[derive(Debug, Default)]
-pub struct DomainPatch<'a> {
+pub struct DomainPatch {
     pub open_tracking: Option<bool>,
     pub click_tracking: Option<bool>,
-    pub tls: Option<&'a str>,
+    pub tls: Option<DomainTls>,
 }
 
 /// A verification's outcome, to record.
 #[derive(Debug)]
 pub struct DomainCheck<'a> {
-    pub status: &'a str,
+    pub status: VerificationStatus,
     pub record_checks: &'a serde_json::Value,
     /// The next key's record was found: it becomes the key in use.
     pub promote_next: bool,
@@ -129,28 +137,31 @@ impl Store {
         new: &NewDomain<'_>,
     ) -> Result<DomainRecord, StoreError> {
         self.confined(tenant_id, async |conn| {
-            sqlx::query_as::<_, DomainRecord>(concat!(
-                "INSERT INTO domains (tenant_id, id, name, region, open_tracking, click_tracking,
-                                      tls, dkim_algorithm, selector, public_key, private_key_id,
-                                      private_key)
-                 SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12
-                 WHERE (SELECT count(*) FROM domains WHERE tenant_id = $1) < $13
-                 RETURNING ",
-                domain_columns!()
-            ))
-            .bind(tenant_id.as_uuid())
-            .bind(new.id)
-            .bind(new.name)
-            .bind(new.region)
-            .bind(new.open_tracking)
-            .bind(new.click_tracking)
-            .bind(new.tls)
-            .bind(new.key.algorithm)
-            .bind(new.key.selector)
-            .bind(new.key.public_key)
-            .bind(&new.key.private_key.key_id)
-            .bind(&new.key.private_key.bytes)
-            .bind(new.max_per_tenant)
+            domain_columns!(
+                records!(
+                    DomainRecord,
+                    "INSERT INTO domains (tenant_id, id, name, region, open_tracking,
+                                          click_tracking, tls, dkim_algorithm, selector,
+                                          public_key, private_key_id, private_key)
+                     SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12
+                     WHERE (SELECT count(*) FROM domains WHERE tenant_id = $1) < $13
+                     RETURNING ",
+                ),
+                "",
+                tenant_id.as_uuid(),
+                new.id.as_uuid(),
+                new.name,
+                new.region.as_str(),
+                new.open_tracking,
+                new.click_tracking,
+                new.tls.as_str(),
+                new.key.algorithm.as_str(),
+                new.key.selector,
+                new.key.public_key,
+                &new.key.private_key.key_id,
+                &new.key.private_key.bytes,
+                new.max_per_tenant,
+            )
             .fetch_optional(&mut *conn)
             .await
             .map_err(|e| map_unique(e, DOMAIN_CONFLICTS))?
@@ -168,16 +179,15 @@ impl Store {
     pub async fn get_domain(
         &self,
         tenant_id: TenantId,
-        id: Uuid,
+        id: DomainId,
     ) -> Result<DomainRecord, StoreError> {
         self.confined_read(tenant_id, async |conn| {
-            sqlx::query_as::<_, DomainRecord>(concat!(
-                "SELECT ",
-                domain_columns!(),
-                " FROM domains WHERE tenant_id = $1 AND id = $2"
-            ))
-            .bind(tenant_id.as_uuid())
-            .bind(id)
+            domain_columns!(
+                records!(DomainRecord, "SELECT ",),
+                " FROM domains WHERE tenant_id = $1 AND id = $2",
+                tenant_id.as_uuid(),
+                id.as_uuid(),
+            )
             .fetch_optional(&mut *conn)
             .await?
             .ok_or(StoreError::NotFound)
@@ -195,14 +205,19 @@ impl Store {
         cursor: Cursor,
         limit: i64,
     ) -> Result<DomainPage, StoreError> {
-        let (domains, has_more) = fetch_page(
-            self,
-            &page_statements!(domain_columns!(), "domains"),
-            tenant_id,
-            cursor,
-            limit,
-        )
-        .await?;
+        let rows = self
+            .confined_read(tenant_id, async |conn| {
+                Ok(domain_columns!(
+                    fetch_page!(&mut *conn, DomainRecord,),
+                    "domains",
+                    "",
+                    tenant_id,
+                    cursor,
+                    limit,
+                ))
+            })
+            .await?;
+        let (domains, has_more) = finish_page(rows, cursor, limit);
         Ok(DomainPage { domains, has_more })
     }
 
@@ -213,24 +228,27 @@ impl Store {
     pub async fn update_domain(
         &self,
         tenant_id: TenantId,
-        id: Uuid,
-        patch: &DomainPatch<'_>,
+        id: DomainId,
+        patch: &DomainPatch,
     ) -> Result<DomainRecord, StoreError> {
         self.confined(tenant_id, async |conn| {
-            sqlx::query_as::<_, DomainRecord>(concat!(
-                "UPDATE domains
-                 SET open_tracking = coalesce($3, open_tracking),
-                     click_tracking = coalesce($4, click_tracking),
-                     tls = coalesce($5, tls), updated_at = now()
-                 WHERE tenant_id = $1 AND id = $2
-                 RETURNING ",
-                domain_columns!()
-            ))
-            .bind(tenant_id.as_uuid())
-            .bind(id)
-            .bind(patch.open_tracking)
-            .bind(patch.click_tracking)
-            .bind(patch.tls)
+            domain_columns!(
+                records!(
+                    DomainRecord,
+                    "UPDATE domains
+                     SET open_tracking = coalesce($3, open_tracking),
+                         click_tracking = coalesce($4, click_tracking),
+                         tls = coalesce($5, tls), updated_at = now()
+                     WHERE tenant_id = $1 AND id = $2
+                     RETURNING ",
+                ),
+                "",
+                tenant_id.as_uuid(),
+                id.as_uuid(),
+                patch.open_tracking,
+                patch.click_tracking,
+                patch.tls.map(DomainTls::as_str),
+            )
             .fetch_optional(&mut *conn)
             .await?
             .ok_or(StoreError::NotFound)
@@ -242,14 +260,16 @@ impl Store {
     ///
     /// # Errors
     /// [`StoreError::NotFound`].
-    pub async fn delete_domain(&self, tenant_id: TenantId, id: Uuid) -> Result<(), StoreError> {
+    pub async fn delete_domain(&self, tenant_id: TenantId, id: DomainId) -> Result<(), StoreError> {
         self.confined(tenant_id, async |conn| {
-            let deleted = sqlx::query("DELETE FROM domains WHERE tenant_id = $1 AND id = $2")
-                .bind(tenant_id.as_uuid())
-                .bind(id)
-                .execute(&mut *conn)
-                .await?
-                .rows_affected();
+            let deleted = sqlx::query!(
+                "DELETE FROM domains WHERE tenant_id = $1 AND id = $2",
+                tenant_id.as_uuid(),
+                id.as_uuid(),
+            )
+            .execute(&mut *conn)
+            .await?
+            .rows_affected();
             if deleted == 0 {
                 return Err(StoreError::NotFound);
             }
@@ -266,14 +286,16 @@ impl Store {
     pub async fn record_domain_check(
         &self,
         tenant_id: TenantId,
-        id: Uuid,
+        id: DomainId,
         check: &DomainCheck<'_>,
     ) -> Result<DomainRecord, StoreError> {
         self.confined(tenant_id, async |conn| {
-            sqlx::query_as::<_, DomainRecord>(concat!(
-                "UPDATE domains
+            domain_columns!(
+                records!(
+                    DomainRecord,
+                    "UPDATE domains
                  SET status = $3, record_checks = $4, checked_at = now(), updated_at = now(),
-                     verified_at = CASE WHEN $3 = 'verified' THEN now() ELSE verified_at END,
+                     verified_at = CASE WHEN $6 THEN now() ELSE verified_at END,
                      selector = CASE WHEN $5 THEN next_selector ELSE selector END,
                      public_key = CASE WHEN $5 THEN next_public_key ELSE public_key END,
                      private_key_id = CASE WHEN $5 THEN next_private_key_id
@@ -286,13 +308,15 @@ impl Store {
                  WHERE tenant_id = $1 AND id = $2
                    AND (NOT $5 OR next_selector IS NOT NULL)
                  RETURNING ",
-                domain_columns!()
-            ))
-            .bind(tenant_id.as_uuid())
-            .bind(id)
-            .bind(check.status)
-            .bind(check.record_checks)
-            .bind(check.promote_next)
+                ),
+                "",
+                tenant_id.as_uuid(),
+                id.as_uuid(),
+                check.status.as_str(),
+                check.record_checks,
+                check.promote_next,
+                check.status == VerificationStatus::Verified,
+            )
             .fetch_optional(&mut *conn)
             .await?
             .ok_or(StoreError::NotFound)
@@ -308,25 +332,28 @@ impl Store {
     pub async fn begin_domain_rotation(
         &self,
         tenant_id: TenantId,
-        id: Uuid,
+        id: DomainId,
         key: &NewDkimKey<'_>,
     ) -> Result<DomainRecord, StoreError> {
         self.confined(tenant_id, async |conn| {
-            sqlx::query_as::<_, DomainRecord>(concat!(
-                "UPDATE domains
-                 SET next_selector = $3, next_public_key = $4, next_private_key_id = $5,
-                     next_private_key = $6, updated_at = now()
-                 WHERE tenant_id = $1 AND id = $2 AND dkim_algorithm = $7
-                 RETURNING ",
-                domain_columns!()
-            ))
-            .bind(tenant_id.as_uuid())
-            .bind(id)
-            .bind(key.selector)
-            .bind(key.public_key)
-            .bind(&key.private_key.key_id)
-            .bind(&key.private_key.bytes)
-            .bind(key.algorithm)
+            domain_columns!(
+                records!(
+                    DomainRecord,
+                    "UPDATE domains
+                     SET next_selector = $3, next_public_key = $4, next_private_key_id = $5,
+                         next_private_key = $6, updated_at = now()
+                     WHERE tenant_id = $1 AND id = $2 AND dkim_algorithm = $7
+                     RETURNING ",
+                ),
+                "",
+                tenant_id.as_uuid(),
+                id.as_uuid(),
+                key.selector,
+                key.public_key,
+                &key.private_key.key_id,
+                &key.private_key.bytes,
+                key.algorithm.as_str(),
+            )
             .fetch_optional(&mut *conn)
             .await?
             .ok_or(StoreError::NotFound)
@@ -343,11 +370,15 @@ impl Store {
         tenant_id: TenantId,
     ) -> Result<Vec<SigningKeyRow>, StoreError> {
         self.confined_read(tenant_id, async |conn| {
-            Ok(sqlx::query_as::<_, SigningKeyRow>(
-                "SELECT id, name, dkim_algorithm, selector, private_key_id, private_key
-                 FROM domains WHERE tenant_id = $1 AND status = 'verified'",
+            Ok(sqlx::query_as!(
+                SigningKeyRow,
+                r#"SELECT id AS "id: DomainId", name,
+                          dkim_algorithm AS "dkim_algorithm: DkimAlgorithm", selector,
+                          private_key_id, private_key
+                   FROM domains WHERE tenant_id = $1 AND status = $2"#,
+                tenant_id.as_uuid(),
+                VerificationStatus::Verified.as_str(),
             )
-            .bind(tenant_id.as_uuid())
             .fetch_all(&mut *conn)
             .await?)
         })
@@ -363,21 +394,22 @@ impl Store {
         &self,
         interval: std::time::Duration,
         limit: i64,
-    ) -> Result<Vec<(TenantId, Uuid)>, StoreError> {
-        let rows: Vec<(Uuid, Uuid)> = sqlx::query_as(
-            "SELECT tenant_id, id FROM domains
-             WHERE status <> 'not_started'
-               AND checked_at < now() - make_interval(secs => $1)
-             ORDER BY checked_at
-             LIMIT $2",
+    ) -> Result<Vec<(TenantId, DomainId)>, StoreError> {
+        let rows = sqlx::query!(
+            r#"SELECT tenant_id AS "tenant_id: TenantId", id AS "id: DomainId" FROM domains
+               WHERE status <> $3
+                 AND checked_at < now() - make_interval(secs => $1)
+               ORDER BY checked_at
+               LIMIT $2"#,
+            interval.as_secs_f64(),
+            limit,
+            VerificationStatus::NotStarted.as_str(),
         )
-        .bind(interval.as_secs_f64())
-        .bind(limit)
         .fetch_all(self.pool())
         .await?;
         Ok(rows
             .into_iter()
-            .map(|(tenant, id)| (TenantId::from(tenant), id))
+            .map(|row| (row.tenant_id, row.id))
             .collect())
     }
 }

@@ -13,7 +13,10 @@
 //! statement), the usage counters, the workers and dispatchers, the admin's tenant management,
 //! and issuing a key (it locks the tenant's row, which the tenant role may only read).
 
+mod accept;
 mod api_keys;
+mod checked;
+mod composite;
 mod console;
 mod cursor;
 mod deliveries;
@@ -22,41 +25,38 @@ mod emails;
 mod error;
 pub mod listen;
 mod outbox;
+mod relays;
 mod suppressions;
 mod templates;
 mod tenants;
 mod usage;
+mod webhook_events;
 mod webhooks;
 pub mod workers;
 mod writer;
 
-pub use api_keys::{ApiKeyRecord, KeyForAuth, NewApiKeyRow, StoredScopes};
+pub use accept::{IDEMPOTENCY_WINDOW, IdempotencyRecord, InsertOutcome, NewEmail};
+pub use api_keys::{ApiKeyRecord, KeyForAuth, NewApiKeyRow};
 pub use console::{ActivityCounts, ActivityPoint, ConsoleSessionRecord, QueueRow, SessionOwner};
 pub use cursor::Cursor;
 pub use deliveries::{DeliveryResult, LeasedDelivery, OutgoingMessage};
 pub use domains::{
     DomainCheck, DomainPage, DomainPatch, DomainRecord, NewDkimKey, NewDomain, SigningKeyRow,
 };
-pub use emails::{
-    DeliveryRecord, EmailDetail, EmailFilter, EmailPage, EmailRecord, EventRecord,
-    IDEMPOTENCY_WINDOW, IdempotencyRecord, InsertOutcome, NewEmail,
-};
+pub use emails::{DeliveryRecord, EmailDetail, EmailFilter, EmailPage, EmailRecord, EventRecord};
 pub use error::StoreError;
-pub use outbox::{
-    LeasedWebhookEvent, WebhookAttemptRecord, WebhookAttemptResult, WebhookEventRecord,
-};
+pub use outbox::{LeasedWebhookEvent, WebhookAttemptResult};
+pub use relays::{PasswordChange, RelayPatch, StoredRelay};
 pub use suppressions::{SuppressionKey, SuppressionPage, SuppressionRecord};
 pub use templates::{
     PublishedLookup, PublishedTemplate, TemplateContent, TemplateEdit, TemplateNode, TemplatePage,
     TemplateRecord,
 };
-pub use tenants::{
-    LimitsPatch, NewTenant, PasswordChange, RelayPatch, StoredRelay, StoredSending, TenantPatch,
-    TenantRecord, TrustedSender,
-};
+pub use tenants::{LimitsPatch, NewTenant, TenantPatch, TenantRecord, TrustedSender};
 pub use usage::{DailyUsage, QuotaUsage, UsageTotals};
+pub use webhook_events::{WebhookAttemptRecord, WebhookEventRecord};
 pub use webhooks::{NewWebhook, SealedSecret, WebhookPage, WebhookPatch, WebhookRecord};
-pub use workers::{Reaped, Registration, WorkerKind};
+pub use workers::{Reaped, Registration};
 pub use writer::{EmailWriter, WriterSettings};
 
 use std::time::Duration;
@@ -127,7 +127,7 @@ const QUEUE_SESSION: [(&str, &str); 5] = [
 /// How long a pooled connection may sit idle before it is checked on its way out.
 const PING_AFTER_IDLE: Duration = Duration::from_secs(10);
 
-/// Pool options shared by both pools.
+/// Options every pool shares (the main pool and those derived from it).
 ///
 /// sqlx checks every connection with a round trip before handing it out (a lone Sync message,
 /// answered by the server), by default: one extra round trip and server wake-up per statement,
@@ -351,14 +351,15 @@ impl Store {
     /// # Errors
     /// Database failures.
     pub async fn durability(&self) -> Result<Durability, StoreError> {
-        let (fsync, synchronous_commit): (String, String) = sqlx::query_as(
-            "SELECT current_setting('fsync'), current_setting('synchronous_commit')",
+        let row = sqlx::query!(
+            r#"SELECT current_setting('fsync') AS "fsync!",
+                      current_setting('synchronous_commit') AS "synchronous_commit!""#
         )
         .fetch_one(&self.pool)
         .await?;
         Ok(Durability {
-            fsync: fsync == "on",
-            synchronous_commit,
+            fsync: row.fsync == "on",
+            synchronous_commit: row.synchronous_commit,
         })
     }
 
@@ -367,7 +368,9 @@ impl Store {
     /// # Errors
     /// The database is unreachable.
     pub async fn ping(&self) -> Result<(), StoreError> {
-        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        sqlx::query!("SELECT 1 AS one")
+            .fetch_one(&self.pool)
+            .await?;
         Ok(())
     }
 

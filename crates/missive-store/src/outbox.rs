@@ -1,65 +1,109 @@
 //! The webhook outbox: rows written beside the email events they report (see the statements in
 //! `emails.rs` and `deliveries.rs`), leased by the dispatcher, and closed with each attempt.
+//!
+//! The filters that pick unfinished rows spell `'pending'` and `'attempting'` literally on
+//! purpose: they must match the partial indexes' predicates for the planner to use them (the
+//! store's tests check every such literal against the indexes). Every other status is bound from
+//! the core model.
 
 use std::sync::LazyLock;
 use std::time::Duration;
 
-use missive_core::{EventKind, WebhookEventType};
-use sqlx::FromRow;
+use missive_core::outcome::BounceClass;
+use missive_core::payload::Payload;
+use missive_core::submission::RecipientKind;
+use missive_core::{
+    EmailId, EventKind, TenantId, WebhookEventId, WebhookEventStatus, WebhookEventType, WebhookId,
+    WebhookStatus,
+};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use missive_core::TenantId;
-
-use crate::listen::Channel;
+use crate::composite::composite;
 use crate::{SealedSecret, Store, StoreError};
 
-/// The CTE that reports the events just written (a CTE `ev` returning `tenant_id, email_id,
-/// id, type`) to the tenant's enabled endpoints subscribed to their types; `$kinds` and `$hooks`
-/// are the parameters bound to [`KINDS`] and [`HOOKS`].
-macro_rules! report_events {
-    ($kinds:literal, $hooks:literal) => {
-        concat!(
-            "hooks AS (
+/// A checked statement that also reports the events it writes (a CTE `ev` returning
+/// `tenant_id, email_id, id, type`) to the tenant's enabled endpoints subscribed to their types:
+/// `$head` ends with the CTEs before (and a comma), `$hooks` and `$enabled` name the parameters
+/// bound to [`EVENT_HOOKS`] and to [`WebhookStatus::Enabled`], `$tail` is the final `SELECT`.
+macro_rules! reporting_events {
+    (scalar: $head:literal, $hooks:literal, $enabled:literal, $tail:literal $(, $arg:expr)* $(,)?) => {
+        sqlx::query_scalar!(
+            $head
+                + "hooks AS (
                  INSERT INTO webhook_events (tenant_id, webhook_id, type, email_id, email_event_id)
                  SELECT ev.tenant_id, w.id, m.hook, ev.email_id, ev.id
                  FROM ev
-                 JOIN UNNEST(", $kinds, "::text[], ", $hooks, "::text[]) AS m(kind, hook)
-                   ON m.kind = ev.type
-                 JOIN webhooks w ON w.tenant_id = ev.tenant_id AND w.status = 'enabled'
+                 JOIN UNNEST("
+                + $hooks
+                + "::event_hook[]) AS m ON m.kind = ev.type
+                 JOIN webhooks w ON w.tenant_id = ev.tenant_id AND w.status = "
+                + $enabled
+                + "
                                 AND m.hook = ANY (w.events)
              )"
+                + $tail
+            $(, $arg)*
+        )
+    };
+    (as $record:path: $head:literal, $hooks:literal, $enabled:literal, $tail:literal $(, $arg:expr)* $(,)?) => {
+        sqlx::query_as!(
+            $record,
+            $head
+                + "hooks AS (
+                 INSERT INTO webhook_events (tenant_id, webhook_id, type, email_id, email_event_id)
+                 SELECT ev.tenant_id, w.id, m.hook, ev.email_id, ev.id
+                 FROM ev
+                 JOIN UNNEST("
+                + $hooks
+                + "::event_hook[]) AS m ON m.kind = ev.type
+                 JOIN webhooks w ON w.tenant_id = ev.tenant_id AND w.status = "
+                + $enabled
+                + "
+                                AND m.hook = ANY (w.events)
+             )"
+                + $tail
+            $(, $arg)*
         )
     };
 }
-pub(crate) use report_events;
+pub(crate) use reporting_events;
 
-/// Each reported log event's name, paired index by index with [`HOOKS`]: the statements that
-/// write events join on these arrays, so the mapping lives in core alone.
-pub(crate) static KINDS: LazyLock<Vec<&'static str>> = LazyLock::new(|| pairs().0);
-/// The webhook event type each of [`KINDS`] is reported as.
-pub(crate) static HOOKS: LazyLock<Vec<&'static str>> = LazyLock::new(|| pairs().1);
+composite! {
+    /// A reported log event's name and the webhook event type it is reported as (the
+    /// `event_hook` type).
+    EventHook<'a> = "event_hook" {
+        kind: &'a str,
+        hook: &'a str,
+    }
+}
 
-fn pairs() -> (Vec<&'static str>, Vec<&'static str>) {
+/// Each reported log event and its webhook event type: the statements that write events join on
+/// these pairs, so the mapping lives in core alone.
+pub(crate) static EVENT_HOOKS: LazyLock<Vec<EventHook<'static>>> = LazyLock::new(|| {
     EventKind::ALL
         .into_iter()
-        .filter_map(|kind| WebhookEventType::of(kind).map(|hook| (kind.as_str(), hook.as_str())))
-        .unzip()
-}
+        .filter_map(|kind| {
+            WebhookEventType::of(kind).map(|hook| EventHook {
+                kind: kind.as_str(),
+                hook: hook.as_str(),
+            })
+        })
+        .collect()
+});
 
 /// A leased outbox row with what its delivery needs: the endpoint, its secrets, and the email
 /// event it reports (absent for a test event).
-#[derive(Clone, Debug, FromRow)]
+#[derive(Clone, Debug)]
 pub struct LeasedWebhookEvent {
-    pub tenant_id: Uuid,
-    pub id: Uuid,
-    pub webhook_id: Uuid,
-    #[sqlx(rename = "type")]
-    pub kind: String,
+    pub tenant_id: TenantId,
+    pub id: WebhookEventId,
+    pub webhook_id: WebhookId,
+    pub kind: WebhookEventType,
     pub attempts: i32,
     pub created_at: OffsetDateTime,
     pub endpoint: String,
-    pub webhook_status: String,
+    pub webhook_status: WebhookStatus,
     pub secret_key_id: String,
     pub secret: Vec<u8>,
     pub previous_secret_key_id: Option<String>,
@@ -67,7 +111,7 @@ pub struct LeasedWebhookEvent {
     pub previous_secret_expires_at: Option<OffsetDateTime>,
     /// When the endpoint last took a delivery, or was created.
     pub last_success_at: OffsetDateTime,
-    pub email_id: Option<Uuid>,
+    pub email_id: Option<EmailId>,
     pub from_address: Option<String>,
     pub to: Option<Vec<String>>,
     pub subject: Option<String>,
@@ -76,11 +120,31 @@ pub struct LeasedWebhookEvent {
     pub recipient: Option<String>,
     pub smtp_code: Option<i32>,
     pub smtp_response: Option<String>,
-    /// `hard` or `soft`, for a refusal.
-    pub bounce_class: Option<String>,
+    /// For a refusal: what it said about the address.
+    pub bounce_class: Option<BounceClass>,
 }
 
 impl LeasedWebhookEvent {
+    /// What the event's webhook body says.
+    #[must_use]
+    pub fn payload(&self) -> Payload<'_> {
+        Payload {
+            kind: self.kind,
+            created_at: self.created_at,
+            tenant_id: self.tenant_id,
+            email_id: self.email_id,
+            from: self.from_address.as_deref(),
+            to: self.to.as_deref(),
+            subject: self.subject.as_deref(),
+            tags: self.tags.as_ref(),
+            email_created_at: self.email_created_at,
+            recipient: self.recipient.as_deref(),
+            smtp_code: self.smtp_code,
+            smtp_response: self.smtp_response.as_deref(),
+            bounce_class: self.bounce_class,
+        }
+    }
+
     /// The endpoint's secrets to sign with at `now`: the current one, and the previous one while
     /// its overlap lasts.
     #[must_use]
@@ -99,68 +163,76 @@ impl LeasedWebhookEvent {
     }
 }
 
-/// An outbox row as the events API shows it.
-#[derive(Clone, Debug, FromRow)]
-pub struct WebhookEventRecord {
-    pub id: Uuid,
-    pub webhook_id: Uuid,
-    #[sqlx(rename = "type")]
-    pub kind: String,
-    pub status: String,
-    pub attempts: i32,
-    pub next_attempt_at: OffsetDateTime,
-    pub created_at: OffsetDateTime,
-}
-
-/// One attempt of an event.
-#[derive(Clone, Debug, FromRow)]
-pub struct WebhookAttemptRecord {
-    pub id: i64,
-    pub http_status: Option<i32>,
-    pub response: String,
-    pub duration_ms: i32,
-    pub created_at: OffsetDateTime,
-}
-
 /// How an attempt ends for its outbox row and its endpoint.
 #[derive(Clone, Debug)]
 pub struct WebhookAttemptResult {
-    pub tenant_id: Uuid,
-    pub event_id: Uuid,
-    pub webhook_id: Uuid,
+    pub tenant_id: TenantId,
+    pub event_id: WebhookEventId,
+    pub webhook_id: WebhookId,
     pub holder: Uuid,
     pub http_status: Option<i32>,
     pub response: String,
     pub duration: Duration,
-    /// `success`, `attempting` (another attempt at `next_attempt_at`) or `failed`.
-    pub status: &'static str,
+    /// Success, attempting (another attempt at `next_attempt_at`) or failed.
+    pub status: WebhookEventStatus,
     pub next_attempt_at: Option<OffsetDateTime>,
     /// Disable the endpoint, saying why (410 Gone, days without a success).
     pub disable: Option<String>,
 }
 
-/// What a delivery of the rows in the CTE `leased` carries: the endpoint, its secrets, and the
-/// email event reported.
-macro_rules! outbox_content {
-    () => {
-"SELECT l.tenant_id, l.id, l.webhook_id, l.type, l.attempts, l.created_at,
-                    w.endpoint, w.status AS webhook_status, w.secret_key_id, w.secret,
-                    w.previous_secret_key_id, w.previous_secret, w.previous_secret_expires_at,
-                    coalesce(w.last_success_at, w.created_at) AS last_success_at,
-                    em.id AS email_id, em.from_address,
+composite! {
+    /// One attempt as the attempts statement takes it (the `webhook_attempt` type).
+    AttemptRow<'a> = "webhook_attempt" {
+        tenant_id: Uuid,
+        event_id: Uuid,
+        webhook_id: Uuid,
+        holder: Uuid,
+        status: &'a str,
+        next_attempt_at: Option<OffsetDateTime>,
+        http_status: Option<i32>,
+        response: &'a str,
+        duration_ms: i32,
+        disable: Option<&'a str>,
+    }
+}
+
+/// A checked statement reading [`LeasedWebhookEvent`]s: `$head` defines the CTE `leased` (rows
+/// of `webhook_events`), to which this adds what a delivery of each carries: the endpoint, its
+/// secrets, and the email event reported. `$to` names the parameter bound to
+/// [`RecipientKind::To`].
+macro_rules! query_leased {
+    ($head:literal, $to:literal $(, $arg:expr)* $(,)?) => {
+        sqlx::query_as!(
+            LeasedWebhookEvent,
+            $head
+                + r#"SELECT l.tenant_id AS "tenant_id!: TenantId", l.id AS "id!: WebhookEventId",
+                    l.webhook_id AS "webhook_id!: WebhookId", l.type AS "kind!: WebhookEventType",
+                    l.attempts AS "attempts!", l.created_at AS "created_at!",
+                    w.endpoint, w.status AS "webhook_status: WebhookStatus", w.secret_key_id,
+                    w.secret, w.previous_secret_key_id, w.previous_secret,
+                    w.previous_secret_expires_at,
+                    coalesce(w.last_success_at, w.created_at) AS "last_success_at!",
+                    em.id AS "email_id?: EmailId", em.from_address AS "from_address?",
                     CASE WHEN em.id IS NOT NULL THEN ARRAY(
                         SELECT d.recipient FROM deliveries d
-                        WHERE d.tenant_id = em.tenant_id AND d.email_id = em.id AND d.kind = 'to'
-                        ORDER BY d.id) END AS to,
-                    em.subject, em.tags, em.created_at AS email_created_at,
-                    ev.recipient, ev.smtp_code, ev.smtp_response, ev.bounce_class
+                        WHERE d.tenant_id = em.tenant_id AND d.email_id = em.id AND d.kind = "#
+                + $to
+                + r#"
+                        ORDER BY d.id) END AS "to?",
+                    em.subject AS "subject?", em.tags AS "tags?",
+                    em.created_at AS "email_created_at?", ev.recipient AS "recipient?",
+                    ev.smtp_code AS "smtp_code?", ev.smtp_response AS "smtp_response?",
+                    ev.bounce_class AS "bounce_class?: BounceClass"
              FROM leased l
              JOIN webhooks w ON w.tenant_id = l.tenant_id AND w.id = l.webhook_id
              LEFT JOIN emails em ON em.tenant_id = l.tenant_id AND em.id = l.email_id
              LEFT JOIN email_events ev ON ev.tenant_id = l.tenant_id AND ev.email_id = l.email_id
-                                      AND ev.id = l.email_event_id"
+                                      AND ev.id = l.email_event_id"#
+            $(, $arg)*
+        )
     };
 }
+pub(crate) use query_leased;
 
 impl Store {
     /// Leases due outbox rows for `holder`: at most `limit`, and at most `per_endpoint` leased
@@ -182,9 +254,9 @@ impl Store {
         // inside the lease, it missed a transaction that committed between the snapshot and the
         // read, whose rows the lease could not see and its mark then passed (18 events of one
         // transaction, never sent, in a make bench run).
-        let horizon: OffsetDateTime = sqlx::query_scalar(
-            "SELECT least(now(), (SELECT min(xact_start) FROM pg_stat_activity
-                                  WHERE backend_type = 'client backend'))",
+        let horizon = sqlx::query_scalar!(
+            r#"SELECT least(now(), (SELECT min(xact_start) FROM pg_stat_activity
+                                    WHERE backend_type = 'client backend')) AS "horizon!""#
         )
         .fetch_one(&self.pool)
         .await?;
@@ -192,7 +264,7 @@ impl Store {
         // [`Store::for_dispatcher`]): planned afresh, the lease spent 1.7 ms planning per call
         // against 2.3 ms running. Its plan walks the endpoints and probes each one's indexes,
         // whatever the outbox's size.
-        let leased = sqlx::query_as::<_, LeasedWebhookEvent>(concat!(
+        let leased = query_leased!(
             "WITH horizon AS MATERIALIZED (
                  SELECT $5::timestamptz AS at
              ), endpoints AS (
@@ -242,7 +314,7 @@ impl Store {
                              AND (next_attempt_at, id) >= (w.first_at, w.first_id)
                              AND next_attempt_at <= now()
                            ORDER BY next_attempt_at, id
-                           LIMIT 2 * $2) x
+                           LIMIT 2 * $2::int8) x
                  ) c
                  -- Topped up once half its share is free, so rows come in batches.
                  WHERE NOT c.busy AND c.n <= $2 / 2 AND c.turn <= $2 - c.n
@@ -272,13 +344,14 @@ impl Store {
                  WHERE e.ctid = ANY (ARRAY(SELECT ctid FROM locked))
                  RETURNING e.*
              ) ",
-            outbox_content!()
-        ))
-        .bind(limit)
-        .bind(per_endpoint)
-        .bind(lease.as_secs_f64())
-        .bind(holder)
-        .bind(horizon)
+            "$6",
+            limit,
+            per_endpoint,
+            lease.as_secs_f64(),
+            holder,
+            horizon,
+            RecipientKind::To.as_str(),
+        )
         .fetch_all(&self.pool)
         .await?;
         Ok(leased)
@@ -292,7 +365,7 @@ impl Store {
     /// # Errors
     /// Database failures.
     pub async fn reset_passed_webhook_marks(&self) -> Result<u64, StoreError> {
-        let moved = sqlx::query(
+        let moved = sqlx::query!(
             "UPDATE webhooks w
              SET due_from = '-infinity', due_from_id = '00000000-0000-0000-0000-000000000000'
              WHERE due_from > '-infinity' AND EXISTS (
@@ -318,14 +391,24 @@ impl Store {
         if results.is_empty() {
             return Ok(());
         }
-        let column =
-            |f: fn(&WebhookAttemptResult) -> Uuid| results.iter().map(f).collect::<Vec<_>>();
-        sqlx::query(
+        let rows: Vec<AttemptRow<'_>> = results
+            .iter()
+            .map(|r| AttemptRow {
+                tenant_id: r.tenant_id.as_uuid(),
+                event_id: r.event_id.as_uuid(),
+                webhook_id: r.webhook_id.as_uuid(),
+                holder: r.holder,
+                status: r.status.as_str(),
+                next_attempt_at: r.next_attempt_at,
+                http_status: r.http_status,
+                response: r.response.as_str(),
+                duration_ms: i32::try_from(r.duration.as_millis()).unwrap_or(i32::MAX),
+                disable: r.disable.as_deref(),
+            })
+            .collect();
+        sqlx::query!(
             "WITH input AS (
-                 SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::uuid[], $5::text[],
-                                      $6::timestamptz[], $7::int[], $8::text[], $9::int[], $10::text[])
-                     AS i(tenant_id, event_id, webhook_id, holder, status, next_attempt_at,
-                          http_status, response, duration_ms, disable)
+                 SELECT * FROM unnest($1::webhook_attempt[])
              ), updated AS (
                  UPDATE webhook_events e
                  SET status = i.status, attempts = e.attempts + 1,
@@ -343,193 +426,29 @@ impl Store {
                  INSERT INTO webhook_attempts (tenant_id, event_id, http_status, response, duration_ms)
                  SELECT tenant_id, event_id, http_status, response, duration_ms FROM recorded
              ), endpoints AS (
-                 SELECT tenant_id, webhook_id, bool_or(status = 'success') AS succeeded,
+                 SELECT tenant_id, webhook_id, bool_or(status = $2) AS succeeded,
                         max(disable) AS disable
                  FROM recorded
-                 WHERE status = 'success' OR disable IS NOT NULL
+                 WHERE status = $2 OR disable IS NOT NULL
                  GROUP BY tenant_id, webhook_id
              )
              -- A success is noted at most once a minute (it only counts against days without
              -- one), so posts to one endpoint do not all rewrite its row.
              UPDATE webhooks w
              SET last_success_at = CASE WHEN ep.succeeded THEN now() ELSE w.last_success_at END,
-                 status = CASE WHEN ep.disable IS NULL THEN w.status ELSE 'disabled' END,
+                 status = CASE WHEN ep.disable IS NULL THEN w.status ELSE $3 END,
                  disabled_reason = coalesce(ep.disable, w.disabled_reason), updated_at = now()
              FROM endpoints ep
              WHERE w.tenant_id = ep.tenant_id AND w.id = ep.webhook_id
                AND (ep.disable IS NOT NULL OR w.last_success_at IS NULL
                     OR w.last_success_at < now() - interval '1 minute')",
+            &rows[..] as &[AttemptRow<'_>],
+            WebhookEventStatus::Success.as_str(),
+            WebhookStatus::Disabled.as_str(),
         )
-        .bind(column(|r| r.tenant_id))
-        .bind(column(|r| r.event_id))
-        .bind(column(|r| r.webhook_id))
-        .bind(column(|r| r.holder))
-        .bind(results.iter().map(|r| r.status).collect::<Vec<_>>())
-        .bind(results.iter().map(|r| r.next_attempt_at).collect::<Vec<_>>())
-        .bind(results.iter().map(|r| r.http_status).collect::<Vec<_>>())
-        .bind(results.iter().map(|r| r.response.as_str()).collect::<Vec<_>>())
-        .bind(
-            results
-                .iter()
-                .map(|r| i32::try_from(r.duration.as_millis()).unwrap_or(i32::MAX))
-                .collect::<Vec<_>>(),
-        )
-        .bind(results.iter().map(|r| r.disable.as_deref()).collect::<Vec<_>>())
         .execute(&self.pool)
         .await?;
         Ok(())
-    }
-
-    /// An endpoint's events, newest first: `limit` of them older than `after` (an event id).
-    ///
-    /// # Errors
-    /// Database failures.
-    pub async fn list_webhook_events(
-        &self,
-        tenant_id: TenantId,
-        webhook_id: Uuid,
-        after: Option<Uuid>,
-        limit: i64,
-    ) -> Result<(Vec<WebhookEventRecord>, bool), StoreError> {
-        self.confined_read(tenant_id, async |conn| {
-            let mut rows = sqlx::query_as::<_, WebhookEventRecord>(
-                "SELECT id, webhook_id, type, status, attempts, next_attempt_at, created_at
-                 FROM webhook_events
-                 WHERE tenant_id = $1 AND webhook_id = $2
-                   AND ($3::uuid IS NULL OR (created_at, id) < (
-                       SELECT created_at, id FROM webhook_events
-                       WHERE tenant_id = $1 AND webhook_id = $2 AND id = $3))
-                 ORDER BY created_at DESC, id DESC
-                 LIMIT $4",
-            )
-            .bind(tenant_id.as_uuid())
-            .bind(webhook_id)
-            .bind(after)
-            .bind(limit + 1)
-            .fetch_all(&mut *conn)
-            .await?;
-            let has_more = rows.len() as i64 > limit;
-            rows.truncate(usize::try_from(limit).unwrap_or(0));
-            Ok((rows, has_more))
-        })
-        .await
-    }
-
-    /// One event of an endpoint, with what its delivery carries (to rebuild the body).
-    ///
-    /// # Errors
-    /// [`StoreError::NotFound`] for another tenant's, another endpoint's or an unknown event.
-    pub async fn get_webhook_event(
-        &self,
-        tenant_id: TenantId,
-        webhook_id: Uuid,
-        id: Uuid,
-    ) -> Result<(WebhookEventRecord, LeasedWebhookEvent), StoreError> {
-        self.confined_read(tenant_id, async |conn| {
-            let record = sqlx::query_as::<_, WebhookEventRecord>(
-                "SELECT id, webhook_id, type, status, attempts, next_attempt_at, created_at
-                 FROM webhook_events WHERE tenant_id = $1 AND webhook_id = $2 AND id = $3",
-            )
-            .bind(tenant_id.as_uuid())
-            .bind(webhook_id)
-            .bind(id)
-            .fetch_optional(&mut *conn)
-            .await?
-            .ok_or(StoreError::NotFound)?;
-            let content = sqlx::query_as::<_, LeasedWebhookEvent>(concat!(
-                "WITH leased AS (SELECT * FROM webhook_events WHERE tenant_id = $1 AND id = $2) ",
-                outbox_content!()
-            ))
-            .bind(tenant_id.as_uuid())
-            .bind(id)
-            .fetch_one(&mut *conn)
-            .await?;
-            Ok((record, content))
-        })
-        .await
-    }
-
-    /// An event's attempts, oldest first.
-    ///
-    /// # Errors
-    /// Database failures.
-    pub async fn webhook_attempts(
-        &self,
-        tenant_id: TenantId,
-        event_id: Uuid,
-    ) -> Result<Vec<WebhookAttemptRecord>, StoreError> {
-        self.confined_read(tenant_id, async |conn| {
-            Ok(sqlx::query_as::<_, WebhookAttemptRecord>(
-                "SELECT id, http_status, response, duration_ms, created_at FROM webhook_attempts
-                 WHERE tenant_id = $1 AND event_id = $2 ORDER BY id",
-            )
-            .bind(tenant_id.as_uuid())
-            .bind(event_id)
-            .fetch_all(&mut *conn)
-            .await?)
-        })
-        .await
-    }
-
-    /// Sends an event again from the start of the schedule (same id, same body).
-    ///
-    /// # Errors
-    /// [`StoreError::NotFound`].
-    pub async fn replay_webhook_event(
-        &self,
-        tenant_id: TenantId,
-        webhook_id: Uuid,
-        id: Uuid,
-    ) -> Result<(), StoreError> {
-        self.confined(tenant_id, async |conn| {
-            let updated = sqlx::query(
-                "UPDATE webhook_events
-                 SET status = 'pending', attempts = 0, next_attempt_at = now(), leased_by = NULL,
-                     lease_expires_at = NULL, updated_at = now()
-                 WHERE tenant_id = $1 AND webhook_id = $2 AND id = $3",
-            )
-            .bind(tenant_id.as_uuid())
-            .bind(webhook_id)
-            .bind(id)
-            .execute(&mut *conn)
-            .await?
-            .rows_affected();
-            if updated == 0 {
-                return Err(StoreError::NotFound);
-            }
-            // The insert trigger does not see an update: wake the dispatchers here.
-            sqlx::query("SELECT pg_notify($1, '')")
-                .bind(Channel::Webhooks.name())
-                .execute(&mut *conn)
-                .await?;
-            Ok(())
-        })
-        .await
-    }
-
-    /// Queues a test event for one of the tenant's endpoints (reported as `email.sent`, with
-    /// `data.test` set and no email).
-    ///
-    /// # Errors
-    /// [`StoreError::NotFound`] for another tenant's or an unknown endpoint.
-    pub async fn queue_test_webhook_event(
-        &self,
-        tenant_id: TenantId,
-        webhook_id: Uuid,
-    ) -> Result<Uuid, StoreError> {
-        self.confined(tenant_id, async |conn| {
-            sqlx::query_scalar(
-                "INSERT INTO webhook_events (tenant_id, webhook_id, type)
-                 SELECT tenant_id, id, 'email.sent' FROM webhooks WHERE tenant_id = $1 AND id = $2
-                 RETURNING id",
-            )
-            .bind(tenant_id.as_uuid())
-            .bind(webhook_id)
-            .fetch_optional(&mut *conn)
-            .await?
-            .ok_or(StoreError::NotFound)
-        })
-        .await
     }
 
     /// Refreshes the planner's statistics of the outbox when they are far behind it; says
@@ -545,15 +464,16 @@ impl Store {
     /// # Errors
     /// Database failures, including lacking the right to analyze the table.
     pub async fn analyze_outbox_if_stale(&self) -> Result<bool, StoreError> {
-        let stale: bool = sqlx::query_scalar(
-            "SELECT coalesce(bool_or(s.n_mod_since_analyze > greatest(c.reltuples, 0) + 1000), false)
-             FROM pg_stat_user_tables s JOIN pg_class c ON c.oid = s.relid
-             WHERE s.relid = 'webhook_events'::regclass",
+        let stale = sqlx::query_scalar!(
+            r#"SELECT coalesce(bool_or(s.n_mod_since_analyze > greatest(c.reltuples, 0) + 1000),
+                               false) AS "stale!"
+               FROM pg_stat_user_tables s JOIN pg_class c ON c.oid = s.relid
+               WHERE s.relid = 'webhook_events'::regclass"#
         )
         .fetch_one(&self.pool)
         .await?;
         if stale {
-            sqlx::query("ANALYZE webhook_events")
+            sqlx::query!("ANALYZE webhook_events")
                 .execute(&self.pool)
                 .await?;
         }
@@ -567,14 +487,14 @@ impl Store {
     pub async fn webhook_backlog(&self) -> Result<i64, StoreError> {
         // Per endpoint from its low-water mark, as leasing looks, so finished rows not yet
         // vacuumed are not walked.
-        Ok(sqlx::query_scalar(
-            "SELECT coalesce(sum(n), 0)::bigint FROM webhooks w
+        Ok(sqlx::query_scalar!(
+            r#"SELECT coalesce(sum(n), 0)::bigint AS "backlog!" FROM webhooks w
              CROSS JOIN LATERAL (
                  SELECT count(*) AS n FROM webhook_events
                  WHERE tenant_id = w.tenant_id AND webhook_id = w.id
                    AND status IN ('pending', 'attempting')
                    AND (next_attempt_at, id) >= (w.due_from, w.due_from_id)
-             ) e",
+             ) e"#,
         )
         .fetch_one(&self.pool)
         .await?)
@@ -592,7 +512,7 @@ impl Store {
     ) -> Result<Option<OffsetDateTime>, StoreError> {
         // Per endpoint from its low-water mark, as leasing looks: its first free row, and the
         // leases among its first due rows.
-        Ok(sqlx::query_scalar(
+        Ok(sqlx::query_scalar!(
             "SELECT least(
                  (SELECT min(e.next_attempt_at) FROM webhooks w
                   CROSS JOIN LATERAL (
@@ -611,10 +531,10 @@ impl Store {
                         AND (next_attempt_at, id) >= (w.due_from, w.due_from_id)
                         AND next_attempt_at <= now()
                       ORDER BY next_attempt_at, id
-                      LIMIT 2 * $1
+                      LIMIT 2 * $1::int8
                   ) l))",
+            per_endpoint,
         )
-        .bind(per_endpoint)
         .fetch_one(&self.pool)
         .await?)
     }

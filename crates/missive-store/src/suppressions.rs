@@ -5,24 +5,23 @@
 //! statement that stores the email. Addresses are compared lower-cased, with the database's
 //! `lower()` on both sides, so the lookup and the unique index agree.
 
-use missive_core::{SuppressionOrigin, TenantId};
-use sqlx::FromRow;
+use missive_core::{EmailId, SuppressionOrigin, TenantId};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use crate::cursor::{fetch_filtered_page, page_statements};
+use crate::checked::records;
+use crate::cursor::{fetch_page, finish_page};
 use crate::{Cursor, Store, StoreError};
 
 /// One suppressed address.
-#[derive(Clone, Debug, FromRow)]
+#[derive(Clone, Debug)]
 pub struct SuppressionRecord {
-    pub tenant_id: Uuid,
+    pub tenant_id: TenantId,
     pub id: Uuid,
     pub email: String,
-    #[sqlx(try_from = "String")]
     pub origin: SuppressionOrigin,
     /// The email that bounced.
-    pub source_id: Option<Uuid>,
+    pub source_id: Option<EmailId>,
     /// The refusal that put the address here.
     pub reason: Option<String>,
     pub created_at: OffsetDateTime,
@@ -42,9 +41,16 @@ pub enum SuppressionKey<'a> {
     Email(&'a str),
 }
 
+/// Calls `$then!` with `$before`, the columns of [`SuppressionRecord`], and `$after`.
 macro_rules! suppression_columns {
-    () => {
-        "tenant_id, id, email, origin, source_id, reason, created_at"
+    ($then:ident!($($before:tt)*) $($after:tt)*) => {
+        $then!(
+            $($before)*
+            r#"tenant_id AS "tenant_id!: TenantId", id AS "id!", email AS "email!",
+               origin AS "origin!: SuppressionOrigin", source_id AS "source_id: EmailId",
+               reason, created_at AS "created_at!""#
+            $($after)*
+        )
     };
 }
 
@@ -61,30 +67,33 @@ impl Store {
     ) -> Result<Vec<SuppressionRecord>, StoreError> {
         let ids: Vec<Uuid> = emails.iter().map(|_| Uuid::now_v7()).collect();
         let mut tx = self.begin_for_tenant(tenant_id).await?;
-        sqlx::query(
+        sqlx::query!(
             "INSERT INTO suppressions (tenant_id, id, email, origin)
              SELECT $1, id, lower(email), $4
              FROM UNNEST($2::uuid[], $3::text[]) AS u(id, email)
              ON CONFLICT (tenant_id, email) DO NOTHING",
+            tenant_id.as_uuid(),
+            &ids,
+            emails as &[&str],
+            SuppressionOrigin::Manual.as_str(),
         )
-        .bind(tenant_id.as_uuid())
-        .bind(&ids)
-        .bind(emails)
-        .bind(SuppressionOrigin::Manual.as_str())
         .execute(&mut *tx)
         .await?;
         // A second statement sees what the first inserted, and what a concurrent insert of the
         // same address committed meanwhile.
-        let rows = sqlx::query_as::<_, SuppressionRecord>(concat!(
-            "SELECT s.* FROM (SELECT min(n) AS n, lower(email) AS email
-                    FROM UNNEST($2::text[]) WITH ORDINALITY AS u(email, n) GROUP BY lower(email)) u
-              JOIN LATERAL (SELECT ",
-            suppression_columns!(),
+        let rows = suppression_columns!(
+            records!(
+                SuppressionRecord,
+                "SELECT s.* FROM (SELECT min(n) AS n, lower(email) AS email
+                        FROM UNNEST($2::text[]) WITH ORDINALITY AS u(email, n)
+                        GROUP BY lower(email)) u
+                  JOIN LATERAL (SELECT ",
+            ),
             " FROM suppressions WHERE tenant_id = $1 AND email = u.email) s ON true
-              ORDER BY u.n"
-        ))
-        .bind(tenant_id.as_uuid())
-        .bind(emails)
+              ORDER BY u.n",
+            tenant_id.as_uuid(),
+            emails as &[&str],
+        )
         .fetch_all(&mut *tx)
         .await?;
         tx.commit().await?;
@@ -102,19 +111,20 @@ impl Store {
         cursor: Cursor,
         limit: i64,
     ) -> Result<SuppressionPage, StoreError> {
-        let (suppressions, has_more) = fetch_filtered_page(
-            self,
-            &page_statements!(
-                suppression_columns!(),
-                "suppressions",
-                "AND ($5::text IS NULL OR origin = $5)"
-            ),
-            tenant_id,
-            cursor,
-            limit,
-            origin.map(SuppressionOrigin::as_str),
-        )
-        .await?;
+        let rows = self
+            .confined_read(tenant_id, async |conn| {
+                Ok(suppression_columns!(
+                    fetch_page!(&mut *conn, SuppressionRecord,),
+                    "suppressions",
+                    "AND ($5::text IS NULL OR origin = $5)",
+                    tenant_id,
+                    cursor,
+                    limit,
+                    origin.map(SuppressionOrigin::as_str),
+                ))
+            })
+            .await?;
+        let (suppressions, has_more) = finish_page(rows, cursor, limit);
         Ok(SuppressionPage {
             suppressions,
             has_more,
@@ -132,14 +142,13 @@ impl Store {
     ) -> Result<SuppressionRecord, StoreError> {
         self.confined_read(tenant_id, async |conn| {
             let (id, email) = key.parts();
-            sqlx::query_as::<_, SuppressionRecord>(concat!(
-                "SELECT ",
-                suppression_columns!(),
-                " FROM suppressions WHERE tenant_id = $1 AND (id = $2 OR email = lower($3))"
-            ))
-            .bind(tenant_id.as_uuid())
-            .bind(id)
-            .bind(email)
+            suppression_columns!(
+                records!(SuppressionRecord, "SELECT ",),
+                " FROM suppressions WHERE tenant_id = $1 AND (id = $2 OR email = lower($3))",
+                tenant_id.as_uuid(),
+                id,
+                email,
+            )
             .fetch_optional(&mut *conn)
             .await?
             .ok_or(StoreError::NotFound)
@@ -162,15 +171,15 @@ impl Store {
                 keys.iter().map(SuppressionKey::parts).unzip();
             let ids: Vec<Uuid> = ids.into_iter().flatten().collect();
             let emails: Vec<&str> = emails.into_iter().flatten().collect();
-            Ok(sqlx::query_scalar(
+            Ok(sqlx::query_scalar!(
                 "DELETE FROM suppressions
                  WHERE tenant_id = $1
                    AND (id = ANY ($2) OR email IN (SELECT lower(e) FROM UNNEST($3::text[]) AS e))
                  RETURNING id",
+                tenant_id.as_uuid(),
+                &ids,
+                &emails as &[&str],
             )
-            .bind(tenant_id.as_uuid())
-            .bind(&ids)
-            .bind(&emails)
             .fetch_all(&mut *conn)
             .await?)
         })

@@ -6,15 +6,14 @@
 //! no template includes itself (which reads every template of the tenant) and the write it allows
 //! cannot interleave with another change of the same tenant.
 
-use missive_core::TenantId;
 use missive_core::template::TemplateRef;
-use sqlx::postgres::PgArguments;
-use sqlx::query::QueryAs;
-use sqlx::{FromRow, PgConnection, Postgres, Transaction};
+use missive_core::{TemplateId, TenantId};
+use sqlx::{PgConnection, Postgres, Transaction};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use crate::cursor::{fetch_page, page_statements};
+use crate::checked::records;
+use crate::cursor::{fetch_page, finish_page};
 use crate::error::map_unique;
 use crate::{Cursor, Store, StoreError};
 
@@ -32,23 +31,26 @@ const TEMPLATE_CONFLICTS: &[(&str, &str)] = &[
 /// Advisory lock namespace of template changes (`tmpl`), beside the tenant id's hash.
 const TEMPLATE_LOCK: i32 = 0x746d_706c;
 
-/// The columns [`TemplateRecord`] reads, as a literal so it can join `concat!`.
+/// Calls `$then!` with `$before`, the columns of a [`TemplateRow`], and `$after`.
 macro_rules! template_columns {
-    () => {
-        "id, tenant_id, name, alias, from_address, subject, reply_to, html, text, variables, \
-         layout, uses, published_version, published_at, created_at, updated_at"
+    ($then:ident!($($before:tt)*) $($after:tt)*) => {
+        $then!(
+            $($before)*
+            r#"id AS "id: TemplateId", tenant_id AS "tenant_id: TenantId", name, alias,
+               from_address, subject, reply_to, html, text, variables, layout, uses,
+               published_version, published_at, created_at, updated_at"#
+            $($after)*
+        )
     };
 }
 
 /// A template as stored: its draft, and where its published versions stand.
-#[derive(Clone, Debug, FromRow)]
+#[derive(Clone, Debug)]
 pub struct TemplateRecord {
-    pub id: Uuid,
-    #[sqlx(try_from = "Uuid")]
+    pub id: TemplateId,
     pub tenant_id: TenantId,
     pub name: String,
     pub alias: Option<String>,
-    #[sqlx(flatten)]
     pub draft: TemplateContent,
     pub published_version: Option<i32>,
     pub published_at: Option<OffsetDateTime>,
@@ -56,8 +58,53 @@ pub struct TemplateRecord {
     pub updated_at: OffsetDateTime,
 }
 
+/// [`TemplateRecord`] as read: the draft's columns beside the template's.
+struct TemplateRow {
+    id: TemplateId,
+    tenant_id: TenantId,
+    name: String,
+    alias: Option<String>,
+    from_address: Option<String>,
+    subject: Option<String>,
+    reply_to: Vec<String>,
+    html: String,
+    text: Option<String>,
+    variables: serde_json::Value,
+    layout: Option<String>,
+    uses: Vec<String>,
+    published_version: Option<i32>,
+    published_at: Option<OffsetDateTime>,
+    created_at: OffsetDateTime,
+    updated_at: OffsetDateTime,
+}
+
+impl From<TemplateRow> for TemplateRecord {
+    fn from(row: TemplateRow) -> Self {
+        Self {
+            id: row.id,
+            tenant_id: row.tenant_id,
+            name: row.name,
+            alias: row.alias,
+            draft: TemplateContent {
+                from_address: row.from_address,
+                subject: row.subject,
+                reply_to: row.reply_to,
+                html: row.html,
+                text: row.text,
+                variables: row.variables,
+                layout: row.layout,
+                uses: row.uses,
+            },
+            published_version: row.published_version,
+            published_at: row.published_at,
+            created_at: row.created_at,
+            updated_at: row.updated_at,
+        }
+    }
+}
+
 /// What a draft or a published version holds; validated before it is written.
-#[derive(Clone, Debug, Default, PartialEq, FromRow)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct TemplateContent {
     pub from_address: Option<String>,
     pub subject: Option<String>,
@@ -73,14 +120,50 @@ pub struct TemplateContent {
 }
 
 /// A published version, with the template's name and alias.
-#[derive(Clone, Debug, FromRow)]
+#[derive(Clone, Debug)]
 pub struct PublishedTemplate {
-    pub id: Uuid,
+    pub id: TemplateId,
     pub name: String,
     pub alias: Option<String>,
     pub version: i32,
-    #[sqlx(flatten)]
     pub content: TemplateContent,
+}
+
+/// [`PublishedTemplate`] as read.
+struct PublishedRow {
+    id: TemplateId,
+    name: String,
+    alias: Option<String>,
+    version: i32,
+    from_address: Option<String>,
+    subject: Option<String>,
+    reply_to: Vec<String>,
+    html: String,
+    text: Option<String>,
+    variables: serde_json::Value,
+    layout: Option<String>,
+    uses: Vec<String>,
+}
+
+impl From<PublishedRow> for PublishedTemplate {
+    fn from(row: PublishedRow) -> Self {
+        Self {
+            id: row.id,
+            name: row.name,
+            alias: row.alias,
+            version: row.version,
+            content: TemplateContent {
+                from_address: row.from_address,
+                subject: row.subject,
+                reply_to: row.reply_to,
+                html: row.html,
+                text: row.text,
+                variables: row.variables,
+                layout: row.layout,
+                uses: row.uses,
+            },
+        }
+    }
 }
 
 /// What a send's reference to a template finds.
@@ -95,9 +178,9 @@ pub enum PublishedLookup {
 }
 
 /// One template in the include graph: what its draft and its published version include.
-#[derive(Clone, Debug, FromRow)]
+#[derive(Clone, Debug)]
 pub struct TemplateNode {
-    pub id: Uuid,
+    pub id: TemplateId,
     pub name: String,
     pub alias: Option<String>,
     pub uses: Vec<String>,
@@ -110,25 +193,9 @@ pub struct TemplatePage {
     pub has_more: bool,
 }
 
-/// Binds a draft's columns, in the order the insert and the update list them.
-fn bind_content<'q, O>(
-    query: QueryAs<'q, Postgres, O, PgArguments>,
-    content: &'q TemplateContent,
-) -> QueryAs<'q, Postgres, O, PgArguments> {
-    query
-        .bind(&content.from_address)
-        .bind(&content.subject)
-        .bind(&content.reply_to)
-        .bind(&content.html)
-        .bind(&content.text)
-        .bind(&content.variables)
-        .bind(&content.layout)
-        .bind(&content.uses)
-}
-
 fn by_reference(reference: &TemplateRef) -> (Option<Uuid>, Option<&str>) {
     match reference {
-        TemplateRef::Id(id) => (Some(*id), None),
+        TemplateRef::Id(id) => (Some(id.as_uuid()), None),
         TemplateRef::Alias(alias) => (None, Some(alias.as_str())),
     }
 }
@@ -159,14 +226,20 @@ impl Store {
         cursor: Cursor,
         limit: i64,
     ) -> Result<TemplatePage, StoreError> {
-        let (templates, has_more) = fetch_page(
-            self,
-            &page_statements!(template_columns!(), "templates"),
-            tenant_id,
-            cursor,
-            limit,
-        )
-        .await?;
+        let rows = self
+            .confined_read(tenant_id, async |conn| {
+                Ok(template_columns!(
+                    fetch_page!(&mut *conn, TemplateRow,),
+                    "templates",
+                    "",
+                    tenant_id,
+                    cursor,
+                    limit,
+                ))
+            })
+            .await?;
+        let (rows, has_more) = finish_page(rows, cursor, limit);
+        let templates = rows.into_iter().map(TemplateRecord::from).collect();
         Ok(TemplatePage {
             templates,
             has_more,
@@ -184,22 +257,22 @@ impl Store {
     ) -> Result<PublishedLookup, StoreError> {
         let (id, alias) = by_reference(reference);
         self.confined_read(tenant_id, async |conn| {
-            let found: Option<(Uuid, String, Option<i32>)> = sqlx::query_as(
+            let found = sqlx::query!(
                 "SELECT id, name, published_version FROM templates
                  WHERE tenant_id = $1 AND (id = $2 OR alias = $3)",
+                tenant_id.as_uuid(),
+                id,
+                alias,
             )
-            .bind(tenant_id.as_uuid())
-            .bind(id)
-            .bind(alias)
             .fetch_optional(&mut *conn)
             .await?;
-            let Some((id, name, version)) = found else {
+            let Some(found) = found else {
                 return Ok(PublishedLookup::Missing);
             };
-            if version.is_none() {
-                return Ok(PublishedLookup::Unpublished { name });
+            if found.published_version.is_none() {
+                return Ok(PublishedLookup::Unpublished { name: found.name });
             }
-            let mut published = published_where(conn, tenant_id, Some(&[id]), None).await?;
+            let mut published = published_where(conn, tenant_id, Some(&[found.id]), None).await?;
             // Deleted between the two reads: as if it never was.
             Ok(published.pop().map_or(PublishedLookup::Missing, |found| {
                 PublishedLookup::Found(Box::new(found))
@@ -231,11 +304,13 @@ impl Store {
     /// Database failures.
     pub async fn edit_templates(&self, tenant_id: TenantId) -> Result<TemplateEdit, StoreError> {
         let mut tx = self.begin_for_tenant(tenant_id).await?;
-        sqlx::query("SELECT pg_advisory_xact_lock($1, hashtext($2))")
-            .bind(TEMPLATE_LOCK)
-            .bind(tenant_id.to_string())
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query!(
+            "SELECT pg_advisory_xact_lock($1, hashtext($2))",
+            TEMPLATE_LOCK,
+            tenant_id.to_string(),
+        )
+        .execute(&mut *tx)
+        .await?;
         Ok(TemplateEdit { tx, tenant_id })
     }
 }
@@ -247,17 +322,16 @@ async fn select_template(
     reference: &TemplateRef,
 ) -> Result<TemplateRecord, StoreError> {
     let (id, alias) = by_reference(reference);
-    sqlx::query_as::<_, TemplateRecord>(concat!(
-        "SELECT ",
-        template_columns!(),
-        " FROM templates
-         WHERE tenant_id = $1 AND (id = $2 OR alias = $3)"
-    ))
-    .bind(tenant_id.as_uuid())
-    .bind(id)
-    .bind(alias)
+    template_columns!(
+        records!(TemplateRow, "SELECT ",),
+        " FROM templates WHERE tenant_id = $1 AND (id = $2 OR alias = $3)",
+        tenant_id.as_uuid(),
+        id,
+        alias,
+    )
     .fetch_optional(conn)
     .await?
+    .map(TemplateRecord::from)
     .ok_or(StoreError::NotFound)
 }
 
@@ -267,20 +341,22 @@ async fn published_where(
     ids: Option<&[Uuid]>,
     aliases: Option<&[String]>,
 ) -> Result<Vec<PublishedTemplate>, StoreError> {
-    Ok(sqlx::query_as::<_, PublishedTemplate>(
-        "SELECT t.id, t.name, t.alias, v.version, v.from_address, v.subject, v.reply_to,
-                v.html, v.text, v.variables, v.layout, v.uses
-         FROM templates t
-         JOIN template_versions v
-           ON v.tenant_id = t.tenant_id AND v.template_id = t.id
-              AND v.version = t.published_version
-         WHERE t.tenant_id = $1 AND (t.id = ANY($2) OR t.alias = ANY($3))",
+    let rows = sqlx::query_as!(
+        PublishedRow,
+        r#"SELECT t.id AS "id: TemplateId", t.name, t.alias, v.version, v.from_address,
+                  v.subject, v.reply_to, v.html, v.text, v.variables, v.layout, v.uses
+           FROM templates t
+           JOIN template_versions v
+             ON v.tenant_id = t.tenant_id AND v.template_id = t.id
+                AND v.version = t.published_version
+           WHERE t.tenant_id = $1 AND (t.id = ANY($2) OR t.alias = ANY($3))"#,
+        tenant_id.as_uuid(),
+        ids.unwrap_or_default(),
+        aliases.unwrap_or_default(),
     )
-    .bind(tenant_id.as_uuid())
-    .bind(ids.unwrap_or_default())
-    .bind(aliases.unwrap_or_default())
     .fetch_all(conn)
-    .await?)
+    .await?;
+    Ok(rows.into_iter().map(PublishedTemplate::from).collect())
 }
 
 /// A change of one tenant's templates, under its lock; nothing is written until [`commit`].
@@ -298,17 +374,18 @@ impl TemplateEdit {
     /// # Errors
     /// Database failures.
     pub async fn graph(&mut self) -> Result<Vec<TemplateNode>, StoreError> {
-        Ok(sqlx::query_as::<_, TemplateNode>(
-            "SELECT t.id, t.name, t.alias,
-                    ARRAY(SELECT DISTINCT u FROM unnest(t.uses || coalesce(v.uses, '{}')) AS u)
-                        AS uses
-             FROM templates t
-             LEFT JOIN template_versions v
-                    ON v.tenant_id = t.tenant_id AND v.template_id = t.id
-                       AND v.version = t.published_version
-             WHERE t.tenant_id = $1",
+        Ok(sqlx::query_as!(
+            TemplateNode,
+            r#"SELECT t.id AS "id: TemplateId", t.name, t.alias,
+                      ARRAY(SELECT DISTINCT u FROM unnest(t.uses || coalesce(v.uses, '{}')) AS u)
+                          AS "uses!"
+               FROM templates t
+               LEFT JOIN template_versions v
+                      ON v.tenant_id = t.tenant_id AND v.template_id = t.id
+                         AND v.version = t.published_version
+               WHERE t.tenant_id = $1"#,
+            self.tenant_id.as_uuid(),
         )
-        .bind(self.tenant_id.as_uuid())
         .fetch_all(&mut *self.tx)
         .await?)
     }
@@ -327,27 +404,37 @@ impl TemplateEdit {
     /// [`StoreError::Conflict`] for a name or alias the tenant already uses.
     pub async fn insert(
         &mut self,
-        id: Uuid,
+        id: TemplateId,
         name: &str,
         alias: Option<&str>,
         draft: &TemplateContent,
     ) -> Result<TemplateRecord, StoreError> {
-        let query = sqlx::query_as::<_, TemplateRecord>(concat!(
-            "INSERT INTO templates (id, tenant_id, name, alias, from_address, subject, reply_to,
-                                    html, text, variables, layout, uses)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
-             RETURNING ",
-            template_columns!(),
-            ""
-        ))
-        .bind(id)
-        .bind(self.tenant_id.as_uuid())
-        .bind(name)
-        .bind(alias);
-        bind_content(query, draft)
-            .fetch_one(&mut *self.tx)
-            .await
-            .map_err(|e| map_unique(e, TEMPLATE_CONFLICTS))
+        template_columns!(
+            records!(
+                TemplateRow,
+                "INSERT INTO templates (id, tenant_id, name, alias, from_address, subject,
+                                        reply_to, html, text, variables, layout, uses)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+                 RETURNING ",
+            ),
+            "",
+            id.as_uuid(),
+            self.tenant_id.as_uuid(),
+            name,
+            alias,
+            draft.from_address.as_deref(),
+            draft.subject.as_deref(),
+            &draft.reply_to,
+            &draft.html,
+            draft.text.as_deref(),
+            &draft.variables,
+            draft.layout.as_deref(),
+            &draft.uses,
+        )
+        .fetch_one(&mut *self.tx)
+        .await
+        .map(TemplateRecord::from)
+        .map_err(|e| map_unique(e, TEMPLATE_CONFLICTS))
     }
 
     /// Replaces a template's name, alias and draft.
@@ -356,59 +443,72 @@ impl TemplateEdit {
     /// [`StoreError::NotFound`], or [`StoreError::Conflict`] for a name or alias in use.
     pub async fn update(
         &mut self,
-        id: Uuid,
+        id: TemplateId,
         name: &str,
         alias: Option<&str>,
         draft: &TemplateContent,
     ) -> Result<TemplateRecord, StoreError> {
-        let query = sqlx::query_as::<_, TemplateRecord>(concat!(
-            "UPDATE templates SET name = $3, alias = $4, from_address = $5, subject = $6,
-                    reply_to = $7, html = $8, text = $9, variables = $10, layout = $11,
-                    uses = $12, updated_at = now()
-             WHERE tenant_id = $1 AND id = $2
-             RETURNING ",
-            template_columns!(),
-            ""
-        ))
-        .bind(self.tenant_id.as_uuid())
-        .bind(id)
-        .bind(name)
-        .bind(alias);
-        bind_content(query, draft)
-            .fetch_optional(&mut *self.tx)
-            .await
-            .map_err(|e| map_unique(e, TEMPLATE_CONFLICTS))?
-            .ok_or(StoreError::NotFound)
+        template_columns!(
+            records!(
+                TemplateRow,
+                "UPDATE templates SET name = $3, alias = $4, from_address = $5, subject = $6,
+                        reply_to = $7, html = $8, text = $9, variables = $10, layout = $11,
+                        uses = $12, updated_at = now()
+                 WHERE tenant_id = $1 AND id = $2
+                 RETURNING ",
+            ),
+            "",
+            self.tenant_id.as_uuid(),
+            id.as_uuid(),
+            name,
+            alias,
+            draft.from_address.as_deref(),
+            draft.subject.as_deref(),
+            &draft.reply_to,
+            &draft.html,
+            draft.text.as_deref(),
+            &draft.variables,
+            draft.layout.as_deref(),
+            &draft.uses,
+        )
+        .fetch_optional(&mut *self.tx)
+        .await
+        .map_err(|e| map_unique(e, TEMPLATE_CONFLICTS))?
+        .map(TemplateRecord::from)
+        .ok_or(StoreError::NotFound)
     }
 
     /// Freezes the draft as the next published version.
     ///
     /// # Errors
     /// [`StoreError::NotFound`].
-    pub async fn publish(&mut self, id: Uuid) -> Result<TemplateRecord, StoreError> {
-        let record = sqlx::query_as::<_, TemplateRecord>(concat!(
-            "UPDATE templates
-             SET published_version = coalesce(published_version, 0) + 1, published_at = now(),
-                 updated_at = now()
-             WHERE tenant_id = $1 AND id = $2
-             RETURNING ",
-            template_columns!(),
-            ""
-        ))
-        .bind(self.tenant_id.as_uuid())
-        .bind(id)
+    pub async fn publish(&mut self, id: TemplateId) -> Result<TemplateRecord, StoreError> {
+        let record = template_columns!(
+            records!(
+                TemplateRow,
+                "UPDATE templates
+                 SET published_version = coalesce(published_version, 0) + 1,
+                     published_at = now(), updated_at = now()
+                 WHERE tenant_id = $1 AND id = $2
+                 RETURNING ",
+            ),
+            "",
+            self.tenant_id.as_uuid(),
+            id.as_uuid(),
+        )
         .fetch_optional(&mut *self.tx)
         .await?
+        .map(TemplateRecord::from)
         .ok_or(StoreError::NotFound)?;
-        sqlx::query(
+        sqlx::query!(
             "INSERT INTO template_versions (template_id, version, tenant_id, from_address,
                  subject, reply_to, html, text, variables, layout, uses, published_at)
              SELECT id, published_version, tenant_id, from_address, subject, reply_to, html,
                     text, variables, layout, uses, published_at
              FROM templates WHERE tenant_id = $1 AND id = $2",
+            self.tenant_id.as_uuid(),
+            id.as_uuid(),
         )
-        .bind(self.tenant_id.as_uuid())
-        .bind(id)
         .execute(&mut *self.tx)
         .await?;
         Ok(record)
@@ -418,13 +518,15 @@ impl TemplateEdit {
     ///
     /// # Errors
     /// [`StoreError::NotFound`].
-    pub async fn delete(&mut self, id: Uuid) -> Result<(), StoreError> {
-        let deleted = sqlx::query("DELETE FROM templates WHERE tenant_id = $1 AND id = $2")
-            .bind(self.tenant_id.as_uuid())
-            .bind(id)
-            .execute(&mut *self.tx)
-            .await?
-            .rows_affected();
+    pub async fn delete(&mut self, id: TemplateId) -> Result<(), StoreError> {
+        let deleted = sqlx::query!(
+            "DELETE FROM templates WHERE tenant_id = $1 AND id = $2",
+            self.tenant_id.as_uuid(),
+            id.as_uuid(),
+        )
+        .execute(&mut *self.tx)
+        .await?
+        .rows_affected();
         if deleted == 0 {
             return Err(StoreError::NotFound);
         }

@@ -2,43 +2,49 @@
 
 use std::net::IpAddr;
 
-use missive_core::routing::TenantRelay;
+use missive_core::routing::{RelayTls, TenantRelay};
 use missive_core::{
     Domain, IpNetwork, Limits, Mailbox, SendingPolicy, TenantId, TenantName, TenantSettings,
     TenantStatus,
 };
-use sqlx::postgres::PgRow;
-use sqlx::{FromRow, PgConnection, Row};
+use sqlx::PgConnection;
 use time::OffsetDateTime;
-use uuid::Uuid;
 
 use crate::api_keys::{ApiKeyRecord, NewApiKeyRow, insert_api_key};
 use crate::error::map_unique;
+use crate::relays::{PasswordChange, RelayPatch, relay_of};
 use crate::usage::limits_from_columns;
-use crate::{SealedSecret, Store, StoreError};
+use crate::{Store, StoreError};
 
 const TENANT_CONFLICTS: &[(&str, &str)] =
     &[("tenants_name_key", "a tenant with this name already exists")];
 
-/// The columns [`TenantRecord`] reads, as a literal so it can join `concat!`.
-macro_rules! tenant_columns {
-    () => {
-        "id, name, status, domain, default_from, reply_to, from_name, allowed_sender_domains, \
-         ARRAY(SELECT n.network::text FROM trusted_networks n \
-               WHERE n.tenant_id = tenants.id ORDER BY n.network) AS trusted_networks, \
-         created_at, updated_at, disabled_at, smtp_host, smtp_port, smtp_tls, smtp_username, \
-         smtp_enabled, (smtp_password IS NOT NULL) AS smtp_has_password, requests_per_minute, \
-         emails_per_day, emails_per_month, require_verified_domains"
+/// A checked statement reading [`TenantRecord`]s: `$head`, the record's columns, `$tail`.
+macro_rules! query_tenants {
+    ($head:literal, $tail:literal $(, $arg:expr)* $(,)?) => {
+        sqlx::query_as!(
+            TenantRecord,
+            $head
+                + r#"id AS "id: TenantId", name, status AS "status: TenantStatus", domain,
+                     default_from, reply_to, from_name, allowed_sender_domains,
+                     ARRAY(SELECT n.network::text FROM trusted_networks n
+                           WHERE n.tenant_id = tenants.id ORDER BY n.network)
+                         AS "trusted_networks!",
+                     created_at, updated_at, disabled_at, smtp_host, smtp_port,
+                     smtp_tls AS "smtp_tls: RelayTls", smtp_username, smtp_enabled,
+                     (smtp_password IS NOT NULL) AS "smtp_has_password!", requests_per_minute,
+                     emails_per_day, emails_per_month, require_verified_domains"#
+                + $tail
+            $(, $arg)*
+        )
     };
 }
 
 /// A tenant as stored.
-#[derive(Clone, Debug, FromRow)]
+#[derive(Clone, Debug)]
 pub struct TenantRecord {
-    #[sqlx(try_from = "Uuid")]
     pub id: TenantId,
     pub name: String,
-    #[sqlx(try_from = "String")]
     pub status: TenantStatus,
     /// The primary sending domain.
     pub domain: Option<String>,
@@ -55,7 +61,7 @@ pub struct TenantRecord {
     /// The tenant's own upstream server, when one is set (never its password).
     pub smtp_host: Option<String>,
     pub smtp_port: Option<i32>,
-    pub smtp_tls: Option<String>,
+    pub smtp_tls: Option<RelayTls>,
     pub smtp_username: Option<String>,
     pub smtp_enabled: bool,
     pub smtp_has_password: bool,
@@ -82,52 +88,11 @@ impl TenantRecord {
         relay_of(
             self.smtp_host.as_ref(),
             self.smtp_port,
-            self.smtp_tls.as_deref(),
+            self.smtp_tls,
             self.smtp_username.as_ref(),
             self.smtp_enabled,
         )
     }
-}
-
-/// A [`TenantRelay`] from its columns; `None` without a host (or with a damaged row).
-pub(crate) fn relay_of(
-    host: Option<&String>,
-    port: Option<i32>,
-    tls: Option<&str>,
-    username: Option<&String>,
-    enabled: bool,
-) -> Option<TenantRelay> {
-    Some(TenantRelay {
-        host: host?.clone(),
-        port: u16::try_from(port?).ok()?,
-        tls: tls?.parse().ok()?,
-        username: username.cloned(),
-        enabled,
-    })
-}
-
-/// A tenant's upstream server with its sealed password, as a delivery or a check needs it.
-#[derive(Clone, Debug)]
-pub struct StoredRelay {
-    pub relay: TenantRelay,
-    pub password: Option<SealedSecret>,
-    /// Moves with every change: the version a cached transport is built from.
-    pub changed_at: OffsetDateTime,
-}
-
-/// What a patch does to the password of a tenant's upstream server.
-#[derive(Clone, Debug)]
-pub enum PasswordChange {
-    Keep,
-    Clear,
-    Set(SealedSecret),
-}
-
-/// A tenant's upstream server as a patch sets it (validated, the password sealed).
-#[derive(Clone, Debug)]
-pub struct RelayPatch {
-    pub relay: TenantRelay,
-    pub password: PasswordChange,
 }
 
 /// A tenant to create; fields are already validated.
@@ -168,49 +133,48 @@ pub struct LimitsPatch {
 }
 
 /// The tenant a trusted network submits for, with what ingest needs to know about it.
-#[derive(Clone, Debug, FromRow)]
+#[derive(Clone, Debug)]
 pub struct TrustedSender {
-    #[sqlx(try_from = "Uuid")]
     pub tenant_id: TenantId,
-    #[sqlx(try_from = "String")]
     pub tenant_status: TenantStatus,
     pub network: String,
-    #[sqlx(flatten)]
-    pub sending: StoredSending,
+    pub sending: SendingPolicy,
     /// The tenant's request rate limit (null: the default).
     pub requests_per_minute: Option<i32>,
 }
 
-/// A tenant's sending settings read from its row (`default_from`, `reply_to`, `from_name`,
-/// `allowed_sender_domains`) and parsed once, as they are loaded.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct StoredSending(pub SendingPolicy);
+/// [`TrustedSender`] as read, before the sending settings are parsed.
+struct TrustedSenderRow {
+    tenant_id: TenantId,
+    tenant_status: TenantStatus,
+    network: String,
+    default_from: Option<String>,
+    reply_to: Option<String>,
+    from_name: Option<String>,
+    allowed_sender_domains: Vec<String>,
+    require_verified_domains: bool,
+    requests_per_minute: Option<i32>,
+}
 
-impl<'r> FromRow<'r, PgRow> for StoredSending {
-    fn from_row(row: &'r PgRow) -> Result<Self, sqlx::Error> {
-        let default_from: Option<String> = row.try_get("default_from")?;
-        let reply_to: Option<String> = row.try_get("reply_to")?;
-        let from_name: Option<String> = row.try_get("from_name")?;
-        let domains: Vec<String> = row.try_get("allowed_sender_domains")?;
-        let require_verified_domains: bool = row.try_get("require_verified_domains")?;
-        // Written only after the same parsing, so a failure here is a hand-edited row.
-        SendingPolicy::from_stored(
-            default_from.as_deref(),
-            reply_to.as_deref(),
-            from_name.as_deref(),
-            &domains,
-        )
-        .map(|policy| {
-            Self(SendingPolicy {
-                require_verified_domains,
-                ..policy
-            })
+/// A tenant's sending settings from its columns (`default_from`, `reply_to`, `from_name`,
+/// `allowed_sender_domains`, `require_verified_domains`), parsed once, as they are loaded.
+///
+/// # Errors
+/// [`StoreError::Corrupt`]: they are written only after the same parsing, so a failure here is
+/// a hand-edited row.
+pub(crate) fn sending_policy(
+    default_from: Option<&str>,
+    reply_to: Option<&str>,
+    from_name: Option<&str>,
+    domains: &[String],
+    require_verified_domains: bool,
+) -> Result<SendingPolicy, StoreError> {
+    SendingPolicy::from_stored(default_from, reply_to, from_name, domains)
+        .map(|policy| SendingPolicy {
+            require_verified_domains,
+            ..policy
         })
-        .map_err(|err| sqlx::Error::ColumnDecode {
-            index: "default_from, reply_to, allowed_sender_domains".to_owned(),
-            source: Box::new(err),
-        })
-    }
+        .map_err(|err| StoreError::Corrupt(format!("a tenant's sending settings: {err}")))
 }
 
 const NETWORK_CONFLICTS: &[(&str, &str)] = &[(
@@ -224,17 +188,19 @@ async fn replace_trusted_networks(
     tenant: TenantId,
     networks: &[IpNetwork],
 ) -> Result<(), StoreError> {
-    sqlx::query("DELETE FROM trusted_networks WHERE tenant_id = $1")
-        .bind(tenant.as_uuid())
-        .execute(&mut *conn)
-        .await?;
+    sqlx::query!(
+        "DELETE FROM trusted_networks WHERE tenant_id = $1",
+        tenant.as_uuid()
+    )
+    .execute(&mut *conn)
+    .await?;
     let networks: Vec<String> = networks.iter().map(ToString::to_string).collect();
-    sqlx::query(
+    sqlx::query!(
         "INSERT INTO trusted_networks (tenant_id, network)
          SELECT $1, n::cidr FROM unnest($2::text[]) AS n",
+        tenant.as_uuid(),
+        &networks,
     )
-    .bind(tenant.as_uuid())
-    .bind(&networks)
     .execute(&mut *conn)
     .await
     .map_err(|e| map_unique(e, NETWORK_CONFLICTS))?;
@@ -258,12 +224,11 @@ fn with_primary(domains: &[Domain], primary: Option<&Domain>) -> Vec<String> {
 }
 
 async fn select_tenant(conn: &mut PgConnection, id: TenantId) -> Result<TenantRecord, StoreError> {
-    sqlx::query_as::<_, TenantRecord>(concat!(
+    query_tenants!(
         "SELECT ",
-        tenant_columns!(),
-        " FROM tenants WHERE id = $1 AND deleted_at IS NULL"
-    ))
-    .bind(id.as_uuid())
+        " FROM tenants WHERE id = $1 AND deleted_at IS NULL",
+        id.as_uuid()
+    )
     .fetch_optional(conn)
     .await?
     .ok_or(StoreError::NotFound)
@@ -282,29 +247,24 @@ impl Store {
         key: &NewApiKeyRow<'_>,
     ) -> Result<(TenantRecord, ApiKeyRecord), StoreError> {
         let mut tx = self.pool.begin().await?;
-        let record = sqlx::query_as::<_, TenantRecord>(concat!(
+        let record = query_tenants!(
             "INSERT INTO tenants (id, name, default_from, reply_to, allowed_sender_domains, domain,
                                   from_name)
              VALUES ($1, $2, $3, $4, $5, $6, $7)
              RETURNING ",
-            tenant_columns!()
-        ))
-        .bind(tenant.id.as_uuid())
-        .bind(tenant.name.as_str())
-        .bind(
+            "",
+            tenant.id.as_uuid(),
+            tenant.name.as_str(),
             tenant
                 .settings
                 .default_from
                 .as_ref()
                 .map(ToString::to_string),
+            tenant.settings.reply_to.as_ref().map(ToString::to_string),
+            &with_primary(&tenant.settings.allowed_sender_domains, tenant.domain),
+            tenant.domain.map(Domain::as_str),
+            tenant.settings.from_name.as_deref(),
         )
-        .bind(tenant.settings.reply_to.as_ref().map(ToString::to_string))
-        .bind(with_primary(
-            &tenant.settings.allowed_sender_domains,
-            tenant.domain,
-        ))
-        .bind(tenant.domain.map(Domain::as_str))
-        .bind(tenant.settings.from_name.as_deref())
         .fetch_one(&mut *tx)
         .await
         .map_err(|e| map_unique(e, TENANT_CONFLICTS))?;
@@ -328,16 +288,15 @@ impl Store {
         after: Option<TenantId>,
         limit: i64,
     ) -> Result<Vec<TenantRecord>, StoreError> {
-        let rows = sqlx::query_as::<_, TenantRecord>(concat!(
+        let rows = query_tenants!(
             "SELECT ",
-            tenant_columns!(),
             " FROM tenants
              WHERE deleted_at IS NULL AND ($1::uuid IS NULL OR id > $1)
              ORDER BY id
-             LIMIT $2"
-        ))
-        .bind(after.map(|id| id.as_uuid()))
-        .bind(limit)
+             LIMIT $2",
+            after.map(|id| id.as_uuid()),
+            limit,
+        )
         .fetch_all(&self.pool)
         .await?;
         Ok(rows)
@@ -361,17 +320,33 @@ impl Store {
         &self,
         ip: IpAddr,
     ) -> Result<Option<TrustedSender>, StoreError> {
-        Ok(sqlx::query_as::<_, TrustedSender>(
-            "SELECT t.id AS tenant_id, t.status AS tenant_status, n.network::text AS network,
-                    t.default_from, t.reply_to, t.from_name, t.allowed_sender_domains,
-                    t.require_verified_domains,
-                    t.requests_per_minute
-             FROM trusted_networks n JOIN tenants t ON t.id = n.tenant_id
-             WHERE n.network >>= $1::inet",
+        let row = sqlx::query_as!(
+            TrustedSenderRow,
+            r#"SELECT t.id AS "tenant_id: TenantId", t.status AS "tenant_status: TenantStatus",
+                      n.network::text AS "network!", t.default_from, t.reply_to, t.from_name,
+                      t.allowed_sender_domains, t.require_verified_domains, t.requests_per_minute
+               FROM trusted_networks n JOIN tenants t ON t.id = n.tenant_id
+               WHERE n.network >>= $1::text::inet"#,
+            ip.to_string(),
         )
-        .bind(ip.to_string())
         .fetch_optional(&self.pool)
-        .await?)
+        .await?;
+        row.map(|row| {
+            Ok(TrustedSender {
+                sending: sending_policy(
+                    row.default_from.as_deref(),
+                    row.reply_to.as_deref(),
+                    row.from_name.as_deref(),
+                    &row.allowed_sender_domains,
+                    row.require_verified_domains,
+                )?,
+                tenant_id: row.tenant_id,
+                tenant_status: row.tenant_status,
+                network: row.network,
+                requests_per_minute: row.requests_per_minute,
+            })
+        })
+        .transpose()
     }
 
     /// Applies a partial update in one statement.
@@ -397,10 +372,10 @@ impl Store {
         };
         let mut tx = self.pool.begin().await?;
         // A deleted tenant is gone for updates too; locked so a delete cannot slip in between.
-        let live: Option<bool> = sqlx::query_scalar(
-            "SELECT true FROM tenants WHERE id = $1 AND deleted_at IS NULL FOR UPDATE",
+        let live = sqlx::query_scalar!(
+            r#"SELECT true AS "live!" FROM tenants WHERE id = $1 AND deleted_at IS NULL FOR UPDATE"#,
+            id.as_uuid(),
         )
-        .bind(id.as_uuid())
         .fetch_optional(&mut *tx)
         .await?;
         if live.is_none() {
@@ -419,13 +394,14 @@ impl Store {
                     other => other,
                 })?;
         }
-        let record = sqlx::query_as::<_, TenantRecord>(concat!(
+        let allowed = patch.allowed_sender_domains.as_deref().map(domain_strings);
+        let record = query_tenants!(
             "UPDATE tenants SET
                 name = COALESCE($2, name),
                 status = COALESCE($3, status),
                 disabled_at = CASE
-                    WHEN $3 = 'disabled' THEN COALESCE(disabled_at, now())
-                    WHEN $3 = 'active' THEN NULL
+                    WHEN $29::bool THEN COALESCE(disabled_at, now())
+                    WHEN NOT $29::bool THEN NULL
                     ELSE disabled_at END,
                 default_from = CASE WHEN $4 THEN $5 ELSE default_from END,
                 reply_to = CASE WHEN $6 THEN $7 ELSE reply_to END,
@@ -452,92 +428,65 @@ impl Store {
                 updated_at = now()
              WHERE id = $1
              RETURNING ",
-            tenant_columns!()
-        ))
-        .bind(id.as_uuid())
-        .bind(patch.name.as_ref().map(TenantName::as_str))
-        .bind(patch.status.map(TenantStatus::as_str))
-        .bind(patch.default_from.is_some())
-        .bind(
+            "",
+            id.as_uuid(),
+            patch.name.as_ref().map(TenantName::as_str),
+            patch.status.map(TenantStatus::as_str),
+            patch.default_from.is_some(),
             patch
                 .default_from
                 .as_ref()
                 .and_then(|m| m.as_ref().map(ToString::to_string)),
-        )
-        .bind(patch.reply_to.is_some())
-        .bind(
+            patch.reply_to.is_some(),
             patch
                 .reply_to
                 .as_ref()
                 .and_then(|m| m.as_ref().map(ToString::to_string)),
-        )
-        .bind(patch.allowed_sender_domains.as_deref().map(domain_strings))
-        .bind(patch.domain.is_some())
-        .bind(
+            allowed.as_deref(),
+            patch.domain.is_some(),
             patch
                 .domain
                 .as_ref()
                 .and_then(|d| d.as_ref().map(|d| d.as_str().to_owned())),
-        )
-        .bind(patch.from_name.is_some())
-        .bind(patch.from_name.as_ref().and_then(Clone::clone))
-        .bind(patch.smtp.is_some())
-        .bind(smtp.map(|s| s.relay.host.as_str()))
-        .bind(smtp.map(|s| i32::from(s.relay.port)))
-        .bind(smtp.map(|s| s.relay.tls.as_str()))
-        .bind(smtp.and_then(|s| s.relay.username.as_deref()))
-        .bind(smtp.is_some_and(|s| s.relay.enabled))
-        .bind(!matches!(password, PasswordChange::Keep))
-        .bind(new_password.map(|p| p.key_id.as_str()))
-        .bind(new_password.map(|p| p.bytes.as_slice()))
-        .bind(patch.limits.requests_per_minute.is_some())
-        .bind(
+            patch.from_name.is_some(),
+            patch.from_name.as_ref().and_then(Clone::clone),
+            patch.smtp.is_some(),
+            smtp.map(|s| s.relay.host.as_str()),
+            smtp.map(|s| i32::from(s.relay.port)),
+            smtp.map(|s| s.relay.tls.as_str()),
+            smtp.and_then(|s| s.relay.username.as_deref()),
+            smtp.is_some_and(|s| s.relay.enabled),
+            !matches!(password, PasswordChange::Keep),
+            new_password.map(|p| p.key_id.as_str()),
+            new_password.map(|p| p.bytes.as_slice()),
+            patch.limits.requests_per_minute.is_some(),
             patch
                 .limits
                 .requests_per_minute
                 .flatten()
                 .and_then(|n| i32::try_from(n).ok()),
-        )
-        .bind(patch.limits.emails_per_day.is_some())
-        .bind(
+            patch.limits.emails_per_day.is_some(),
             patch
                 .limits
                 .emails_per_day
                 .flatten()
                 .and_then(|n| i64::try_from(n).ok()),
-        )
-        .bind(patch.limits.emails_per_month.is_some())
-        .bind(
+            patch.limits.emails_per_month.is_some(),
             patch
                 .limits
                 .emails_per_month
                 .flatten()
                 .and_then(|n| i64::try_from(n).ok()),
+            patch.require_verified_domains,
+            // Whether the tenant is being disabled (true), enabled again (false), or neither.
+            patch.status.map(|status| status == TenantStatus::Disabled),
         )
-        .bind(patch.require_verified_domains)
         .fetch_optional(&mut *tx)
         .await
         .map_err(|e| map_unique(e, TENANT_CONFLICTS))?
         .ok_or(StoreError::NotFound)?;
         tx.commit().await?;
         Ok(record)
-    }
-
-    /// A live tenant's upstream server with its sealed password, if one is set.
-    ///
-    /// # Errors
-    /// `NotFound` for an unknown or deleted tenant.
-    pub async fn tenant_relay(&self, id: TenantId) -> Result<Option<StoredRelay>, StoreError> {
-        let row = sqlx::query(
-            "SELECT smtp_host, smtp_port, smtp_tls, smtp_username, smtp_enabled,
-                    smtp_password_key_id, smtp_password, smtp_changed_at
-             FROM tenants WHERE id = $1 AND deleted_at IS NULL",
-        )
-        .bind(id.as_uuid())
-        .fetch_optional(&self.pool)
-        .await?
-        .ok_or(StoreError::NotFound)?;
-        stored_relay(&row)
     }
 
     /// Deletes a tenant as far as the API can tell, in one transaction: it answers 404 from now
@@ -549,54 +498,31 @@ impl Store {
     #[tracing::instrument(skip_all, fields(tenant_id = %id))]
     pub async fn delete_tenant(&self, id: TenantId) -> Result<TenantRecord, StoreError> {
         let mut tx = self.pool.begin().await?;
-        let record = sqlx::query_as::<_, TenantRecord>(concat!(
-            "UPDATE tenants SET status = 'disabled', disabled_at = COALESCE(disabled_at, now()),
+        let record = query_tenants!(
+            "UPDATE tenants SET status = $2, disabled_at = COALESCE(disabled_at, now()),
                                 deleted_at = now(), updated_at = now()
              WHERE id = $1 AND deleted_at IS NULL
              RETURNING ",
-            tenant_columns!()
-        ))
-        .bind(id.as_uuid())
+            "",
+            id.as_uuid(),
+            TenantStatus::Disabled.as_str(),
+        )
         .fetch_optional(&mut *tx)
         .await?
         .ok_or(StoreError::NotFound)?;
-        sqlx::query(
+        sqlx::query!(
             "UPDATE api_keys SET revoked_at = now() WHERE tenant_id = $1 AND revoked_at IS NULL",
+            id.as_uuid(),
         )
-        .bind(id.as_uuid())
         .execute(&mut *tx)
         .await?;
-        sqlx::query("DELETE FROM trusted_networks WHERE tenant_id = $1")
-            .bind(id.as_uuid())
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query!(
+            "DELETE FROM trusted_networks WHERE tenant_id = $1",
+            id.as_uuid()
+        )
+        .execute(&mut *tx)
+        .await?;
         tx.commit().await?;
         Ok(record)
     }
-}
-
-/// A [`StoredRelay`] from a row with the `smtp_*` columns of a tenant.
-pub(crate) fn stored_relay(row: &PgRow) -> Result<Option<StoredRelay>, StoreError> {
-    let host: Option<String> = row.try_get("smtp_host")?;
-    let username: Option<String> = row.try_get("smtp_username")?;
-    let Some(relay) = relay_of(
-        host.as_ref(),
-        row.try_get("smtp_port")?,
-        row.try_get::<Option<String>, _>("smtp_tls")?.as_deref(),
-        username.as_ref(),
-        row.try_get("smtp_enabled")?,
-    ) else {
-        return Ok(None);
-    };
-    let key_id: Option<String> = row.try_get("smtp_password_key_id")?;
-    let bytes: Option<Vec<u8>> = row.try_get("smtp_password")?;
-    Ok(Some(StoredRelay {
-        relay,
-        password: key_id
-            .zip(bytes)
-            .map(|(key_id, bytes)| SealedSecret { key_id, bytes }),
-        changed_at: row
-            .try_get::<Option<OffsetDateTime>, _>("smtp_changed_at")?
-            .unwrap_or(OffsetDateTime::UNIX_EPOCH),
-    }))
 }

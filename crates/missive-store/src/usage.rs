@@ -6,10 +6,11 @@
 //! the events by construction, and reading usage sums a month of rows, never the events.
 
 use missive_core::{Limits, MonthPeriod, QuotaPeriod, TenantId};
-use sqlx::{FromRow, PgConnection};
+use sqlx::PgConnection;
 use time::{Date, OffsetDateTime};
 use uuid::Uuid;
 
+use crate::checked::records;
 use crate::{Store, StoreError};
 
 /// Rows per tenant and day that the accept writers of a tenant without a quota spread their
@@ -29,7 +30,7 @@ pub(crate) fn other_shard() -> i16 {
 }
 
 /// The counts of a period.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, FromRow)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct UsageTotals {
     /// Recipients accepted: what quotas count.
     pub used: i64,
@@ -60,11 +61,23 @@ impl std::ops::AddAssign for UsageTotals {
 }
 
 /// One day's counts.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, FromRow)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct DailyUsage {
     pub day: Date,
-    #[sqlx(flatten)]
     pub totals: UsageTotals,
+}
+
+/// [`DailyUsage`] as read.
+struct DailyRow {
+    day: Date,
+    used: i64,
+    sent: i64,
+    smtp_messages: i64,
+    delivered: i64,
+    bounced: i64,
+    failed: i64,
+    suppressed: i64,
+    api_requests: i64,
 }
 
 /// A tenant's quota figures now: what it used today and this month (UTC), and its limits.
@@ -76,11 +89,23 @@ pub struct QuotaUsage {
     pub limits: Limits,
 }
 
-const SUMS: &str = "COALESCE(sum(used), 0)::int8 AS used, COALESCE(sum(sent), 0)::int8 AS sent,
-     COALESCE(sum(smtp_messages), 0)::int8 AS smtp_messages,
-     COALESCE(sum(delivered), 0)::int8 AS delivered, COALESCE(sum(bounced), 0)::int8 AS bounced,
-     COALESCE(sum(failed), 0)::int8 AS failed, COALESCE(sum(suppressed), 0)::int8 AS suppressed,
-     COALESCE(sum(api_requests), 0)::int8 AS api_requests";
+/// Calls `$then!` with `$before`, the sums of the counters (the fields of [`UsageTotals`]), and
+/// `$after`.
+macro_rules! sums {
+    ($then:ident!($($before:tt)*) $($after:tt)*) => {
+        $then!(
+            $($before)*
+            r#"COALESCE(sum(used), 0)::int8 AS "used!", COALESCE(sum(sent), 0)::int8 AS "sent!",
+               COALESCE(sum(smtp_messages), 0)::int8 AS "smtp_messages!",
+               COALESCE(sum(delivered), 0)::int8 AS "delivered!",
+               COALESCE(sum(bounced), 0)::int8 AS "bounced!",
+               COALESCE(sum(failed), 0)::int8 AS "failed!",
+               COALESCE(sum(suppressed), 0)::int8 AS "suppressed!",
+               COALESCE(sum(api_requests), 0)::int8 AS "api_requests!""#
+            $($after)*
+        )
+    };
+}
 
 impl Store {
     /// A tenant's counts over the days `from..=to`.
@@ -110,16 +135,33 @@ impl Store {
         to: Date,
     ) -> Result<Vec<DailyUsage>, StoreError> {
         self.confined_read(tenant_id, async |conn| {
-            Ok(sqlx::query_as::<_, DailyUsage>(sqlx::AssertSqlSafe(format!(
-                "SELECT day, {SUMS} FROM usage_daily
+            let rows = sums!(
+                records!(DailyRow, "SELECT day, ",),
+                " FROM usage_daily
                  WHERE tenant_id = $1 AND day BETWEEN $2 AND $3
-                 GROUP BY day ORDER BY day"
-            )))
-            .bind(tenant_id.as_uuid())
-            .bind(from)
-            .bind(to)
+                 GROUP BY day ORDER BY day",
+                tenant_id.as_uuid(),
+                from,
+                to,
+            )
             .fetch_all(conn)
-            .await?)
+            .await?;
+            Ok(rows
+                .into_iter()
+                .map(|row| DailyUsage {
+                    day: row.day,
+                    totals: UsageTotals {
+                        used: row.used,
+                        sent: row.sent,
+                        smtp_messages: row.smtp_messages,
+                        delivered: row.delivered,
+                        bounced: row.bounced,
+                        failed: row.failed,
+                        suppressed: row.suppressed,
+                        api_requests: row.api_requests,
+                    },
+                })
+                .collect())
         })
         .await
     }
@@ -168,16 +210,16 @@ impl Store {
         // In key order, as every counting statement takes its row locks.
         counts.sort_unstable();
         let (tenants, numbers): (Vec<Uuid>, Vec<i64>) = counts.into_iter().unzip();
-        sqlx::query(
+        sqlx::query!(
             "INSERT INTO usage_daily AS u (tenant_id, day, shard, api_requests)
              SELECT tenant_id, (now() AT TIME ZONE 'UTC')::date, $3, n
              FROM UNNEST($1::uuid[], $2::int8[]) AS c(tenant_id, n)
              ON CONFLICT (tenant_id, day, shard)
              DO UPDATE SET api_requests = u.api_requests + excluded.api_requests",
+            &tenants,
+            &numbers,
+            other_shard(),
         )
-        .bind(&tenants)
-        .bind(&numbers)
-        .bind(other_shard())
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -190,28 +232,31 @@ async fn totals_between(
     from: Date,
     to: Date,
 ) -> Result<UsageTotals, StoreError> {
-    Ok(
-        sqlx::query_as::<_, UsageTotals>(sqlx::AssertSqlSafe(format!(
-            "SELECT {SUMS} FROM usage_daily WHERE tenant_id = $1 AND day BETWEEN $2 AND $3"
-        )))
-        .bind(tenant_id.as_uuid())
-        .bind(from)
-        .bind(to)
-        .fetch_one(conn)
-        .await?,
+    Ok(sums!(
+        records!(UsageTotals, "SELECT ",),
+        " FROM usage_daily WHERE tenant_id = $1 AND day BETWEEN $2 AND $3",
+        tenant_id.as_uuid(),
+        from,
+        to,
     )
+    .fetch_one(conn)
+    .await?)
 }
 
 async fn limits_of(conn: &mut PgConnection, tenant_id: TenantId) -> Result<Limits, StoreError> {
-    let (rpm, day, month): (Option<i32>, Option<i64>, Option<i64>) = sqlx::query_as(
+    let row = sqlx::query!(
         "SELECT requests_per_minute, emails_per_day, emails_per_month
          FROM tenants WHERE id = $1 AND deleted_at IS NULL",
+        tenant_id.as_uuid(),
     )
-    .bind(tenant_id.as_uuid())
     .fetch_optional(conn)
     .await?
     .ok_or(StoreError::NotFound)?;
-    Ok(limits_from_columns(rpm, day, month))
+    Ok(limits_from_columns(
+        row.requests_per_minute,
+        row.emails_per_day,
+        row.emails_per_month,
+    ))
 }
 
 pub(crate) fn limits_from_columns(
@@ -228,7 +273,7 @@ pub(crate) fn limits_from_columns(
 
 /// Quota refusals as the accept statement reports them.
 pub(crate) fn refusals(
-    rows: Vec<(Uuid, String)>,
+    rows: impl IntoIterator<Item = (Uuid, String)>,
 ) -> Result<Vec<(TenantId, QuotaPeriod)>, StoreError> {
     rows.into_iter()
         .map(|(tenant, period)| {

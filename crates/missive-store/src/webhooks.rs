@@ -1,12 +1,11 @@
 //! Tenant webhook endpoints: their URL, the event types they take, their status and their sealed
 //! signing secrets (the current one, and the previous one during a rotation's overlap).
 
-use missive_core::TenantId;
-use sqlx::FromRow;
+use missive_core::{TenantId, WebhookEventType, WebhookId, WebhookStatus};
 use time::OffsetDateTime;
-use uuid::Uuid;
 
-use crate::cursor::{fetch_page, page_statements};
+use crate::checked::records;
+use crate::cursor::{fetch_page, finish_page};
 use crate::{Cursor, Store, StoreError};
 
 /// A secret as stored: sealed bytes and the id of the key that sealed them.
@@ -17,13 +16,13 @@ pub struct SealedSecret {
 }
 
 /// One endpoint.
-#[derive(Clone, Debug, FromRow)]
+#[derive(Clone, Debug)]
 pub struct WebhookRecord {
-    pub tenant_id: Uuid,
-    pub id: Uuid,
+    pub tenant_id: TenantId,
+    pub id: WebhookId,
     pub endpoint: String,
-    pub events: Vec<String>,
-    pub status: String,
+    pub events: Vec<WebhookEventType>,
+    pub status: WebhookStatus,
     pub disabled_reason: Option<String>,
     pub secret_key_id: String,
     pub secret: Vec<u8>,
@@ -78,9 +77,9 @@ impl SealedSecret {
 /// A new endpoint.
 #[derive(Debug)]
 pub struct NewWebhook<'a> {
-    pub id: Uuid,
+    pub id: WebhookId,
     pub endpoint: &'a str,
-    pub events: &'a [String],
+    pub events: &'a [WebhookEventType],
     pub secret: &'a SealedSecret,
 }
 
@@ -88,9 +87,9 @@ pub struct NewWebhook<'a> {
 #[derive(Debug, Default)]
 pub struct WebhookPatch<'a> {
     pub endpoint: Option<&'a str>,
-    pub events: Option<&'a [String]>,
-    /// `enabled` or `disabled`; either clears the reason Missive disabled it for.
-    pub status: Option<&'a str>,
+    pub events: Option<&'a [WebhookEventType]>,
+    /// Either status clears the reason Missive disabled it for.
+    pub status: Option<WebhookStatus>,
 }
 
 /// A page of endpoints, newest first.
@@ -100,11 +99,17 @@ pub struct WebhookPage {
     pub has_more: bool,
 }
 
+/// Calls `$then!` with `$before`, the columns of [`WebhookRecord`], and `$after`.
 macro_rules! webhook_columns {
-    () => {
-        "tenant_id, id, endpoint, events, status, disabled_reason, secret_key_id, secret,
-         previous_secret_key_id, previous_secret, previous_secret_expires_at, last_success_at,
-         created_at, updated_at"
+    ($then:ident!($($before:tt)*) $($after:tt)*) => {
+        $then!(
+            $($before)*
+            r#"tenant_id AS "tenant_id: TenantId", id AS "id: WebhookId", endpoint,
+               events AS "events: Vec<WebhookEventType>", status AS "status: WebhookStatus",
+               disabled_reason, secret_key_id, secret, previous_secret_key_id, previous_secret,
+               previous_secret_expires_at, last_success_at, created_at, updated_at"#
+            $($after)*
+        )
     };
 }
 
@@ -119,18 +124,22 @@ impl Store {
         new: &NewWebhook<'_>,
     ) -> Result<WebhookRecord, StoreError> {
         self.confined(tenant_id, async |conn| {
-            Ok(sqlx::query_as::<_, WebhookRecord>(concat!(
-                "INSERT INTO webhooks (tenant_id, id, endpoint, events, secret_key_id, secret)
-                 VALUES ($1, $2, $3, $4, $5, $6)
-                 RETURNING ",
-                webhook_columns!()
-            ))
-            .bind(tenant_id.as_uuid())
-            .bind(new.id)
-            .bind(new.endpoint)
-            .bind(new.events)
-            .bind(&new.secret.key_id)
-            .bind(&new.secret.bytes)
+            let events: Vec<&str> = new.events.iter().map(|e| e.as_str()).collect();
+            Ok(webhook_columns!(
+                records!(
+                    WebhookRecord,
+                    "INSERT INTO webhooks (tenant_id, id, endpoint, events, secret_key_id, secret)
+                     VALUES ($1, $2, $3, $4, $5, $6)
+                     RETURNING ",
+                ),
+                "",
+                tenant_id.as_uuid(),
+                new.id.as_uuid(),
+                new.endpoint,
+                &events as &[&str],
+                &new.secret.key_id,
+                &new.secret.bytes,
+            )
             .fetch_one(&mut *conn)
             .await?)
         })
@@ -144,16 +153,15 @@ impl Store {
     pub async fn get_webhook(
         &self,
         tenant_id: TenantId,
-        id: Uuid,
+        id: WebhookId,
     ) -> Result<WebhookRecord, StoreError> {
         self.confined_read(tenant_id, async |conn| {
-            sqlx::query_as::<_, WebhookRecord>(concat!(
-                "SELECT ",
-                webhook_columns!(),
-                " FROM webhooks WHERE tenant_id = $1 AND id = $2"
-            ))
-            .bind(tenant_id.as_uuid())
-            .bind(id)
+            webhook_columns!(
+                records!(WebhookRecord, "SELECT ",),
+                " FROM webhooks WHERE tenant_id = $1 AND id = $2",
+                tenant_id.as_uuid(),
+                id.as_uuid(),
+            )
             .fetch_optional(&mut *conn)
             .await?
             .ok_or(StoreError::NotFound)
@@ -171,14 +179,19 @@ impl Store {
         cursor: Cursor,
         limit: i64,
     ) -> Result<WebhookPage, StoreError> {
-        let (webhooks, has_more) = fetch_page(
-            self,
-            &page_statements!(webhook_columns!(), "webhooks"),
-            tenant_id,
-            cursor,
-            limit,
-        )
-        .await?;
+        let rows = self
+            .confined_read(tenant_id, async |conn| {
+                Ok(webhook_columns!(
+                    fetch_page!(&mut *conn, WebhookRecord,),
+                    "webhooks",
+                    "",
+                    tenant_id,
+                    cursor,
+                    limit,
+                ))
+            })
+            .await?;
+        let (webhooks, has_more) = finish_page(rows, cursor, limit);
         Ok(WebhookPage { webhooks, has_more })
     }
 
@@ -189,25 +202,31 @@ impl Store {
     pub async fn update_webhook(
         &self,
         tenant_id: TenantId,
-        id: Uuid,
+        id: WebhookId,
         patch: &WebhookPatch<'_>,
     ) -> Result<WebhookRecord, StoreError> {
+        let events: Option<Vec<&str>> = patch
+            .events
+            .map(|events| events.iter().map(|e| e.as_str()).collect());
         self.confined(tenant_id, async |conn| {
-            sqlx::query_as::<_, WebhookRecord>(concat!(
-                "UPDATE webhooks
-                 SET endpoint = coalesce($3, endpoint), events = coalesce($4, events),
-                     status = coalesce($5, status),
-                     disabled_reason = CASE WHEN $5::text IS NULL THEN disabled_reason END,
-                     updated_at = now()
-                 WHERE tenant_id = $1 AND id = $2
-                 RETURNING ",
-                webhook_columns!()
-            ))
-            .bind(tenant_id.as_uuid())
-            .bind(id)
-            .bind(patch.endpoint)
-            .bind(patch.events)
-            .bind(patch.status)
+            webhook_columns!(
+                records!(
+                    WebhookRecord,
+                    "UPDATE webhooks
+                     SET endpoint = coalesce($3, endpoint), events = coalesce($4, events),
+                         status = coalesce($5, status),
+                         disabled_reason = CASE WHEN $5::text IS NULL THEN disabled_reason END,
+                         updated_at = now()
+                     WHERE tenant_id = $1 AND id = $2
+                     RETURNING ",
+                ),
+                "",
+                tenant_id.as_uuid(),
+                id.as_uuid(),
+                patch.endpoint,
+                events.as_deref() as Option<&[&str]>,
+                patch.status.map(WebhookStatus::as_str),
+            )
             .fetch_optional(&mut *conn)
             .await?
             .ok_or(StoreError::NotFound)
@@ -222,25 +241,28 @@ impl Store {
     pub async fn rotate_webhook_secret(
         &self,
         tenant_id: TenantId,
-        id: Uuid,
+        id: WebhookId,
         secret: &SealedSecret,
         until: OffsetDateTime,
     ) -> Result<WebhookRecord, StoreError> {
         self.confined(tenant_id, async |conn| {
-            sqlx::query_as::<_, WebhookRecord>(concat!(
-                "UPDATE webhooks
-                 SET previous_secret_key_id = secret_key_id, previous_secret = secret,
-                     previous_secret_expires_at = $5, secret_key_id = $3, secret = $4,
-                     updated_at = now()
-                 WHERE tenant_id = $1 AND id = $2
-                 RETURNING ",
-                webhook_columns!()
-            ))
-            .bind(tenant_id.as_uuid())
-            .bind(id)
-            .bind(&secret.key_id)
-            .bind(&secret.bytes)
-            .bind(until)
+            webhook_columns!(
+                records!(
+                    WebhookRecord,
+                    "UPDATE webhooks
+                     SET previous_secret_key_id = secret_key_id, previous_secret = secret,
+                         previous_secret_expires_at = $5, secret_key_id = $3, secret = $4,
+                         updated_at = now()
+                     WHERE tenant_id = $1 AND id = $2
+                     RETURNING ",
+                ),
+                "",
+                tenant_id.as_uuid(),
+                id.as_uuid(),
+                &secret.key_id,
+                &secret.bytes,
+                until,
+            )
             .fetch_optional(&mut *conn)
             .await?
             .ok_or(StoreError::NotFound)
@@ -252,14 +274,20 @@ impl Store {
     ///
     /// # Errors
     /// [`StoreError::NotFound`].
-    pub async fn delete_webhook(&self, tenant_id: TenantId, id: Uuid) -> Result<(), StoreError> {
+    pub async fn delete_webhook(
+        &self,
+        tenant_id: TenantId,
+        id: WebhookId,
+    ) -> Result<(), StoreError> {
         self.confined(tenant_id, async |conn| {
-            let deleted = sqlx::query("DELETE FROM webhooks WHERE tenant_id = $1 AND id = $2")
-                .bind(tenant_id.as_uuid())
-                .bind(id)
-                .execute(&mut *conn)
-                .await?
-                .rows_affected();
+            let deleted = sqlx::query!(
+                "DELETE FROM webhooks WHERE tenant_id = $1 AND id = $2",
+                tenant_id.as_uuid(),
+                id.as_uuid(),
+            )
+            .execute(&mut *conn)
+            .await?
+            .rows_affected();
             if deleted == 0 {
                 return Err(StoreError::NotFound);
             }

@@ -10,60 +10,47 @@
 //! is still sending is taken from it; `MISSIVE_LEASE_SECS` is left as the last resort for a
 //! worker that hangs while its connection lives.
 //!
-//! Any queue with leases (deliveries today, webhook deliveries next) names the holder in a
-//! `leased_by` column and gets its leases expired by the same reap.
+//! Both queues with leases (deliveries and the webhook outbox) name the holder in a `leased_by`
+//! column and get their leases expired by the same reap.
 
 use std::time::Duration;
 
+use missive_core::WorkerKind;
 use sqlx::postgres::PgConnectOptions;
 use sqlx::{Connection, PgConnection};
 use uuid::Uuid;
 
 use crate::{Store, StoreError};
 
-/// The addresses of the unfinished outbox rows that `$holder` (an SQL expression) holds, for the
-/// upkeep of webhook leases. No index covers the holder, so that a lease updates its rows in
-/// place (see [`Store::lease_webhook_events`]); the rows in flight are looked for among each
-/// endpoint's unfinished rows from its low-water mark, where every one of them is. `$join` puts
-/// what the holder expression needs before the endpoints.
+/// A checked `sqlx::$query!` whose SQL is `$before`, then the addresses of the unfinished outbox
+/// rows that `$holder` (an SQL expression) holds, then `$after`: for the upkeep of webhook
+/// leases. No index covers the holder, so that a lease updates its rows in place (see
+/// [`Store::lease_webhook_events`]); the rows in flight are looked for among each endpoint's
+/// unfinished rows from its low-water mark, where every one of them is. `$join` puts what the
+/// holder expression needs before the endpoints.
 macro_rules! webhook_rows_held_by {
-    ($join:literal, $holder:literal) => {
-        concat!(
-            "SELECT x.ctid FROM ",
-            $join,
-            " webhooks w
+    ($query:ident!($($before:tt)*), $join:literal, $holder:literal, $($after:tt)*) => {
+        sqlx::$query!(
+            $($before)*
+            "SELECT x.ctid FROM "
+                + $join
+                + " webhooks w
              CROSS JOIN LATERAL (
                  SELECT ctid FROM webhook_events
                  WHERE tenant_id = w.tenant_id AND webhook_id = w.id
                    AND status IN ('pending', 'attempting')
                    AND (next_attempt_at, id) >= (w.due_from, w.due_from_id)
-                   AND leased_by = ",
-            $holder,
-            "
+                   AND leased_by = "
+                + $holder
+                + "
              ) x"
+            $($after)*
         )
     };
 }
 
 /// The advisory lock namespace of worker registrations ("mswk"); the key is the row's `lock_key`.
 pub const WORKER_LOCK_NAMESPACE: i32 = 0x6d73_776b;
-
-/// What a registered worker does.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum WorkerKind {
-    Delivery,
-    Webhooks,
-}
-
-impl WorkerKind {
-    #[must_use]
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Self::Delivery => "delivery",
-            Self::Webhooks => "webhooks",
-        }
-    }
-}
 
 /// A registered worker: its id, and the connection whose life is the registration's.
 #[derive(Debug)]
@@ -99,8 +86,7 @@ impl Registration {
     /// # Errors
     /// Database failures; the lock is freed with the connection anyway.
     pub async fn release(mut self) -> Result<(), StoreError> {
-        sqlx::query("DELETE FROM workers WHERE id = $1")
-            .bind(self.id)
+        sqlx::query!("DELETE FROM workers WHERE id = $1", self.id)
             .execute(&mut self.conn)
             .await?;
         self.conn.close().await?;
@@ -131,20 +117,22 @@ impl Store {
         let mut tx = conn.begin().await?;
         // The row becomes visible with the commit, when the lock is already held: a reaper never
         // sees a registered worker without its lock.
-        let key: i32 = sqlx::query_scalar(
+        let key = sqlx::query_scalar!(
             "INSERT INTO workers (id, kind, host, pid) VALUES ($1, $2, $3, $4) RETURNING lock_key",
+            id,
+            kind.as_str(),
+            host,
+            i32::try_from(std::process::id()).unwrap_or(-1),
         )
-        .bind(id)
-        .bind(kind.as_str())
-        .bind(host)
-        .bind(i32::try_from(std::process::id()).unwrap_or(-1))
         .fetch_one(&mut *tx)
         .await?;
-        sqlx::query("SELECT pg_advisory_lock($1, $2)")
-            .bind(WORKER_LOCK_NAMESPACE)
-            .bind(key)
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query!(
+            "SELECT pg_advisory_lock($1, $2)",
+            WORKER_LOCK_NAMESPACE,
+            key
+        )
+        .execute(&mut *tx)
+        .await?;
         tx.commit().await?;
         Ok(Registration { id, conn })
     }
@@ -155,8 +143,9 @@ impl Store {
     /// # Errors
     /// Database failures.
     pub async fn reap_dead_workers(&self) -> Result<Reaped, StoreError> {
-        let rows: Vec<(Uuid, i64)> = sqlx::query_as(concat!(
-            "WITH held AS (
+        let rows = webhook_rows_held_by!(
+            query!(
+                r#"WITH held AS (
                  SELECT l.objid::bigint AS lock_key FROM pg_locks l
                  WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 2
                    AND l.classid = $1::bigint::oid
@@ -173,22 +162,25 @@ impl Store {
              ), released_webhooks AS (
                  -- Only when a worker died: a walk of the endpoints for each.
                  UPDATE webhook_events e SET lease_expires_at = now() - interval '1 second'
-                 WHERE e.ctid = ANY (ARRAY(",
-            webhook_rows_held_by!("dead CROSS JOIN", "dead.id"),
-            "))
+                 WHERE e.ctid = ANY (ARRAY("# +
+            ),
+            "dead CROSS JOIN",
+            "dead.id",
+            + r#"))
              )
-             SELECT dead.id, (SELECT count(*) FROM released r WHERE r.leased_by = dead.id)
-             FROM dead",
-        ))
-        .bind(WORKER_LOCK_NAMESPACE)
+             SELECT dead.id AS "id!",
+                    (SELECT count(*) FROM released r WHERE r.leased_by = dead.id) AS "released!"
+             FROM dead"#,
+            i64::from(WORKER_LOCK_NAMESPACE),
+        )
         .fetch_all(&self.pool)
         .await?;
         Ok(Reaped {
             deliveries: rows
                 .iter()
-                .map(|(_, n)| u64::try_from(*n).unwrap_or(0))
+                .map(|row| u64::try_from(row.released).unwrap_or(0))
                 .sum(),
-            workers: rows.into_iter().map(|(id, _)| id).collect(),
+            workers: rows.into_iter().map(|row| row.id).collect(),
         })
     }
 
@@ -201,14 +193,17 @@ impl Store {
         holder: Uuid,
         lease: Duration,
     ) -> Result<u64, StoreError> {
-        Ok(sqlx::query(concat!(
-            "UPDATE webhook_events SET lease_expires_at = now() + make_interval(secs => $2)
-             WHERE ctid = ANY (ARRAY(",
-            webhook_rows_held_by!("", "$1"),
-            ")) AND leased_by = $1",
-        ))
-        .bind(holder)
-        .bind(lease.as_secs_f64())
+        Ok(webhook_rows_held_by!(
+            query!(
+                "UPDATE webhook_events SET lease_expires_at = now() + make_interval(secs => $2)
+                 WHERE ctid = ANY (ARRAY(" +
+            ),
+            "",
+            "$1",
+            + ")) AND leased_by = $1",
+            holder,
+            lease.as_secs_f64(),
+        )
         .execute(&self.pool)
         .await?
         .rows_affected())
@@ -220,12 +215,12 @@ impl Store {
     /// # Errors
     /// Database failures.
     pub async fn renew_leases(&self, holder: Uuid, lease: Duration) -> Result<u64, StoreError> {
-        Ok(sqlx::query(
+        Ok(sqlx::query!(
             "UPDATE deliveries SET lease_expires_at = now() + make_interval(secs => $2)
              WHERE status = 'sending' AND leased_by = $1",
+            holder,
+            lease.as_secs_f64(),
         )
-        .bind(holder)
-        .bind(lease.as_secs_f64())
         .execute(&self.pool)
         .await?
         .rows_affected())

@@ -17,7 +17,7 @@ use std::sync::Arc;
 use missive_core::{QuotaPeriod, TenantId};
 use tokio::sync::{Mutex, mpsc, oneshot};
 
-use crate::emails::insert_rows;
+use crate::accept::insert_rows;
 use crate::usage::ACCEPT_SHARDS;
 use crate::{IdempotencyRecord, InsertOutcome, NewEmail, Store, StoreError};
 

@@ -1,32 +1,27 @@
-//! Missive, the application: configuration, telemetry, start-up, and the HTTP API.
+//! Missive, the application, grouped by role so the folder list is the architecture:
 //!
-//! The binary in `main.rs` only parses the command line and calls [`cli::run`]; everything else
-//! lives here so the test suite drives the same code.
+//! - [`edge`]: the doors in (the REST API, the web console, SMTP submission) and what only they
+//!   share (request state, rate limits, connection slots).
+//! - [`ingest`]: the one accept path every door that takes mail to send calls.
+//! - [`queue`]: one lease → attempt → record runner and its two users, the delivery worker and
+//!   the webhook dispatcher.
+//! - [`tenancy`]: the services behind the API and the console (accounts, keys, templates,
+//!   domains, webhook endpoints, emails, usage).
+//! - [`net`]: what reaches other machines: DNS, the target address policy, the SMTP client and
+//!   the transports built on it.
+//! - [`app`]: configuration, the command line, start-up and telemetry, which wire the rest.
+//!
+//! Dependencies go one way: edges call ingest and tenancy; ingest and tenancy call net, store
+//! and core; queue users call net, store and core; only `app` knows them all. The binary in
+//! `main.rs` only parses the command line and calls [`app::cli::run`], so the test suite drives
+//! the same code.
 
-pub mod accounts;
-pub mod api;
-pub mod cache;
-pub mod cli;
-pub mod config;
-pub mod console;
-pub mod credentials;
-pub mod delivery;
-pub mod dns;
-pub mod domains;
+pub mod app;
+pub mod edge;
 pub mod ingest;
-pub mod key_cache;
-pub mod pace;
-pub mod rate_limit;
-pub mod registration;
-pub mod slots;
-pub mod smtp;
-pub mod startup;
-pub mod state;
-pub mod targets;
-pub mod telemetry;
-pub mod templates;
-pub mod usage;
-pub mod webhooks;
+pub mod net;
+pub mod queue;
+pub mod tenancy;
 
-pub use config::Config;
-pub use startup::Application;
+pub use app::config::Config;
+pub use app::startup::Application;

@@ -8,5 +8,5 @@ use clap::Parser as _;
 async fn main() -> ExitCode {
     // One TLS provider for the whole process, before anything opens a TLS connection.
     drop(rustls::crypto::ring::default_provider().install_default());
-    missive::cli::run(missive::cli::Cli::parse()).await
+    missive::app::cli::run(missive::app::cli::Cli::parse()).await
 }

@@ -2,7 +2,7 @@
 //! comes over REST or over SMTP. Each test states a message once, sends it both ways, and
 //! compares what each protocol answered (accepted, or refused and why).
 
-use missive::smtp::Listener;
+use missive::edge::smtp::Listener;
 use missive_tests::{Auth, SmtpClient, SmtpReply, TestApp};
 use serde_json::{Value, json};
 

@@ -79,7 +79,7 @@ impl Server {
             // loopback (the test's receiver).
             .env("MISSIVE_SECRET_KEY", missive_tests::TEST_SECRET_KEY_BASE64)
             .env("MISSIVE_WEBHOOK_ALLOW_PRIVATE", "true")
-            .env("MISSIVE_LOG", "warn,missive::delivery=info")
+            .env("MISSIVE_LOG", "warn,missive::queue=info")
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()

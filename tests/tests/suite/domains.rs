@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use missive::smtp::Listener;
+use missive::edge::smtp::Listener;
 use missive_core::sealed::{Sealed, Sealer};
 use missive_tests::{
     ApiProcess, Auth, DnsServer, SmtpClient, TEST_SECRET_KEY, TEST_SECRET_KEY_BASE64, TestApp,
@@ -433,11 +433,11 @@ async fn a_record_that_disappears_takes_the_domain_out_of_signing() {
     let acme = app.create_tenant("Acme").await;
     let (id, _) = verified_domain(&app, &dns, &acme.key, "acme.test").await;
     // The worker role's re-check, every second here.
-    let mut config = missive::config::Config::with_database_url(&app.db.url);
+    let mut config = missive::app::config::Config::with_database_url(&app.db.url);
     config.dns.server = Some(addr);
     config.domains.recheck_secs = Duration::from_secs(1);
     config.secrets.secret_key = Some(secrecy::SecretBox::new(Box::new(TEST_SECRET_KEY)));
-    let domains = missive::startup::domains(&config, app.store()).unwrap();
+    let domains = missive::app::startup::domains(&config, app.store()).unwrap();
     let stop = tokio_util::sync::CancellationToken::new();
     let recheck = tokio::spawn(domains.recheck(stop.clone()));
     dns.publish(&json!({}));

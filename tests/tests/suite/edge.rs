@@ -94,7 +94,7 @@ async fn a_panicking_handler_becomes_a_json_500_and_the_server_keeps_serving() {
     let router = axum::Router::new()
         .route("/boom", get(boom))
         .route("/fine", get(|| async { "fine" }));
-    let app = missive::api::with_edge(router, 1024);
+    let app = missive::edge::api::with_edge(router, 1024);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await });

@@ -196,7 +196,7 @@ async fn postgres_confines_the_tenant_role_to_its_transactions_tenant() {
     assert_ne!(role, "missive_tenant");
     assert_eq!(tenant.unwrap_or_default(), "");
     assert!(!read_only);
-    let email_id = uuid::Uuid::parse_str(&sent[0]).unwrap();
+    let email_id: missive_core::EmailId = sent[0].parse().unwrap();
     let read = store.get_email(acme_id.into(), email_id).await.unwrap();
     assert_eq!(read.id, email_id);
     let (role, tenant, read_only) = leftover().await;
@@ -204,7 +204,7 @@ async fn postgres_confines_the_tenant_role_to_its_transactions_tenant() {
     assert_eq!(tenant.unwrap_or_default(), "");
     assert!(!read_only);
     // And it never reaches another tenant's email, by id.
-    let theirs = uuid::Uuid::parse_str(&sent[1]).unwrap();
+    let theirs: missive_core::EmailId = sent[1].parse().unwrap();
     assert!(matches!(
         store.get_email(acme_id.into(), theirs).await,
         Err(missive_store::StoreError::NotFound)

@@ -4,16 +4,15 @@
 
 use std::time::Duration;
 
-use missive_store::{
-    LeasedWebhookEvent, NewWebhook, SealedSecret, Store, WebhookAttemptResult, WorkerKind,
-};
+use missive_core::{WebhookEventId, WebhookEventStatus, WebhookEventType, WebhookId, WorkerKind};
+use missive_store::{LeasedWebhookEvent, NewWebhook, SealedSecret, Store, WebhookAttemptResult};
 use missive_tests::TestApp;
 use uuid::Uuid;
 
 const LEASE: Duration = Duration::from_secs(60);
 
 /// A tenant with `endpoints` endpoints, stored directly (nothing here posts them).
-async fn endpoints(app: &TestApp, endpoints: usize) -> (Uuid, Vec<Uuid>) {
+async fn endpoints(app: &TestApp, endpoints: usize) -> (Uuid, Vec<WebhookId>) {
     let tenant = app.create_tenant("outbox").await;
     let tenant_id: Uuid = tenant.id.parse().unwrap();
     let secret = SealedSecret {
@@ -22,14 +21,14 @@ async fn endpoints(app: &TestApp, endpoints: usize) -> (Uuid, Vec<Uuid>) {
     };
     let mut ids = Vec::new();
     for _ in 0..endpoints {
-        let id = Uuid::now_v7();
+        let id = WebhookId::new();
         app.store()
             .insert_webhook(
                 missive_core::TenantId::from_uuid(tenant_id),
                 &NewWebhook {
                     id,
                     endpoint: "https://hooks.example.test/in",
-                    events: &["email.sent".to_owned()],
+                    events: &[WebhookEventType::Sent],
                     secret: &secret,
                 },
             )
@@ -41,7 +40,7 @@ async fn endpoints(app: &TestApp, endpoints: usize) -> (Uuid, Vec<Uuid>) {
 }
 
 /// Adds `n` due events for an endpoint, each in its own transaction.
-async fn add_events(store: &Store, tenant_id: Uuid, webhook_id: Uuid, n: usize) {
+async fn add_events(store: &Store, tenant_id: Uuid, webhook_id: WebhookId, n: usize) {
     for _ in 0..n {
         insert_event(store.pool(), tenant_id, webhook_id).await;
     }
@@ -50,8 +49,8 @@ async fn add_events(store: &Store, tenant_id: Uuid, webhook_id: Uuid, n: usize) 
 async fn insert_event<'e>(
     executor: impl sqlx::PgExecutor<'e>,
     tenant_id: Uuid,
-    webhook_id: Uuid,
-) -> Uuid {
+    webhook_id: WebhookId,
+) -> WebhookEventId {
     sqlx::query_scalar(
         "INSERT INTO webhook_events (tenant_id, webhook_id, type) VALUES ($1, $2, 'email.sent')
          RETURNING id",
@@ -82,7 +81,7 @@ async fn succeed(store: &Store, events: &[LeasedWebhookEvent], holder: Uuid) {
             http_status: Some(204),
             response: String::new(),
             duration: Duration::from_millis(1),
-            status: "success",
+            status: WebhookEventStatus::Success,
             next_attempt_at: None,
             disable: None,
         })
@@ -213,7 +212,7 @@ async fn deleting_an_endpoint_deletes_its_events() {
         .delete_webhook(missive_core::TenantId::from_uuid(tenant_id), ids[0])
         .await
         .unwrap();
-    let left: Vec<Uuid> = sqlx::query_scalar("SELECT webhook_id FROM webhook_events")
+    let left: Vec<WebhookId> = sqlx::query_scalar("SELECT webhook_id FROM webhook_events")
         .fetch_all(store.pool())
         .await
         .unwrap();
@@ -293,8 +292,8 @@ async fn a_live_dispatchers_leases_are_renewed_and_a_dead_ones_taken_over() {
     );
     let other = Uuid::now_v7();
     let again = lease(&store, 100, 100, other).await;
-    let mut again: Vec<Uuid> = again.iter().map(|e| e.id).collect();
-    let mut expected: Vec<Uuid> = taken.iter().map(|e| e.id).collect();
+    let mut again: Vec<WebhookEventId> = again.iter().map(|e| e.id).collect();
+    let mut expected: Vec<WebhookEventId> = taken.iter().map(|e| e.id).collect();
     again.sort();
     expected.sort();
     assert_eq!(

@@ -5,8 +5,8 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use missive::delivery::{DeliveryWorker, Routes};
-use missive_store::WorkerKind;
+use missive::queue::delivery::{DeliveryWorker, Routes};
+use missive_core::WorkerKind;
 use missive_tests::TestApp;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
@@ -108,7 +108,7 @@ async fn a_running_worker_whose_connections_are_cut_reconnects_and_finishes() {
         Arc::new(
             Routes::new(
                 &config.relay.url,
-                missive::startup::tenant_relays(&config).unwrap(),
+                missive::app::startup::tenant_relays(&config).unwrap(),
             )
             .unwrap(),
         ),

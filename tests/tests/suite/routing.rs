@@ -357,7 +357,7 @@ async fn a_rotated_secret_key_still_opens_what_the_previous_one_sealed() {
                 .map(|k| SecretBox::new(Box::new(k)))
                 .collect(),
         );
-        missive::startup::tenant_relays(&config).unwrap()
+        missive::app::startup::tenant_relays(&config).unwrap()
     };
     // A new key alone cannot open it; with the old one listed as previous, it does.
     let err = relays(Vec::new()).transport(tenant, &stored).unwrap_err();
@@ -365,7 +365,7 @@ async fn a_rotated_secret_key_still_opens_what_the_previous_one_sealed() {
     let transport = relays(vec![missive_tests::TEST_SECRET_KEY])
         .transport(tenant, &stored)
         .unwrap();
-    let missive::delivery::Transport::Smtp(pool) = transport else {
+    let missive::net::relay::Transport::Smtp(pool) = transport else {
         panic!("an SMTP transport");
     };
     let (ok, steps) = pool.verify().await;

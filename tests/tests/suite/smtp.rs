@@ -1,7 +1,7 @@
 //! SMTP submission: protocol tests over an in-memory stream (the application's own session code,
 //! with any client address), and end-to-end tests over TCP with real clients.
 
-use missive::smtp::Listener;
+use missive::edge::smtp::Listener;
 use missive_tests::{Auth, SmtpClient, TestApp, plain, queued_id, run_python_script, test_python};
 use serde_json::json;
 

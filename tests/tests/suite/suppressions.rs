@@ -3,7 +3,7 @@
 //! removing the entry lets mail through again; soft refusals suppress nothing; the Resend SDK's
 //! Suppressions calls work unmodified.
 
-use missive::smtp::Listener;
+use missive::edge::smtp::Listener;
 use missive_tests::{Auth, SmtpClient, TestApp, queued_id, run_resend_script};
 use serde_json::{Value, json};
 

@@ -5,8 +5,8 @@
 
 use std::time::Duration;
 
-use missive::targets::Targets;
-use missive::webhooks::client::{ClientSettings, Signed, WebhookClient};
+use missive::net::targets::Targets;
+use missive::queue::webhooks::client::{ClientSettings, Signed, WebhookClient};
 use missive_core::webhook::{SigningSecret, signature_header};
 use missive_tests::{
     Auth, ConnectionCounter, DnsServer, Receiver, Reply, TestApp, run_python_with_input,
@@ -933,11 +933,10 @@ async fn a_dispatcher_held_back_by_a_full_share_does_not_lease_on_every_new_row(
         queue().await;
     }
     let empty = leases(&app, "none").await - before;
-    let bound = u64::try_from(
-        started.elapsed().as_millis() / missive::webhooks::dispatcher::GATHER.as_millis(),
-    )
-    .unwrap()
-        + 3;
+    let bound =
+        u64::try_from(started.elapsed().as_millis() / missive::queue::webhooks::GATHER.as_millis())
+            .unwrap()
+            + 3;
     assert!(
         empty <= bound,
         "{empty} leases found nothing while 100 rows arrived (at most {bound} expected)"

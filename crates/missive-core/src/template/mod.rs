@@ -19,6 +19,8 @@ mod helpers;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::ids::TemplateId;
+
 pub use check::{Position, Uses, check_source};
 pub use engine::{Compiled, Rendered, Unit};
 
@@ -133,7 +135,7 @@ impl TemplateError {
 /// How a template is named in a send or a path: its id, or its alias.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum TemplateRef {
-    Id(Uuid),
+    Id(TemplateId),
     Alias(String),
 }
 
@@ -144,7 +146,7 @@ impl TemplateRef {
     /// Neither a UUID nor a valid alias.
     pub fn parse(raw: &str) -> Result<Self, TemplateError> {
         if let Ok(id) = Uuid::parse_str(raw) {
-            return Ok(Self::Id(id));
+            return Ok(Self::Id(TemplateId::from(id)));
         }
         parse_alias("template", raw).map(Self::Alias)
     }
@@ -297,7 +299,7 @@ mod tests {
 
     #[test]
     fn references_are_ids_or_aliases() {
-        let id = Uuid::now_v7();
+        let id = TemplateId::new();
         assert_eq!(
             TemplateRef::parse(&id.to_string()).unwrap(),
             TemplateRef::Id(id)

@@ -10,7 +10,7 @@
 //! 3. the message itself: the draft parsed and built into MIME ([`structured`]), or the checks
 //!    and header rewriting of a received message ([`raw`]), our Message-ID, the idempotency claim;
 //! 4. the DKIM signature of a message from one of the tenant's verified domains, over its final
-//!    bytes ([`crate::domains`]);
+//!    bytes ([`crate::tenancy::domains`]);
 //! 5. one transaction for the emails, their deliveries and first events, and the idempotency
 //!    record, committed before the caller is answered.
 //!
@@ -25,17 +25,16 @@ pub mod render;
 mod structured;
 
 use missive_core::submission::{Draft, Submission};
-use missive_core::{Fingerprint, IdempotencyKey, QuotaPeriod, SendingPolicy, TenantId};
+use missive_core::{EmailId, Fingerprint, IdempotencyKey, QuotaPeriod, SendingPolicy, TenantId};
 use missive_store::{EmailWriter, IdempotencyRecord, InsertOutcome, NewEmail, StoreError};
 use time::OffsetDateTime;
-use uuid::Uuid;
 
 pub use policy::{AcceptLimits, Refusal};
 pub use raw::{RawEnvelope, RawMessage, Trace};
 pub use render::TemplateCall;
 
-use crate::domains::{Domains, DomainsError, TenantKeys};
-use crate::templates::Templates;
+use crate::tenancy::domains::{Domains, DomainsError, TenantKeys};
+use crate::tenancy::templates::Templates;
 
 /// One structured send: what the client asked for, and the template it names, if any.
 #[derive(Debug)]
@@ -60,7 +59,7 @@ pub enum Input {
 /// The stored emails' ids, in input order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Accepted {
-    pub ids: Vec<Uuid>,
+    pub ids: Vec<EmailId>,
     /// An earlier request with the same idempotency key and fingerprint stored them.
     pub replayed: bool,
 }
@@ -196,7 +195,7 @@ impl Ingest {
             }
         };
         let emails = sign(emails, keys).await?;
-        let accepted: Vec<(Uuid, usize)> =
+        let accepted: Vec<(EmailId, usize)> =
             emails.iter().map(|e| (e.id, e.recipients.len())).collect();
         let record = idempotency
             .as_ref()

@@ -22,17 +22,16 @@ use missive_core::submission::{
     Draft, DraftAttachment, DraftContent, Recipient, RecipientKind, Submission,
     check_custom_header, is_reserved_header,
 };
-use missive_core::{EmailAddress, Fingerprint, IdempotencyKey, Mailbox, SendingPolicy};
+use missive_core::{EmailAddress, EmailId, Fingerprint, IdempotencyKey, Mailbox, SendingPolicy};
 use missive_store::NewEmail;
 use serde_json::Value;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc2822;
-use uuid::Uuid;
 
 use super::policy::{self, AcceptLimits, Refusal};
 use super::render::{TEMPLATE_HEADER, TemplateCall, VARIABLES_HEADER, fill};
 use super::structured::{self, FromSmtp};
-use crate::templates::Ready;
+use crate::tenancy::templates::Ready;
 
 /// The longest line of message text, CRLF excluded (RFC 5322 section 2.1.1).
 pub const MAX_TEXT_LINE: usize = 998;
@@ -151,7 +150,7 @@ pub(super) fn compose(
     // Written anew when there was none, or when the tenant's from_name gave it a display name.
     let write_from = written_from.as_ref() != Some(&from);
 
-    let id = Uuid::now_v7();
+    let id = EmailId::new();
     let date = now.format(&Rfc2822).unwrap_or_default();
     let message_id_value = message
         .message_id()
@@ -252,7 +251,7 @@ pub(super) fn compose(
 }
 
 /// The Received header we prepend to a message received over SMTP.
-pub(super) fn received(trace: &Trace, id: &Uuid, now: OffsetDateTime) -> String {
+pub(super) fn received(trace: &Trace, id: &EmailId, now: OffsetDateTime) -> String {
     format!(
         "Received: from {} ({})\r\n\tby {} (Missive) with {} id {};\r\n\t{}\r\n",
         sanitize(&trace.helo),

@@ -15,7 +15,7 @@ use serde_json::{Map, Value};
 
 use super::IngestError;
 use super::policy::Refusal;
-use crate::templates::{LookupError, Ready, Templates};
+use crate::tenancy::templates::{LookupError, Ready, Templates};
 
 /// The header naming a template in a message received over SMTP (its id or alias).
 pub const TEMPLATE_HEADER: &str = "X-Missive-Template";

@@ -6,12 +6,11 @@
 //! one too (its body is the template's), and keeps what SMTP decided: the envelope sender and
 //! recipients, its own Message-ID when it has one, and a Received header.
 
-use missive_core::SendingPolicy;
 use missive_core::mime::{Envelope, build_mime, message_id};
 use missive_core::submission::{Recipient, RecipientKind, Submission};
+use missive_core::{EmailId, SendingPolicy};
 use missive_store::NewEmail;
 use time::OffsetDateTime;
-use uuid::Uuid;
 
 use super::policy::{self, AcceptLimits, Refusal};
 use super::raw::{RawEnvelope, Trace, received};
@@ -47,7 +46,7 @@ pub(super) fn compose(
         Some(smtp) => envelope_recipients(&smtp.envelope, &submission),
     };
     policy::check_recipients(recipients.len(), limits)?;
-    let id = Uuid::now_v7();
+    let id = EmailId::new();
     let message_id = smtp
         .as_ref()
         .and_then(|s| s.message_id.clone())

@@ -1,0 +1,122 @@
+//! What a webhook posts: Resend's body for an event, built from what the outbox row reports. The
+//! same bytes on every attempt, as the rows it is built from do not change; the dispatcher signs
+//! them and the events API shows them.
+
+use serde::Serialize;
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+use crate::event::WebhookEventType;
+use crate::ids::{EmailId, TenantId};
+use crate::outcome::BounceClass;
+
+/// One event as its outbox row and the email event it reports tell it.
+#[derive(Clone, Copy, Debug)]
+pub struct Payload<'a> {
+    pub kind: WebhookEventType,
+    pub created_at: OffsetDateTime,
+    pub tenant_id: TenantId,
+    /// The email it is about; none for a test event.
+    pub email_id: Option<EmailId>,
+    pub from: Option<&'a str>,
+    pub to: Option<&'a [String]>,
+    pub subject: Option<&'a str>,
+    /// As stored: `[{name, value}]`.
+    pub tags: Option<&'a serde_json::Value>,
+    pub email_created_at: Option<OffsetDateTime>,
+    pub recipient: Option<&'a str>,
+    pub smtp_code: Option<i32>,
+    pub smtp_response: Option<&'a str>,
+    pub bounce_class: Option<BounceClass>,
+}
+
+/// A webhook body, Resend's shape.
+#[derive(Debug, Serialize)]
+struct Body<'a> {
+    #[serde(rename = "type")]
+    kind: WebhookEventType,
+    created_at: String,
+    data: Data<'a>,
+}
+
+#[derive(Debug, Serialize)]
+struct Data<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    email_id: Option<EmailId>,
+    tenant_id: TenantId,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    from: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    to: Option<&'a [String]>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    subject: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tags: Option<serde_json::Map<String, serde_json::Value>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    created_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    recipient: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    smtp_code: Option<i32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    smtp_response: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    bounce: Option<Bounce<'a>>,
+    /// Set on `POST /v1/webhooks/{id}/test` events, which report no email.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    test: Option<bool>,
+}
+
+#[derive(Debug, Serialize)]
+struct Bounce<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    message: &'a str,
+}
+
+fn rfc3339(at: OffsetDateTime) -> String {
+    at.format(&Rfc3339).unwrap_or_default()
+}
+
+impl Payload<'_> {
+    /// The JSON body every attempt posts.
+    #[must_use]
+    pub fn body(&self) -> Vec<u8> {
+        // Stored tags are `[{name, value}]`; Resend's webhooks carry them as an object.
+        let tags = self.tags.map(|tags| {
+            tags.as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|t| Some((t["name"].as_str()?.to_owned(), t["value"].clone())))
+                .collect()
+        });
+        let body = Body {
+            kind: self.kind,
+            created_at: rfc3339(self.created_at),
+            data: Data {
+                email_id: self.email_id,
+                tenant_id: self.tenant_id,
+                from: self.from,
+                to: self.to,
+                subject: self.subject,
+                tags,
+                created_at: self.email_created_at.map(rfc3339),
+                recipient: self.recipient,
+                smtp_code: self.smtp_code,
+                smtp_response: self.smtp_response,
+                bounce: (self.kind == WebhookEventType::Bounced).then(|| Bounce {
+                    // Resend's names for the class: a hard bounce is permanent, a soft one (a
+                    // refusal that says nothing final about the address) transient.
+                    kind: if self.bounce_class == Some(BounceClass::Soft) {
+                        BounceClass::Soft.resend_type()
+                    } else {
+                        BounceClass::Hard.resend_type()
+                    },
+                    message: self.smtp_response.unwrap_or_default(),
+                }),
+                test: self.email_id.is_none().then_some(true),
+            },
+        };
+        serde_json::to_vec(&body).unwrap_or_default()
+    }
+}

@@ -1,0 +1,705 @@
+//! A minimal SMTP client for relaying, written for per-recipient results: each RCPT gets its own
+//! reply and a rejected recipient never aborts the others (lettre aborts the whole transaction on
+//! one rejection). Connections are reused across messages, under our own cap.
+
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use base64::Engine as _;
+use secrecy::ExposeSecret;
+use tokio::io::{
+    AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufStream, ReadBuf,
+};
+use tokio::net::TcpStream;
+use tokio::sync::{Mutex, Semaphore};
+use tokio_rustls::TlsConnector;
+use tokio_rustls::client::TlsStream;
+use tokio_rustls::rustls::pki_types::ServerName;
+
+use missive_core::routing::{RelayTls, SmtpRelay};
+
+mod breaker;
+
+use self::breaker::Breaker;
+use crate::net::targets::Targets;
+
+/// An SMTP reply: its code and its text (continuation lines joined with newlines).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Reply {
+    pub code: u16,
+    pub text: String,
+}
+
+impl Reply {
+    fn is_positive(&self) -> bool {
+        (200..300).contains(&self.code)
+    }
+}
+
+/// Why a conversation broke off. Every variant is temporary for the recipients involved.
+#[derive(Debug, thiserror::Error)]
+pub enum SmtpError {
+    #[error("cannot connect to the relay {addr}: {source}")]
+    Connect { addr: String, source: io::Error },
+    #[error("the relay {addr} did not answer within {timeout:?}")]
+    Timeout { addr: String, timeout: Duration },
+    #[error("connection to the relay lost: {0}")]
+    Io(#[from] io::Error),
+    #[error("the relay sent a malformed reply: {0:?}")]
+    Protocol(String),
+    #[error("the relay refused us: {} {}", .0.code, .0.text)]
+    Refused(Reply),
+    #[error("the relay does not offer STARTTLS, and tls=starttls requires it")]
+    NoStartTls,
+    #[error("TLS with the relay failed: {0}")]
+    Tls(io::Error),
+}
+
+/// A connection to the relay, before or after TLS.
+enum Stream {
+    Plain(TcpStream),
+    Tls(Box<TlsStream<TcpStream>>),
+}
+
+impl AsyncRead for Stream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Self::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Self::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Stream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Self::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            Self::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Self::Plain(s) => Pin::new(s).poll_flush(cx),
+            Self::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Self::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            Self::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+        }
+    }
+}
+
+/// The longest reply line we read; a relay sending more is broken.
+const MAX_REPLY_LINE: usize = 4096;
+
+struct Connection {
+    stream: BufStream<Stream>,
+    smtputf8: bool,
+    eightbit: bool,
+    /// RFC 2920: the envelope goes out in one write and its replies are read after.
+    pipelining: bool,
+}
+
+impl Connection {
+    async fn read_reply(&mut self) -> Result<Reply, SmtpError> {
+        let mut text = String::new();
+        loop {
+            let mut line = String::new();
+            let n = (&mut self.stream)
+                .take(MAX_REPLY_LINE as u64)
+                .read_line(&mut line)
+                .await?;
+            if n == 0 {
+                return Err(SmtpError::Io(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "relay closed the connection",
+                )));
+            }
+            let line = line.trim_end_matches(['\r', '\n']);
+            let code = line
+                .get(..3)
+                .and_then(|c| c.parse::<u16>().ok())
+                .ok_or_else(|| SmtpError::Protocol(line.to_owned()))?;
+            let more = line.as_bytes().get(3) == Some(&b'-');
+            if !text.is_empty() {
+                text.push('\n');
+            }
+            text.push_str(line);
+            if !more {
+                return Ok(Reply { code, text });
+            }
+        }
+    }
+
+    async fn write_line(&mut self, line: &str) -> Result<(), SmtpError> {
+        self.stream.write_all(line.as_bytes()).await?;
+        self.stream.write_all(b"\r\n").await?;
+        Ok(())
+    }
+
+    async fn command(&mut self, line: &str) -> Result<Reply, SmtpError> {
+        self.write_line(line).await?;
+        self.stream.flush().await?;
+        self.read_reply().await
+    }
+}
+
+/// The result for one recipient of one attempt: the reply that decided it, or the failure.
+#[derive(Debug)]
+pub enum RecipientReply {
+    Reply(Reply),
+    Failed(String),
+}
+
+/// One step of a conversation as [`SmtpPool::verify`] reports it.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+pub struct Step {
+    /// `connect`, `greeting`, `ehlo`, `starttls`, `tls`, `auth`.
+    pub step: &'static str,
+    pub ok: bool,
+    /// The relay's reply (code and text), or what went wrong.
+    pub detail: String,
+}
+
+/// What a conversation records of itself: nothing for deliveries, each step for a check.
+struct Trace<'a>(Option<&'a mut Vec<Step>>);
+
+impl Trace<'_> {
+    fn step(&mut self, step: &'static str, ok: bool, detail: impl FnOnce() -> String) {
+        if let Some(steps) = self.0.as_deref_mut() {
+            steps.push(Step {
+                step,
+                ok,
+                detail: detail(),
+            });
+        }
+    }
+
+    fn reply(&mut self, step: &'static str, ok: bool, reply: &Reply) {
+        self.step(step, ok, || {
+            format!("{} {}", reply.code, reply.text.replace('\n', " / "))
+        });
+    }
+
+    /// Records a failed step and passes its error on.
+    fn failed<T>(&mut self, step: &'static str, err: SmtpError) -> Result<T, SmtpError> {
+        self.step(step, false, || err.to_string());
+        Err(err)
+    }
+}
+
+/// A relay with a pool of reusable connections, a cap on how many are open at once, and a
+/// [`Breaker`].
+pub struct SmtpPool {
+    relay: SmtpRelay,
+    tls: TlsConnector,
+    helo: String,
+    timeout: Duration,
+    permits: Semaphore,
+    idle: Mutex<Vec<Connection>>,
+    /// For a tenant's own server: the address policy every connection's addresses must pass,
+    /// resolved once per connection (as webhook endpoints are).
+    policy: Option<Targets>,
+    breaker: Breaker,
+}
+
+impl std::fmt::Debug for SmtpPool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SmtpPool")
+            .field("relay", &self.relay.addr())
+            .field("available", &self.permits.available_permits())
+            .finish_non_exhaustive()
+    }
+}
+
+impl SmtpPool {
+    /// A pool for `relay`; `tls` holds the roots the relay's certificate must chain to.
+    #[must_use]
+    pub fn new(
+        relay: SmtpRelay,
+        tls: Arc<tokio_rustls::rustls::ClientConfig>,
+        helo: String,
+        max_connections: usize,
+        timeout: Duration,
+    ) -> Self {
+        Self {
+            relay,
+            tls: TlsConnector::from(tls),
+            helo,
+            timeout,
+            permits: Semaphore::new(max_connections.max(1)),
+            idle: Mutex::new(Vec::new()),
+            policy: None,
+            breaker: Breaker::default(),
+        }
+    }
+
+    /// Connections go only to addresses `policy` passes (a tenant-supplied host).
+    #[must_use]
+    pub fn with_policy(mut self, policy: Targets) -> Self {
+        self.policy = Some(policy);
+        self
+    }
+
+    /// `host:port`, for logs, errors and the route shown per recipient.
+    #[must_use]
+    pub fn addr(&self) -> String {
+        self.relay.addr()
+    }
+
+    /// The TCP connection: to the host as named (the operator's relay), or to an address the
+    /// policy passed, from one lookup (a tenant's server).
+    async fn dial(&self) -> Result<TcpStream, SmtpError> {
+        let addr = self.addr();
+        let connect_error = |source| SmtpError::Connect {
+            addr: addr.clone(),
+            source,
+        };
+        let Some(policy) = &self.policy else {
+            return TcpStream::connect((self.relay.host.as_str(), self.relay.port))
+                .await
+                .map_err(connect_error);
+        };
+        let ips = policy.connectable(&self.relay.host).await.map_err(|e| {
+            connect_error(io::Error::new(
+                io::ErrorKind::PermissionDenied,
+                e.to_string(),
+            ))
+        })?;
+        let mut last = io::Error::new(io::ErrorKind::NotFound, "no address");
+        for ip in ips {
+            match TcpStream::connect((ip, self.relay.port)).await {
+                Ok(stream) => return Ok(stream),
+                Err(err) => last = err,
+            }
+        }
+        Err(connect_error(last))
+    }
+
+    async fn timed<T, E: From<SmtpError>>(
+        &self,
+        future: impl Future<Output = Result<T, E>>,
+    ) -> Result<T, E> {
+        tokio::time::timeout(self.timeout, future)
+            .await
+            .unwrap_or_else(|_| {
+                Err(SmtpError::Timeout {
+                    addr: self.addr(),
+                    timeout: self.timeout,
+                }
+                .into())
+            })
+    }
+
+    async fn handshake(&self, tcp: TcpStream) -> Result<Stream, SmtpError> {
+        let name = ServerName::try_from(self.relay.host.clone())
+            .map_err(|e| SmtpError::Tls(io::Error::new(io::ErrorKind::InvalidInput, e)))?;
+        let tls = self.tls.connect(name, tcp).await.map_err(SmtpError::Tls)?;
+        Ok(Stream::Tls(Box::new(tls)))
+    }
+
+    async fn ehlo(&self, conn: &mut Connection) -> Result<Reply, SmtpError> {
+        let ehlo = conn.command(&format!("EHLO {}", self.helo)).await?;
+        if ehlo.is_positive() {
+            let upper = ehlo.text.to_ascii_uppercase();
+            conn.smtputf8 = upper.lines().any(|l| l.get(4..) == Some("SMTPUTF8"));
+            conn.eightbit = upper.lines().any(|l| l.get(4..) == Some("8BITMIME"));
+            conn.pipelining = upper.lines().any(|l| l.get(4..) == Some("PIPELINING"));
+        }
+        Ok(ehlo)
+    }
+
+    async fn connect(&self) -> Result<Connection, SmtpError> {
+        self.connect_traced(&mut Trace(None)).await
+    }
+
+    /// Connects, greets, starts TLS as configured and logs in, recording each step in `trace`.
+    async fn connect_traced(&self, trace: &mut Trace<'_>) -> Result<Connection, SmtpError> {
+        let stream = match self.timed(self.dial()).await {
+            Ok(stream) => stream,
+            Err(err) => return trace.failed("connect", err),
+        };
+        trace.step("connect", true, || {
+            stream
+                .peer_addr()
+                .map_or_else(|_| self.addr(), |a| a.to_string())
+        });
+        stream.set_nodelay(true)?;
+        let conversation = async {
+            let stream = match self.relay.tls {
+                RelayTls::Tls => match self.handshake(stream).await {
+                    Ok(stream) => {
+                        trace.step("tls", true, || "implicit TLS established".into());
+                        stream
+                    }
+                    Err(err) => return trace.failed("tls", err),
+                },
+                RelayTls::None | RelayTls::StartTls => Stream::Plain(stream),
+            };
+            let mut conn = Connection {
+                stream: BufStream::new(stream),
+                smtputf8: false,
+                eightbit: false,
+                pipelining: false,
+            };
+            let greeting = conn.read_reply().await?;
+            trace.reply("greeting", greeting.code == 220, &greeting);
+            if greeting.code != 220 {
+                return Err(SmtpError::Refused(greeting));
+            }
+            let mut ehlo = self.ehlo(&mut conn).await?;
+            trace.reply("ehlo", ehlo.is_positive(), &ehlo);
+            if self.relay.tls == RelayTls::StartTls {
+                let offered = ehlo.is_positive()
+                    && ehlo
+                        .text
+                        .to_ascii_uppercase()
+                        .lines()
+                        .any(|l| l.get(4..) == Some("STARTTLS"));
+                if !offered {
+                    return trace.failed("starttls", SmtpError::NoStartTls);
+                }
+                let reply = conn.command("STARTTLS").await?;
+                trace.reply("starttls", reply.code == 220, &reply);
+                if reply.code != 220 {
+                    return Err(SmtpError::Refused(reply));
+                }
+                // Anything buffered before the handshake is discarded, as RFC 3207 requires.
+                let Stream::Plain(tcp) = conn.stream.into_inner() else {
+                    return Err(SmtpError::Protocol("STARTTLS on a TLS connection".into()));
+                };
+                let stream = match self.handshake(tcp).await {
+                    Ok(stream) => stream,
+                    Err(err) => return trace.failed("tls", err),
+                };
+                trace.step("tls", true, || "TLS established".into());
+                conn = Connection {
+                    stream: BufStream::new(stream),
+                    smtputf8: false,
+                    eightbit: false,
+                    pipelining: false,
+                };
+                ehlo = self.ehlo(&mut conn).await?;
+                trace.reply("ehlo", ehlo.is_positive(), &ehlo);
+            }
+            if !ehlo.is_positive() {
+                let helo = conn.command(&format!("HELO {}", self.helo)).await?;
+                trace.reply("helo", helo.is_positive(), &helo);
+                if !helo.is_positive() {
+                    return Err(SmtpError::Refused(helo));
+                }
+            }
+            if let Some(credentials) = &self.relay.credentials {
+                let token = base64::engine::general_purpose::STANDARD.encode(format!(
+                    "\0{}\0{}",
+                    credentials.username,
+                    credentials.password.expose_secret()
+                ));
+                let auth = conn.command(&format!("AUTH PLAIN {token}")).await?;
+                trace.reply("auth", auth.code == 235, &auth);
+                if auth.code != 235 {
+                    return Err(SmtpError::Refused(auth));
+                }
+            }
+            Ok(conn)
+        };
+        let result = self.timed(conversation).await;
+        if let Err(err @ (SmtpError::Timeout { .. } | SmtpError::Io(_) | SmtpError::Protocol(_))) =
+            &result
+        {
+            trace.step("conversation", false, || err.to_string());
+        }
+        result
+    }
+
+    /// Goes through the steps a delivery would (connect, greeting, EHLO, STARTTLS, login) and
+    /// reports each, then says QUIT. Whether every step passed, and the steps.
+    pub async fn verify(&self) -> (bool, Vec<Step>) {
+        let mut steps = Vec::new();
+        let result = self.connect_traced(&mut Trace(Some(&mut steps))).await;
+        let ok = match result {
+            Ok(mut conn) => {
+                let _ = self.timed(conn.command("QUIT")).await;
+                true
+            }
+            Err(_) => false,
+        };
+        (ok && steps.iter().all(|s| s.ok), steps)
+    }
+
+    /// Sends one message to some recipients and returns one reply per recipient, in order.
+    /// Never fails as a whole: a broken conversation becomes a failure for each recipient that
+    /// had no final answer yet.
+    pub async fn send(
+        &self,
+        from: &str,
+        recipients: &[String],
+        smtputf8: bool,
+        mime: &[u8],
+    ) -> Vec<RecipientReply> {
+        if let Err(open) = self.breaker.admit() {
+            metrics::counter!("missive_route_paused_attempts_total").increment(1);
+            let message = format!(
+                "not tried: the relay {} failed {} connections in a row; next try in {}s",
+                self.addr(),
+                open.failures,
+                open.retry_in.as_secs().max(1)
+            );
+            return recipients
+                .iter()
+                .map(|_| RecipientReply::Failed(message.clone()))
+                .collect();
+        }
+        let Ok(_permit) = self.permits.acquire().await else {
+            return recipients
+                .iter()
+                .map(|_| RecipientReply::Failed("relay pool closed".into()))
+                .collect();
+        };
+        // A pooled connection may have been closed by the relay while idle: if it fails before
+        // any recipient was accepted, try once more on a fresh one.
+        let pooled = self.idle.lock().await.pop();
+        let reused = pooled.is_some();
+        let mut conn = match pooled {
+            Some(conn) => conn,
+            None => match self.connect().await {
+                Ok(conn) => conn,
+                Err(err) => {
+                    self.breaker.record(false);
+                    return recipients
+                        .iter()
+                        .map(|_| RecipientReply::Failed(err.to_string()))
+                        .collect();
+                }
+            },
+        };
+        let mut replies: Vec<Option<RecipientReply>> = recipients.iter().map(|_| None).collect();
+        let mut retry_on_fresh = reused;
+        let outcome = loop {
+            let outcome = self
+                .timed(transaction(
+                    &mut conn,
+                    from,
+                    recipients,
+                    smtputf8,
+                    mime,
+                    &mut replies,
+                ))
+                .await;
+            if !(retry_on_fresh && matches!(outcome, Err(Stage::BeforeRecipients(_)))) {
+                break outcome;
+            }
+            retry_on_fresh = false;
+            match self.connect().await {
+                Ok(fresh) => conn = fresh,
+                Err(err) => break Err(Stage::BeforeRecipients(err)),
+            }
+        };
+        // The route works unless no connection could be used at all.
+        self.breaker
+            .record(!matches!(outcome, Err(Stage::BeforeRecipients(_))));
+        match outcome {
+            Ok(()) => self.idle.lock().await.push(conn),
+            Err(stage) => {
+                let message = stage.into_error().to_string();
+                for reply in &mut replies {
+                    if reply.is_none() {
+                        *reply = Some(RecipientReply::Failed(message.clone()));
+                    }
+                }
+            }
+        }
+        replies
+            .into_iter()
+            .map(|r| r.unwrap_or_else(|| RecipientReply::Failed("no reply".into())))
+            .collect()
+    }
+}
+
+/// Where a transaction broke, to know whether a retry on a fresh connection is safe.
+#[derive(Debug)]
+enum Stage {
+    BeforeRecipients(SmtpError),
+    Later(SmtpError),
+}
+
+impl Stage {
+    fn into_error(self) -> SmtpError {
+        match self {
+            Self::BeforeRecipients(e) | Self::Later(e) => e,
+        }
+    }
+}
+
+impl From<SmtpError> for Stage {
+    fn from(err: SmtpError) -> Self {
+        Self::Later(err)
+    }
+}
+
+/// Doubles leading dots (RFC 5321 section 4.5.2) and ends the data with CRLF.CRLF.
+fn dot_stuff(mime: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(mime.len() + 64);
+    let mut at_line_start = true;
+    for &byte in mime {
+        if at_line_start && byte == b'.' {
+            out.push(b'.');
+        }
+        out.push(byte);
+        at_line_start = byte == b'\n';
+    }
+    if !out.ends_with(b"\r\n") {
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b".\r\n");
+    out
+}
+
+/// The relay's answers to MAIL, RCPT and DATA.
+struct Envelope {
+    mail: Reply,
+    /// One per recipient; empty when MAIL was refused and nothing more was sent.
+    rcpts: Vec<Reply>,
+    /// `None` when DATA was not sent because no recipient was accepted.
+    data: Option<Reply>,
+}
+
+/// Sends the envelope: in one write when the relay pipelines, command by command otherwise.
+async fn envelope(
+    conn: &mut Connection,
+    mail: &str,
+    recipients: &[String],
+) -> Result<Envelope, Stage> {
+    if conn.pipelining {
+        conn.write_line(mail)
+            .await
+            .map_err(Stage::BeforeRecipients)?;
+        for recipient in recipients {
+            conn.write_line(&format!("RCPT TO:<{recipient}>")).await?;
+        }
+        conn.write_line("DATA").await?;
+        conn.stream.flush().await.map_err(SmtpError::from)?;
+        let mail = conn.read_reply().await.map_err(Stage::BeforeRecipients)?;
+        let mut rcpts = Vec::with_capacity(recipients.len());
+        for _ in recipients {
+            rcpts.push(conn.read_reply().await?);
+        }
+        let data = Some(conn.read_reply().await?);
+        return Ok(Envelope { mail, rcpts, data });
+    }
+    let mail = conn.command(mail).await.map_err(Stage::BeforeRecipients)?;
+    if !mail.is_positive() {
+        return Ok(Envelope {
+            mail,
+            rcpts: Vec::new(),
+            data: None,
+        });
+    }
+    let mut rcpts = Vec::with_capacity(recipients.len());
+    for recipient in recipients {
+        rcpts.push(conn.command(&format!("RCPT TO:<{recipient}>")).await?);
+    }
+    let data = if rcpts.iter().any(Reply::is_positive) {
+        Some(conn.command("DATA").await?)
+    } else {
+        None
+    };
+    Ok(Envelope { mail, rcpts, data })
+}
+
+/// Ends a transaction that must not deliver: a relay that said 354 anyway gets an empty
+/// message ended at once (it has no accepted recipient to send it to), then RSET.
+async fn abandon(conn: &mut Connection, data: Option<&Reply>) -> Result<(), SmtpError> {
+    if data.is_some_and(|d| d.code == 354) {
+        conn.stream.write_all(b".\r\n").await?;
+        conn.stream.flush().await?;
+        conn.read_reply().await?;
+    }
+    conn.command("RSET").await?;
+    Ok(())
+}
+
+async fn transaction(
+    conn: &mut Connection,
+    from: &str,
+    recipients: &[String],
+    smtputf8: bool,
+    mime: &[u8],
+    replies: &mut [Option<RecipientReply>],
+) -> Result<(), Stage> {
+    let mut mail = format!("MAIL FROM:<{from}>");
+    if conn.eightbit {
+        mail.push_str(" BODY=8BITMIME");
+    }
+    if smtputf8 && conn.smtputf8 {
+        mail.push_str(" SMTPUTF8");
+    }
+    let envelope = envelope(conn, &mail, recipients).await?;
+    if !envelope.mail.is_positive() {
+        // The sender was refused: that answer decides every recipient.
+        for reply in replies.iter_mut() {
+            *reply = Some(RecipientReply::Reply(envelope.mail.clone()));
+        }
+        abandon(conn, envelope.data.as_ref()).await?;
+        return Ok(());
+    }
+    let mut accepted = Vec::new();
+    for (index, reply) in envelope.rcpts.into_iter().enumerate() {
+        if reply.is_positive() {
+            accepted.push(index);
+        } else {
+            replies[index] = Some(RecipientReply::Reply(reply));
+        }
+    }
+    match envelope.data {
+        Some(data) if data.code == 354 && !accepted.is_empty() => {}
+        data => {
+            if let Some(data) = data.as_ref().filter(|d| d.code != 354) {
+                for &index in &accepted {
+                    replies[index] = Some(RecipientReply::Reply(data.clone()));
+                }
+            }
+            abandon(conn, data.as_ref()).await?;
+            return Ok(());
+        }
+    }
+    conn.stream
+        .write_all(&dot_stuff(mime))
+        .await
+        .map_err(SmtpError::from)?;
+    conn.stream.flush().await.map_err(SmtpError::from)?;
+    let done = conn.read_reply().await?;
+    for &index in &accepted {
+        replies[index] = Some(RecipientReply::Reply(done.clone()));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dot_stuffing_doubles_leading_dots_only() {
+        assert_eq!(
+            dot_stuff(b".a\r\nb.c\r\n..d\r\n"),
+            b"..a\r\nb.c\r\n...d\r\n.\r\n".to_vec()
+        );
+        assert_eq!(dot_stuff(b"no newline"), b"no newline\r\n.\r\n".to_vec());
+    }
+}
