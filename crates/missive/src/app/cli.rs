@@ -16,7 +16,7 @@ use serde::Serialize;
 use time::OffsetDateTime;
 use tokio_util::sync::CancellationToken;
 
-use crate::app::config::Config;
+use crate::app::config::{Config, SettingFlags};
 use crate::app::startup::{self, Application, Roles};
 use crate::app::telemetry;
 use crate::tenancy::accounts::{
@@ -27,22 +27,16 @@ use crate::tenancy::accounts::{
 /// Missive: a multi-tenant transactional email relay.
 ///
 /// Configuration comes from built-in defaults, then the config file, then MISSIVE_* environment
-/// variables, then flags; later sources win. See the README for every variable.
+/// variables, then flags; later sources win. docs/configuration.md lists every setting.
 #[derive(Debug, Parser)]
 #[command(name = "missive", version, propagate_version = true)]
 pub struct Cli {
     /// TOML config file [env: MISSIVE_CONFIG] [default: config/missive.toml when it exists]
     #[arg(long, global = true, value_name = "PATH")]
     pub config: Option<PathBuf>,
-    /// Postgres URL [env: MISSIVE_DATABASE_URL or DATABASE_URL]
-    #[arg(long, global = true, value_name = "URL")]
-    pub database_url: Option<String>,
-    /// Tracing filter, e.g. `info` or `missive=debug` [env: MISSIVE_LOG] [default: info]
-    #[arg(long, global = true, value_name = "FILTER")]
-    pub log: Option<String>,
-    /// Log format: pretty or json [env: MISSIVE_LOG_FORMAT] [default: pretty]
-    #[arg(long, global = true, value_name = "FORMAT")]
-    pub log_format: Option<String>,
+    /// The database and logging settings, which every command takes.
+    #[command(flatten)]
+    pub settings: SettingFlags<true>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -76,19 +70,9 @@ pub enum Role {
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {
-    /// REST listener [env: MISSIVE_HTTP_ADDR] [default: 127.0.0.1:8025]
-    #[arg(long, value_name = "ADDR")]
-    pub http_addr: Option<String>,
-    /// SMTP submission listener, STARTTLS offered [env: MISSIVE_SMTP_ADDR] [default: 127.0.0.1:2587]
-    #[arg(long, value_name = "ADDR")]
-    pub smtp_addr: Option<String>,
-    /// SMTP submission listener, implicit TLS [env: MISSIVE_SMTPS_ADDR] [default: 127.0.0.1:2465]
-    #[arg(long, value_name = "ADDR")]
-    pub smtps_addr: Option<String>,
-    /// Shared relay: smtp://[user:pass@]host:port?tls=none|starttls|tls or capture:DIR
-    /// [env: MISSIVE_RELAY_URL] [default: capture:.missive/outbox]
-    #[arg(long, value_name = "URL")]
-    pub relay_url: Option<String>,
+    /// Every other setting (docs/configuration.md).
+    #[command(flatten)]
+    pub settings: SettingFlags<false>,
     /// Run only these parts (repeatable); all of them when absent
     #[arg(long = "role", value_enum, value_name = "ROLE")]
     pub roles: Vec<Role>,
@@ -279,21 +263,10 @@ fn parse_time(s: &str) -> Result<OffsetDateTime, String> {
 
 impl Cli {
     /// Flags that override configuration, keyed like the config file.
-    fn config_flags(&self) -> BTreeMap<&'static str, String> {
-        let mut flags = BTreeMap::new();
-        let mut put = |key, value: &Option<String>| {
-            if let Some(value) = value {
-                flags.insert(key, value.clone());
-            }
-        };
-        put("database_url", &self.database_url);
-        put("log", &self.log);
-        put("log_format", &self.log_format);
+    fn config_flags(&self) -> BTreeMap<String, String> {
+        let mut flags = self.settings.values().clone();
         if let Command::Serve(serve) = &self.command {
-            put("http_addr", &serve.http_addr);
-            put("smtp_addr", &serve.smtp_addr);
-            put("smtps_addr", &serve.smtps_addr);
-            put("relay_url", &serve.relay_url);
+            flags.extend(serve.settings.values().clone());
         }
         flags
     }
@@ -355,7 +328,7 @@ async fn execute(command: Command, config: &Config) -> anyhow::Result<()> {
 
 /// Admin commands migrate first, so they work before the first `serve`.
 async fn migrated_store(config: &Config) -> anyhow::Result<Store> {
-    let store = startup::connect_store(config).await?;
+    let store = startup::connect_store(config, config.database.max_connections).await?;
     store.migrate().await?;
     Ok(store)
 }
@@ -525,4 +498,69 @@ async fn serve(config: &Config, roles: &[Role]) -> anyhow::Result<()> {
         .await
         .context("server failed")?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser as _;
+
+    use super::*;
+    use crate::app::config::SETTINGS;
+
+    fn flags_of(args: &[&str]) -> BTreeMap<String, String> {
+        Cli::try_parse_from(args).unwrap().config_flags()
+    }
+
+    #[test]
+    fn every_setting_is_a_flag_of_serve_that_sets_it() {
+        for setting in SETTINGS {
+            let flag = format!("{}=some-value", setting.flag());
+            let flags = flags_of(&["missive", "serve", &flag]);
+            assert_eq!(
+                flags.get(&setting.flag_key()).map(String::as_str),
+                Some("some-value"),
+                "{}",
+                setting.flag()
+            );
+            let help = Cli::try_parse_from(["missive", "serve", "--help"])
+                .unwrap_err()
+                .to_string();
+            assert!(
+                help.contains(&setting.flag()),
+                "serve --help lacks {}",
+                setting.flag()
+            );
+            assert!(
+                help.contains(setting.env_name()),
+                "serve --help lacks {}",
+                setting.env_name()
+            );
+        }
+    }
+
+    #[test]
+    fn database_and_log_flags_go_with_every_command_and_switches_stand_alone() {
+        let flags = flags_of(&[
+            "missive",
+            "--database-url",
+            "postgres://db/x",
+            "key",
+            "list",
+            "--tenant",
+            "00000000-0000-0000-0000-000000000001",
+            "--log-format=json",
+        ]);
+        assert_eq!(flags["database_url"], "postgres://db/x");
+        assert_eq!(flags["log_format"], "json");
+        assert_eq!(
+            flags_of(&["missive", "serve", "--allow-unsafe-commits"])["allow_unsafe_commits"],
+            "true"
+        );
+        assert_eq!(
+            flags_of(&["missive", "serve", "--smtp-max-recipients", "9"])["max_recipients"],
+            "9"
+        );
+        // Serve's own settings are not flags of the admin commands.
+        assert!(Cli::try_parse_from(["missive", "migrate", "--http-addr", "0.0.0.0:1"]).is_err());
+    }
 }

@@ -1,22 +1,23 @@
-//! Building and running the application: connects the store, binds listeners (port 0 works, and
-//! the bound address is exposed, so tests run many apps side by side), and runs its tasks under a
-//! [`Supervisor`] until a shared cancellation token fires or one of them stops on its own.
+//! Building and running the application: connects the store within the process's connection
+//! budget ([`super::budget`]), builds each role's parts ([`super::parts`]), binds listeners (port
+//! 0 works, and the bound address is exposed, so tests run many apps side by side), and runs its
+//! tasks under a [`Supervisor`] until a shared cancellation token fires or one of them stops on
+//! its own.
 
-use std::collections::HashMap;
-use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use missive_core::sealed::Sealer;
 use missive_store::listen::{Channel, ListenEvent, listen_to};
 use missive_store::{EmailWriter, PoolSettings, Store, StoreError, WriterSettings};
 use secrecy::ExposeSecret;
 use tokio::net::TcpListener;
-use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+pub use super::parts::{domains, tenant_relays, webhooks};
+pub use super::supervisor::{Supervisor, TaskEnded, cancel_on_signal};
+use crate::app::budget::ConnectionBudget;
 use crate::app::config::{Config, ConfigError};
 use crate::app::telemetry;
 use crate::edge::api;
@@ -25,8 +26,6 @@ use crate::edge::rate_limit::RateLimits;
 use crate::edge::smtp::{self, SmtpContext, SmtpServer};
 use crate::edge::state::{AdminKey, AppState};
 use crate::ingest::Ingest;
-use crate::net::relay::{TenantRelays, TenantRouteSettings};
-use crate::net::targets::Targets;
 use crate::queue::delivery::{DeliveryWorker, Routes};
 use crate::queue::webhooks::Dispatcher;
 use crate::queue::webhooks::client::{ClientSettings, WebhookClient};
@@ -34,10 +33,6 @@ use crate::tenancy::domains::Domains;
 use crate::tenancy::keys::KeyCache;
 use crate::tenancy::templates::Templates;
 use crate::tenancy::usage::RequestCounter;
-use crate::tenancy::webhooks::Webhooks;
-
-/// The worker's own pool: one lease, one recorder and the message reads of sends in flight.
-const WORKER_DB_CONNECTIONS: u32 = 8;
 
 /// Why the application could not start.
 #[derive(Debug, thiserror::Error)]
@@ -64,111 +59,18 @@ pub enum StartupError {
     },
 }
 
-/// A task that stopped while it should still have been running.
-#[derive(Debug, thiserror::Error)]
-#[error("the {task} stopped unexpectedly: {detail}")]
-pub struct TaskEnded {
-    pub task: &'static str,
-    pub detail: String,
-}
-
-/// Tasks that must all run until shutdown. When one ends before shutdown was asked for (it
-/// returned, failed or panicked), the others are asked to stop and [`Supervisor::run`] reports
-/// it, so the process exits non-zero naming the task instead of limping on without it.
-#[derive(Debug)]
-pub struct Supervisor {
-    tasks: JoinSet<Result<(), String>>,
-    names: HashMap<tokio::task::Id, &'static str>,
-    shutdown: CancellationToken,
-}
-
-impl Supervisor {
-    /// Tasks stopped by `shutdown`.
-    #[must_use]
-    pub fn new(shutdown: CancellationToken) -> Self {
-        Self {
-            tasks: JoinSet::new(),
-            names: HashMap::new(),
-            shutdown,
-        }
-    }
-
-    /// Runs `task` under `name`; it should return only once shutdown has begun.
-    pub fn spawn(
-        &mut self,
-        name: &'static str,
-        task: impl Future<Output = Result<(), String>> + Send + 'static,
-    ) {
-        let handle = self.tasks.spawn(task);
-        self.names.insert(handle.id(), name);
-    }
-
-    /// Waits until every task has ended. After shutdown begins (the token fires, or a task ended
-    /// early), tasks get `grace` to finish; then they are aborted.
-    ///
-    /// # Errors
-    /// The first task that ended before shutdown.
-    pub async fn run(mut self, grace: Duration) -> Result<(), TaskEnded> {
-        let mut failure = None;
-        let mut deadline = None;
-        loop {
-            tokio::select! {
-                joined = self.tasks.join_next_with_id() => {
-                    let Some(joined) = joined else { break };
-                    let (id, outcome) = match joined {
-                        Ok((id, Ok(()))) => (id, None),
-                        Ok((id, Err(error))) => (id, Some(error)),
-                        Err(error) if error.is_panic() => (error.id(), Some("it panicked".to_owned())),
-                        Err(error) => (error.id(), Some(error.to_string())),
-                    };
-                    let task = self.names.get(&id).copied().unwrap_or("unnamed task");
-                    if self.shutdown.is_cancelled() {
-                        if let Some(detail) = outcome {
-                            tracing::error!(task, %detail, "a task failed while stopping");
-                        }
-                        continue;
-                    }
-                    let detail = outcome.unwrap_or_else(|| "it returned".to_owned());
-                    tracing::error!(task, %detail, "a task stopped unexpectedly; shutting down");
-                    failure.get_or_insert(TaskEnded { task, detail });
-                    self.shutdown.cancel();
-                }
-                () = self.shutdown.cancelled(), if deadline.is_none() => {
-                    deadline = Some(tokio::time::Instant::now() + grace);
-                }
-                () = async {
-                    match deadline {
-                        Some(at) => tokio::time::sleep_until(at).await,
-                        None => std::future::pending().await,
-                    }
-                } => {
-                    tracing::warn!(timeout = ?grace, tasks = self.tasks.len(), "work still running at the shutdown deadline; stopping it");
-                    self.tasks.abort_all();
-                    while self.tasks.join_next().await.is_some() {}
-                    break;
-                }
-            }
-        }
-        failure.map_or(Ok(()), Err)
-    }
-}
-
-/// Opens the pool described by the configuration.
+/// Opens a pool of `max_connections` to the configured database.
 ///
 /// # Errors
 /// No database URL, or the database is unreachable.
-pub async fn connect_store(config: &Config) -> Result<Store, StartupError> {
+pub async fn connect_store(config: &Config, max_connections: u32) -> Result<Store, StartupError> {
     let url = config.require_database_url()?;
     let settings = PoolSettings {
-        max_connections: config.database.max_connections,
+        max_connections,
         ..PoolSettings::default()
     };
     Ok(Store::connect(url.expose_secret(), settings).await?)
 }
-
-/// The accept path's own connections: its group writers, and sends with an idempotency key
-/// (each holds one for its transaction).
-const WRITER_DB_CONNECTIONS: u32 = 16;
 
 /// How long a request waits for room in the body budget before it is told to retry.
 const BODY_BUDGET_WAIT: Duration = Duration::from_secs(5);
@@ -188,12 +90,6 @@ impl Roles {
         smtp: true,
         worker: true,
         webhooks: true,
-    };
-    pub const API: Self = Self {
-        api: true,
-        smtp: false,
-        worker: false,
-        webhooks: false,
     };
     /// The API and the SMTP listeners, no worker or dispatcher (tests drive those themselves).
     pub const SUBMISSION: Self = Self {
@@ -223,25 +119,19 @@ pub struct Application {
 }
 
 impl Application {
-    /// Connects, migrates and binds every role.
-    ///
-    /// # Errors
-    /// Any [`StartupError`].
-    pub async fn build(config: &Config) -> Result<Self, StartupError> {
-        Self::build_with_roles(config, Roles::ALL).await
-    }
-
     /// Connects, migrates and binds the given roles.
     ///
     /// # Errors
     /// Any [`StartupError`].
     pub async fn build_with_roles(config: &Config, roles: Roles) -> Result<Self, StartupError> {
-        let store = connect_store(config).await?;
+        let budget = ConnectionBudget::split(config.database.max_connections, roles)?;
+        let store = connect_store(config, budget.main).await?;
         store.migrate().await?;
         Self::build_with_store(config, store, roles).await
     }
 
-    /// Binds against an existing (migrated) store.
+    /// Binds against an existing (migrated) store, which serves as the main pool; the other
+    /// pools are sized by the connection budget.
     ///
     /// # Errors
     /// The HTTP address cannot be bound.
@@ -263,16 +153,15 @@ impl Application {
                 );
             }
         }
+        let budget = ConnectionBudget::split(config.database.max_connections, roles)?;
         let store = store.with_default_limits(config.default_limits());
         // One limiter per process, shared by REST and SMTP.
         let rates = Arc::new(RateLimits::new(config.limits.requests_per_minute));
         let requests = Arc::new(RequestCounter::default());
         let sending_domains = domains(config, &store)?;
         let shared = (roles.api || roles.smtp).then(|| {
-            let writer = EmailWriter::start(
-                store.for_writer(WRITER_DB_CONNECTIONS),
-                WriterSettings::default(),
-            );
+            let writer =
+                EmailWriter::start(store.for_writer(budget.writer), WriterSettings::default());
             (
                 KeyCache::new(store.clone()),
                 Ingest::new(
@@ -354,7 +243,7 @@ impl Application {
             // Lease and outcome writes need not wait for the WAL flush: see `Store::for_worker`
             // for why that cannot lose an accepted message.
             Some(DeliveryWorker::new(
-                store.for_worker(WORKER_DB_CONNECTIONS),
+                store.for_worker(budget.worker),
                 Arc::new(Routes::new(&config.relay.url, tenant_relays(config)?)?),
                 config.worker_settings(),
             ))
@@ -366,7 +255,7 @@ impl Application {
             let client = WebhookClient::new(webhooks.targets().clone(), ClientSettings::default())
                 .map_err(StartupError::Dns)?;
             Some(Dispatcher::new(
-                store.for_dispatcher(WORKER_DB_CONNECTIONS),
+                store.for_dispatcher(budget.dispatcher),
                 webhooks,
                 client,
                 config.dispatcher_settings(),
@@ -526,184 +415,4 @@ async fn bind(addr: SocketAddr) -> Result<(TcpListener, SocketAddr), StartupErro
         .local_addr()
         .map_err(|source| StartupError::Bind { addr, source })?;
     Ok((listener, bound))
-}
-
-/// Fires `token` on SIGTERM or Ctrl-C.
-pub async fn cancel_on_signal(token: CancellationToken) {
-    let ctrl_c = async {
-        if let Err(err) = tokio::signal::ctrl_c().await {
-            tracing::error!(error = %err, "cannot listen for Ctrl-C");
-            std::future::pending::<()>().await;
-        }
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(err) => {
-                tracing::error!(error = %err, "cannot listen for SIGTERM");
-                std::future::pending::<()>().await;
-            }
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => tracing::info!("Ctrl-C received; shutting down"),
-        () = terminate => tracing::info!("SIGTERM received; shutting down"),
-    }
-    token.cancel();
-}
-
-/// The key tenant secrets are sealed with, when `MISSIVE_SECRET_KEY` is set; earlier keys
-/// (`MISSIVE_PREVIOUS_SECRET_KEYS`) still open what they sealed.
-fn sealer(config: &Config) -> Option<Arc<Sealer>> {
-    let previous: Vec<[u8; 32]> = config
-        .secrets
-        .previous_secret_keys
-        .iter()
-        .flatten()
-        .map(|key| *key.expose_secret())
-        .collect();
-    config
-        .secrets
-        .secret_key
-        .as_ref()
-        .map(|key| Arc::new(Sealer::new(key.expose_secret(), &previous)))
-}
-
-/// Tenants' own SMTP servers: passwords sealed with `MISSIVE_SECRET_KEY`, hosts checked against
-/// the webhook endpoints' address policy, the transport settings of the shared relay with a
-/// cap of their own.
-///
-/// # Errors
-/// [`StartupError::Dns`] when the resolver cannot be built.
-pub fn tenant_relays(config: &Config) -> Result<TenantRelays, StartupError> {
-    let policy = Targets::new(config.dns.server, config.webhooks.allow_private)
-        .map_err(StartupError::Dns)?;
-    Ok(TenantRelays::new(
-        config.transport_settings(),
-        TenantRouteSettings {
-            sealer: sealer(config),
-            policy,
-            max_connections: config.relay.tenant_max_connections,
-        },
-    ))
-}
-
-/// Tenants' sending domains: private keys sealed with `MISSIVE_SECRET_KEY` (without it the
-/// domain routes answer 503), records looked up with the configured resolver.
-///
-/// # Errors
-/// [`StartupError::Dns`] when the resolver cannot be built.
-pub fn domains(config: &Config, store: &Store) -> Result<Domains, StartupError> {
-    let resolver = crate::net::dns::resolver(config.dns.server).map_err(StartupError::Dns)?;
-    Ok(Domains::new(
-        store.clone(),
-        sealer(config),
-        resolver,
-        config.domain_settings(),
-    ))
-}
-
-/// Tenants' webhook endpoints: sealed with `MISSIVE_SECRET_KEY` when it is set (without it the
-/// webhook routes answer 503), their URLs checked with the configured resolver.
-///
-/// # Errors
-/// [`StartupError::Dns`] when the resolver cannot be built.
-pub fn webhooks(config: &Config, store: &Store) -> Result<Webhooks, StartupError> {
-    let targets = Targets::new(config.dns.server, config.webhooks.allow_private)
-        .map_err(StartupError::Dns)?;
-    Ok(Webhooks::new(
-        store.clone(),
-        sealer(config),
-        targets,
-        config.webhooks.secret_overlap_secs,
-    ))
-}
-
-#[cfg(test)]
-mod tests {
-    use std::sync::atomic::{AtomicBool, Ordering};
-
-    use super::*;
-
-    /// A task that runs until shutdown and records that it saw it.
-    /// A supervisor running one well-behaved task ("HTTP API") that records seeing shutdown.
-    fn with_a_well_behaved_task() -> (CancellationToken, Arc<AtomicBool>, Supervisor) {
-        let shutdown = CancellationToken::new();
-        let stopped = Arc::new(AtomicBool::new(false));
-        let mut tasks = Supervisor::new(shutdown.clone());
-        let (stop, seen) = (shutdown.clone(), stopped.clone());
-        tasks.spawn("HTTP API", async move {
-            stop.cancelled().await;
-            seen.store(true, Ordering::SeqCst);
-            Ok(())
-        });
-        (shutdown, stopped, tasks)
-    }
-
-    #[tokio::test]
-    async fn a_task_that_ends_early_stops_the_others_and_is_named() {
-        let (shutdown, stopped, mut tasks) = with_a_well_behaved_task();
-        tasks.spawn("SMTP listeners", async { Err("address in use".to_owned()) });
-        let err = tasks.run(Duration::from_secs(5)).await.unwrap_err();
-        assert_eq!(err.task, "SMTP listeners");
-        assert_eq!(
-            err.to_string(),
-            "the SMTP listeners stopped unexpectedly: address in use"
-        );
-        assert!(shutdown.is_cancelled());
-        assert!(
-            stopped.load(Ordering::SeqCst),
-            "the sibling was stopped gracefully"
-        );
-    }
-
-    #[tokio::test]
-    async fn a_panicking_or_returning_task_is_a_failure_too() {
-        let shutdown = CancellationToken::new();
-        let mut tasks = Supervisor::new(shutdown.clone());
-        tasks.spawn("delivery worker", async {
-            panic!("boom");
-        });
-        let err = tasks.run(Duration::from_secs(5)).await.unwrap_err();
-        assert_eq!(
-            (err.task, err.detail.as_str()),
-            ("delivery worker", "it panicked")
-        );
-
-        let mut tasks = Supervisor::new(CancellationToken::new());
-        tasks.spawn("API key cache listener", async { Ok(()) });
-        let err = tasks.run(Duration::from_secs(5)).await.unwrap_err();
-        assert_eq!(err.detail, "it returned");
-    }
-
-    #[tokio::test]
-    async fn shutdown_drains_every_task_and_is_not_a_failure() {
-        let (shutdown, stopped, mut tasks) = with_a_well_behaved_task();
-        let stop = shutdown.clone();
-        tasks.spawn("delivery worker", async move {
-            stop.cancelled().await;
-            // In-flight work finishing after the signal.
-            tokio::time::sleep(Duration::from_millis(50)).await;
-            Ok(())
-        });
-        shutdown.cancel();
-        tasks.run(Duration::from_secs(5)).await.unwrap();
-        assert!(stopped.load(Ordering::SeqCst));
-    }
-
-    #[tokio::test]
-    async fn a_task_that_ignores_shutdown_is_aborted_at_the_deadline() {
-        let shutdown = CancellationToken::new();
-        let mut tasks = Supervisor::new(shutdown.clone());
-        tasks.spawn("delivery worker", std::future::pending());
-        shutdown.cancel();
-        let started = tokio::time::Instant::now();
-        tasks.run(Duration::from_millis(100)).await.unwrap();
-        assert!(started.elapsed() < Duration::from_secs(5));
-    }
 }

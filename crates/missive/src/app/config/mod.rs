@@ -5,7 +5,8 @@
 //! the field of its section struct, its entry in [`SETTINGS`], its keys in the file (`[http]
 //! addr`, or the flat `http_addr` the file has always accepted, which is the environment name
 //! without `MISSIVE_`, lower-cased), its flag name (`--http-addr`), the shipped
-//! `config/missive.toml` ([`example_file`]) and the README's list (both checked by tests).
+//! `config/missive.toml` ([`example_file`]), the reference docs/configuration.md
+//! ([`configuration_reference`]) (both checked by tests) and the flags ([`SettingFlags`]).
 //!
 //! Values from all sources are merged as strings first and parsed once, so an error always names
 //! where the bad value came from (`MISSIVE_HTTP_ADDR`, `--http-addr`, or `http.addr in FILE`).
@@ -13,19 +14,29 @@
 //! safe. Configuration only produces what the parts need ([`Config::accept_limits`],
 //! [`Config::worker_settings`], ...): no other module reads it.
 
-use std::collections::BTreeMap;
-use std::fmt;
-use std::fmt::Write as _;
+mod declare;
+mod flags;
+mod parse;
+mod render;
+mod sources;
+
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
-use base64::Engine as _;
 use missive_core::retry::RetryPolicy;
 use missive_core::sending_domain::DkimAlgorithm;
 use missive_core::{Limits, RelaySpec};
 use secrecy::{SecretBox, SecretString};
 
+pub use self::declare::Setting;
+use self::declare::settings;
+pub use self::flags::SettingFlags;
+#[allow(clippy::wildcard_imports)] // the declarations below name a parser each
+use self::parse::*;
+pub use self::render::{configuration_reference, example_file};
+pub use self::sources::Sources;
+use self::sources::{Values, optional, required};
 use crate::edge::api::serve::HttpLimits;
 use crate::edge::smtp::SmtpLimits;
 use crate::ingest::AcceptLimits;
@@ -52,183 +63,6 @@ pub enum ConfigError {
     UnknownKey { path: PathBuf, key: String },
 }
 
-/// One declared setting.
-#[derive(Debug)]
-pub struct Setting {
-    /// The section (`http`, `smtp`, ...): the struct it lives in and its file table.
-    pub section: &'static str,
-    /// Its name within the section.
-    pub name: &'static str,
-    /// Environment variables, in priority order; the first is its name everywhere else.
-    pub env: &'static [&'static str],
-    /// The built-in default, as it would be written in the environment.
-    pub default: Option<&'static str>,
-    /// What it does.
-    pub doc: &'static str,
-}
-
-impl Setting {
-    /// The environment variable that names the setting.
-    #[must_use]
-    pub fn env_name(&self) -> &'static str {
-        self.env[0]
-    }
-
-    /// `section.name`, as in the file's tables.
-    #[must_use]
-    pub fn file_key(&self) -> String {
-        format!("{}.{}", self.section, self.name)
-    }
-
-    /// The flat file keys (`http_addr`) and flag keys: each `MISSIVE_` variable without its
-    /// prefix, lower-cased.
-    fn flat_keys(&self) -> impl Iterator<Item = String> + '_ {
-        self.env
-            .iter()
-            .filter_map(|env| env.strip_prefix("MISSIVE_"))
-            .map(str::to_ascii_lowercase)
-    }
-
-    /// The flag that sets it (`--http-addr`).
-    #[must_use]
-    pub fn flag(&self) -> String {
-        let key = self.flat_keys().next().unwrap_or_else(|| self.file_key());
-        format!("--{}", key.replace(['_', '.'], "-"))
-    }
-}
-
-/// Where a value came from, for error messages.
-#[derive(Clone, Debug, PartialEq, Eq)]
-enum Origin {
-    Default,
-    /// The file, and the key as written there.
-    File(PathBuf, String),
-    Env(&'static str),
-    Flag(String),
-}
-
-/// The raw inputs: an optional file, an environment lookup, and flags keyed by flat key
-/// (`http_addr`).
-pub struct Sources<'a> {
-    pub file: Option<PathBuf>,
-    pub env: &'a dyn Fn(&str) -> Option<String>,
-    pub flags: BTreeMap<&'static str, String>,
-}
-
-impl fmt::Debug for Sources<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // Flags may carry secrets (--admin-key), so only their names are shown.
-        f.debug_struct("Sources")
-            .field("file", &self.file)
-            .field("flags", &self.flags.keys().collect::<Vec<_>>())
-            .finish_non_exhaustive()
-    }
-}
-
-/// What a parser says about a value.
-#[derive(Debug)]
-enum Problem {
-    /// A required setting with no value from any source.
-    Missing,
-    Invalid(String),
-}
-
-/// The merged raw values, by setting, and where each came from.
-struct Values(BTreeMap<(&'static str, &'static str), (String, Origin)>);
-
-impl Values {
-    fn parse<T>(
-        &self,
-        setting: &'static Setting,
-        parse: impl FnOnce(Option<&str>) -> Result<T, Problem>,
-    ) -> Result<T, ConfigError> {
-        let found = self.0.get(&(setting.section, setting.name));
-        parse(found.map(|(raw, _)| raw.as_str())).map_err(|problem| match problem {
-            Problem::Missing => ConfigError::Missing(setting.env_name()),
-            Problem::Invalid(message) => ConfigError::Invalid {
-                name: match found.map(|(_, origin)| origin) {
-                    Some(Origin::Env(name)) => (*name).to_owned(),
-                    Some(Origin::Flag(flag)) => flag.clone(),
-                    Some(Origin::File(path, key)) => format!("{key} in {}", path.display()),
-                    Some(Origin::Default) | None => setting.file_key(),
-                },
-                message,
-            },
-        })
-    }
-}
-
-/// A value every configuration has (the setting has a default).
-fn required<T>(
-    parse: impl FnOnce(&str) -> Result<T, String>,
-) -> impl FnOnce(Option<&str>) -> Result<T, Problem> {
-    move |raw| {
-        raw.ok_or(Problem::Missing)
-            .and_then(|r| parse(r).map_err(Problem::Invalid))
-    }
-}
-
-/// A value that may be absent.
-fn optional<T>(
-    parse: impl FnOnce(&str) -> Result<T, String>,
-) -> impl FnOnce(Option<&str>) -> Result<Option<T>, Problem> {
-    move |raw| raw.map(parse).transpose().map_err(Problem::Invalid)
-}
-
-macro_rules! settings {
-    ($(
-        $(#[doc = $section_doc:literal])+
-        $section:ident: $Section:ident {
-            $(
-                $(#[doc = $doc:literal])+
-                $field:ident: $ty:ty = $default:expr, env [$($env:literal),+], $parse:expr;
-            )+
-        }
-    )+) => {
-        $(
-            $(#[doc = $section_doc])+
-            #[derive(Debug)]
-            pub struct $Section {
-                $( $(#[doc = $doc])+ pub $field: $ty, )+
-            }
-        )+
-
-        /// The validated configuration, in sections.
-        #[derive(Debug)]
-        pub struct Config {
-            $( $(#[doc = $section_doc])+ pub $section: $Section, )+
-        }
-
-        /// Every setting, in declaration order.
-        pub static SETTINGS: &[Setting] = &[
-            $($(
-                Setting {
-                    section: stringify!($section),
-                    name: stringify!($field),
-                    env: &[$($env),+],
-                    default: $default,
-                    doc: concat!($($doc, "\n"),+),
-                },
-            )+)+
-        ];
-
-        impl Config {
-            /// Parses every setting from the merged values, in declaration order.
-            fn parse_values(values: &Values) -> Result<Self, ConfigError> {
-                let mut settings = SETTINGS.iter();
-                let mut next = || settings.next().expect("one entry per declared setting");
-                Ok(Self {
-                    $(
-                        $section: $Section {
-                            $( $field: values.parse(next(), $parse)?, )+
-                        },
-                    )+
-                })
-            }
-        }
-    };
-}
-
 /// Output format of the logs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LogFormat {
@@ -242,11 +76,14 @@ pub const MIN_ADMIN_KEY_LEN: usize = 24;
 settings! {
     /// The database.
     database: DatabaseConfig {
-        /// Postgres URL.
+        /// Postgres URL. Every command needs one (`make run` sets it).
         url: Option<SecretString> = None,
             env ["MISSIVE_DATABASE_URL", "DATABASE_URL"], optional(parse_database_url);
-        /// Postgres connections per process.
-        max_connections: u32 = Some("16"),
+        /// Postgres connections one process opens, in all: the connections that LISTEN or
+        /// hold a worker's registration, and the pools of the roles it runs (how they are
+        /// split: Connections to Postgres, in docs/configuration.md). Too few for those roles
+        /// stops the start.
+        max_connections: u32 = Some("64"),
             env ["MISSIVE_DB_MAX_CONNECTIONS"], required(bounded(1, 1000));
         /// Start even when the database does not make commits durable (fsync=off, or
         /// synchronous_commit=off for Missive's sessions). Only for throwaway databases such as
@@ -340,7 +177,8 @@ settings! {
         /// message to DIR.
         url: RelaySpec = Some("capture:.missive/outbox"),
             env ["MISSIVE_RELAY_URL"], required(|s| s.parse().map_err(|e| format!("{e}")));
-        /// Extra PEM CA certificates a relay's TLS certificate may chain to.
+        /// Extra PEM CA certificates a relay's TLS certificate may chain to, besides the
+        /// Mozilla roots.
         ca_file: Option<PathBuf> = None, env ["MISSIVE_RELAY_CA_FILE"], optional(parse_path);
         /// Open connections to a relay at most.
         max_connections: usize = Some("8"),
@@ -385,7 +223,9 @@ settings! {
         /// admin API answers 403.
         admin_key: Option<SecretString> = None,
             env ["MISSIVE_ADMIN_KEY"], optional(parse_admin_key);
-        /// 32-byte key, base64, that encrypts stored secrets.
+        /// 32-byte key, base64, that encrypts stored secrets (webhook signing secrets, DKIM
+        /// keys, tenants' SMTP passwords). Unset: the routes that store one answer 503 (`make
+        /// run` generates a key into .missive/).
         secret_key: Option<SecretBox<[u8; 32]>> = None,
             env ["MISSIVE_SECRET_KEY"], optional(parse_secret_key);
         /// Earlier secret keys, base64, comma separated: what they encrypted still opens. To
@@ -456,83 +296,6 @@ settings! {
 }
 
 impl Config {
-    /// The file used when none is named: `config/missive.toml`, if it exists.
-    #[must_use]
-    pub fn default_file() -> Option<PathBuf> {
-        let path = PathBuf::from("config/missive.toml");
-        path.exists().then_some(path)
-    }
-
-    /// Reads the process environment and the given (or default) file, then applies flags.
-    ///
-    /// # Errors
-    /// Any [`ConfigError`]; the message names the setting.
-    pub fn load(
-        file: Option<PathBuf>,
-        flags: BTreeMap<&'static str, String>,
-    ) -> Result<Self, ConfigError> {
-        let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
-        Self::from_sources(&Sources {
-            file: file.or_else(Self::default_file),
-            env: &env,
-            flags,
-        })
-    }
-
-    /// Merges and parses all sources.
-    ///
-    /// # Errors
-    /// Any [`ConfigError`]; the message names the setting.
-    pub fn from_sources(sources: &Sources<'_>) -> Result<Self, ConfigError> {
-        let file_values = match &sources.file {
-            Some(path) => read_file(path)?,
-            None => BTreeMap::new(),
-        };
-        let mut values = BTreeMap::new();
-        for (i, setting) in SETTINGS.iter().enumerate() {
-            let flag = || {
-                setting.flat_keys().find_map(|key| {
-                    sources
-                        .flags
-                        .get(key.as_str())
-                        .map(|v| (v.clone(), Origin::Flag(setting.flag())))
-                })
-            };
-            let env = || {
-                setting
-                    .env
-                    .iter()
-                    .find_map(|name| (sources.env)(name).map(|v| (v, Origin::Env(name))))
-            };
-            let file = || file_values.get(&i).cloned();
-            let default = || setting.default.map(|v| (v.to_owned(), Origin::Default));
-            if let Some(found) = flag().or_else(env).or_else(file).or_else(default) {
-                values.insert((setting.section, setting.name), found);
-            }
-        }
-        for key in sources.flags.keys() {
-            if !SETTINGS.iter().any(|s| s.flat_keys().any(|k| k == *key)) {
-                return Err(ConfigError::Invalid {
-                    name: format!("--{}", key.replace('_', "-")),
-                    message: "not a setting".to_owned(),
-                });
-            }
-        }
-        let config = Self::parse_values(&Values(values))?;
-        if config.smtp.tls_cert.is_some() != config.smtp.tls_key.is_some() {
-            let present = if config.smtp.tls_cert.is_some() {
-                "MISSIVE_TLS_CERT"
-            } else {
-                "MISSIVE_TLS_KEY"
-            };
-            return Err(ConfigError::Invalid {
-                name: present.to_owned(),
-                message: "MISSIVE_TLS_CERT and MISSIVE_TLS_KEY must be set together".to_owned(),
-            });
-        }
-        Ok(config)
-    }
-
     /// The database URL, or an error naming the variable to set.
     ///
     /// # Errors
@@ -542,20 +305,6 @@ impl Config {
             .url
             .as_ref()
             .ok_or(ConfigError::Missing("MISSIVE_DATABASE_URL"))
-    }
-
-    /// A configuration with every default and the given database, for tests and tools.
-    #[must_use]
-    pub fn with_database_url(url: &str) -> Self {
-        let mut flags = BTreeMap::new();
-        flags.insert("database_url", url.to_owned());
-        let no_env = |_: &str| None;
-        Self::from_sources(&Sources {
-            file: None,
-            env: &no_env,
-            flags,
-        })
-        .expect("the built-in defaults are valid")
     }
 
     /// What every message answers to.
@@ -663,215 +412,11 @@ impl Config {
     }
 }
 
-/// The shipped `config/missive.toml`: every setting under its section, with its doc, its
-/// environment variables and its default, commented out.
-#[must_use]
-pub fn example_file() -> String {
-    let mut out = String::from(
-        "# Missive configuration file, generated from the settings Missive declares. Every key is\n\
-         # optional; the values shown are the built-in defaults. Precedence: built-in defaults <\n\
-         # this file < MISSIVE_* environment variables < command-line flags. The flat keys of\n\
-         # earlier versions (`http_addr`, the variable's name without MISSIVE_) still work.\n\
-         # Secrets (a database URL with a password, admin_key, secret_key) are better set in the\n\
-         # environment.\n",
-    );
-    let mut section = "";
-    for setting in SETTINGS {
-        if setting.section != section {
-            section = setting.section;
-            let _ = write!(out, "\n[{section}]\n");
-        } else {
-            out.push('\n');
-        }
-        for line in setting.doc.lines() {
-            let _ = writeln!(out, "#{line}");
-        }
-        let _ = writeln!(out, "# Environment: {}.", setting.env.join(", "));
-        let value = match setting.default {
-            None => "(unset)".to_owned(),
-            Some(v) if v.parse::<u64>().is_ok() || v == "true" || v == "false" => v.to_owned(),
-            Some(v) => format!("{v:?}"),
-        };
-        let _ = writeln!(out, "# {} = {value}", setting.name);
-    }
-    out
-}
-
-/// The file's values by index into [`SETTINGS`], with the key as written.
-fn read_file(path: &Path) -> Result<BTreeMap<usize, (String, Origin)>, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::ReadFile {
-        path: path.to_owned(),
-        source,
-    })?;
-    let table: toml::Table =
-        text.parse()
-            .map_err(|e: toml::de::Error| ConfigError::FileSyntax {
-                path: path.to_owned(),
-                message: e.message().to_owned(),
-            })?;
-    let unknown = |key: String| ConfigError::UnknownKey {
-        path: path.to_owned(),
-        key,
-    };
-    let mut entries = Vec::new();
-    for (key, value) in table {
-        match value {
-            toml::Value::Table(inner) if SETTINGS.iter().any(|s| s.section == key) => {
-                for (name, value) in inner {
-                    let written = format!("{key}.{name}");
-                    let index = SETTINGS
-                        .iter()
-                        .position(|s| s.section == key && s.name == name)
-                        .ok_or_else(|| unknown(written.clone()))?;
-                    entries.push((index, written, value));
-                }
-            }
-            value => {
-                let index = SETTINGS
-                    .iter()
-                    .position(|s| s.flat_keys().any(|k| k == key))
-                    .ok_or_else(|| unknown(key.clone()))?;
-                entries.push((index, key, value));
-            }
-        }
-    }
-    let mut out = BTreeMap::new();
-    for (index, written, value) in entries {
-        let name = format!("{written} in {}", path.display());
-        let text = match value {
-            toml::Value::String(s) => s,
-            toml::Value::Integer(i) => i.to_string(),
-            toml::Value::Boolean(b) => b.to_string(),
-            toml::Value::Float(f) => f.to_string(),
-            other => {
-                return Err(ConfigError::Invalid {
-                    name,
-                    message: format!(
-                        "expected a string, number or boolean, found {}",
-                        other.type_str()
-                    ),
-                });
-            }
-        };
-        let origin = Origin::File(path.to_owned(), written);
-        if let Some((_, Origin::File(_, first))) = out.insert(index, (text, origin)) {
-            return Err(ConfigError::Invalid {
-                name,
-                message: format!("set twice in the file (also as `{first}`)"),
-            });
-        }
-    }
-    Ok(out)
-}
-
-fn parse_addr(s: &str) -> Result<SocketAddr, String> {
-    s.parse()
-        .map_err(|_| format!("`{s}` is not a socket address such as 127.0.0.1:8025"))
-}
-
-fn parse_path(s: &str) -> Result<PathBuf, String> {
-    Ok(PathBuf::from(s))
-}
-
-fn parse_domain(s: &str) -> Result<missive_core::Domain, String> {
-    missive_core::Domain::parse(s).map_err(|e| e.to_string())
-}
-
-fn parse_bool(s: &str) -> Result<bool, String> {
-    match s.to_ascii_lowercase().as_str() {
-        "true" | "1" | "yes" | "on" => Ok(true),
-        "false" | "0" | "no" | "off" => Ok(false),
-        _ => Err(format!("`{s}` is not a boolean (true or false)")),
-    }
-}
-
-fn parse_log_format(s: &str) -> Result<LogFormat, String> {
-    match s {
-        "pretty" => Ok(LogFormat::Pretty),
-        "json" => Ok(LogFormat::Json),
-        other => Err(format!("expected `pretty` or `json`, got `{other}`")),
-    }
-}
-
-fn parse_host(s: &str) -> Result<String, String> {
-    if s == "localhost" {
-        return Ok(s.to_owned());
-    }
-    missive_core::Domain::parse(s)
-        .map(|d| d.as_str().to_owned())
-        .map_err(|_| format!("`{s}` is not a host name"))
-}
-
-fn bounded<T: TryFrom<u64>>(min: u64, max: u64) -> impl Fn(&str) -> Result<T, String> {
-    move |s| {
-        s.trim()
-            .parse::<u64>()
-            .ok()
-            .filter(|n| (min..=max).contains(n))
-            .and_then(|n| T::try_from(n).ok())
-            .ok_or_else(|| format!("`{s}` is not a whole number from {min} to {max}"))
-    }
-}
-
-/// `0,5,300`: whole seconds, at least one, at most 20.
-fn parse_schedule(s: &str) -> Result<Vec<Duration>, String> {
-    let steps: Vec<Duration> = s
-        .split(',')
-        .map(|step| seconds(0, 7 * 86400)(step))
-        .collect::<Result<_, _>>()
-        .map_err(|_| format!("`{s}` is not a list of seconds such as 0,5,300"))?;
-    if steps.is_empty() || steps.len() > 20 {
-        return Err("from 1 to 20 steps".to_owned());
-    }
-    Ok(steps)
-}
-
-fn seconds(min: u64, max: u64) -> impl Fn(&str) -> Result<Duration, String> {
-    move |s| bounded(min, max)(s).map(Duration::from_secs)
-}
-
-fn millis(min: u64, max: u64) -> impl Fn(&str) -> Result<Duration, String> {
-    move |s| bounded(min, max)(s).map(Duration::from_millis)
-}
-
-fn parse_database_url(s: &str) -> Result<SecretString, String> {
-    // Never echo the value: it may hold a password.
-    if s.starts_with("postgres://") || s.starts_with("postgresql://") {
-        Ok(SecretString::from(s.to_owned()))
-    } else {
-        Err("must be a postgres:// or postgresql:// URL".to_owned())
-    }
-}
-
-fn parse_admin_key(s: &str) -> Result<SecretString, String> {
-    if s.len() < MIN_ADMIN_KEY_LEN || s.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        Err(format!(
-            "must be at least {MIN_ADMIN_KEY_LEN} characters without spaces (try `openssl rand -hex 32`)"
-        ))
-    } else {
-        Ok(SecretString::from(s.to_owned()))
-    }
-}
-
-fn parse_secret_keys(s: &str) -> Result<Vec<SecretBox<[u8; 32]>>, String> {
-    s.split(',')
-        .filter(|k| !k.trim().is_empty())
-        .map(parse_secret_key)
-        .collect()
-}
-
-fn parse_secret_key(s: &str) -> Result<SecretBox<[u8; 32]>, String> {
-    let bytes = base64::engine::general_purpose::STANDARD
-        .decode(s.trim())
-        .map_err(|_| "must be base64 (try `openssl rand -base64 32`)".to_owned())?;
-    let key: [u8; 32] = bytes
-        .try_into()
-        .map_err(|b: Vec<u8>| format!("must decode to 32 bytes, got {}", b.len()))?;
-    Ok(SecretBox::new(Box::new(key)))
-}
-
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
+    use std::path::Path;
+
     use secrecy::ExposeSecret;
 
     use super::*;
@@ -889,7 +434,10 @@ mod tests {
         Config::from_sources(&Sources {
             file,
             env: &lookup,
-            flags: flags.iter().map(|(k, v)| (*k, (*v).to_owned())).collect(),
+            flags: flags
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
         })
     }
 
@@ -1122,15 +670,28 @@ mod tests {
     }
 
     #[test]
-    fn the_readme_lists_every_environment_variable() {
-        let readme = std::fs::read_to_string(workspace_file("README.md")).unwrap();
+    fn the_settings_reference_is_generated_from_the_declarations() {
+        let path = workspace_file("docs/configuration.md");
+        let generated = configuration_reference();
+        if std::env::var_os("MISSIVE_WRITE_CONFIG_DOCS").is_some() {
+            std::fs::write(&path, &generated).unwrap();
+        }
+        let shipped = std::fs::read_to_string(&path).unwrap_or_default();
+        assert!(
+            shipped == generated,
+            "docs/configuration.md differs from the declared settings; rewrite it with \
+             MISSIVE_WRITE_CONFIG_DOCS=1 cargo test -p missive --lib config"
+        );
         for setting in SETTINGS {
             for env in setting.env {
                 assert!(
-                    readme.contains(&format!("`{env}`")),
-                    "README.md does not list {env}"
+                    shipped.contains(&format!("`{env}`")),
+                    "docs/configuration.md does not list {env}"
                 );
             }
         }
+        // The README sends operators there.
+        let readme = std::fs::read_to_string(workspace_file("README.md")).unwrap();
+        assert!(readme.contains("(docs/configuration.md)"));
     }
 }
