@@ -26,6 +26,10 @@ if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null
 fi
 export MISSIVE_TEST_DATABASE_URL MISSIVE_TEST_PG_BIN MISSIVE_TEST_PYTHON
 
+# The compiler-checked SQL's offline data must be what the migrations and statements make: a
+# stale .sqlx/ fails here, naming the command that rewrites it.
+scripts/sqlx.sh check
+
 # The benchmark report's own tests (standard library only, well under a second).
 python3 -m unittest discover -s bench -p 'test_*.py'
 

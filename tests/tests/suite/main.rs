@@ -13,6 +13,7 @@ mod emails;
 mod fuzz;
 mod health;
 mod isolation;
+mod layout;
 mod limits;
 mod openapi;
 mod outbox;

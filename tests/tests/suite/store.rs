@@ -332,6 +332,43 @@ async fn statuses_and_event_kinds_in_the_schema_are_the_core_models() {
         allowed_by(&app, "webhooks_events_check").await,
         webhook_types.into_iter().collect()
     );
+
+    // And every other list of names a CHECK constrains a column to is one core enum's names,
+    // and every enum the database stores by name has such a CHECK.
+    let constraints: Vec<String> = sqlx::query_scalar(
+        "SELECT conname::text FROM pg_constraint
+         WHERE contype = 'c' AND conrelid <> 0 AND pg_get_constraintdef(oid) LIKE '%ARRAY[''%'
+         ORDER BY 1",
+    )
+    .fetch_all(app.store().pool())
+    .await
+    .unwrap();
+    let enums = missive_core::named::stored_enums();
+    let mut checked = std::collections::BTreeSet::new();
+    for constraint in &constraints {
+        let names = allowed_by(&app, constraint).await;
+        let model = enums
+            .iter()
+            .find(|e| {
+                e.names
+                    .iter()
+                    .map(|n| (*n).to_owned())
+                    .collect::<std::collections::BTreeSet<_>>()
+                    == names
+            })
+            .unwrap_or_else(|| panic!("{constraint} lists {names:?}, which no core enum is"));
+        checked.insert(model.what);
+    }
+    let unchecked: Vec<&str> = enums
+        .iter()
+        .map(|e| e.what)
+        .filter(|what| !checked.contains(what))
+        .collect();
+    assert!(
+        unchecked.is_empty(),
+        "stored by name without a CHECK: {unchecked:?}"
+    );
+    assert!(constraints.len() >= enums.len(), "{constraints:?}");
 }
 
 #[tokio::test]

@@ -3,161 +3,28 @@
 //! one rejection). Connections are reused across messages, under our own cap.
 
 use std::io;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use base64::Engine as _;
 use secrecy::ExposeSecret;
-use tokio::io::{
-    AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufStream, ReadBuf,
-};
+use tokio::io::BufStream;
 use tokio::net::TcpStream;
 use tokio::sync::{Mutex, Semaphore};
 use tokio_rustls::TlsConnector;
-use tokio_rustls::client::TlsStream;
 use tokio_rustls::rustls::pki_types::ServerName;
 
 use missive_core::routing::{RelayTls, SmtpRelay};
 
 mod breaker;
+mod conn;
+mod transaction;
 
 use self::breaker::Breaker;
+use self::conn::{Connection, Stream};
+pub use self::conn::{Reply, SmtpError};
+use self::transaction::{Stage, transaction};
 use crate::net::targets::Targets;
-
-/// An SMTP reply: its code and its text (continuation lines joined with newlines).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Reply {
-    pub code: u16,
-    pub text: String,
-}
-
-impl Reply {
-    fn is_positive(&self) -> bool {
-        (200..300).contains(&self.code)
-    }
-}
-
-/// Why a conversation broke off. Every variant is temporary for the recipients involved.
-#[derive(Debug, thiserror::Error)]
-pub enum SmtpError {
-    #[error("cannot connect to the relay {addr}: {source}")]
-    Connect { addr: String, source: io::Error },
-    #[error("the relay {addr} did not answer within {timeout:?}")]
-    Timeout { addr: String, timeout: Duration },
-    #[error("connection to the relay lost: {0}")]
-    Io(#[from] io::Error),
-    #[error("the relay sent a malformed reply: {0:?}")]
-    Protocol(String),
-    #[error("the relay refused us: {} {}", .0.code, .0.text)]
-    Refused(Reply),
-    #[error("the relay does not offer STARTTLS, and tls=starttls requires it")]
-    NoStartTls,
-    #[error("TLS with the relay failed: {0}")]
-    Tls(io::Error),
-}
-
-/// A connection to the relay, before or after TLS.
-enum Stream {
-    Plain(TcpStream),
-    Tls(Box<TlsStream<TcpStream>>),
-}
-
-impl AsyncRead for Stream {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Self::Plain(s) => Pin::new(s).poll_read(cx, buf),
-            Self::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
-        }
-    }
-}
-
-impl AsyncWrite for Stream {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            Self::Plain(s) => Pin::new(s).poll_write(cx, buf),
-            Self::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
-        }
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Self::Plain(s) => Pin::new(s).poll_flush(cx),
-            Self::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
-        }
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Self::Plain(s) => Pin::new(s).poll_shutdown(cx),
-            Self::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
-        }
-    }
-}
-
-/// The longest reply line we read; a relay sending more is broken.
-const MAX_REPLY_LINE: usize = 4096;
-
-struct Connection {
-    stream: BufStream<Stream>,
-    smtputf8: bool,
-    eightbit: bool,
-    /// RFC 2920: the envelope goes out in one write and its replies are read after.
-    pipelining: bool,
-}
-
-impl Connection {
-    async fn read_reply(&mut self) -> Result<Reply, SmtpError> {
-        let mut text = String::new();
-        loop {
-            let mut line = String::new();
-            let n = (&mut self.stream)
-                .take(MAX_REPLY_LINE as u64)
-                .read_line(&mut line)
-                .await?;
-            if n == 0 {
-                return Err(SmtpError::Io(io::Error::new(
-                    io::ErrorKind::UnexpectedEof,
-                    "relay closed the connection",
-                )));
-            }
-            let line = line.trim_end_matches(['\r', '\n']);
-            let code = line
-                .get(..3)
-                .and_then(|c| c.parse::<u16>().ok())
-                .ok_or_else(|| SmtpError::Protocol(line.to_owned()))?;
-            let more = line.as_bytes().get(3) == Some(&b'-');
-            if !text.is_empty() {
-                text.push('\n');
-            }
-            text.push_str(line);
-            if !more {
-                return Ok(Reply { code, text });
-            }
-        }
-    }
-
-    async fn write_line(&mut self, line: &str) -> Result<(), SmtpError> {
-        self.stream.write_all(line.as_bytes()).await?;
-        self.stream.write_all(b"\r\n").await?;
-        Ok(())
-    }
-
-    async fn command(&mut self, line: &str) -> Result<Reply, SmtpError> {
-        self.write_line(line).await?;
-        self.stream.flush().await?;
-        self.read_reply().await
-    }
-}
 
 /// The result for one recipient of one attempt: the reply that decided it, or the failure.
 #[derive(Debug)]
@@ -528,178 +395,5 @@ impl SmtpPool {
             .into_iter()
             .map(|r| r.unwrap_or_else(|| RecipientReply::Failed("no reply".into())))
             .collect()
-    }
-}
-
-/// Where a transaction broke, to know whether a retry on a fresh connection is safe.
-#[derive(Debug)]
-enum Stage {
-    BeforeRecipients(SmtpError),
-    Later(SmtpError),
-}
-
-impl Stage {
-    fn into_error(self) -> SmtpError {
-        match self {
-            Self::BeforeRecipients(e) | Self::Later(e) => e,
-        }
-    }
-}
-
-impl From<SmtpError> for Stage {
-    fn from(err: SmtpError) -> Self {
-        Self::Later(err)
-    }
-}
-
-/// Doubles leading dots (RFC 5321 section 4.5.2) and ends the data with CRLF.CRLF.
-fn dot_stuff(mime: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(mime.len() + 64);
-    let mut at_line_start = true;
-    for &byte in mime {
-        if at_line_start && byte == b'.' {
-            out.push(b'.');
-        }
-        out.push(byte);
-        at_line_start = byte == b'\n';
-    }
-    if !out.ends_with(b"\r\n") {
-        out.extend_from_slice(b"\r\n");
-    }
-    out.extend_from_slice(b".\r\n");
-    out
-}
-
-/// The relay's answers to MAIL, RCPT and DATA.
-struct Envelope {
-    mail: Reply,
-    /// One per recipient; empty when MAIL was refused and nothing more was sent.
-    rcpts: Vec<Reply>,
-    /// `None` when DATA was not sent because no recipient was accepted.
-    data: Option<Reply>,
-}
-
-/// Sends the envelope: in one write when the relay pipelines, command by command otherwise.
-async fn envelope(
-    conn: &mut Connection,
-    mail: &str,
-    recipients: &[String],
-) -> Result<Envelope, Stage> {
-    if conn.pipelining {
-        conn.write_line(mail)
-            .await
-            .map_err(Stage::BeforeRecipients)?;
-        for recipient in recipients {
-            conn.write_line(&format!("RCPT TO:<{recipient}>")).await?;
-        }
-        conn.write_line("DATA").await?;
-        conn.stream.flush().await.map_err(SmtpError::from)?;
-        let mail = conn.read_reply().await.map_err(Stage::BeforeRecipients)?;
-        let mut rcpts = Vec::with_capacity(recipients.len());
-        for _ in recipients {
-            rcpts.push(conn.read_reply().await?);
-        }
-        let data = Some(conn.read_reply().await?);
-        return Ok(Envelope { mail, rcpts, data });
-    }
-    let mail = conn.command(mail).await.map_err(Stage::BeforeRecipients)?;
-    if !mail.is_positive() {
-        return Ok(Envelope {
-            mail,
-            rcpts: Vec::new(),
-            data: None,
-        });
-    }
-    let mut rcpts = Vec::with_capacity(recipients.len());
-    for recipient in recipients {
-        rcpts.push(conn.command(&format!("RCPT TO:<{recipient}>")).await?);
-    }
-    let data = if rcpts.iter().any(Reply::is_positive) {
-        Some(conn.command("DATA").await?)
-    } else {
-        None
-    };
-    Ok(Envelope { mail, rcpts, data })
-}
-
-/// Ends a transaction that must not deliver: a relay that said 354 anyway gets an empty
-/// message ended at once (it has no accepted recipient to send it to), then RSET.
-async fn abandon(conn: &mut Connection, data: Option<&Reply>) -> Result<(), SmtpError> {
-    if data.is_some_and(|d| d.code == 354) {
-        conn.stream.write_all(b".\r\n").await?;
-        conn.stream.flush().await?;
-        conn.read_reply().await?;
-    }
-    conn.command("RSET").await?;
-    Ok(())
-}
-
-async fn transaction(
-    conn: &mut Connection,
-    from: &str,
-    recipients: &[String],
-    smtputf8: bool,
-    mime: &[u8],
-    replies: &mut [Option<RecipientReply>],
-) -> Result<(), Stage> {
-    let mut mail = format!("MAIL FROM:<{from}>");
-    if conn.eightbit {
-        mail.push_str(" BODY=8BITMIME");
-    }
-    if smtputf8 && conn.smtputf8 {
-        mail.push_str(" SMTPUTF8");
-    }
-    let envelope = envelope(conn, &mail, recipients).await?;
-    if !envelope.mail.is_positive() {
-        // The sender was refused: that answer decides every recipient.
-        for reply in replies.iter_mut() {
-            *reply = Some(RecipientReply::Reply(envelope.mail.clone()));
-        }
-        abandon(conn, envelope.data.as_ref()).await?;
-        return Ok(());
-    }
-    let mut accepted = Vec::new();
-    for (index, reply) in envelope.rcpts.into_iter().enumerate() {
-        if reply.is_positive() {
-            accepted.push(index);
-        } else {
-            replies[index] = Some(RecipientReply::Reply(reply));
-        }
-    }
-    match envelope.data {
-        Some(data) if data.code == 354 && !accepted.is_empty() => {}
-        data => {
-            if let Some(data) = data.as_ref().filter(|d| d.code != 354) {
-                for &index in &accepted {
-                    replies[index] = Some(RecipientReply::Reply(data.clone()));
-                }
-            }
-            abandon(conn, data.as_ref()).await?;
-            return Ok(());
-        }
-    }
-    conn.stream
-        .write_all(&dot_stuff(mime))
-        .await
-        .map_err(SmtpError::from)?;
-    conn.stream.flush().await.map_err(SmtpError::from)?;
-    let done = conn.read_reply().await?;
-    for &index in &accepted {
-        replies[index] = Some(RecipientReply::Reply(done.clone()));
-    }
-    Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn dot_stuffing_doubles_leading_dots_only() {
-        assert_eq!(
-            dot_stuff(b".a\r\nb.c\r\n..d\r\n"),
-            b"..a\r\nb.c\r\n...d\r\n.\r\n".to_vec()
-        );
-        assert_eq!(dot_stuff(b"no newline"), b"no newline\r\n.\r\n".to_vec());
     }
 }
