@@ -27,28 +27,16 @@ use crate::{SealedSecret, Store, StoreError};
 /// `$head` ends with the CTEs before (and a comma), `$hooks` and `$enabled` name the parameters
 /// bound to [`EVENT_HOOKS`] and to [`WebhookStatus::Enabled`], `$tail` is the final `SELECT`.
 macro_rules! reporting_events {
-    (scalar: $head:literal, $hooks:literal, $enabled:literal, $tail:literal $(, $arg:expr)* $(,)?) => {
-        sqlx::query_scalar!(
-            $head
-                + "hooks AS (
-                 INSERT INTO webhook_events (tenant_id, webhook_id, type, email_id, email_event_id)
-                 SELECT ev.tenant_id, w.id, m.hook, ev.email_id, ev.id
-                 FROM ev
-                 JOIN UNNEST("
-                + $hooks
-                + "::event_hook[]) AS m ON m.kind = ev.type
-                 JOIN webhooks w ON w.tenant_id = ev.tenant_id AND w.status = "
-                + $enabled
-                + "
-                                AND m.hook = ANY (w.events)
-             )"
-                + $tail
-            $(, $arg)*
-        )
+    (scalar: $($rest:tt)*) => {
+        $crate::outbox::reporting_events!(@query query_scalar!() $($rest)*)
     };
-    (as $record:path: $head:literal, $hooks:literal, $enabled:literal, $tail:literal $(, $arg:expr)* $(,)?) => {
-        sqlx::query_as!(
-            $record,
+    (as $record:path: $($rest:tt)*) => {
+        $crate::outbox::reporting_events!(@query query_as!($record,) $($rest)*)
+    };
+    (@query $query:ident!($($before:tt)*)
+        $head:literal, $hooks:literal, $enabled:literal, $tail:literal $(, $arg:expr)* $(,)?) => {
+        sqlx::$query!(
+            $($before)*
             $head
                 + "hooks AS (
                  INSERT INTO webhook_events (tenant_id, webhook_id, type, email_id, email_event_id)
