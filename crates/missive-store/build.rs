@@ -12,7 +12,10 @@ use std::path::Path;
 use sha2::{Digest as _, Sha256};
 
 fn main() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    // Read when the script runs, not when it was compiled: a target folder shared by clones at
+    // other paths reuses the compiled script.
+    let manifest = std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR");
+    let root = Path::new(&manifest).join("../..");
     let migrations = root.join("migrations");
     let recorded = root.join(".sqlx/migrations.sha256");
     println!("cargo:rerun-if-changed={}", migrations.display());

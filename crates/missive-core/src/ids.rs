@@ -126,6 +126,11 @@ uuid_id!(
     TenantId
 );
 uuid_id!(
+    /// Identifies a project: one of a tenant's applications. A tenant's `default` project has
+    /// the tenant's own id.
+    ProjectId
+);
+uuid_id!(
     /// Identifies an API key; never secret, shown in listings.
     ApiKeyId
 );

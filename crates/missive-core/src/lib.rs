@@ -16,6 +16,7 @@ pub mod named;
 pub mod network;
 pub mod outcome;
 pub mod payload;
+pub mod project;
 pub mod retry;
 pub mod routing;
 pub mod scope;
@@ -33,10 +34,12 @@ pub use api_key::{ApiKeyError, ApiKeyHash, NewApiKey, parse_api_key};
 pub use event::{DeliveryStatus, EmailState, EventKind, SuppressionOrigin, WebhookEventType};
 pub use idempotency::{Fingerprint, IdempotencyKey};
 pub use ids::{
-    ApiKeyId, DeliveryId, DomainId, EmailId, TemplateId, TenantId, WebhookEventId, WebhookId,
+    ApiKeyId, DeliveryId, DomainId, EmailId, ProjectId, TemplateId, TenantId, WebhookEventId,
+    WebhookId,
 };
 pub use limits::{Limits, MonthPeriod, QuotaPeriod};
 pub use named::{Named, UnknownName};
+pub use project::{DEFAULT_PROJECT_NAME, ProjectName, ProjectRef, Reach};
 pub use network::{IpNetwork, NetworkError};
 pub use routing::{RelaySpec, Route, RouteKind};
 pub use scope::{Scope, ScopeError, Scopes};

@@ -39,10 +39,14 @@ pub enum Scope {
     UsageRead,
     #[serde(rename = "domains:manage")]
     DomainsManage,
+    /// Lists, creates and renames the tenant's projects and issues their keys. Not implied by
+    /// `full_access`, which is everything within the key's own project.
+    #[serde(rename = "projects:manage")]
+    ProjectsManage,
 }
 
 impl Scope {
-    pub const ALL: [Self; 9] = [
+    pub const ALL: [Self; 10] = [
         Self::FullAccess,
         Self::Send,
         Self::EmailsRead,
@@ -52,6 +56,7 @@ impl Scope {
         Self::SuppressionsManage,
         Self::UsageRead,
         Self::DomainsManage,
+        Self::ProjectsManage,
     ];
 
     #[must_use]
@@ -66,6 +71,7 @@ impl Scope {
             Self::SuppressionsManage => "suppressions:manage",
             Self::UsageRead => "usage:read",
             Self::DomainsManage => "domains:manage",
+            Self::ProjectsManage => "projects:manage",
         }
     }
 }
@@ -78,7 +84,7 @@ impl fmt::Display for Scope {
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 #[error(
-    "unknown scope `{0}`; expected one of: full_access, send, emails:read, templates:read, templates:write, webhooks:manage, suppressions:manage, usage:read, domains:manage"
+    "unknown scope `{0}`; expected one of: full_access, send, emails:read, templates:read, templates:write, webhooks:manage, suppressions:manage, usage:read, domains:manage, projects:manage"
 )]
 pub struct ScopeError(pub String);
 
@@ -131,10 +137,12 @@ impl Scopes {
             .map(Self::new)
     }
 
-    /// Whether a key with these scopes may do what `needed` guards.
+    /// Whether a key with these scopes may do what `needed` guards. `full_access` covers the
+    /// key's own project, not the administration of its siblings.
     #[must_use]
     pub fn allows(&self, needed: Scope) -> bool {
-        self.0.contains(&Scope::FullAccess) || self.0.contains(&needed)
+        self.0.contains(&needed)
+            || (needed != Scope::ProjectsManage && self.0.contains(&Scope::FullAccess))
     }
 
     pub fn iter(&self) -> impl Iterator<Item = Scope> + '_ {
@@ -188,9 +196,10 @@ mod tests {
         let full = Scopes::full_access();
         let send = Scopes::new([Scope::Send]);
         for scope in Scope::ALL {
-            assert!(full.allows(scope));
+            assert_eq!(full.allows(scope), scope != Scope::ProjectsManage);
             assert_eq!(send.allows(scope), scope == Scope::Send);
         }
+        assert!(Scopes::new([Scope::ProjectsManage]).allows(Scope::ProjectsManage));
     }
 
     #[test]

@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use missive_core::submission::{Recipient, Tag};
 use missive_core::{
     DeliveryStatus, EmailAddress, EmailId, EventKind, Fingerprint, IdempotencyKey, Limits, Mailbox,
-    QuotaPeriod, TenantId, WebhookStatus,
+    ProjectRef, QuotaPeriod, TenantId, WebhookStatus,
 };
 use sqlx::PgConnection;
 use time::OffsetDateTime;
@@ -86,6 +86,7 @@ composite! {
         tags: serde_json::Value,
         mime: &'a [u8],
         scheduled_at: Option<OffsetDateTime>,
+        project_id: Uuid,
     }
 }
 
@@ -99,46 +100,51 @@ composite! {
         kind: &'a str,
         scheduled_at: Option<OffsetDateTime>,
         event: &'a str,
+        project_id: Uuid,
     }
 }
 
 composite! {
-    /// One tenant's counts in an accept statement (the `accept_count` type): recipients, emails,
-    /// emails over SMTP.
+    /// One project's counts in an accept statement (the `accept_count` type): recipients,
+    /// emails, emails over SMTP.
     AcceptCount = "accept_count" {
         tenant_id: Uuid,
         used: i64,
         sent: i64,
         smtp: i64,
+        project_id: Uuid,
     }
 }
 
 async fn claim_idempotency_key(
     conn: &mut PgConnection,
-    tenant_id: TenantId,
+    project: ProjectRef,
     record: &IdempotencyRecord<'_>,
     email_ids: &[Uuid],
 ) -> Result<Option<InsertOutcome>, StoreError> {
     // A key past its window is forgotten, then claimed afresh.
     sqlx::query!(
         "DELETE FROM idempotency_keys
-         WHERE tenant_id = $1 AND key = $2 AND created_at < now() - $3::text::interval",
-        tenant_id.as_uuid(),
+         WHERE tenant_id = $1 AND project_id = $4 AND key = $2
+           AND created_at < now() - $3::text::interval",
+        project.tenant_id.as_uuid(),
         record.key.as_str(),
         IDEMPOTENCY_WINDOW,
+        project.project_id.as_uuid(),
     )
     .execute(&mut *conn)
     .await?;
     // A concurrent request with the same key waits here on the unique index until the first
     // commits, then sees its row.
     let inserted = sqlx::query!(
-        "INSERT INTO idempotency_keys (tenant_id, key, request_hash, email_ids)
-         VALUES ($1, $2, $3, $4)
-         ON CONFLICT (tenant_id, key) DO NOTHING",
-        tenant_id.as_uuid(),
+        "INSERT INTO idempotency_keys (tenant_id, project_id, key, request_hash, email_ids)
+         VALUES ($1, $5, $2, $3, $4)
+         ON CONFLICT (tenant_id, project_id, key) DO NOTHING",
+        project.tenant_id.as_uuid(),
         record.key.as_str(),
         record.fingerprint.as_bytes().as_slice(),
         email_ids,
+        project.project_id.as_uuid(),
     )
     .execute(&mut *conn)
     .await?
@@ -148,9 +154,10 @@ async fn claim_idempotency_key(
     }
     let claimed = sqlx::query!(
         r#"SELECT request_hash, email_ids AS "email_ids: Vec<EmailId>" FROM idempotency_keys
-           WHERE tenant_id = $1 AND key = $2"#,
-        tenant_id.as_uuid(),
+           WHERE tenant_id = $1 AND project_id = $3 AND key = $2"#,
+        project.tenant_id.as_uuid(),
         record.key.as_str(),
+        project.project_id.as_uuid(),
     )
     .fetch_one(&mut *conn)
     .await?;
@@ -171,31 +178,38 @@ struct Refused {
     period: String,
 }
 
-/// Inserts emails of any tenants, their deliveries and their first events in one statement:
-/// one round trip whatever the number of emails, which is what makes grouping commits pay.
+/// Inserts emails of any tenants and projects, their deliveries and their first events in one
+/// statement: one round trip whatever the number of emails, which is what makes grouping commits
+/// pay.
 ///
-/// The same statement counts them in `usage_daily` (in `shard`, for tenants without a quota)
-/// and checks each tenant's quotas (`defaults` where a tenant has none set): a tenant whose
-/// emails would exceed one has nothing stored and is returned with the quota; the other
-/// tenants' emails are stored.
+/// The same statement counts them in `usage_daily` (per project, in `shard`) and checks each
+/// tenant's quotas over all its projects (`defaults` where a tenant has none set): a tenant with
+/// a quota also counts in `quota_counters`, whose one row per day orders its accepts, and the
+/// check reads that row as the accept before it committed it. A tenant whose emails would exceed
+/// a quota has nothing stored and is returned with the quota; the other tenants' emails are
+/// stored.
 pub(crate) async fn insert_rows(
     conn: &mut PgConnection,
-    emails: &[(TenantId, &NewEmail)],
+    emails: &[(ProjectRef, &NewEmail)],
     shard: i16,
     defaults: Limits,
 ) -> Result<Vec<(TenantId, QuotaPeriod)>, StoreError> {
     let mut rows = Vec::with_capacity(emails.len());
     let mut deliveries = Vec::new();
-    // Per tenant, in key order (the order counting statements take row locks in).
-    let mut counts: BTreeMap<Uuid, AcceptCount> = BTreeMap::new();
-    for (tenant_id, email) in emails {
-        let tenant_id = tenant_id.as_uuid();
-        let count = counts.entry(tenant_id).or_insert(AcceptCount {
-            tenant_id,
-            used: 0,
-            sent: 0,
-            smtp: 0,
-        });
+    // Per project, in key order (the order counting statements take row locks in).
+    let mut counts: BTreeMap<(Uuid, Uuid), AcceptCount> = BTreeMap::new();
+    for (project, email) in emails {
+        let tenant_id = project.tenant_id.as_uuid();
+        let project_id = project.project_id.as_uuid();
+        let count = counts
+            .entry((tenant_id, project_id))
+            .or_insert(AcceptCount {
+                tenant_id,
+                used: 0,
+                sent: 0,
+                smtp: 0,
+                project_id,
+            });
         count.used += i64::try_from(email.recipients.len()).unwrap_or(i64::MAX);
         count.sent += 1;
         count.smtp += i64::from(email.over_smtp);
@@ -213,6 +227,7 @@ pub(crate) async fn insert_rows(
             tags: serde_json::to_value(&email.tags).unwrap_or_else(|_| serde_json::json!([])),
             mime: &email.mime,
             scheduled_at: email.scheduled_at,
+            project_id,
         });
         let event = EventKind::accepted(email.scheduled_at.is_some()).as_str();
         for recipient in &email.recipients {
@@ -224,6 +239,7 @@ pub(crate) async fn insert_rows(
                 kind: recipient.kind.as_str(),
                 scheduled_at: email.scheduled_at,
                 event,
+                project_id,
             });
         }
     }
@@ -234,7 +250,7 @@ pub(crate) async fn insert_rows(
              -- A recipient on the tenant's suppression list is suppressed from the start. A
              -- probe per row rather than a join, which could reorder the rows (and so the
              -- recipients of a relay transaction).
-             SELECT tenant_id, id, email_id, recipient, kind, scheduled_at,
+             SELECT tenant_id, project_id, id, email_id, recipient, kind, scheduled_at,
                     CASE WHEN listed THEN $5 ELSE $4 END AS status,
                     CASE WHEN listed THEN $6 ELSE event END AS event, listed
              FROM (SELECT r.*, EXISTS (SELECT 1 FROM suppressions s
@@ -242,69 +258,91 @@ pub(crate) async fn insert_rows(
                                           AND s.email = lower(r.recipient)) AS listed
                    FROM UNNEST($2::accept_delivery[]) r
                    OFFSET 0) r
+         ), c AS (
+             SELECT * FROM UNNEST($3::accept_count[])
          ), q AS (
-             -- Each tenant's counts in this statement, its quotas, and what it used before:
-             -- today in the shards other than 0, and this month except today's shard 0 (rows
-             -- no accept of a tenant with a quota writes, so this statement's snapshot of them
-             -- is as good as the latest). Read only for tenants with a quota.
-             SELECT q.tenant_id, q.used, q.sent, q.smtp,
-                    (SELECT count(*) FROM r WHERE r.tenant_id = q.tenant_id AND r.listed) AS suppressed,
-                    l.per_day, l.per_month,
-                    COALESCE(o.day_other, 0) AS day_other, COALESCE(o.month_other, 0) AS month_other,
+             -- Each tenant's recipients in this statement over all its projects, its quotas,
+             -- and what it used before that its quota row does not hold: today's and this
+             -- month's usage minus today's quota count, both as of this statement's snapshot
+             -- (only accepts without a quota write usage the quota row lacks, so the
+             -- difference is as good as the latest). Read only for tenants with a quota.
+             SELECT q.tenant_id, q.used, l.per_day, l.per_month,
+                    COALESCE(o.day_total, 0) - COALESCE(k.used, 0) AS day_other,
+                    COALESCE(o.month_total, 0) - COALESCE(k.used, 0) AS month_other,
                     COALESCE(o.day_total, 0) AS day_total
-             FROM UNNEST($3::accept_count[]) q
+             FROM (SELECT tenant_id, sum(used)::int8 AS used FROM c GROUP BY tenant_id) q
              CROSS JOIN LATERAL (
                  SELECT COALESCE(max(t.emails_per_day), $7::int8) AS per_day,
                         COALESCE(max(t.emails_per_month), $8::int8) AS per_month
                  FROM tenants t WHERE t.id = q.tenant_id
              ) l
              LEFT JOIN LATERAL (
-                 SELECT sum(u.used) FILTER (WHERE u.day = x.today AND u.shard <> 0) AS day_other,
-                        sum(u.used) FILTER (WHERE u.day <> x.today OR u.shard <> 0) AS month_other,
-                        sum(u.used) FILTER (WHERE u.day = x.today) AS day_total
+                 SELECT sum(u.used) FILTER (WHERE u.day = x.today) AS day_total,
+                        sum(u.used) AS month_total
                  FROM (SELECT (now() AT TIME ZONE 'UTC')::date AS today) x
                  JOIN usage_daily u ON u.tenant_id = q.tenant_id
                   AND u.day BETWEEN date_trunc('month', x.today)::date AND x.today
                  WHERE l.per_day IS NOT NULL OR l.per_month IS NOT NULL
              ) o ON true
-         ), counted AS (
-             -- The quota check: a tenant with a quota counts in shard 0, whose row lock orders
-             -- its accepts; the check sees the row as the accept before it committed it.
-             INSERT INTO usage_daily AS u (tenant_id, day, shard, used, sent, smtp_messages,
-                                           suppressed)
-             SELECT tenant_id, (now() AT TIME ZONE 'UTC')::date,
-                    CASE WHEN per_day IS NULL AND per_month IS NULL THEN $9::int2 ELSE 0 END,
-                    used, sent, smtp, suppressed
+             LEFT JOIN quota_counters k
+               ON (l.per_day IS NOT NULL OR l.per_month IS NOT NULL)
+              AND k.tenant_id = q.tenant_id AND k.day = (now() AT TIME ZONE 'UTC')::date
+         ), quota AS (
+             -- The quota check: the row's lock orders a tenant's accepts; the check sees the
+             -- row as the accept before it committed it.
+             INSERT INTO quota_counters AS k (tenant_id, day, used)
+             SELECT tenant_id, (now() AT TIME ZONE 'UTC')::date, used
              FROM q
-             WHERE (per_day IS NULL OR used + day_other <= per_day)
+             WHERE (per_day IS NOT NULL OR per_month IS NOT NULL)
+               AND (per_day IS NULL OR used + day_other <= per_day)
                AND (per_month IS NULL OR used + month_other <= per_month)
              ORDER BY tenant_id
-             ON CONFLICT (tenant_id, day, shard) DO UPDATE
+             ON CONFLICT (tenant_id, day) DO UPDATE
+             SET used = k.used + excluded.used
+             WHERE NOT EXISTS (
+                 SELECT 1 FROM q
+                 WHERE q.tenant_id = k.tenant_id
+                   AND ((q.per_day IS NOT NULL AND k.used + q.used + q.day_other > q.per_day)
+                        OR (q.per_month IS NOT NULL AND k.used + q.used + q.month_other > q.per_month)))
+             RETURNING tenant_id
+         ), passed AS (
+             SELECT tenant_id FROM q WHERE per_day IS NULL AND per_month IS NULL
+             UNION ALL
+             SELECT tenant_id FROM quota
+         ), counted AS (
+             INSERT INTO usage_daily AS u (tenant_id, project_id, day, shard, used, sent,
+                                           smtp_messages, suppressed)
+             SELECT c.tenant_id, c.project_id, (now() AT TIME ZONE 'UTC')::date, $9::int2,
+                    c.used, c.sent, c.smtp,
+                    (SELECT count(*) FROM r
+                     WHERE r.tenant_id = c.tenant_id AND r.project_id = c.project_id AND r.listed)
+             FROM c
+             WHERE c.tenant_id IN (SELECT tenant_id FROM passed)
+             ORDER BY c.tenant_id, c.project_id
+             ON CONFLICT (tenant_id, day, project_id, shard) DO UPDATE
              SET used = u.used + excluded.used, sent = u.sent + excluded.sent,
                  smtp_messages = u.smtp_messages + excluded.smtp_messages,
                  suppressed = u.suppressed + excluded.suppressed
-             WHERE NOT EXISTS (
-                 SELECT 1 FROM q
-                 WHERE q.tenant_id = u.tenant_id
-                   AND ((q.per_day IS NOT NULL AND u.used + q.used + q.day_other > q.per_day)
-                        OR (q.per_month IS NOT NULL AND u.used + q.used + q.month_other > q.per_month)))
-             RETURNING tenant_id
          ), e AS (
-             INSERT INTO emails (tenant_id, id, message_id, from_address, envelope_from, smtputf8,
-                                 reply_to, subject, html, text, tags, mime, scheduled_at)
-             SELECT u.tenant_id, u.id, u.message_id, u.from_address, u.envelope_from, u.smtputf8,
-                    u.reply_to, u.subject, u.html, u.text, u.tags, u.mime, u.scheduled_at
+             INSERT INTO emails (tenant_id, project_id, id, message_id, from_address,
+                                 envelope_from, smtputf8, reply_to, subject, html, text, tags,
+                                 mime, scheduled_at)
+             SELECT u.tenant_id, u.project_id, u.id, u.message_id, u.from_address,
+                    u.envelope_from, u.smtputf8, u.reply_to, u.subject, u.html, u.text, u.tags,
+                    u.mime, u.scheduled_at
              FROM UNNEST($1::accept_email[]) u
-             WHERE u.tenant_id IN (SELECT tenant_id FROM counted)
+             WHERE u.tenant_id IN (SELECT tenant_id FROM passed)
          ), d AS (
-             INSERT INTO deliveries (tenant_id, id, email_id, recipient, kind, status, next_attempt_at)
-             SELECT tenant_id, id, email_id, recipient, kind, status, COALESCE(scheduled_at, now())
-             FROM r WHERE r.tenant_id IN (SELECT tenant_id FROM counted)
+             INSERT INTO deliveries (tenant_id, project_id, id, email_id, recipient, kind, status,
+                                     next_attempt_at)
+             SELECT tenant_id, project_id, id, email_id, recipient, kind, status,
+                    COALESCE(scheduled_at, now())
+             FROM r WHERE r.tenant_id IN (SELECT tenant_id FROM passed)
          ), ev AS (
-             INSERT INTO email_events (tenant_id, email_id, delivery_id, type, recipient)
-             SELECT tenant_id, email_id, id, event, recipient
-             FROM r WHERE r.tenant_id IN (SELECT tenant_id FROM counted)
-             RETURNING tenant_id, email_id, id, type
+             INSERT INTO email_events (tenant_id, project_id, email_id, delivery_id, type, recipient)
+             SELECT tenant_id, project_id, email_id, id, event, recipient
+             FROM r WHERE r.tenant_id IN (SELECT tenant_id FROM passed)
+             RETURNING tenant_id, project_id, email_id, id, type
          ), ",
         "$10",
         "$11",
@@ -314,7 +352,7 @@ pub(crate) async fn insert_rows(
                    CASE WHEN q.per_month IS NULL
                           OR (q.per_day IS NOT NULL AND q.used + q.day_total > q.per_day)
                         THEN $12 ELSE $13 END AS "period!"
-            FROM q WHERE q.tenant_id NOT IN (SELECT tenant_id FROM counted)"#,
+            FROM q WHERE q.tenant_id NOT IN (SELECT tenant_id FROM passed)"#,
         &rows[..] as &[AcceptEmail<'_>],
         &deliveries[..] as &[AcceptDelivery<'_>],
         &counts[..] as &[AcceptCount],
@@ -340,22 +378,23 @@ impl Store {
     ///
     /// # Errors
     /// Database failures; nothing is stored then.
-    #[tracing::instrument(skip_all, fields(tenant_id = %tenant_id, emails = emails.len()))]
+    #[tracing::instrument(skip_all, fields(emails = emails.len()))]
     pub async fn insert_emails(
         &self,
-        tenant_id: TenantId,
+        project: impl Into<ProjectRef>,
         emails: &[NewEmail],
         idempotency: Option<&IdempotencyRecord<'_>>,
     ) -> Result<InsertOutcome, StoreError> {
+        let project = project.into();
         let mut tx = self.pool.begin().await?;
         let ids: Vec<Uuid> = emails.iter().map(|e| e.id.as_uuid()).collect();
         if let Some(record) = idempotency
-            && let Some(outcome) = claim_idempotency_key(&mut tx, tenant_id, record, &ids).await?
+            && let Some(outcome) = claim_idempotency_key(&mut tx, project, record, &ids).await?
         {
             tx.rollback().await?;
             return Ok(outcome);
         }
-        let rows: Vec<(TenantId, &NewEmail)> = emails.iter().map(|e| (tenant_id, e)).collect();
+        let rows: Vec<(ProjectRef, &NewEmail)> = emails.iter().map(|e| (project, e)).collect();
         let refused = insert_rows(&mut tx, &rows, other_shard(), self.default_limits).await?;
         if let Some((_, period)) = refused.first() {
             // Nothing of it was stored; the idempotency claim goes with the rollback.

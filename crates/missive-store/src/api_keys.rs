@@ -1,6 +1,8 @@
 //! API key rows. Only the SHA-256 of a key is stored; lookups go by that hash.
 
-use missive_core::{ApiKeyHash, ApiKeyId, Scopes, SendingPolicy, TenantId, TenantStatus};
+use missive_core::{
+    ApiKeyHash, ApiKeyId, ProjectId, ProjectRef, Reach, Scopes, SendingPolicy, TenantId, TenantStatus,
+};
 use sqlx::PgConnection;
 use time::OffsetDateTime;
 
@@ -10,7 +12,7 @@ use crate::{Store, StoreError};
 
 const KEY_CONFLICTS: &[(&str, &str)] = &[(
     "api_keys_live_name_key",
-    "this tenant already has a live API key with this name",
+    "this project already has a live API key with this name",
 )];
 
 /// A checked statement reading [`ApiKeyRecord`]s: `$head`, the record's columns, `$tail`.
@@ -19,7 +21,8 @@ macro_rules! query_keys {
         sqlx::query_as!(
             ApiKeyRecord,
             $head
-                + r#"tenant_id AS "tenant_id: TenantId", id AS "id: ApiKeyId", name, prefix,
+                + r#"tenant_id AS "tenant_id: TenantId", project_id AS "project_id: ProjectId",
+                     id AS "id: ApiKeyId", name, prefix,
                      scopes AS "scopes: Scopes", created_at, last_used_at, expires_at,
                      revoked_at, requests_per_minute"#
                 + $tail
@@ -32,6 +35,7 @@ macro_rules! query_keys {
 #[derive(Clone, Debug)]
 pub struct ApiKeyRecord {
     pub tenant_id: TenantId,
+    pub project_id: ProjectId,
     pub id: ApiKeyId,
     pub name: String,
     pub prefix: String,
@@ -47,7 +51,8 @@ pub struct ApiKeyRecord {
 /// A key to insert; the hash and prefix come from [`missive_core::NewApiKey`].
 #[derive(Debug)]
 pub struct NewApiKeyRow<'a> {
-    pub tenant_id: TenantId,
+    /// The project the key acts for.
+    pub project: ProjectRef,
     pub id: ApiKeyId,
     pub name: &'a str,
     pub prefix: &'a str,
@@ -61,6 +66,8 @@ pub struct NewApiKeyRow<'a> {
 #[derive(Clone, Debug)]
 pub struct KeyForAuth {
     pub tenant_id: TenantId,
+    /// The project the key acts for.
+    pub project_id: ProjectId,
     pub id: ApiKeyId,
     pub key_hash: Vec<u8>,
     pub scopes: Scopes,
@@ -70,7 +77,8 @@ pub struct KeyForAuth {
     pub tenant_status: TenantStatus,
     /// The tenant's sending settings, read in the same round trip because every send needs them.
     pub sending: SendingPolicy,
-    /// The tenant's request rate limit and the key's own (null: the default, and none).
+    /// The request rate limit of the key's project (else its tenant's) and the key's own
+    /// (null: the default, and none).
     pub tenant_requests_per_minute: Option<i32>,
     pub key_requests_per_minute: Option<i32>,
 }
@@ -78,6 +86,7 @@ pub struct KeyForAuth {
 /// [`KeyForAuth`] as read, before its tenant's sending settings are parsed.
 struct KeyForAuthRow {
     tenant_id: TenantId,
+    project_id: ProjectId,
     id: ApiKeyId,
     key_hash: Vec<u8>,
     scopes: Scopes,
@@ -106,6 +115,7 @@ impl TryFrom<KeyForAuthRow> for KeyForAuth {
                 row.require_verified_domains,
             )?,
             tenant_id: row.tenant_id,
+            project_id: row.project_id,
             id: row.id,
             key_hash: row.key_hash,
             scopes: row.scopes,
@@ -124,12 +134,12 @@ pub(crate) async fn insert_api_key(
     key: &NewApiKeyRow<'_>,
 ) -> Result<ApiKeyRecord, StoreError> {
     query_keys!(
-        "INSERT INTO api_keys (tenant_id, id, name, prefix, key_hash, scopes, expires_at,
-                               requests_per_minute)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+        "INSERT INTO api_keys (tenant_id, project_id, id, name, prefix, key_hash, scopes,
+                               expires_at, requests_per_minute)
+         VALUES ($1, $9, $2, $3, $4, $5, $6, $7, $8)
          RETURNING ",
         "",
-        key.tenant_id.as_uuid(),
+        key.project.tenant_id.as_uuid(),
         key.id.as_uuid(),
         key.name,
         key.prefix,
@@ -137,6 +147,7 @@ pub(crate) async fn insert_api_key(
         &key.scopes.names(),
         key.expires_at,
         key.requests_per_minute.and_then(|n| i32::try_from(n).ok()),
+        key.project.project_id.as_uuid(),
     )
     .fetch_one(conn)
     .await
@@ -144,21 +155,34 @@ pub(crate) async fn insert_api_key(
 }
 
 impl Store {
-    /// Adds a key to an active tenant.
+    /// Adds a key to a live project of an active tenant.
     ///
     /// # Errors
-    /// `NotFound` for an unknown tenant, `Conflict` for a disabled tenant or a taken name.
-    #[tracing::instrument(skip_all, fields(tenant_id = %key.tenant_id))]
+    /// `NotFound` for an unknown tenant or project, `Conflict` for a disabled tenant or a taken
+    /// name.
+    #[tracing::instrument(skip_all, fields(tenant_id = %key.project.tenant_id))]
     pub async fn create_api_key(&self, key: &NewApiKeyRow<'_>) -> Result<ApiKeyRecord, StoreError> {
         let mut tx = self.pool.begin().await?;
         // Lock the tenant row so a concurrent delete cannot slip a live key past its revocation.
         let status = sqlx::query_scalar!(
             r#"SELECT status AS "status: TenantStatus" FROM tenants
                WHERE id = $1 AND deleted_at IS NULL FOR SHARE"#,
-            key.tenant_id.as_uuid(),
+            key.project.tenant_id.as_uuid(),
         )
         .fetch_optional(&mut *tx)
         .await?;
+        // And the project's, so a concurrent project delete cannot miss this key.
+        let project = sqlx::query_scalar!(
+            r#"SELECT true AS "live!" FROM projects
+               WHERE tenant_id = $1 AND id = $2 AND deleted_at IS NULL FOR SHARE"#,
+            key.project.tenant_id.as_uuid(),
+            key.project.project_id.as_uuid(),
+        )
+        .fetch_optional(&mut *tx)
+        .await?;
+        if project.is_none() {
+            return Err(StoreError::NotFound);
+        }
         match status {
             None => return Err(StoreError::NotFound),
             Some(TenantStatus::Active) => {}
@@ -171,15 +195,14 @@ impl Store {
         Ok(record)
     }
 
-    /// A tenant's keys, newest first, revoked ones included.
+    /// The keys within `reach` (a project's, or all of a tenant's), newest first, revoked ones
+    /// included.
     ///
     /// # Errors
     /// Database failures.
-    pub async fn list_api_keys(
-        &self,
-        tenant_id: TenantId,
-    ) -> Result<Vec<ApiKeyRecord>, StoreError> {
-        self.confined_read(tenant_id, async |conn| {
+    pub async fn list_api_keys(&self, reach: Reach) -> Result<Vec<ApiKeyRecord>, StoreError> {
+        let tenant_id = reach.tenant_id;
+        self.confined_read(reach, async |conn| {
             let rows = query_keys!(
                 "SELECT ",
                 " FROM api_keys WHERE tenant_id = $1 ORDER BY id DESC",
@@ -192,18 +215,19 @@ impl Store {
         .await
     }
 
-    /// Revokes one key of one tenant.
+    /// Revokes one key within `reach`.
     ///
     /// # Errors
-    /// `NotFound` when the tenant has no such key (whoever else might), `Conflict` when it is
+    /// `NotFound` when the reach has no such key (whoever else might), `Conflict` when it is
     /// already revoked.
-    #[tracing::instrument(skip_all, fields(tenant_id = %tenant_id, api_key_id = %key_id))]
+    #[tracing::instrument(skip_all, fields(tenant_id = %reach.tenant_id, api_key_id = %key_id))]
     pub async fn revoke_api_key(
         &self,
-        tenant_id: TenantId,
+        reach: Reach,
         key_id: ApiKeyId,
     ) -> Result<ApiKeyRecord, StoreError> {
-        self.confined(tenant_id, async |conn| {
+        let tenant_id = reach.tenant_id;
+        self.confined(reach, async |conn| {
             let revoked = query_keys!(
                 "UPDATE api_keys SET revoked_at = now()
                  WHERE tenant_id = $1 AND id = $2 AND revoked_at IS NULL
@@ -245,13 +269,16 @@ impl Store {
     ) -> Result<Option<KeyForAuth>, StoreError> {
         let row = sqlx::query_as!(
             KeyForAuthRow,
-            r#"SELECT k.tenant_id AS "tenant_id: TenantId", k.id AS "id: ApiKeyId", k.key_hash,
+            r#"SELECT k.tenant_id AS "tenant_id: TenantId", k.project_id AS "project_id: ProjectId",
+                      k.id AS "id: ApiKeyId", k.key_hash,
                       k.scopes AS "scopes: Scopes", k.last_used_at, k.expires_at, k.revoked_at,
                       t.status AS "tenant_status: TenantStatus", t.default_from, t.reply_to,
                       t.from_name, t.allowed_sender_domains, t.require_verified_domains,
-                      t.requests_per_minute AS tenant_requests_per_minute,
+                      COALESCE(p.requests_per_minute, t.requests_per_minute)
+                          AS tenant_requests_per_minute,
                       k.requests_per_minute AS key_requests_per_minute
                FROM api_keys k JOIN tenants t ON t.id = k.tenant_id
+               JOIN projects p ON p.tenant_id = k.tenant_id AND p.id = k.project_id
                WHERE k.key_hash = $1"#,
             hash.as_bytes(),
         )

@@ -5,7 +5,7 @@
 //! writes the growth since the previous sample into per-minute and per-hour rows; the console
 //! reads those few rows, so its pages cost the same with a hundred emails or ten million.
 
-use missive_core::{DeliveryStatus, TenantId};
+use missive_core::{DeliveryStatus, ProjectId, ProjectRef, TenantId};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -19,6 +19,9 @@ pub enum SessionOwner {
     /// A tenant, signed in with the API key whose SHA-256 (as stored with the key) this is.
     Tenant {
         tenant_id: TenantId,
+        /// The project the session works in: the key's, or one a `projects:manage` key
+        /// switched to.
+        project_id: ProjectId,
         key_hash: [u8; 32],
     },
 }
@@ -32,6 +35,7 @@ pub struct ConsoleSessionRecord {
 
 struct SessionRow {
     tenant_id: Option<Uuid>,
+    project_id: Option<Uuid>,
     key_hash: Option<Vec<u8>>,
     admin_digest: Option<Vec<u8>>,
     csrf_token: String,
@@ -93,26 +97,36 @@ impl Store {
         csrf_token: &str,
         lifetime_secs: i64,
     ) -> Result<(), StoreError> {
-        let (tenant_id, key_hash, admin_digest) = match owner {
-            SessionOwner::Operator { admin_digest } => (None, None, Some(admin_digest.as_slice())),
+        let (tenant_id, project_id, key_hash, admin_digest) = match owner {
+            SessionOwner::Operator { admin_digest } => {
+                (None, None, None, Some(admin_digest.as_slice()))
+            }
             SessionOwner::Tenant {
                 tenant_id,
+                project_id,
                 key_hash,
-            } => (Some(tenant_id.as_uuid()), Some(key_hash.as_slice()), None),
+            } => (
+                Some(tenant_id.as_uuid()),
+                Some(project_id.as_uuid()),
+                Some(key_hash.as_slice()),
+                None,
+            ),
         };
         sqlx::query!("DELETE FROM console_sessions WHERE expires_at < now()")
             .execute(&self.pool)
             .await?;
         sqlx::query!(
             "INSERT INTO console_sessions
-                 (token_hash, tenant_id, key_hash, admin_digest, csrf_token, expires_at)
-             VALUES ($1, $2, $3, $4, $5, now() + make_interval(secs => $6))",
+                 (token_hash, tenant_id, key_hash, admin_digest, csrf_token, expires_at,
+                  project_id)
+             VALUES ($1, $2, $3, $4, $5, now() + make_interval(secs => $6), $7)",
             token_hash.as_slice(),
             tenant_id,
             key_hash,
             admin_digest,
             csrf_token,
             lifetime_secs as f64,
+            project_id,
         )
         .execute(&self.pool)
         .await?;
@@ -129,7 +143,7 @@ impl Store {
     ) -> Result<Option<ConsoleSessionRecord>, StoreError> {
         let row = sqlx::query_as!(
             SessionRow,
-            "SELECT tenant_id, key_hash, admin_digest, csrf_token
+            "SELECT tenant_id, project_id, key_hash, admin_digest, csrf_token
              FROM console_sessions WHERE token_hash = $1 AND expires_at > now()",
             token_hash.as_slice(),
         )
@@ -140,12 +154,13 @@ impl Store {
             bytes.and_then(|b| <[u8; 32]>::try_from(b.as_slice()).ok())
         };
         let owner = match (
-            row.tenant_id,
+            row.tenant_id.zip(row.project_id),
             digest(row.key_hash),
             digest(row.admin_digest),
         ) {
-            (Some(tenant), Some(key_hash), None) => SessionOwner::Tenant {
+            (Some((tenant, project)), Some(key_hash), None) => SessionOwner::Tenant {
                 tenant_id: TenantId::from_uuid(tenant),
+                project_id: ProjectId::from_uuid(project),
                 key_hash,
             },
             (None, None, Some(admin_digest)) => SessionOwner::Operator { admin_digest },
@@ -156,6 +171,31 @@ impl Store {
             owner,
             csrf_token: row.csrf_token,
         }))
+    }
+
+    /// Moves a tenant session to another project of its tenant (checked by the caller).
+    ///
+    /// # Errors
+    /// `NotFound` when the session is gone or belongs to the operator.
+    pub async fn switch_console_project(
+        &self,
+        token_hash: &[u8; 32],
+        project: ProjectRef,
+    ) -> Result<(), StoreError> {
+        let switched = sqlx::query!(
+            "UPDATE console_sessions SET project_id = $3
+             WHERE token_hash = $1 AND tenant_id = $2 AND expires_at > now()",
+            token_hash.as_slice(),
+            project.tenant_id.as_uuid(),
+            project.project_id.as_uuid(),
+        )
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        if switched == 0 {
+            return Err(StoreError::NotFound);
+        }
+        Ok(())
     }
 
     /// Ends a session (signing out).

@@ -110,10 +110,10 @@ composite! {
 
 /// Calls `$then!` with the lease statement's text before and after each tenant's most rows,
 /// and `$args`. See [`Store::lease_due_deliveries`].
-// Expired leases first, then due rows shared out fairly: each tenant's oldest due
-// rows, taken round-robin (every tenant's first, then every tenant's second...), so
-// one tenant's backlog cannot starve another's mail. Candidates are chosen without
-// locks (one index probe per tenant), then locked with SKIP LOCKED, which rechecks
+// Expired leases first, then due rows shared out fairly: each project's oldest due
+// rows, taken round-robin (every project's first, then every project's second...), so
+// one tenant's or project's backlog cannot starve another's mail. Candidates are chosen
+// without locks (one index probe per project), then locked with SKIP LOCKED, which rechecks
 // the conditions against rows another worker changed meanwhile.
 macro_rules! lease_sql {
     ($then:ident, $per_tenant:literal $(, $arg:expr)*) => {
@@ -126,12 +126,13 @@ macro_rules! lease_sql {
      FOR UPDATE SKIP LOCKED
  ), candidates AS (
      SELECT c.tenant_id, c.email_id, c.id
-     FROM tenants t
+     FROM projects p
      CROSS JOIN LATERAL (
          SELECT x.tenant_id, x.email_id, x.id, x.next_attempt_at,
                 row_number() OVER (ORDER BY x.next_attempt_at) AS turn
          FROM (SELECT tenant_id, email_id, id, next_attempt_at FROM deliveries
-               WHERE tenant_id = t.id AND status IN ('queued', 'deferred')
+               WHERE tenant_id = p.tenant_id AND project_id = p.id
+                 AND status IN ('queued', 'deferred')
                  AND next_attempt_at <= now()
                ORDER BY next_attempt_at
                LIMIT ",
@@ -161,10 +162,11 @@ macro_rules! lease_sql {
          lease_expires_at = now() + make_interval(secs => $3), updated_at = now()
      FROM due
      WHERE d.tenant_id = due.tenant_id AND d.email_id = due.email_id AND d.id = due.id
-     RETURNING d.tenant_id, d.id, d.email_id, d.recipient, d.attempts, d.created_at, d.lease_id
+     RETURNING d.tenant_id, d.project_id, d.id, d.email_id, d.recipient, d.attempts,
+               d.created_at, d.lease_id
  ), events AS (
-     INSERT INTO email_events (tenant_id, email_id, delivery_id, type, recipient)
-     SELECT tenant_id, email_id, id, $5, recipient FROM leased
+     INSERT INTO email_events (tenant_id, project_id, email_id, delivery_id, type, recipient)
+     SELECT tenant_id, project_id, email_id, id, $5, recipient FROM leased
  )
  SELECT tenant_id AS "tenant_id!: TenantId", id AS "id!: DeliveryId",
         email_id AS "email_id!: EmailId", recipient AS "recipient!", attempts AS "attempts!",
@@ -269,7 +271,7 @@ impl Store {
             return Ok(lease_sql!(
                 lease_query,
                 "least($1, coalesce((SELECT a.n FROM UNNEST($7::uuid[], $8::int8[]) AS a(id, n)
-                                     WHERE a.id = t.id), $1))",
+                                     WHERE a.id = p.tenant_id), $1))",
                 limit,
                 lease_id,
                 seconds,
@@ -411,28 +413,31 @@ impl Store {
                  WHERE d.tenant_id = r.tenant_id AND d.email_id = r.email_id AND d.id = r.id
                    AND d.lease_id = r.lease_id
                    AND d.status = $2
-                 RETURNING d.tenant_id, d.id, d.email_id, d.recipient, r.status, r.event, r.code,
-                           r.response, r.bounce_class, r.suppression_id, r.route, r.route_host
+                 RETURNING d.tenant_id, d.project_id, d.id, d.email_id, d.recipient, r.status,
+                           r.event, r.code, r.response, r.bounce_class, r.suppression_id, r.route,
+                           r.route_host
              ), counted AS (
-                 -- The tenants' usage: recipients delivered, bounced and failed today.
-                 INSERT INTO usage_daily AS u (tenant_id, day, shard, delivered, bounced, failed)
-                 SELECT tenant_id, (now() AT TIME ZONE 'UTC')::date, $3,
+                 -- The projects' usage: recipients delivered, bounced and failed today.
+                 INSERT INTO usage_daily AS u (tenant_id, project_id, day, shard, delivered,
+                                               bounced, failed)
+                 SELECT tenant_id, project_id, (now() AT TIME ZONE 'UTC')::date, $3,
                         count(*) FILTER (WHERE status = $4), count(*) FILTER (WHERE status = $5),
                         count(*) FILTER (WHERE status = $6)
                  FROM updated
                  WHERE status IN ($4, $5, $6)
-                 GROUP BY tenant_id
-                 ORDER BY tenant_id
-                 ON CONFLICT (tenant_id, day, shard) DO UPDATE
+                 GROUP BY tenant_id, project_id
+                 ORDER BY tenant_id, project_id
+                 ON CONFLICT (tenant_id, day, project_id, shard) DO UPDATE
                  SET delivered = u.delivered + excluded.delivered,
                      bounced = u.bounced + excluded.bounced, failed = u.failed + excluded.failed
              ), ev AS (
-                 INSERT INTO email_events (tenant_id, email_id, delivery_id, type, recipient, smtp_code,
-                                           smtp_response, bounce_class, route, route_host)
-                 SELECT tenant_id, email_id, id, event, recipient, code, response, bounce_class,
-                        route, route_host
+                 INSERT INTO email_events (tenant_id, project_id, email_id, delivery_id, type,
+                                           recipient, smtp_code, smtp_response, bounce_class,
+                                           route, route_host)
+                 SELECT tenant_id, project_id, email_id, id, event, recipient, code, response,
+                        bounce_class, route, route_host
                  FROM updated
-                 RETURNING tenant_id, email_id, id, type
+                 RETURNING tenant_id, project_id, email_id, id, type
              ), suppressed AS (
                  INSERT INTO suppressions (tenant_id, id, email, origin, source_id, reason)
                  SELECT tenant_id, suppression_id, lower(recipient), $8, email_id, response
@@ -469,18 +474,19 @@ impl Store {
     ) -> Result<Option<OffsetDateTime>, StoreError> {
         let full: Vec<Uuid> = full.iter().map(|t| t.as_uuid()).collect();
         Ok(sqlx::query_scalar!(
-            // Each tenant's first due row from the per-tenant index: one probe per tenant. The
-            // tenants whose routes are full wait for a job of theirs to end, not for a time.
+            // Each project's first due row from the per-project index: one probe per project.
+            // The tenants whose routes are full wait for a job of theirs to end, not for a time.
             "SELECT min(t) FROM (
                  (SELECT d.next_attempt_at AS t
-                  FROM tenants tn
+                  FROM projects pr
                   CROSS JOIN LATERAL (
                       SELECT next_attempt_at FROM deliveries
-                      WHERE tenant_id = tn.id AND status IN ('queued', 'deferred')
+                      WHERE tenant_id = pr.tenant_id AND project_id = pr.id
+                        AND status IN ('queued', 'deferred')
                       ORDER BY next_attempt_at
                       LIMIT 1
                   ) d
-                  WHERE tn.id <> ALL ($1::uuid[]))
+                  WHERE pr.tenant_id <> ALL ($1::uuid[]))
                  UNION ALL
                  (SELECT min(lease_expires_at) FROM deliveries WHERE status = 'sending')
              ) s",

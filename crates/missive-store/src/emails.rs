@@ -6,7 +6,7 @@
 
 use missive_core::outcome::BounceClass;
 use missive_core::submission::RecipientKind;
-use missive_core::{
+use missive_core::{ProjectId, Reach, 
     DeliveryId, DeliveryStatus, EmailId, EventKind, RouteKind, TenantId, WebhookStatus,
 };
 use sqlx::PgConnection;
@@ -20,6 +20,7 @@ use crate::{Store, StoreError};
 #[derive(Clone, Debug)]
 pub struct EmailRecord {
     pub tenant_id: TenantId,
+    pub project_id: ProjectId,
     pub id: EmailId,
     pub message_id: String,
     pub from_address: String,
@@ -104,10 +105,12 @@ impl Store {
     /// `NotFound` when the tenant has no such email.
     pub async fn get_email(
         &self,
-        tenant_id: TenantId,
+        reach: impl Into<Reach>,
         id: EmailId,
     ) -> Result<EmailRecord, StoreError> {
-        self.confined_read(tenant_id, async |conn| {
+        let reach = reach.into();
+        let tenant_id = reach.tenant_id;
+        self.confined_read(reach, async |conn| {
             select_email(conn, tenant_id, id).await
         })
         .await
@@ -119,10 +122,11 @@ impl Store {
     /// `NotFound` when the tenant has no such email.
     pub async fn email_detail(
         &self,
-        tenant_id: TenantId,
+        reach: Reach,
         id: EmailId,
     ) -> Result<EmailDetail, StoreError> {
-        self.confined_read(tenant_id, async |conn| {
+        let tenant_id = reach.tenant_id;
+        self.confined_read(reach, async |conn| {
             Ok(EmailDetail {
                 email: select_email(conn, tenant_id, id).await?,
                 deliveries: select_deliveries(conn, tenant_id, &[id]).await?,
@@ -138,11 +142,12 @@ impl Store {
     /// Database failures.
     pub async fn list_emails(
         &self,
-        tenant_id: TenantId,
+        reach: Reach,
         filter: &EmailFilter,
         limit: i64,
     ) -> Result<EmailPage, StoreError> {
-        self.confined_read(tenant_id, async |conn| {
+        let tenant_id = reach.tenant_id;
+        self.confined_read(reach, async |conn| {
             let mut emails = select_emails(conn, tenant_id, filter, limit + 1).await?;
             let has_more = emails.len() as i64 > limit;
             emails.truncate(usize::try_from(limit).unwrap_or(0));
@@ -161,28 +166,23 @@ impl Store {
     /// # Errors
     /// `NotFound` when the tenant has no such email; `Conflict` when it is not scheduled or
     /// sending has begun.
-    #[tracing::instrument(skip_all, fields(tenant_id = %tenant_id, email_id = %email_id))]
-    pub async fn cancel_email(
-        &self,
-        tenant_id: TenantId,
-        email_id: EmailId,
-    ) -> Result<(), StoreError> {
-        let mut tx = self.begin_for_tenant(tenant_id).await?;
-        let scheduled = sqlx::query_scalar!(
-            "SELECT scheduled_at FROM emails WHERE tenant_id = $1 AND id = $2 FOR UPDATE",
+    #[tracing::instrument(skip_all, fields(tenant_id = %reach.tenant_id, email_id = %email_id))]
+    pub async fn cancel_email(&self, reach: Reach, email_id: EmailId) -> Result<(), StoreError> {
+        let tenant_id = reach.tenant_id;
+        let mut tx = self.begin_for(reach).await?;
+        let email = sqlx::query!(
+            "SELECT scheduled_at, project_id FROM emails WHERE tenant_id = $1 AND id = $2
+             FOR UPDATE",
             tenant_id.as_uuid(),
             email_id.as_uuid(),
         )
         .fetch_optional(&mut *tx)
-        .await?;
-        match scheduled {
-            None => return Err(StoreError::NotFound),
-            Some(None) => {
-                return Err(StoreError::Conflict(
-                    "only a scheduled email can be canceled",
-                ));
-            }
-            Some(Some(_)) => {}
+        .await?
+        .ok_or(StoreError::NotFound)?;
+        if email.scheduled_at.is_none() {
+            return Err(StoreError::Conflict(
+                "only a scheduled email can be canceled",
+            ));
         }
         // Rows a worker already holds or finished stay as they are; then the cancel is refused.
         let canceled = sqlx::query!(
@@ -211,10 +211,11 @@ impl Store {
         reporting_events!(
             scalar:
             "WITH ev AS (
-                 INSERT INTO email_events (tenant_id, email_id, delivery_id, type, recipient)
-                 SELECT $1, $2, r.id, $5, r.recipient
+                 INSERT INTO email_events (tenant_id, project_id, email_id, delivery_id, type,
+                                           recipient)
+                 SELECT $1, $8, $2, r.id, $5, r.recipient
                  FROM UNNEST($3::uuid[], $4::text[]) AS r(id, recipient)
-                 RETURNING tenant_id, email_id, id, type
+                 RETURNING tenant_id, project_id, email_id, id, type
              ), ",
             "$6",
             "$7",
@@ -226,6 +227,7 @@ impl Store {
             DeliveryStatus::Canceled.event().as_str(),
             &EVENT_HOOKS[..] as &[EventHook<'_>],
             WebhookStatus::Enabled.as_str(),
+            email.project_id,
         )
         .fetch_one(&mut *tx)
         .await?;
@@ -240,7 +242,8 @@ macro_rules! query_emails {
     ($($tail:literal)+; $($arg:expr),* $(,)?) => {
         sqlx::query_as!(
             EmailRecord,
-            r#"SELECT e.tenant_id AS "tenant_id: TenantId", e.id AS "id: EmailId", e.message_id,
+            r#"SELECT e.tenant_id AS "tenant_id: TenantId", e.project_id AS "project_id: ProjectId",
+                      e.id AS "id: EmailId", e.message_id,
                       e.from_address, e.reply_to, e.subject, e.html, e.text, e.tags,
                       e.scheduled_at, e.created_at
                FROM emails e "#

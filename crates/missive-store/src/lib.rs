@@ -12,6 +12,13 @@
 //! belongs to (authentication), the accept path's group commit (several tenants' emails in one
 //! statement), the usage counters, the workers and dispatchers, the admin's tenant management,
 //! and issuing a key (it locks the tenant's row, which the tenant role may only read).
+//!
+//! Projects narrow a tenant's data one level further. A request of one project runs confined
+//! to its [`Reach`] (tenant and project): the row-level policies of the project-owned tables
+//! (keys, emails, deliveries, events, templates, webhooks, usage) show it that project's rows,
+//! and a row it inserts without naming a project lands in it. Reads therefore filter on the
+//! tenant in SQL and on the project through the policies; the service statements that write
+//! project-owned rows for several projects (accept, results, the outbox) name each row's project.
 
 mod accept;
 mod api_keys;
@@ -25,6 +32,7 @@ mod emails;
 mod error;
 pub mod listen;
 mod outbox;
+mod projects;
 mod relays;
 mod suppressions;
 mod templates;
@@ -37,6 +45,7 @@ mod writer;
 
 pub use accept::{IDEMPOTENCY_WINDOW, IdempotencyRecord, InsertOutcome, NewEmail};
 pub use api_keys::{ApiKeyRecord, KeyForAuth, NewApiKeyRow};
+pub use projects::{ProjectPatch, ProjectRecord, ProjectUsage};
 pub use console::{ActivityCounts, ActivityPoint, ConsoleSessionRecord, QueueRow, SessionOwner};
 pub use cursor::Cursor;
 pub use deliveries::{DeliveryResult, LeasedDelivery, OutgoingMessage};
@@ -61,7 +70,7 @@ pub use writer::{EmailWriter, WriterSettings};
 
 use std::time::Duration;
 
-use missive_core::{Limits, TenantId};
+use missive_core::{Limits, Reach, TenantId};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{PgConnection, PgPool};
 
@@ -277,14 +286,14 @@ impl Store {
         &self.pool
     }
 
-    /// A transaction in which Postgres itself confines every statement to `tenant`'s rows: it
-    /// runs as the `missive_tenant` role with `app.tenant_id` set (row-level security; see the
-    /// `row_level_security` migration). Both end with the transaction, so the connection goes
-    /// back to the pool as it came.
+    /// A transaction in which Postgres itself confines every statement to one tenant's rows and,
+    /// when the reach names one, to one of its projects: it runs as the `missive_tenant` role
+    /// with `app.tenant_id` (and `app.project_id`) set (row-level security; see the
+    /// `row_level_security` and `projects` migrations). All end with the transaction, so the
+    /// connection goes back to the pool as it came.
     ///
-    /// One round trip: the `BEGIN` and both settings go as one simple query. The tenant's id is
-    /// written into it, which is safe because a [`TenantId`] prints as a hyphenated UUID and
-    /// nothing else.
+    /// One round trip: the `BEGIN` and the settings go as one simple query. The ids are written
+    /// into it, which is safe because an id prints as a hyphenated UUID and nothing else.
     ///
     /// # Errors
     /// Database failures.
@@ -292,17 +301,34 @@ impl Store {
         &self,
         tenant: TenantId,
     ) -> Result<sqlx::Transaction<'static, sqlx::Postgres>, StoreError> {
-        self.begin_confined(tenant, "BEGIN").await
+        self.begin_confined(tenant.into(), "BEGIN").await
+    }
+
+    /// [`Store::begin_for_tenant`] for a reach that may name one of the tenant's projects.
+    ///
+    /// # Errors
+    /// Database failures.
+    pub async fn begin_for(
+        &self,
+        reach: impl Into<Reach>,
+    ) -> Result<sqlx::Transaction<'static, sqlx::Postgres>, StoreError> {
+        self.begin_confined(reach.into(), "BEGIN").await
     }
 
     async fn begin_confined(
         &self,
-        tenant: TenantId,
+        reach: Reach,
         begin: &str,
     ) -> Result<sqlx::Transaction<'static, sqlx::Postgres>, StoreError> {
+        // A project-wide reach also names its project: row-level policies then narrow the
+        // project-owned tables to it, and rows written without a project land in it.
+        let project = reach
+            .project_id
+            .map(|p| format!("; SET LOCAL app.project_id = '{}'", p.as_uuid().hyphenated()))
+            .unwrap_or_default();
         let begin = format!(
-            "{begin}; SET LOCAL ROLE missive_tenant; SET LOCAL app.tenant_id = '{}'",
-            tenant.as_uuid().hyphenated()
+            "{begin}; SET LOCAL ROLE missive_tenant; SET LOCAL app.tenant_id = '{}'{project}",
+            reach.tenant_id.as_uuid().hyphenated()
         );
         Ok(self.pool.begin_with(sqlx::AssertSqlSafe(begin)).await?)
     }
@@ -313,10 +339,10 @@ impl Store {
     /// filter would still reach that tenant's rows only.
     pub(crate) async fn confined<T>(
         &self,
-        tenant: TenantId,
+        tenant: impl Into<Reach>,
         work: impl AsyncFnOnce(&mut PgConnection) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
-        let mut tx = self.begin_for_tenant(tenant).await?;
+        let mut tx = self.begin_for(tenant).await?;
         let out = work(&mut tx).await?;
         tx.commit().await?;
         Ok(out)
@@ -328,10 +354,10 @@ impl Store {
     /// one round trip more than an unconfined one (its `BEGIN`), not two.
     pub(crate) async fn confined_read<T>(
         &self,
-        tenant: TenantId,
+        tenant: impl Into<Reach>,
         work: impl AsyncFnOnce(&mut PgConnection) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
-        let mut tx = self.begin_confined(tenant, "BEGIN READ ONLY").await?;
+        let mut tx = self.begin_confined(tenant.into(), "BEGIN READ ONLY").await?;
         work(&mut tx).await
     }
 

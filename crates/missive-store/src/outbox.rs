@@ -23,7 +23,8 @@ use crate::composite::composite;
 use crate::{SealedSecret, Store, StoreError};
 
 /// A checked statement that also reports the events it writes (a CTE `ev` returning
-/// `tenant_id, email_id, id, type`) to the tenant's enabled endpoints subscribed to their types:
+/// `tenant_id, project_id, email_id, id, type`) to the enabled endpoints of the event's project
+/// subscribed to their types:
 /// `$head` ends with the CTEs before (and a comma), `$hooks` and `$enabled` name the parameters
 /// bound to [`EVENT_HOOKS`] and to [`WebhookStatus::Enabled`], `$tail` is the final `SELECT`.
 macro_rules! reporting_events {
@@ -39,13 +40,15 @@ macro_rules! reporting_events {
             $($before)*
             $head
                 + "hooks AS (
-                 INSERT INTO webhook_events (tenant_id, webhook_id, type, email_id, email_event_id)
-                 SELECT ev.tenant_id, w.id, m.hook, ev.email_id, ev.id
+                 INSERT INTO webhook_events (tenant_id, project_id, webhook_id, type, email_id,
+                                             email_event_id)
+                 SELECT ev.tenant_id, ev.project_id, w.id, m.hook, ev.email_id, ev.id
                  FROM ev
                  JOIN UNNEST("
                 + $hooks
                 + "::event_hook[]) AS m ON m.kind = ev.type
-                 JOIN webhooks w ON w.tenant_id = ev.tenant_id AND w.status = "
+                 JOIN webhooks w ON w.tenant_id = ev.tenant_id AND w.project_id = ev.project_id
+                                AND w.status = "
                 + $enabled
                 + "
                                 AND m.hook = ANY (w.events)
@@ -406,13 +409,15 @@ impl Store {
                  -- By key, the holder checked on the row found.
                  WHERE e.tenant_id = i.tenant_id AND e.id = i.event_id
                    AND e.leased_by IS NOT DISTINCT FROM i.holder
-                 RETURNING e.tenant_id, e.id
+                 RETURNING e.tenant_id, e.id, e.project_id
              ), recorded AS (
-                 SELECT i.* FROM input i
+                 SELECT i.*, u.project_id FROM input i
                  JOIN updated u ON u.tenant_id = i.tenant_id AND u.id = i.event_id
              ), attempts AS (
-                 INSERT INTO webhook_attempts (tenant_id, event_id, http_status, response, duration_ms)
-                 SELECT tenant_id, event_id, http_status, response, duration_ms FROM recorded
+                 INSERT INTO webhook_attempts (tenant_id, project_id, event_id, http_status,
+                                               response, duration_ms)
+                 SELECT tenant_id, project_id, event_id, http_status, response, duration_ms
+                 FROM recorded
              ), endpoints AS (
                  SELECT tenant_id, webhook_id, bool_or(status = $2) AS succeeded,
                         max(disable) AS disable

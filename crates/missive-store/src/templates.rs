@@ -7,7 +7,7 @@
 //! cannot interleave with another change of the same tenant.
 
 use missive_core::template::TemplateRef;
-use missive_core::{TemplateId, TenantId};
+use missive_core::{ProjectId, ProjectRef, Reach, TemplateId, TenantId};
 use sqlx::{PgConnection, Postgres, Transaction};
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -36,7 +36,8 @@ macro_rules! template_columns {
     ($then:ident!($($before:tt)*) $($after:tt)*) => {
         $then!(
             $($before)*
-            r#"id AS "id: TemplateId", tenant_id AS "tenant_id: TenantId", name, alias,
+            r#"id AS "id: TemplateId", tenant_id AS "tenant_id: TenantId",
+               project_id AS "project_id: ProjectId", name, alias,
                from_address, subject, reply_to, html, text, variables, layout, uses,
                published_version, published_at, created_at, updated_at"#
             $($after)*
@@ -49,6 +50,7 @@ macro_rules! template_columns {
 pub struct TemplateRecord {
     pub id: TemplateId,
     pub tenant_id: TenantId,
+    pub project_id: ProjectId,
     pub name: String,
     pub alias: Option<String>,
     pub draft: TemplateContent,
@@ -62,6 +64,7 @@ pub struct TemplateRecord {
 struct TemplateRow {
     id: TemplateId,
     tenant_id: TenantId,
+    project_id: ProjectId,
     name: String,
     alias: Option<String>,
     from_address: Option<String>,
@@ -83,6 +86,7 @@ impl From<TemplateRow> for TemplateRecord {
         Self {
             id: row.id,
             tenant_id: row.tenant_id,
+            project_id: row.project_id,
             name: row.name,
             alias: row.alias,
             draft: TemplateContent {
@@ -207,10 +211,11 @@ impl Store {
     /// [`StoreError::NotFound`], also for another tenant's template.
     pub async fn get_template(
         &self,
-        tenant_id: TenantId,
+        reach: Reach,
         reference: &TemplateRef,
     ) -> Result<TemplateRecord, StoreError> {
-        self.confined_read(tenant_id, async |conn| {
+        let tenant_id = reach.tenant_id;
+        self.confined_read(reach, async |conn| {
             select_template(conn, tenant_id, reference).await
         })
         .await
@@ -222,12 +227,13 @@ impl Store {
     /// Database failures.
     pub async fn list_templates(
         &self,
-        tenant_id: TenantId,
+        reach: Reach,
         cursor: Cursor,
         limit: i64,
     ) -> Result<TemplatePage, StoreError> {
+        let tenant_id = reach.tenant_id;
         let rows = self
-            .confined_read(tenant_id, async |conn| {
+            .confined_read(reach, async |conn| {
                 Ok(template_columns!(
                     fetch_page!(&mut *conn, TemplateRow,),
                     "templates",
@@ -252,11 +258,12 @@ impl Store {
     /// Database failures.
     pub async fn published_template(
         &self,
-        tenant_id: TenantId,
+        reach: Reach,
         reference: &TemplateRef,
     ) -> Result<PublishedLookup, StoreError> {
+        let tenant_id = reach.tenant_id;
         let (id, alias) = by_reference(reference);
-        self.confined_read(tenant_id, async |conn| {
+        self.confined_read(reach, async |conn| {
             let found = sqlx::query!(
                 "SELECT id, name, published_version FROM templates
                  WHERE tenant_id = $1 AND (id = $2 OR alias = $3)",
@@ -288,22 +295,25 @@ impl Store {
     /// Database failures.
     pub async fn published_by_alias(
         &self,
-        tenant_id: TenantId,
+        reach: Reach,
         aliases: &[String],
     ) -> Result<Vec<PublishedTemplate>, StoreError> {
-        self.confined_read(tenant_id, async |conn| {
+        let tenant_id = reach.tenant_id;
+        self.confined_read(reach, async |conn| {
             published_where(conn, tenant_id, None, Some(aliases)).await
         })
         .await
     }
 
-    /// Starts a change of the tenant's templates: a transaction that holds the tenant's
-    /// template lock until it commits or is dropped.
+    /// Starts a change of one project's templates: a transaction, confined to the project, that
+    /// holds the tenant's template lock until it commits or is dropped. New templates land in
+    /// the project.
     ///
     /// # Errors
     /// Database failures.
-    pub async fn edit_templates(&self, tenant_id: TenantId) -> Result<TemplateEdit, StoreError> {
-        let mut tx = self.begin_for_tenant(tenant_id).await?;
+    pub async fn edit_templates(&self, project: ProjectRef) -> Result<TemplateEdit, StoreError> {
+        let tenant_id = project.tenant_id;
+        let mut tx = self.begin_for(project).await?;
         sqlx::query!(
             "SELECT pg_advisory_xact_lock($1, hashtext($2))",
             TEMPLATE_LOCK,
@@ -501,10 +511,11 @@ impl TemplateEdit {
         .map(TemplateRecord::from)
         .ok_or(StoreError::NotFound)?;
         sqlx::query!(
-            "INSERT INTO template_versions (template_id, version, tenant_id, from_address,
-                 subject, reply_to, html, text, variables, layout, uses, published_at)
-             SELECT id, published_version, tenant_id, from_address, subject, reply_to, html,
-                    text, variables, layout, uses, published_at
+            "INSERT INTO template_versions (template_id, version, tenant_id, project_id,
+                 from_address, subject, reply_to, html, text, variables, layout, uses,
+                 published_at)
+             SELECT id, published_version, tenant_id, project_id, from_address, subject,
+                    reply_to, html, text, variables, layout, uses, published_at
              FROM templates WHERE tenant_id = $1 AND id = $2",
             self.tenant_id.as_uuid(),
             id.as_uuid(),

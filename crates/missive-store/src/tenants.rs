@@ -4,8 +4,8 @@ use std::net::IpAddr;
 
 use missive_core::routing::{RelayTls, TenantRelay};
 use missive_core::{
-    Domain, IpNetwork, Limits, Mailbox, SendingPolicy, TenantId, TenantName, TenantSettings,
-    TenantStatus,
+    DEFAULT_PROJECT_NAME, Domain, IpNetwork, Limits, Mailbox, ProjectId, ProjectRef,
+    SendingPolicy, TenantId, TenantName, TenantSettings, TenantStatus,
 };
 use sqlx::PgConnection;
 use time::OffsetDateTime;
@@ -28,7 +28,8 @@ macro_rules! query_tenants {
                 + r#"id AS "id: TenantId", name, status AS "status: TenantStatus", domain,
                      default_from, reply_to, from_name, allowed_sender_domains,
                      ARRAY(SELECT n.network::text FROM trusted_networks n
-                           WHERE n.tenant_id = tenants.id ORDER BY n.network)
+                           WHERE n.tenant_id = tenants.id AND n.project_id = tenants.id
+                           ORDER BY n.network)
                          AS "trusted_networks!",
                      created_at, updated_at, disabled_at, smtp_host, smtp_port,
                      smtp_tls AS "smtp_tls: RelayTls", smtp_username, smtp_enabled,
@@ -136,16 +137,19 @@ pub struct LimitsPatch {
 #[derive(Clone, Debug)]
 pub struct TrustedSender {
     pub tenant_id: TenantId,
+    /// The project the network sends as.
+    pub project_id: ProjectId,
     pub tenant_status: TenantStatus,
     pub network: String,
     pub sending: SendingPolicy,
-    /// The tenant's request rate limit (null: the default).
+    /// The project's request rate limit, else the tenant's (null: the default).
     pub requests_per_minute: Option<i32>,
 }
 
 /// [`TrustedSender`] as read, before the sending settings are parsed.
 struct TrustedSenderRow {
     tenant_id: TenantId,
+    project_id: ProjectId,
     tenant_status: TenantStatus,
     network: String,
     default_from: Option<String>,
@@ -182,24 +186,26 @@ const NETWORK_CONFLICTS: &[(&str, &str)] = &[(
     "a trusted network overlaps one already listed, by this tenant or another",
 )];
 
-/// Replaces a tenant's trusted networks within the caller's transaction.
-async fn replace_trusted_networks(
+/// Replaces a project's trusted networks within the caller's transaction.
+pub(crate) async fn replace_trusted_networks(
     conn: &mut PgConnection,
-    tenant: TenantId,
+    project: ProjectRef,
     networks: &[IpNetwork],
 ) -> Result<(), StoreError> {
     sqlx::query!(
-        "DELETE FROM trusted_networks WHERE tenant_id = $1",
-        tenant.as_uuid()
+        "DELETE FROM trusted_networks WHERE tenant_id = $1 AND project_id = $2",
+        project.tenant_id.as_uuid(),
+        project.project_id.as_uuid(),
     )
     .execute(&mut *conn)
     .await?;
     let networks: Vec<String> = networks.iter().map(ToString::to_string).collect();
     sqlx::query!(
-        "INSERT INTO trusted_networks (tenant_id, network)
-         SELECT $1, n::cidr FROM unnest($2::text[]) AS n",
-        tenant.as_uuid(),
+        "INSERT INTO trusted_networks (tenant_id, project_id, network)
+         SELECT $1, $3, n::cidr FROM unnest($2::text[]) AS n",
+        project.tenant_id.as_uuid(),
         &networks,
+        project.project_id.as_uuid(),
     )
     .execute(&mut *conn)
     .await
@@ -268,10 +274,22 @@ impl Store {
         .fetch_one(&mut *tx)
         .await
         .map_err(|e| map_unique(e, TENANT_CONFLICTS))?;
+        sqlx::query!(
+            "INSERT INTO projects (tenant_id, id, name) VALUES ($1, $1, $2)",
+            tenant.id.as_uuid(),
+            DEFAULT_PROJECT_NAME,
+        )
+        .execute(&mut *tx)
+        .await?;
         let record = if tenant.settings.trusted_networks.is_empty() {
             record
         } else {
-            replace_trusted_networks(&mut tx, tenant.id, &tenant.settings.trusted_networks).await?;
+            replace_trusted_networks(
+                &mut tx,
+                ProjectRef::default_of(tenant.id),
+                &tenant.settings.trusted_networks,
+            )
+            .await?;
             select_tenant(&mut tx, tenant.id).await?
         };
         let key = insert_api_key(&mut tx, key).await?;
@@ -322,10 +340,13 @@ impl Store {
     ) -> Result<Option<TrustedSender>, StoreError> {
         let row = sqlx::query_as!(
             TrustedSenderRow,
-            r#"SELECT t.id AS "tenant_id: TenantId", t.status AS "tenant_status: TenantStatus",
+            r#"SELECT t.id AS "tenant_id: TenantId", n.project_id AS "project_id: ProjectId",
+                      t.status AS "tenant_status: TenantStatus",
                       n.network::text AS "network!", t.default_from, t.reply_to, t.from_name,
-                      t.allowed_sender_domains, t.require_verified_domains, t.requests_per_minute
+                      t.allowed_sender_domains, t.require_verified_domains,
+                      COALESCE(p.requests_per_minute, t.requests_per_minute) AS requests_per_minute
                FROM trusted_networks n JOIN tenants t ON t.id = n.tenant_id
+               JOIN projects p ON p.tenant_id = n.tenant_id AND p.id = n.project_id
                WHERE n.network >>= $1::text::inet"#,
             ip.to_string(),
         )
@@ -341,6 +362,7 @@ impl Store {
                     row.require_verified_domains,
                 )?,
                 tenant_id: row.tenant_id,
+                project_id: row.project_id,
                 tenant_status: row.tenant_status,
                 network: row.network,
                 requests_per_minute: row.requests_per_minute,
@@ -383,7 +405,7 @@ impl Store {
         }
         if let Some(networks) = &patch.trusted_networks {
             // An unknown tenant fails the foreign key; report it as not found.
-            replace_trusted_networks(&mut tx, id, networks)
+            replace_trusted_networks(&mut tx, ProjectRef::default_of(id), networks)
                 .await
                 .map_err(|e| match e {
                     StoreError::Database(sqlx::Error::Database(db))

@@ -5,7 +5,7 @@
 //! quota check), the result statement (delivered, bounced, failed). So the counters agree with
 //! the events by construction, and reading usage sums a month of rows, never the events.
 
-use missive_core::{Limits, MonthPeriod, QuotaPeriod, TenantId};
+use missive_core::{Limits, MonthPeriod, ProjectRef, QuotaPeriod, Reach, TenantId};
 use sqlx::PgConnection;
 use time::{Date, OffsetDateTime};
 use uuid::Uuid;
@@ -13,10 +13,10 @@ use uuid::Uuid;
 use crate::checked::records;
 use crate::{Store, StoreError};
 
-/// Rows per tenant and day that the accept writers of a tenant without a quota spread their
-/// counts over (writer `i` counts in shard `i % ACCEPT_SHARDS`), so that parallel writers never
-/// wait on one another's row lock; each holds it until its commit, which waits for the WAL
-/// flush. Shard 0 is also where a tenant with a quota counts its accepts, one at a time.
+/// Rows per project and day that the accept writers spread their counts over (writer `i`
+/// counts in shard `i % ACCEPT_SHARDS`), so that parallel writers never wait on one another's
+/// row lock; each holds it until its commit, which waits for the WAL flush. A tenant with a
+/// quota also counts in its one `quota_counters` row, which orders its accepts.
 pub(crate) const ACCEPT_SHARDS: i16 = 4;
 
 /// Rows per tenant and day, in all: the delivery results, the request counter and sends with an
@@ -114,11 +114,12 @@ impl Store {
     /// Database failures.
     pub async fn usage_between(
         &self,
-        tenant_id: TenantId,
+        reach: Reach,
         from: Date,
         to: Date,
     ) -> Result<UsageTotals, StoreError> {
-        self.confined_read(tenant_id, async |conn| {
+        let tenant_id = reach.tenant_id;
+        self.confined_read(reach, async |conn| {
             totals_between(conn, tenant_id, from, to).await
         })
         .await
@@ -130,11 +131,12 @@ impl Store {
     /// Database failures.
     pub async fn usage_by_day(
         &self,
-        tenant_id: TenantId,
+        reach: Reach,
         from: Date,
         to: Date,
     ) -> Result<Vec<DailyUsage>, StoreError> {
-        self.confined_read(tenant_id, async |conn| {
+        let tenant_id = reach.tenant_id;
+        self.confined_read(reach, async |conn| {
             let rows = sums!(
                 records!(DailyRow, "SELECT day, ",),
                 " FROM usage_daily
@@ -198,25 +200,28 @@ impl Store {
             .await
     }
 
-    /// Adds counted REST requests (per tenant) to today's usage.
+    /// Adds counted REST requests (per project) to today's usage.
     ///
     /// # Errors
     /// Database failures; the counts are lost then.
-    pub async fn add_api_requests(&self, counts: &[(TenantId, i64)]) -> Result<(), StoreError> {
+    pub async fn add_api_requests(&self, counts: &[(ProjectRef, i64)]) -> Result<(), StoreError> {
         if counts.is_empty() {
             return Ok(());
         }
-        let mut counts: Vec<(Uuid, i64)> = counts.iter().map(|(t, n)| (t.as_uuid(), *n)).collect();
+        let mut counts: Vec<(ProjectRef, i64)> = counts.to_vec();
         // In key order, as every counting statement takes its row locks.
         counts.sort_unstable();
-        let (tenants, numbers): (Vec<Uuid>, Vec<i64>) = counts.into_iter().unzip();
+        let tenants: Vec<Uuid> = counts.iter().map(|(p, _)| p.tenant_id.as_uuid()).collect();
+        let projects: Vec<Uuid> = counts.iter().map(|(p, _)| p.project_id.as_uuid()).collect();
+        let numbers: Vec<i64> = counts.iter().map(|(_, n)| *n).collect();
         sqlx::query!(
-            "INSERT INTO usage_daily AS u (tenant_id, day, shard, api_requests)
-             SELECT tenant_id, (now() AT TIME ZONE 'UTC')::date, $3, n
-             FROM UNNEST($1::uuid[], $2::int8[]) AS c(tenant_id, n)
-             ON CONFLICT (tenant_id, day, shard)
+            "INSERT INTO usage_daily AS u (tenant_id, project_id, day, shard, api_requests)
+             SELECT tenant_id, project_id, (now() AT TIME ZONE 'UTC')::date, $4, n
+             FROM UNNEST($1::uuid[], $2::uuid[], $3::int8[]) AS c(tenant_id, project_id, n)
+             ON CONFLICT (tenant_id, day, project_id, shard)
              DO UPDATE SET api_requests = u.api_requests + excluded.api_requests",
             &tenants,
+            &projects,
             &numbers,
             other_shard(),
         )

@@ -3,7 +3,7 @@
 
 use missive_core::outcome::BounceClass;
 use missive_core::submission::RecipientKind;
-use missive_core::{
+use missive_core::{Reach, 
     EmailId, TenantId, WebhookEventId, WebhookEventStatus, WebhookEventType, WebhookId,
     WebhookStatus,
 };
@@ -42,12 +42,13 @@ impl Store {
     /// Database failures.
     pub async fn list_webhook_events(
         &self,
-        tenant_id: TenantId,
+        reach: Reach,
         webhook_id: WebhookId,
         after: Option<WebhookEventId>,
         limit: i64,
     ) -> Result<(Vec<WebhookEventRecord>, bool), StoreError> {
-        self.confined_read(tenant_id, async |conn| {
+        let tenant_id = reach.tenant_id;
+        self.confined_read(reach, async |conn| {
             let mut rows = sqlx::query_as!(
                 WebhookEventRecord,
                 r#"SELECT id AS "id: WebhookEventId", webhook_id AS "webhook_id: WebhookId",
@@ -80,11 +81,12 @@ impl Store {
     /// [`StoreError::NotFound`] for another tenant's, another endpoint's or an unknown event.
     pub async fn get_webhook_event(
         &self,
-        tenant_id: TenantId,
+        reach: Reach,
         webhook_id: WebhookId,
         id: WebhookEventId,
     ) -> Result<(WebhookEventRecord, LeasedWebhookEvent), StoreError> {
-        self.confined_read(tenant_id, async |conn| {
+        let tenant_id = reach.tenant_id;
+        self.confined_read(reach, async |conn| {
             let record = sqlx::query_as!(
                 WebhookEventRecord,
                 r#"SELECT id AS "id: WebhookEventId", webhook_id AS "webhook_id: WebhookId",
@@ -118,10 +120,11 @@ impl Store {
     /// Database failures.
     pub async fn webhook_attempts(
         &self,
-        tenant_id: TenantId,
+        reach: Reach,
         event_id: WebhookEventId,
     ) -> Result<Vec<WebhookAttemptRecord>, StoreError> {
-        self.confined_read(tenant_id, async |conn| {
+        let tenant_id = reach.tenant_id;
+        self.confined_read(reach, async |conn| {
             Ok(sqlx::query_as!(
                 WebhookAttemptRecord,
                 "SELECT id, http_status, response, duration_ms, created_at FROM webhook_attempts
@@ -141,11 +144,12 @@ impl Store {
     /// [`StoreError::NotFound`].
     pub async fn replay_webhook_event(
         &self,
-        tenant_id: TenantId,
+        reach: Reach,
         webhook_id: WebhookId,
         id: WebhookEventId,
     ) -> Result<(), StoreError> {
-        self.confined(tenant_id, async |conn| {
+        let tenant_id = reach.tenant_id;
+        self.confined(reach, async |conn| {
             let updated = sqlx::query!(
                 "UPDATE webhook_events
                  SET status = $4, attempts = 0, next_attempt_at = now(), leased_by = NULL,
@@ -178,13 +182,16 @@ impl Store {
     /// [`StoreError::NotFound`] for another tenant's or an unknown endpoint.
     pub async fn queue_test_webhook_event(
         &self,
-        tenant_id: TenantId,
+        reach: impl Into<Reach>,
         webhook_id: WebhookId,
     ) -> Result<WebhookEventId, StoreError> {
-        self.confined(tenant_id, async |conn| {
+        let reach = reach.into();
+        let tenant_id = reach.tenant_id;
+        self.confined(reach, async |conn| {
             sqlx::query_scalar!(
-                r#"INSERT INTO webhook_events (tenant_id, webhook_id, type)
-                   SELECT tenant_id, id, $3 FROM webhooks WHERE tenant_id = $1 AND id = $2
+                r#"INSERT INTO webhook_events (tenant_id, project_id, webhook_id, type)
+                   SELECT tenant_id, project_id, id, $3 FROM webhooks
+                   WHERE tenant_id = $1 AND id = $2
                    RETURNING id AS "id: WebhookEventId""#,
                 tenant_id.as_uuid(),
                 webhook_id.as_uuid(),

@@ -1,7 +1,7 @@
 //! Tenant webhook endpoints: their URL, the event types they take, their status and their sealed
 //! signing secrets (the current one, and the previous one during a rotation's overlap).
 
-use missive_core::{TenantId, WebhookEventType, WebhookId, WebhookStatus};
+use missive_core::{ProjectId, ProjectRef, Reach, TenantId, WebhookEventType, WebhookId, WebhookStatus};
 use time::OffsetDateTime;
 
 use crate::checked::records;
@@ -19,6 +19,7 @@ pub struct SealedSecret {
 #[derive(Clone, Debug)]
 pub struct WebhookRecord {
     pub tenant_id: TenantId,
+    pub project_id: ProjectId,
     pub id: WebhookId,
     pub endpoint: String,
     pub events: Vec<WebhookEventType>,
@@ -104,7 +105,8 @@ macro_rules! webhook_columns {
     ($then:ident!($($before:tt)*) $($after:tt)*) => {
         $then!(
             $($before)*
-            r#"tenant_id AS "tenant_id: TenantId", id AS "id: WebhookId", endpoint,
+            r#"tenant_id AS "tenant_id: TenantId", project_id AS "project_id: ProjectId",
+               id AS "id: WebhookId", endpoint,
                events AS "events: Vec<WebhookEventType>", status AS "status: WebhookStatus",
                disabled_reason, secret_key_id, secret, previous_secret_key_id, previous_secret,
                previous_secret_expires_at, last_success_at, created_at, updated_at"#
@@ -120,16 +122,19 @@ impl Store {
     /// Database failures.
     pub async fn insert_webhook(
         &self,
-        tenant_id: TenantId,
+        project: impl Into<ProjectRef>,
         new: &NewWebhook<'_>,
     ) -> Result<WebhookRecord, StoreError> {
-        self.confined(tenant_id, async |conn| {
+        let project = project.into();
+        let tenant_id = project.tenant_id;
+        self.confined(project, async |conn| {
             let events: Vec<&str> = new.events.iter().map(|e| e.as_str()).collect();
             Ok(webhook_columns!(
                 records!(
                     WebhookRecord,
-                    "INSERT INTO webhooks (tenant_id, id, endpoint, events, secret_key_id, secret)
-                     VALUES ($1, $2, $3, $4, $5, $6)
+                    "INSERT INTO webhooks (tenant_id, project_id, id, endpoint, events,
+                                           secret_key_id, secret)
+                     VALUES ($1, $7, $2, $3, $4, $5, $6)
                      RETURNING ",
                 ),
                 "",
@@ -139,6 +144,7 @@ impl Store {
                 &events as &[&str],
                 &new.secret.key_id,
                 &new.secret.bytes,
+                project.project_id.as_uuid(),
             )
             .fetch_one(&mut *conn)
             .await?)
@@ -152,10 +158,11 @@ impl Store {
     /// [`StoreError::NotFound`] for another tenant's or an unknown id.
     pub async fn get_webhook(
         &self,
-        tenant_id: TenantId,
+        reach: Reach,
         id: WebhookId,
     ) -> Result<WebhookRecord, StoreError> {
-        self.confined_read(tenant_id, async |conn| {
+        let tenant_id = reach.tenant_id;
+        self.confined_read(reach, async |conn| {
             webhook_columns!(
                 records!(WebhookRecord, "SELECT ",),
                 " FROM webhooks WHERE tenant_id = $1 AND id = $2",
@@ -175,12 +182,13 @@ impl Store {
     /// Database failures.
     pub async fn list_webhooks(
         &self,
-        tenant_id: TenantId,
+        reach: Reach,
         cursor: Cursor,
         limit: i64,
     ) -> Result<WebhookPage, StoreError> {
+        let tenant_id = reach.tenant_id;
         let rows = self
-            .confined_read(tenant_id, async |conn| {
+            .confined_read(reach, async |conn| {
                 Ok(webhook_columns!(
                     fetch_page!(&mut *conn, WebhookRecord,),
                     "webhooks",
@@ -201,14 +209,15 @@ impl Store {
     /// [`StoreError::NotFound`].
     pub async fn update_webhook(
         &self,
-        tenant_id: TenantId,
+        reach: Reach,
         id: WebhookId,
         patch: &WebhookPatch<'_>,
     ) -> Result<WebhookRecord, StoreError> {
+        let tenant_id = reach.tenant_id;
         let events: Option<Vec<&str>> = patch
             .events
             .map(|events| events.iter().map(|e| e.as_str()).collect());
-        self.confined(tenant_id, async |conn| {
+        self.confined(reach, async |conn| {
             webhook_columns!(
                 records!(
                     WebhookRecord,
@@ -240,12 +249,13 @@ impl Store {
     /// [`StoreError::NotFound`].
     pub async fn rotate_webhook_secret(
         &self,
-        tenant_id: TenantId,
+        reach: Reach,
         id: WebhookId,
         secret: &SealedSecret,
         until: OffsetDateTime,
     ) -> Result<WebhookRecord, StoreError> {
-        self.confined(tenant_id, async |conn| {
+        let tenant_id = reach.tenant_id;
+        self.confined(reach, async |conn| {
             webhook_columns!(
                 records!(
                     WebhookRecord,
@@ -276,10 +286,12 @@ impl Store {
     /// [`StoreError::NotFound`].
     pub async fn delete_webhook(
         &self,
-        tenant_id: TenantId,
+        reach: impl Into<Reach>,
         id: WebhookId,
     ) -> Result<(), StoreError> {
-        self.confined(tenant_id, async |conn| {
+        let reach = reach.into();
+        let tenant_id = reach.tenant_id;
+        self.confined(reach, async |conn| {
             let deleted = sqlx::query!(
                 "DELETE FROM webhooks WHERE tenant_id = $1 AND id = $2",
                 tenant_id.as_uuid(),

@@ -14,7 +14,7 @@
 
 use std::sync::Arc;
 
-use missive_core::{QuotaPeriod, TenantId};
+use missive_core::{ProjectRef, QuotaPeriod, TenantId};
 use tokio::sync::{Mutex, mpsc, oneshot};
 
 use crate::accept::insert_rows;
@@ -41,7 +41,7 @@ impl Default for WriterSettings {
 }
 
 struct Pending {
-    tenant_id: TenantId,
+    project: ProjectRef,
     emails: Vec<NewEmail>,
     done: oneshot::Sender<Result<(), StoreError>>,
 }
@@ -71,26 +71,27 @@ impl EmailWriter {
         Self { store, queue }
     }
 
-    /// Stores emails of one tenant with their deliveries and events; returns after the commit.
+    /// Stores emails of one project with their deliveries and events; returns after the commit.
     /// With an idempotency record the claim and the emails share their own transaction.
     ///
     /// # Errors
     /// Database failures; nothing is stored then.
     pub async fn insert(
         &self,
-        tenant_id: TenantId,
+        project: impl Into<ProjectRef>,
         emails: Vec<NewEmail>,
         idempotency: Option<&IdempotencyRecord<'_>>,
     ) -> Result<InsertOutcome, StoreError> {
+        let project = project.into();
         if idempotency.is_some() {
             return self
                 .store
-                .insert_emails(tenant_id, &emails, idempotency)
+                .insert_emails(project, &emails, idempotency)
                 .await;
         }
         let (done, committed) = oneshot::channel();
         let pending = Pending {
-            tenant_id,
+            project,
             emails,
             done,
         };
@@ -148,7 +149,7 @@ async fn commit_group(store: &Store, group: Vec<Pending>, shard: i16) {
             // that fit its quota are stored, exactly as if they had come one at a time.
             let mut held: Vec<(Pending, QuotaPeriod)> = Vec::new();
             for pending in group {
-                match refused.iter().find(|(t, _)| *t == pending.tenant_id) {
+                match refused.iter().find(|(t, _)| *t == pending.project.tenant_id) {
                     None => {
                         let _ = pending.done.send(Ok(()));
                     }
@@ -156,10 +157,10 @@ async fn commit_group(store: &Store, group: Vec<Pending>, shard: i16) {
                 }
             }
             let requests_of =
-                |tenant: TenantId| held.iter().filter(|(p, _)| p.tenant_id == tenant).count();
+                |tenant: TenantId| held.iter().filter(|(p, _)| p.project.tenant_id == tenant).count();
             let several: Vec<bool> = held
                 .iter()
-                .map(|(p, _)| requests_of(p.tenant_id) > 1)
+                .map(|(p, _)| requests_of(p.project.tenant_id) > 1)
                 .collect();
             for ((pending, period), several) in held.into_iter().zip(several) {
                 let outcome = if several {
@@ -198,9 +199,9 @@ async fn insert_group(
     group: &[Pending],
     shard: i16,
 ) -> Result<Vec<(TenantId, QuotaPeriod)>, StoreError> {
-    let rows: Vec<(TenantId, &NewEmail)> = group
+    let rows: Vec<(ProjectRef, &NewEmail)> = group
         .iter()
-        .flat_map(|p| p.emails.iter().map(move |e| (p.tenant_id, e)))
+        .flat_map(|p| p.emails.iter().map(move |e| (p.project, e)))
         .collect();
     let mut conn = store.pool().acquire().await?;
     // One statement outside an explicit transaction is its own transaction: one round trip.

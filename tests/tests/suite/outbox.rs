@@ -52,7 +52,8 @@ async fn insert_event<'e>(
     webhook_id: WebhookId,
 ) -> WebhookEventId {
     sqlx::query_scalar(
-        "INSERT INTO webhook_events (tenant_id, webhook_id, type) VALUES ($1, $2, 'email.sent')
+        "INSERT INTO webhook_events (tenant_id, project_id, webhook_id, type)
+         VALUES ($1, $1, $2, 'email.sent')
          RETURNING id",
     )
     .bind(tenant_id)

@@ -10,7 +10,7 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use missive_core::{ApiKeyId, MonthPeriod, Scope, TenantId};
+use missive_core::{ApiKeyId, MonthPeriod, ProjectId, ProjectRef, Scope, TenantId};
 use missive_store::Store;
 use serde::Serialize;
 use time::OffsetDateTime;
@@ -219,9 +219,12 @@ pub enum KeyCommand {
         /// Tenant id
         #[arg(long)]
         tenant: TenantId,
+        /// The project the key acts for [default: the tenant's default project]
+        #[arg(long)]
+        project: Option<ProjectId>,
         /// Scope (repeatable): full_access, send, emails:read, templates:read,
-        /// templates:write, webhooks:manage, suppressions:manage, usage:read, domains:manage
-        /// [default: full_access]
+        /// templates:write, webhooks:manage, suppressions:manage, usage:read, domains:manage,
+        /// projects:manage [default: full_access]
         #[arg(long = "scope", value_name = "SCOPE", value_parser = parse_scope)]
         scopes: Vec<Scope>,
         /// Key name, unique among the tenant's live keys [default: cli-<timestamp>]
@@ -445,6 +448,7 @@ async fn key_command(command: KeyCommand, store: &Store) -> anyhow::Result<()> {
     match command {
         KeyCommand::Create {
             tenant,
+            project,
             scopes,
             name,
             expires_at,
@@ -459,11 +463,17 @@ async fn key_command(command: KeyCommand, store: &Store) -> anyhow::Result<()> {
                 expires_at,
                 requests_per_minute,
             };
-            print_json(&accounts::create_api_key(store, tenant, &request).await?)
+            let project = ProjectRef {
+                tenant_id: tenant,
+                project_id: project.unwrap_or(ProjectId::default_of(tenant)),
+            };
+            print_json(&accounts::create_api_key(store, project, None, &request).await?)
         }
-        KeyCommand::List { tenant } => print_json(&accounts::list_api_keys(store, tenant).await?),
+        KeyCommand::List { tenant } => {
+            print_json(&accounts::list_api_keys(store, tenant.into()).await?)
+        }
         KeyCommand::Revoke { tenant, key } => {
-            print_json(&accounts::revoke_api_key(store, tenant, key).await?)
+            print_json(&accounts::revoke_api_key(store, tenant.into(), key).await?)
         }
     }
 }

@@ -13,7 +13,9 @@ use governor::clock::{Clock, DefaultClock};
 use governor::middleware::StateInformationMiddleware;
 use governor::state::{InMemoryState, NotKeyed};
 use governor::{Quota, RateLimiter};
-use missive_core::{ApiKeyId, TenantId};
+use missive_core::{ApiKeyId, ProjectRef};
+#[cfg(test)]
+use missive_core::TenantId;
 
 pub use crate::tenancy::credentials::CallerRates;
 
@@ -49,12 +51,13 @@ impl RateState {
     }
 }
 
-/// Every tenant's and key's limiter in this process.
+/// Every project's and key's limiter in this process (a request rate is a project's: its own,
+/// else its tenant's setting, else the default).
 #[derive(Default)]
 pub struct RateLimits {
     /// Requests per minute of a tenant that has no limit set; `None`: unlimited.
     default_per_minute: Option<u32>,
-    tenants: Mutex<HashMap<TenantId, Arc<Bucket>>>,
+    projects: Mutex<HashMap<ProjectRef, Arc<Bucket>>>,
     keys: Mutex<HashMap<ApiKeyId, Arc<Bucket>>>,
     clock: DefaultClock,
 }
@@ -101,14 +104,14 @@ impl RateLimits {
         set.or(self.default_per_minute)
     }
 
-    /// Counts one request of `key` of `tenant`. `Ok` with the state of the tighter limit (none
+    /// Counts one request of `key` of `tenant` (the key's project). `Ok` with the state of the tighter limit (none
     /// when both are unlimited), or `Err` with how long to wait.
     ///
     /// # Errors
     /// The request is over one of the limits; it was not counted against the other.
     pub fn check(
         &self,
-        tenant: TenantId,
+        tenant: ProjectRef,
         key: Option<ApiKeyId>,
         rates: CallerRates,
     ) -> Result<Option<RateState>, RateState> {
@@ -119,7 +122,7 @@ impl RateLimits {
             .transpose()?;
         let tenant_state = self
             .tenant_limit(rates.tenant)
-            .map(|n| self.take(&bucket(&self.tenants, tenant, n)))
+            .map(|n| self.take(&bucket(&self.projects, tenant, n)))
             .transpose()?;
         Ok(match (key_state, tenant_state) {
             (Some(a), Some(b)) => Some(if a.remaining <= b.remaining { a } else { b }),
@@ -154,7 +157,7 @@ mod tests {
     #[test]
     fn the_stricter_limit_refuses_and_the_other_keeps_its_room() {
         let limits = RateLimits::default();
-        let (tenant, key, other_key) = (TenantId::new(), ApiKeyId::new(), ApiKeyId::new());
+        let (tenant, key, other_key) = (ProjectRef::default_of(TenantId::new()), ApiKeyId::new(), ApiKeyId::new());
         let rates = CallerRates {
             tenant: Some(5),
             key: Some(2),
@@ -184,7 +187,7 @@ mod tests {
         // Another tenant is untouched.
         assert!(
             limits
-                .check(TenantId::new(), Some(other_key), other)
+                .check(ProjectRef::default_of(TenantId::new()), Some(other_key), other)
                 .is_ok()
         );
     }
@@ -192,7 +195,7 @@ mod tests {
     #[test]
     fn the_default_applies_to_tenants_without_a_limit_of_their_own() {
         let limits = RateLimits::new(Some(1));
-        let tenant = TenantId::new();
+        let tenant = ProjectRef::default_of(TenantId::new());
         assert!(limits.check(tenant, None, CallerRates::default()).is_ok());
         assert!(limits.check(tenant, None, CallerRates::default()).is_err());
         assert_eq!(limits.tenant_limit(Some(7)), Some(7));
@@ -201,7 +204,7 @@ mod tests {
     #[test]
     fn unlimited_callers_pass_without_state_and_a_new_rate_takes_effect() {
         let limits = RateLimits::default();
-        let (tenant, key) = (TenantId::new(), ApiKeyId::new());
+        let (tenant, key) = (ProjectRef::default_of(TenantId::new()), ApiKeyId::new());
         assert_eq!(
             limits.check(tenant, Some(key), CallerRates::default()),
             Ok(None)

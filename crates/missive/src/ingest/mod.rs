@@ -25,7 +25,9 @@ pub mod render;
 mod structured;
 
 use missive_core::submission::{Draft, Submission};
-use missive_core::{EmailId, Fingerprint, IdempotencyKey, QuotaPeriod, SendingPolicy, TenantId};
+use missive_core::{
+    EmailId, Fingerprint, IdempotencyKey, ProjectRef, QuotaPeriod, SendingPolicy,
+};
 use missive_store::{EmailWriter, IdempotencyRecord, InsertOutcome, NewEmail, StoreError};
 use time::OffsetDateTime;
 
@@ -138,21 +140,23 @@ impl Ingest {
         &self.limits
     }
 
-    /// Checks, builds and stores `input` for `tenant_id`; returns after the commit.
+    /// Checks, builds and stores `input` for `project`; returns after the commit. The tenant's
+    /// domains, suppressions and quotas apply; the project's templates render.
     ///
     /// # Errors
     /// [`IngestError::Refused`] naming the broken rule (nothing stored), a reused idempotency key,
     /// or a database failure (nothing stored).
     pub async fn accept(
         &self,
-        tenant_id: TenantId,
+        project: ProjectRef,
         policy: &SendingPolicy,
         input: Input,
     ) -> Result<Accepted, IngestError> {
+        let tenant_id = project.tenant_id;
         let now = OffsetDateTime::now_utc();
         let keys = self.domains.signing_keys(tenant_id).await?;
         let policy = &with_verified_domains(policy, &keys);
-        let mut templates = render::Resolved::new(&self.templates, tenant_id);
+        let mut templates = render::Resolved::new(&self.templates, project);
         let (emails, idempotency) = match input {
             Input::Requests {
                 requests,
@@ -203,7 +207,7 @@ impl Ingest {
                 key,
                 fingerprint: *fingerprint,
             });
-        let stored = match self.writer.insert(tenant_id, emails, record.as_ref()).await {
+        let stored = match self.writer.insert(project, emails, record.as_ref()).await {
             Err(StoreError::OverQuota(period)) => {
                 tracing::info!(%tenant_id, quota = %period, "send refused: over quota");
                 metrics::counter!("missive_quota_refusals_total", "quota" => period.as_str())

@@ -9,7 +9,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use missive_core::TenantId;
+use missive_core::ProjectRef;
 use missive_core::submission::Draft;
 use serde_json::{Map, Value};
 
@@ -33,15 +33,15 @@ pub struct TemplateCall {
 /// The templates one accept has resolved, so a batch naming one template loads it once.
 pub(super) struct Resolved<'a> {
     templates: &'a Templates,
-    tenant_id: TenantId,
+    project: ProjectRef,
     seen: HashMap<String, Arc<Ready>>,
 }
 
 impl<'a> Resolved<'a> {
-    pub(super) fn new(templates: &'a Templates, tenant_id: TenantId) -> Self {
+    pub(super) fn new(templates: &'a Templates, project: ProjectRef) -> Self {
         Self {
             templates,
-            tenant_id,
+            project,
             seen: HashMap::new(),
         }
     }
@@ -56,7 +56,7 @@ impl<'a> Resolved<'a> {
         }
         let ready = self
             .templates
-            .for_send(self.tenant_id, &call.reference)
+            .for_send(self.project, &call.reference)
             .await
             .map_err(|e| match e {
                 LookupError::Store(store) => Failure::Store(store.into()),

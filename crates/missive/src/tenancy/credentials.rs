@@ -7,15 +7,16 @@
 //! edges decide how much of the reason to tell).
 
 use missive_core::{
-    ApiKeyHash, ApiKeyId, Scopes, SendingPolicy, TenantId, TenantStatus, parse_api_key,
+    ApiKeyHash, ApiKeyId, ProjectId, Scopes, SendingPolicy, TenantId, TenantStatus,
+    parse_api_key,
 };
 use missive_store::{Store, StoreError};
 use time::{Duration, OffsetDateTime};
 
 use crate::tenancy::keys::KeyCache;
 
-/// The request rate limits of one caller as set: the tenant's (`None`: the default) and the
-/// key's own (`None`: none).
+/// The request rate limits of one caller as set: its project's, else its tenant's (`None`: the
+/// default), and the key's own (`None`: none).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct CallerRates {
     pub tenant: Option<u32>,
@@ -29,6 +30,8 @@ const LAST_USED_RESOLUTION: Duration = Duration::minutes(1);
 #[derive(Debug, Clone)]
 pub struct Authenticated {
     pub tenant_id: TenantId,
+    /// The project the key belongs to.
+    pub project_id: ProjectId,
     pub key_id: ApiKeyId,
     pub scopes: Scopes,
     /// The tenant's sending settings, loaded with the key.
@@ -131,6 +134,7 @@ pub async fn authenticate_hash(
     }
     Ok(Authenticated {
         tenant_id: key.tenant_id,
+        project_id: key.project_id,
         key_id: key.id,
         scopes: key.scopes,
         sending: key.sending,

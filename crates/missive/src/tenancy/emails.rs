@@ -6,7 +6,9 @@ use missive_core::outcome::BounceClass;
 use missive_core::submission::{
     RecipientKind, SubmissionError, Tag, parse_rfc3339, parse_tag_filter,
 };
-use missive_core::{DeliveryStatus, EmailId, EmailState, EventKind, RouteKind, Scope, TenantId};
+use missive_core::{
+    DeliveryStatus, EmailId, EmailState, EventKind, ProjectId, Reach, RouteKind, Scope, TenantId,
+};
 use missive_store::{DeliveryRecord, EmailFilter, EmailRecord, EventRecord, Store};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
@@ -89,6 +91,7 @@ pub struct EmailView {
     pub object: &'static str,
     pub id: EmailId,
     pub tenant_id: TenantId,
+    pub project_id: ProjectId,
     pub message_id: String,
     pub from: String,
     pub to: Vec<String>,
@@ -160,6 +163,7 @@ fn email_view(
         object: "email",
         id: email.id,
         tenant_id: email.tenant_id,
+        project_id: email.project_id,
         message_id: email.message_id,
         to: of_kind(RecipientKind::To),
         cc: of_kind(RecipientKind::Cc),
@@ -213,8 +217,8 @@ pub async fn get(
     caller: Caller<'_>,
     id: EmailId,
 ) -> Result<EmailView, ServiceError> {
-    let tenant = caller.require(Scope::EmailsRead)?;
-    let detail = store.email_detail(tenant, id).await?;
+    let reach = caller.require_reach(Scope::EmailsRead)?;
+    let detail = store.email_detail(reach, id).await?;
     Ok(email_view(
         detail.email,
         detail.deliveries,
@@ -236,12 +240,12 @@ pub async fn list(
     if caller.is_operator() {
         store.get_tenant(tenant).await?;
     }
-    list_of(store, tenant, query).await
+    list_of(store, caller.reach(), query).await
 }
 
 async fn list_of(
     store: &Store,
-    tenant: TenantId,
+    reach: Reach,
     query: &ListEmailsQuery,
 ) -> Result<EmailList, ServiceError> {
     let limit = page_limit(query.limit)?;
@@ -264,7 +268,7 @@ async fn list_of(
         created_before: time("created_before", &query.created_before)?,
         before_id: query.after,
     };
-    let page = store.list_emails(tenant, &filter, limit).await?;
+    let page = store.list_emails(reach, &filter, limit).await?;
     let mut deliveries = page.deliveries;
     let data = page
         .emails
@@ -289,8 +293,9 @@ async fn list_of(
 /// [`ServiceError::NotFound`], or [`ServiceError::Conflict`] when it is not scheduled or sending
 /// has begun.
 pub async fn cancel(store: &Store, caller: Caller<'_>, id: EmailId) -> Result<(), ServiceError> {
-    let tenant = caller.require(Scope::Send)?;
-    store.cancel_email(tenant, id).await?;
+    let reach = caller.require_reach(Scope::Send)?;
+    let tenant = reach.tenant_id;
+    store.cancel_email(reach, id).await?;
     tracing::info!(tenant_id = %tenant, email_id = %id, "scheduled email canceled");
     Ok(())
 }

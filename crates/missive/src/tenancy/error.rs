@@ -67,6 +67,7 @@ impl From<crate::tenancy::accounts::AccountsError> for ServiceError {
         match err {
             AccountsError::Invalid(message) => Self::Invalid(message),
             AccountsError::NotFound => Self::NotFound,
+            AccountsError::MissingScope(scope) => Self::MissingScope(scope),
             AccountsError::Conflict(message) => Self::Conflict(Cow::Borrowed(message)),
             AccountsError::Unavailable(message) => Self::Unavailable(message),
             AccountsError::Internal(detail) => Self::Internal(detail),

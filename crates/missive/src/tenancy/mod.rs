@@ -4,7 +4,7 @@
 //! [`caller::Caller`] it acts for and answers with typed views, or a [`error::ServiceError`].
 //!
 //! Owns: accounts and API keys ([`accounts`], [`credentials`], [`keys`]), emails as read back
-//! ([`emails`]), templates ([`templates`]), sending domains and their DKIM keys ([`domains`]),
+//! ([`emails`]), a tenant's projects ([`projects`]), templates ([`templates`]), sending domains and their DKIM keys ([`domains`]),
 //! webhook endpoints and their events ([`webhooks`]), the suppression list ([`suppressions`]),
 //! usage ([`usage`]), and the caches of their rows ([`cache`]). May call: the store, core and
 //! [`crate::net`]. Never an edge.
@@ -18,6 +18,7 @@ pub mod emails;
 pub mod error;
 pub mod keys;
 pub mod page;
+pub mod projects;
 pub mod suppressions;
 pub mod templates;
 pub mod usage;

@@ -22,9 +22,9 @@ async fn the_activity_rollup_adds_each_counters_growth_once_and_one_process_samp
     let store = app.store();
     let count = |sent: i64, delivered: i64, shard: i16| {
         sqlx::query(
-            "INSERT INTO usage_daily (tenant_id, day, shard, sent, delivered)
-             VALUES ($1, (now() AT TIME ZONE 'UTC')::date, $4, $2, $3)
-             ON CONFLICT (tenant_id, day, shard) DO UPDATE
+            "INSERT INTO usage_daily (tenant_id, project_id, day, shard, sent, delivered)
+             VALUES ($1, $1, (now() AT TIME ZONE 'UTC')::date, $4, $2, $3)
+             ON CONFLICT (tenant_id, day, project_id, shard) DO UPDATE
              SET sent = usage_daily.sent + $2, delivered = usage_daily.delivered + $3",
         )
         .bind(id)

@@ -5,7 +5,7 @@
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use missive_core::{ApiKeyId, Scope, TenantId};
+use missive_core::{ApiKeyId, ProjectRef, Scope, TenantId};
 
 use super::auth::{AdminAuth, TenantAuth};
 use super::error::{ApiError, ErrorBody};
@@ -35,7 +35,7 @@ pub async fn admin_create_api_key(
     ApiPath(tenant_id): ApiPath<TenantId>,
     ApiJson(request): ApiJson<CreateApiKeyRequest>,
 ) -> Result<(StatusCode, Json<CreatedApiKeyView>), ApiError> {
-    let created = accounts::create_api_key(&state.store, tenant_id, &request).await?;
+    let created = accounts::create_api_key(&state.store, ProjectRef::default_of(tenant_id), None, &request).await?;
     Ok((StatusCode::CREATED, Json(created)))
 }
 
@@ -56,7 +56,7 @@ pub async fn admin_list_api_keys(
     ApiPath(tenant_id): ApiPath<TenantId>,
 ) -> Result<Json<ApiKeyList>, ApiError> {
     Ok(Json(
-        accounts::list_api_keys(&state.store, tenant_id).await?,
+        accounts::list_api_keys(&state.store, tenant_id.into()).await?,
     ))
 }
 
@@ -80,7 +80,7 @@ pub async fn admin_revoke_api_key(
     State(state): State<AppState>,
     ApiPath((tenant_id, key_id)): ApiPath<(TenantId, ApiKeyId)>,
 ) -> Result<Json<ApiKeyView>, ApiError> {
-    let changed = accounts::revoke_api_key(&state.store, tenant_id, key_id).await?;
+    let changed = accounts::revoke_api_key(&state.store, tenant_id.into(), key_id).await?;
     // Cached lookups of the old state must not outlive the answer.
     state.keys.forget_all();
     Ok(Json(changed))
@@ -105,7 +105,7 @@ pub async fn create_api_key(
     ApiJson(request): ApiJson<CreateApiKeyRequest>,
 ) -> Result<(StatusCode, Json<CreatedApiKeyView>), ApiError> {
     auth.require(Scope::FullAccess)?;
-    let created = accounts::create_api_key(&state.store, auth.tenant_id, &request).await?;
+    let created = accounts::create_api_key(&state.store, auth.project(), Some(&auth.scopes), &request).await?;
     Ok((StatusCode::CREATED, Json(created)))
 }
 
@@ -125,7 +125,7 @@ pub async fn list_api_keys(
 ) -> Result<Json<ApiKeyList>, ApiError> {
     auth.require(Scope::FullAccess)?;
     Ok(Json(
-        accounts::list_api_keys(&state.store, auth.tenant_id).await?,
+        accounts::list_api_keys(&state.store, auth.project().into()).await?,
     ))
 }
 
@@ -148,7 +148,7 @@ pub async fn revoke_api_key(
     ApiPath(key_id): ApiPath<ApiKeyId>,
 ) -> Result<Json<ApiKeyView>, ApiError> {
     auth.require(Scope::FullAccess)?;
-    let changed = accounts::revoke_api_key(&state.store, auth.tenant_id, key_id).await?;
+    let changed = accounts::revoke_api_key(&state.store, auth.project().into(), key_id).await?;
     // Cached lookups of the old state must not outlive the answer.
     state.keys.forget_all();
     Ok(Json(changed))

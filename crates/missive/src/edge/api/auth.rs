@@ -15,7 +15,9 @@ pub use crate::tenancy::caller::TenantAuth;
 use crate::tenancy::credentials::{self, CredentialError};
 use axum::extract::FromRequestParts;
 use axum::http::header::AUTHORIZATION;
+use axum::http::HeaderMap;
 use axum::http::request::Parts;
+use missive_core::{ProjectId, ProjectRef, Reach, TenantId};
 
 fn bearer(parts: &Parts) -> Result<&str, ApiError> {
     let header = parts
@@ -61,6 +63,58 @@ impl RateHeaders {
     }
 }
 
+/// StackForDevs's `x-tenant-id` and `x-project-id` headers, sent beside a key: optional, and
+/// when present they must name the key's own tenant and project.
+pub const TENANT_HEADER: &str = "x-tenant-id";
+pub const PROJECT_HEADER: &str = "x-project-id";
+
+/// The id a header names, if it is present.
+fn header_id(headers: &HeaderMap, name: &'static str) -> Result<Option<uuid::Uuid>, ApiError> {
+    headers
+        .get(name)
+        .map(|value| {
+            value
+                .to_str()
+                .ok()
+                .and_then(|v| uuid::Uuid::parse_str(v.trim()).ok())
+                .ok_or_else(|| ApiError::Validation(format!("`{name}` must be a UUID")))
+        })
+        .transpose()
+}
+
+/// Refuses a request whose `x-tenant-id` or `x-project-id` names another tenant or project
+/// than its key's.
+fn matching_headers(parts: &Parts, tenant: TenantId, project: ProjectId) -> Result<(), ApiError> {
+    if header_id(&parts.headers, TENANT_HEADER)?.is_some_and(|id| id != tenant.as_uuid()) {
+        return Err(ApiError::Mismatch(format!(
+            "`{TENANT_HEADER}` names another tenant than this API key's ({tenant})"
+        )));
+    }
+    if header_id(&parts.headers, PROJECT_HEADER)?.is_some_and(|id| id != project.as_uuid()) {
+        return Err(ApiError::Mismatch(format!(
+            "`{PROJECT_HEADER}` names another project than this API key's ({project})"
+        )));
+    }
+    Ok(())
+}
+
+/// The project an admin request narrows its per-tenant reads to: `x-project-id`, when sent.
+/// `x-tenant-id`, when sent, must name the tenant of the path.
+///
+/// # Errors
+/// A header that is not a UUID (422), or an `x-tenant-id` naming another tenant (403).
+pub fn admin_reach(headers: &HeaderMap, tenant: TenantId) -> Result<Reach, ApiError> {
+    if header_id(headers, TENANT_HEADER)?.is_some_and(|id| id != tenant.as_uuid()) {
+        return Err(ApiError::Mismatch(format!(
+            "`{TENANT_HEADER}` names another tenant than the path's ({tenant})"
+        )));
+    }
+    Ok(Reach {
+        tenant_id: tenant,
+        project_id: header_id(headers, PROJECT_HEADER)?.map(ProjectId::from_uuid),
+    })
+}
+
 /// Proof that the request carries the admin key.
 #[derive(Debug, Clone, Copy)]
 pub struct AdminAuth;
@@ -96,9 +150,17 @@ impl FromRequestParts<AppState> for TenantAuth {
                 other => ApiError::InvalidApiKey(other.message()),
             })?;
         tracing::Span::current().record("tenant_id", tracing::field::display(key.tenant_id));
+        matching_headers(parts, key.tenant_id, key.project_id)?;
         match state
             .rates
-            .check(key.tenant_id, Some(key.key_id), key.rates)
+            .check(
+                ProjectRef {
+                    tenant_id: key.tenant_id,
+                    project_id: key.project_id,
+                },
+                Some(key.key_id),
+                key.rates,
+            )
         {
             Ok(Some(rate)) => {
                 if let Some(slot) = parts.extensions.get::<RateHeaders>() {
@@ -111,7 +173,8 @@ impl FromRequestParts<AppState> for TenantAuth {
                 return Err(ApiError::RateLimited(rate));
             }
         }
-        state.requests.count(key.tenant_id);
-        Ok(Self::from(key))
+        let auth = Self::from(key);
+        state.requests.count(auth.project());
+        Ok(auth)
     }
 }

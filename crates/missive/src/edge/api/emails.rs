@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::ToSchema;
 
-use super::auth::{AdminAuth, TenantAuth};
+use super::auth::{AdminAuth, TenantAuth, admin_reach};
 use super::error::{ApiError, ErrorBody};
 use super::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::edge::state::AppState;
@@ -154,7 +154,7 @@ async fn accept(
     };
     let Accepted { ids, .. } = state
         .ingest
-        .accept(auth.tenant_id, &auth.sending, input)
+        .accept(auth.project(), &auth.sending, input)
         .await
         .map_err(|e| refused(e, batch))?;
     Ok(ids)
@@ -297,7 +297,8 @@ pub async fn get_email(
     Ok(Json(emails::get(&state.store, (&auth).into(), id).await?))
 }
 
-/// Read one email of any tenant, as the tenant would.
+/// Read one email of any tenant, as the tenant would; `x-project-id` narrows the read to one of
+/// its projects.
 #[utoipa::path(
     get, path = "/v1/tenants/{id}/emails/{email_id}", tag = "admin",
     params(
@@ -314,10 +315,12 @@ pub async fn get_email(
 pub async fn admin_get_email(
     _: AdminAuth,
     State(state): State<AppState>,
+    headers: HeaderMap,
     ApiPath((tenant, id)): ApiPath<(TenantId, EmailId)>,
 ) -> Result<Json<EmailView>, ApiError> {
+    let reach = admin_reach(&headers, tenant)?;
     Ok(Json(
-        emails::get(&state.store, Caller::Operator(tenant), id).await?,
+        emails::get(&state.store, Caller::Operator(reach), id).await?,
     ))
 }
 
@@ -343,7 +346,7 @@ pub async fn list_emails(
     ))
 }
 
-/// List any tenant's emails, as the tenant would.
+/// List any tenant's emails (all its projects', or those of the project `x-project-id` names).
 #[utoipa::path(
     get, path = "/v1/tenants/{id}/emails", tag = "admin",
     params(("id" = TenantId, Path, description = "Tenant id"), ListEmailsQuery),
@@ -358,11 +361,13 @@ pub async fn list_emails(
 pub async fn admin_list_emails(
     _: AdminAuth,
     State(state): State<AppState>,
+    headers: HeaderMap,
     ApiPath(tenant): ApiPath<TenantId>,
     ApiQuery(query): ApiQuery<ListEmailsQuery>,
 ) -> Result<Json<EmailList>, ApiError> {
+    let reach = admin_reach(&headers, tenant)?;
     Ok(Json(
-        emails::list(&state.store, Caller::Operator(tenant), &query).await?,
+        emails::list(&state.store, Caller::Operator(reach), &query).await?,
     ))
 }
 

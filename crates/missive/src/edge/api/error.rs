@@ -51,6 +51,10 @@ pub enum ApiError {
     MissingScope(Scope),
     #[error("the admin API is disabled: set MISSIVE_ADMIN_KEY to enable it")]
     AdminDisabled,
+    /// An `x-tenant-id` or `x-project-id` header naming another tenant or project than the
+    /// API key's.
+    #[error("{0}")]
+    Mismatch(String),
     #[error("{0}")]
     InvalidFrom(String),
     /// The sender's domain must be verified and is not (Resend answers 403).
@@ -100,9 +104,10 @@ impl ApiError {
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::MissingApiKey | Self::InvalidApiKey(_) => StatusCode::UNAUTHORIZED,
-            Self::MissingScope(_) | Self::AdminDisabled | Self::DomainNotVerified(_) => {
-                StatusCode::FORBIDDEN
-            }
+            Self::MissingScope(_)
+            | Self::AdminDisabled
+            | Self::DomainNotVerified(_)
+            | Self::Mismatch(_) => StatusCode::FORBIDDEN,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::Conflict(_) => StatusCode::CONFLICT,
@@ -126,6 +131,7 @@ impl ApiError {
             Self::InvalidApiKey(_) => "invalid_api_key",
             Self::MissingScope(_) => "restricted_api_key",
             Self::AdminDisabled => "admin_api_disabled",
+            Self::Mismatch(_) => "invalid_scope",
             Self::NotFound(_) => "not_found",
             Self::MethodNotAllowed => "method_not_allowed",
             Self::Conflict(_) => "conflict",

@@ -9,6 +9,8 @@ pub mod emails;
 pub mod error;
 pub mod extract;
 pub mod health;
+pub mod own_projects;
+pub mod projects;
 pub mod serve;
 pub mod suppressions;
 pub mod templates;
@@ -53,6 +55,7 @@ use crate::edge::state::AppState;
     tags(
         (name = "admin", description = "Operator routes, authenticated with MISSIVE_ADMIN_KEY"),
         (name = "tenant", description = "The calling tenant"),
+        (name = "projects", description = "The calling tenant's projects, for a key with `projects:manage`"),
         (name = "api-keys", description = "The calling tenant's API keys (Resend-compatible)"),
         (name = "emails", description = "Send and read emails (Resend-compatible)"),
         (name = "templates", description = "The calling tenant's templates (Resend-compatible), and shipped ones"),
@@ -108,6 +111,28 @@ fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(api_keys::create_api_key, api_keys::list_api_keys))
         .routes(routes!(api_keys::revoke_api_key))
         .routes(routes!(tenant::current_tenant))
+        .routes(routes!(
+            projects::admin_create_project,
+            projects::admin_list_projects
+        ))
+        .routes(routes!(
+            projects::admin_get_project,
+            projects::admin_update_project,
+            projects::admin_delete_project
+        ))
+        .routes(routes!(
+            projects::admin_create_project_key,
+            projects::admin_list_project_keys
+        ))
+        .routes(routes!(projects::admin_revoke_project_key))
+        .routes(routes!(own_projects::list_projects, own_projects::create_project))
+        .routes(routes!(own_projects::projects_usage))
+        .routes(routes!(own_projects::get_project, own_projects::update_project))
+        .routes(routes!(
+            own_projects::create_project_key,
+            own_projects::list_project_keys
+        ))
+        .routes(routes!(own_projects::revoke_project_key))
         .routes(routes!(emails::send_email, emails::list_emails))
         .routes(routes!(emails::send_batch))
         .routes(routes!(emails::get_email))

@@ -194,7 +194,7 @@ async fn tenant_page(
     let tenant = accounts::get_tenant(&state.store, id)
         .await
         .map_err(ServiceError::from)?;
-    let keys = accounts::list_api_keys(&state.store, id)
+    let keys = accounts::list_api_keys(&state.store, id.into())
         .await
         .map_err(ServiceError::from)?;
     let query = ListSuppressionsQuery {
@@ -203,7 +203,7 @@ async fn tenant_page(
         after: None,
         before: None,
     };
-    let suppressions = suppressions::list(&state.store, Caller::Operator(id), &query).await?;
+    let suppressions = suppressions::list(&state.store, Caller::operator(id), &query).await?;
     sample_activity(&state.store).await;
     let (day, spark) = last_day(state, &[id])
         .await?

@@ -18,7 +18,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use missive_core::{ApiKeyHash, parse_api_key};
+use missive_core::{ApiKeyHash, Scope, parse_api_key};
 use missive_store::SessionOwner;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
@@ -192,6 +192,7 @@ async fn load(parts: &Parts, state: &AppState) -> Result<Option<Session>, Consol
         },
         SessionOwner::Tenant {
             tenant_id,
+            project_id,
             key_hash,
         } => {
             let key = match credentials::authenticate_hash(
@@ -207,7 +208,13 @@ async fn load(parts: &Parts, state: &AppState) -> Result<Option<Session>, Consol
                 Err(_) => return Ok(None),
             };
             tracing::Span::current().record("tenant_id", tracing::field::display(key.tenant_id));
-            Viewer::Tenant(Box::new(TenantAuth::from(key)))
+            let mut auth = TenantAuth::from(key);
+            // A `projects:manage` key works in the project the session switched to; any other
+            // key in its own, whatever the row says.
+            if auth.scopes.allows(Scope::ProjectsManage) {
+                auth.project_id = project_id;
+            }
+            Viewer::Tenant(Box::new(auth))
         }
     };
     Ok(Some(Session {
@@ -357,6 +364,7 @@ pub async fn login(
         match credentials::authenticate(&state.keys, &state.store, key).await {
             Ok(found) => SessionOwner::Tenant {
                 tenant_id: found.tenant_id,
+                project_id: found.project_id,
                 key_hash: parse_api_key(key).map_err(|_| ConsoleError::SignIn)?.0,
             },
             Err(CredentialError::Store(err)) => return Err(err.into()),

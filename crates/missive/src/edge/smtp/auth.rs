@@ -95,6 +95,7 @@ where
                 tracing::info!(tenant_id = %key.tenant_id, peer = %self.peer, "SMTP client authenticated");
                 self.client.authenticated = Some(Sender {
                     tenant_id: key.tenant_id,
+                    project_id: key.project_id,
                     sending: key.sending,
                     via: "auth".to_owned(),
                     key_id: Some(key.key_id),

@@ -91,7 +91,7 @@ where
         let outcome = self
             .ctx
             .ingest
-            .accept(tenant_id, &sender.sending, Input::Raw(message))
+            .accept(sender.project(), &sender.sending, Input::Raw(message))
             .await;
         match outcome {
             Ok(Accepted { ids, replayed }) => {

@@ -33,7 +33,7 @@ where
         if let Err(state) = self
             .ctx
             .rates
-            .check(sender.tenant_id, sender.key_id, sender.rates)
+            .check(sender.project(), sender.key_id, sender.rates)
         {
             metrics::counter!("missive_rate_limited_total", "protocol" => "smtp").increment(1);
             return self.refuse(&reply::rate_limited(state.reset_secs()));

@@ -186,6 +186,7 @@ async fn trusted_sender(
         .filter(|t| t.tenant_status == TenantStatus::Active)
         .map(|t| Sender {
             tenant_id: t.tenant_id,
+            project_id: t.project_id,
             sending: t.sending,
             via: format!("trusted network {}", t.network),
             key_id: None,

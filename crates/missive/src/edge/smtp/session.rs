@@ -13,7 +13,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use missive_core::{ApiKeyId, EmailAddress, SendingPolicy, TenantId};
+use missive_core::{ApiKeyId, EmailAddress, ProjectId, ProjectRef, SendingPolicy, TenantId};
 use smtp_proto::request::receiver::DataReceiver;
 use smtp_proto::{Error as ProtoError, Request};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -75,6 +75,8 @@ pub enum AuthStep {
 #[derive(Debug, Clone)]
 pub struct Sender {
     pub tenant_id: TenantId,
+    /// The project the session sends as: its key's, or the one its trusted network names.
+    pub project_id: ProjectId,
     pub sending: SendingPolicy,
     /// `auth` for an API key, or the trusted network the client's address is in.
     pub via: String,
@@ -84,6 +86,17 @@ pub struct Sender {
     pub rates: CallerRates,
     /// The session's place among its tenant's open sessions, once taken.
     pub place: Option<Arc<Slot<TenantId>>>,
+}
+
+impl Sender {
+    /// The project the session sends as.
+    #[must_use]
+    pub const fn project(&self) -> ProjectRef {
+        ProjectRef {
+            tenant_id: self.tenant_id,
+            project_id: self.project_id,
+        }
+    }
 }
 
 /// The transaction being built: MAIL FROM, then RCPT TO, then DATA (or BDAT chunks).

@@ -5,7 +5,8 @@
 
 use missive_core::routing::{RelayTls, TenantRelay};
 use missive_core::{
-    ApiKeyId, Domain, IpNetwork, MAX_NAME_CHARS, NewApiKey, Scope, ScopeError, Scopes, TenantId,
+    ApiKeyId, Domain, IpNetwork, MAX_NAME_CHARS, NewApiKey, ProjectRef, Reach, Scope, ScopeError,
+    Scopes, TenantId,
     TenantName, TenantSettings, TenantSettingsError, parse_display_name, parse_label,
     parse_setting_mailbox,
 };
@@ -38,6 +39,9 @@ pub enum AccountsError {
     Invalid(String),
     #[error("not found")]
     NotFound,
+    /// A key may not hand out a scope it lacks (`projects:manage`).
+    #[error("this API key lacks the `{0}` scope")]
+    MissingScope(Scope),
     #[error("{0}")]
     Conflict(&'static str),
     /// A setting needs something this process lacks (`MISSIVE_SECRET_KEY`).
@@ -141,7 +145,7 @@ pub async fn create_tenant(
                 settings: &settings,
             },
             &NewApiKeyRow {
-                tenant_id,
+                project: ProjectRef::default_of(tenant_id),
                 id: ApiKeyId::new(),
                 name: "default",
                 prefix: key.display_prefix(),
@@ -440,11 +444,19 @@ pub async fn delete_tenant(store: &Store, id: TenantId) -> Result<TenantView, Ac
 /// or a taken name.
 pub async fn create_api_key(
     store: &Store,
-    tenant_id: TenantId,
+    project: ProjectRef,
+    grantor: Option<&Scopes>,
     request: &CreateApiKeyRequest,
 ) -> Result<CreatedApiKeyView, AccountsError> {
     let name = parse_key_name(&request.name)?;
     let scopes = key_scopes(request)?;
+    // A key hands out no power over sibling projects that it lacks itself.
+    if let Some(grantor) = grantor
+        && scopes.iter().any(|s| s == Scope::ProjectsManage)
+        && !grantor.allows(Scope::ProjectsManage)
+    {
+        return Err(AccountsError::MissingScope(Scope::ProjectsManage));
+    }
     if let Some(expires_at) = request.expires_at
         && expires_at <= OffsetDateTime::now_utc()
     {
@@ -455,7 +467,7 @@ pub async fn create_api_key(
     let key = NewApiKey::generate();
     let record = store
         .create_api_key(&NewApiKeyRow {
-            tenant_id,
+            project,
             id: ApiKeyId::new(),
             name: &name,
             prefix: key.display_prefix(),
@@ -468,41 +480,51 @@ pub async fn create_api_key(
                 .transpose()?,
         })
         .await?;
-    tracing::info!(tenant_id = %tenant_id, api_key_id = %record.id, "api key created");
+    tracing::info!(
+        tenant_id = %project.tenant_id,
+        project_id = %project.project_id,
+        api_key_id = %record.id,
+        "api key created"
+    );
     Ok(CreatedApiKeyView {
         key: record.into(),
         token: key.into_string(),
     })
 }
 
-/// A tenant's keys, newest first.
+/// The keys within `reach` (a project's, or all of a tenant's), newest first.
 ///
 /// # Errors
-/// `NotFound` for an unknown tenant.
-pub async fn list_api_keys(
-    store: &Store,
-    tenant_id: TenantId,
-) -> Result<ApiKeyList, AccountsError> {
-    // An unknown tenant is a 404, not an empty list.
-    store.get_tenant(tenant_id).await?;
-    let keys = store.list_api_keys(tenant_id).await?;
+/// `NotFound` for an unknown tenant or project.
+pub async fn list_api_keys(store: &Store, reach: Reach) -> Result<ApiKeyList, AccountsError> {
+    // An unknown tenant or project is a 404, not an empty list.
+    store.get_tenant(reach.tenant_id).await?;
+    if let Some(project) = reach.project_id {
+        store
+            .get_project(ProjectRef {
+                tenant_id: reach.tenant_id,
+                project_id: project,
+            })
+            .await?;
+    }
+    let keys = store.list_api_keys(reach).await?;
     Ok(ApiKeyList {
         object: "list",
         data: keys.into_iter().map(Into::into).collect(),
     })
 }
 
-/// Revokes one of a tenant's keys.
+/// Revokes one key within `reach`.
 ///
 /// # Errors
-/// `NotFound` when the tenant has no such key, `Conflict` when it is already revoked.
+/// `NotFound` when the reach has no such key, `Conflict` when it is already revoked.
 pub async fn revoke_api_key(
     store: &Store,
-    tenant_id: TenantId,
+    reach: Reach,
     key_id: ApiKeyId,
 ) -> Result<ApiKeyView, AccountsError> {
-    let record = store.revoke_api_key(tenant_id, key_id).await?;
-    tracing::info!(tenant_id = %tenant_id, api_key_id = %key_id, "api key revoked");
+    let record = store.revoke_api_key(reach, key_id).await?;
+    tracing::info!(tenant_id = %reach.tenant_id, api_key_id = %key_id, "api key revoked");
     Ok(record.into())
 }
 

@@ -1,7 +1,7 @@
 //! Accounts as both front ends and the command line show them: tenants with their settings,
 //! limits and SMTP server (never its password), and API keys (never the key but once).
 
-use missive_core::{ApiKeyId, Scope, TenantId, TenantStatus};
+use missive_core::{ApiKeyId, ProjectId, Scope, TenantId, TenantStatus};
 
 use crate::net::smtp::Step;
 use missive_store::{ApiKeyRecord, TenantRecord};
@@ -114,6 +114,8 @@ pub struct ApiKeyView {
     pub object: &'static str,
     pub id: ApiKeyId,
     pub tenant_id: TenantId,
+    /// The project the key acts for.
+    pub project_id: ProjectId,
     pub name: String,
     /// The first characters of the key, to tell keys apart.
     pub prefix: String,
@@ -136,6 +138,7 @@ impl From<ApiKeyRecord> for ApiKeyView {
             object: "api_key",
             id: k.id,
             tenant_id: k.tenant_id,
+            project_id: k.project_id,
             name: k.name,
             prefix: k.prefix,
             scopes: k.scopes.iter().collect(),

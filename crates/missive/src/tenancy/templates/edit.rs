@@ -15,7 +15,7 @@ use missive_core::template::{
     Part, Position, TemplateError, TemplateRef, Variable, check_source, check_variables,
     parse_alias, parse_template_name,
 };
-use missive_core::{Mailbox, TenantId};
+use missive_core::{Mailbox, ProjectRef};
 use missive_store::{StoreError, TemplateContent, TemplateEdit, TemplateNode, TemplateRecord};
 
 use super::{LookupError, Templates, shipped};
@@ -261,8 +261,9 @@ async fn own(
 async fn finish(
     edit: TemplateEdit,
     templates: &Templates,
-    tenant_id: TenantId,
+    project: ProjectRef,
 ) -> Result<(), EditError> {
+    let tenant_id = project.tenant_id;
     edit.commit().await?;
     templates.forget(tenant_id);
     Ok(())
@@ -279,7 +280,7 @@ fn variables_json(variables: &[Variable]) -> serde_json::Value {
 /// (409).
 pub async fn create(
     templates: &Templates,
-    tenant_id: TenantId,
+    project: ProjectRef,
     fields: Fields,
 ) -> Result<TemplateRecord, EditError> {
     let name = fields.name.ok_or_else(|| invalid("name", "required"))?;
@@ -296,7 +297,7 @@ pub async fn create(
         uses: Vec::new(),
     };
     let checked = check(&name, alias.as_deref(), content)?;
-    let mut edit = templates.store().edit_templates(tenant_id).await?;
+    let mut edit = templates.store().edit_templates(project).await?;
     let nodes = edit.graph().await?;
     check_includes(&nodes, None, checked.alias.as_deref(), &checked.includes)?;
     let record = edit
@@ -307,8 +308,8 @@ pub async fn create(
             &checked.content,
         )
         .await?;
-    finish(edit, templates, tenant_id).await?;
-    tracing::info!(%tenant_id, template_id = %record.id, "template created");
+    finish(edit, templates, project).await?;
+    tracing::info!(tenant_id = %project.tenant_id, project_id = %project.project_id, template_id = %record.id, "template created");
     Ok(record)
 }
 
@@ -319,11 +320,11 @@ pub async fn create(
 /// others include.
 pub async fn update(
     templates: &Templates,
-    tenant_id: TenantId,
+    project: ProjectRef,
     reference: &TemplateRef,
     fields: Fields,
 ) -> Result<TemplateRecord, EditError> {
-    let mut edit = templates.store().edit_templates(tenant_id).await?;
+    let mut edit = templates.store().edit_templates(project).await?;
     let current = own(&mut edit, reference, read_only).await?;
     let draft = current.draft.clone();
     let name = fields.name.unwrap_or_else(|| current.name.clone());
@@ -357,8 +358,8 @@ pub async fn update(
             &checked.content,
         )
         .await?;
-    finish(edit, templates, tenant_id).await?;
-    tracing::info!(%tenant_id, template_id = %record.id, "template updated");
+    finish(edit, templates, project).await?;
+    tracing::info!(tenant_id = %project.tenant_id, project_id = %project.project_id, template_id = %record.id, "template updated");
     Ok(record)
 }
 
@@ -369,19 +370,19 @@ pub async fn update(
 /// shipped template.
 pub async fn publish(
     templates: &Templates,
-    tenant_id: TenantId,
+    project: ProjectRef,
     reference: &TemplateRef,
 ) -> Result<TemplateRecord, EditError> {
-    let mut edit = templates.store().edit_templates(tenant_id).await?;
+    let mut edit = templates.store().edit_templates(project).await?;
     let current = own(&mut edit, reference, || {
         EditError::Conflict("shipped templates are always published".to_owned())
     })
     .await?;
-    templates.compile_draft(tenant_id, &current.draft).await?;
+    templates.compile_draft(project, &current.draft).await?;
     let record = edit.publish(current.id).await?;
-    finish(edit, templates, tenant_id).await?;
+    finish(edit, templates, project).await?;
     tracing::info!(
-        %tenant_id,
+        tenant_id = %project.tenant_id,
         template_id = %record.id,
         version = record.published_version,
         "template published"
@@ -395,10 +396,10 @@ pub async fn publish(
 /// 404.
 pub async fn duplicate(
     templates: &Templates,
-    tenant_id: TenantId,
+    project: ProjectRef,
     reference: &TemplateRef,
 ) -> Result<TemplateRecord, EditError> {
-    let mut edit = templates.store().edit_templates(tenant_id).await?;
+    let mut edit = templates.store().edit_templates(project).await?;
     let (name, content) = match edit.get(reference).await {
         Ok(record) => (record.name, record.draft),
         Err(StoreError::NotFound) => {
@@ -434,8 +435,8 @@ pub async fn duplicate(
     let record = edit
         .insert(TemplateId::new(), &copy, None, &content)
         .await?;
-    finish(edit, templates, tenant_id).await?;
-    tracing::info!(%tenant_id, template_id = %record.id, "template duplicated");
+    finish(edit, templates, project).await?;
+    tracing::info!(tenant_id = %project.tenant_id, project_id = %project.project_id, template_id = %record.id, "template duplicated");
     Ok(record)
 }
 
@@ -445,16 +446,16 @@ pub async fn duplicate(
 /// 404; 409 for a shipped template or one that others include.
 pub async fn delete(
     templates: &Templates,
-    tenant_id: TenantId,
+    project: ProjectRef,
     reference: &TemplateRef,
 ) -> Result<TemplateId, EditError> {
-    let mut edit = templates.store().edit_templates(tenant_id).await?;
+    let mut edit = templates.store().edit_templates(project).await?;
     let current = own(&mut edit, reference, read_only).await?;
     let nodes = edit.graph().await?;
     check_not_included(&nodes, &current, None)?;
     edit.delete(current.id).await?;
-    finish(edit, templates, tenant_id).await?;
-    tracing::info!(%tenant_id, template_id = %current.id, "template deleted");
+    finish(edit, templates, project).await?;
+    tracing::info!(tenant_id = %project.tenant_id, project_id = %project.project_id, template_id = %current.id, "template deleted");
     Ok(current.id)
 }
 

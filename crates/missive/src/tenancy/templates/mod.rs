@@ -26,7 +26,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use missive_core::TemplateId;
-use missive_core::TenantId;
+use missive_core::{ProjectRef, TenantId};
 use missive_core::template::{
     Compiled, MAX_CLOSURE, MAX_INCLUDE_DEPTH, TemplateError, TemplateRef, Unit, Variable,
 };
@@ -70,7 +70,7 @@ pub enum LookupError {
 #[derive(Clone, Debug)]
 pub struct Templates {
     store: Store,
-    cache: Arc<Cache<(TenantId, String), Arc<Ready>>>,
+    cache: Arc<Cache<(ProjectRef, String), Arc<Ready>>>,
 }
 
 /// A stored draft or version as the engine takes it.
@@ -106,12 +106,12 @@ impl Templates {
 
     /// Takes in a template change (the `missive_templates` channel's events).
     pub fn hear(&self, event: &ListenEvent) {
-        self.cache.hear_tenants(event, |(t, _)| *t);
+        self.cache.hear_tenants(event, |(p, _)| p.tenant_id);
     }
 
     /// Empties this process's entries of a tenant: called after it changes one of its templates.
     pub fn forget(&self, tenant_id: TenantId) {
-        self.cache.retain(|(t, _)| *t != tenant_id);
+        self.cache.retain(|(p, _)| p.tenant_id != tenant_id);
     }
 
     /// The template a send names (id or alias), its latest published version compiled.
@@ -120,16 +120,16 @@ impl Templates {
     /// Not found, a draft, a template that does not build, or a database failure.
     pub async fn for_send(
         &self,
-        tenant_id: TenantId,
+        project: ProjectRef,
         reference: &str,
     ) -> Result<Arc<Ready>, LookupError> {
         let parsed = TemplateRef::parse(reference)
             .map_err(|_| LookupError::NotFound(reference.to_owned()))?;
         self.cache
             .get_or_load(
-                (tenant_id, reference.to_owned()),
+                (project, reference.to_owned()),
                 async {
-                    self.load(tenant_id, &parsed, false, reference)
+                    self.load(project, &parsed, false, reference)
                         .await
                         .map(Arc::new)
                 },
@@ -145,25 +145,25 @@ impl Templates {
     /// As [`Templates::for_send`].
     pub async fn for_preview(
         &self,
-        tenant_id: TenantId,
+        project: ProjectRef,
         reference: &TemplateRef,
         draft: bool,
     ) -> Result<Ready, LookupError> {
         let named = reference.to_string();
         if !draft {
-            return self.load(tenant_id, reference, true, &named).await;
+            return self.load(project, reference, true, &named).await;
         }
-        match self.store.get_template(tenant_id, reference).await {
+        match self.store.get_template(project.into(), reference).await {
             Ok(record) => Ok(Ready {
                 id: record.id,
                 name: record.name,
                 version: None,
                 from: record.draft.from_address.clone(),
                 reply_to: record.draft.reply_to.clone(),
-                compiled: self.compile_draft(tenant_id, &record.draft).await?,
+                compiled: self.compile_draft(project, &record.draft).await?,
             }),
             // A shipped template has no draft but itself.
-            Err(StoreError::NotFound) => self.load(tenant_id, reference, true, &named).await,
+            Err(StoreError::NotFound) => self.load(project, reference, true, &named).await,
             Err(other) => Err(other.into()),
         }
     }
@@ -172,12 +172,12 @@ impl Templates {
     /// and it was never published.
     async fn load(
         &self,
-        tenant_id: TenantId,
+        project: ProjectRef,
         reference: &TemplateRef,
         allow_draft: bool,
         named: &str,
     ) -> Result<Ready, LookupError> {
-        let (ready_head, root) = match self.store.published_template(tenant_id, reference).await? {
+        let (ready_head, root) = match self.store.published_template(project.into(), reference).await? {
             PublishedLookup::Found(published) => {
                 let published = *published;
                 (
@@ -195,7 +195,7 @@ impl Templates {
                 return Err(LookupError::Draft { name });
             }
             PublishedLookup::Unpublished { .. } => {
-                let draft = self.store.get_template(tenant_id, reference).await?;
+                let draft = self.store.get_template(project.into(), reference).await?;
                 (
                     Head {
                         id: draft.id,
@@ -223,7 +223,7 @@ impl Templates {
             }
         };
         let (unit, uses) = root;
-        let available = self.includes(tenant_id, uses).await?;
+        let available = self.includes(project, uses).await?;
         let compiled = Compiled::build(&unit, &available)?;
         Ok(Ready {
             id: ready_head.id,
@@ -241,11 +241,11 @@ impl Templates {
     /// As [`Templates::for_send`].
     pub async fn compile_draft(
         &self,
-        tenant_id: TenantId,
+        project: ProjectRef,
         content: &TemplateContent,
     ) -> Result<Compiled, LookupError> {
         let unit = unit_of(content)?;
-        let available = self.includes(tenant_id, content.uses.clone()).await?;
+        let available = self.includes(project, content.uses.clone()).await?;
         Ok(Compiled::build(&unit, &available)?)
     }
 
@@ -253,7 +253,7 @@ impl Templates {
     /// level per round trip. An alias found nowhere is left out, for the build to name.
     async fn includes(
         &self,
-        tenant_id: TenantId,
+        project: ProjectRef,
         uses: Vec<String>,
     ) -> Result<HashMap<String, Unit>, LookupError> {
         let mut available: HashMap<String, Unit> = HashMap::new();
@@ -266,7 +266,7 @@ impl Templates {
                 break;
             }
             let mut next = Vec::new();
-            for published in self.store.published_by_alias(tenant_id, &pending).await? {
+            for published in self.store.published_by_alias(project.into(), &pending).await? {
                 let Some(alias) = published.alias.clone() else {
                     continue;
                 };

@@ -4,7 +4,7 @@
 //! same alias hides the shipped one.
 
 use missive_core::template::{TemplateRef, Variable};
-use missive_core::{Scope, TemplateId, TenantId};
+use missive_core::{ProjectId, Scope, TemplateId, TenantId};
 use missive_store::{StoreError, TemplateRecord};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -110,6 +110,8 @@ pub struct TemplateView {
     pub id: TemplateId,
     /// `null` for a shipped template.
     pub tenant_id: Option<TenantId>,
+    /// The project the template belongs to (none for a shipped one).
+    pub project_id: Option<ProjectId>,
     pub name: String,
     pub alias: Option<String>,
     pub status: TemplateStatus,
@@ -235,6 +237,7 @@ fn view(record: TemplateRecord) -> Result<TemplateView, ServiceError> {
         object: "template",
         id: record.id,
         tenant_id: Some(record.tenant_id),
+        project_id: Some(record.project_id),
         name: record.name,
         alias: record.alias,
         status: status(record.published_version),
@@ -261,6 +264,7 @@ fn shipped_view(shipped: &Shipped) -> TemplateView {
         object: "template",
         id: shipped.id,
         tenant_id: None,
+        project_id: None,
         name: shipped.name.clone(),
         alias: Some(shipped.alias.clone()),
         status: TemplateStatus::Published,
@@ -304,7 +308,7 @@ impl Templates {
         caller: Caller<'_>,
         request: CreateTemplateRequest,
     ) -> Result<TemplateRefView, ServiceError> {
-        let tenant_id = caller.require(Scope::TemplatesWrite)?;
+        let project = caller.require_project(Scope::TemplatesWrite)?;
         let fields = Fields {
             name: Some(request.name),
             alias: Some(request.alias),
@@ -316,7 +320,7 @@ impl Templates {
             variables: Some(request.variables),
             layout: Some(request.layout),
         };
-        let record = edit::create(self, tenant_id, fields).await?;
+        let record = edit::create(self, project, fields).await?;
         Ok(answer(&record))
     }
 
@@ -329,11 +333,11 @@ impl Templates {
         caller: Caller<'_>,
         query: &ListTemplatesQuery,
     ) -> Result<TemplateList, ServiceError> {
-        let tenant_id = caller.require(Scope::TemplatesRead)?;
+        let project = caller.require_project(Scope::TemplatesRead)?;
         let (cursor, limit) = page(query.limit, query.after, query.before)?;
         let page = self
             .store()
-            .list_templates(tenant_id, cursor, limit)
+            .list_templates(project.into(), cursor, limit)
             .await?;
         let data = page
             .templates
@@ -361,9 +365,9 @@ impl Templates {
     /// # Errors
     /// [`ServiceError::NotFound`].
     pub async fn get(&self, caller: Caller<'_>, id: &str) -> Result<TemplateView, ServiceError> {
-        let tenant_id = caller.require(Scope::TemplatesRead)?;
+        let project = caller.require_project(Scope::TemplatesRead)?;
         let reference = reference(id)?;
-        match self.store().get_template(tenant_id, &reference).await {
+        match self.store().get_template(project.into(), &reference).await {
             Ok(record) => view(record),
             Err(StoreError::NotFound) => shipped::find(&reference)
                 .map(shipped_view)
@@ -384,7 +388,7 @@ impl Templates {
         id: &str,
         request: UpdateTemplateRequest,
     ) -> Result<TemplateRefView, ServiceError> {
-        let tenant_id = caller.require(Scope::TemplatesWrite)?;
+        let project = caller.require_project(Scope::TemplatesWrite)?;
         let reference = reference(id)?;
         let fields = Fields {
             name: request.name,
@@ -399,7 +403,7 @@ impl Templates {
             variables: request.variables,
             layout: request.layout,
         };
-        let record = edit::update(self, tenant_id, &reference, fields).await?;
+        let record = edit::update(self, project, &reference, fields).await?;
         Ok(answer(&record))
     }
 
@@ -412,9 +416,9 @@ impl Templates {
         caller: Caller<'_>,
         id: &str,
     ) -> Result<DeletedTemplate, ServiceError> {
-        let tenant_id = caller.require(Scope::TemplatesWrite)?;
+        let project = caller.require_project(Scope::TemplatesWrite)?;
         let reference = reference(id)?;
-        let id = edit::delete(self, tenant_id, &reference).await?;
+        let id = edit::delete(self, project, &reference).await?;
         Ok(DeletedTemplate {
             object: "template",
             id,
@@ -432,9 +436,9 @@ impl Templates {
         caller: Caller<'_>,
         id: &str,
     ) -> Result<TemplateRefView, ServiceError> {
-        let tenant_id = caller.require(Scope::TemplatesWrite)?;
+        let project = caller.require_project(Scope::TemplatesWrite)?;
         let reference = reference(id)?;
-        let record = edit::publish(self, tenant_id, &reference).await?;
+        let record = edit::publish(self, project, &reference).await?;
         Ok(answer(&record))
     }
 
@@ -447,9 +451,9 @@ impl Templates {
         caller: Caller<'_>,
         id: &str,
     ) -> Result<TemplateRefView, ServiceError> {
-        let tenant_id = caller.require(Scope::TemplatesWrite)?;
+        let project = caller.require_project(Scope::TemplatesWrite)?;
         let reference = reference(id)?;
-        let record = edit::duplicate(self, tenant_id, &reference).await?;
+        let record = edit::duplicate(self, project, &reference).await?;
         Ok(answer(&record))
     }
 
@@ -464,10 +468,10 @@ impl Templates {
         id: &str,
         request: &RenderRequest,
     ) -> Result<RenderedTemplate, ServiceError> {
-        let tenant_id = caller.require(Scope::TemplatesRead)?;
+        let project = caller.require_project(Scope::TemplatesRead)?;
         let reference = reference(id)?;
         let ready = self
-            .for_preview(tenant_id, &reference, request.draft)
+            .for_preview(project, &reference, request.draft)
             .await?;
         let rendered = ready
             .compiled

@@ -9,8 +9,8 @@
 mod requests;
 
 use missive_core::limits::resets_at;
-use missive_core::{MonthPeriod, Scope, TenantId};
-use missive_store::{DailyUsage, Store, UsageTotals};
+use missive_core::{MonthPeriod, ProjectId, Scope, TenantId};
+use missive_store::{DailyUsage, ProjectUsage, Store, UsageTotals};
 use serde::{Deserialize, Serialize};
 use time::{Date, OffsetDateTime};
 use utoipa::{IntoParams, ToSchema};
@@ -136,6 +136,9 @@ pub struct UsageView {
     #[schema(example = "usage")]
     pub object: &'static str,
     pub tenant_id: TenantId,
+    /// The key's project: `today`, `month` and `days` are its figures, while `emails` shows
+    /// the tenant's quotas, which its projects share.
+    pub project_id: ProjectId,
     pub emails: EmailsUsageView,
     pub rate_limit: RateLimitUsageView,
     /// Today's figures (UTC).
@@ -167,6 +170,72 @@ pub struct TenantUsageView {
     pub breakdown: BreakdownView,
     /// Each day of the month with activity.
     pub days: Vec<DayView>,
+    /// The same month per project; they sum to the tenant's figures.
+    pub projects: Vec<ProjectUsageView>,
+}
+
+/// One project's figures for a month.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ProjectUsageView {
+    /// Always `project_usage`.
+    #[schema(example = "project_usage")]
+    pub object: &'static str,
+    pub tenant_id: TenantId,
+    pub project_id: ProjectId,
+    /// The project's name (empty for one deleted since).
+    pub name: String,
+    /// YYYY-MM.
+    #[schema(example = "2026-11")]
+    pub period: String,
+    pub emails_sent: i64,
+    pub emails_delivered: i64,
+    pub emails_bounced: i64,
+    pub api_requests: i64,
+    pub breakdown: BreakdownView,
+}
+
+impl ProjectUsageView {
+    fn of(tenant_id: TenantId, name: String, period: MonthPeriod, usage: ProjectUsage) -> Self {
+        let total = usage.totals;
+        Self {
+            object: "project_usage",
+            tenant_id,
+            project_id: usage.project_id,
+            name,
+            period: period.to_string(),
+            emails_sent: total.sent,
+            emails_delivered: total.delivered,
+            emails_bounced: total.bounced,
+            api_requests: total.api_requests,
+            breakdown: total.into(),
+        }
+    }
+}
+
+/// Each project's figures for a month, the default first.
+///
+/// # Errors
+/// Database failures.
+pub async fn projects_month(
+    store: &Store,
+    tenant: TenantId,
+    period: MonthPeriod,
+) -> Result<Vec<ProjectUsageView>, ServiceError> {
+    let names: std::collections::HashMap<ProjectId, String> = store
+        .list_projects(tenant)
+        .await?
+        .into_iter()
+        .map(|p| (p.id, p.name))
+        .collect();
+    Ok(store
+        .usage_by_project(tenant, period.first_day(), period.last_day())
+        .await?
+        .into_iter()
+        .map(|usage| {
+            let name = names.get(&usage.project_id).cloned().unwrap_or_default();
+            ProjectUsageView::of(tenant, name, period, usage)
+        })
+        .collect())
 }
 
 fn parse_day(field: &str, raw: &str) -> Result<Date, ServiceError> {
@@ -220,7 +289,7 @@ pub async fn get(
     let days = match range {
         Some((from, to)) => Some(
             store
-                .usage_by_day(auth.tenant_id, from, to)
+                .usage_by_day(auth.project().into(), from, to)
                 .await?
                 .into_iter()
                 .map(DayView::from)
@@ -228,10 +297,19 @@ pub async fn get(
         ),
         None => None,
     };
+    // The quota is the tenant's, over all its projects; the counts below are the project's.
+    let today = now.to_offset(time::UtcOffset::UTC).date();
+    let month = MonthPeriod::of(now);
+    let project = auth.project().into();
+    let project_today = store.usage_between(project, today, today).await?;
+    let project_month = store
+        .usage_between(project, month.first_day(), month.last_day())
+        .await?;
     let (day_reset, month_reset) = resets_at(now);
     Ok(UsageView {
         object: "usage",
         tenant_id: auth.tenant_id,
+        project_id: auth.project_id,
         emails: EmailsUsageView {
             daily: QuotaView {
                 used: usage.today.used,
@@ -257,8 +335,8 @@ pub async fn get(
                 .min(),
             duration: "60000ms",
         },
-        today: usage.today.into(),
-        month: usage.month.into(),
+        today: project_today.into(),
+        month: project_month.into(),
         days,
     })
 }
@@ -275,7 +353,7 @@ pub async fn tenant_month(
     // An unknown tenant is a 404, not a month of zeros.
     store.tenant_limits(tenant).await?;
     let days = store
-        .usage_by_day(tenant, period.first_day(), period.last_day())
+        .usage_by_day(tenant.into(), period.first_day(), period.last_day())
         .await?;
     let mut total = UsageTotals::default();
     for day in &days {
@@ -291,5 +369,6 @@ pub async fn tenant_month(
         api_requests: total.api_requests,
         breakdown: total.into(),
         days: days.into_iter().map(DayView::from).collect(),
+        projects: projects_month(store, tenant, period).await?,
     })
 }

@@ -1,4 +1,4 @@
-//! Counting authenticated REST requests per tenant for its usage figures.
+//! Counting authenticated REST requests per project for its usage figures.
 //!
 //! A database write per request would cost more than most requests; the counts gather in
 //! memory and are added to `usage_daily` once a second, when usage is read (so a tenant reading
@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
-use missive_core::TenantId;
+use missive_core::ProjectRef;
 use missive_store::{Store, StoreError};
 use tokio_util::sync::CancellationToken;
 
@@ -19,12 +19,12 @@ const FLUSH_EVERY: Duration = Duration::from_secs(1);
 /// Requests counted in this process and not yet written.
 #[derive(Debug, Default)]
 pub struct RequestCounter {
-    pending: Mutex<HashMap<TenantId, i64>>,
+    pending: Mutex<HashMap<ProjectRef, i64>>,
 }
 
 impl RequestCounter {
-    /// Counts one request of `tenant`.
-    pub fn count(&self, tenant: TenantId) {
+    /// Counts one request of `project`.
+    pub fn count(&self, tenant: ProjectRef) {
         *self
             .pending
             .lock()
@@ -38,7 +38,7 @@ impl RequestCounter {
     /// # Errors
     /// Database failures.
     pub async fn flush(&self, store: &Store) -> Result<(), StoreError> {
-        let taken: Vec<(TenantId, i64)> =
+        let taken: Vec<(ProjectRef, i64)> =
             std::mem::take(&mut *self.pending.lock().unwrap_or_else(PoisonError::into_inner))
                 .into_iter()
                 .collect();

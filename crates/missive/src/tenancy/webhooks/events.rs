@@ -39,12 +39,12 @@ impl Webhooks {
         id: WebhookId,
         query: &ListWebhookEventsQuery,
     ) -> Result<WebhookEventList, ServiceError> {
-        let tenant_id = caller.require(Scope::WebhooksManage)?;
+        let reach = caller.require_reach(Scope::WebhooksManage)?;
         let limit = page_limit(query.limit)?;
-        self.store.get_webhook(tenant_id, id).await?;
+        self.store.get_webhook(reach, id).await?;
         let (events, has_more) = self
             .store
-            .list_webhook_events(tenant_id, id, query.after, limit)
+            .list_webhook_events(reach, id, query.after, limit)
             .await?;
         Ok(WebhookEventList {
             object: "list",
@@ -63,10 +63,10 @@ impl Webhooks {
         id: WebhookId,
         event_id: WebhookEventId,
     ) -> Result<WebhookEventView, ServiceError> {
-        let tenant_id = caller.require(Scope::WebhooksManage)?;
+        let reach = caller.require_reach(Scope::WebhooksManage)?;
         let (record, content) = self
             .store
-            .get_webhook_event(tenant_id, id, event_id)
+            .get_webhook_event(reach, id, event_id)
             .await?;
         let payload = serde_json::from_slice(&content.payload().body()).ok();
         Ok(event_view(&record, payload))
@@ -82,11 +82,11 @@ impl Webhooks {
         id: WebhookId,
         event_id: WebhookEventId,
     ) -> Result<WebhookAttemptList, ServiceError> {
-        let tenant_id = caller.require(Scope::WebhooksManage)?;
+        let reach = caller.require_reach(Scope::WebhooksManage)?;
         self.store
-            .get_webhook_event(tenant_id, id, event_id)
+            .get_webhook_event(reach, id, event_id)
             .await?;
-        let attempts = self.store.webhook_attempts(tenant_id, event_id).await?;
+        let attempts = self.store.webhook_attempts(reach, event_id).await?;
         Ok(WebhookAttemptList {
             object: "list",
             data: attempts
@@ -113,9 +113,9 @@ impl Webhooks {
         id: WebhookId,
         event_id: WebhookEventId,
     ) -> Result<WebhookEventRefView, ServiceError> {
-        let tenant_id = caller.require(Scope::WebhooksManage)?;
+        let reach = caller.require_reach(Scope::WebhooksManage)?;
         self.store
-            .replay_webhook_event(tenant_id, id, event_id)
+            .replay_webhook_event(reach, id, event_id)
             .await?;
         Ok(WebhookEventRefView {
             object: "webhook_event",
@@ -132,8 +132,8 @@ impl Webhooks {
         caller: Caller<'_>,
         id: WebhookId,
     ) -> Result<WebhookEventRefView, ServiceError> {
-        let tenant_id = caller.require(Scope::WebhooksManage)?;
-        let event_id = self.store.queue_test_webhook_event(tenant_id, id).await?;
+        let reach = caller.require_reach(Scope::WebhooksManage)?;
+        let event_id = self.store.queue_test_webhook_event(reach, id).await?;
         Ok(WebhookEventRefView {
             object: "webhook_event",
             id: event_id,

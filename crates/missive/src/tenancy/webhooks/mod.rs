@@ -89,6 +89,7 @@ fn view(record: WebhookRecord, signing_secret: Option<String>) -> WebhookView {
         object: "webhook",
         id: record.id,
         tenant_id: record.tenant_id,
+        project_id: record.project_id,
         status: record.status,
         endpoint: record.endpoint,
         events: record.events,
@@ -175,7 +176,8 @@ impl Webhooks {
         caller: Caller<'_>,
         request: &CreateWebhookRequest,
     ) -> Result<WebhookSecretView, ServiceError> {
-        let tenant_id = caller.require(Scope::WebhooksManage)?;
+        let project = caller.require_project(Scope::WebhooksManage)?;
+        let tenant_id = project.tenant_id;
         let events = event_types(&request.events)?;
         self.sealer()?;
         self.targets
@@ -186,7 +188,7 @@ impl Webhooks {
         let record = self
             .store
             .insert_webhook(
-                tenant_id,
+                project,
                 &NewWebhook {
                     id: WebhookId::new(),
                     endpoint: &request.endpoint,
@@ -208,8 +210,9 @@ impl Webhooks {
         caller: Caller<'_>,
         id: WebhookId,
     ) -> Result<WebhookView, ServiceError> {
-        let tenant_id = caller.require(Scope::WebhooksManage)?;
-        let record = self.store.get_webhook(tenant_id, id).await?;
+        let reach = caller.require_reach(Scope::WebhooksManage)?;
+        let tenant_id = reach.tenant_id;
+        let record = self.store.get_webhook(reach, id).await?;
         let secret = self.open(tenant_id, &record.secret())?;
         Ok(view(record, Some(secret)))
     }
@@ -223,9 +226,9 @@ impl Webhooks {
         caller: Caller<'_>,
         query: &ListWebhooksQuery,
     ) -> Result<WebhookList, ServiceError> {
-        let tenant_id = caller.require(Scope::WebhooksManage)?;
+        let reach = caller.require_reach(Scope::WebhooksManage)?;
         let (cursor, limit) = page(query.limit, query.after, query.before)?;
-        let page = self.store.list_webhooks(tenant_id, cursor, limit).await?;
+        let page = self.store.list_webhooks(reach, cursor, limit).await?;
         Ok(WebhookList {
             object: "list",
             data: page.webhooks.into_iter().map(|w| view(w, None)).collect(),
@@ -243,7 +246,8 @@ impl Webhooks {
         id: WebhookId,
         request: &UpdateWebhookRequest,
     ) -> Result<WebhookRefView, ServiceError> {
-        let tenant_id = caller.require(Scope::WebhooksManage)?;
+        let reach = caller.require_reach(Scope::WebhooksManage)?;
+        let tenant_id = reach.tenant_id;
         if request.webhook_id.is_some_and(|given| given != id) {
             return Err(ServiceError::Invalid(
                 "webhook_id: not the id in the path".to_owned(),
@@ -259,7 +263,7 @@ impl Webhooks {
         let record = self
             .store
             .update_webhook(
-                tenant_id,
+                reach,
                 id,
                 &WebhookPatch {
                     endpoint: request.endpoint.as_deref(),
@@ -284,12 +288,13 @@ impl Webhooks {
         caller: Caller<'_>,
         id: WebhookId,
     ) -> Result<WebhookSecretView, ServiceError> {
-        let tenant_id = caller.require(Scope::WebhooksManage)?;
+        let reach = caller.require_reach(Scope::WebhooksManage)?;
+        let tenant_id = reach.tenant_id;
         let secret = self.seal(tenant_id, &SigningSecret::generate())?;
         let until = OffsetDateTime::now_utc() + self.overlap;
         let record = self
             .store
-            .rotate_webhook_secret(tenant_id, id, &secret, until)
+            .rotate_webhook_secret(reach, id, &secret, until)
             .await?;
         tracing::info!(%tenant_id, webhook_id = %id, "webhook signing secret rotated");
         Ok(self.secret_view(&record)?)
@@ -304,8 +309,9 @@ impl Webhooks {
         caller: Caller<'_>,
         id: WebhookId,
     ) -> Result<DeletedWebhook, ServiceError> {
-        let tenant_id = caller.require(Scope::WebhooksManage)?;
-        self.store.delete_webhook(tenant_id, id).await?;
+        let reach = caller.require_reach(Scope::WebhooksManage)?;
+        let tenant_id = reach.tenant_id;
+        self.store.delete_webhook(reach, id).await?;
         tracing::info!(%tenant_id, webhook_id = %id, "webhook deleted");
         Ok(DeletedWebhook {
             object: "webhook",

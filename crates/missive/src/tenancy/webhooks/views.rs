@@ -2,7 +2,8 @@
 //! and the requests that change them.
 
 use missive_core::{
-    TenantId, WebhookEventId, WebhookEventStatus, WebhookEventType, WebhookId, WebhookStatus,
+    ProjectId, TenantId, WebhookEventId, WebhookEventStatus, WebhookEventType, WebhookId,
+    WebhookStatus,
 };
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
@@ -42,6 +43,7 @@ pub struct WebhookView {
     pub object: &'static str,
     pub id: WebhookId,
     pub tenant_id: TenantId,
+    pub project_id: ProjectId,
     pub endpoint: String,
     pub events: Vec<WebhookEventType>,
     pub status: WebhookStatus,
