@@ -144,6 +144,24 @@ async fn ensure_template(admin: &mut PgConnection) -> String {
     template
 }
 
+/// A new, empty database (no migrations applied), for a test that migrates it step by step.
+/// Returns its URL.
+///
+/// # Panics
+/// When the test cluster is unreachable.
+pub async fn empty_database() -> String {
+    let mut admin = PgConnection::connect(server_url())
+        .await
+        .expect("connect to the test cluster");
+    let name = format!("test_{}", uuid::Uuid::new_v4().simple());
+    admin
+        .execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
+        .await
+        .expect("create an empty database");
+    admin.close().await.ok();
+    url_for(&name)
+}
+
 /// A fresh, migrated database for one test.
 #[derive(Debug)]
 pub struct TestDb {

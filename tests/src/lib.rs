@@ -19,11 +19,11 @@ pub mod sink;
 pub mod smtp_client;
 
 pub use counter::ConnectionCounter;
-pub use db::{TestDb, pg_bin, workspace_root};
+pub use db::{TestDb, empty_database, pg_bin, workspace_root};
 pub use dns::DnsServer;
 pub use http::{
-    Auth, CreatedTenant, Response, TEST_SECRET_KEY, TEST_SECRET_KEY_BASE64, TestApp, http_client,
-    init_process,
+    ADMIN_KEY, Auth, CreatedTenant, Response, TEST_SECRET_KEY, TEST_SECRET_KEY_BASE64, TestApp,
+    http_client, init_process,
 };
 pub use process::ApiProcess;
 pub use python::{

@@ -39,8 +39,8 @@ pub use ids::{
 };
 pub use limits::{Limits, MonthPeriod, QuotaPeriod};
 pub use named::{Named, UnknownName};
-pub use project::{DEFAULT_PROJECT_NAME, ProjectName, ProjectRef, Reach};
 pub use network::{IpNetwork, NetworkError};
+pub use project::{DEFAULT_PROJECT_NAME, ProjectName, ProjectRef, Reach};
 pub use routing::{RelaySpec, Route, RouteKind};
 pub use scope::{Scope, ScopeError, Scopes};
 pub use tenant::{

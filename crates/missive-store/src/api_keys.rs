@@ -1,7 +1,8 @@
 //! API key rows. Only the SHA-256 of a key is stored; lookups go by that hash.
 
 use missive_core::{
-    ApiKeyHash, ApiKeyId, ProjectId, ProjectRef, Reach, Scopes, SendingPolicy, TenantId, TenantStatus,
+    ApiKeyHash, ApiKeyId, ProjectId, ProjectRef, Reach, Scopes, SendingPolicy, TenantId,
+    TenantStatus,
 };
 use sqlx::PgConnection;
 use time::OffsetDateTime;

@@ -6,8 +6,9 @@
 
 use missive_core::outcome::BounceClass;
 use missive_core::submission::RecipientKind;
-use missive_core::{ProjectId, Reach, 
-    DeliveryId, DeliveryStatus, EmailId, EventKind, RouteKind, TenantId, WebhookStatus,
+use missive_core::{
+    DeliveryId, DeliveryStatus, EmailId, EventKind, ProjectId, Reach, RouteKind, TenantId,
+    WebhookStatus,
 };
 use sqlx::PgConnection;
 use time::OffsetDateTime;
@@ -110,21 +111,15 @@ impl Store {
     ) -> Result<EmailRecord, StoreError> {
         let reach = reach.into();
         let tenant_id = reach.tenant_id;
-        self.confined_read(reach, async |conn| {
-            select_email(conn, tenant_id, id).await
-        })
-        .await
+        self.confined_read(reach, async |conn| select_email(conn, tenant_id, id).await)
+            .await
     }
 
     /// One email of one tenant with its recipients and its history, read in one transaction.
     ///
     /// # Errors
     /// `NotFound` when the tenant has no such email.
-    pub async fn email_detail(
-        &self,
-        reach: Reach,
-        id: EmailId,
-    ) -> Result<EmailDetail, StoreError> {
+    pub async fn email_detail(&self, reach: Reach, id: EmailId) -> Result<EmailDetail, StoreError> {
         let tenant_id = reach.tenant_id;
         self.confined_read(reach, async |conn| {
             Ok(EmailDetail {

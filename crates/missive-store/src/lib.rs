@@ -45,7 +45,6 @@ mod writer;
 
 pub use accept::{IDEMPOTENCY_WINDOW, IdempotencyRecord, InsertOutcome, NewEmail};
 pub use api_keys::{ApiKeyRecord, KeyForAuth, NewApiKeyRow};
-pub use projects::{ProjectPatch, ProjectRecord, ProjectUsage};
 pub use console::{ActivityCounts, ActivityPoint, ConsoleSessionRecord, QueueRow, SessionOwner};
 pub use cursor::Cursor;
 pub use deliveries::{DeliveryResult, LeasedDelivery, OutgoingMessage};
@@ -55,6 +54,7 @@ pub use domains::{
 pub use emails::{DeliveryRecord, EmailDetail, EmailFilter, EmailPage, EmailRecord, EventRecord};
 pub use error::StoreError;
 pub use outbox::{LeasedWebhookEvent, WebhookAttemptResult};
+pub use projects::{ProjectPatch, ProjectRecord, ProjectUsage};
 pub use relays::{PasswordChange, RelayPatch, StoredRelay};
 pub use suppressions::{SuppressionKey, SuppressionPage, SuppressionRecord};
 pub use templates::{
@@ -324,7 +324,12 @@ impl Store {
         // project-owned tables to it, and rows written without a project land in it.
         let project = reach
             .project_id
-            .map(|p| format!("; SET LOCAL app.project_id = '{}'", p.as_uuid().hyphenated()))
+            .map(|p| {
+                format!(
+                    "; SET LOCAL app.project_id = '{}'",
+                    p.as_uuid().hyphenated()
+                )
+            })
             .unwrap_or_default();
         let begin = format!(
             "{begin}; SET LOCAL ROLE missive_tenant; SET LOCAL app.tenant_id = '{}'{project}",
@@ -357,7 +362,9 @@ impl Store {
         tenant: impl Into<Reach>,
         work: impl AsyncFnOnce(&mut PgConnection) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
-        let mut tx = self.begin_confined(tenant.into(), "BEGIN READ ONLY").await?;
+        let mut tx = self
+            .begin_confined(tenant.into(), "BEGIN READ ONLY")
+            .await?;
         work(&mut tx).await
     }
 

@@ -144,7 +144,10 @@ impl Store {
     ///
     /// # Errors
     /// Database failures.
-    pub async fn list_projects(&self, tenant_id: TenantId) -> Result<Vec<ProjectRecord>, StoreError> {
+    pub async fn list_projects(
+        &self,
+        tenant_id: TenantId,
+    ) -> Result<Vec<ProjectRecord>, StoreError> {
         self.confined_read(tenant_id, async |conn| {
             Ok(query_projects!(
                 "SELECT ",

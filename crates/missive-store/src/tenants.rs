@@ -4,8 +4,8 @@ use std::net::IpAddr;
 
 use missive_core::routing::{RelayTls, TenantRelay};
 use missive_core::{
-    DEFAULT_PROJECT_NAME, Domain, IpNetwork, Limits, Mailbox, ProjectId, ProjectRef,
-    SendingPolicy, TenantId, TenantName, TenantSettings, TenantStatus,
+    DEFAULT_PROJECT_NAME, Domain, IpNetwork, Limits, Mailbox, ProjectId, ProjectRef, SendingPolicy,
+    TenantId, TenantName, TenantSettings, TenantStatus,
 };
 use sqlx::PgConnection;
 use time::OffsetDateTime;

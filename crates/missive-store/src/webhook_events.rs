@@ -3,8 +3,8 @@
 
 use missive_core::outcome::BounceClass;
 use missive_core::submission::RecipientKind;
-use missive_core::{Reach, 
-    EmailId, TenantId, WebhookEventId, WebhookEventStatus, WebhookEventType, WebhookId,
+use missive_core::{
+    EmailId, Reach, TenantId, WebhookEventId, WebhookEventStatus, WebhookEventType, WebhookId,
     WebhookStatus,
 };
 use time::OffsetDateTime;

@@ -1,7 +1,9 @@
 //! Tenant webhook endpoints: their URL, the event types they take, their status and their sealed
 //! signing secrets (the current one, and the previous one during a rotation's overlap).
 
-use missive_core::{ProjectId, ProjectRef, Reach, TenantId, WebhookEventType, WebhookId, WebhookStatus};
+use missive_core::{
+    ProjectId, ProjectRef, Reach, TenantId, WebhookEventType, WebhookId, WebhookStatus,
+};
 use time::OffsetDateTime;
 
 use crate::checked::records;

@@ -149,15 +149,21 @@ async fn commit_group(store: &Store, group: Vec<Pending>, shard: i16) {
             // that fit its quota are stored, exactly as if they had come one at a time.
             let mut held: Vec<(Pending, QuotaPeriod)> = Vec::new();
             for pending in group {
-                match refused.iter().find(|(t, _)| *t == pending.project.tenant_id) {
+                match refused
+                    .iter()
+                    .find(|(t, _)| *t == pending.project.tenant_id)
+                {
                     None => {
                         let _ = pending.done.send(Ok(()));
                     }
                     Some((_, period)) => held.push((pending, *period)),
                 }
             }
-            let requests_of =
-                |tenant: TenantId| held.iter().filter(|(p, _)| p.project.tenant_id == tenant).count();
+            let requests_of = |tenant: TenantId| {
+                held.iter()
+                    .filter(|(p, _)| p.project.tenant_id == tenant)
+                    .count()
+            };
             let several: Vec<bool> = held
                 .iter()
                 .map(|(p, _)| requests_of(p.project.tenant_id) > 1)

@@ -197,7 +197,10 @@ async fn postgres_confines_the_tenant_role_to_its_transactions_tenant() {
     assert_eq!(tenant.unwrap_or_default(), "");
     assert!(!read_only);
     let email_id: missive_core::EmailId = sent[0].parse().unwrap();
-    let read = store.get_email(missive_core::TenantId::from_uuid(acme_id), email_id).await.unwrap();
+    let read = store
+        .get_email(missive_core::TenantId::from_uuid(acme_id), email_id)
+        .await
+        .unwrap();
     assert_eq!(read.id, email_id);
     let (role, tenant, read_only) = leftover().await;
     assert_ne!(role, "missive_tenant");
@@ -206,7 +209,9 @@ async fn postgres_confines_the_tenant_role_to_its_transactions_tenant() {
     // And it never reaches another tenant's email, by id.
     let theirs: missive_core::EmailId = sent[1].parse().unwrap();
     assert!(matches!(
-        store.get_email(missive_core::TenantId::from_uuid(acme_id), theirs).await,
+        store
+            .get_email(missive_core::TenantId::from_uuid(acme_id), theirs)
+            .await,
         Err(missive_store::StoreError::NotFound)
     ));
     let everyone: i64 = sqlx::query_scalar("SELECT count(DISTINCT tenant_id) FROM emails")

@@ -17,6 +17,7 @@ mod layout;
 mod limits;
 mod openapi;
 mod outbox;
+mod projects;
 mod recovery;
 mod resend_sdk;
 mod routing;

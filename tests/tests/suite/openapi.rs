@@ -72,7 +72,10 @@ const ROUTES: &[(&str, &str)] = &[
     ("delete", "/v1/tenants/{id}/projects/{project_id}"),
     ("post", "/v1/tenants/{id}/projects/{project_id}/api-keys"),
     ("get", "/v1/tenants/{id}/projects/{project_id}/api-keys"),
-    ("delete", "/v1/tenants/{id}/projects/{project_id}/api-keys/{key_id}"),
+    (
+        "delete",
+        "/v1/tenants/{id}/projects/{project_id}/api-keys/{key_id}",
+    ),
     ("get", "/v1/projects"),
     ("post", "/v1/projects"),
     ("get", "/v1/projects/usage"),

@@ -13,9 +13,9 @@ use governor::clock::{Clock, DefaultClock};
 use governor::middleware::StateInformationMiddleware;
 use governor::state::{InMemoryState, NotKeyed};
 use governor::{Quota, RateLimiter};
-use missive_core::{ApiKeyId, ProjectRef};
 #[cfg(test)]
 use missive_core::TenantId;
+use missive_core::{ApiKeyId, ProjectRef};
 
 pub use crate::tenancy::credentials::CallerRates;
 
@@ -157,7 +157,11 @@ mod tests {
     #[test]
     fn the_stricter_limit_refuses_and_the_other_keeps_its_room() {
         let limits = RateLimits::default();
-        let (tenant, key, other_key) = (ProjectRef::default_of(TenantId::new()), ApiKeyId::new(), ApiKeyId::new());
+        let (tenant, key, other_key) = (
+            ProjectRef::default_of(TenantId::new()),
+            ApiKeyId::new(),
+            ApiKeyId::new(),
+        );
         let rates = CallerRates {
             tenant: Some(5),
             key: Some(2),
@@ -187,7 +191,11 @@ mod tests {
         // Another tenant is untouched.
         assert!(
             limits
-                .check(ProjectRef::default_of(TenantId::new()), Some(other_key), other)
+                .check(
+                    ProjectRef::default_of(TenantId::new()),
+                    Some(other_key),
+                    other
+                )
                 .is_ok()
         );
     }

@@ -25,9 +25,7 @@ pub mod render;
 mod structured;
 
 use missive_core::submission::{Draft, Submission};
-use missive_core::{
-    EmailId, Fingerprint, IdempotencyKey, ProjectRef, QuotaPeriod, SendingPolicy,
-};
+use missive_core::{EmailId, Fingerprint, IdempotencyKey, ProjectRef, QuotaPeriod, SendingPolicy};
 use missive_store::{EmailWriter, IdempotencyRecord, InsertOutcome, NewEmail, StoreError};
 use time::OffsetDateTime;
 

@@ -7,7 +7,9 @@
 //! quotas) is reached by every project's keys. The operator reaches all of a tenant's projects,
 //! and its writes land in the project it names, else the default.
 
-use missive_core::{ApiKeyId, ProjectId, ProjectRef, Reach, Scope, Scopes, SendingPolicy, TenantId};
+use missive_core::{
+    ApiKeyId, ProjectId, ProjectRef, Reach, Scope, Scopes, SendingPolicy, TenantId,
+};
 
 use crate::tenancy::credentials::{Authenticated, CallerRates};
 

@@ -7,8 +7,7 @@
 //! edges decide how much of the reason to tell).
 
 use missive_core::{
-    ApiKeyHash, ApiKeyId, ProjectId, Scopes, SendingPolicy, TenantId, TenantStatus,
-    parse_api_key,
+    ApiKeyHash, ApiKeyId, ProjectId, Scopes, SendingPolicy, TenantId, TenantStatus, parse_api_key,
 };
 use missive_store::{Store, StoreError};
 use time::{Duration, OffsetDateTime};

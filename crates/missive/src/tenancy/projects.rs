@@ -100,8 +100,7 @@ fn name(raw: &str) -> Result<ProjectName, ServiceError> {
 }
 
 fn networks(raw: &[String]) -> Result<Vec<IpNetwork>, ServiceError> {
-    IpNetwork::parse_list(raw)
-        .map_err(|e| ServiceError::Invalid(format!("trusted_networks: {e}")))
+    IpNetwork::parse_list(raw).map_err(|e| ServiceError::Invalid(format!("trusted_networks: {e}")))
 }
 
 fn rate(n: u32) -> Result<u32, ServiceError> {

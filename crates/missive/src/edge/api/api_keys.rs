@@ -35,7 +35,13 @@ pub async fn admin_create_api_key(
     ApiPath(tenant_id): ApiPath<TenantId>,
     ApiJson(request): ApiJson<CreateApiKeyRequest>,
 ) -> Result<(StatusCode, Json<CreatedApiKeyView>), ApiError> {
-    let created = accounts::create_api_key(&state.store, ProjectRef::default_of(tenant_id), None, &request).await?;
+    let created = accounts::create_api_key(
+        &state.store,
+        ProjectRef::default_of(tenant_id),
+        None,
+        &request,
+    )
+    .await?;
     Ok((StatusCode::CREATED, Json(created)))
 }
 
@@ -105,7 +111,9 @@ pub async fn create_api_key(
     ApiJson(request): ApiJson<CreateApiKeyRequest>,
 ) -> Result<(StatusCode, Json<CreatedApiKeyView>), ApiError> {
     auth.require(Scope::FullAccess)?;
-    let created = accounts::create_api_key(&state.store, auth.project(), Some(&auth.scopes), &request).await?;
+    let created =
+        accounts::create_api_key(&state.store, auth.project(), Some(&auth.scopes), &request)
+            .await?;
     Ok((StatusCode::CREATED, Json(created)))
 }
 

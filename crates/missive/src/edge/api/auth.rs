@@ -14,8 +14,8 @@ use crate::edge::state::AppState;
 pub use crate::tenancy::caller::TenantAuth;
 use crate::tenancy::credentials::{self, CredentialError};
 use axum::extract::FromRequestParts;
-use axum::http::header::AUTHORIZATION;
 use axum::http::HeaderMap;
+use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 use missive_core::{ProjectId, ProjectRef, Reach, TenantId};
 
@@ -151,17 +151,14 @@ impl FromRequestParts<AppState> for TenantAuth {
             })?;
         tracing::Span::current().record("tenant_id", tracing::field::display(key.tenant_id));
         matching_headers(parts, key.tenant_id, key.project_id)?;
-        match state
-            .rates
-            .check(
-                ProjectRef {
-                    tenant_id: key.tenant_id,
-                    project_id: key.project_id,
-                },
-                Some(key.key_id),
-                key.rates,
-            )
-        {
+        match state.rates.check(
+            ProjectRef {
+                tenant_id: key.tenant_id,
+                project_id: key.project_id,
+            },
+            Some(key.key_id),
+            key.rates,
+        ) {
             Ok(Some(rate)) => {
                 if let Some(slot) = parts.extensions.get::<RateHeaders>() {
                     slot.set(rate);

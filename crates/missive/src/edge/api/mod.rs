@@ -125,9 +125,15 @@ fn routes() -> OpenApiRouter<AppState> {
             projects::admin_list_project_keys
         ))
         .routes(routes!(projects::admin_revoke_project_key))
-        .routes(routes!(own_projects::list_projects, own_projects::create_project))
+        .routes(routes!(
+            own_projects::list_projects,
+            own_projects::create_project
+        ))
         .routes(routes!(own_projects::projects_usage))
-        .routes(routes!(own_projects::get_project, own_projects::update_project))
+        .routes(routes!(
+            own_projects::get_project,
+            own_projects::update_project
+        ))
         .routes(routes!(
             own_projects::create_project_key,
             own_projects::list_project_keys

@@ -31,7 +31,7 @@ use crate::tenancy::usage::{PeriodQuery, TenantUsageView};
 )]
 pub async fn list_projects(
     auth: TenantAuth,
-    State(state): State<AppState>
+    State(state): State<AppState>,
 ) -> Result<Json<ProjectList>, ApiError> {
     let out = projects::list(&state.store, (&auth).into()).await?;
     Ok(Json(out))

@@ -165,7 +165,8 @@ pub async fn admin_create_project_key(
     ApiPath((tenant, project)): ApiPath<(TenantId, ProjectId)>,
     ApiJson(request): ApiJson<CreateApiKeyRequest>,
 ) -> Result<(StatusCode, Json<CreatedApiKeyView>), ApiError> {
-    let out = projects::create_key(&state.store, Caller::operator(tenant), project, &request).await?;
+    let out =
+        projects::create_key(&state.store, Caller::operator(tenant), project, &request).await?;
     Ok((StatusCode::CREATED, Json(out)))
 }
 

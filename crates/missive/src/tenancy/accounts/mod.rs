@@ -6,9 +6,8 @@
 use missive_core::routing::{RelayTls, TenantRelay};
 use missive_core::{
     ApiKeyId, Domain, IpNetwork, MAX_NAME_CHARS, NewApiKey, ProjectRef, Reach, Scope, ScopeError,
-    Scopes, TenantId,
-    TenantName, TenantSettings, TenantSettingsError, parse_display_name, parse_label,
-    parse_setting_mailbox,
+    Scopes, TenantId, TenantName, TenantSettings, TenantSettingsError, parse_display_name,
+    parse_label, parse_setting_mailbox,
 };
 use missive_store::{
     LimitsPatch, NewApiKeyRow, NewTenant, PasswordChange, RelayPatch, SealedSecret, Store,

@@ -26,10 +26,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use missive_core::TemplateId;
-use missive_core::{ProjectRef, TenantId};
 use missive_core::template::{
     Compiled, MAX_CLOSURE, MAX_INCLUDE_DEPTH, TemplateError, TemplateRef, Unit, Variable,
 };
+use missive_core::{ProjectRef, TenantId};
 use missive_store::listen::ListenEvent;
 use missive_store::{PublishedLookup, Store, StoreError, TemplateContent};
 
@@ -177,7 +177,11 @@ impl Templates {
         allow_draft: bool,
         named: &str,
     ) -> Result<Ready, LookupError> {
-        let (ready_head, root) = match self.store.published_template(project.into(), reference).await? {
+        let (ready_head, root) = match self
+            .store
+            .published_template(project.into(), reference)
+            .await?
+        {
             PublishedLookup::Found(published) => {
                 let published = *published;
                 (
@@ -266,7 +270,11 @@ impl Templates {
                 break;
             }
             let mut next = Vec::new();
-            for published in self.store.published_by_alias(project.into(), &pending).await? {
+            for published in self
+                .store
+                .published_by_alias(project.into(), &pending)
+                .await?
+            {
                 let Some(alias) = published.alias.clone() else {
                     continue;
                 };

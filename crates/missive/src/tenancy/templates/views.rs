@@ -470,9 +470,7 @@ impl Templates {
     ) -> Result<RenderedTemplate, ServiceError> {
         let project = caller.require_project(Scope::TemplatesRead)?;
         let reference = reference(id)?;
-        let ready = self
-            .for_preview(project, &reference, request.draft)
-            .await?;
+        let ready = self.for_preview(project, &reference, request.draft).await?;
         let rendered = ready
             .compiled
             .render(&request.variables, true)

@@ -64,10 +64,7 @@ impl Webhooks {
         event_id: WebhookEventId,
     ) -> Result<WebhookEventView, ServiceError> {
         let reach = caller.require_reach(Scope::WebhooksManage)?;
-        let (record, content) = self
-            .store
-            .get_webhook_event(reach, id, event_id)
-            .await?;
+        let (record, content) = self.store.get_webhook_event(reach, id, event_id).await?;
         let payload = serde_json::from_slice(&content.payload().body()).ok();
         Ok(event_view(&record, payload))
     }
@@ -83,9 +80,7 @@ impl Webhooks {
         event_id: WebhookEventId,
     ) -> Result<WebhookAttemptList, ServiceError> {
         let reach = caller.require_reach(Scope::WebhooksManage)?;
-        self.store
-            .get_webhook_event(reach, id, event_id)
-            .await?;
+        self.store.get_webhook_event(reach, id, event_id).await?;
         let attempts = self.store.webhook_attempts(reach, event_id).await?;
         Ok(WebhookAttemptList {
             object: "list",
@@ -114,9 +109,7 @@ impl Webhooks {
         event_id: WebhookEventId,
     ) -> Result<WebhookEventRefView, ServiceError> {
         let reach = caller.require_reach(Scope::WebhooksManage)?;
-        self.store
-            .replay_webhook_event(reach, id, event_id)
-            .await?;
+        self.store.replay_webhook_event(reach, id, event_id).await?;
         Ok(WebhookEventRefView {
             object: "webhook_event",
             id: event_id,
