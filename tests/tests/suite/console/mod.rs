@@ -12,6 +12,7 @@ use missive_tests::{
 use serde_json::json;
 
 mod activity;
+mod projects;
 
 const XSS: &str = "<script>alert(1)</script>";
 

@@ -11,6 +11,7 @@
 
 mod charts;
 mod operator;
+mod projects;
 mod session;
 mod tenant;
 mod views;
@@ -69,6 +70,8 @@ pub fn router(state: AppState) -> Router {
         .route("/domains/{id}", get(tenant::domain))
         .route("/domains/{id}/verify", post(tenant::verify_domain))
         .route("/usage", get(tenant::usage))
+        .route("/projects", get(projects::list))
+        .route("/projects/switch", post(projects::switch))
         .fallback(not_found)
         .with_state(state)
         .layer(axum::middleware::from_fn(security_headers));

@@ -204,6 +204,13 @@ async fn tenant_page(
         before: None,
     };
     let suppressions = suppressions::list(&state.store, Caller::operator(id), &query).await?;
+    state.requests.flush_logged(&state.store).await;
+    let projects = crate::tenancy::usage::projects_month(
+        &state.store,
+        id,
+        missive_core::MonthPeriod::of(time::OffsetDateTime::now_utc()),
+    )
+    .await?;
     sample_activity(&state.store).await;
     let (day, spark) = last_day(state, &[id])
         .await?
@@ -216,6 +223,7 @@ async fn tenant_page(
         json!({
             "tenant": value(&tenant),
             "keys": value(&keys),
+            "projects": value(&projects),
             "suppressions": value(&suppressions.data),
             "day": counts(day),
             "spark": spark,

@@ -69,6 +69,12 @@ impl Session {
         }
     }
 
+    /// The SHA-256 of the session's token, which names its row.
+    #[must_use]
+    pub const fn token_hash(&self) -> &[u8; 32] {
+        &self.token_hash
+    }
+
     /// Refuses a tenant session on the operator's pages.
     ///
     /// # Errors

@@ -10,6 +10,8 @@ use axum::response::{IntoResponse, Response};
 use handlebars::{Handlebars, handlebars_helper};
 use serde_json::{Value, json};
 
+use missive_core::Scope;
+
 use super::session::{ConsoleError, Session, Viewer};
 use crate::edge::api::error::ApiError;
 
@@ -19,7 +21,7 @@ pub struct Views {
     registry: Handlebars<'static>,
 }
 
-const TEMPLATES: [(&str, &str); 16] = [
+const TEMPLATES: [(&str, &str); 17] = [
     ("layout", include_str!("templates/layout.hbs")),
     ("login", include_str!("templates/login.hbs")),
     ("error", include_str!("templates/error.hbs")),
@@ -39,6 +41,7 @@ const TEMPLATES: [(&str, &str); 16] = [
     ("domains", include_str!("templates/domains.hbs")),
     ("domain", include_str!("templates/domain.hbs")),
     ("usage", include_str!("templates/usage.hbs")),
+    ("projects", include_str!("templates/projects.hbs")),
 ];
 
 // An RFC 3339 time as `YYYY-MM-DD HH:MM:SS` (UTC, as the API gives it).
@@ -110,7 +113,12 @@ fn draw(template: &str, context: &Value) -> Result<String, ConsoleError> {
 fn frame(session: Option<&Session>, section: &str) -> Value {
     let viewer = session.map(|s| match &s.viewer {
         Viewer::Operator => json!({ "operator": true }),
-        Viewer::Tenant(auth) => json!({ "operator": false, "tenant_id": auth.tenant_id }),
+        Viewer::Tenant(auth) => json!({
+            "operator": false,
+            "tenant_id": auth.tenant_id,
+            "project_id": auth.project_id,
+            "manages_projects": auth.scopes.allows(Scope::ProjectsManage),
+        }),
     });
     json!({
         "viewer": viewer,
