@@ -7,7 +7,7 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use crate::event::WebhookEventType;
-use crate::ids::{EmailId, TenantId};
+use crate::ids::{EmailId, ProjectId, TenantId};
 use crate::outcome::BounceClass;
 
 /// One event as its outbox row and the email event it reports tell it.
@@ -16,6 +16,8 @@ pub struct Payload<'a> {
     pub kind: WebhookEventType,
     pub created_at: OffsetDateTime,
     pub tenant_id: TenantId,
+    /// The project whose endpoint it goes to.
+    pub project_id: ProjectId,
     /// The email it is about; none for a test event.
     pub email_id: Option<EmailId>,
     pub from: Option<&'a str>,
@@ -44,6 +46,7 @@ struct Data<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     email_id: Option<EmailId>,
     tenant_id: TenantId,
+    project_id: ProjectId,
     #[serde(skip_serializing_if = "Option::is_none")]
     from: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -96,6 +99,7 @@ impl Payload<'_> {
             data: Data {
                 email_id: self.email_id,
                 tenant_id: self.tenant_id,
+                project_id: self.project_id,
                 from: self.from,
                 to: self.to,
                 subject: self.subject,

@@ -13,8 +13,8 @@ use missive_core::outcome::BounceClass;
 use missive_core::payload::Payload;
 use missive_core::submission::RecipientKind;
 use missive_core::{
-    EmailId, EventKind, TenantId, WebhookEventId, WebhookEventStatus, WebhookEventType, WebhookId,
-    WebhookStatus,
+    EmailId, EventKind, ProjectId, TenantId, WebhookEventId, WebhookEventStatus, WebhookEventType,
+    WebhookId, WebhookStatus,
 };
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -88,6 +88,7 @@ pub(crate) static EVENT_HOOKS: LazyLock<Vec<EventHook<'static>>> = LazyLock::new
 #[derive(Clone, Debug)]
 pub struct LeasedWebhookEvent {
     pub tenant_id: TenantId,
+    pub project_id: ProjectId,
     pub id: WebhookEventId,
     pub webhook_id: WebhookId,
     pub kind: WebhookEventType,
@@ -123,6 +124,7 @@ impl LeasedWebhookEvent {
             kind: self.kind,
             created_at: self.created_at,
             tenant_id: self.tenant_id,
+            project_id: self.project_id,
             email_id: self.email_id,
             from: self.from_address.as_deref(),
             to: self.to.as_deref(),
@@ -196,7 +198,8 @@ macro_rules! query_leased {
         sqlx::query_as!(
             LeasedWebhookEvent,
             $head
-                + r#"SELECT l.tenant_id AS "tenant_id!: TenantId", l.id AS "id!: WebhookEventId",
+                + r#"SELECT l.tenant_id AS "tenant_id!: TenantId",
+                    l.project_id AS "project_id!: missive_core::ProjectId", l.id AS "id!: WebhookEventId",
                     l.webhook_id AS "webhook_id!: WebhookId", l.type AS "kind!: WebhookEventType",
                     l.attempts AS "attempts!", l.created_at AS "created_at!",
                     w.endpoint, w.status AS "webhook_status: WebhookStatus", w.secret_key_id,
