@@ -7,7 +7,7 @@
 //! and every request that names no project, lands there.
 
 use crate::ids::{ProjectId, TenantId};
-use crate::tenant::{MAX_NAME_CHARS, TenantSettingsError, parse_label};
+use crate::tenant::TenantName;
 
 /// The name of the project every tenant starts with.
 pub const DEFAULT_PROJECT_NAME: &str = "default";
@@ -97,25 +97,9 @@ impl From<ProjectRef> for Reach {
     }
 }
 
-/// A project's display name: 1 to 200 characters, no control characters, unique (ignoring
-/// case) among the tenant's live projects.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ProjectName(String);
-
-impl ProjectName {
-    /// # Errors
-    /// Empty, longer than 200 characters, or containing control characters.
-    pub fn parse(raw: &str) -> Result<Self, TenantSettingsError> {
-        parse_label(raw, MAX_NAME_CHARS)
-            .map(Self)
-            .ok_or(TenantSettingsError::Name)
-    }
-
-    #[must_use]
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
+/// A project's display name, held to a tenant name's rules (1 to 200 characters, no control
+/// characters); unique (ignoring case) among the tenant's live projects.
+pub type ProjectName = TenantName;
 
 #[cfg(test)]
 mod tests {

@@ -9,9 +9,10 @@ use missive_core::{IpNetwork, ProjectId, ProjectName, ProjectRef, TenantId, Tena
 use sqlx::PgConnection;
 use time::{Date, OffsetDateTime};
 
+use crate::checked::records;
 use crate::error::map_unique;
 use crate::tenants::replace_trusted_networks;
-use crate::usage::UsageTotals;
+use crate::usage::{UsageTotals, sums, totals_of};
 use crate::{Store, StoreError};
 
 const PROJECT_CONFLICTS: &[(&str, &str)] = &[(
@@ -76,6 +77,19 @@ pub struct ProjectPatch {
 pub struct ProjectUsage {
     pub project_id: ProjectId,
     pub totals: UsageTotals,
+}
+
+/// [`ProjectUsage`] as read.
+struct ProjectUsageRow {
+    project_id: ProjectId,
+    used: i64,
+    sent: i64,
+    smtp_messages: i64,
+    delivered: i64,
+    bounced: i64,
+    failed: i64,
+    suppressed: i64,
+    api_requests: i64,
 }
 
 /// Locks a live, active tenant's row against a concurrent delete.
@@ -268,17 +282,12 @@ impl Store {
         to: Date,
     ) -> Result<Vec<ProjectUsage>, StoreError> {
         self.confined_read(tenant_id, async |conn| {
-            let rows = sqlx::query!(
-                r#"SELECT p.id AS "project_id: ProjectId",
-                          COALESCE(sum(u.used), 0)::int8 AS "used!",
-                          COALESCE(sum(u.sent), 0)::int8 AS "sent!",
-                          COALESCE(sum(u.smtp_messages), 0)::int8 AS "smtp_messages!",
-                          COALESCE(sum(u.delivered), 0)::int8 AS "delivered!",
-                          COALESCE(sum(u.bounced), 0)::int8 AS "bounced!",
-                          COALESCE(sum(u.failed), 0)::int8 AS "failed!",
-                          COALESCE(sum(u.suppressed), 0)::int8 AS "suppressed!",
-                          COALESCE(sum(u.api_requests), 0)::int8 AS "api_requests!"
-                   FROM projects p
+            let rows = sums!(
+                records!(
+                    ProjectUsageRow,
+                    r#"SELECT p.id AS "project_id: ProjectId", "#,
+                ),
+                r#" FROM projects p
                    LEFT JOIN usage_daily u ON u.tenant_id = p.tenant_id AND u.project_id = p.id
                                           AND u.day BETWEEN $2 AND $3
                    WHERE p.tenant_id = $1 AND (p.deleted_at IS NULL OR u.project_id IS NOT NULL)
@@ -292,18 +301,9 @@ impl Store {
             .await?;
             Ok(rows
                 .into_iter()
-                .map(|r| ProjectUsage {
-                    project_id: r.project_id,
-                    totals: UsageTotals {
-                        used: r.used,
-                        sent: r.sent,
-                        smtp_messages: r.smtp_messages,
-                        delivered: r.delivered,
-                        bounced: r.bounced,
-                        failed: r.failed,
-                        suppressed: r.suppressed,
-                        api_requests: r.api_requests,
-                    },
+                .map(|row| ProjectUsage {
+                    project_id: row.project_id,
+                    totals: totals_of!(row),
                 })
                 .collect())
         })

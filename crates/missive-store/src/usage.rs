@@ -89,6 +89,23 @@ pub struct QuotaUsage {
     pub limits: Limits,
 }
 
+/// The [`UsageTotals`] of a row read with [`sums!`]'s columns.
+macro_rules! totals_of {
+    ($row:expr) => {
+        $crate::usage::UsageTotals {
+            used: $row.used,
+            sent: $row.sent,
+            smtp_messages: $row.smtp_messages,
+            delivered: $row.delivered,
+            bounced: $row.bounced,
+            failed: $row.failed,
+            suppressed: $row.suppressed,
+            api_requests: $row.api_requests,
+        }
+    };
+}
+pub(crate) use totals_of;
+
 /// Calls `$then!` with `$before`, the sums of the counters (the fields of [`UsageTotals`]), and
 /// `$after`.
 macro_rules! sums {
@@ -106,6 +123,7 @@ macro_rules! sums {
         )
     };
 }
+pub(crate) use sums;
 
 impl Store {
     /// A tenant's counts over the days `from..=to`.
@@ -152,16 +170,7 @@ impl Store {
                 .into_iter()
                 .map(|row| DailyUsage {
                     day: row.day,
-                    totals: UsageTotals {
-                        used: row.used,
-                        sent: row.sent,
-                        smtp_messages: row.smtp_messages,
-                        delivered: row.delivered,
-                        bounced: row.bounced,
-                        failed: row.failed,
-                        suppressed: row.suppressed,
-                        api_requests: row.api_requests,
-                    },
+                    totals: totals_of!(row),
                 })
                 .collect())
         })

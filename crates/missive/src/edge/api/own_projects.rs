@@ -6,8 +6,7 @@
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use missive_core::{ApiKeyId, MonthPeriod, ProjectId};
-use time::OffsetDateTime;
+use missive_core::{ApiKeyId, ProjectId};
 
 use super::auth::TenantAuth;
 use super::error::{ApiError, ErrorBody};
@@ -203,10 +202,7 @@ pub async fn projects_usage(
     State(state): State<AppState>,
     ApiQuery(query): ApiQuery<PeriodQuery>,
 ) -> Result<Json<TenantUsageView>, ApiError> {
-    let period = match &query.period {
-        Some(raw) => raw.parse().map_err(ApiError::Validation)?,
-        None => MonthPeriod::of(OffsetDateTime::now_utc()),
-    };
+    let period = query.month()?;
     state.requests.flush_logged(&state.store).await;
     Ok(Json(
         projects::usage(&state.store, (&auth).into(), period).await?,

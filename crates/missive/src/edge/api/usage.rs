@@ -4,8 +4,7 @@
 
 use axum::Json;
 use axum::extract::State;
-use missive_core::{MonthPeriod, TenantId};
-use time::OffsetDateTime;
+use missive_core::TenantId;
 
 use super::auth::{AdminAuth, TenantAuth};
 use super::error::{ApiError, ErrorBody};
@@ -54,10 +53,7 @@ pub async fn get_tenant_usage(
     ApiPath(id): ApiPath<TenantId>,
     ApiQuery(query): ApiQuery<PeriodQuery>,
 ) -> Result<Json<TenantUsageView>, ApiError> {
-    let period = match &query.period {
-        Some(raw) => raw.parse().map_err(ApiError::Validation)?,
-        None => MonthPeriod::of(OffsetDateTime::now_utc()),
-    };
+    let period = query.month()?;
     state.requests.flush_logged(&state.store).await;
     Ok(Json(usage::tenant_month(&state.store, id, period).await?))
 }

@@ -45,6 +45,19 @@ pub struct PeriodQuery {
     pub period: Option<String>,
 }
 
+impl PeriodQuery {
+    /// The month asked for, this month (UTC) when none is.
+    ///
+    /// # Errors
+    /// [`ServiceError::Invalid`] for a month that does not parse.
+    pub fn month(&self) -> Result<MonthPeriod, ServiceError> {
+        match &self.period {
+            Some(raw) => raw.parse().map_err(ServiceError::Invalid),
+            None => Ok(MonthPeriod::of(OffsetDateTime::now_utc())),
+        }
+    }
+}
+
 /// One quota's figures (Resend's `emails.daily` and `emails.monthly`).
 #[derive(Debug, Serialize, ToSchema)]
 pub struct QuotaView {
