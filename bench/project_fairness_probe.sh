@@ -5,10 +5,12 @@
 #
 # Project B (a second project of the tenant) sends FAIR_RATE emails/s (default 20) for
 # FAIR_SECONDS (default 20): first alone, then right after the tenant's default project A has
-# queued PROJECT_BACKLOG emails (default 100,000) towards the same shared relay. Prints one JSON
-# row per phase: B's accept-to-delivery percentiles, from Missive's own records (each email's
-# creation and its `email.delivered` event), and how many of A's deliveries were still queued when
-# B's last email was delivered. In arrival order B would wait behind the whole backlog.
+# has PROJECT_BACKLOG deliveries (default 100,000) due at once towards the same shared relay: one
+# email sent through the API, its delivery copied that many times in SQL (as a burst queued
+# faster than the worker drains would leave them). Prints one JSON row per phase: B's accept-to-delivery
+# percentiles, from Missive's own records (each email's creation and its `email.delivered` event),
+# and how many of A's deliveries were queued when B started and when B's last email was
+# delivered. In arrival order B would wait behind all of A's mail queued before it.
 set -euo pipefail
 source "$(dirname "$0")/common.sh"
 FAIR_RATE=${FAIR_RATE:-20}
@@ -28,11 +30,18 @@ key_b=$(curl -fs -X POST "$base/v1/tenants/$tenant/projects/$project/api-keys" \
   -H "Authorization: Bearer $admin_key" -H 'Content-Type: application/json' \
   -d '{"name":"sibling"}' | json_field token)
 
+# a_backlog: A's deliveries not yet delivered.
+a_backlog() {
+  "$pg_bin/psql" "$db_url" -Atc "SELECT count(*) FROM deliveries
+    WHERE tenant_id = '$tenant' AND project_id = '$tenant' AND status IN ('queued', 'deferred')"
+}
+
 # b_run PHASE: B sends at FAIR_RATE for FAIR_SECONDS; appends its percentiles once every one of
 # its emails of this phase is delivered.
 b_run() {
-  local phase=$1 since sent backlog
+  local phase=$1 since sent backlog before
   since=$("$pg_bin/psql" "$db_url" -Atc "SELECT now()")
+  before=$(a_backlog)
   echo "== project fairness, $phase: B at $FAIR_RATE/s for ${FAIR_SECONDS}s" >&2
   "$loadgen" latency --url "$base" --key "$key_b" --rate "$FAIR_RATE" --seconds "$FAIR_SECONDS" >&2
   sent=$((FAIR_RATE * FAIR_SECONDS))
@@ -41,8 +50,7 @@ b_run() {
            WHERE tenant_id = '$tenant' AND project_id = '$project' AND status = 'delivered'
              AND created_at >= '$since'")" -lt "$sent" ] \
         && [ "$(date +%s)" -lt "$deadline" ]; do sleep 0.2; done
-  backlog=$("$pg_bin/psql" "$db_url" -Atc "SELECT count(*) FROM deliveries
-           WHERE tenant_id = '$tenant' AND project_id = '$tenant' AND status IN ('queued', 'deferred')")
+  backlog=$(a_backlog)
   "$pg_bin/psql" "$db_url" -At -F ' ' -c "
     SELECT count(*),
            percentile_cont(0.5) WITHIN GROUP (ORDER BY ms),
@@ -59,12 +67,19 @@ n, p50, p99, worst = sys.stdin.read().split()
 assert int(n) == $sent, f'B had {n} of $sent emails delivered'
 print(json.dumps({'scenario': 'project_fairness', 'phase': '$phase', 'emails': int(n),
                   'p50_ms': float(p50), 'p99_ms': float(p99), 'max_ms': float(worst),
-                  'a_backlog_after': int($backlog)}))" >>"$results"
+                  'a_backlog_at_start': int($before), 'a_backlog_at_end': int($backlog)}))" >>"$results"
   tail -n 1 "$results" >&2
 }
 
 b_run alone
-echo "== project fairness: A queues $PROJECT_BACKLOG emails to the shared relay" >&2
-"$loadgen" accept --url "$base" --key "$key_a" --clients "$CLIENTS" --total "$PROJECT_BACKLOG" >&2
-b_run "beside A's backlog"
+echo "== project fairness: A has $PROJECT_BACKLOG deliveries due at once" >&2
+email=$(curl -fs -X POST "$base/v1/emails" -H "Authorization: Bearer $key_a" \
+  -H 'Content-Type: application/json' \
+  -d '{"from":"a@bench.test","to":"a0@x.test","subject":"backlog","text":"b"}' | json_field id)
+"$pg_bin/psql" "$db_url" -qc "INSERT INTO deliveries (tenant_id, project_id, id, email_id,
+    recipient, kind, status, next_attempt_at)
+  SELECT '$tenant', '$tenant', gen_random_uuid(), '$email', 'a' || n || '@x.test', 'to', 'queued',
+         now()
+  FROM generate_series(1, $PROJECT_BACKLOG) n"
+b_run beside_backlog
 cat "$results"
