@@ -17,6 +17,7 @@ pub mod network;
 pub mod outcome;
 pub mod payload;
 pub mod project;
+pub mod report;
 pub mod retry;
 pub mod routing;
 pub mod scope;

@@ -1,0 +1,28 @@
+//! Fuzzes the delivery report parser (RFC 3464 reports and bounces classified from their text)
+//! with arbitrary bytes as the inbound MX would hand them over.
+//!
+//! Checks: no panic, and every recipient a report yields has a known action and a diagnostic
+//! without line breaks (continuation lines are joined).
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use missive_core::report::{classify_text, parse_delivery_report, parse_delivery_status};
+
+fuzz_target!(|data: &[u8]| {
+    for report in [parse_delivery_report(data), parse_delivery_status(data)]
+        .into_iter()
+        .flatten()
+    {
+        assert!(!report.recipients.is_empty());
+        for recipient in &report.recipients {
+            assert!(
+                recipient
+                    .diagnostic
+                    .as_deref()
+                    .is_none_or(|d| !d.contains('\n'))
+            );
+            let _ = recipient.bounce_class();
+        }
+    }
+    let _ = classify_text(&String::from_utf8_lossy(data));
+});
