@@ -1,12 +1,14 @@
-//! Fuzzes the delivery report parser (RFC 3464 reports and bounces classified from their text)
-//! with arbitrary bytes as the inbound MX would hand them over.
+//! Fuzzes the report parsers (RFC 3464 delivery reports, bounces classified from their text, and
+//! RFC 5965 feedback reports) with arbitrary bytes as the inbound MX would hand them over.
 //!
 //! Checks: no panic, and every recipient a report yields has a known action and a diagnostic
 //! without line breaks (continuation lines are joined).
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use missive_core::report::{classify_text, parse_delivery_report, parse_delivery_status};
+use missive_core::report::{
+    classify_text, parse_delivery_report, parse_delivery_status, parse_feedback_report,
+};
 
 fuzz_target!(|data: &[u8]| {
     for report in [parse_delivery_report(data), parse_delivery_status(data)]
@@ -23,6 +25,9 @@ fuzz_target!(|data: &[u8]| {
             );
             let _ = recipient.bounce_class();
         }
+    }
+    if let Some(feedback) = parse_feedback_report(data) {
+        let _ = feedback.feedback_type.is_complaint();
     }
     let _ = classify_text(&String::from_utf8_lossy(data));
 });

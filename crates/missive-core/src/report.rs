@@ -1,6 +1,8 @@
-//! Delivery reports that come back after a relay's 250: RFC 3464 delivery status notifications
-//! (`multipart/report; report-type=delivery-status`), read field by field, and bounces without a
-//! report part, classified from their text by written rules ([`classify_text`]).
+//! Reports that come back after a relay's 250: RFC 3464 delivery status notifications
+//! (`multipart/report; report-type=delivery-status`), read field by field; bounces without a
+//! report part, classified from their text by written rules ([`classify_text`]); and RFC 5965
+//! feedback reports (ARF, `report-type=feedback-report`), the complaints of mailbox providers'
+//! feedback loops.
 //!
 //! Pure parsing, no I/O: the inbound MX feeds it what it received, size-capped. Nothing here
 //! trusts a report: which email and recipient it is about is decided by the return path it was
@@ -143,19 +145,137 @@ pub fn parse_delivery_report(raw: &[u8]) -> Option<DeliveryReport> {
     Some(report)
 }
 
+/// The header block of a returned message (or returned headers alone): up to the first blank
+/// line.
+fn header_block(message: &[u8]) -> Vec<(String, String)> {
+    let text = String::from_utf8_lossy(message).replace("\r\n", "\n");
+    fields(text.split("\n\n").next().unwrap_or_default().as_bytes())
+}
+
+/// The value of the first field called `name`.
+fn field<'a>(fields: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    fields
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.as_str())
+}
+
+/// A message id's value without angle brackets; none when empty.
+fn bare_id(value: &str) -> Option<String> {
+    let id = value.trim().trim_start_matches('<').trim_end_matches('>');
+    (!id.is_empty()).then(|| id.to_owned())
+}
+
 /// The `Message-ID` among returned headers, without angle brackets.
-fn message_id_in(headers: &[u8]) -> Option<String> {
-    fields(headers)
-        .into_iter()
-        .find(|(name, _)| name.eq_ignore_ascii_case("message-id"))
-        .map(|(_, value)| {
-            value
-                .trim()
-                .trim_start_matches('<')
-                .trim_end_matches('>')
-                .to_owned()
-        })
-        .filter(|id| !id.is_empty())
+fn message_id_in(message: &[u8]) -> Option<String> {
+    field(&header_block(message), "message-id").and_then(bare_id)
+}
+
+/// What a feedback report says the recipient did (RFC 5965 §7.3, and RFC 6650's `not-spam`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FeedbackType {
+    /// Marked as spam or otherwise unwanted: a complaint.
+    Abuse,
+    Fraud,
+    Virus,
+    /// Marked as not spam.
+    NotSpam,
+    /// `auth-failure` and any type not registered.
+    Other,
+}
+
+impl FeedbackType {
+    fn parse(raw: &str) -> Self {
+        match raw.trim().to_ascii_lowercase().as_str() {
+            "abuse" => Self::Abuse,
+            "fraud" => Self::Fraud,
+            "virus" => Self::Virus,
+            "not-spam" => Self::NotSpam,
+            _ => Self::Other,
+        }
+    }
+
+    /// Whether the recipient complained: the types that mean "this mail is unwanted".
+    #[must_use]
+    pub const fn is_complaint(self) -> bool {
+        matches!(self, Self::Abuse | Self::Fraud | Self::Virus)
+    }
+}
+
+/// A feedback report: a recipient's complaint about one message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FeedbackReport {
+    pub feedback_type: FeedbackType,
+    /// `User-Agent`: who generated the report.
+    pub user_agent: Option<String>,
+    /// `Original-Mail-From`: the envelope sender of the reported message (a return path).
+    pub original_mail_from: Option<String>,
+    /// `Original-Rcpt-To`: the recipients the reported message was delivered to.
+    pub original_rcpt_to: Vec<String>,
+    /// `Reporting-MTA`, without its type.
+    pub reporting_mta: Option<String>,
+    /// The reported message's `Message-ID`, without angle brackets.
+    pub original_message_id: Option<String>,
+    /// The reported message's `Return-Path`, when its returned headers carry one.
+    pub original_return_path: Option<String>,
+    /// The reported message's `To`, for reports that leave `Original-Rcpt-To` out.
+    pub original_to: Option<String>,
+}
+
+/// Reads a whole feedback report: `None` unless it is `multipart/report` with a
+/// `message/feedback-report` part that has a `Feedback-Type`.
+#[must_use]
+pub fn parse_feedback_report(raw: &[u8]) -> Option<FeedbackReport> {
+    let message = MessageParser::default().parse(raw)?;
+    let root = message.content_type()?;
+    if !root.ctype().eq_ignore_ascii_case("multipart")
+        || !root
+            .subtype()
+            .is_some_and(|s| s.eq_ignore_ascii_case("report"))
+    {
+        return None;
+    }
+    let mut report: Option<FeedbackReport> = None;
+    let mut original: Vec<(String, String)> = Vec::new();
+    for part in &message.parts {
+        let Some(kind) = part.content_type() else {
+            continue;
+        };
+        let subtype = kind.subtype().unwrap_or_default().to_ascii_lowercase();
+        match (kind.ctype().to_ascii_lowercase().as_str(), subtype.as_str()) {
+            ("message", "feedback-report") if report.is_none() => {
+                let fields = fields(part.contents());
+                let Some(feedback_type) = field(&fields, "feedback-type") else {
+                    continue;
+                };
+                report = Some(FeedbackReport {
+                    feedback_type: FeedbackType::parse(feedback_type),
+                    user_agent: field(&fields, "user-agent").map(str::to_owned),
+                    original_mail_from: field(&fields, "original-mail-from").map(address),
+                    original_rcpt_to: fields
+                        .iter()
+                        .filter(|(n, _)| n.eq_ignore_ascii_case("original-rcpt-to"))
+                        .map(|(_, v)| address(v))
+                        .collect(),
+                    reporting_mta: field(&fields, "reporting-mta").map(typed),
+                    original_message_id: None,
+                    original_return_path: None,
+                    original_to: None,
+                });
+            }
+            ("message", "rfc822" | "rfc822-headers") | ("text", "rfc822-headers")
+                if original.is_empty() =>
+            {
+                original = header_block(part.contents());
+            }
+            _ => {}
+        }
+    }
+    let mut report = report?;
+    report.original_message_id = field(&original, "message-id").and_then(bare_id);
+    report.original_return_path = field(&original, "return-path").map(address);
+    report.original_to = field(&original, "to").map(str::to_owned);
+    Some(report)
 }
 
 /// Reads the body of a `message/delivery-status` part: the per-message fields, then a group of

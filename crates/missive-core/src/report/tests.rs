@@ -222,6 +222,93 @@ proptest::proptest! {
     fn the_parsers_never_panic(raw in proptest::collection::vec(proptest::num::u8::ANY, 0..2048)) {
         let _ = parse_delivery_report(&raw);
         let _ = parse_delivery_status(&raw);
+        let _ = parse_feedback_report(&raw);
         let _ = classify_text(&String::from_utf8_lossy(&raw));
     }
+}
+
+/// A feedback report in RFC 5965's shape, as a mailbox provider's feedback loop sends it.
+const ARF: &str = "From: fbl@isp.example\r
+To: fbl@mx.missive.example\r
+Subject: FW: Hi\r
+MIME-Version: 1.0\r
+Content-Type: multipart/report; report-type=feedback-report;\r
+     boundary=\"part1_13d.2e68ed54_boundary\"\r
+\r
+--part1_13d.2e68ed54_boundary\r
+Content-Type: text/plain; charset=\"US-ASCII\"\r
+\r
+This is an email abuse report for an email message received from IP\r
+192.0.2.1 on Thu, 8 Mar 2026 14:00:00 EDT.\r
+\r
+--part1_13d.2e68ed54_boundary\r
+Content-Type: message/feedback-report\r
+\r
+Feedback-Type: abuse\r
+User-Agent: SomeGenerator/1.0\r
+Version: 1\r
+Original-Mail-From: <b-token@send.acme.test>\r
+Original-Rcpt-To: <reader@isp.example>\r
+Arrival-Date: Thu, 8 Mar 2026 14:00:00 EDT\r
+Reporting-MTA: dns; mail.isp.example\r
+Source-IP: 192.0.2.1\r
+\r
+--part1_13d.2e68ed54_boundary\r
+Content-Type: message/rfc822\r
+Content-Disposition: inline\r
+\r
+Return-Path: <b-token@send.acme.test>\r
+From: News <news@acme.test>\r
+To: reader@isp.example\r
+Subject: Hi\r
+Message-ID: <01936d2e-0000-7000-8000-000000000002@acme.test>\r
+\r
+Hello. Message-ID: <not-this-one@body.example>\r
+\r
+--part1_13d.2e68ed54_boundary--\r
+";
+
+#[test]
+fn a_feedback_report_names_the_complaint_the_return_path_and_the_message() {
+    let report = parse_feedback_report(ARF.as_bytes()).expect("a feedback report");
+    assert_eq!(report.feedback_type, FeedbackType::Abuse);
+    assert!(report.feedback_type.is_complaint());
+    assert_eq!(report.user_agent.as_deref(), Some("SomeGenerator/1.0"));
+    assert_eq!(
+        report.original_mail_from.as_deref(),
+        Some("b-token@send.acme.test")
+    );
+    assert_eq!(report.original_rcpt_to, ["reader@isp.example"]);
+    assert_eq!(report.reporting_mta.as_deref(), Some("mail.isp.example"));
+    assert_eq!(
+        report.original_message_id.as_deref(),
+        Some("01936d2e-0000-7000-8000-000000000002@acme.test")
+    );
+    assert_eq!(
+        report.original_return_path.as_deref(),
+        Some("b-token@send.acme.test")
+    );
+    assert_eq!(report.original_to.as_deref(), Some("reader@isp.example"));
+    // A feedback report is no delivery report, and the other way round.
+    assert!(parse_delivery_report(ARF.as_bytes()).is_none());
+    assert!(parse_feedback_report(POSTFIX.as_bytes()).is_none());
+}
+
+#[test]
+fn feedback_types_say_whether_the_recipient_complained() {
+    let with_type =
+        |kind: &str| ARF.replace("Feedback-Type: abuse", &format!("Feedback-Type: {kind}"));
+    for (kind, expected, complaint) in [
+        ("fraud", FeedbackType::Fraud, true),
+        ("Virus", FeedbackType::Virus, true),
+        ("not-spam", FeedbackType::NotSpam, false),
+        ("auth-failure", FeedbackType::Other, false),
+    ] {
+        let report = parse_feedback_report(with_type(kind).as_bytes()).unwrap();
+        assert_eq!(report.feedback_type, expected, "{kind}");
+        assert_eq!(report.feedback_type.is_complaint(), complaint, "{kind}");
+    }
+    // Without a Feedback-Type it is not a feedback report.
+    let untyped = ARF.replace("Feedback-Type: abuse\r\n", "");
+    assert!(parse_feedback_report(untyped.as_bytes()).is_none());
 }
