@@ -23,7 +23,6 @@ pub const KEY_LEN: usize = KEY_PREFIX.len() + ENCODED_LEN;
 /// How much of a key is kept in clear to tell keys apart in listings.
 pub const DISPLAY_PREFIX_LEN: usize = KEY_PREFIX.len() + 8;
 
-const ALPHABET: &[u8; 32] = b"abcdefghijklmnopqrstuvwxyz234567";
 const CHECKSUM_DOMAIN: &[u8] = b"missive api key v1";
 
 /// Why a string is not a well-formed key. None of these needs a database lookup.
@@ -143,44 +142,12 @@ fn checksum(secret: &[u8]) -> [u8; CHECKSUM_BYTES] {
 }
 
 fn encode_base32(bytes: &[u8], out: &mut String) {
-    let mut buffer: u32 = 0;
-    let mut bits = 0u32;
-    for &byte in bytes {
-        buffer = (buffer << 8) | u32::from(byte);
-        bits += 8;
-        while bits >= 5 {
-            bits -= 5;
-            out.push(char::from(ALPHABET[((buffer >> bits) & 31) as usize]));
-        }
-    }
-    if bits > 0 {
-        out.push(char::from(ALPHABET[((buffer << (5 - bits)) & 31) as usize]));
-    }
+    crate::base32::encode_into(bytes, out);
 }
 
-/// Decodes exactly [`PAYLOAD_BYTES`]; refuses foreign characters and non-zero trailing bits, so
-/// every payload has exactly one spelling and a one-character change is always noticed.
+/// Decodes exactly [`PAYLOAD_BYTES`] (see [`crate::base32::decode`]).
 fn decode_base32(encoded: &[u8]) -> Option<[u8; PAYLOAD_BYTES]> {
-    let mut out = [0u8; PAYLOAD_BYTES];
-    let mut buffer: u32 = 0;
-    let mut bits = 0u32;
-    let mut written = 0usize;
-    for &c in encoded {
-        let value = match c {
-            b'a'..=b'z' => c - b'a',
-            b'2'..=b'7' => c - b'2' + 26,
-            _ => return None,
-        };
-        buffer = (buffer << 5) | u32::from(value);
-        bits += 5;
-        if bits >= 8 {
-            bits -= 8;
-            *out.get_mut(written)? = (buffer >> bits) as u8;
-            written += 1;
-        }
-        buffer &= (1 << bits) - 1;
-    }
-    (written == PAYLOAD_BYTES && buffer == 0).then_some(out)
+    crate::base32::decode(encoded)
 }
 
 #[cfg(test)]

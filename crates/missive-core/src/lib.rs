@@ -7,6 +7,7 @@
 
 pub mod address;
 pub mod api_key;
+mod base32;
 pub mod event;
 pub mod idempotency;
 pub mod ids;
@@ -19,6 +20,7 @@ pub mod payload;
 pub mod project;
 pub mod report;
 pub mod retry;
+pub mod return_path;
 pub mod routing;
 pub mod scope;
 pub mod sealed;
