@@ -97,6 +97,34 @@ fn class_of_status(status: EnhancedCode) -> BounceClass {
     }
 }
 
+/// The parts of a `multipart/report` message, each as its type and subtype (lower case) and its
+/// contents; `None` for any other message.
+fn report_parts(raw: &[u8]) -> Option<Vec<(String, String, Vec<u8>)>> {
+    let message = MessageParser::default().parse(raw)?;
+    let root = message.content_type()?;
+    if !root.ctype().eq_ignore_ascii_case("multipart")
+        || !root
+            .subtype()
+            .is_some_and(|s| s.eq_ignore_ascii_case("report"))
+    {
+        return None;
+    }
+    Some(
+        message
+            .parts
+            .iter()
+            .filter_map(|part| {
+                let kind = part.content_type()?;
+                Some((
+                    kind.ctype().to_ascii_lowercase(),
+                    kind.subtype().unwrap_or_default().to_ascii_lowercase(),
+                    part.contents().to_vec(),
+                ))
+            })
+            .collect(),
+    )
+}
+
 /// A delivery status notification.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct DeliveryReport {
@@ -113,29 +141,16 @@ pub struct DeliveryReport {
 /// `message/delivery-status` part that names at least one recipient.
 #[must_use]
 pub fn parse_delivery_report(raw: &[u8]) -> Option<DeliveryReport> {
-    let message = MessageParser::default().parse(raw)?;
-    let root = message.content_type()?;
-    if !root.ctype().eq_ignore_ascii_case("multipart")
-        || !root
-            .subtype()
-            .is_some_and(|s| s.eq_ignore_ascii_case("report"))
-    {
-        return None;
-    }
+    let parts = report_parts(raw)?;
     let mut report: Option<DeliveryReport> = None;
     let mut original_message_id = None;
-    for part in &message.parts {
-        let Some(kind) = part.content_type() else {
-            continue;
-        };
-        let subtype = kind.subtype().unwrap_or_default().to_ascii_lowercase();
-        match (kind.ctype().to_ascii_lowercase().as_str(), subtype.as_str()) {
+    for (ctype, subtype, contents) in &parts {
+        match (ctype.as_str(), subtype.as_str()) {
             ("message", "delivery-status" | "global-delivery-status") if report.is_none() => {
-                report = parse_delivery_status(part.contents());
+                report = parse_delivery_status(contents);
             }
             ("text", "rfc822-headers") | ("message", "rfc822" | "rfc822-headers") => {
-                original_message_id =
-                    original_message_id.or_else(|| message_id_in(part.contents()));
+                original_message_id = original_message_id.or_else(|| message_id_in(contents));
             }
             _ => {}
         }
@@ -226,25 +241,13 @@ pub struct FeedbackReport {
 /// `message/feedback-report` part that has a `Feedback-Type`.
 #[must_use]
 pub fn parse_feedback_report(raw: &[u8]) -> Option<FeedbackReport> {
-    let message = MessageParser::default().parse(raw)?;
-    let root = message.content_type()?;
-    if !root.ctype().eq_ignore_ascii_case("multipart")
-        || !root
-            .subtype()
-            .is_some_and(|s| s.eq_ignore_ascii_case("report"))
-    {
-        return None;
-    }
+    let parts = report_parts(raw)?;
     let mut report: Option<FeedbackReport> = None;
     let mut original: Vec<(String, String)> = Vec::new();
-    for part in &message.parts {
-        let Some(kind) = part.content_type() else {
-            continue;
-        };
-        let subtype = kind.subtype().unwrap_or_default().to_ascii_lowercase();
-        match (kind.ctype().to_ascii_lowercase().as_str(), subtype.as_str()) {
+    for (ctype, subtype, contents) in &parts {
+        match (ctype.as_str(), subtype.as_str()) {
             ("message", "feedback-report") if report.is_none() => {
-                let fields = fields(part.contents());
+                let fields = fields(contents);
                 let Some(feedback_type) = field(&fields, "feedback-type") else {
                     continue;
                 };
@@ -266,7 +269,7 @@ pub fn parse_feedback_report(raw: &[u8]) -> Option<FeedbackReport> {
             ("message", "rfc822" | "rfc822-headers") | ("text", "rfc822-headers")
                 if original.is_empty() =>
             {
-                original = header_block(part.contents());
+                original = header_block(contents);
             }
             _ => {}
         }
