@@ -81,7 +81,7 @@ impl NewApiKey {
         payload[SECRET_BYTES..].copy_from_slice(&checksum);
         let mut key = String::with_capacity(KEY_LEN);
         key.push_str(KEY_PREFIX);
-        encode_base32(&payload, &mut key);
+        crate::base32::encode_into(&payload, &mut key);
         Self { key }
     }
 
@@ -123,7 +123,8 @@ pub fn parse_api_key(key: &str) -> Result<ApiKeyHash, ApiKeyError> {
     if encoded.len() != ENCODED_LEN {
         return Err(ApiKeyError::Length);
     }
-    let payload = decode_base32(encoded.as_bytes()).ok_or(ApiKeyError::Character)?;
+    let payload: [u8; PAYLOAD_BYTES] =
+        crate::base32::decode(encoded.as_bytes()).ok_or(ApiKeyError::Character)?;
     let (secret, sum) = payload.split_at(SECRET_BYTES);
     if !bool::from(checksum(secret).ct_eq(sum)) {
         return Err(ApiKeyError::Checksum);
@@ -139,15 +140,6 @@ fn checksum(secret: &[u8]) -> [u8; CHECKSUM_BYTES] {
     let mut out = [0u8; CHECKSUM_BYTES];
     out.copy_from_slice(&digest[..CHECKSUM_BYTES]);
     out
-}
-
-fn encode_base32(bytes: &[u8], out: &mut String) {
-    crate::base32::encode_into(bytes, out);
-}
-
-/// Decodes exactly [`PAYLOAD_BYTES`] (see [`crate::base32::decode`]).
-fn decode_base32(encoded: &[u8]) -> Option<[u8; PAYLOAD_BYTES]> {
-    crate::base32::decode(encoded)
 }
 
 #[cfg(test)]
@@ -202,9 +194,9 @@ mod tests {
             payload[..32].copy_from_slice(&bytes);
             payload[32..].copy_from_slice(&sum);
             let mut s = String::new();
-            encode_base32(&payload, &mut s);
+            crate::base32::encode_into(&payload, &mut s);
             prop_assert_eq!(s.len(), ENCODED_LEN);
-            prop_assert_eq!(decode_base32(s.as_bytes()), Some(payload));
+            prop_assert_eq!(crate::base32::decode(s.as_bytes()), Some(payload));
         }
 
         #[test]

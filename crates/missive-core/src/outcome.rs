@@ -134,20 +134,29 @@ pub fn bounce_class(code: u16, text: &str) -> Option<BounceClass> {
         Outcome::Delivered => None,
         Outcome::Deferred => Some(BounceClass::Soft),
         Outcome::Bounced => Some(match enhanced_code(text) {
-            Some(EnhancedCode {
-                class: 5,
-                subject: 1,
-                detail,
-            }) if !matches!(detail, 7 | 8) => BounceClass::Hard,
-            Some(EnhancedCode {
-                class: 5,
-                subject: 2,
-                detail: 1,
-            }) => BounceClass::Hard,
-            Some(_) => BounceClass::Soft,
+            Some(status) => status_class(status),
             None if matches!(code, 550 | 551 | 553) => BounceClass::Hard,
             None => BounceClass::Soft,
         }),
+    }
+}
+
+/// The class of a refusal by its enhanced status code alone (a reply's, or a delivery report's
+/// `Status`): hard for `5.1.x` but 5.1.7 and 5.1.8, and for `5.2.1`; soft for everything else.
+#[must_use]
+pub const fn status_class(status: EnhancedCode) -> BounceClass {
+    match status {
+        EnhancedCode {
+            class: 5,
+            subject: 1,
+            detail,
+        } if !matches!(detail, 7 | 8) => BounceClass::Hard,
+        EnhancedCode {
+            class: 5,
+            subject: 2,
+            detail: 1,
+        } => BounceClass::Hard,
+        _ => BounceClass::Soft,
     }
 }
 

@@ -10,7 +10,7 @@
 
 use mail_parser::{MessageParser, MimeHeaders as _};
 
-use crate::outcome::{BounceClass, EnhancedCode, enhanced_code};
+use crate::outcome::{BounceClass, EnhancedCode, enhanced_code, status_class};
 
 /// What a reporting MTA did with one recipient (RFC 3464 §2.3.3).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -64,7 +64,7 @@ pub struct RecipientReport {
 
 impl RecipientReport {
     /// What the report says about the address, for a failure: the status decides as an SMTP
-    /// reply's enhanced code would ([`crate::outcome::bounce_class`]); without a status, the
+    /// reply's enhanced code would ([`status_class`]); without a status, the
     /// diagnostic's words ([`classify_text`]). `None` for a recipient that did not fail, or a
     /// failure that says nothing either way.
     #[must_use]
@@ -73,27 +73,9 @@ impl RecipientReport {
             return None;
         }
         match self.status {
-            Some(status) => Some(class_of_status(status)),
+            Some(status) => Some(status_class(status)),
             None => classify_text(self.diagnostic.as_deref().unwrap_or_default()),
         }
-    }
-}
-
-/// The class of a failure's enhanced status: hard for a permanent refusal of the address itself
-/// (`5.1.x` but 5.1.7 and 5.1.8, which are about the sender; `5.2.1` disabled), soft for the rest.
-fn class_of_status(status: EnhancedCode) -> BounceClass {
-    match status {
-        EnhancedCode {
-            class: 5,
-            subject: 1,
-            detail,
-        } if !matches!(detail, 7 | 8) => BounceClass::Hard,
-        EnhancedCode {
-            class: 5,
-            subject: 2,
-            detail: 1,
-        } => BounceClass::Hard,
-        _ => BounceClass::Soft,
     }
 }
 
@@ -377,11 +359,7 @@ pub fn classify_text(text: &str) -> Option<BounceClass> {
             (word.split('.').count() == 3 && code.class != 2).then_some(code)
         })
     {
-        return Some(if code.class == 4 {
-            BounceClass::Soft
-        } else {
-            class_of_status(code)
-        });
+        return Some(status_class(code));
     }
     let lower = text.to_ascii_lowercase();
     const HARD: &[&str] = &[
