@@ -62,14 +62,23 @@ impl Reach {
         }
     }
 
+    /// The project this reach names, if it names one.
+    #[must_use]
+    pub const fn project(&self) -> Option<ProjectRef> {
+        match self.project_id {
+            Some(project_id) => Some(ProjectRef {
+                tenant_id: self.tenant_id,
+                project_id,
+            }),
+            None => None,
+        }
+    }
+
     /// The project a write within this reach lands in: the one named, else the default.
     #[must_use]
     pub const fn home(&self) -> ProjectRef {
-        match self.project_id {
-            Some(project_id) => ProjectRef {
-                tenant_id: self.tenant_id,
-                project_id,
-            },
+        match self.project() {
+            Some(project) => project,
             None => ProjectRef::default_of(self.tenant_id),
         }
     }

@@ -73,15 +73,18 @@ pub struct ProjectPatch {
 }
 
 /// One project's counts over a period.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ProjectUsage {
     pub project_id: ProjectId,
+    /// Empty for a project deleted since.
+    pub name: String,
     pub totals: UsageTotals,
 }
 
 /// [`ProjectUsage`] as read.
 struct ProjectUsageRow {
     project_id: ProjectId,
+    name: String,
     used: i64,
     sent: i64,
     smtp_messages: i64,
@@ -285,13 +288,14 @@ impl Store {
             let rows = sums!(
                 records!(
                     ProjectUsageRow,
-                    r#"SELECT p.id AS "project_id: ProjectId", "#,
+                    r#"SELECT p.id AS "project_id: ProjectId",
+                              CASE WHEN p.deleted_at IS NULL THEN p.name ELSE '' END AS "name!", "#,
                 ),
                 r#" FROM projects p
                    LEFT JOIN usage_daily u ON u.tenant_id = p.tenant_id AND u.project_id = p.id
                                           AND u.day BETWEEN $2 AND $3
                    WHERE p.tenant_id = $1 AND (p.deleted_at IS NULL OR u.project_id IS NOT NULL)
-                   GROUP BY p.id, p.tenant_id, p.created_at
+                   GROUP BY p.id, p.tenant_id, p.created_at, p.name, p.deleted_at
                    ORDER BY p.id <> p.tenant_id, p.created_at, p.id"#,
                 tenant_id.as_uuid(),
                 from,
@@ -304,6 +308,7 @@ impl Store {
                 .map(|row| ProjectUsage {
                     project_id: row.project_id,
                     totals: totals_of!(row),
+                    name: row.name,
                 })
                 .collect())
         })

@@ -82,20 +82,40 @@ fn header_id(headers: &HeaderMap, name: &'static str) -> Result<Option<uuid::Uui
         .transpose()
 }
 
-/// Refuses a request whose `x-tenant-id` or `x-project-id` names another tenant or project
-/// than its key's.
-fn matching_headers(parts: &Parts, tenant: TenantId, project: ProjectId) -> Result<(), ApiError> {
-    if header_id(&parts.headers, TENANT_HEADER)?.is_some_and(|id| id != tenant.as_uuid()) {
+/// Refuses a header naming another id than `expected` (`what`, `whose`: for the message).
+fn header_matches(
+    headers: &HeaderMap,
+    name: &'static str,
+    expected: uuid::Uuid,
+    what: &str,
+    whose: &str,
+) -> Result<(), ApiError> {
+    if header_id(headers, name)?.is_some_and(|id| id != expected) {
         return Err(ApiError::Mismatch(format!(
-            "`{TENANT_HEADER}` names another tenant than this API key's ({tenant})"
-        )));
-    }
-    if header_id(&parts.headers, PROJECT_HEADER)?.is_some_and(|id| id != project.as_uuid()) {
-        return Err(ApiError::Mismatch(format!(
-            "`{PROJECT_HEADER}` names another project than this API key's ({project})"
+            "`{name}` names another {what} than {whose} ({expected})"
         )));
     }
     Ok(())
+}
+
+/// Refuses a request whose `x-tenant-id` or `x-project-id` names another tenant or project
+/// than its key's.
+fn matching_headers(headers: &HeaderMap, project: ProjectRef) -> Result<(), ApiError> {
+    let key = "this API key's";
+    header_matches(
+        headers,
+        TENANT_HEADER,
+        project.tenant_id.as_uuid(),
+        "tenant",
+        key,
+    )?;
+    header_matches(
+        headers,
+        PROJECT_HEADER,
+        project.project_id.as_uuid(),
+        "project",
+        key,
+    )
 }
 
 /// The project an admin request narrows its per-tenant reads to: `x-project-id`, when sent.
@@ -104,11 +124,13 @@ fn matching_headers(parts: &Parts, tenant: TenantId, project: ProjectId) -> Resu
 /// # Errors
 /// A header that is not a UUID (422), or an `x-tenant-id` naming another tenant (403).
 pub fn admin_reach(headers: &HeaderMap, tenant: TenantId) -> Result<Reach, ApiError> {
-    if header_id(headers, TENANT_HEADER)?.is_some_and(|id| id != tenant.as_uuid()) {
-        return Err(ApiError::Mismatch(format!(
-            "`{TENANT_HEADER}` names another tenant than the path's ({tenant})"
-        )));
-    }
+    header_matches(
+        headers,
+        TENANT_HEADER,
+        tenant.as_uuid(),
+        "tenant",
+        "the path's",
+    )?;
     Ok(Reach {
         tenant_id: tenant,
         project_id: header_id(headers, PROJECT_HEADER)?.map(ProjectId::from_uuid),
@@ -150,15 +172,12 @@ impl FromRequestParts<AppState> for TenantAuth {
                 other => ApiError::InvalidApiKey(other.message()),
             })?;
         tracing::Span::current().record("tenant_id", tracing::field::display(key.tenant_id));
-        matching_headers(parts, key.tenant_id, key.project_id)?;
-        match state.rates.check(
-            ProjectRef {
-                tenant_id: key.tenant_id,
-                project_id: key.project_id,
-            },
-            Some(key.key_id),
-            key.rates,
-        ) {
+        let auth = Self::from(key);
+        matching_headers(&parts.headers, auth.project())?;
+        match state
+            .rates
+            .check(auth.project(), Some(auth.key_id), auth.rates)
+        {
             Ok(Some(rate)) => {
                 if let Some(slot) = parts.extensions.get::<RateHeaders>() {
                     slot.set(rate);
@@ -170,7 +189,6 @@ impl FromRequestParts<AppState> for TenantAuth {
                 return Err(ApiError::RateLimited(rate));
             }
         }
-        let auth = Self::from(key);
         state.requests.count(auth.project());
         Ok(auth)
     }

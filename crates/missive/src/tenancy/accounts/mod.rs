@@ -498,13 +498,8 @@ pub async fn create_api_key(
 pub async fn list_api_keys(store: &Store, reach: Reach) -> Result<ApiKeyList, AccountsError> {
     // An unknown tenant or project is a 404, not an empty list.
     store.get_tenant(reach.tenant_id).await?;
-    if let Some(project) = reach.project_id {
-        store
-            .get_project(ProjectRef {
-                tenant_id: reach.tenant_id,
-                project_id: project,
-            })
-            .await?;
+    if let Some(project) = reach.project() {
+        store.get_project(project).await?;
     }
     let keys = store.list_api_keys(reach).await?;
     Ok(ApiKeyList {

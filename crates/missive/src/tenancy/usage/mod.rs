@@ -208,13 +208,13 @@ pub struct ProjectUsageView {
 }
 
 impl ProjectUsageView {
-    fn of(tenant_id: TenantId, name: String, period: MonthPeriod, usage: ProjectUsage) -> Self {
+    fn of(tenant_id: TenantId, period: MonthPeriod, usage: ProjectUsage) -> Self {
         let total = usage.totals;
         Self {
             object: "project_usage",
             tenant_id,
             project_id: usage.project_id,
-            name,
+            name: usage.name,
             period: period.to_string(),
             emails_sent: total.sent,
             emails_delivered: total.delivered,
@@ -234,20 +234,11 @@ pub async fn projects_month(
     tenant: TenantId,
     period: MonthPeriod,
 ) -> Result<Vec<ProjectUsageView>, ServiceError> {
-    let names: std::collections::HashMap<ProjectId, String> = store
-        .list_projects(tenant)
-        .await?
-        .into_iter()
-        .map(|p| (p.id, p.name))
-        .collect();
     Ok(store
         .usage_by_project(tenant, period.first_day(), period.last_day())
         .await?
         .into_iter()
-        .map(|usage| {
-            let name = names.get(&usage.project_id).cloned().unwrap_or_default();
-            ProjectUsageView::of(tenant, name, period, usage)
-        })
+        .map(|usage| ProjectUsageView::of(tenant, period, usage))
         .collect())
 }
 
