@@ -113,10 +113,17 @@ pub enum EventKind {
     /// Not sent because the recipient is on the tenant's suppression list.
     #[serde(rename = "email.suppressed")]
     Suppressed,
+    /// A delivery report said the message reached the mailbox (or left the last system that
+    /// reports); the relay's acceptance is the `email.delivered` before it.
+    #[serde(rename = "email.confirmed")]
+    Confirmed,
+    /// The recipient marked the message as spam (a feedback report).
+    #[serde(rename = "email.complained")]
+    Complained,
 }
 
 impl EventKind {
-    pub const ALL: [Self; 9] = [
+    pub const ALL: [Self; 11] = [
         Self::Queued,
         Self::Scheduled,
         Self::Sending,
@@ -126,6 +133,8 @@ impl EventKind {
         Self::Failed,
         Self::Canceled,
         Self::Suppressed,
+        Self::Confirmed,
+        Self::Complained,
     ];
 
     /// The name in the events table and in API responses.
@@ -141,6 +150,8 @@ impl EventKind {
             Self::Failed => "email.failed",
             Self::Canceled => "email.canceled",
             Self::Suppressed => "email.suppressed",
+            Self::Confirmed => "email.confirmed",
+            Self::Complained => "email.complained",
         }
     }
 
@@ -185,6 +196,9 @@ pub enum WebhookEventType {
     DeliveryDelayed,
     #[serde(rename = "email.bounced")]
     Bounced,
+    /// The recipient marked the message as spam.
+    #[serde(rename = "email.complained")]
+    Complained,
     #[serde(rename = "email.failed")]
     Failed,
     #[serde(rename = "email.suppressed")]
@@ -194,12 +208,13 @@ pub enum WebhookEventType {
 }
 
 impl WebhookEventType {
-    pub const ALL: [Self; 8] = [
+    pub const ALL: [Self; 9] = [
         Self::Sent,
         Self::Scheduled,
         Self::Delivered,
         Self::DeliveryDelayed,
         Self::Bounced,
+        Self::Complained,
         Self::Failed,
         Self::Suppressed,
         Self::Canceled,
@@ -214,6 +229,7 @@ impl WebhookEventType {
             Self::Delivered => "email.delivered",
             Self::DeliveryDelayed => "email.delivery_delayed",
             Self::Bounced => "email.bounced",
+            Self::Complained => "email.complained",
             Self::Failed => "email.failed",
             Self::Suppressed => "email.suppressed",
             Self::Canceled => "email.canceled",
@@ -233,6 +249,9 @@ impl WebhookEventType {
             EventKind::Failed => Self::Failed,
             EventKind::Canceled => Self::Canceled,
             EventKind::Suppressed => Self::Suppressed,
+            EventKind::Complained => Self::Complained,
+            // A confirmation follows the relay's acceptance, which `email.delivered` reported.
+            EventKind::Confirmed => return None,
         })
     }
 }

@@ -12,6 +12,9 @@ use mail_parser::{MessageParser, MimeHeaders as _};
 
 use crate::outcome::{BounceClass, EnhancedCode, enhanced_code, status_class};
 
+mod finding;
+pub use finding::{Finding, FindingKind, MAX_DETAIL, Reading, read};
+
 /// What a reporting MTA did with one recipient (RFC 3464 §2.3.3).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Action {
@@ -189,6 +192,18 @@ impl FeedbackType {
             "virus" => Self::Virus,
             "not-spam" => Self::NotSpam,
             _ => Self::Other,
+        }
+    }
+
+    /// The report's name for it.
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Abuse => "abuse",
+            Self::Fraud => "fraud",
+            Self::Virus => "virus",
+            Self::NotSpam => "not-spam",
+            Self::Other => "other",
         }
     }
 

@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use missive_core::outcome::BounceClass;
 use missive_core::routing::RelayTls;
+use missive_core::sending_domain::VerificationStatus;
 use missive_core::{DeliveryId, DeliveryStatus, EmailId, Route, SuppressionOrigin, TenantId};
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -48,6 +49,9 @@ pub struct OutgoingMessage {
     pub mime: Vec<u8>,
     /// The tenant's own upstream server, as set when the email was leased.
     pub relay: Option<StoredRelay>,
+    /// Where the email's return path lives when its sender's domain is one of the tenant's
+    /// verified domains: the domain's `custom_return_path` subdomain (`send.acme.test`).
+    pub return_path_host: Option<String>,
 }
 
 /// [`OutgoingMessage`] as read, with its tenant's server in columns.
@@ -57,6 +61,7 @@ struct OutgoingRow {
     envelope_from: String,
     smtputf8: bool,
     mime: Vec<u8>,
+    return_path_host: Option<String>,
     smtp_host: Option<String>,
     smtp_port: Option<i32>,
     smtp_tls: Option<RelayTls>,
@@ -321,7 +326,7 @@ impl Store {
             OutgoingRow,
             r#"SELECT e.tenant_id AS "tenant_id!: TenantId", e.id AS "id!: EmailId",
                       e.envelope_from AS "envelope_from!", e.smtputf8 AS "smtputf8!",
-                      e.mime AS "mime!", t.smtp_host, t.smtp_port,
+                      e.mime AS "mime!", dm.host AS return_path_host, t.smtp_host, t.smtp_port,
                       t.smtp_tls AS "smtp_tls: RelayTls", t.smtp_username,
                       t.smtp_enabled AS "smtp_enabled!", t.smtp_password_key_id, t.smtp_password,
                       t.smtp_changed_at
@@ -339,9 +344,18 @@ impl Store {
                           smtp_password_key_id, smtp_password, smtp_changed_at
                    FROM tenants WHERE id = e.tenant_id
                    LIMIT 1
-               ) t"#,
+               ) t
+               -- The sender's domain, when it is a verified domain of the tenant: its return
+               -- path's host.
+               LEFT JOIN LATERAL (
+                   SELECT custom_return_path || '.' || name AS host FROM domains
+                   WHERE tenant_id = e.tenant_id
+                     AND name = lower(split_part(e.envelope_from, '@', 2)) AND status = $3
+                   LIMIT 1
+               ) dm ON true"#,
             &tenants,
             &ids,
+            VerificationStatus::Verified.as_str(),
         )
         .fetch_all(&self.pool)
         .await?;
@@ -364,6 +378,7 @@ impl Store {
                 envelope_from: row.envelope_from,
                 smtputf8: row.smtputf8,
                 mime: row.mime,
+                return_path_host: row.return_path_host,
             })
             .collect())
     }

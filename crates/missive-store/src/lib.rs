@@ -34,6 +34,7 @@ pub mod listen;
 mod outbox;
 mod projects;
 mod relays;
+mod reports;
 mod suppressions;
 mod templates;
 mod tenants;
@@ -56,6 +57,7 @@ pub use error::StoreError;
 pub use outbox::{LeasedWebhookEvent, WebhookAttemptResult};
 pub use projects::{ProjectPatch, ProjectRecord, ProjectUsage};
 pub use relays::{PasswordChange, RelayPatch, StoredRelay};
+pub use reports::SoftBounceRule;
 pub use suppressions::{SuppressionKey, SuppressionPage, SuppressionRecord};
 pub use templates::{
     PublishedLookup, PublishedTemplate, TemplateContent, TemplateEdit, TemplateNode, TemplatePage,

@@ -312,3 +312,76 @@ fn feedback_types_say_whether_the_recipient_complained() {
     let untyped = ARF.replace("Feedback-Type: abuse\r\n", "");
     assert!(parse_feedback_report(untyped.as_bytes()).is_none());
 }
+
+#[test]
+fn reading_a_delivery_report_gives_a_finding_per_recipient() {
+    let reading = read(POSTFIX.as_bytes(), true);
+    assert_eq!(reading.findings.len(), 1);
+    let finding = &reading.findings[0];
+    assert_eq!(finding.recipient.as_deref(), Some("gone@example.net"));
+    assert_eq!(finding.kind, FindingKind::Bounced(Some(BounceClass::Hard)));
+    assert_eq!(finding.status.as_deref(), Some("5.1.1"));
+    assert_eq!(finding.code, Some(550));
+    assert!(
+        finding.detail.contains("User unknown"),
+        "{}",
+        finding.detail
+    );
+    assert_eq!(finding.reporting_mta.as_deref(), Some("relay.example"));
+    let delayed = read(
+        POSTFIX
+            .replace("Action: failed", "Action: delayed")
+            .replace("Status: 5.1.1", "Status: 4.4.1")
+            .as_bytes(),
+        true,
+    );
+    assert_eq!(delayed.findings[0].kind, FindingKind::Delayed);
+    let relayed = read(
+        POSTFIX
+            .replace("Action: failed", "Action: relayed")
+            .replace("Status: 5.1.1", "Status: 2.0.0")
+            .as_bytes(),
+        true,
+    );
+    assert_eq!(relayed.findings[0].kind, FindingKind::Delivered);
+}
+
+#[test]
+fn reading_a_complaint_names_its_recipient_and_return_path() {
+    let reading = read(ARF.as_bytes(), false);
+    assert_eq!(reading.findings.len(), 1);
+    assert_eq!(reading.findings[0].kind, FindingKind::Complained);
+    assert_eq!(
+        reading.findings[0].recipient.as_deref(),
+        Some("reader@isp.example")
+    );
+    assert_eq!(
+        reading.original_return_path.as_deref(),
+        Some("b-token@send.acme.test")
+    );
+    // Marked as not spam: nothing to record.
+    let not_spam = ARF.replace("Feedback-Type: abuse", "Feedback-Type: not-spam");
+    assert!(read(not_spam.as_bytes(), false).is_empty());
+}
+
+#[test]
+fn plain_bounces_are_read_only_from_daemons_and_never_from_auto_replies() {
+    let bounce = "From: MAILER-DAEMON@mx.example.net\r\nTo: b-token@send.acme.test\r\n\
+                  Subject: failure notice\r\n\r\n\
+                  Sorry, we were unable to deliver your message to the following address.\r\n\r\n\
+                  <gone@example.net>:\r\n550 5.1.1 The email account that you tried to reach does not exist\r\n";
+    let reading = read(bounce.as_bytes(), true);
+    assert_eq!(reading.findings.len(), 1);
+    assert_eq!(reading.findings[0].recipient, None);
+    assert_eq!(
+        reading.findings[0].kind,
+        FindingKind::Bounced(Some(BounceClass::Hard))
+    );
+    assert_eq!(reading.findings[0].code, Some(550));
+    assert!(reading.candidates.contains(&"gone@example.net".to_owned()));
+    // The same words from a person, or an out-of-office reply, are no bounce.
+    let person = bounce.replace("MAILER-DAEMON@", "someone@");
+    assert!(read(person.as_bytes(), false).is_empty());
+    let auto = format!("Auto-Submitted: auto-replied\r\n{bounce}");
+    assert!(read(auto.as_bytes(), true).is_empty());
+}

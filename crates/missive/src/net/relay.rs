@@ -16,7 +16,7 @@ use missive_store::{OutgoingMessage, StoredRelay};
 use secrecy::SecretString;
 use uuid::Uuid;
 
-use super::smtp::{self, RecipientReply, SmtpPool};
+use super::smtp::{self, Envelope, RecipientReply, SmtpPool};
 use super::targets::Targets;
 
 /// How every SMTP transport behaves, whatever relay it reaches.
@@ -80,23 +80,17 @@ impl Transport {
         })
     }
 
-    /// Sends one message to some recipients; one reply per recipient, in order.
+    /// Sends one message to some recipients under `envelope`; one reply per recipient, in
+    /// order.
     pub async fn send(
         &self,
         message: &OutgoingMessage,
+        envelope: &Envelope<'_>,
         recipients: &[String],
     ) -> Vec<RecipientReply> {
         match self {
-            Self::Smtp(pool) => {
-                pool.send(
-                    &message.envelope_from,
-                    recipients,
-                    message.smtputf8,
-                    &message.mime,
-                )
-                .await
-            }
-            Self::Capture(dir) => match capture(dir, message, recipients).await {
+            Self::Smtp(pool) => pool.send(envelope, recipients, &message.mime).await,
+            Self::Capture(dir) => match capture(dir, message, envelope.from, recipients).await {
                 Ok(()) => recipients
                     .iter()
                     .map(|_| {
@@ -271,6 +265,7 @@ fn tls_client_config(extra_ca: Option<&Path>) -> Result<Arc<rustls::ClientConfig
 async fn capture(
     dir: &Path,
     message: &OutgoingMessage,
+    from: &str,
     recipients: &[String],
 ) -> std::io::Result<()> {
     tokio::fs::create_dir_all(dir).await?;
@@ -278,7 +273,7 @@ async fn capture(
     let envelope = serde_json::json!({
         "tenant_id": message.tenant_id,
         "email_id": message.id,
-        "mail_from": message.envelope_from,
+        "mail_from": from,
         "rcpt_to": recipients,
     });
     tokio::fs::write(dir.join(format!("{stem}.json")), envelope.to_string()).await?;

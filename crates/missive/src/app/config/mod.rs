@@ -25,6 +25,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use missive_core::retry::RetryPolicy;
+use missive_core::return_path::ReturnPaths;
 use missive_core::sending_domain::DkimAlgorithm;
 use missive_core::{Limits, RelaySpec};
 use secrecy::{SecretBox, SecretString};
@@ -41,7 +42,7 @@ use crate::edge::api::serve::HttpLimits;
 use crate::edge::smtp::SmtpLimits;
 use crate::ingest::AcceptLimits;
 use crate::net::relay::TransportSettings;
-use crate::queue::delivery::WorkerSettings;
+use crate::queue::delivery::{ReturnPathSettings, WorkerSettings};
 use crate::queue::webhooks::DispatcherSettings;
 use crate::tenancy::domains::DomainSettings;
 
@@ -145,6 +146,36 @@ settings! {
         /// Seconds a whole session may last.
         session_timeout_secs: Duration = Some("1800"),
             env ["MISSIVE_SMTP_SESSION_TIMEOUT_SECS"], required(seconds(1, 86_400));
+    }
+    /// The inbound MX: reports (bounces, delivery reports, complaints) that come back to
+    /// return paths.
+    mx: MxConfig {
+        /// The MX listener (port 25 in production; STARTTLS offered with the SMTP
+        /// certificate).
+        addr: SocketAddr = Some("127.0.0.1:2525"), env ["MISSIVE_MX_ADDR"], required(parse_addr);
+        /// The host name MX records of return paths point to (the Domains API lists it).
+        host: String = Some("localhost"), env ["MISSIVE_MX_HOST"], required(parse_host);
+        /// The operator's return-path domain, for mail whose sender's domain is not a
+        /// verified domain of its tenant; its MX must point to this listener. Unset: such mail
+        /// keeps its author's address as envelope sender, and its bounces go to the author.
+        return_path_domain: Option<String> = None,
+            env ["MISSIVE_RETURN_PATH_DOMAIN"], optional(parse_host);
+        /// An address on the MX that takes feedback-loop complaints (ARF), for providers
+        /// that send them to a fixed address. Unset: complaints are taken at return paths only.
+        feedback_address: Option<String> = None,
+            env ["MISSIVE_FEEDBACK_ADDRESS"], optional(parse_feedback_address);
+        /// Ask relays that offer DSN for success reports too (NOTIFY=SUCCESS), recorded as
+        /// `email.confirmed`; failures and delays are always asked for.
+        notify_success: bool = Some("false"), env ["MISSIVE_DSN_NOTIFY_SUCCESS"], required(parse_bool);
+        /// Soft bounces of one address, within soft_bounce_window_secs, that suppress it.
+        soft_bounce_limit: u32 = Some("3"),
+            env ["MISSIVE_SOFT_BOUNCE_LIMIT"], required(bounded(1, 1000));
+        /// The window soft bounces are counted in, in seconds (7 days).
+        soft_bounce_window_secs: Duration = Some("604800"),
+            env ["MISSIVE_SOFT_BOUNCE_WINDOW_SECS"], required(seconds(60, 366 * 86_400));
+        /// Seconds a report may take to parse before it is refused with 451.
+        parse_timeout_secs: Duration = Some("5"),
+            env ["MISSIVE_MX_PARSE_TIMEOUT_SECS"], required(seconds(1, 300));
     }
     /// What every accepted message answers to, over REST and SMTP alike.
     accept: AcceptConfig {
@@ -373,7 +404,27 @@ impl Config {
                 max_interval: self.retry.max_interval_secs,
                 max_age: self.retry.max_age_secs,
             },
+            returns: ReturnPathSettings {
+                paths: self.return_paths(),
+                domain: self.mx.return_path_domain.clone(),
+                notify_success: self.mx.notify_success,
+            },
         }
+    }
+
+    /// Return paths under the secret keys (the current one mints, earlier ones still check);
+    /// none without `MISSIVE_SECRET_KEY`.
+    #[must_use]
+    pub fn return_paths(&self) -> Option<ReturnPaths> {
+        use secrecy::ExposeSecret as _;
+        let keys: Vec<[u8; 32]> = self
+            .secrets
+            .secret_key
+            .iter()
+            .chain(self.secrets.previous_secret_keys.iter().flatten())
+            .map(|key| *key.expose_secret())
+            .collect();
+        ReturnPaths::new(&keys)
     }
 
     /// How sending domains are checked and signed.

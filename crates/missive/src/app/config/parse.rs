@@ -114,3 +114,8 @@ pub(super) fn parse_secret_key(s: &str) -> Result<SecretBox<[u8; 32]>, String> {
         .map_err(|b: Vec<u8>| format!("must decode to 32 bytes, got {}", b.len()))?;
     Ok(SecretBox::new(Box::new(key)))
 }
+
+pub(super) fn parse_feedback_address(s: &str) -> Result<String, String> {
+    let address = missive_core::EmailAddress::parse(s).map_err(|e| e.to_string())?;
+    Ok(address.as_str().to_ascii_lowercase())
+}

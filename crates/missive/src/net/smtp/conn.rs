@@ -99,6 +99,21 @@ pub(super) struct Connection {
     pub(super) eightbit: bool,
     /// RFC 2920: the envelope goes out in one write and its replies are read after.
     pub(super) pipelining: bool,
+    /// RFC 3461: the relay takes NOTIFY, ORCPT, RET and ENVID.
+    pub(super) dsn: bool,
+}
+
+impl Connection {
+    /// A connection over `stream` before EHLO said what the relay offers.
+    pub(super) fn new(stream: Stream) -> Self {
+        Self {
+            stream: BufStream::new(stream),
+            smtputf8: false,
+            eightbit: false,
+            pipelining: false,
+            dsn: false,
+        }
+    }
 }
 
 impl Connection {

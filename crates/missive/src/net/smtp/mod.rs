@@ -8,7 +8,6 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use secrecy::ExposeSecret;
-use tokio::io::BufStream;
 use tokio::net::TcpStream;
 use tokio::sync::{Mutex, Semaphore};
 use tokio_rustls::TlsConnector;
@@ -25,6 +24,26 @@ use self::conn::{Connection, Stream};
 pub use self::conn::{Reply, SmtpError};
 use self::transaction::{Stage, transaction};
 use crate::net::targets::Targets;
+
+/// A message's envelope sender and what the relay is asked for about it.
+#[derive(Clone, Copy, Debug)]
+pub struct Envelope<'a> {
+    /// The reverse path: the email's return path, or its author's address.
+    pub from: &'a str,
+    /// The message needs SMTPUTF8.
+    pub smtputf8: bool,
+    /// Delivery status notifications to ask for, from a relay that offers DSN.
+    pub dsn: Option<Dsn<'a>>,
+}
+
+/// What Missive asks a DSN-capable relay for (RFC 3461): reports of failures and delays (and of
+/// success when `success`), with the headers only, the email's id as ENVID and each recipient
+/// as ORCPT, so every report names what it is about.
+#[derive(Clone, Copy, Debug)]
+pub struct Dsn<'a> {
+    pub envelope_id: &'a str,
+    pub success: bool,
+}
 
 /// The result for one recipient of one attempt: the reply that decided it, or the failure.
 #[derive(Debug)]
@@ -187,6 +206,7 @@ impl SmtpPool {
             conn.smtputf8 = upper.lines().any(|l| l.get(4..) == Some("SMTPUTF8"));
             conn.eightbit = upper.lines().any(|l| l.get(4..) == Some("8BITMIME"));
             conn.pipelining = upper.lines().any(|l| l.get(4..) == Some("PIPELINING"));
+            conn.dsn = upper.lines().any(|l| l.get(4..) == Some("DSN"));
         }
         Ok(ehlo)
     }
@@ -218,12 +238,7 @@ impl SmtpPool {
                 },
                 RelayTls::None | RelayTls::StartTls => Stream::Plain(stream),
             };
-            let mut conn = Connection {
-                stream: BufStream::new(stream),
-                smtputf8: false,
-                eightbit: false,
-                pipelining: false,
-            };
+            let mut conn = Connection::new(stream);
             let greeting = conn.read_reply().await?;
             trace.reply("greeting", greeting.code == 220, &greeting);
             if greeting.code != 220 {
@@ -255,12 +270,7 @@ impl SmtpPool {
                     Err(err) => return trace.failed("tls", err),
                 };
                 trace.step("tls", true, || "TLS established".into());
-                conn = Connection {
-                    stream: BufStream::new(stream),
-                    smtputf8: false,
-                    eightbit: false,
-                    pipelining: false,
-                };
+                conn = Connection::new(stream);
                 ehlo = self.ehlo(&mut conn).await?;
                 trace.reply("ehlo", ehlo.is_positive(), &ehlo);
             }
@@ -314,9 +324,8 @@ impl SmtpPool {
     /// had no final answer yet.
     pub async fn send(
         &self,
-        from: &str,
+        envelope: &Envelope<'_>,
         recipients: &[String],
-        smtputf8: bool,
         mime: &[u8],
     ) -> Vec<RecipientReply> {
         if let Err(open) = self.breaker.admit() {
@@ -361,9 +370,8 @@ impl SmtpPool {
             let outcome = self
                 .timed(transaction(
                     &mut conn,
-                    from,
+                    envelope,
                     recipients,
-                    smtputf8,
                     mime,
                     &mut replies,
                 ))

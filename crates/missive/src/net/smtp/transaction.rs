@@ -4,8 +4,8 @@
 
 use tokio::io::AsyncWriteExt;
 
-use super::RecipientReply;
 use super::conn::{Connection, Reply, SmtpError};
+use super::{Envelope as Sending, RecipientReply};
 
 /// Where a transaction broke, to know whether a retry on a fresh connection is safe.
 #[derive(Debug)]
@@ -60,13 +60,15 @@ async fn envelope(
     conn: &mut Connection,
     mail: &str,
     recipients: &[String],
+    notify: Option<&str>,
 ) -> Result<Envelope, Stage> {
+    let rcpt = |recipient: &String| rcpt_command(recipient, notify);
     if conn.pipelining {
         conn.write_line(mail)
             .await
             .map_err(Stage::BeforeRecipients)?;
         for recipient in recipients {
-            conn.write_line(&format!("RCPT TO:<{recipient}>")).await?;
+            conn.write_line(&rcpt(recipient)).await?;
         }
         conn.write_line("DATA").await?;
         conn.stream.flush().await.map_err(SmtpError::from)?;
@@ -88,7 +90,7 @@ async fn envelope(
     }
     let mut rcpts = Vec::with_capacity(recipients.len());
     for recipient in recipients {
-        rcpts.push(conn.command(&format!("RCPT TO:<{recipient}>")).await?);
+        rcpts.push(conn.command(&rcpt(recipient)).await?);
     }
     let data = if rcpts.iter().any(Reply::is_positive) {
         Some(conn.command("DATA").await?)
@@ -110,22 +112,62 @@ async fn abandon(conn: &mut Connection, data: Option<&Reply>) -> Result<(), Smtp
     Ok(())
 }
 
+/// `RCPT TO`, with the DSN parameters when asked: `ORCPT` carries the address as sent, so a
+/// report names it even after the next hop rewrote it (an address that is not plain ASCII goes
+/// without: RFC 6533's type for it is not widely read).
+fn rcpt_command(recipient: &str, notify: Option<&str>) -> String {
+    match notify {
+        Some(notify) if recipient.is_ascii() => {
+            format!(
+                "RCPT TO:<{recipient}> NOTIFY={notify} ORCPT=rfc822;{}",
+                xtext(recipient)
+            )
+        }
+        Some(notify) => format!("RCPT TO:<{recipient}> NOTIFY={notify}"),
+        None => format!("RCPT TO:<{recipient}>"),
+    }
+}
+
+/// RFC 3461 xtext: `+`, `=`, controls, space and non-ASCII as `+XX`.
+fn xtext(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for byte in value.bytes() {
+        if (33..=126).contains(&byte) && byte != b'+' && byte != b'=' {
+            out.push(char::from(byte));
+        } else {
+            out.push_str(&format!("+{byte:02X}"));
+        }
+    }
+    out
+}
+
 pub(super) async fn transaction(
     conn: &mut Connection,
-    from: &str,
+    sending: &Sending<'_>,
     recipients: &[String],
-    smtputf8: bool,
     mime: &[u8],
     replies: &mut [Option<RecipientReply>],
 ) -> Result<(), Stage> {
-    let mut mail = format!("MAIL FROM:<{from}>");
+    let mut mail = format!("MAIL FROM:<{}>", sending.from);
     if conn.eightbit {
         mail.push_str(" BODY=8BITMIME");
     }
-    if smtputf8 && conn.smtputf8 {
+    if sending.smtputf8 && conn.smtputf8 {
         mail.push_str(" SMTPUTF8");
     }
-    let envelope = envelope(conn, &mail, recipients).await?;
+    let dsn = sending.dsn.filter(|_| conn.dsn);
+    if let Some(dsn) = dsn {
+        mail.push_str(" RET=HDRS ENVID=");
+        mail.push_str(&xtext(dsn.envelope_id));
+    }
+    let notify = dsn.map(|d| {
+        if d.success {
+            "SUCCESS,FAILURE,DELAY"
+        } else {
+            "FAILURE,DELAY"
+        }
+    });
+    let envelope = envelope(conn, &mail, recipients, notify).await?;
     if !envelope.mail.is_positive() {
         // The sender was refused: that answer decides every recipient.
         for reply in replies.iter_mut() {
@@ -169,6 +211,19 @@ pub(super) async fn transaction(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn dsn_parameters_carry_the_address_as_xtext() {
+        assert_eq!(
+            rcpt_command("a+b=c@x.test", Some("FAILURE,DELAY")),
+            "RCPT TO:<a+b=c@x.test> NOTIFY=FAILURE,DELAY ORCPT=rfc822;a+2Bb+3Dc@x.test"
+        );
+        assert_eq!(rcpt_command("a@x.test", None), "RCPT TO:<a@x.test>");
+        assert_eq!(
+            rcpt_command("ü@x.test", Some("FAILURE")),
+            "RCPT TO:<ü@x.test> NOTIFY=FAILURE"
+        );
+    }
 
     #[test]
     fn dot_stuffing_doubles_leading_dots_only() {

@@ -19,6 +19,7 @@ use std::time::Duration;
 
 use missive_core::outcome::{BounceClass, Outcome, bounce_class, classify};
 use missive_core::retry::{RetryDecision, RetryPolicy};
+use missive_core::return_path::ReturnPaths;
 use missive_core::routing::{TenantRelay, resolve};
 use missive_core::{DeliveryStatus, EmailId, Route, TenantId, WorkerKind};
 use missive_store::listen::Channel;
@@ -29,11 +30,40 @@ use uuid::Uuid;
 
 pub use self::routes::{Place, Routes};
 use crate::net::relay::Transport;
-use crate::net::smtp::RecipientReply;
+use crate::net::smtp::{Dsn, Envelope, RecipientReply};
 use crate::queue::runner::{Idle, Lease, Plan, Queue, Release, Runner, Then};
 
+/// How each delivery's envelope sender and DSN request are made.
+#[derive(Clone, Debug, Default)]
+pub struct ReturnPathSettings {
+    /// Mints return paths; `None` without `MISSIVE_SECRET_KEY`: the author's address is used.
+    pub paths: Option<ReturnPaths>,
+    /// The operator's return-path domain, for senders whose domain is not verified.
+    pub domain: Option<String>,
+    /// Ask the shared relay for success reports too.
+    pub notify_success: bool,
+}
+
+impl ReturnPathSettings {
+    /// The envelope sender of `message`: a return path on its sender's verified domain (under
+    /// the domain's `custom_return_path`) or on the operator's return-path domain; else, or
+    /// without a key, the author's address.
+    #[must_use]
+    pub fn envelope_sender(&self, message: &OutgoingMessage) -> Option<String> {
+        let paths = self.paths.as_ref()?;
+        let host = message
+            .return_path_host
+            .as_deref()
+            .or(self.domain.as_deref())?;
+        Some(format!(
+            "{}@{host}",
+            paths.local_part(message.tenant_id, message.id)
+        ))
+    }
+}
+
 /// Tuning for the worker.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct WorkerSettings {
     /// Emails sent at the same time by one worker.
     pub concurrency: usize,
@@ -42,6 +72,7 @@ pub struct WorkerSettings {
     /// Longest sleep when nothing is due and no notification arrives.
     pub poll_interval: Duration,
     pub retry: RetryPolicy,
+    pub returns: ReturnPathSettings,
 }
 
 /// One email to send, with the recipients leased for it and the route they take.
@@ -297,8 +328,20 @@ impl Queue for Deliveries {
             deliveries,
         } = job;
         let recipients: Vec<String> = deliveries.iter().map(|d| d.recipient.clone()).collect();
+        let returns = &self.settings.returns;
+        let return_path = returns.envelope_sender(&message);
+        let envelope_id = message.id.to_string();
+        // Reports are asked for only where they come back to Missive.
+        let envelope = Envelope {
+            from: return_path.as_deref().unwrap_or(&message.envelope_from),
+            smtputf8: message.smtputf8,
+            dsn: return_path.is_some().then_some(Dsn {
+                envelope_id: &envelope_id,
+                success: returns.notify_success && route == Route::Shared,
+            }),
+        };
         let replies = match transport {
-            Ok(transport) => transport.send(&message, &recipients).await,
+            Ok(transport) => transport.send(&message, &envelope, &recipients).await,
             Err(reason) => {
                 tracing::warn!(reason = %reason, "the tenant's SMTP server cannot be used");
                 recipients
