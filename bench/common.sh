@@ -36,6 +36,7 @@ export BENCH_PG_VERSION
 sink_port=$(free_port)
 http_port=$(free_port)
 smtp_port=$(free_port)
+mx_port=$(free_port)
 "$loadgen" sink --port "$sink_port" --count-file "$run_dir/sink.count" &
 pids+=($!)
 
@@ -45,7 +46,7 @@ pids+=($!)
 admin_key=$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')
 export MISSIVE_DATABASE_URL="$db_url" MISSIVE_ADMIN_KEY="$admin_key" MISSIVE_LOG=warn \
   MISSIVE_HTTP_ADDR="127.0.0.1:$http_port" MISSIVE_SMTP_ADDR="127.0.0.1:$smtp_port" \
-  MISSIVE_SMTPS_ADDR="127.0.0.1:$(free_port)" MISSIVE_RELAY_URL="smtp://127.0.0.1:$sink_port?tls=none" \
+  MISSIVE_SMTPS_ADDR="127.0.0.1:$(free_port)" MISSIVE_MX_ADDR="127.0.0.1:$mx_port" MISSIVE_RELAY_URL="smtp://127.0.0.1:$sink_port?tls=none" \
   MISSIVE_DB_MAX_CONNECTIONS="${BENCH_DB_CONNECTIONS:-85}" MISSIVE_RELAY_MAX_CONNECTIONS=16 \
   MISSIVE_SECRET_KEY="$(head -c 32 /dev/urandom | base64)" MISSIVE_WEBHOOK_ALLOW_PRIVATE=true
 base="http://127.0.0.1:$http_port"

@@ -284,7 +284,7 @@ features_missive() {
   port=$(free_port)
   MISSIVE_DATABASE_URL="${db_url%/*}/$name" MISSIVE_HTTP_ADDR="127.0.0.1:$port" \
     MISSIVE_SMTP_ADDR="127.0.0.1:$(free_port)" MISSIVE_SMTPS_ADDR="127.0.0.1:$(free_port)" \
-    "$bin" serve "${args[@]}" 2>>"$run_dir/$name.log" &
+    MISSIVE_MX_ADDR="127.0.0.1:$(free_port)" "$bin" serve "${args[@]}" 2>>"$run_dir/$name.log" &
   missive_pid=$!
   pids+=($missive_pid)
   if [[ " $* " == *" api "* ]]; then

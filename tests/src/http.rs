@@ -127,6 +127,8 @@ pub struct TestApp {
     pub smtp_addr: SocketAddr,
     /// SMTP submission over implicit TLS.
     pub smtps_addr: SocketAddr,
+    /// The inbound MX (reports to return paths).
+    pub mx_addr: SocketAddr,
     /// What SMTP sessions share, to run one over an in-memory stream.
     pub smtp: Arc<SmtpContext>,
     /// The shared relay every test app delivers to.
@@ -201,6 +203,7 @@ impl TestApp {
         config.http.addr = "127.0.0.1:0".parse().expect("address");
         config.smtp.addr = "127.0.0.1:0".parse().expect("address");
         config.smtp.smtps_addr = "127.0.0.1:0".parse().expect("address");
+        config.mx.addr = "127.0.0.1:0".parse().expect("address");
         config.secrets.admin_key = Some(SecretString::from(ADMIN_KEY));
         config.secrets.secret_key = Some(secrecy::SecretBox::new(Box::new(TEST_SECRET_KEY)));
         config.shutdown.timeout_secs = std::time::Duration::from_secs(5);
@@ -213,6 +216,7 @@ impl TestApp {
                 .expect("application starts");
         let addr = app.http_addr().expect("the api role binds");
         let (smtp_addr, smtps_addr) = app.smtp_addrs().expect("the smtp role binds");
+        let mx_addr = app.mx_addr().expect("the mx role binds");
         let smtp = app.smtp_context().expect("the smtp role runs");
         let worker = DeliveryWorker::new(
             db.store.clone(),
@@ -246,6 +250,7 @@ impl TestApp {
             addr,
             smtp_addr,
             smtps_addr,
+            mx_addr,
             smtp,
             sink,
             worker,

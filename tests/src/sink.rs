@@ -22,6 +22,8 @@ pub struct SinkOptions {
     pub auth: Option<(String, String)>,
     /// Leave PIPELINING out of the EHLO reply (and count clients that pipeline anyway).
     pub no_pipelining: bool,
+    /// Offer DSN (RFC 3461).
+    pub dsn: bool,
 }
 
 /// One message as the sink received it.
@@ -35,6 +37,8 @@ pub struct Received {
     pub auth_user: Option<String>,
     /// The message with dot-stuffing undone.
     pub data: Vec<u8>,
+    /// The MAIL command and each accepted RCPT command as sent, parameters included.
+    pub commands: Vec<String>,
 }
 
 #[derive(Debug, Default)]
@@ -244,6 +248,7 @@ async fn conversation<S: AsyncRead + AsyncWrite + Unpin>(
     let offer_starttls = options.starttls && !tls;
     let mut mail_from = String::new();
     let mut rcpt_to: Vec<String> = Vec::new();
+    let mut commands: Vec<String> = Vec::new();
     let mut auth_user: Option<String> = None;
     loop {
         let mut line = String::new();
@@ -265,6 +270,9 @@ async fn conversation<S: AsyncRead + AsyncWrite + Unpin>(
             }
             if !options.no_pipelining {
                 lines.push("250-PIPELINING");
+            }
+            if options.dsn {
+                lines.push("250-DSN");
             }
             lines.push("250 ENHANCEDSTATUSCODES");
             lines.join("\r\n")
@@ -300,6 +308,7 @@ async fn conversation<S: AsyncRead + AsyncWrite + Unpin>(
             } else {
                 mail_from = address(&command);
                 rcpt_to.clear();
+                commands = vec![command.clone()];
                 "250 2.1.0 ok".to_owned()
             }
         } else if upper.starts_with("RCPT TO:") {
@@ -313,6 +322,7 @@ async fn conversation<S: AsyncRead + AsyncWrite + Unpin>(
             };
             if reply.starts_with('2') {
                 rcpt_to.push(recipient);
+                commands.push(command.clone());
             }
             reply
         } else if upper == "DATA" {
@@ -342,6 +352,7 @@ async fn conversation<S: AsyncRead + AsyncWrite + Unpin>(
                     tls,
                     auth_user: auth_user.clone(),
                     data,
+                    commands: std::mem::take(&mut commands),
                 });
                 "250 2.0.0 queued as sink".to_owned()
             }

@@ -30,6 +30,9 @@ pub struct Payload<'a> {
     pub smtp_code: Option<i32>,
     pub smtp_response: Option<&'a str>,
     pub bounce_class: Option<BounceClass>,
+    /// For what a report said after the relay's acceptance: its status and who reported.
+    pub report_status: Option<&'a str>,
+    pub reporting_mta: Option<&'a str>,
 }
 
 /// A webhook body, Resend's shape.
@@ -75,6 +78,12 @@ struct Bounce<'a> {
     #[serde(rename = "type")]
     kind: &'static str,
     message: &'a str,
+    /// A late bounce's enhanced status, from the delivery report.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    status: Option<&'a str>,
+    /// A late bounce's reporting MTA.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reporting_mta: Option<&'a str>,
 }
 
 fn rfc3339(at: OffsetDateTime) -> String {
@@ -110,13 +119,14 @@ impl Payload<'_> {
                 smtp_response: self.smtp_response,
                 bounce: (self.kind == WebhookEventType::Bounced).then(|| Bounce {
                     // Resend's names for the class: a hard bounce is permanent, a soft one (a
-                    // refusal that says nothing final about the address) transient.
-                    kind: if self.bounce_class == Some(BounceClass::Soft) {
-                        BounceClass::Soft.resend_type()
-                    } else {
-                        BounceClass::Hard.resend_type()
-                    },
+                    // refusal that says nothing final about the address) transient, and a
+                    // report that says neither undetermined.
+                    kind: self
+                        .bounce_class
+                        .map_or("Undetermined", BounceClass::resend_type),
                     message: self.smtp_response.unwrap_or_default(),
+                    status: self.report_status,
+                    reporting_mta: self.reporting_mta,
                 }),
                 test: self.email_id.is_none().then_some(true),
             },

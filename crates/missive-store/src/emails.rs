@@ -66,6 +66,9 @@ pub struct EventRecord {
     /// For an attempt's outcome: its route and relay.
     pub route: Option<RouteKind>,
     pub route_host: Option<String>,
+    /// For what a report said after the relay's acceptance: its status and who reported.
+    pub report_status: Option<String>,
+    pub reporting_mta: Option<String>,
     pub created_at: OffsetDateTime,
 }
 
@@ -296,7 +299,7 @@ async fn select_events(
         EventRecord,
         r#"SELECT id, delivery_id AS "delivery_id: DeliveryId", type AS "kind: EventKind",
                   recipient, smtp_code, smtp_response, route AS "route: RouteKind", route_host,
-                  created_at
+                  report_status, reporting_mta, created_at
            FROM email_events WHERE tenant_id = $1 AND email_id = $2 ORDER BY id"#,
         tenant_id.as_uuid(),
         email_id.as_uuid(),

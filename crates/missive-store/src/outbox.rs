@@ -114,6 +114,9 @@ pub struct LeasedWebhookEvent {
     pub smtp_response: Option<String>,
     /// For a refusal: what it said about the address.
     pub bounce_class: Option<BounceClass>,
+    /// For what a report said: its enhanced status and who reported.
+    pub report_status: Option<String>,
+    pub reporting_mta: Option<String>,
 }
 
 impl LeasedWebhookEvent {
@@ -135,6 +138,8 @@ impl LeasedWebhookEvent {
             smtp_code: self.smtp_code,
             smtp_response: self.smtp_response.as_deref(),
             bounce_class: self.bounce_class,
+            report_status: self.report_status.as_deref(),
+            reporting_mta: self.reporting_mta.as_deref(),
         }
     }
 
@@ -216,7 +221,8 @@ macro_rules! query_leased {
                     em.subject AS "subject?", em.tags AS "tags?",
                     em.created_at AS "email_created_at?", ev.recipient AS "recipient?",
                     ev.smtp_code AS "smtp_code?", ev.smtp_response AS "smtp_response?",
-                    ev.bounce_class AS "bounce_class?: BounceClass"
+                    ev.bounce_class AS "bounce_class?: BounceClass",
+                    ev.report_status AS "report_status?", ev.reporting_mta AS "reporting_mta?"
              FROM leased l
              JOIN webhooks w ON w.tenant_id = l.tenant_id AND w.id = l.webhook_id
              LEFT JOIN emails em ON em.tenant_id = l.tenant_id AND em.id = l.email_id

@@ -42,6 +42,7 @@ struct Server {
     http: SocketAddr,
     smtp: SocketAddr,
     smtps: SocketAddr,
+    mx: SocketAddr,
     log: PathBuf,
 }
 
@@ -55,6 +56,7 @@ impl Server {
             http: free_addr(),
             smtp: free_addr(),
             smtps: free_addr(),
+            mx: free_addr(),
             log,
         }
     }
@@ -73,6 +75,7 @@ impl Server {
             .env("MISSIVE_HTTP_ADDR", self.http.to_string())
             .env("MISSIVE_SMTP_ADDR", self.smtp.to_string())
             .env("MISSIVE_SMTPS_ADDR", self.smtps.to_string())
+            .env("MISSIVE_MX_ADDR", self.mx.to_string())
             // The test cluster runs with fsync=off; Postgres itself is never killed here.
             .env("MISSIVE_ALLOW_UNSAFE_COMMITS", "true")
             // The suite's key, so endpoints the test app made open here too; endpoints on

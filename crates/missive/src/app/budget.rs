@@ -43,7 +43,7 @@ impl ConnectionBudget {
     /// [`ConfigError::Invalid`] naming `MISSIVE_DB_MAX_CONNECTIONS` when `total` is too few for
     /// these roles, with the least that is enough.
     pub fn split(total: u32, roles: Roles) -> Result<Self, ConfigError> {
-        let submission = roles.api || roles.smtp;
+        let submission = roles.takes_mail();
         let dedicated =
             u32::from(submission) + 2 * u32::from(roles.worker) + 2 * u32::from(roles.webhooks);
         let pools = 1 + u32::from(submission) + u32::from(roles.worker) + u32::from(roles.webhooks);
@@ -92,6 +92,7 @@ mod tests {
     const WORKERS: Roles = Roles {
         api: false,
         smtp: false,
+        mx: false,
         worker: true,
         webhooks: true,
     };
@@ -121,7 +122,7 @@ mod tests {
                 let budget = ConnectionBudget::split(total, roles).unwrap();
                 assert_eq!(budget.total(), total, "{roles:?} {total}");
                 assert!(budget.main >= POOL_MIN);
-                assert_eq!(budget.writer >= POOL_MIN, roles.api || roles.smtp);
+                assert_eq!(budget.writer >= POOL_MIN, roles.takes_mail());
                 assert_eq!(budget.worker >= POOL_MIN, roles.worker);
                 assert_eq!(budget.dispatcher >= POOL_MIN, roles.webhooks);
             }

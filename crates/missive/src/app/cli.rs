@@ -62,6 +62,8 @@ pub enum Role {
     Api,
     /// The SMTP submission listeners.
     Smtp,
+    /// The inbound MX (reports to return paths).
+    Mx,
     /// The delivery worker.
     Worker,
     /// The webhook dispatcher.
@@ -483,6 +485,7 @@ async fn serve(config: &Config, roles: &[Role]) -> anyhow::Result<()> {
     let selected = Roles {
         api: runs(Role::Api),
         smtp: runs(Role::Smtp),
+        mx: runs(Role::Mx),
         worker: runs(Role::Worker),
         webhooks: runs(Role::Webhooks),
     };

@@ -22,8 +22,9 @@ use crate::app::config::{Config, ConfigError};
 use crate::app::telemetry;
 use crate::edge::api;
 use crate::edge::api::serve::{BodyBudget, HttpLimits};
+use crate::edge::mx::Mx;
 use crate::edge::rate_limit::RateLimits;
-use crate::edge::smtp::{self, SmtpContext, SmtpServer};
+use crate::edge::smtp::{self, Listener, SmtpContext, SmtpServer};
 use crate::edge::state::{AdminKey, AppState};
 use crate::ingest::Ingest;
 use crate::queue::delivery::{DeliveryWorker, Routes};
@@ -80,6 +81,8 @@ const BODY_BUDGET_WAIT: Duration = Duration::from_secs(5);
 pub struct Roles {
     pub api: bool,
     pub smtp: bool,
+    /// The inbound MX (return paths' reports).
+    pub mx: bool,
     pub worker: bool,
     pub webhooks: bool,
 }
@@ -88,6 +91,7 @@ impl Roles {
     pub const ALL: Self = Self {
         api: true,
         smtp: true,
+        mx: true,
         worker: true,
         webhooks: true,
     };
@@ -95,9 +99,17 @@ impl Roles {
     pub const SUBMISSION: Self = Self {
         api: true,
         smtp: true,
+        mx: true,
         worker: false,
         webhooks: false,
     };
+
+    /// Whether a door that takes mail runs (the API, SMTP or the MX): they share the accept
+    /// path and its caches.
+    #[must_use]
+    pub const fn takes_mail(&self) -> bool {
+        self.api || self.smtp || self.mx
+    }
 }
 
 /// A built, bound, not yet running application.
@@ -159,7 +171,7 @@ impl Application {
         let rates = Arc::new(RateLimits::new(config.limits.requests_per_minute));
         let requests = Arc::new(RequestCounter::default());
         let sending_domains = domains(config, &store)?;
-        let shared = (roles.api || roles.smtp).then(|| {
+        let shared = roles.takes_mail().then(|| {
             let writer =
                 EmailWriter::start(store.for_writer(budget.writer), WriterSettings::default());
             (
@@ -205,8 +217,8 @@ impl Application {
             }
             _ => None,
         };
-        let smtp = match (&shared, roles.smtp) {
-            (Some((keys, ingest)), true) => {
+        let smtp = match &shared {
+            Some((keys, ingest)) if roles.smtp || roles.mx => {
                 let files = config
                     .smtp
                     .tls_cert
@@ -219,6 +231,15 @@ impl Application {
                         "SMTP TLS uses a self-signed certificate made at start (set MISSIVE_TLS_CERT and MISSIVE_TLS_KEY to use your own)"
                     );
                 }
+                let mx = roles.mx.then(|| {
+                    Arc::new(Mx {
+                        store: store.clone(),
+                        paths: config.return_paths(),
+                        feedback_address: config.mx.feedback_address.clone(),
+                        soft_bounces: config.soft_bounce_rule(),
+                        parse_timeout: config.mx.parse_timeout_secs,
+                    })
+                });
                 let ctx = Arc::new(SmtpContext {
                     store: store.clone(),
                     ingest: ingest.clone(),
@@ -230,12 +251,20 @@ impl Application {
                     force_stop: CancellationToken::new(),
                     rates: rates.clone(),
                     tenant_sessions: Arc::default(),
+                    mx,
                 });
-                Some(SmtpServer::new(
-                    ctx,
-                    bind(config.smtp.addr).await?,
-                    bind(config.smtp.smtps_addr).await?,
-                ))
+                let mut listeners = Vec::new();
+                if roles.smtp {
+                    let (listener, addr) = bind(config.smtp.addr).await?;
+                    listeners.push((listener, addr, Listener::Submission));
+                    let (listener, addr) = bind(config.smtp.smtps_addr).await?;
+                    listeners.push((listener, addr, Listener::Submissions));
+                }
+                if roles.mx {
+                    let (listener, addr) = bind(config.mx.addr).await?;
+                    listeners.push((listener, addr, Listener::Mx));
+                }
+                Some(SmtpServer::new(ctx, listeners))
             }
             _ => None,
         };
@@ -287,7 +316,16 @@ impl Application {
     /// The SMTP submission addresses (STARTTLS, implicit TLS), when this process runs them.
     #[must_use]
     pub fn smtp_addrs(&self) -> Option<(SocketAddr, SocketAddr)> {
-        self.smtp.as_ref().map(SmtpServer::addrs)
+        let server = self.smtp.as_ref()?;
+        server
+            .addr(Listener::Submission)
+            .zip(server.addr(Listener::Submissions))
+    }
+
+    /// The inbound MX's address, when this process runs it.
+    #[must_use]
+    pub fn mx_addr(&self) -> Option<SocketAddr> {
+        self.smtp.as_ref()?.addr(Listener::Mx)
     }
 
     /// What SMTP sessions share, for serving a session over any stream (tests use in-memory

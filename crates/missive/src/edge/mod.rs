@@ -1,5 +1,5 @@
-//! The doors in: the REST API ([`api`]), the web console ([`console`]) and SMTP submission
-//! ([`smtp`]); an inbound MX listener for return paths and receiving will be the fourth.
+//! The doors in: the REST API ([`api`]), the web console ([`console`]), SMTP submission
+//! ([`smtp`]) and the inbound MX for what comes back to return paths ([`mx`]).
 //!
 //! Owns: protocol translation (HTTP requests and JSON errors, SMTP commands and typed replies),
 //! authentication of callers, per-process request rate limits ([`rate_limit`]), counted places
@@ -9,6 +9,7 @@
 
 pub mod api;
 pub mod console;
+pub mod mx;
 pub mod rate_limit;
 pub mod slots;
 pub mod smtp;

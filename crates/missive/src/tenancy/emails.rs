@@ -79,8 +79,21 @@ pub struct EventView {
     /// For an attempt's outcome: where it went.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub route: Option<RouteView>,
+    /// For what a delivery report or a complaint said after the relay accepted the message:
+    /// the report's enhanced status and the system that reported.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub report: Option<ReportView>,
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
+}
+
+/// What a report said, on the event it caused.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ReportView {
+    /// The enhanced status (`5.1.1`), when the report gave one.
+    pub status: Option<String>,
+    /// The reporting MTA.
+    pub reporting_mta: Option<String>,
 }
 
 /// An email: Resend's fields plus the tenant, each recipient's status and the history.
@@ -201,6 +214,12 @@ fn email_view(
                     smtp_code: e.smtp_code,
                     smtp_response: e.smtp_response,
                     route: route_view(e.route, e.route_host),
+                    report: (e.report_status.is_some() || e.reporting_mta.is_some()).then(|| {
+                        ReportView {
+                            status: e.report_status,
+                            reporting_mta: e.reporting_mta,
+                        }
+                    }),
                     created_at: e.created_at,
                 })
                 .collect()

@@ -28,6 +28,7 @@ use missive_core::retry::RetryPolicy;
 use missive_core::return_path::ReturnPaths;
 use missive_core::sending_domain::DkimAlgorithm;
 use missive_core::{Limits, RelaySpec};
+use missive_store::SoftBounceRule;
 use secrecy::{SecretBox, SecretString};
 
 pub use self::declare::Setting;
@@ -409,6 +410,15 @@ impl Config {
                 domain: self.mx.return_path_domain.clone(),
                 notify_success: self.mx.notify_success,
             },
+        }
+    }
+
+    /// When soft bounces suppress an address.
+    #[must_use]
+    pub const fn soft_bounce_rule(&self) -> SoftBounceRule {
+        SoftBounceRule {
+            limit: self.mx.soft_bounce_limit,
+            window: self.mx.soft_bounce_window_secs,
         }
     }
 

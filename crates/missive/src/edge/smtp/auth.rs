@@ -25,7 +25,7 @@ where
         if self.client.authenticated.is_some() {
             return self.refuse(&reply::ALREADY_AUTHENTICATED);
         }
-        if self.envelope.mail_from.is_some() {
+        if self.envelope.started {
             return self.refuse(&reply::AUTH_IN_TRANSACTION);
         }
         match mechanism {

@@ -30,7 +30,7 @@ where
 {
     pub(super) fn bdat(&mut self, size: usize, last: bool) -> Next {
         let received = self.envelope.chunks.as_ref().map_or(0, Vec::len);
-        let refusal = if self.envelope.mail_from.is_none() {
+        let refusal = if !self.envelope.started {
             Some(reply::BAD_SEQUENCE_MAIL)
         } else if self.envelope.recipients.is_empty() {
             Some(reply::BAD_SEQUENCE_RCPT)

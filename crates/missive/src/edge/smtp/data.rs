@@ -8,6 +8,7 @@
 use smtp_proto::request::receiver::DataReceiver;
 use tokio::io::{AsyncRead, AsyncWrite};
 
+use super::Listener;
 use super::reply::{self, Reply};
 use super::session::{DataState, Envelope, Next, Session, State};
 use crate::ingest::{Accepted, IngestError, Input, RawEnvelope, RawMessage, Trace, policy};
@@ -17,7 +18,7 @@ where
     S: AsyncRead + AsyncWrite + Unpin + Send,
 {
     pub(super) fn data(&mut self) -> Next {
-        if self.envelope.mail_from.is_none() {
+        if !self.envelope.started {
             return self.refuse(&reply::BAD_SEQUENCE_MAIL);
         }
         if self.envelope.recipients.is_empty() {
@@ -63,6 +64,9 @@ where
 
     /// Stores and answers one complete message.
     pub(super) async fn queue(&mut self, envelope: Envelope, text: Vec<u8>) -> Next {
+        if self.listener == Listener::Mx {
+            return self.inbound_receive(envelope, text).await;
+        }
         let Some(sender) = self.client.sender().cloned() else {
             return self.refuse(&reply::AUTH_REQUIRED);
         };

@@ -36,11 +36,12 @@ where
             "ENHANCEDSTATUSCODES".to_owned(),
             "CHUNKING".to_owned(),
         ];
-        if self.tls {
+        match (self.tls, self.listener) {
+            // The MX takes no AUTH at all.
+            (true, Listener::Mx) | (false, Listener::Submissions) => {}
             // Only under TLS: the password is an API key.
-            lines.push("AUTH PLAIN LOGIN".to_owned());
-        } else if self.listener == Listener::Submission {
-            lines.push("STARTTLS".to_owned());
+            (true, _) => lines.push("AUTH PLAIN LOGIN".to_owned()),
+            (false, Listener::Submission | Listener::Mx) => lines.push("STARTTLS".to_owned()),
         }
         lines.push("HELP".to_owned());
         self.reply(&Reply::plain(250, lines.join("\n")));

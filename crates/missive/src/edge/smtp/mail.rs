@@ -26,7 +26,7 @@ where
         let Some(sender) = self.client.sender() else {
             return self.refuse(&reply::AUTH_REQUIRED);
         };
-        if self.envelope.mail_from.is_some() {
+        if self.envelope.started {
             return self.refuse(&reply::BAD_SEQUENCE_NESTED_MAIL);
         }
         // Each transaction is a request against the tenant's (and key's) rate limit.
@@ -81,6 +81,7 @@ where
             return Next::Close;
         }
         self.envelope.mail_from = Some(address);
+        self.envelope.started = true;
         self.envelope.smtputf8 = smtputf8;
         self.reply(&Reply::new(250, "2.1.0", "Sender OK"));
         Next::Continue

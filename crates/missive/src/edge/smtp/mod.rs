@@ -8,6 +8,8 @@
 //!   MAIL: never an open relay.
 //! - Connection limits: a total cap and a per-address cap; a client over either gets 421 while the
 //!   others are served.
+//! - The inbound MX ([`Listener::Mx`]) is the same session without AUTH, taking only what
+//!   comes back to Missive ([`crate::edge::mx`]; its stages in `inbound`).
 //! - Shutdown: listeners stop accepting; idle sessions get 421 at once; a session inside a
 //!   transaction may finish it until the shutdown timeout, then gets 421.
 
@@ -15,6 +17,7 @@ mod auth;
 mod bdat;
 mod data;
 mod ehlo;
+mod inbound;
 mod mail;
 mod rcpt;
 pub mod reply;
@@ -36,6 +39,7 @@ use tracing::Instrument;
 
 pub use session::{Ended, Sender, Session};
 
+use crate::edge::mx::Mx;
 use crate::edge::rate_limit::{CallerRates, RateLimits};
 use crate::edge::slots::Slots;
 use crate::ingest::Ingest;
@@ -54,6 +58,9 @@ pub enum Listener {
     Submission,
     /// TLS from the first byte.
     Submissions,
+    /// The inbound MX ([`crate::edge::mx`]): plain text first, STARTTLS offered, no AUTH;
+    /// takes only what comes back to Missive.
+    Mx,
 }
 
 /// Limits of the SMTP submission listeners (the limits of a message are the accept path's).
@@ -91,6 +98,8 @@ pub struct SmtpContext {
     pub rates: Arc<RateLimits>,
     /// Open sessions per tenant.
     pub tenant_sessions: Arc<Slots<TenantId>>,
+    /// What the MX listener does with what it takes; `None` when this process runs no MX.
+    pub mx: Option<Arc<Mx>>,
 }
 
 impl std::fmt::Debug for SmtpContext {
@@ -113,13 +122,15 @@ pub async fn serve_connection<S>(
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send,
 {
-    let trusted = match trusted_sender(&ctx.keys, peer.ip()).await {
-        Ok(trusted) => trusted,
-        Err(err) => {
-            tracing::error!(error = %err, "trusted network lookup failed; treating the client as untrusted");
-            None
-        }
+    // Nobody submits through the MX: a trusted network means nothing there.
+    let trusted = match listener {
+        Listener::Mx => Ok(None),
+        Listener::Submission | Listener::Submissions => trusted_sender(&ctx.keys, peer.ip()).await,
     };
+    let trusted = trusted.unwrap_or_else(|err| {
+        tracing::error!(error = %err, "trusted network lookup failed; treating the client as untrusted");
+        None
+    });
     if let Some(sender) = &trusted {
         tracing::Span::current().record("tenant_id", tracing::field::display(sender.tenant_id));
     }
@@ -131,7 +142,7 @@ pub async fn serve_connection<S>(
                 .map(|_| ()),
             None => Ok(()),
         },
-        Listener::Submission => {
+        Listener::Submission | Listener::Mx => {
             match Session::new(ctx.clone(), stream, peer, listener, false, trusted)
                 .run(true)
                 .await
@@ -198,32 +209,26 @@ async fn trusted_sender(
         }))
 }
 
-/// Both listeners, bound and ready to serve.
+/// The listeners, bound and ready to serve.
 #[derive(Debug)]
 pub struct SmtpServer {
     ctx: Arc<SmtpContext>,
-    submission: (TcpListener, SocketAddr),
-    submissions: (TcpListener, SocketAddr),
+    listeners: Vec<(TcpListener, SocketAddr, Listener)>,
 }
 
 impl SmtpServer {
     #[must_use]
-    pub fn new(
-        ctx: Arc<SmtpContext>,
-        submission: (TcpListener, SocketAddr),
-        submissions: (TcpListener, SocketAddr),
-    ) -> Self {
-        Self {
-            ctx,
-            submission,
-            submissions,
-        }
+    pub fn new(ctx: Arc<SmtpContext>, listeners: Vec<(TcpListener, SocketAddr, Listener)>) -> Self {
+        Self { ctx, listeners }
     }
 
-    /// The STARTTLS and the implicit-TLS addresses.
+    /// The address of the listener of `kind`, when this server has one.
     #[must_use]
-    pub fn addrs(&self) -> (SocketAddr, SocketAddr) {
-        (self.submission.1, self.submissions.1)
+    pub fn addr(&self, kind: Listener) -> Option<SocketAddr> {
+        self.listeners
+            .iter()
+            .find(|(_, _, k)| *k == kind)
+            .map(|(_, addr, _)| *addr)
     }
 
     #[must_use]
@@ -237,14 +242,20 @@ impl SmtpServer {
         let ctx = self.ctx;
         let per_address: Arc<Slots<IpAddr>> = Arc::default();
         let mut sessions = JoinSet::new();
-        tracing::info!(addr = %self.submission.1, "SMTP submission listening (STARTTLS)");
-        tracing::info!(addr = %self.submissions.1, "SMTP submission listening (implicit TLS)");
+        for (_, addr, kind) in &self.listeners {
+            let what = match kind {
+                Listener::Submission => "SMTP submission listening (STARTTLS)",
+                Listener::Submissions => "SMTP submission listening (implicit TLS)",
+                Listener::Mx => "inbound MX listening",
+            };
+            tracing::info!(%addr, "{what}");
+        }
+        let listeners = self.listeners;
         loop {
             let (accepted, listener) = tokio::select! {
                 () = ctx.shutdown.cancelled() => break,
                 Some(_) = sessions.join_next(), if !sessions.is_empty() => continue,
-                accepted = self.submission.0.accept() => (accepted, Listener::Submission),
-                accepted = self.submissions.0.accept() => (accepted, Listener::Submissions),
+                accepted = accept_any(&listeners) => accepted,
             };
             let (stream, peer) = match accepted {
                 Ok(accepted) => accepted,
@@ -278,8 +289,7 @@ impl SmtpServer {
                 .instrument(span),
             );
         }
-        drop(self.submission);
-        drop(self.submissions);
+        drop(listeners);
         let drained = tokio::time::timeout(grace, async {
             while sessions.join_next().await.is_some() {}
         })
@@ -296,6 +306,21 @@ impl SmtpServer {
         }
         tracing::info!("SMTP listeners stopped");
     }
+}
+
+/// The next connection on any of `listeners`, and which one it came in on.
+async fn accept_any(
+    listeners: &[(TcpListener, SocketAddr, Listener)],
+) -> (std::io::Result<(TcpStream, SocketAddr)>, Listener) {
+    std::future::poll_fn(|cx| {
+        for (listener, _, kind) in listeners {
+            if let std::task::Poll::Ready(accepted) = listener.poll_accept(cx) {
+                return std::task::Poll::Ready((accepted, *kind));
+            }
+        }
+        std::task::Poll::Pending
+    })
+    .await
 }
 
 /// Answers a connection we will not serve with `reply` and closes it.

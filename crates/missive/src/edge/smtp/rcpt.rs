@@ -13,7 +13,7 @@ where
     S: AsyncRead + AsyncWrite + Unpin + Send,
 {
     pub(super) fn rcpt(&mut self, to: &RcptTo<std::borrow::Cow<'_, str>>) -> Next {
-        if self.envelope.mail_from.is_none() {
+        if !self.envelope.started {
             return self.refuse(&reply::BAD_SEQUENCE_MAIL);
         }
         let address = match EmailAddress::parse(&to.address) {

@@ -22,6 +22,7 @@ use tokio::time::Instant;
 use super::bdat::ChunkState;
 use super::reply::{self, Reply};
 use super::{Listener, SmtpContext};
+use crate::edge::mx::Inbound;
 use crate::edge::rate_limit::CallerRates;
 use crate::edge::slots::Slot;
 
@@ -102,9 +103,14 @@ impl Sender {
 /// The transaction being built: MAIL FROM, then RCPT TO, then DATA (or BDAT chunks).
 #[derive(Default)]
 pub struct Envelope {
+    /// `None` for the null reverse path (`MAIL FROM:<>`), which only the MX takes.
     pub mail_from: Option<EmailAddress>,
+    /// MAIL was accepted: a transaction is open.
+    pub started: bool,
     pub smtputf8: bool,
     pub recipients: Vec<EmailAddress>,
+    /// On the MX: what each recipient is to it, in the order of `recipients`.
+    pub inbound: Vec<Inbound>,
     /// The text received so far by BDAT; `None` until the first chunk.
     pub chunks: Option<Vec<u8>>,
 }
@@ -286,7 +292,7 @@ where
 
     /// Whether a transaction is in progress (MAIL given, or message text being read).
     fn transaction_open(&self) -> bool {
-        self.envelope.mail_from.is_some() || matches!(self.state, State::Data(_) | State::Chunk(_))
+        self.envelope.started || matches!(self.state, State::Data(_) | State::Chunk(_))
     }
 
     /// Reads more input, or ends the session on idle timeout, session timeout or shutdown.
@@ -387,10 +393,15 @@ where
             Request::Helo { host } => self.ehlo(&host, false),
             Request::Lhlo { .. } => self.refuse(&reply::NOT_IMPLEMENTED),
             Request::StartTls => self.starttls(),
+            Request::Auth { .. } if self.listener == Listener::Mx => {
+                self.refuse(&reply::NOT_IMPLEMENTED)
+            }
             Request::Auth {
                 mechanism,
                 initial_response,
             } => self.auth(mechanism, &initial_response).await,
+            Request::Mail { from } if self.listener == Listener::Mx => self.inbound_mail(&from),
+            Request::Rcpt { to } if self.listener == Listener::Mx => self.inbound_rcpt(&to),
             Request::Mail { from } => {
                 // The tenant's verified domains, which its senders may use; the accept path
                 // checks again, so a database failure here only forgoes the early answer.
