@@ -12,6 +12,7 @@ pub mod counter;
 pub mod db;
 pub mod dns;
 pub mod http;
+pub mod postfix;
 pub mod process;
 pub mod python;
 pub mod receiver;
@@ -25,6 +26,7 @@ pub use http::{
     ADMIN_KEY, Auth, CreatedTenant, Response, TEST_SECRET_KEY, TEST_SECRET_KEY_BASE64, TestApp,
     http_client, init_process,
 };
+pub use postfix::Postfix;
 pub use process::ApiProcess;
 pub use python::{
     run_python_script, run_python_with_env_and_input, run_python_with_input, run_resend_script,

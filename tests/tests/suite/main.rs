@@ -19,6 +19,7 @@ mod openapi;
 mod outbox;
 mod projects;
 mod recovery;
+mod reports;
 mod resend_sdk;
 mod routing;
 mod smtp;
