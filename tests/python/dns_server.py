@@ -1,7 +1,7 @@
 """A local DNS server for the suite (dnslib): answers from a zone given as JSON in argv[1], or
 read afresh for every query from the file named by argv[1] after an `@` (so a test can change
 its records while the server runs). A name maps to a list of addresses (A and AAAA) or to
-{"A": [...], "AAAA": [...], "TXT": [...]}; a TXT value longer than 255 bytes is split into
+{"A": [...], "AAAA": [...], "TXT": [...], "MX": ["host", ...]} (MX preference 10); a TXT value longer than 255 bytes is split into
 strings of 255, as DNS requires. Other names are NXDOMAIN. Listens on UDP and TCP on 127.0.0.1
 at a free port, prints the port on one line, and serves until killed.
 """
@@ -11,7 +11,7 @@ import socket
 import sys
 import time
 
-from dnslib import AAAA, QTYPE, RR, TXT, A, RCODE
+from dnslib import AAAA, MX, QTYPE, RR, TXT, A, RCODE
 from dnslib.server import BaseResolver, DNSLogger, DNSServer
 
 def load_zone():
@@ -48,6 +48,9 @@ class Zone(BaseResolver):
                 data = text.encode()
                 parts = [data[i:i + 255] for i in range(0, len(data), 255)] or [b""]
                 reply.add_answer(RR(request.q.qname, QTYPE.TXT, rdata=TXT(parts), ttl=1))
+        for host in records.get("MX", []):
+            if qtype in (QTYPE.MX, QTYPE.ANY):
+                reply.add_answer(RR(request.q.qname, QTYPE.MX, rdata=MX(host, 10), ttl=1))
         return reply
 
 

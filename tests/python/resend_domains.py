@@ -27,7 +27,7 @@ unverified = plain(resend.Domains.verify(created["id"]))
 
 zone = {}
 for record in created["records"]:
-    zone.setdefault(record["fqdn"], {"TXT": []})["TXT"].append(record["value"])
+    zone.setdefault(record["fqdn"], {"TXT": [], "MX": []})[record["type"]].append(record["value"])
 with open(zone_file, "w") as f:
     json.dump(zone, f)
 

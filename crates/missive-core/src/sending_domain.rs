@@ -191,7 +191,75 @@ pub struct RecordSpec {
     pub value: String,
     /// Whether the domain's verification waits for it (the DMARC record is a suggestion).
     pub required: bool,
+    /// The DNS type: TXT, or MX for a return path's mail exchanger.
+    pub rtype: RecordType,
+    /// An MX record's preference.
+    pub priority: Option<u16>,
 }
+
+/// The DNS type of a record to publish.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum RecordType {
+    Txt,
+    Mx,
+}
+
+impl RecordType {
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Txt => "TXT",
+            Self::Mx => "MX",
+        }
+    }
+}
+
+/// The records of a domain's return path (`<subdomain>.<domain>`, Resend's
+/// `custom_return_path`), stored under their own keys: an MX to Missive's inbound MX, so reports
+/// come back, and SPF for the return path's domain when the operator names what senders include
+/// (receivers check SPF against the envelope sender's domain). Neither holds up the domain's
+/// verification; the return path is used once its MX is found.
+#[must_use]
+pub fn return_path_records(
+    domain: &Domain,
+    subdomain: &str,
+    mx_host: &str,
+    spf_include: Option<&Domain>,
+) -> Vec<(&'static str, RecordSpec)> {
+    let fqdn = format!("{subdomain}.{domain}");
+    let mut records = vec![(
+        RETURN_PATH_MX,
+        RecordSpec {
+            kind: RecordKind::Spf,
+            name: subdomain.to_owned(),
+            fqdn: fqdn.clone(),
+            value: mx_host.to_owned(),
+            required: false,
+            rtype: RecordType::Mx,
+            priority: Some(10),
+        },
+    )];
+    if let Some(include) = spf_include {
+        records.push((
+            RETURN_PATH_SPF,
+            RecordSpec {
+                kind: RecordKind::Spf,
+                name: subdomain.to_owned(),
+                fqdn,
+                value: format!("v=spf1 include:{include} ~all"),
+                required: false,
+                rtype: RecordType::Txt,
+                priority: None,
+            },
+        ));
+    }
+    records
+}
+
+/// The record-check key of the return path's MX record; the outgoing statement reads it.
+pub const RETURN_PATH_MX: &str = "RETURN_PATH_MX";
+/// The record-check key of the return path's SPF record.
+pub const RETURN_PATH_SPF: &str = "RETURN_PATH_SPF";
 
 /// What a lookup of one name found.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -251,6 +319,8 @@ pub fn records(
         fqdn: at(&format!("{selector}._domainkey")),
         value: dkim_value(algorithm, public_key_base64),
         required: true,
+        rtype: RecordType::Txt,
+        priority: None,
     }];
     if let Some(include) = spf_include {
         records.push(RecordSpec {
@@ -259,6 +329,8 @@ pub fn records(
             fqdn: at("@"),
             value: format!("v=spf1 include:{include} ~all"),
             required: true,
+            rtype: RecordType::Txt,
+            priority: None,
         });
     }
     records.push(RecordSpec {
@@ -267,6 +339,8 @@ pub fn records(
         fqdn: at("_dmarc"),
         value: "v=DMARC1; p=none;".to_owned(),
         required: false,
+        rtype: RecordType::Txt,
+        priority: None,
     });
     records
 }
@@ -288,10 +362,29 @@ pub fn check(spec: &RecordSpec, found: &Lookup) -> RecordCheck {
             };
         }
         Lookup::Missing => {
-            return RecordCheck::failed(format!("no TXT record at {}", spec.fqdn));
+            return RecordCheck::failed(format!(
+                "no {} record at {}",
+                spec.rtype.as_str(),
+                spec.fqdn
+            ));
         }
         Lookup::Found(txts) => txts,
     };
+    if spec.rtype == RecordType::Mx {
+        // The exchanges found, as host names.
+        let wanted = spec.value.trim_end_matches('.');
+        return if txts
+            .iter()
+            .any(|host| host.trim_end_matches('.').eq_ignore_ascii_case(wanted))
+        {
+            RecordCheck::verified()
+        } else {
+            RecordCheck::failed(format!(
+                "the MX records at {} do not name {wanted}",
+                spec.fqdn
+            ))
+        };
+    }
     match spec.kind {
         RecordKind::Dkim => check_dkim(spec, txts),
         RecordKind::Spf => check_spf(spec, txts),
@@ -438,6 +531,35 @@ mod tests {
     fn specs() -> Vec<RecordSpec> {
         let spf = Domain::parse("spf.missive.test").unwrap();
         records(&domain(), "mv01", DkimAlgorithm::Rsa, "QUJD", Some(&spf))
+    }
+
+    #[test]
+    fn a_return_path_publishes_an_mx_to_missive_and_its_spf() {
+        let spf = Domain::parse("spf.missive.test").unwrap();
+        let specs = return_path_records(&domain(), "send", "mx.missive.test", Some(&spf));
+        assert_eq!(specs.len(), 2);
+        let (key, mx) = &specs[0];
+        assert_eq!(*key, RETURN_PATH_MX);
+        assert_eq!((mx.rtype, mx.priority), (RecordType::Mx, Some(10)));
+        assert_eq!(mx.fqdn, format!("send.{}", domain()));
+        let found = |hosts: &[&str]| {
+            check(
+                mx,
+                &Lookup::Found(hosts.iter().map(|h| (*h).to_owned()).collect()),
+            )
+        };
+        assert_eq!(
+            found(&["MX.missive.test."]).status,
+            VerificationStatus::Verified
+        );
+        assert!(
+            found(&["mx.other.test"])
+                .reason
+                .unwrap()
+                .contains("do not name mx.missive.test")
+        );
+        assert_eq!(specs[1].1.value, "v=spf1 include:spf.missive.test ~all");
+        assert_eq!(return_path_records(&domain(), "send", "mx", None).len(), 1);
     }
 
     #[test]

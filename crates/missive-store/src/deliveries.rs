@@ -351,11 +351,14 @@ impl Store {
                    SELECT custom_return_path || '.' || name AS host FROM domains
                    WHERE tenant_id = e.tenant_id
                      AND name = lower(split_part(e.envelope_from, '@', 2)) AND status = $3
+                     -- Only once its MX sends reports back to Missive.
+                     AND record_checks -> $4 ->> 'status' = $3
                    LIMIT 1
                ) dm ON true"#,
             &tenants,
             &ids,
             VerificationStatus::Verified.as_str(),
+            missive_core::sending_domain::RETURN_PATH_MX,
         )
         .fetch_all(&self.pool)
         .await?;

@@ -30,6 +30,8 @@ pub struct DomainRecord {
     pub public_key: String,
     pub next_selector: Option<String>,
     pub next_public_key: Option<String>,
+    /// The subdomain return paths use (Resend's `custom_return_path`).
+    pub custom_return_path: String,
     /// Each record's last verdict, by its kind (`{"DKIM": {"status", "reason"}}`).
     pub record_checks: serde_json::Value,
     pub checked_at: Option<OffsetDateTime>,
@@ -47,7 +49,8 @@ macro_rules! domain_columns {
                status AS "status: VerificationStatus", region AS "region: Region",
                open_tracking, click_tracking, tls AS "tls: DomainTls",
                dkim_algorithm AS "dkim_algorithm: DkimAlgorithm", selector, public_key,
-               next_selector, next_public_key, record_checks, checked_at, verified_at,
+               next_selector, next_public_key, custom_return_path, record_checks, checked_at,
+               verified_at,
                created_at, updated_at"#
             $($after)*
         )
@@ -84,6 +87,8 @@ pub struct NewDomain<'a> {
     pub open_tracking: bool,
     pub click_tracking: bool,
     pub tls: DomainTls,
+    /// The subdomain return paths use: one lower-case DNS label.
+    pub custom_return_path: &'a str,
     pub key: NewDkimKey<'a>,
     /// The most domains the tenant may have; past it the insert is a `Conflict`.
     pub max_per_tenant: i64,
@@ -142,8 +147,9 @@ impl Store {
                     DomainRecord,
                     "INSERT INTO domains (tenant_id, id, name, region, open_tracking,
                                           click_tracking, tls, dkim_algorithm, selector,
-                                          public_key, private_key_id, private_key)
-                     SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12
+                                          public_key, private_key_id, private_key,
+                                          custom_return_path)
+                     SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $14
                      WHERE (SELECT count(*) FROM domains WHERE tenant_id = $1) < $13
                      RETURNING ",
                 ),
@@ -161,6 +167,7 @@ impl Store {
                 &new.key.private_key.key_id,
                 &new.key.private_key.bytes,
                 new.max_per_tenant,
+                new.custom_return_path,
             )
             .fetch_optional(&mut *conn)
             .await

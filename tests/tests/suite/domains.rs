@@ -23,14 +23,14 @@ async fn add_domain(app: &TestApp, key: &str, name: &str) -> (String, Value) {
     (body["id"].as_str().unwrap().to_owned(), body)
 }
 
-/// The zone that publishes every record of a domain's answer.
-fn zone_of(domain: &Value) -> Value {
+/// The zone that publishes every record of a domain's answer, each under its type.
+pub fn zone_of(domain: &Value) -> Value {
     let mut zone = serde_json::Map::new();
     for record in domain["records"].as_array().unwrap() {
         let entry = zone
             .entry(record["fqdn"].as_str().unwrap().to_owned())
-            .or_insert_with(|| json!({ "TXT": [] }));
-        entry["TXT"]
+            .or_insert_with(|| json!({ "TXT": [], "MX": [] }));
+        entry[record["type"].as_str().unwrap()]
             .as_array_mut()
             .unwrap()
             .push(record["value"].clone());
@@ -132,6 +132,13 @@ async fn the_resend_sdk_manages_and_verifies_domains_unmodified() {
     );
     let dmarc = records.iter().find(|r| r["record"] == "DMARC").unwrap();
     assert_eq!(dmarc["fqdn"], "_dmarc.mail.acme.test");
+    // The return path's MX, as Resend lists it: under `SPF`, at `send`.
+    let mx = records.iter().find(|r| r["type"] == "MX").unwrap();
+    assert_eq!(
+        (&mx["record"], &mx["name"]),
+        (&json!("SPF"), &json!("send"))
+    );
+    assert_eq!(mx["fqdn"], "send.mail.acme.test");
     // Nothing published yet: failed, with the reason.
     assert_eq!(out["unverified"]["status"], "failed");
     assert_eq!(out["verified"]["status"], "verified");

@@ -81,3 +81,33 @@ pub async fn txt(resolver: &TokioResolver, name: &str) -> Lookup {
         Err(e) => Lookup::Unanswered(e.to_string()),
     }
 }
+
+/// The exchanges of the MX records at `name` (host names, without the final dot), `Missing`
+/// when there are none, `Unanswered` when DNS did not say.
+pub async fn mx(resolver: &TokioResolver, name: &str) -> Lookup {
+    let fqdn = format!("{}.", name.trim_end_matches('.'));
+    match resolver.mx_lookup(fqdn).await {
+        Ok(lookup) => {
+            let found: Vec<String> = lookup
+                .answers()
+                .iter()
+                .filter_map(|record| match &record.data {
+                    RData::MX(mx) => Some(
+                        mx.exchange
+                            .to_ascii()
+                            .trim_end_matches('.')
+                            .to_ascii_lowercase(),
+                    ),
+                    _ => None,
+                })
+                .collect();
+            if found.is_empty() {
+                Lookup::Missing
+            } else {
+                Lookup::Found(found)
+            }
+        }
+        Err(e) if e.is_no_records_found() => Lookup::Missing,
+        Err(e) => Lookup::Unanswered(e.to_string()),
+    }
+}

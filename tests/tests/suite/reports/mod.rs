@@ -8,6 +8,7 @@ use missive_core::webhook::{SigningSecret, verify};
 use missive_tests::{Auth, Receiver, SinkOptions, SmtpClient, SmtpReply, TestApp};
 use serde_json::{Value, json};
 
+mod domains;
 mod postfix;
 
 /// The operator's return-path domain in these tests.

@@ -445,6 +445,7 @@ impl Config {
             default_algorithm: self.domains.dkim_algorithm,
             recheck_interval: self.domains.recheck_secs,
             max_per_tenant: self.domains.max_per_tenant,
+            mx_host: self.mx.host.clone(),
         }
     }
 

@@ -25,8 +25,8 @@ use std::time::Duration;
 use hickory_resolver::TokioResolver;
 use missive_core::sealed::{SealError, Sealed, Sealer};
 use missive_core::sending_domain::{
-    self, DkimAlgorithm, DomainTls, Lookup, RecordCheck, RecordKind, RecordSpec, Region,
-    VerificationStatus,
+    self, DkimAlgorithm, DomainTls, Lookup, RecordCheck, RecordKind, RecordSpec, RecordType,
+    Region, VerificationStatus,
 };
 use missive_core::{Domain, DomainId, TenantId};
 use missive_store::listen::ListenEvent;
@@ -58,6 +58,8 @@ pub struct DomainSettings {
     pub recheck_interval: Duration,
     /// Domains a tenant may have: each costs a key pair and a look-up per re-check.
     pub max_per_tenant: u32,
+    /// The host return paths' MX records point to (`MISSIVE_MX_HOST`).
+    pub mx_host: String,
 }
 
 /// Why a domain operation failed.
@@ -84,6 +86,8 @@ pub struct NewDomainInput {
     pub region: Option<Region>,
     pub open_tracking: Option<bool>,
     pub click_tracking: Option<bool>,
+    /// The return path's subdomain; `send` when unset.
+    pub custom_return_path: Option<String>,
 }
 
 /// One record of a domain with its last verdict.
@@ -189,6 +193,7 @@ impl Domains {
         let name = Domain::parse(input.name.trim()).map_err(|_| {
             DomainsError::Invalid(format!("name: `{}` is not a domain", input.name))
         })?;
+        let custom_return_path = return_path_label(input.custom_return_path.as_deref())?;
         let algorithm = input.algorithm.unwrap_or(self.settings.default_algorithm);
         let id = DomainId::new();
         let pair = self.generate(algorithm).await?;
@@ -205,6 +210,7 @@ impl Domains {
                     open_tracking: input.open_tracking.unwrap_or(false),
                     click_tracking: input.click_tracking.unwrap_or(false),
                     tls: DomainTls::default(),
+                    custom_return_path: &custom_return_path,
                     key: NewDkimKey {
                         algorithm,
                         selector: &selector,
@@ -239,7 +245,7 @@ impl Domains {
     #[must_use]
     pub fn records(&self, domain: &DomainRecord) -> Vec<RecordView> {
         let checks = &domain.record_checks;
-        specs(domain, self.settings.spf_include.as_ref())
+        specs(domain, &self.settings)
             .into_iter()
             .map(|(key, spec)| RecordView {
                 check: checks.get(&key).and_then(parse_check),
@@ -260,18 +266,22 @@ impl Domains {
         id: DomainId,
     ) -> Result<DomainRecord, DomainsError> {
         let domain = self.store.get_domain(tenant_id, id).await?;
-        let specs = specs(&domain, self.settings.spf_include.as_ref());
-        let mut found: HashMap<String, Lookup> = HashMap::new();
+        let specs = specs(&domain, &self.settings);
+        let mut found: HashMap<(RecordType, String), Lookup> = HashMap::new();
         for (_, spec) in &specs {
-            if !found.contains_key(&spec.fqdn) {
-                let answer = crate::net::dns::txt(&self.resolver, &spec.fqdn).await;
-                found.insert(spec.fqdn.clone(), answer);
+            let at = (spec.rtype, spec.fqdn.clone());
+            if !found.contains_key(&at) {
+                let answer = match spec.rtype {
+                    RecordType::Txt => crate::net::dns::txt(&self.resolver, &spec.fqdn).await,
+                    RecordType::Mx => crate::net::dns::mx(&self.resolver, &spec.fqdn).await,
+                };
+                found.insert(at, answer);
             }
         }
         let mut checks: Vec<(String, RecordSpec, RecordCheck)> = specs
             .into_iter()
             .map(|(key, spec)| {
-                let check = sending_domain::check(&spec, &found[&spec.fqdn]);
+                let check = sending_domain::check(&spec, &found[&(spec.rtype, spec.fqdn.clone())]);
                 (key, spec, check)
             })
             .collect();
@@ -439,14 +449,40 @@ impl Domains {
     }
 }
 
+/// A `custom_return_path` as stored: one DNS label, lower case; `send` when none is given.
+fn return_path_label(given: Option<&str>) -> Result<String, DomainsError> {
+    let label = given.map_or("send", str::trim).to_ascii_lowercase();
+    let valid = !label.is_empty()
+        && label.len() <= 63
+        && label
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !label.starts_with('-')
+        && !label.ends_with('-');
+    if valid {
+        Ok(label)
+    } else {
+        Err(DomainsError::Invalid(format!(
+            "custom_return_path: `{}` is not one DNS label (letters, digits and inner hyphens, \
+             63 at most)",
+            given
+                .unwrap_or_default()
+                .chars()
+                .take(64)
+                .collect::<String>()
+        )))
+    }
+}
+
 /// The record-check key of the next key's DKIM record during a rotation.
 const NEXT_DKIM: &str = "DKIM_NEXT";
 
 /// A domain's records, each with the key its verdict is stored under.
-fn specs(domain: &DomainRecord, spf_include: Option<&Domain>) -> Vec<(String, RecordSpec)> {
+fn specs(domain: &DomainRecord, settings: &DomainSettings) -> Vec<(String, RecordSpec)> {
     let Ok(name) = Domain::parse(&domain.name) else {
         return Vec::new();
     };
+    let spf_include = settings.spf_include.as_ref();
     let algorithm = domain.dkim_algorithm;
     let mut specs: Vec<(String, RecordSpec)> = sending_domain::records(
         &name,
@@ -468,6 +504,16 @@ fn specs(domain: &DomainRecord, spf_include: Option<&Domain>) -> Vec<(String, Re
             specs.insert(1, (NEXT_DKIM.to_owned(), next));
         }
     }
+    specs.extend(
+        sending_domain::return_path_records(
+            &name,
+            &domain.custom_return_path,
+            &settings.mx_host,
+            spf_include,
+        )
+        .into_iter()
+        .map(|(key, spec)| (key.to_owned(), spec)),
+    );
     specs
 }
 

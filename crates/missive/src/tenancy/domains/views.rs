@@ -36,7 +36,9 @@ pub struct CreateDomainRequest {
     pub region: Option<Region>,
     /// `rsa` (2048 bits, the default unless the operator chose otherwise) or `ed25519`.
     pub dkim_algorithm: Option<DkimAlgorithm>,
-    /// Accepted for Resend's clients; Missive does not rewrite return paths.
+    /// The subdomain of the domain that return paths use (`send` by default, as Resend's):
+    /// one DNS label. Bounces and complaints come back through its MX record.
+    #[schema(max_length = 63)]
     pub custom_return_path: Option<String>,
     /// Accepted for Resend's clients and stored; Missive does not track opens or clicks.
     pub open_tracking: Option<bool>,
@@ -59,7 +61,8 @@ pub struct UpdateDomainRequest {
 /// One record to publish (Resend's shape, with our full name and the reason of a failure).
 #[derive(Debug, Serialize, ToSchema)]
 pub struct RecordOut {
-    /// `DKIM`, `SPF` or `DMARC`.
+    /// `DKIM`, `SPF` or `DMARC` (the return path's MX is listed as `SPF`, as Resend lists
+    /// it).
     pub record: &'static str,
     /// Relative to the domain; `@` is the domain itself.
     pub name: String,
@@ -69,6 +72,9 @@ pub struct RecordOut {
     pub kind: &'static str,
     pub ttl: &'static str,
     pub value: String,
+    /// An MX record's preference.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub priority: Option<u16>,
     pub status: VerificationStatus,
     /// Why it is not verified.
     pub reason: Option<String>,
@@ -94,6 +100,8 @@ pub struct DomainView {
     pub dkim_selector: String,
     /// During a rotation: the selector that takes over once its record is found.
     pub next_dkim_selector: Option<String>,
+    /// The subdomain return paths use (`send.<name>`).
+    pub custom_return_path: String,
     pub records: Vec<RecordOut>,
     #[serde(with = "time::serde::rfc3339::option")]
     pub checked_at: Option<OffsetDateTime>,
@@ -172,6 +180,7 @@ fn view(domains: &Domains, record: DomainRecord) -> DomainView {
         dkim_algorithm: record.dkim_algorithm,
         dkim_selector: record.selector,
         next_dkim_selector: record.next_selector,
+        custom_return_path: record.custom_return_path,
         records,
         checked_at: record.checked_at,
         created_at: record.created_at,
@@ -188,9 +197,10 @@ fn record_out(view: RecordView) -> RecordOut {
         record: view.spec.kind.as_str(),
         name: view.spec.name,
         fqdn: view.spec.fqdn,
-        kind: "TXT",
+        kind: view.spec.rtype.as_str(),
         ttl: "Auto",
         value: view.spec.value,
+        priority: view.spec.priority,
         status,
         reason,
         required: view.spec.required,
@@ -218,6 +228,7 @@ impl Domains {
                     region: request.region,
                     open_tracking: request.open_tracking,
                     click_tracking: request.click_tracking,
+                    custom_return_path: request.custom_return_path,
                 },
             )
             .await?;
