@@ -48,7 +48,8 @@ export MISSIVE_DATABASE_URL="$db_url" MISSIVE_ADMIN_KEY="$admin_key" MISSIVE_LOG
   MISSIVE_HTTP_ADDR="127.0.0.1:$http_port" MISSIVE_SMTP_ADDR="127.0.0.1:$smtp_port" \
   MISSIVE_SMTPS_ADDR="127.0.0.1:$(free_port)" MISSIVE_MX_ADDR="127.0.0.1:$mx_port" MISSIVE_RELAY_URL="smtp://127.0.0.1:$sink_port?tls=none" \
   MISSIVE_DB_MAX_CONNECTIONS="${BENCH_DB_CONNECTIONS:-85}" MISSIVE_RELAY_MAX_CONNECTIONS=16 \
-  MISSIVE_SECRET_KEY="$(head -c 32 /dev/urandom | base64)" MISSIVE_WEBHOOK_ALLOW_PRIVATE=true
+  MISSIVE_SECRET_KEY="$(head -c 32 /dev/urandom | base64)" MISSIVE_WEBHOOK_ALLOW_PRIVATE=true \
+  MISSIVE_RETURN_PATH_DOMAIN=bounces.bench.localhost
 base="http://127.0.0.1:$http_port"
 
 # start_missive LOG ROLE...: starts `missive serve` with those roles, sets missive_pid, and waits

@@ -235,6 +235,16 @@ def report(results_path, doc_path):
             f"p99 {summary(col('read', 'p99_ms'), 1, ' ms')}; errors {sum(col('read', 'errors'))} | | |",
             f"| CPU per read: Missive / Postgres | {cpu('read')} | | |",
         ]
+    if "mx" in by:
+        mx = by["mx"][0]
+        rate = col("mx", "per_second")
+        lines += [
+            f"| Delivery reports into the inbound MX, {mx['reports']:,} from {mx['clients']} "
+            f"connections (each authenticated, parsed and recorded as an event) | "
+            f"{summary(rate, unit='/s')}; p99 {summary(col('mx', 'p99_ms'), 1, ' ms')}; errors "
+            f"{sum(col('mx', 'errors'))} | ≥ 1,000/s | {met(statistics.median(rate) >= 1000)} |",
+            f"| CPU per report: Missive / Postgres | {cpu('mx')} | | |",
+        ]
     if "smtp" in by:
         def rates(target, key):
             return [r[key] for r in by["smtp"] if r["target"] == target]

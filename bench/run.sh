@@ -10,6 +10,8 @@
 #      alone: the same sent with no dispatcher running, and a dispatcher started on the backlog;
 #   2. REST latency: p50/p99 at a fixed 500 requests/s; then tenant reads (`GET /v1/emails/{id}`,
 #      closed loop) with their CPU per read;
+#   2b. the inbound MX (bench/mx.sh): delay reports from 8 connections to return paths of
+#      delivered emails, each authenticated, parsed and recorded;
 #   3. SMTP: Postfix's smtp-source (20 sessions, 2 KB messages, SMTP_TOTAL messages) against
 #      Missive (a tenant trusting loopback) and against a stock Postfix relaying to the same sink,
 #      accept and end-to-end rates for both and their ratios;
@@ -27,6 +29,7 @@ source "$(dirname "$0")/common.sh"
 source bench/postfix.sh
 source bench/fairness.sh
 source bench/features.sh
+source bench/mx.sh
 
 # The first full-features build, for the ratio the target is set against; BENCH_BASELINE= skips.
 BASELINE=${BENCH_BASELINE-1fca249}
@@ -54,7 +57,10 @@ REPEATS=${BENCH_REPEATS:-3}
 measure="python3 bench/measure.py"
 results="$run_dir/results.jsonl"
 
-start_missive missive.log api smtp worker
+# The MX when the build has one (a build from before it measures the rest alike).
+mx_role=
+if "$missive" serve --help 2>/dev/null | grep -q -- '- mx:'; then mx_role=mx; fi
+start_missive missive.log api smtp $mx_role worker
 sleep 1
 missive_idle=$($measure rss "$missive_pid")
 # Postgres's memory after each run (see measure.py on why not while it runs).
@@ -207,6 +213,9 @@ row.update(scenario="read", clients=$CLIENTS, missive_cpu_us=$missive_cpu * 1e6 
 print(json.dumps(row))
 PY
 done
+
+# Reports into the MX (bench/mx.sh), to return paths of the emails delivered so far.
+if [ -n "$mx_role" ]; then mx_runs; fi
 
 # smtp_run TARGET PORT [settle]: one smtp-source run (with settle, lasting until the webhook
 # receiver has stopped counting); appends its figures.

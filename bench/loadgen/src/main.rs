@@ -9,13 +9,18 @@
 //! - `sink`: a minimal, fast SMTP sink that counts messages into a file, for end-to-end timing.
 //! - `receiver`: a webhook endpoint that checks every post's signature (both header sets) and
 //!   counts the good and the bad ones into a file.
+//! - `mx`: N connections send a fixed number of delivery reports to the inbound MX, each to a
+//!   return path minted for an email that exists; prints throughput and latency as JSON.
 //! - `template`: prints the definition of a template that renders exactly the body `accept`
 //!   sends directly, so `accept --template` measures what rendering costs and nothing else.
 
 // Reports go to stdout by design: bench/run.sh reads them.
 #![allow(clippy::print_stdout)]
 
+mod mx;
+
 use std::io::Write as _;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -89,6 +94,25 @@ enum Command {
         /// Answer the end of each message after this many milliseconds (a slow server).
         #[arg(long, default_value_t = 0)]
         delay_ms: u64,
+    },
+    /// Closed loop: `clients` connections send `total` delay reports to the MX at `addr`, to
+    /// return paths minted with `secret_key` for the emails in `targets`.
+    Mx {
+        #[arg(long)]
+        addr: SocketAddr,
+        /// `MISSIVE_SECRET_KEY` of the server (base64).
+        #[arg(long)]
+        secret_key: String,
+        /// `tenant_id email_id recipient`, one a line.
+        #[arg(long)]
+        targets: PathBuf,
+        /// The return paths' domain (`MISSIVE_RETURN_PATH_DOMAIN`).
+        #[arg(long)]
+        domain: String,
+        #[arg(long, default_value_t = 8)]
+        clients: usize,
+        #[arg(long, default_value_t = 20_000)]
+        total: usize,
     },
     /// Webhook endpoint: writes `<verified> <rejected>` posts into `count_file`.
     Receiver {
@@ -364,8 +388,9 @@ async fn sink(port: u16, count_file: PathBuf, delay: Duration) -> anyhow::Result
                     continue;
                 }
                 let upper = line.to_ascii_uppercase();
+                // DSN offered, as relays do: Missive then asks for reports.
                 let reply: &[u8] = if upper.starts_with(b"EHLO") {
-                    b"250-sink\r\n250-8BITMIME\r\n250-SMTPUTF8\r\n250 PIPELINING\r\n"
+                    b"250-sink\r\n250-8BITMIME\r\n250-SMTPUTF8\r\n250-DSN\r\n250 PIPELINING\r\n"
                 } else if upper.starts_with(b"RCPT") {
                     recipients += 1;
                     b"250 ok\r\n"
@@ -484,5 +509,13 @@ async fn main() -> anyhow::Result<()> {
             count_file,
             secret,
         } => receiver(port, count_file, &secret).await,
+        Command::Mx {
+            addr,
+            secret_key,
+            targets,
+            domain,
+            clients,
+            total,
+        } => mx::run(addr, &secret_key, &targets, &domain, clients, total).await,
     }
 }

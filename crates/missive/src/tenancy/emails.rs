@@ -214,12 +214,12 @@ fn email_view(
                     smtp_code: e.smtp_code,
                     smtp_response: e.smtp_response,
                     route: route_view(e.route, e.route_host),
-                    report: (e.report_status.is_some() || e.reporting_mta.is_some()).then(|| {
+                    report: (e.report_status.is_some() || e.reporting_mta.is_some()).then_some(
                         ReportView {
                             status: e.report_status,
                             reporting_mta: e.reporting_mta,
-                        }
-                    }),
+                        },
+                    ),
                     created_at: e.created_at,
                 })
                 .collect()

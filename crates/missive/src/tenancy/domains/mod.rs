@@ -270,12 +270,11 @@ impl Domains {
         let mut found: HashMap<(RecordType, String), Lookup> = HashMap::new();
         for (_, spec) in &specs {
             let at = (spec.rtype, spec.fqdn.clone());
-            if !found.contains_key(&at) {
-                let answer = match spec.rtype {
+            if let std::collections::hash_map::Entry::Vacant(entry) = found.entry(at) {
+                entry.insert(match spec.rtype {
                     RecordType::Txt => crate::net::dns::txt(&self.resolver, &spec.fqdn).await,
                     RecordType::Mx => crate::net::dns::mx(&self.resolver, &spec.fqdn).await,
-                };
-                found.insert(at, answer);
+                });
             }
         }
         let mut checks: Vec<(String, RecordSpec, RecordCheck)> = specs
