@@ -16,6 +16,9 @@ loadgen="$target_dir/release/missive-loadgen"
 run_dir=$(mktemp -d "${TMPDIR:-/tmp}/missive-bench.XXXXXX")
 pids=()
 cleanup() {
+  local status=$?
+  # A failed run shows what the processes it started said last.
+  if [ "$status" -ne 0 ]; then tail -n 20 "$run_dir"/*.log >&2 2>/dev/null || true; fi
   if declare -F stop_postfix >/dev/null; then stop_postfix || true; fi
   for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
   wait 2>/dev/null || true
@@ -50,6 +53,9 @@ export MISSIVE_DATABASE_URL="$db_url" MISSIVE_ADMIN_KEY="$admin_key" MISSIVE_LOG
   MISSIVE_DB_MAX_CONNECTIONS="${BENCH_DB_CONNECTIONS:-85}" MISSIVE_RELAY_MAX_CONNECTIONS=16 \
   MISSIVE_SECRET_KEY="$(head -c 32 /dev/urandom | base64)" MISSIVE_WEBHOOK_ALLOW_PRIVATE=true \
   MISSIVE_RETURN_PATH_DOMAIN=bounces.bench.localhost
+# Settings come from the environment alone: the checkout's config/missive.toml names the
+# sections of this build, which an older build (BENCH_MISSIVE, the baseline) would refuse.
+export MISSIVE_CONFIG=/dev/null
 base="http://127.0.0.1:$http_port"
 
 # start_missive LOG ROLE...: starts `missive serve` with those roles, sets missive_pid, and waits

@@ -23,6 +23,7 @@ use uuid::Uuid;
 use crate::composite::composite;
 use crate::outbox::{EVENT_HOOKS, reporting_events};
 use crate::relays::{RelayColumns, StoredRelay};
+use crate::reports::SoftBounceRule;
 use crate::usage::other_shard;
 use crate::{Store, StoreError};
 
@@ -395,6 +396,7 @@ impl Store {
     pub async fn record_delivery_results(
         &self,
         results: &[DeliveryResult],
+        soft: SoftBounceRule,
     ) -> Result<u64, StoreError> {
         if results.is_empty() {
             return Ok(0);
@@ -456,10 +458,28 @@ impl Store {
                         bounce_class, route, route_host
                  FROM updated
                  RETURNING tenant_id, project_id, email_id, id, type
+             ), softened AS (
+                 -- Soft bounces count towards the address's limit, as late ones do (see
+                 -- `Store::record_report`); the count restarts when its window is over.
+                 INSERT INTO soft_bounces AS s (tenant_id, email, first_at, count)
+                 SELECT tenant_id, lower(recipient), now(), count(*)::int FROM updated
+                 WHERE status = $5 AND bounce_class = $11
+                 GROUP BY tenant_id, lower(recipient)
+                 ORDER BY 1, 2
+                 ON CONFLICT (tenant_id, email) DO UPDATE
+                 SET count = CASE WHEN s.first_at < now() - make_interval(secs => $12)
+                                  THEN excluded.count ELSE s.count + excluded.count END,
+                     first_at = CASE WHEN s.first_at < now() - make_interval(secs => $12)
+                                     THEN now() ELSE s.first_at END
+                 RETURNING tenant_id, email, count
              ), suppressed AS (
                  INSERT INTO suppressions (tenant_id, id, email, origin, source_id, reason)
-                 SELECT tenant_id, suppression_id, lower(recipient), $8, email_id, response
-                 FROM updated WHERE bounce_class = $7
+                 SELECT u.tenant_id, u.suppression_id, lower(u.recipient), $8, u.email_id,
+                        u.response
+                 FROM updated u
+                 LEFT JOIN softened s ON s.tenant_id = u.tenant_id AND s.email = lower(u.recipient)
+                 WHERE u.bounce_class = $7
+                    OR (u.status = $5 AND u.bounce_class = $11 AND s.count >= $13)
                  ON CONFLICT (tenant_id, email) DO NOTHING
              ), ",
             "$9",
@@ -475,6 +495,9 @@ impl Store {
             SuppressionOrigin::Bounce.as_str(),
             &EVENT_HOOKS[..] as &[crate::outbox::EventHook<'_>],
             missive_core::WebhookStatus::Enabled.as_str(),
+            BounceClass::Soft.as_str(),
+            soft.window.as_secs_f64(),
+            i32::try_from(soft.limit).unwrap_or(i32::MAX),
         )
         .fetch_one(&self.pool)
         .await?;

@@ -27,6 +27,16 @@ pub struct SoftBounceRule {
     pub window: Duration,
 }
 
+impl Default for SoftBounceRule {
+    /// Three within seven days, the operator's default.
+    fn default() -> Self {
+        Self {
+            limit: 3,
+            window: Duration::from_secs(7 * 86_400),
+        }
+    }
+}
+
 composite! {
     /// One finding for one delivery (the `report_finding` type).
     FindingRow<'a> = "report_finding" {
@@ -205,10 +215,11 @@ impl Store {
              ), counted AS (
                  -- Soft bounces per address, the count restarting when its window is over.
                  INSERT INTO soft_bounces AS s (tenant_id, email, first_at, count)
-                 SELECT $2, lower(recipient), now(), 1 FROM found WHERE soft
+                 SELECT $2, lower(recipient), now(), count(*)::int FROM found WHERE soft
+                 GROUP BY lower(recipient)
                  ON CONFLICT (tenant_id, email) DO UPDATE
-                 SET count = CASE WHEN s.first_at < now() - make_interval(secs => $6) THEN 1
-                                  ELSE s.count + 1 END,
+                 SET count = CASE WHEN s.first_at < now() - make_interval(secs => $6)
+                                  THEN excluded.count ELSE s.count + excluded.count END,
                      first_at = CASE WHEN s.first_at < now() - make_interval(secs => $6)
                                      THEN now() ELSE s.first_at END
                  RETURNING email, count

@@ -24,6 +24,8 @@ pub struct SuppressionRecord {
     pub source_id: Option<EmailId>,
     /// The refusal that put the address here.
     pub reason: Option<String>,
+    /// A bounce report's enhanced status (`5.1.1`).
+    pub status: Option<String>,
     pub created_at: OffsetDateTime,
 }
 
@@ -48,7 +50,7 @@ macro_rules! suppression_columns {
             $($before)*
             r#"tenant_id AS "tenant_id!: TenantId", id AS "id!", email AS "email!",
                origin AS "origin!: SuppressionOrigin", source_id AS "source_id: EmailId",
-               reason, created_at AS "created_at!""#
+               reason, status AS "status?", created_at AS "created_at!""#
             $($after)*
         )
     };

@@ -61,8 +61,11 @@ pub struct SuppressionView {
     pub origin: SuppressionOrigin,
     /// The email that bounced; null for manual entries.
     pub source_id: Option<EmailId>,
-    /// The upstream server's reply, for a bounce.
+    /// The upstream server's reply, or the report's diagnostic, for a bounce.
     pub reason: Option<String>,
+    /// The enhanced status a bounce report gave.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<String>,
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
 }
@@ -76,6 +79,7 @@ fn view(record: SuppressionRecord) -> SuppressionView {
         origin: record.origin,
         source_id: record.source_id,
         reason: record.reason,
+        status: record.status,
         created_at: record.created_at,
     }
 }

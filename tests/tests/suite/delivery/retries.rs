@@ -179,7 +179,10 @@ async fn a_worker_that_dies_holding_a_lease_loses_it_to_another() {
         route_host: "late".into(),
     };
     assert_eq!(
-        app.store().record_delivery_results(&[late]).await.unwrap(),
+        app.store()
+            .record_delivery_results(&[late], missive_store::SoftBounceRule::default())
+            .await
+            .unwrap(),
         0
     );
     assert_eq!(email_status(&app, &tenant.key, &id).await, "delivered");

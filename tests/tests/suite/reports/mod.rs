@@ -264,6 +264,7 @@ async fn a_late_bounce_report_bounces_its_recipient_signs_a_webhook_and_suppress
     assert_eq!(listed[0]["email"], "gone@x.test");
     assert_eq!(listed[0]["origin"], "bounce");
     assert_eq!(listed[0]["source_id"], id.as_str());
+    assert_eq!(listed[0]["status"], "5.1.1");
 
     app.dispatcher.drain().await.unwrap();
     let events = signed_events(&receiver, &secret);
@@ -398,6 +399,33 @@ async fn delay_and_success_reports_are_recorded_and_soft_bounces_suppress_after_
             .unwrap()
             .contains("Mailbox full"),
         "{listed:?}"
+    );
+}
+
+#[tokio::test]
+async fn immediate_soft_bounces_count_towards_the_same_limit() {
+    let app = spawn(|c| c.mx.soft_bounce_limit = 2).await;
+    let acme = app.create_tenant("Acme").await;
+    app.sink.answer_rcpt_with(
+        "full@x.test",
+        &["552 5.2.2 Mailbox full", "552 5.2.2 Mailbox full"],
+    );
+    let send = json!({ "from": "a@acme.test", "to": "full@x.test", "subject": "s", "text": "t" });
+    for round in 0..2 {
+        let id = app.send_email(&acme.key, &send).await;
+        app.worker.drain().await.unwrap();
+        let viewed = email(&app, &acme.key, &id).await;
+        assert_eq!(recipient_status(&viewed, "full@x.test"), "bounced");
+        assert_eq!(
+            suppressions(&app, &acme.key).await.len(),
+            round,
+            "round {round}"
+        );
+    }
+    let next = app.send_email(&acme.key, &send).await;
+    assert_eq!(
+        recipient_status(&email(&app, &acme.key, &next).await, "full@x.test"),
+        "suppressed"
     );
 }
 

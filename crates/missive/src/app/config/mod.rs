@@ -410,6 +410,7 @@ impl Config {
                 domain: self.mx.return_path_domain.clone(),
                 notify_success: self.mx.notify_success,
             },
+            soft_bounces: self.soft_bounce_rule(),
         }
     }
 

@@ -23,7 +23,9 @@ use missive_core::return_path::ReturnPaths;
 use missive_core::routing::{TenantRelay, resolve};
 use missive_core::{DeliveryStatus, EmailId, Route, TenantId, WorkerKind};
 use missive_store::listen::Channel;
-use missive_store::{DeliveryResult, LeasedDelivery, OutgoingMessage, Store, StoreError};
+use missive_store::{
+    DeliveryResult, LeasedDelivery, OutgoingMessage, SoftBounceRule, Store, StoreError,
+};
 use time::OffsetDateTime;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -73,6 +75,8 @@ pub struct WorkerSettings {
     pub poll_interval: Duration,
     pub retry: RetryPolicy,
     pub returns: ReturnPathSettings,
+    /// When soft bounces suppress an address.
+    pub soft_bounces: SoftBounceRule,
 }
 
 /// One email to send, with the recipients leased for it and the route they take.
@@ -378,7 +382,11 @@ impl Queue for Deliveries {
 
     async fn record(&self, outcomes: Vec<Vec<DeliveryResult>>) {
         let results: Vec<DeliveryResult> = outcomes.into_iter().flatten().collect();
-        if let Err(err) = self.store.record_delivery_results(&results).await {
+        if let Err(err) = self
+            .store
+            .record_delivery_results(&results, self.settings.soft_bounces)
+            .await
+        {
             // The leases will expire and the rows be tried again: a duplicate beats a loss.
             tracing::error!(error = %err, deliveries = results.len(), "could not record delivery results");
         }
