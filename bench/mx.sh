@@ -10,23 +10,11 @@ mx_runs() {
   "$pg_bin/psql" "$db_url" -qAt -F ' ' -c \
     "SELECT tenant_id, email_id, recipient FROM deliveries WHERE status = 'delivered' LIMIT 2000" \
     >"$run_dir/mx_targets"
-  local run out missive_cpu pg_cpu
+  local run
   for run in $(seq 1 "$REPEATS"); do
     echo "== mx $run/$REPEATS: $MX_TOTAL delay reports, $MX_CLIENTS connections" >&2
-    missive_cpu=$(missive_cpu); pg_cpu=$($measure cpu "$pg_pid")
-    out=$("$loadgen" mx --addr "127.0.0.1:$mx_port" --secret-key "$MISSIVE_SECRET_KEY" \
-      --targets "$run_dir/mx_targets" --domain "$MISSIVE_RETURN_PATH_DOMAIN" \
-      --clients "$MX_CLIENTS" --total "$MX_TOTAL")
-    echo "$out" >&2
-    missive_cpu=$(python3 -c "print($(missive_cpu) - $missive_cpu)")
-    pg_cpu=$(python3 -c "print($($measure cpu "$pg_pid") - $pg_cpu)")
-    python3 - "$out" >>"$results" <<PY
-import json, sys
-row = json.loads(sys.argv[1])
-assert row["errors"] == 0, "a report was refused"
-row.update(scenario="mx", clients=$MX_CLIENTS, missive_cpu_us=$missive_cpu * 1e6 / $MX_TOTAL,
-           pg_cpu_us=$pg_cpu * 1e6 / $MX_TOTAL)
-print(json.dumps(row))
-PY
+    measured mx "$MX_TOTAL" "$MX_CLIENTS" "$loadgen" mx --addr "127.0.0.1:$mx_port" \
+      --secret-key "$MISSIVE_SECRET_KEY" --targets "$run_dir/mx_targets" \
+      --domain "$MISSIVE_RETURN_PATH_DOMAIN" --clients "$MX_CLIENTS" --total "$MX_TOTAL"
   done
 }

@@ -10,13 +10,13 @@
 #      alone: the same sent with no dispatcher running, and a dispatcher started on the backlog;
 #   2. REST latency: p50/p99 at a fixed 500 requests/s; then tenant reads (`GET /v1/emails/{id}`,
 #      closed loop) with their CPU per read;
-#   2b. the inbound MX (bench/mx.sh): delay reports from 8 connections to return paths of
-#      delivered emails, each authenticated, parsed and recorded;
 #   3. SMTP: Postfix's smtp-source (20 sessions, 2 KB messages, SMTP_TOTAL messages) against
 #      Missive (a tenant trusting loopback) and against a stock Postfix relaying to the same sink,
 #      accept and end-to-end rates for both and their ratios;
 #   4. fairness (bench/fairness.sh): a tenant's accept-to-delivery times at 20 emails/s, alone
 #      and while another tenant has a 100,000-email backlog towards its own slow server;
+#   4b. the inbound MX (bench/mx.sh): delay reports from 8 connections to return paths of
+#      delivered emails, each authenticated, parsed and recorded;
 #   5. full features (bench/features.sh): each feature alone and all together, by one process
 #      with every role; plain and full by two processes (api+smtp, worker+webhooks) sharing a
 #      database; and full by the build of BENCH_BASELINE (default 1fca249, the commit whose full
@@ -84,6 +84,27 @@ missive_cpu() {
   cpu=$($measure cpu "$missive_pid")
   if [ -n "$dispatcher_pid" ]; then cpu=$(python3 -c "print($cpu + $($measure cpu "$dispatcher_pid"))"); fi
   echo "$cpu"
+}
+
+# measured SCENARIO TOTAL CLIENTS COMMAND...: runs COMMAND (a closed loop of the load generator,
+# which prints a JSON row with its errors) and appends that row with the scenario, the clients
+# and the CPU Missive and Postgres spent per unit of TOTAL.
+measured() {
+  local scenario=$1 total=$2 clients=$3 out missive_cpu pg_cpu
+  shift 3
+  missive_cpu=$(missive_cpu); pg_cpu=$($measure cpu "$pg_pid")
+  out=$("$@")
+  echo "$out" >&2
+  missive_cpu=$(python3 -c "print($(missive_cpu) - $missive_cpu)")
+  pg_cpu=$(python3 -c "print($($measure cpu "$pg_pid") - $pg_cpu)")
+  python3 - "$out" >>"$results" <<PY
+import json, sys
+row = json.loads(sys.argv[1])
+assert row["errors"] == 0, "$scenario: a request failed"
+row.update(scenario="$scenario", clients=$clients, missive_cpu_us=$missive_cpu * 1e6 / $total,
+           pg_cpu_us=$pg_cpu * 1e6 / $total)
+print(json.dumps(row))
+PY
 }
 
 # accept_run SCENARIO [TEMPLATE|webhooks]: TOTAL emails from CLIENTS clients of a new tenant,
@@ -198,24 +219,9 @@ READ_TOTAL=${BENCH_READ_TOTAL:-20000}
 email_paths "$key" >"$run_dir/read_paths"
 for run in $(seq 1 "$REPEATS"); do
   echo "== reads $run/$REPEATS: $READ_TOTAL, $CLIENTS clients" >&2
-  missive_cpu=$($measure cpu "$missive_pid"); pg_cpu=$($measure cpu "$pg_pid")
-  reads=$("$loadgen" read --url "$base" --key "$key" --paths "$run_dir/read_paths" \
-    --clients "$CLIENTS" --total "$READ_TOTAL")
-  echo "$reads" >&2
-  missive_cpu=$(python3 -c "print($($measure cpu "$missive_pid") - $missive_cpu)")
-  pg_cpu=$(python3 -c "print($($measure cpu "$pg_pid") - $pg_cpu)")
-  python3 - "$reads" >>"$results" <<PY
-import json, sys
-row = json.loads(sys.argv[1])
-assert row["errors"] == 0, "a read failed"
-row.update(scenario="read", clients=$CLIENTS, missive_cpu_us=$missive_cpu * 1e6 / $READ_TOTAL,
-           pg_cpu_us=$pg_cpu * 1e6 / $READ_TOTAL)
-print(json.dumps(row))
-PY
+  measured read "$READ_TOTAL" "$CLIENTS" "$loadgen" read --url "$base" --key "$key" \
+    --paths "$run_dir/read_paths" --clients "$CLIENTS" --total "$READ_TOTAL"
 done
-
-# Reports into the MX (bench/mx.sh), to return paths of the emails delivered so far.
-if [ -n "$mx_role" ]; then mx_runs; fi
 
 # smtp_run TARGET PORT [settle]: one smtp-source run (with settle, lasting until the webhook
 # receiver has stopped counting); appends its figures.
@@ -277,6 +283,10 @@ fi
 
 # Fairness between routes (bench/fairness.sh): after the SMTP runs, when the worker is idle.
 fairness
+
+# Reports into the MX (bench/mx.sh), to return paths of the emails delivered so far: last, so
+# the rows they write are not vacuumed during the runs the send path is compared by.
+if [ -n "$mx_role" ]; then mx_runs; fi
 
 missive_peak=$($measure hwm "$missive_pid")
 kill "$missive_pid"; wait "$missive_pid" 2>/dev/null || true

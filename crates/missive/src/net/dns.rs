@@ -8,8 +8,8 @@ use std::time::Duration;
 use hickory_resolver::TokioResolver;
 use hickory_resolver::config::{NameServerConfig, ResolverConfig};
 use hickory_resolver::net::runtime::TokioRuntimeProvider;
-use hickory_resolver::proto::rr::RData;
-use missive_core::sending_domain::Lookup;
+use hickory_resolver::proto::rr::{RData, Record};
+use missive_core::sending_domain::{Lookup, RecordType};
 
 /// How long one query waits for an answer, and how often it is tried.
 const TIMEOUT: Duration = Duration::from_secs(3);
@@ -50,64 +50,49 @@ pub fn resolver(nameserver: Option<SocketAddr>) -> Result<TokioResolver, String>
     builder.build().map_err(|e| e.to_string())
 }
 
-/// The TXT records at `name` (each record's strings joined, as RFC 7208 and RFC 6376 read
-/// them), `Missing` when the name or its TXT records do not exist, `Unanswered` when DNS did
-/// not say.
-pub async fn txt(resolver: &TokioResolver, name: &str) -> Lookup {
+/// The records of type `rtype` at `name`: TXT records with each record's strings joined (as RFC
+/// 7208 and RFC 6376 read them), MX records as their exchanges' host names (without the final
+/// dot, lower case). `Missing` when the name or such records do not exist, `Unanswered` when DNS
+/// did not say.
+pub async fn lookup(resolver: &TokioResolver, name: &str, rtype: RecordType) -> Lookup {
     // Fully qualified: no search domains appended.
     let fqdn = format!("{}.", name.trim_end_matches('.'));
-    match resolver.txt_lookup(fqdn).await {
-        Ok(lookup) => {
-            let found: Vec<String> = lookup
-                .answers()
-                .iter()
-                .filter_map(|record| match &record.data {
-                    RData::TXT(txt) => Some(
-                        txt.txt_data
-                            .iter()
-                            .map(|part| String::from_utf8_lossy(part))
-                            .collect::<String>(),
-                    ),
-                    _ => None,
-                })
-                .collect();
-            if found.is_empty() {
-                Lookup::Missing
-            } else {
-                Lookup::Found(found)
-            }
-        }
+    let answered = match rtype {
+        RecordType::Txt => resolver
+            .txt_lookup(fqdn)
+            .await
+            .map(|found| values(found.answers())),
+        RecordType::Mx => resolver
+            .mx_lookup(fqdn)
+            .await
+            .map(|found| values(found.answers())),
+    };
+    match answered {
+        Ok(found) if found.is_empty() => Lookup::Missing,
+        Ok(found) => Lookup::Found(found),
         Err(e) if e.is_no_records_found() => Lookup::Missing,
         Err(e) => Lookup::Unanswered(e.to_string()),
     }
 }
 
-/// The exchanges of the MX records at `name` (host names, without the final dot), `Missing`
-/// when there are none, `Unanswered` when DNS did not say.
-pub async fn mx(resolver: &TokioResolver, name: &str) -> Lookup {
-    let fqdn = format!("{}.", name.trim_end_matches('.'));
-    match resolver.mx_lookup(fqdn).await {
-        Ok(lookup) => {
-            let found: Vec<String> = lookup
-                .answers()
-                .iter()
-                .filter_map(|record| match &record.data {
-                    RData::MX(mx) => Some(
-                        mx.exchange
-                            .to_ascii()
-                            .trim_end_matches('.')
-                            .to_ascii_lowercase(),
-                    ),
-                    _ => None,
-                })
-                .collect();
-            if found.is_empty() {
-                Lookup::Missing
-            } else {
-                Lookup::Found(found)
-            }
-        }
-        Err(e) if e.is_no_records_found() => Lookup::Missing,
-        Err(e) => Lookup::Unanswered(e.to_string()),
-    }
+/// What each answer says, as [`lookup`] gives it.
+fn values(answers: &[Record]) -> Vec<String> {
+    answers
+        .iter()
+        .filter_map(|record| match &record.data {
+            RData::TXT(txt) => Some(
+                txt.txt_data
+                    .iter()
+                    .map(|part| String::from_utf8_lossy(part))
+                    .collect::<String>(),
+            ),
+            RData::MX(mx) => Some(
+                mx.exchange
+                    .to_ascii()
+                    .trim_end_matches('.')
+                    .to_ascii_lowercase(),
+            ),
+            _ => None,
+        })
+        .collect()
 }

@@ -271,10 +271,7 @@ impl Domains {
         for (_, spec) in &specs {
             let at = (spec.rtype, spec.fqdn.clone());
             if let std::collections::hash_map::Entry::Vacant(entry) = found.entry(at) {
-                entry.insert(match spec.rtype {
-                    RecordType::Txt => crate::net::dns::txt(&self.resolver, &spec.fqdn).await,
-                    RecordType::Mx => crate::net::dns::mx(&self.resolver, &spec.fqdn).await,
-                });
+                entry.insert(crate::net::dns::lookup(&self.resolver, &spec.fqdn, spec.rtype).await);
             }
         }
         let mut checks: Vec<(String, RecordSpec, RecordCheck)> = specs
