@@ -8,8 +8,8 @@
 
 use libfuzzer_sys::fuzz_target;
 use missive_core::report::{
-    MAX_DETAIL, classify_text, parse_delivery_report, parse_delivery_status,
-    parse_feedback_report, read,
+    MAX_DETAIL, classify_text, parse_delivery_report, parse_delivery_status, parse_feedback_report,
+    read,
 };
 
 fuzz_target!(|data: &[u8]| {

@@ -1,8 +1,10 @@
 //! Fuzzes the SMTP session's input handling: arbitrary bytes from a client that is already
 //! trusted (so MAIL, RCPT and DATA are reachable without a key), through command framing and
 //! parsing, the state machine, AUTH exchanges, the DATA receiver, bare-LF normalisation, message
-//! parsing and header rewriting. The database is unreachable on purpose: storing fails fast with
-//! 451, which is itself a path worth exercising.
+//! parsing and header rewriting; and, when the first byte is odd, the same bytes to the inbound
+//! MX (null sender, return-path checks, report parsing). The context is built from the default
+//! configuration, as `missive serve` builds it. The database is unreachable on purpose: storing
+//! fails fast with 451, which is itself a path worth exercising.
 //!
 //! Checks: no panic, the session ends (no hang), and everything written back is well-formed
 //! SMTP replies (`NNN` then space or hyphen, CRLF-terminated lines).
@@ -13,10 +15,13 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use libfuzzer_sys::fuzz_target;
-use missive::ingest::{AcceptLimits, Ingest};
+use missive::edge::mx::Mx;
+use missive::edge::rate_limit::CallerRates;
+use missive::edge::smtp::{Listener, Sender, Session, SmtpContext, tls};
+use missive::ingest::Ingest;
 use missive::tenancy::keys::KeyCache;
-use missive::edge::smtp::{Listener, Sender, Session, SmtpContext, SmtpLimits, tls};
-use missive_core::{Domain, SendingPolicy, TenantId};
+use missive::tenancy::templates::Templates;
+use missive_core::{Domain, ProjectId, SendingPolicy, TenantId};
 use missive_store::{EmailWriter, Store, WriterSettings};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
@@ -42,27 +47,40 @@ fn harness() -> &'static Harness {
                 .acquire_timeout(Duration::from_millis(5))
                 .connect_lazy_with(options);
             let store = Store::from_pool(pool);
+            let mut config = missive::Config::with_database_url("postgres://fuzz@127.0.0.1:1/fuzz");
+            config.accept.max_message_bytes = 64 * 1024;
+            config.accept.max_recipients = 5;
+            config.smtp.max_errors = 20;
+            config.smtp.idle_timeout_secs = Duration::from_secs(5);
+            config.smtp.session_timeout_secs = Duration::from_secs(10);
+            config.secrets.secret_key = Some(secrecy::SecretBox::new(Box::new([7; 32])));
+            config.mx.feedback_address = Some("fbl@fuzz.localhost".to_owned());
             let (acceptor, _) = tls::acceptor(None, "fuzz.localhost").expect("tls");
             let writer = EmailWriter::start(store.clone(), WriterSettings::default());
-            let limits = AcceptLimits {
-                max_message_bytes: 64 * 1024,
-                max_recipients: 5,
-            };
+            let domains = missive::app::startup::domains(&config, &store).expect("domains");
             Arc::new(SmtpContext {
-                ingest: Ingest::new(writer, limits),
+                ingest: Ingest::new(
+                    writer,
+                    config.accept_limits(),
+                    Templates::new(store.clone()),
+                    domains,
+                ),
                 keys: KeyCache::new(store.clone()),
-                store,
                 hostname: "fuzz.localhost".to_owned(),
-                limits: SmtpLimits {
-                    max_connections: 10,
-                    max_connections_per_ip: 10,
-                    max_errors: 20,
-                    idle_timeout: Duration::from_secs(5),
-                    session_timeout: Duration::from_secs(10),
-                },
+                limits: config.smtp_limits(),
                 tls: acceptor,
                 shutdown: CancellationToken::new(),
                 force_stop: CancellationToken::new(),
+                rates: Arc::default(),
+                tenant_sessions: Arc::default(),
+                mx: Some(Arc::new(Mx {
+                    store: store.clone(),
+                    paths: config.return_paths(),
+                    feedback_address: config.mx.feedback_address.clone(),
+                    soft_bounces: config.soft_bounce_rule(),
+                    parse_timeout: Duration::from_secs(5),
+                })),
+                store,
             })
         });
         Harness { runtime, ctx }
@@ -74,22 +92,28 @@ fuzz_target!(|input: &[u8]| {
     harness.runtime.block_on(async {
         let (mut client, server) = tokio::io::duplex(1 << 20);
         let peer: SocketAddr = "192.0.2.1:40000".parse().expect("peer");
-        let trusted = Sender {
-            tenant_id: TenantId::new(),
+        let tenant_id = TenantId::new();
+        let listener = if input.first().is_some_and(|b| b % 2 == 1) {
+            Listener::Mx
+        } else {
+            Listener::Submission
+        };
+        let trusted = (listener == Listener::Submission).then(|| Sender {
+            tenant_id,
+            project_id: ProjectId::from_uuid(tenant_id.as_uuid()),
             sending: SendingPolicy {
                 allowed_sender_domains: vec![Domain::parse("acme.test").expect("domain")],
                 ..SendingPolicy::default()
             },
             via: "fuzz".to_owned(),
-        };
-        let session = Session::new(
-            harness.ctx.clone(),
-            server,
-            peer,
-            Listener::Submission,
-            false,
-            Some(trusted),
-        );
+            key_id: None,
+            rates: CallerRates {
+                tenant: None,
+                key: None,
+            },
+            place: None,
+        });
+        let session = Session::new(harness.ctx.clone(), server, peer, listener, false, trusted);
         // After STARTTLS the session hands the stream back for a TLS handshake, which is not
         // this target's subject: dropping it closes the connection as a failed handshake would.
         let task = tokio::spawn(async move { drop(session.run(true).await) });
