@@ -121,6 +121,37 @@ impl DomainTls {
 
 named!(DomainTls, "domain TLS setting", parse);
 
+/// Whether a domain does one of the things a domain can (Resend's `capabilities`: `sending`,
+/// `receiving`).
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum Capability {
+    #[default]
+    Enabled,
+    Disabled,
+}
+
+impl Capability {
+    pub const ALL: [Self; 2] = [Self::Enabled, Self::Disabled];
+
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Enabled => "enabled",
+            Self::Disabled => "disabled",
+        }
+    }
+
+    #[must_use]
+    pub const fn is_enabled(self) -> bool {
+        matches!(self, Self::Enabled)
+    }
+}
+
+named!(Capability, "domain capability", parse);
+
 /// The regions Resend names for a domain. Missive sends from where it runs and keeps the name
 /// for clients that set or show it.
 #[derive(
@@ -168,6 +199,9 @@ pub enum RecordKind {
     Spf,
     #[serde(rename = "DMARC")]
     Dmarc,
+    /// The MX record of a receiving domain.
+    #[serde(rename = "Receiving")]
+    Receiving,
 }
 
 impl RecordKind {
@@ -177,6 +211,7 @@ impl RecordKind {
             Self::Dkim => "DKIM",
             Self::Spf => "SPF",
             Self::Dmarc => "DMARC",
+            Self::Receiving => "Receiving",
         }
     }
 }
@@ -255,6 +290,25 @@ pub fn return_path_records(
     }
     records
 }
+
+/// The MX record a receiving domain publishes at its own name, to Missive's MX, stored under
+/// its own key ([`RECEIVING_MX`]). It does not hold up the domain's verification (sending does
+/// not need it); the MX takes the domain's mail once it is found.
+#[must_use]
+pub fn receiving_record(domain: &Domain, mx_host: &str) -> RecordSpec {
+    RecordSpec {
+        kind: RecordKind::Receiving,
+        name: "@".to_owned(),
+        fqdn: domain.as_str().to_owned(),
+        value: mx_host.to_owned(),
+        required: false,
+        rtype: RecordType::Mx,
+        priority: Some(10),
+    }
+}
+
+/// The record-check key of a receiving domain's MX record.
+pub const RECEIVING_MX: &str = "RECEIVING_MX";
 
 /// The record-check key of the return path's MX record; the outgoing statement reads it.
 pub const RETURN_PATH_MX: &str = "RETURN_PATH_MX";
@@ -389,6 +443,8 @@ pub fn check(spec: &RecordSpec, found: &Lookup) -> RecordCheck {
         RecordKind::Dkim => check_dkim(spec, txts),
         RecordKind::Spf => check_spf(spec, txts),
         RecordKind::Dmarc => check_dmarc(spec, txts),
+        // Published as MX, checked above.
+        RecordKind::Receiving => RecordCheck::failed(format!("no MX record at {}", spec.fqdn)),
     }
 }
 

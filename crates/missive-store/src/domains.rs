@@ -4,7 +4,9 @@
 //! The private keys leave this module only in [`SigningKeyRow`] and [`DomainToCheck`] rows,
 //! still sealed; [`DomainRecord`], which the API shows, has no column for them.
 
-use missive_core::sending_domain::{DkimAlgorithm, DomainTls, Region, VerificationStatus};
+use missive_core::sending_domain::{
+    Capability, DkimAlgorithm, DomainTls, Region, VerificationStatus,
+};
 use missive_core::{DomainId, TenantId};
 use time::OffsetDateTime;
 
@@ -32,6 +34,10 @@ pub struct DomainRecord {
     pub next_public_key: Option<String>,
     /// The subdomain return paths use (Resend's `custom_return_path`).
     pub custom_return_path: String,
+    /// Resend's `capabilities`: a domain whose sending is disabled neither signs nor passes as
+    /// a verified sender domain; one whose receiving is enabled lists its MX record.
+    pub sending: Capability,
+    pub receiving: Capability,
     /// Each record's last verdict, by its kind (`{"DKIM": {"status", "reason"}}`).
     pub record_checks: serde_json::Value,
     pub checked_at: Option<OffsetDateTime>,
@@ -49,8 +55,9 @@ macro_rules! domain_columns {
                status AS "status: VerificationStatus", region AS "region: Region",
                open_tracking, click_tracking, tls AS "tls: DomainTls",
                dkim_algorithm AS "dkim_algorithm: DkimAlgorithm", selector, public_key,
-               next_selector, next_public_key, custom_return_path, record_checks, checked_at,
-               verified_at,
+               next_selector, next_public_key, custom_return_path,
+               sending AS "sending: Capability", receiving AS "receiving: Capability",
+               record_checks, checked_at, verified_at,
                created_at, updated_at"#
             $($after)*
         )
@@ -89,6 +96,8 @@ pub struct NewDomain<'a> {
     pub tls: DomainTls,
     /// The subdomain return paths use: one lower-case DNS label.
     pub custom_return_path: &'a str,
+    pub sending: Capability,
+    pub receiving: Capability,
     pub key: NewDkimKey<'a>,
     /// The most domains the tenant may have; past it the insert is a `Conflict`.
     pub max_per_tenant: i64,
@@ -109,6 +118,8 @@ pub struct DomainPatch {
     pub open_tracking: Option<bool>,
     pub click_tracking: Option<bool>,
     pub tls: Option<DomainTls>,
+    pub sending: Option<Capability>,
+    pub receiving: Option<Capability>,
 }
 
 /// A verification's outcome, to record.
@@ -148,8 +159,8 @@ impl Store {
                     "INSERT INTO domains (tenant_id, id, name, region, open_tracking,
                                           click_tracking, tls, dkim_algorithm, selector,
                                           public_key, private_key_id, private_key,
-                                          custom_return_path)
-                     SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $14
+                                          custom_return_path, sending, receiving)
+                     SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $14, $15, $16
                      WHERE (SELECT count(*) FROM domains WHERE tenant_id = $1) < $13
                      RETURNING ",
                 ),
@@ -168,6 +179,8 @@ impl Store {
                 &new.key.private_key.bytes,
                 new.max_per_tenant,
                 new.custom_return_path,
+                new.sending.as_str(),
+                new.receiving.as_str(),
             )
             .fetch_optional(&mut *conn)
             .await
@@ -245,7 +258,8 @@ impl Store {
                     "UPDATE domains
                      SET open_tracking = coalesce($3, open_tracking),
                          click_tracking = coalesce($4, click_tracking),
-                         tls = coalesce($5, tls), updated_at = now()
+                         tls = coalesce($5, tls), sending = coalesce($6, sending),
+                         receiving = coalesce($7, receiving), updated_at = now()
                      WHERE tenant_id = $1 AND id = $2
                      RETURNING ",
                 ),
@@ -255,6 +269,8 @@ impl Store {
                 patch.open_tracking,
                 patch.click_tracking,
                 patch.tls.map(DomainTls::as_str),
+                patch.sending.map(Capability::as_str),
+                patch.receiving.map(Capability::as_str),
             )
             .fetch_optional(&mut *conn)
             .await?
@@ -382,9 +398,10 @@ impl Store {
                 r#"SELECT id AS "id: DomainId", name,
                           dkim_algorithm AS "dkim_algorithm: DkimAlgorithm", selector,
                           private_key_id, private_key
-                   FROM domains WHERE tenant_id = $1 AND status = $2"#,
+                   FROM domains WHERE tenant_id = $1 AND status = $2 AND sending = $3"#,
                 tenant_id.as_uuid(),
                 VerificationStatus::Verified.as_str(),
+                Capability::Enabled.as_str(),
             )
             .fetch_all(&mut *conn)
             .await?)

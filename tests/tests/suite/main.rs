@@ -18,6 +18,7 @@ mod limits;
 mod openapi;
 mod outbox;
 mod projects;
+mod receiving;
 mod recovery;
 mod reports;
 mod resend_sdk;

@@ -14,8 +14,8 @@ pub mod dkim;
 mod views;
 
 pub use self::views::{
-    CreateDomainRequest, DeletedDomain, DomainList, DomainRefView, DomainSummary, DomainView,
-    ListDomainsQuery, RecordOut, UpdateDomainRequest,
+    Capabilities, CapabilitiesInput, CreateDomainRequest, DeletedDomain, DomainList, DomainRefView,
+    DomainSummary, DomainView, ListDomainsQuery, RecordOut, UpdateDomainRequest,
 };
 
 use std::collections::HashMap;
@@ -25,8 +25,8 @@ use std::time::Duration;
 use hickory_resolver::TokioResolver;
 use missive_core::sealed::{SealError, Sealed, Sealer};
 use missive_core::sending_domain::{
-    self, DkimAlgorithm, DomainTls, Lookup, RecordCheck, RecordKind, RecordSpec, RecordType,
-    Region, VerificationStatus,
+    self, Capability, DkimAlgorithm, DomainTls, Lookup, RecordCheck, RecordKind, RecordSpec,
+    RecordType, Region, VerificationStatus,
 };
 use missive_core::{Domain, DomainId, TenantId};
 use missive_store::listen::ListenEvent;
@@ -88,6 +88,7 @@ pub struct NewDomainInput {
     pub click_tracking: Option<bool>,
     /// The return path's subdomain; `send` when unset.
     pub custom_return_path: Option<String>,
+    pub capabilities: CapabilitiesInput,
 }
 
 /// One record of a domain with its last verdict.
@@ -211,6 +212,8 @@ impl Domains {
                     click_tracking: input.click_tracking.unwrap_or(false),
                     tls: DomainTls::default(),
                     custom_return_path: &custom_return_path,
+                    sending: input.capabilities.sending.unwrap_or(Capability::Enabled),
+                    receiving: input.capabilities.receiving.unwrap_or(Capability::Disabled),
                     key: NewDkimKey {
                         algorithm,
                         selector: &selector,
@@ -499,6 +502,12 @@ fn specs(domain: &DomainRecord, settings: &DomainSettings) -> Vec<(String, Recor
             next.required = false;
             specs.insert(1, (NEXT_DKIM.to_owned(), next));
         }
+    }
+    if domain.receiving.is_enabled() {
+        specs.push((
+            sending_domain::RECEIVING_MX.to_owned(),
+            sending_domain::receiving_record(&name, &settings.mx_host),
+        ));
     }
     specs.extend(
         sending_domain::return_path_records(

@@ -2,7 +2,9 @@
 //! `domains:manage`). A domain's private key appears in no view: they are built from
 //! [`missive_store::DomainRecord`], which has no column for it.
 
-use missive_core::sending_domain::{DkimAlgorithm, DomainTls, Region, VerificationStatus};
+use missive_core::sending_domain::{
+    Capability, DkimAlgorithm, DomainTls, Region, VerificationStatus,
+};
 use missive_core::{DomainId, Scope, TenantId};
 use missive_store::{DomainPatch, DomainRecord};
 use serde::{Deserialize, Serialize};
@@ -44,6 +46,8 @@ pub struct CreateDomainRequest {
     pub open_tracking: Option<bool>,
     pub click_tracking: Option<bool>,
     pub tracking_subdomain: Option<String>,
+    /// What the domain does: sending on and receiving off unless given.
+    pub capabilities: Option<CapabilitiesInput>,
 }
 
 /// `PATCH /v1/domains/{id}`.
@@ -56,13 +60,33 @@ pub struct UpdateDomainRequest {
     pub click_tracking: Option<bool>,
     pub tls: Option<DomainTls>,
     pub tracking_subdomain: Option<String>,
+    /// Turn sending or receiving on or off.
+    pub capabilities: Option<CapabilitiesInput>,
+}
+
+/// Resend's `capabilities` as a request gives them: each optional.
+#[derive(Debug, Default, Clone, Copy, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CapabilitiesInput {
+    pub sending: Option<Capability>,
+    pub receiving: Option<Capability>,
+}
+
+/// What a domain does (Resend's `capabilities`).
+#[derive(Debug, Clone, Copy, Serialize, ToSchema)]
+pub struct Capabilities {
+    /// Disabled: the domain neither signs nor passes as a verified sender domain.
+    pub sending: Capability,
+    /// Enabled: the records list the domain's MX, and Missive's MX takes mail for the domain
+    /// once that record is found.
+    pub receiving: Capability,
 }
 
 /// One record to publish (Resend's shape, with our full name and the reason of a failure).
 #[derive(Debug, Serialize, ToSchema)]
 pub struct RecordOut {
-    /// `DKIM`, `SPF` or `DMARC` (the return path's MX is listed as `SPF`, as Resend lists
-    /// it).
+    /// `DKIM`, `SPF`, `DMARC` or `Receiving` (the return path's MX is listed as `SPF`, as
+    /// Resend lists it).
     pub record: &'static str,
     /// Relative to the domain; `@` is the domain itself.
     pub name: String,
@@ -102,6 +126,7 @@ pub struct DomainView {
     pub next_dkim_selector: Option<String>,
     /// The subdomain return paths use (`send.<name>`).
     pub custom_return_path: String,
+    pub capabilities: Capabilities,
     pub records: Vec<RecordOut>,
     #[serde(with = "time::serde::rfc3339::option")]
     pub checked_at: Option<OffsetDateTime>,
@@ -181,6 +206,10 @@ fn view(domains: &Domains, record: DomainRecord) -> DomainView {
         dkim_selector: record.selector,
         next_dkim_selector: record.next_selector,
         custom_return_path: record.custom_return_path,
+        capabilities: Capabilities {
+            sending: record.sending,
+            receiving: record.receiving,
+        },
         records,
         checked_at: record.checked_at,
         created_at: record.created_at,
@@ -229,6 +258,7 @@ impl Domains {
                     open_tracking: request.open_tracking,
                     click_tracking: request.click_tracking,
                     custom_return_path: request.custom_return_path,
+                    capabilities: request.capabilities.unwrap_or_default(),
                 },
             )
             .await?;
@@ -299,9 +329,14 @@ impl Domains {
                     open_tracking: request.open_tracking,
                     click_tracking: request.click_tracking,
                     tls: request.tls,
+                    sending: request.capabilities.and_then(|c| c.sending),
+                    receiving: request.capabilities.and_then(|c| c.receiving),
                 },
             )
             .await?;
+        // Whether it signs may have changed: this process stops using its cached keys at once
+        // (the others when the change's notification reaches them).
+        self.forget(tenant_id);
         Ok(DomainRefView {
             object: "domain",
             id: record.id,
