@@ -79,6 +79,7 @@ fn harness() -> &'static Harness {
                     feedback_address: config.mx.feedback_address.clone(),
                     soft_bounces: config.soft_bounce_rule(),
                     parse_timeout: Duration::from_secs(5),
+                    allow_unverified: true,
                 })),
                 store,
             })

@@ -137,10 +137,16 @@ pub struct DomainPage {
     pub has_more: bool,
 }
 
-const DOMAIN_CONFLICTS: &[(&str, &str)] = &[(
-    "domains_tenant_id_name_key",
-    "this domain has already been added",
-)];
+const DOMAIN_CONFLICTS: &[(&str, &str)] = &[
+    (
+        "domains_tenant_id_name_key",
+        "this domain has already been added",
+    ),
+    (
+        "domains_receiving_name",
+        "another account receives mail for this domain; a domain receives for one account",
+    ),
+];
 
 impl Store {
     /// Adds a domain with its first key.
@@ -273,7 +279,8 @@ impl Store {
                 patch.receiving.map(Capability::as_str),
             )
             .fetch_optional(&mut *conn)
-            .await?
+            .await
+            .map_err(|e| map_unique(e, DOMAIN_CONFLICTS))?
             .ok_or(StoreError::NotFound)
         })
         .await

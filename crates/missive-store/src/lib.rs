@@ -33,6 +33,7 @@ mod error;
 pub mod listen;
 mod outbox;
 mod projects;
+mod received;
 mod relays;
 mod reports;
 mod suppressions;
@@ -56,6 +57,7 @@ pub use emails::{DeliveryRecord, EmailDetail, EmailFilter, EmailPage, EmailRecor
 pub use error::StoreError;
 pub use outbox::{LeasedWebhookEvent, WebhookAttemptResult};
 pub use projects::{ProjectPatch, ProjectRecord, ProjectUsage};
+pub use received::{NewReceivedEmail, ReceivingDomain};
 pub use relays::{PasswordChange, RelayPatch, StoredRelay};
 pub use reports::SoftBounceRule;
 pub use suppressions::{SuppressionKey, SuppressionPage, SuppressionRecord};

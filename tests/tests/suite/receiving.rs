@@ -1,8 +1,10 @@
 //! Receiving, as far as it goes: a domain's `capabilities` (Resend's shape) turn receiving on,
 //! which lists and verifies the domain's MX record to Missive's MX, and sending off, which stops
-//! the domain signing and passing as a verified sender domain.
+//! the domain signing and passing as a verified sender domain; once its MX record is found, the
+//! MX takes mail for any address of the domain and stores it whole for its tenant (a domain
+//! receives for one tenant).
 
-use missive_tests::{Auth, DnsServer, TestApp};
+use missive_tests::{Auth, DnsServer, SmtpClient, TestApp};
 use serde_json::{Value, json};
 
 use crate::domains::zone_of;
@@ -97,4 +99,120 @@ async fn capabilities_turn_receiving_on_with_its_mx_and_sending_off() {
     )
     .await
     .expect_error(422, "validation_error");
+}
+
+/// A stored received message: tenant, envelope sender and recipients, subject, Message-ID, bytes.
+type Stored = (
+    String,
+    String,
+    Vec<String>,
+    Option<String>,
+    Option<String>,
+    Vec<u8>,
+);
+
+/// One message to the MX from `from` for `to`; the reply to each RCPT, and to the message when
+/// a recipient was taken.
+async fn deliver(
+    app: &TestApp,
+    from: &str,
+    to: &[&str],
+    message: &str,
+) -> (Vec<u16>, Option<missive_tests::SmtpReply>) {
+    let mut client = SmtpClient::connect(app.mx_addr).await;
+    client.expect(220).await;
+    client.cmd("EHLO sender.example", 250).await;
+    client.cmd(&format!("MAIL FROM:<{from}>"), 250).await;
+    let mut codes = Vec::new();
+    for rcpt in to {
+        client
+            .send(format!("RCPT TO:<{rcpt}>\r\n").as_bytes())
+            .await;
+        codes.push(client.read_reply().await.unwrap().code);
+    }
+    if !codes.contains(&250) {
+        return (codes, None);
+    }
+    client.cmd("DATA", 354).await;
+    client.send(message.as_bytes()).await;
+    client.send(b".\r\n").await;
+    (codes, client.read_reply().await)
+}
+
+#[tokio::test]
+async fn the_mx_stores_mail_for_a_receiving_domain_once_its_mx_is_found() {
+    let dns = DnsServer::with_zone_file(&json!({})).await;
+    let addr = dns.addr();
+    let app = TestApp::spawn_with(|c| {
+        c.dns.server = Some(addr);
+        c.mx.host = "mx.missive.test".to_owned();
+    })
+    .await;
+    let acme = app.create_tenant("Acme").await;
+    let other = app.create_tenant("Other").await;
+    let receiving = json!({ "name": "acme.test", "capabilities": { "receiving": "enabled" } });
+    let created = app
+        .post("/v1/domains", Auth::Key(&acme.key), &receiving)
+        .await;
+    let created = created.expect(200).clone();
+    // A domain receives for one tenant: another cannot turn receiving on for the same name.
+    app.post("/v1/domains", Auth::Key(&other.key), &receiving)
+        .await
+        .expect_error(409, "conflict");
+    let quiet = json!({ "name": "quiet.test" });
+    app.post("/v1/domains", Auth::Key(&acme.key), &quiet)
+        .await
+        .expect(200);
+
+    let message = "From: Someone <someone@sender.example>\r\nTo: help@acme.test\r\n\
+                   Subject: Where is my order?\r\nMessage-ID: <q1@sender.example>\r\n\r\nHello.\r\n";
+    // Before its MX record is found, the domain receives nothing.
+    let (codes, _) = deliver(&app, "someone@sender.example", &["help@acme.test"], message).await;
+    assert_eq!(codes, [550]);
+
+    dns.publish(&zone_of(&created));
+    let id = created["id"].as_str().unwrap();
+    app.post(
+        &format!("/v1/domains/{id}/verify"),
+        Auth::Key(&acme.key),
+        &json!({}),
+    )
+    .await
+    .expect(200);
+    let (codes, done) = deliver(
+        &app,
+        "someone@sender.example",
+        &[
+            "help@acme.test",
+            "x@quiet.test",
+            "y@elsewhere.test",
+            "Sales@ACME.test",
+        ],
+        message,
+    )
+    .await;
+    assert_eq!(codes, [250, 550, 550, 250]);
+    let done = done.unwrap();
+    assert_eq!(done.code, 250);
+    assert!(done.text().contains("Received as "), "{}", done.text());
+
+    let rows: Vec<Stored> = sqlx::query_as(
+        "SELECT tenant_id::text, mail_from, rcpt_to, subject, message_id, raw
+         FROM received_emails",
+    )
+    .fetch_all(app.store().pool())
+    .await
+    .unwrap();
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    let (tenant, mail_from, rcpt_to, subject, message_id, raw) = &rows[0];
+    assert_eq!(tenant, &acme.id);
+    assert_eq!(mail_from, "someone@sender.example");
+    assert_eq!(
+        rcpt_to,
+        // The domain in lower case, the local part as given.
+        &["help@acme.test".to_owned(), "Sales@acme.test".to_owned()]
+    );
+    assert_eq!(subject.as_deref(), Some("Where is my order?"));
+    assert_eq!(message_id.as_deref(), Some("q1@sender.example"));
+    assert!(String::from_utf8_lossy(raw).contains("Hello."));
 }

@@ -238,6 +238,7 @@ impl Application {
                         feedback_address: config.mx.feedback_address.clone(),
                         soft_bounces: config.soft_bounce_rule(),
                         parse_timeout: config.mx.parse_timeout_secs,
+                        allow_unverified: config.mx.receiving_allow_unverified,
                     })
                 });
                 let ctx = Arc::new(SmtpContext {

@@ -174,6 +174,10 @@ settings! {
         /// The window soft bounces are counted in, in seconds (7 days).
         soft_bounce_window_secs: Duration = Some("604800"),
             env ["MISSIVE_SOFT_BOUNCE_WINDOW_SECS"], required(seconds(60, 366 * 86_400));
+        /// Take mail for receiving domains whose MX record was not found yet (tests, and
+        /// domains reached through another MX that forwards here).
+        receiving_allow_unverified: bool = Some("false"),
+            env ["MISSIVE_RECEIVING_ALLOW_UNVERIFIED"], required(parse_bool);
         /// Seconds a report may take to parse before it is refused with 451.
         parse_timeout_secs: Duration = Some("5"),
             env ["MISSIVE_MX_PARSE_TIMEOUT_SECS"], required(seconds(1, 300));

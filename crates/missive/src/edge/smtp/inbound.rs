@@ -1,6 +1,7 @@
 //! The MX listener's own stages: MAIL (the null reverse path welcome, as bounces use it), RCPT
 //! (only what [`crate::edge::mx::Mx::recipient`] takes; `550 5.1.1` for anything else, so the
-//! MX never relays) and the end of the message text, handed to [`crate::edge::mx::Mx`].
+//! MX never relays; a receiving domain is looked up in the database) and the end of the message
+//! text, handed to [`crate::edge::mx::Mx`].
 
 use missive_core::EmailAddress;
 use smtp_proto::{MAIL_SMTPUTF8, MailFrom, RcptTo};
@@ -8,7 +9,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::reply::{self, Reply};
 use super::session::{Envelope, Next, Session};
-use crate::edge::mx::UNKNOWN_RECIPIENT;
+use crate::edge::mx::{Inbound, UNKNOWN_RECIPIENT};
 use crate::ingest::policy;
 
 /// Recipients of one report: a report concerns one email; a few more are tolerated.
@@ -53,26 +54,34 @@ where
         Next::Continue
     }
 
-    pub(super) fn inbound_rcpt(&mut self, to: &RcptTo<std::borrow::Cow<'_, str>>) -> Next {
+    pub(super) async fn inbound_rcpt(&mut self, to: &RcptTo<std::borrow::Cow<'_, str>>) -> Next {
         if !self.envelope.started {
             return self.refuse(&reply::BAD_SEQUENCE_MAIL);
         }
         let Some(mx) = self.ctx.mx.clone() else {
             return self.refuse(&UNKNOWN_RECIPIENT);
         };
-        let Some(inbound) = EmailAddress::parse(&to.address)
-            .ok()
-            .and_then(|address| Some((mx.recipient(&address)?, address)))
-        else {
-            tracing::info!(peer = %self.peer, "MX recipient refused");
+        let Ok(address) = EmailAddress::parse(&to.address) else {
             return self.refuse(&UNKNOWN_RECIPIENT);
+        };
+        let inbound = match mx.recipient(&address).await {
+            Ok(Some(inbound)) => inbound,
+            Ok(None) => {
+                tracing::info!(peer = %self.peer, "MX recipient refused");
+                return self.refuse(&UNKNOWN_RECIPIENT);
+            }
+            Err(err) => {
+                tracing::error!(error = %err, "MX recipient not looked up");
+                self.reply(&reply::TEMPORARY_FAILURE);
+                return Next::Continue;
+            }
         };
         if self.envelope.recipients.len() >= MAX_INBOUND_RECIPIENTS {
             self.reply(&reply::TOO_MANY_RECIPIENTS);
             return Next::Continue;
         }
-        self.envelope.inbound.push(inbound.0);
-        self.envelope.recipients.push(inbound.1);
+        self.envelope.inbound.push(inbound);
+        self.envelope.recipients.push(address);
         self.reply(&Reply::new(250, "2.1.5", "Recipient OK"));
         Next::Continue
     }
@@ -82,8 +91,14 @@ where
         let Some(mx) = self.ctx.mx.clone() else {
             return self.refuse(&UNKNOWN_RECIPIENT);
         };
+        let recipients: Vec<(Inbound, EmailAddress)> = envelope
+            .inbound
+            .iter()
+            .copied()
+            .zip(envelope.recipients)
+            .collect();
         let reply = mx
-            .receive(&envelope.inbound, envelope.mail_from.is_none(), text)
+            .receive(&recipients, envelope.mail_from.as_ref(), text)
             .await;
         if reply.is_error() {
             return self.refuse(&reply);

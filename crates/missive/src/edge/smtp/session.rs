@@ -401,7 +401,7 @@ where
                 initial_response,
             } => self.auth(mechanism, &initial_response).await,
             Request::Mail { from } if self.listener == Listener::Mx => self.inbound_mail(&from),
-            Request::Rcpt { to } if self.listener == Listener::Mx => self.inbound_rcpt(&to),
+            Request::Rcpt { to } if self.listener == Listener::Mx => self.inbound_rcpt(&to).await,
             Request::Mail { from } => {
                 // The tenant's verified domains, which its senders may use; the accept path
                 // checks again, so a database failure here only forgoes the early answer.
