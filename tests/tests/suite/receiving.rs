@@ -4,7 +4,7 @@
 //! MX takes mail for any address of the domain and stores it whole for its tenant (a domain
 //! receives for one tenant).
 
-use missive_tests::{Auth, DnsServer, SmtpClient, TestApp};
+use missive_tests::{Auth, DnsServer, TestApp};
 use serde_json::{Value, json};
 
 use crate::domains::zone_of;
@@ -111,32 +111,16 @@ type Stored = (
     Vec<u8>,
 );
 
-/// One message to the MX from `from` for `to`; the reply to each RCPT, and to the message when
-/// a recipient was taken.
+/// One message to the MX from `from` for `to`; the code of each RCPT's reply, and the reply
+/// to the message when a recipient was taken.
 async fn deliver(
     app: &TestApp,
     from: &str,
     to: &[&str],
     message: &str,
 ) -> (Vec<u16>, Option<missive_tests::SmtpReply>) {
-    let mut client = SmtpClient::connect(app.mx_addr).await;
-    client.expect(220).await;
-    client.cmd("EHLO sender.example", 250).await;
-    client.cmd(&format!("MAIL FROM:<{from}>"), 250).await;
-    let mut codes = Vec::new();
-    for rcpt in to {
-        client
-            .send(format!("RCPT TO:<{rcpt}>\r\n").as_bytes())
-            .await;
-        codes.push(client.read_reply().await.unwrap().code);
-    }
-    if !codes.contains(&250) {
-        return (codes, None);
-    }
-    client.cmd("DATA", 354).await;
-    client.send(message.as_bytes()).await;
-    client.send(b".\r\n").await;
-    (codes, client.read_reply().await)
+    let (rcpts, done) = crate::reports::transaction(app.mx_addr, from, to, message).await;
+    (rcpts.iter().map(|r| r.code).collect(), done)
 }
 
 #[tokio::test]

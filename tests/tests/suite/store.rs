@@ -87,6 +87,11 @@ async fn every_unique_index_on_a_tenant_owned_table_starts_with_tenant_id() {
         if (table.as_str(), index.as_str()) == ("console_sessions", "console_sessions_pkey") {
             continue;
         }
+        // A domain name receives mail for one tenant: the MX must know whose mail it is. That a
+        // name is taken says no more than the name's public MX record already does.
+        if (table.as_str(), index.as_str()) == ("domains", "domains_receiving_name") {
+            continue;
+        }
         assert_eq!(first_column, "tenant_id", "unique index {index} on {table}");
     }
 }

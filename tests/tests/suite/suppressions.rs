@@ -24,7 +24,8 @@ fn recipient<'a>(email: &'a Value, address: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("{address} not among {email}"))
 }
 
-async fn suppressions(app: &TestApp, key: &str) -> Vec<Value> {
+/// The tenant's suppression list (its first page).
+pub async fn suppressions(app: &TestApp, key: &str) -> Vec<Value> {
     app.get("/v1/suppressions", Auth::Key(key))
         .await
         .expect(200)["data"]

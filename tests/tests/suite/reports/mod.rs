@@ -12,6 +12,8 @@ mod complaints;
 mod domains;
 mod postfix;
 
+use crate::suppressions::suppressions;
+
 /// The operator's return-path domain in these tests.
 const RETURN_DOMAIN: &str = "bounces.missive.test";
 
@@ -68,27 +70,62 @@ pub fn signed_events(receiver: &Receiver, secret: &SigningSecret) -> Vec<Value> 
         .collect()
 }
 
-/// Sends `message` to the MX for `to` with the null sender; the reply to the RCPT, and to the
-/// message when the RCPT was taken.
+/// One transaction with the MX: `message` from `from` (`""`: the null sender) for `to`; the
+/// reply to each RCPT, and to the message when a recipient was taken.
+pub async fn transaction(
+    mx: std::net::SocketAddr,
+    from: &str,
+    to: &[&str],
+    message: &str,
+) -> (Vec<SmtpReply>, Option<SmtpReply>) {
+    let mut client = SmtpClient::connect(mx).await;
+    client.expect(220).await;
+    client.cmd("EHLO relay.example", 250).await;
+    client.cmd(&format!("MAIL FROM:<{from}>"), 250).await;
+    let mut rcpts = Vec::new();
+    for rcpt in to {
+        client
+            .send(format!("RCPT TO:<{rcpt}>\r\n").as_bytes())
+            .await;
+        rcpts.push(client.read_reply().await.expect("a reply to RCPT"));
+    }
+    if !rcpts.iter().any(|r| r.code == 250) {
+        return (rcpts, None);
+    }
+    client.cmd("DATA", 354).await;
+    client.send(message.as_bytes()).await;
+    let end: &[u8] = if message.ends_with("\r\n") {
+        b".\r\n"
+    } else {
+        b"\r\n.\r\n"
+    };
+    client.send(end).await;
+    (rcpts, client.read_reply().await)
+}
+
+/// A report with the null sender for `to`; the reply to the RCPT, and to the message when the
+/// RCPT was taken.
 pub async fn report(
     mx: std::net::SocketAddr,
     to: &str,
     message: &str,
 ) -> (SmtpReply, Option<SmtpReply>) {
-    let mut client = SmtpClient::connect(mx).await;
-    client.expect(220).await;
-    client.cmd("EHLO relay.example", 250).await;
-    client.cmd("MAIL FROM:<>", 250).await;
-    client.send(format!("RCPT TO:<{to}>\r\n").as_bytes()).await;
-    let rcpt = client.read_reply().await.expect("a reply to RCPT");
-    if rcpt.code != 250 {
-        return (rcpt, None);
-    }
-    client.cmd("DATA", 354).await;
-    client.send(message.as_bytes()).await;
-    client.send(b"\r\n.\r\n").await;
-    let done = client.read_reply().await;
-    (rcpt, done)
+    let (mut rcpts, done) = transaction(mx, "", &[to], message).await;
+    (rcpts.remove(0), done)
+}
+
+/// Sends `to` another email from `from` and checks that it is `suppressed` at once.
+async fn next_send_is_suppressed(app: &TestApp, key: &str, from: &str, to: &str) {
+    let next = app
+        .send_email(
+            key,
+            &json!({ "from": from, "to": to, "subject": "s", "text": "t" }),
+        )
+        .await;
+    assert_eq!(
+        recipient_status(&email(app, key, &next).await, to),
+        "suppressed"
+    );
 }
 
 /// A delivery report as Postfix writes one, for `recipient` of the message `message_id`.
@@ -154,15 +191,6 @@ fn event_types(email: &Value, address: &str) -> Vec<String> {
         .filter(|e| e["recipient"] == address)
         .map(|e| e["type"].as_str().unwrap().to_owned())
         .collect()
-}
-
-async fn suppressions(app: &TestApp, key: &str) -> Vec<Value> {
-    app.get("/v1/suppressions", Auth::Key(key))
-        .await
-        .expect(200)["data"]
-        .as_array()
-        .unwrap()
-        .clone()
 }
 
 /// Sends one email from `from` to `to` and delivers it to the sink; its id and the return path
@@ -297,17 +325,7 @@ async fn a_late_bounce_report_bounces_its_recipient_signs_a_webhook_and_suppress
         1
     );
 
-    // The next send to the address is suppressed.
-    let next = app
-        .send_email(
-            &acme.key,
-            &json!({ "from": "news@acme.test", "to": "gone@x.test", "subject": "s", "text": "t" }),
-        )
-        .await;
-    assert_eq!(
-        recipient_status(&email(&app, &acme.key, &next).await, "gone@x.test"),
-        "suppressed"
-    );
+    next_send_is_suppressed(&app, &acme.key, "news@acme.test", "gone@x.test").await;
 }
 
 #[tokio::test]
