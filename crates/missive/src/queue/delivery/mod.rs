@@ -334,13 +334,13 @@ impl Queue for Deliveries {
         let recipients: Vec<String> = deliveries.iter().map(|d| d.recipient.clone()).collect();
         let returns = &self.settings.returns;
         let return_path = returns.envelope_sender(&message);
-        let envelope_id = message.id.to_string();
         // Reports are asked for only where they come back to Missive.
+        let envelope_id = return_path.as_ref().map(|_| message.id.to_string());
         let envelope = Envelope {
             from: return_path.as_deref().unwrap_or(&message.envelope_from),
             smtputf8: message.smtputf8,
-            dsn: return_path.is_some().then_some(Dsn {
-                envelope_id: &envelope_id,
+            dsn: envelope_id.as_deref().map(|envelope_id| Dsn {
+                envelope_id,
                 success: returns.notify_success && route == Route::Shared,
             }),
         };
