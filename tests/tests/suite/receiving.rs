@@ -4,10 +4,11 @@
 //! MX takes mail for any address of the domain and stores it whole for its tenant (a domain
 //! receives for one tenant).
 
-use missive_tests::{Auth, DnsServer, TestApp};
+use missive_tests::{Auth, TestApp};
 use serde_json::{Value, json};
 
 use crate::domains::zone_of;
+use crate::reports::domains::app_with_dns;
 
 fn receiving_record(domain: &Value) -> Option<&Value> {
     domain["records"]
@@ -19,13 +20,7 @@ fn receiving_record(domain: &Value) -> Option<&Value> {
 
 #[tokio::test]
 async fn capabilities_turn_receiving_on_with_its_mx_and_sending_off() {
-    let dns = DnsServer::with_zone_file(&json!({})).await;
-    let addr = dns.addr();
-    let app = TestApp::spawn_with(|c| {
-        c.dns.server = Some(addr);
-        c.mx.host = "mx.missive.test".to_owned();
-    })
-    .await;
+    let (dns, app) = app_with_dns(|_| {}).await;
     let acme = app.create_tenant("Acme").await;
     let created = app
         .post(
@@ -125,13 +120,7 @@ async fn deliver(
 
 #[tokio::test]
 async fn the_mx_stores_mail_for_a_receiving_domain_once_its_mx_is_found() {
-    let dns = DnsServer::with_zone_file(&json!({})).await;
-    let addr = dns.addr();
-    let app = TestApp::spawn_with(|c| {
-        c.dns.server = Some(addr);
-        c.mx.host = "mx.missive.test".to_owned();
-    })
-    .await;
+    let (dns, app) = app_with_dns(|_| {}).await;
     let acme = app.create_tenant("Acme").await;
     let other = app.create_tenant("Other").await;
     let receiving = json!({ "name": "acme.test", "capabilities": { "receiving": "enabled" } });

@@ -5,7 +5,7 @@
 use missive_tests::Receiver;
 use serde_json::Value;
 
-use super::{email, event_types, report, sent, signed_events, spawn, subscribe, suppressions};
+use super::{email, event_types, reported, sent, signed_events, spawn, subscribe, suppressions};
 
 /// A feedback report (RFC 5965) about the message that went out with `return_path`.
 fn arf(to: &str, return_path: &str, recipient: &str, message_id: &str) -> String {
@@ -60,14 +60,7 @@ async fn a_complaint_emits_complained_and_suppresses_with_origin_complaint() {
         .unwrap()
         .to_owned();
     let complaint = arf(&return_path, &return_path, "reader@isp.test", &message_id);
-    assert_eq!(
-        report(app.mx_addr, &return_path, &complaint)
-            .await
-            .1
-            .unwrap()
-            .code,
-        250
-    );
+    reported(&app, &return_path, &complaint).await;
     let viewed = email(&app, &acme.key, &id).await;
     assert!(event_types(&viewed, "reader@isp.test").contains(&"email.complained".to_owned()));
     let listed = suppressions(&app, &acme.key).await;
@@ -88,14 +81,7 @@ async fn a_complaint_emits_complained_and_suppresses_with_origin_complaint() {
     // our Message-ID does.
     let (second, return_path) = sent(&app, &acme.key, "a@acme.test", &["other@isp.test"]).await;
     let complaint = arf("fbl@mx.missive.test", &return_path, "other@isp.test", "x@y");
-    assert_eq!(
-        report(app.mx_addr, "fbl@mx.missive.test", &complaint)
-            .await
-            .1
-            .unwrap()
-            .code,
-        250
-    );
+    reported(&app, "fbl@mx.missive.test", &complaint).await;
     assert!(
         event_types(&email(&app, &acme.key, &second).await, "other@isp.test")
             .contains(&"email.complained".to_owned())
@@ -111,14 +97,7 @@ async fn a_complaint_emits_complained_and_suppresses_with_origin_complaint() {
         "third@isp.test",
         &message_id,
     );
-    assert_eq!(
-        report(app.mx_addr, "fbl@mx.missive.test", &complaint)
-            .await
-            .1
-            .unwrap()
-            .code,
-        250
-    );
+    reported(&app, "fbl@mx.missive.test", &complaint).await;
     assert!(
         event_types(&email(&app, &acme.key, &third).await, "third@isp.test")
             .contains(&"email.complained".to_owned())

@@ -5,7 +5,7 @@
 use missive_tests::{Auth, DnsServer, TestApp};
 use serde_json::{Value, json};
 
-use super::{RETURN_DOMAIN, email, recipient_status, report};
+use super::{RETURN_DOMAIN, email, recipient_status, reported};
 use crate::domains::zone_of;
 
 fn record<'a>(domain: &'a Value, kind: &str, rtype: &str) -> &'a Value {
@@ -17,13 +17,23 @@ fn record<'a>(domain: &'a Value, kind: &str, rtype: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("no {kind} {rtype} in {domain}"))
 }
 
-#[tokio::test]
-async fn a_verified_domain_s_return_path_is_its_subdomain_once_the_mx_is_found() {
+/// An app that looks names up in a local DNS server the test publishes to, with
+/// `mx.missive.test` as its MX host, after `adjust`; and the server.
+pub async fn app_with_dns(adjust: impl FnOnce(&mut missive::Config)) -> (DnsServer, TestApp) {
     let dns = DnsServer::with_zone_file(&json!({})).await;
     let addr = dns.addr();
     let app = TestApp::spawn_with(|c| {
         c.dns.server = Some(addr);
         c.mx.host = "mx.missive.test".to_owned();
+        adjust(c);
+    })
+    .await;
+    (dns, app)
+}
+
+#[tokio::test]
+async fn a_verified_domain_s_return_path_is_its_subdomain_once_the_mx_is_found() {
+    let (dns, app) = app_with_dns(|c| {
         c.mx.return_path_domain = Some(RETURN_DOMAIN.to_owned());
         c.domains.spf_include = Some(missive_core::Domain::parse("spf.missive.test").unwrap());
     })
@@ -87,14 +97,7 @@ async fn a_verified_domain_s_return_path_is_its_subdomain_once_the_mx_is_found()
         "5.1.1",
         "550 5.1.1 unknown",
     );
-    assert_eq!(
-        report(app.mx_addr, &return_path, &bounce)
-            .await
-            .1
-            .unwrap()
-            .code,
-        250
-    );
+    reported(&app, &return_path, &bounce).await;
     assert_eq!(
         recipient_status(&email(&app, &acme.key, &sent).await, "r@x.test"),
         "bounced"

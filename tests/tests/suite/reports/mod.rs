@@ -9,7 +9,7 @@ use missive_tests::{Auth, Receiver, SinkOptions, SmtpClient, SmtpReply, TestApp}
 use serde_json::{Value, json};
 
 mod complaints;
-mod domains;
+pub mod domains;
 mod postfix;
 
 use crate::suppressions::suppressions;
@@ -112,6 +112,13 @@ pub async fn report(
 ) -> (SmtpReply, Option<SmtpReply>) {
     let (mut rcpts, done) = transaction(mx, "", &[to], message).await;
     (rcpts.remove(0), done)
+}
+
+/// A report the MX takes: both the RCPT and the message answered 250.
+pub async fn reported(app: &TestApp, to: &str, message: &str) {
+    let (rcpt, done) = report(app.mx_addr, to, message).await;
+    assert_eq!(rcpt.code, 250, "{}", rcpt.text());
+    assert_eq!(done.expect("a reply to the message").code, 250);
 }
 
 /// Sends `to` another email from `from` and checks that it is `suppressed` at once.
@@ -314,8 +321,7 @@ async fn a_late_bounce_report_bounces_its_recipient_signs_a_webhook_and_suppress
     );
 
     // The same report again records nothing more.
-    let (_, done) = report(app.mx_addr, &return_path, &report_text).await;
-    assert_eq!(done.unwrap().code, 250);
+    reported(&app, &return_path, &report_text).await;
     let again = email(&app, &acme.key, &id).await;
     assert_eq!(
         event_types(&again, "gone@x.test")
@@ -343,14 +349,7 @@ async fn delay_and_success_reports_are_recorded_and_soft_bounces_suppress_after_
         "4.4.1",
         "connect to mx.x.test: Connection timed out",
     );
-    assert_eq!(
-        report(app.mx_addr, &return_path, &delayed)
-            .await
-            .1
-            .unwrap()
-            .code,
-        250
-    );
+    reported(&app, &return_path, &delayed).await;
     let confirmed = dsn(
         &return_path,
         "slow@x.test",
@@ -358,14 +357,7 @@ async fn delay_and_success_reports_are_recorded_and_soft_bounces_suppress_after_
         "2.0.0",
         "250 2.0.0 Ok: queued",
     );
-    assert_eq!(
-        report(app.mx_addr, &return_path, &confirmed)
-            .await
-            .1
-            .unwrap()
-            .code,
-        250
-    );
+    reported(&app, &return_path, &confirmed).await;
     let viewed = email(&app, &acme.key, &id).await;
     assert_eq!(
         event_types(&viewed, "slow@x.test"),
@@ -398,14 +390,7 @@ async fn delay_and_success_reports_are_recorded_and_soft_bounces_suppress_after_
             "5.2.2",
             "552 5.2.2 Mailbox full",
         );
-        assert_eq!(
-            report(app.mx_addr, &return_path, &full)
-                .await
-                .1
-                .unwrap()
-                .code,
-            250
-        );
+        reported(&app, &return_path, &full).await;
         let listed = suppressions(&app, &acme.key).await;
         assert_eq!(listed.len(), round, "{listed:?}");
     }
@@ -491,14 +476,7 @@ async fn forged_and_foreign_reports_change_nothing_and_the_mx_relays_nothing() {
         "5.1.1",
         "550 5.1.1 no such user",
     );
-    assert_eq!(
-        report(app.mx_addr, &acme_path, &foreign)
-            .await
-            .1
-            .unwrap()
-            .code,
-        250
-    );
+    reported(&app, &acme_path, &foreign).await;
     let viewed = email(&app, &other.key, &other_email).await;
     assert_eq!(recipient_status(&viewed, "victim@x.test"), "delivered");
     let viewed = email(&app, &acme.key, &acme_email).await;
