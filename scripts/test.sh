@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite (`make test`): a throwaway Postgres cluster for this run, the Python tools
-# the suite calls, the benchmark report's tests, then every test in the workspace. Extra arguments
-# go to the test runner.
+# and Node packages the suite calls, the benchmark report's tests, then every test in the
+# workspace. Extra arguments go to the test runner.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -12,6 +12,7 @@ trap cleanup EXIT
 MISSIVE_TEST_DATABASE_URL=$(scripts/pg.sh start "$run_dir/pg" --port auto --fast --db postgres)
 MISSIVE_TEST_PG_BIN=$(scripts/pg.sh bin)
 MISSIVE_TEST_PYTHON=$(scripts/pyenv.sh)
+MISSIVE_TEST_NODE=$(scripts/nodeenv.sh)
 # Headless Chromium and its driver for the console's browser test: Debian's packages, installed
 # here when missing, so nothing is downloaded while the tests run.
 if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1; then
@@ -24,7 +25,7 @@ if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null
     exit 1
   fi
 fi
-export MISSIVE_TEST_DATABASE_URL MISSIVE_TEST_PG_BIN MISSIVE_TEST_PYTHON
+export MISSIVE_TEST_DATABASE_URL MISSIVE_TEST_PG_BIN MISSIVE_TEST_PYTHON MISSIVE_TEST_NODE
 
 # The compiler-checked SQL's offline data must be what the migrations and statements make: a
 # stale .sqlx/ fails here, naming the command that rewrites it.

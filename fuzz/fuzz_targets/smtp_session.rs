@@ -15,7 +15,6 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use libfuzzer_sys::fuzz_target;
-use missive::edge::mx::Mx;
 use missive::edge::rate_limit::CallerRates;
 use missive::edge::smtp::{Listener, Sender, Session, SmtpContext, tls};
 use missive::ingest::Ingest;
@@ -58,6 +57,8 @@ fn harness() -> &'static Harness {
             let (acceptor, _) = tls::acceptor(None, "fuzz.localhost").expect("tls");
             let writer = EmailWriter::start(store.clone(), WriterSettings::default());
             let domains = missive::app::startup::domains(&config, &store).expect("domains");
+            let mut mx = missive::app::startup::mx(&config, &store).expect("the MX");
+            mx.allow_unverified = true;
             Arc::new(SmtpContext {
                 ingest: Ingest::new(
                     writer,
@@ -73,14 +74,7 @@ fn harness() -> &'static Harness {
                 force_stop: CancellationToken::new(),
                 rates: Arc::default(),
                 tenant_sessions: Arc::default(),
-                mx: Some(Arc::new(Mx {
-                    store: store.clone(),
-                    paths: config.return_paths(),
-                    feedback_address: config.mx.feedback_address.clone(),
-                    soft_bounces: config.soft_bounce_rule(),
-                    parse_timeout: Duration::from_secs(5),
-                    allow_unverified: true,
-                })),
+                mx: Some(Arc::new(mx)),
                 store,
             })
         });

@@ -29,8 +29,8 @@ pub use http::{
 pub use postfix::Postfix;
 pub use process::ApiProcess;
 pub use python::{
-    run_python_script, run_python_with_env_and_input, run_python_with_input, run_resend_script,
-    test_python,
+    run_python_script, run_python_with_env_and_input, run_python_with_input,
+    run_resend_node_script, run_resend_script, test_python,
 };
 pub use receiver::{Hit, Receiver, Reply};
 pub use sink::{Received, SinkOptions, SmtpSink};

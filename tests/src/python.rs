@@ -92,3 +92,31 @@ pub async fn run_resend_script(
     serde_json::from_slice(&stdout)
         .unwrap_or_else(|err| panic!("{script} printed something other than JSON: {err}"))
 }
+
+/// Runs `tests/node/<script>`, a client of the Resend Node SDK (installed by `make test` into the
+/// folder `MISSIVE_TEST_NODE` names), against the app at `base_url` with a tenant's key, and
+/// returns the JSON it printed.
+///
+/// # Panics
+/// When `make test` did not prepare the Node packages, the script fails, or it prints something
+/// other than JSON.
+pub async fn run_resend_node_script(base_url: &str, key: &str, script: &str) -> serde_json::Value {
+    let modules = std::env::var("MISSIVE_TEST_NODE").expect(
+        "MISSIVE_TEST_NODE is not set: run the suite with `make test`, which installs the Resend Node SDK",
+    );
+    let output = tokio::process::Command::new("node")
+        .arg(workspace_root().join("tests/node").join(script))
+        .env("RESEND_BASE_URL", format!("{base_url}/v1"))
+        .env("RESEND_API_KEY", key)
+        .env("MISSIVE_TEST_NODE", modules)
+        .output()
+        .await
+        .unwrap_or_else(|err| panic!("run {script}: {err}"));
+    assert!(
+        output.status.success(),
+        "{script} failed:\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout)
+        .unwrap_or_else(|err| panic!("{script} printed something other than JSON: {err}"))
+}

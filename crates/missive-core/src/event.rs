@@ -205,10 +205,13 @@ pub enum WebhookEventType {
     Suppressed,
     #[serde(rename = "email.canceled")]
     Canceled,
+    /// Mail arrived for one of the tenant's receiving domains.
+    #[serde(rename = "email.received")]
+    Received,
 }
 
 impl WebhookEventType {
-    pub const ALL: [Self; 9] = [
+    pub const ALL: [Self; 10] = [
         Self::Sent,
         Self::Scheduled,
         Self::Delivered,
@@ -218,6 +221,7 @@ impl WebhookEventType {
         Self::Failed,
         Self::Suppressed,
         Self::Canceled,
+        Self::Received,
     ];
 
     /// Resend's name.
@@ -233,6 +237,7 @@ impl WebhookEventType {
             Self::Failed => "email.failed",
             Self::Suppressed => "email.suppressed",
             Self::Canceled => "email.canceled",
+            Self::Received => "email.received",
         }
     }
 
@@ -395,11 +400,13 @@ mod tests {
         sorted.sort();
         sorted.dedup();
         assert_eq!(sorted.len(), reported.len(), "two log events report alike");
+        // `email.received` reports received mail, which has no log events.
         assert_eq!(
             sorted.len(),
-            WebhookEventType::ALL.len(),
+            WebhookEventType::ALL.len() - 1,
             "a webhook event nothing reports"
         );
+        assert!(!reported.contains(&WebhookEventType::Received));
         assert_eq!(
             WebhookEventType::of(EventKind::Queued),
             Some(WebhookEventType::Sent)

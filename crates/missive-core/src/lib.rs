@@ -8,6 +8,7 @@
 pub mod address;
 pub mod api_key;
 mod base32;
+pub mod download;
 pub mod event;
 pub mod idempotency;
 pub mod ids;
@@ -18,6 +19,7 @@ pub mod network;
 pub mod outcome;
 pub mod payload;
 pub mod project;
+pub mod received;
 pub mod report;
 pub mod retry;
 pub mod return_path;

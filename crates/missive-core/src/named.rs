@@ -169,7 +169,9 @@ pub fn stored_enums() -> Vec<StoredEnum> {
     use crate::event::{DeliveryStatus, EventKind, SuppressionOrigin, WebhookEventType};
     use crate::outcome::BounceClass;
     use crate::routing::{RelayTls, RouteKind};
-    use crate::sending_domain::{Capability, DkimAlgorithm, DomainTls, Region, VerificationStatus};
+    use crate::sending_domain::{
+        Capability, DkimAlgorithm, DomainTls, InboundDmarc, Region, VerificationStatus,
+    };
     use crate::submission::RecipientKind;
     use crate::tenant::TenantStatus;
     use crate::webhook::{WebhookEventStatus, WebhookStatus};
@@ -189,6 +191,7 @@ pub fn stored_enums() -> Vec<StoredEnum> {
         stored::<VerificationStatus>(),
         stored::<DomainTls>(),
         stored::<Capability>(),
+        stored::<InboundDmarc>(),
         stored::<Region>(),
         stored::<DkimAlgorithm>(),
         stored::<WorkerKind>(),

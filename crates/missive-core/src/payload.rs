@@ -33,6 +33,44 @@ pub struct Payload<'a> {
     /// For what a report said after the relay's acceptance: its status and who reported.
     pub report_status: Option<&'a str>,
     pub reporting_mta: Option<&'a str>,
+    /// For `email.received`: the received message.
+    pub received: Option<Received<'a>>,
+}
+
+/// What an `email.received` event says of the message: metadata, never the body.
+#[derive(Clone, Copy, Debug)]
+pub struct Received<'a> {
+    /// [`crate::received::Summary`] as stored.
+    pub summary: &'a serde_json::Value,
+    /// The envelope recipients it was received for.
+    pub received_for: &'a [String],
+    pub message_id: Option<&'a str>,
+}
+
+/// Resend's `data` of an `email.received` event.
+#[derive(Debug, Serialize)]
+struct ReceivedData<'a> {
+    email_id: Option<EmailId>,
+    tenant_id: TenantId,
+    project_id: ProjectId,
+    created_at: Option<String>,
+    from: &'a serde_json::Value,
+    to: &'a serde_json::Value,
+    cc: &'a serde_json::Value,
+    bcc: &'a serde_json::Value,
+    received_for: &'a [String],
+    message_id: &'a str,
+    subject: &'a str,
+    attachments: Vec<ReceivedAttachment<'a>>,
+}
+
+#[derive(Debug, Serialize)]
+struct ReceivedAttachment<'a> {
+    id: &'a serde_json::Value,
+    filename: &'a serde_json::Value,
+    content_type: &'a serde_json::Value,
+    content_disposition: &'a serde_json::Value,
+    content_id: &'a serde_json::Value,
 }
 
 /// A webhook body, Resend's shape.
@@ -94,6 +132,9 @@ impl Payload<'_> {
     /// The JSON body every attempt posts.
     #[must_use]
     pub fn body(&self) -> Vec<u8> {
+        if let Some(received) = self.received {
+            return self.received_body(received);
+        }
         // Stored tags are `[{name, value}]`; Resend's webhooks carry them as an object.
         let tags = self.tags.map(|tags| {
             tags.as_array()
@@ -134,3 +175,47 @@ impl Payload<'_> {
         serde_json::to_vec(&body).unwrap_or_default()
     }
 }
+
+impl Payload<'_> {
+    fn received_body(&self, received: Received<'_>) -> Vec<u8> {
+        const EMPTY: &serde_json::Value = &serde_json::Value::Null;
+        let field = |name: &str| received.summary.get(name).unwrap_or(EMPTY);
+        let list = |name: &str| match received.summary.get(name) {
+            Some(v @ serde_json::Value::Array(_)) => v,
+            _ => &EMPTY_LIST,
+        };
+        let attachments = field("attachments")
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|a| ReceivedAttachment {
+                id: a.get("id").unwrap_or(EMPTY),
+                filename: a.get("filename").unwrap_or(EMPTY),
+                content_type: a.get("content_type").unwrap_or(EMPTY),
+                content_disposition: a.get("content_disposition").unwrap_or(EMPTY),
+                content_id: a.get("content_id").unwrap_or(EMPTY),
+            })
+            .collect();
+        let body = serde_json::json!({
+            "type": self.kind,
+            "created_at": rfc3339(self.created_at),
+            "data": ReceivedData {
+                email_id: self.email_id,
+                tenant_id: self.tenant_id,
+                project_id: self.project_id,
+                created_at: self.email_created_at.map(rfc3339),
+                from: field("from"),
+                to: list("to"),
+                cc: list("cc"),
+                bcc: list("bcc"),
+                received_for: received.received_for,
+                message_id: received.message_id.unwrap_or_default(),
+                subject: self.subject.unwrap_or_default(),
+                attachments,
+            },
+        });
+        serde_json::to_vec(&body).unwrap_or_default()
+    }
+}
+
+static EMPTY_LIST: serde_json::Value = serde_json::Value::Array(Vec::new());

@@ -57,11 +57,7 @@ impl ReturnPaths {
         }
         let keys = secret_keys
             .iter()
-            .map(|secret| {
-                let mut mac = hmac(secret);
-                mac.update(KEY_DOMAIN);
-                mac.finalize().into_bytes().into()
-            })
+            .map(|secret| crate::sealed::derive_key(secret, KEY_DOMAIN))
             .collect();
         Some(Self { keys })
     }

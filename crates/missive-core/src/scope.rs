@@ -39,6 +39,9 @@ pub enum Scope {
     UsageRead,
     #[serde(rename = "domains:manage")]
     DomainsManage,
+    /// Reads mail received for the tenant's domains.
+    #[serde(rename = "receiving:read")]
+    ReceivingRead,
     /// Lists, creates and renames the tenant's projects and issues their keys. Not implied by
     /// `full_access`, which is everything within the key's own project.
     #[serde(rename = "projects:manage")]
@@ -46,7 +49,7 @@ pub enum Scope {
 }
 
 impl Scope {
-    pub const ALL: [Self; 10] = [
+    pub const ALL: [Self; 11] = [
         Self::FullAccess,
         Self::Send,
         Self::EmailsRead,
@@ -56,6 +59,7 @@ impl Scope {
         Self::SuppressionsManage,
         Self::UsageRead,
         Self::DomainsManage,
+        Self::ReceivingRead,
         Self::ProjectsManage,
     ];
 
@@ -71,6 +75,7 @@ impl Scope {
             Self::SuppressionsManage => "suppressions:manage",
             Self::UsageRead => "usage:read",
             Self::DomainsManage => "domains:manage",
+            Self::ReceivingRead => "receiving:read",
             Self::ProjectsManage => "projects:manage",
         }
     }

@@ -49,6 +49,17 @@ pub fn key_id(key: &[u8; 32]) -> String {
         .collect()
 }
 
+/// A key for one use of a secret key: an HMAC-SHA256 of `label` under it, so a MAC made for one
+/// use never doubles as another's.
+#[must_use]
+pub fn derive_key(secret: &[u8; 32], label: &[u8]) -> [u8; 32] {
+    use hmac::{KeyInit as _, Mac as _};
+    let mut mac = <hmac::Hmac<Sha256>>::new_from_slice(secret)
+        .unwrap_or_else(|_| unreachable!("HMAC accepts any key length"));
+    mac.update(label);
+    mac.finalize().into_bytes().into()
+}
+
 impl Sealer {
     /// `current` seals; `current` and `previous` open.
     #[must_use]

@@ -152,6 +152,8 @@ impl Capability {
 
 named!(Capability, "domain capability", parse);
 
+pub use crate::received::InboundDmarc;
+
 /// The regions Resend names for a domain. Missive sends from where it runs and keeps the name
 /// for clients that set or show it.
 #[derive(

@@ -5,7 +5,7 @@
 //! still sealed; [`DomainRecord`], which the API shows, has no column for them.
 
 use missive_core::sending_domain::{
-    Capability, DkimAlgorithm, DomainTls, Region, VerificationStatus,
+    Capability, DkimAlgorithm, DomainTls, InboundDmarc, Region, VerificationStatus,
 };
 use missive_core::{DomainId, TenantId};
 use time::OffsetDateTime;
@@ -38,6 +38,8 @@ pub struct DomainRecord {
     /// a verified sender domain; one whose receiving is enabled lists its MX record.
     pub sending: Capability,
     pub receiving: Capability,
+    /// What receiving does with mail that fails DMARC.
+    pub inbound_dmarc: InboundDmarc,
     /// Each record's last verdict, by its kind (`{"DKIM": {"status", "reason"}}`).
     pub record_checks: serde_json::Value,
     pub checked_at: Option<OffsetDateTime>,
@@ -57,7 +59,7 @@ macro_rules! domain_columns {
                dkim_algorithm AS "dkim_algorithm: DkimAlgorithm", selector, public_key,
                next_selector, next_public_key, custom_return_path,
                sending AS "sending: Capability", receiving AS "receiving: Capability",
-               record_checks, checked_at, verified_at,
+               inbound_dmarc AS "inbound_dmarc: InboundDmarc", record_checks, checked_at, verified_at,
                created_at, updated_at"#
             $($after)*
         )
@@ -98,6 +100,7 @@ pub struct NewDomain<'a> {
     pub custom_return_path: &'a str,
     pub sending: Capability,
     pub receiving: Capability,
+    pub inbound_dmarc: InboundDmarc,
     pub key: NewDkimKey<'a>,
     /// The most domains the tenant may have; past it the insert is a `Conflict`.
     pub max_per_tenant: i64,
@@ -120,6 +123,7 @@ pub struct DomainPatch {
     pub tls: Option<DomainTls>,
     pub sending: Option<Capability>,
     pub receiving: Option<Capability>,
+    pub inbound_dmarc: Option<InboundDmarc>,
 }
 
 /// A verification's outcome, to record.
@@ -165,8 +169,10 @@ impl Store {
                     "INSERT INTO domains (tenant_id, id, name, region, open_tracking,
                                           click_tracking, tls, dkim_algorithm, selector,
                                           public_key, private_key_id, private_key,
-                                          custom_return_path, sending, receiving)
-                     SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $14, $15, $16
+                                          custom_return_path, sending, receiving,
+                                          inbound_dmarc)
+                     SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $14, $15, $16,
+                            $17
                      WHERE (SELECT count(*) FROM domains WHERE tenant_id = $1) < $13
                      RETURNING ",
                 ),
@@ -187,6 +193,7 @@ impl Store {
                 new.custom_return_path,
                 new.sending.as_str(),
                 new.receiving.as_str(),
+                new.inbound_dmarc.as_str(),
             )
             .fetch_optional(&mut *conn)
             .await
@@ -265,7 +272,8 @@ impl Store {
                      SET open_tracking = coalesce($3, open_tracking),
                          click_tracking = coalesce($4, click_tracking),
                          tls = coalesce($5, tls), sending = coalesce($6, sending),
-                         receiving = coalesce($7, receiving), updated_at = now()
+                         receiving = coalesce($7, receiving),
+                         inbound_dmarc = coalesce($8, inbound_dmarc), updated_at = now()
                      WHERE tenant_id = $1 AND id = $2
                      RETURNING ",
                 ),
@@ -277,6 +285,7 @@ impl Store {
                 patch.tls.map(DomainTls::as_str),
                 patch.sending.map(Capability::as_str),
                 patch.receiving.map(Capability::as_str),
+                patch.inbound_dmarc.map(InboundDmarc::as_str),
             )
             .fetch_optional(&mut *conn)
             .await

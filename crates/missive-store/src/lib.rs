@@ -57,7 +57,9 @@ pub use emails::{DeliveryRecord, EmailDetail, EmailFilter, EmailPage, EmailRecor
 pub use error::StoreError;
 pub use outbox::{LeasedWebhookEvent, WebhookAttemptResult};
 pub use projects::{ProjectPatch, ProjectRecord, ProjectUsage};
-pub use received::{NewReceivedEmail, ReceivingDomain};
+pub use received::{
+    NewReceivedEmail, ReceivedPage, ReceivedRecord, ReceivingCaps, ReceivingDomain, Stored,
+};
 pub use relays::{PasswordChange, RelayPatch, StoredRelay};
 pub use reports::SoftBounceRule;
 pub use suppressions::{SuppressionKey, SuppressionPage, SuppressionRecord};

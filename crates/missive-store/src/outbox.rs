@@ -10,7 +10,7 @@ use std::sync::LazyLock;
 use std::time::Duration;
 
 use missive_core::outcome::BounceClass;
-use missive_core::payload::Payload;
+use missive_core::payload::{Payload, Received};
 use missive_core::submission::RecipientKind;
 use missive_core::{
     EmailId, EventKind, ProjectId, TenantId, WebhookEventId, WebhookEventStatus, WebhookEventType,
@@ -117,6 +117,10 @@ pub struct LeasedWebhookEvent {
     /// For what a report said: its enhanced status and who reported.
     pub report_status: Option<String>,
     pub reporting_mta: Option<String>,
+    /// For `email.received`: what the message's summary says, and the envelope recipients.
+    pub received_summary: Option<serde_json::Value>,
+    pub received_for: Option<Vec<String>>,
+    pub message_id: Option<String>,
 }
 
 impl LeasedWebhookEvent {
@@ -140,6 +144,11 @@ impl LeasedWebhookEvent {
             bounce_class: self.bounce_class,
             report_status: self.report_status.as_deref(),
             reporting_mta: self.reporting_mta.as_deref(),
+            received: self.received_summary.as_ref().map(|summary| Received {
+                summary,
+                received_for: self.received_for.as_deref().unwrap_or_default(),
+                message_id: self.message_id.as_deref(),
+            }),
         }
     }
 
@@ -211,23 +220,29 @@ macro_rules! query_leased {
                     w.secret, w.previous_secret_key_id, w.previous_secret,
                     w.previous_secret_expires_at,
                     coalesce(w.last_success_at, w.created_at) AS "last_success_at!",
-                    em.id AS "email_id?: EmailId", em.from_address AS "from_address?",
+                    coalesce(em.id, re.id) AS "email_id?: EmailId",
+                    em.from_address AS "from_address?",
                     CASE WHEN em.id IS NOT NULL THEN ARRAY(
                         SELECT d.recipient FROM deliveries d
                         WHERE d.tenant_id = em.tenant_id AND d.email_id = em.id AND d.kind = "#
                 + $to
                 + r#"
                         ORDER BY d.id) END AS "to?",
-                    em.subject AS "subject?", em.tags AS "tags?",
-                    em.created_at AS "email_created_at?", ev.recipient AS "recipient?",
+                    coalesce(em.subject, re.subject) AS "subject?", em.tags AS "tags?",
+                    coalesce(em.created_at, re.created_at) AS "email_created_at?",
+                    ev.recipient AS "recipient?",
                     ev.smtp_code AS "smtp_code?", ev.smtp_response AS "smtp_response?",
                     ev.bounce_class AS "bounce_class?: BounceClass",
-                    ev.report_status AS "report_status?", ev.reporting_mta AS "reporting_mta?"
+                    ev.report_status AS "report_status?", ev.reporting_mta AS "reporting_mta?",
+                    re.summary AS "received_summary?", re.rcpt_to AS "received_for?",
+                    re.message_id AS "message_id?"
              FROM leased l
              JOIN webhooks w ON w.tenant_id = l.tenant_id AND w.id = l.webhook_id
              LEFT JOIN emails em ON em.tenant_id = l.tenant_id AND em.id = l.email_id
              LEFT JOIN email_events ev ON ev.tenant_id = l.tenant_id AND ev.email_id = l.email_id
-                                      AND ev.id = l.email_event_id"#
+                                      AND ev.id = l.email_event_id
+             LEFT JOIN received_emails re ON l.email_event_id IS NULL
+                                         AND re.tenant_id = l.tenant_id AND re.id = l.email_id"#
             $(, $arg)*
         )
     };

@@ -93,6 +93,8 @@ struct ProjectUsageRow {
     failed: i64,
     suppressed: i64,
     api_requests: i64,
+    received: i64,
+    received_bytes: i64,
 }
 
 /// Locks a live, active tenant's row against a concurrent delete.

@@ -34,7 +34,8 @@ macro_rules! query_tenants {
                      created_at, updated_at, disabled_at, smtp_host, smtp_port,
                      smtp_tls AS "smtp_tls: RelayTls", smtp_username, smtp_enabled,
                      (smtp_password IS NOT NULL) AS "smtp_has_password!", requests_per_minute,
-                     emails_per_day, emails_per_month, require_verified_domains"#
+                     emails_per_day, emails_per_month, require_verified_domains,
+                     received_per_day, received_stored_bytes"#
                 + $tail
             $(, $arg)*
         )
@@ -70,6 +71,9 @@ pub struct TenantRecord {
     pub requests_per_minute: Option<i32>,
     pub emails_per_day: Option<i64>,
     pub emails_per_month: Option<i64>,
+    /// The tenant's inbound caps as set (null: the operator's).
+    pub received_per_day: Option<i64>,
+    pub received_stored_bytes: Option<i64>,
 }
 
 impl TenantRecord {
@@ -123,6 +127,9 @@ pub struct TenantPatch {
     /// The tenant's own upstream server: set, or removed with `Some(None)`.
     pub smtp: Option<Option<RelayPatch>>,
     pub limits: LimitsPatch,
+    /// Inbound caps: `Some(None)` returns one to the operator's.
+    pub received_per_day: Option<Option<u64>>,
+    pub received_stored_bytes: Option<Option<u64>>,
 }
 
 /// Changes to a tenant's limits: `None` leaves one alone, `Some(None)` returns it to the default.
@@ -447,6 +454,8 @@ impl Store {
                 emails_per_day = CASE WHEN $24 THEN $25 ELSE emails_per_day END,
                 emails_per_month = CASE WHEN $26 THEN $27 ELSE emails_per_month END,
                 require_verified_domains = COALESCE($28, require_verified_domains),
+                received_per_day = CASE WHEN $30 THEN $31 ELSE received_per_day END,
+                received_stored_bytes = CASE WHEN $32 THEN $33 ELSE received_stored_bytes END,
                 updated_at = now()
              WHERE id = $1
              RETURNING ",
@@ -502,6 +511,16 @@ impl Store {
             patch.require_verified_domains,
             // Whether the tenant is being disabled (true), enabled again (false), or neither.
             patch.status.map(|status| status == TenantStatus::Disabled),
+            patch.received_per_day.is_some(),
+            patch
+                .received_per_day
+                .flatten()
+                .and_then(|n| i64::try_from(n).ok()),
+            patch.received_stored_bytes.is_some(),
+            patch
+                .received_stored_bytes
+                .flatten()
+                .and_then(|n| i64::try_from(n).ok()),
         )
         .fetch_optional(&mut *tx)
         .await

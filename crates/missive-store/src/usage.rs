@@ -45,6 +45,10 @@ pub struct UsageTotals {
     pub suppressed: i64,
     /// Authenticated REST requests.
     pub api_requests: i64,
+    /// Messages received for the tenant's domains, and their bytes (the tenant's default
+    /// project counts them).
+    pub received: i64,
+    pub received_bytes: i64,
 }
 
 impl std::ops::AddAssign for UsageTotals {
@@ -57,6 +61,8 @@ impl std::ops::AddAssign for UsageTotals {
         self.failed += other.failed;
         self.suppressed += other.suppressed;
         self.api_requests += other.api_requests;
+        self.received += other.received;
+        self.received_bytes += other.received_bytes;
     }
 }
 
@@ -78,6 +84,8 @@ struct DailyRow {
     failed: i64,
     suppressed: i64,
     api_requests: i64,
+    received: i64,
+    received_bytes: i64,
 }
 
 /// A tenant's quota figures now: what it used today and this month (UTC), and its limits.
@@ -101,6 +109,8 @@ macro_rules! totals_of {
             failed: $row.failed,
             suppressed: $row.suppressed,
             api_requests: $row.api_requests,
+            received: $row.received,
+            received_bytes: $row.received_bytes,
         }
     };
 }
@@ -118,7 +128,9 @@ macro_rules! sums {
                COALESCE(sum(bounced), 0)::int8 AS "bounced!",
                COALESCE(sum(failed), 0)::int8 AS "failed!",
                COALESCE(sum(suppressed), 0)::int8 AS "suppressed!",
-               COALESCE(sum(api_requests), 0)::int8 AS "api_requests!""#
+               COALESCE(sum(api_requests), 0)::int8 AS "api_requests!",
+               COALESCE(sum(received), 0)::int8 AS "received!",
+               COALESCE(sum(received_bytes), 0)::int8 AS "received_bytes!""#
             $($after)*
         )
     };

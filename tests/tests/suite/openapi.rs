@@ -30,6 +30,18 @@ const ROUTES: &[(&str, &str)] = &[
     ("post", "/v1/emails/batch"),
     ("get", "/v1/emails/{id}"),
     ("post", "/v1/emails/{id}/cancel"),
+    ("get", "/v1/emails/receiving"),
+    ("get", "/v1/emails/receiving/{id}"),
+    ("get", "/v1/emails/receiving/{id}/raw"),
+    ("get", "/v1/emails/receiving/{id}/attachments"),
+    (
+        "get",
+        "/v1/emails/receiving/{id}/attachments/{attachment_id}",
+    ),
+    (
+        "get",
+        "/v1/emails/receiving/{id}/attachments/{attachment_id}/content",
+    ),
     ("post", "/v1/templates"),
     ("get", "/v1/templates"),
     ("get", "/v1/templates/{id}"),

@@ -226,7 +226,7 @@ pub enum KeyCommand {
         project: Option<ProjectId>,
         /// Scope (repeatable): full_access, send, emails:read, templates:read,
         /// templates:write, webhooks:manage, suppressions:manage, usage:read, domains:manage,
-        /// projects:manage [default: full_access]
+        /// receiving:read, projects:manage [default: full_access]
         #[arg(long = "scope", value_name = "SCOPE", value_parser = parse_scope)]
         scopes: Vec<Scope>,
         /// Key name, unique among the tenant's live keys [default: cli-<timestamp>]

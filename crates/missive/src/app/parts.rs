@@ -1,14 +1,16 @@
 //! The parts the roles share, built from the configuration: the sealer of tenant secrets,
-//! tenants' own SMTP servers, sending domains and webhook endpoints.
+//! tenants' own SMTP servers, sending domains, webhook endpoints and the inbound MX.
 
 use std::sync::Arc;
 
+use mail_auth::MessageAuthenticator;
 use missive_core::sealed::Sealer;
 use missive_store::Store;
 use secrecy::ExposeSecret;
 
 use super::startup::StartupError;
 use crate::app::config::Config;
+use crate::edge::mx::Mx;
 use crate::net::relay::{TenantRelays, TenantRouteSettings};
 use crate::net::targets::Targets;
 use crate::tenancy::domains::Domains;
@@ -79,4 +81,24 @@ pub fn webhooks(config: &Config, store: &Store) -> Result<Webhooks, StartupError
         targets,
         config.webhooks.secret_overlap_secs,
     ))
+}
+
+/// The inbound MX's rules and checks, as configured, on `store`.
+///
+/// # Errors
+/// [`StartupError::Dns`] when the resolver its SPF, DKIM and DMARC checks use cannot be built.
+pub fn mx(config: &Config, store: &Store) -> Result<Mx, StartupError> {
+    let resolver = crate::net::dns::resolver(config.dns.server).map_err(StartupError::Dns)?;
+    Ok(Mx {
+        store: store.clone(),
+        paths: config.return_paths(),
+        feedback_address: config.mx.feedback_address.clone(),
+        soft_bounces: config.soft_bounce_rule(),
+        parse_timeout: config.mx.parse_timeout_secs,
+        allow_unverified: config.mx.receiving_allow_unverified,
+        authenticator: Arc::new(MessageAuthenticator(resolver)),
+        auth_timeout: config.mx.auth_timeout_secs,
+        hostname: config.relay.helo_name.clone(),
+        caps: config.receiving_caps(),
+    })
 }

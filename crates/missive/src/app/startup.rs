@@ -15,14 +15,13 @@ use secrecy::ExposeSecret;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-pub use super::parts::{domains, tenant_relays, webhooks};
+pub use super::parts::{domains, mx, tenant_relays, webhooks};
 pub use super::supervisor::{Supervisor, TaskEnded, cancel_on_signal};
 use crate::app::budget::ConnectionBudget;
 use crate::app::config::{Config, ConfigError};
 use crate::app::telemetry;
 use crate::edge::api;
 use crate::edge::api::serve::{BodyBudget, HttpLimits};
-use crate::edge::mx::Mx;
 use crate::edge::rate_limit::RateLimits;
 use crate::edge::smtp::{self, Listener, SmtpContext, SmtpServer};
 use crate::edge::state::{AdminKey, AppState};
@@ -202,6 +201,7 @@ impl Application {
                     metrics: telemetry::metrics_handle(),
                     rates: rates.clone(),
                     requests: requests.clone(),
+                    receiving: Arc::new(config.receiving()),
                 };
                 let max_request_bytes = config.max_request_bytes();
                 let budget = Arc::new(BodyBudget::new(
@@ -231,16 +231,11 @@ impl Application {
                         "SMTP TLS uses a self-signed certificate made at start (set MISSIVE_TLS_CERT and MISSIVE_TLS_KEY to use your own)"
                     );
                 }
-                let mx = roles.mx.then(|| {
-                    Arc::new(Mx {
-                        store: store.clone(),
-                        paths: config.return_paths(),
-                        feedback_address: config.mx.feedback_address.clone(),
-                        soft_bounces: config.soft_bounce_rule(),
-                        parse_timeout: config.mx.parse_timeout_secs,
-                        allow_unverified: config.mx.receiving_allow_unverified,
-                    })
-                });
+                let mx = if roles.mx {
+                    Some(Arc::new(mx(config, &store)?))
+                } else {
+                    None
+                };
                 let ctx = Arc::new(SmtpContext {
                     store: store.clone(),
                     ingest: ingest.clone(),

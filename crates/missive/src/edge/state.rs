@@ -10,6 +10,7 @@ use crate::ingest::Ingest;
 use crate::net::relay::TenantRelays;
 use crate::tenancy::domains::Domains;
 use crate::tenancy::keys::KeyCache;
+use crate::tenancy::receiving::Receiving;
 use crate::tenancy::usage::RequestCounter;
 use crate::tenancy::webhooks::Webhooks;
 use secrecy::{ExposeSecret, SecretString};
@@ -75,4 +76,6 @@ pub struct AppState {
     pub rates: Arc<RateLimits>,
     /// Authenticated requests per tenant, for usage.
     pub requests: Arc<RequestCounter>,
+    /// Received mail's download links.
+    pub receiving: Arc<Receiving>,
 }

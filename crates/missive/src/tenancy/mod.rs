@@ -19,6 +19,7 @@ pub mod error;
 pub mod keys;
 pub mod page;
 pub mod projects;
+pub mod receiving;
 pub mod suppressions;
 pub mod templates;
 pub mod usage;

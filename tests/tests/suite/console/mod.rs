@@ -13,6 +13,7 @@ use serde_json::json;
 
 mod activity;
 mod projects;
+mod received;
 
 const XSS: &str = "<script>alert(1)</script>";
 

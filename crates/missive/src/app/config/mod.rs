@@ -24,11 +24,12 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use missive_core::download::DownloadLinks;
 use missive_core::retry::RetryPolicy;
 use missive_core::return_path::ReturnPaths;
 use missive_core::sending_domain::DkimAlgorithm;
 use missive_core::{Limits, RelaySpec};
-use missive_store::SoftBounceRule;
+use missive_store::{ReceivingCaps, SoftBounceRule};
 use secrecy::{SecretBox, SecretString};
 
 pub use self::declare::Setting;
@@ -115,6 +116,10 @@ settings! {
         /// up to 5 s for room, then get 503.
         max_body_memory_bytes: usize = Some("67108864"),
             env ["MISSIVE_HTTP_MAX_BODY_MEMORY_BYTES"], required(bounded(1 << 20, 1 << 34));
+        /// The REST API's address as clients reach it (https://mail.example.com), for the
+        /// links it hands out (received attachments' download_url). Unset: the request's Host.
+        public_url: Option<String> = None,
+            env ["MISSIVE_PUBLIC_URL"], optional(parse_public_url);
     }
     /// SMTP submission.
     smtp: SmtpConfig {
@@ -181,6 +186,21 @@ settings! {
         /// Seconds a report may take to parse before it is refused with 451.
         parse_timeout_secs: Duration = Some("5"),
             env ["MISSIVE_MX_PARSE_TIMEOUT_SECS"], required(seconds(1, 300));
+        /// Seconds the SPF, DKIM and DMARC checks of a received message may take; past it
+        /// the unfinished ones are kept as temperror and the message is taken.
+        auth_timeout_secs: Duration = Some("10"),
+            env ["MISSIVE_RECEIVING_AUTH_TIMEOUT_SECS"], required(seconds(1, 120));
+        /// Messages one tenant may receive per day (UTC), unless the admin set its own; past
+        /// it the MX answers 452 4.2.2.
+        received_per_day: u64 = Some("10000"),
+            env ["MISSIVE_RECEIVED_PER_DAY"], required(bounded(0, 1 << 50));
+        /// Bytes of received mail one tenant may keep, unless the admin set its own; past it
+        /// the MX answers 552 5.2.2.
+        received_stored_bytes: u64 = Some("1073741824"),
+            env ["MISSIVE_RECEIVED_STORED_BYTES"], required(bounded(0, 1 << 50));
+        /// Seconds a received attachment's download_url works.
+        attachment_link_secs: Duration = Some("3600"),
+            env ["MISSIVE_ATTACHMENT_LINK_SECS"], required(seconds(60, 7 * 86_400));
     }
     /// What every accepted message answers to, over REST and SMTP alike.
     accept: AcceptConfig {
@@ -431,15 +451,49 @@ impl Config {
     /// none without `MISSIVE_SECRET_KEY`.
     #[must_use]
     pub fn return_paths(&self) -> Option<ReturnPaths> {
+        ReturnPaths::new(&self.secret_keys())
+    }
+
+    /// The secret keys, the current one first; empty without `MISSIVE_SECRET_KEY`.
+    fn secret_keys(&self) -> Vec<[u8; 32]> {
         use secrecy::ExposeSecret as _;
-        let keys: Vec<[u8; 32]> = self
-            .secrets
+        self.secrets
             .secret_key
             .iter()
             .chain(self.secrets.previous_secret_keys.iter().flatten())
             .map(|key| *key.expose_secret())
-            .collect();
-        ReturnPaths::new(&keys)
+            .collect()
+    }
+
+    /// Signed links to received attachments, under the secret keys; without
+    /// `MISSIVE_SECRET_KEY`, under a key of this process (its links work on it alone).
+    #[must_use]
+    pub fn download_links(&self) -> DownloadLinks {
+        let keys = self.secret_keys();
+        DownloadLinks::new(&keys).unwrap_or_else(|| {
+            let mut key = [0u8; 32];
+            rand::RngCore::fill_bytes(&mut rand::rng(), &mut key);
+            DownloadLinks::new(&[key]).unwrap_or_else(|| unreachable!("one key given"))
+        })
+    }
+
+    /// How the Receiving API makes download links.
+    #[must_use]
+    pub fn receiving(&self) -> crate::tenancy::receiving::Receiving {
+        crate::tenancy::receiving::Receiving {
+            links: self.download_links(),
+            public_url: self.http.public_url.clone(),
+            link_ttl: self.mx.attachment_link_secs,
+        }
+    }
+
+    /// The operator's inbound caps.
+    #[must_use]
+    pub const fn receiving_caps(&self) -> ReceivingCaps {
+        ReceivingCaps {
+            per_day: Some(self.mx.received_per_day),
+            stored_bytes: Some(self.mx.received_stored_bytes),
+        }
     }
 
     /// How sending domains are checked and signed.

@@ -119,3 +119,15 @@ pub(super) fn parse_feedback_address(s: &str) -> Result<String, String> {
     let address = missive_core::EmailAddress::parse(s).map_err(|e| e.to_string())?;
     Ok(address.as_str().to_ascii_lowercase())
 }
+
+pub(super) fn parse_public_url(s: &str) -> Result<String, String> {
+    let url = s.trim_end_matches('/');
+    let rest = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"))
+        .ok_or("must start with http:// or https://")?;
+    if rest.is_empty() || rest.contains(['?', '#', ' ']) {
+        return Err("must be a URL like https://mail.example.com".to_owned());
+    }
+    Ok(url.to_owned())
+}

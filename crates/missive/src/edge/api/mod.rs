@@ -11,6 +11,7 @@ pub mod extract;
 pub mod health;
 pub mod own_projects;
 pub mod projects;
+pub mod receiving;
 pub mod serve;
 pub mod suppressions;
 pub mod templates;
@@ -61,6 +62,7 @@ use crate::edge::state::AppState;
         (name = "templates", description = "The calling tenant's templates (Resend-compatible), and shipped ones"),
         (name = "webhooks", description = "The calling tenant's webhook endpoints (Resend-compatible)"),
         (name = "domains", description = "The calling tenant's sending domains: DKIM keys, DNS records, verification (Resend-compatible)"),
+        (name = "receiving", description = "Mail received for the calling tenant's domains (Resend-compatible)"),
         (name = "suppressions", description = "The calling tenant's suppression list (Resend-compatible)"),
         (name = "usage", description = "The calling tenant's usage and quotas (Resend-compatible)"),
         (name = "health", description = "Probes and metrics"),
@@ -142,6 +144,12 @@ fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(emails::send_email, emails::list_emails))
         .routes(routes!(emails::send_batch))
         .routes(routes!(emails::get_email))
+        .routes(routes!(receiving::list_received))
+        .routes(routes!(receiving::get_received))
+        .routes(routes!(receiving::get_received_raw))
+        .routes(routes!(receiving::list_received_attachments))
+        .routes(routes!(receiving::get_received_attachment))
+        .routes(routes!(receiving::download_received_attachment))
         .routes(routes!(emails::cancel_email))
         .routes(routes!(
             templates::create_template,

@@ -12,6 +12,7 @@
 mod charts;
 mod operator;
 mod projects;
+mod received;
 mod session;
 mod tenant;
 mod views;
@@ -69,6 +70,8 @@ pub fn router(state: AppState) -> Router {
         .route("/domains", get(tenant::domains))
         .route("/domains/{id}", get(tenant::domain))
         .route("/domains/{id}/verify", post(tenant::verify_domain))
+        .route("/received", get(received::list))
+        .route("/received/{id}", get(received::view))
         .route("/usage", get(tenant::usage))
         .route("/projects", get(projects::list))
         .route("/projects/switch", post(projects::switch))

@@ -59,7 +59,7 @@ fn time_param(raw: Option<&String>) -> Option<String> {
 }
 
 /// The cursor of the page after a list, when there is one: its last row's id.
-fn next_after<T: ToString>(has_more: bool, last: Option<T>) -> Option<String> {
+pub(super) fn next_after<T: ToString>(has_more: bool, last: Option<T>) -> Option<String> {
     has_more.then_some(last).flatten().map(|id| id.to_string())
 }
 
@@ -147,18 +147,18 @@ pub async fn email(
 
 #[derive(Debug, Default, Deserialize)]
 pub struct Paging {
-    after: Option<String>,
+    pub(super) after: Option<String>,
 }
 
 impl Paging {
-    fn cursor<T: From<uuid::Uuid>>(&self) -> Result<Option<T>, ConsoleError> {
+    pub(super) fn cursor<T: From<uuid::Uuid>>(&self) -> Result<Option<T>, ConsoleError> {
         id_param("after", self.after.as_ref())
     }
 }
 
 /// A page of one of the lists (`data`, `has_more`), with links to the next page and back to the
 /// first.
-fn list_page<T: serde::Serialize>(
+pub(super) fn list_page<T: serde::Serialize>(
     session: &Session,
     section: &str,
     list: &T,

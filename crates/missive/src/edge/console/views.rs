@@ -21,7 +21,7 @@ pub struct Views {
     registry: Handlebars<'static>,
 }
 
-const TEMPLATES: [(&str, &str); 17] = [
+const TEMPLATES: [(&str, &str); 19] = [
     ("layout", include_str!("templates/layout.hbs")),
     ("login", include_str!("templates/login.hbs")),
     ("error", include_str!("templates/error.hbs")),
@@ -40,6 +40,11 @@ const TEMPLATES: [(&str, &str); 17] = [
     ("webhook_event", include_str!("templates/webhook_event.hbs")),
     ("domains", include_str!("templates/domains.hbs")),
     ("domain", include_str!("templates/domain.hbs")),
+    ("received", include_str!("templates/received.hbs")),
+    (
+        "received_email",
+        include_str!("templates/received_email.hbs"),
+    ),
     ("usage", include_str!("templates/usage.hbs")),
     ("projects", include_str!("templates/projects.hbs")),
 ];
@@ -51,6 +56,9 @@ handlebars_helper!(when: |at: Value| {
         s.get(..19).unwrap_or(&s).to_owned()
     })
 });
+
+// How many items a list holds.
+handlebars_helper!(count: |v: Value| v.as_array().map_or(0, Vec::len));
 
 // A value as indented JSON (escaped like any other value where it is put).
 handlebars_helper!(pretty: |v: Value| serde_json::to_string_pretty(&v).unwrap_or_default());
@@ -66,6 +74,7 @@ impl Views {
         registry.set_strict_mode(true);
         registry.register_helper("when", Box::new(when));
         registry.register_helper("pretty", Box::new(pretty));
+        registry.register_helper("count", Box::new(count));
         for (name, source) in TEMPLATES {
             registry
                 .register_template_string(name, source)

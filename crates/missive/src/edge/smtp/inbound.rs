@@ -9,7 +9,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::reply::{self, Reply};
 use super::session::{Envelope, Next, Session};
-use crate::edge::mx::{Inbound, UNKNOWN_RECIPIENT};
+use crate::edge::mx::{Inbound, Peer, UNKNOWN_RECIPIENT};
 use crate::ingest::policy;
 
 /// Recipients of one report: a report concerns one email; a few more are tolerated.
@@ -97,8 +97,12 @@ where
             .copied()
             .zip(envelope.recipients)
             .collect();
+        let peer = Peer {
+            ip: self.peer.ip(),
+            helo: self.client.helo.as_deref().unwrap_or_default(),
+        };
         let reply = mx
-            .receive(&recipients, envelope.mail_from.as_ref(), text)
+            .receive(&recipients, envelope.mail_from.as_ref(), peer, text)
             .await;
         if reply.is_error() {
             return self.refuse(&reply);

@@ -318,6 +318,16 @@ pub fn check_requests_per_minute(field: &str, n: u32) -> Result<u32, AccountsErr
     }
 }
 
+/// A count or size limit as given: refused when the database cannot hold it.
+fn cap(field: &str, n: Option<Option<u64>>) -> Result<Option<Option<u64>>, AccountsError> {
+    match n {
+        Some(Some(n)) if i64::try_from(n).is_err() => {
+            Err(AccountsError::Invalid(format!("`{field}` is too large")))
+        }
+        other => Ok(other),
+    }
+}
+
 /// The limits a `rate_limit` field changes.
 fn limits_patch(input: Option<&Option<RateLimitInput>>) -> Result<LimitsPatch, AccountsError> {
     let Some(input) = input else {
@@ -331,12 +341,7 @@ fn limits_patch(input: Option<&Option<RateLimitInput>>) -> Result<LimitsPatch, A
             emails_per_month: Some(None),
         });
     };
-    let quota = |field: &str, n: Option<Option<u64>>| match n {
-        Some(Some(n)) if i64::try_from(n).is_err() => Err(AccountsError::Invalid(format!(
-            "`rate_limit.{field}` is too large"
-        ))),
-        other => Ok(other),
-    };
+    let quota = |field: &str, n: Option<Option<u64>>| cap(&format!("rate_limit.{field}"), n);
     Ok(LimitsPatch {
         requests_per_minute: input
             .requests_per_minute
@@ -413,6 +418,14 @@ pub async fn update_tenant(
             .map_err(TenantSettingsError::from)?,
         smtp,
         limits: limits_patch(request.rate_limit.as_ref())?,
+        received_per_day: cap(
+            "receiving.per_day",
+            request.receiving.as_ref().and_then(|r| r.per_day),
+        )?,
+        received_stored_bytes: cap(
+            "receiving.stored_bytes",
+            request.receiving.as_ref().and_then(|r| r.stored_bytes),
+        )?,
     };
     let updated = store.update_tenant(id, &patch).await?;
     if request.rate_limit.is_some() {

@@ -113,6 +113,20 @@ pub struct RateLimitInput {
     pub emails_per_month: Option<Option<u64>>,
 }
 
+/// A tenant's inbound caps in a `PATCH`: `null` returns one to the operator's default.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReceivingCapsInput {
+    /// Messages its domains may receive per UTC day; 0 refuses all (452 4.2.2).
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<u64>)]
+    pub per_day: Option<Option<u64>>,
+    /// Bytes of received mail it may keep (552 5.2.2 past it).
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<u64>)]
+    pub stored_bytes: Option<Option<u64>>,
+}
+
 /// `PATCH /v1/tenants/{id}` (or `PUT`, which means the same: what it names is replaced).
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -136,6 +150,8 @@ pub struct UpdateTenantRequest {
     #[serde(default, deserialize_with = "double_option")]
     #[schema(value_type = Option<RateLimitInput>)]
     pub rate_limit: Option<Option<RateLimitInput>>,
+    /// Inbound caps for mail its receiving domains take.
+    pub receiving: Option<ReceivingCapsInput>,
 }
 
 /// Resend's key permissions, accepted as a shorthand for scopes.

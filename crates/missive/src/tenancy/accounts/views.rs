@@ -42,6 +42,13 @@ pub struct RateLimitView {
     pub emails_per_month: Option<u64>,
 }
 
+/// A tenant's inbound caps as set; `null` is the operator's default.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ReceivingCapsView {
+    pub per_day: Option<u64>,
+    pub stored_bytes: Option<u64>,
+}
+
 /// A tenant.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct TenantView {
@@ -59,6 +66,8 @@ pub struct TenantView {
     /// The tenant's own upstream server; null when its mail takes the shared relay.
     pub smtp: Option<SmtpView>,
     pub rate_limit: RateLimitView,
+    /// Caps on mail its receiving domains take.
+    pub receiving: ReceivingCapsView,
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
     #[serde(with = "time::serde::rfc3339")]
@@ -84,6 +93,10 @@ impl From<TenantRecord> for TenantView {
                 requests_per_minute: limits.requests_per_minute,
                 emails_per_day: limits.emails_per_day,
                 emails_per_month: limits.emails_per_month,
+            },
+            receiving: ReceivingCapsView {
+                per_day: t.received_per_day.and_then(|n| u64::try_from(n).ok()),
+                stored_bytes: t.received_stored_bytes.and_then(|n| u64::try_from(n).ok()),
             },
             object: "tenant",
             id: t.id,

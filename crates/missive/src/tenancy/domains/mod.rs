@@ -25,8 +25,8 @@ use std::time::Duration;
 use hickory_resolver::TokioResolver;
 use missive_core::sealed::{SealError, Sealed, Sealer};
 use missive_core::sending_domain::{
-    self, Capability, DkimAlgorithm, DomainTls, Lookup, RecordCheck, RecordKind, RecordSpec,
-    RecordType, Region, VerificationStatus,
+    self, Capability, DkimAlgorithm, DomainTls, InboundDmarc, Lookup, RecordCheck, RecordKind,
+    RecordSpec, RecordType, Region, VerificationStatus,
 };
 use missive_core::{Domain, DomainId, TenantId};
 use missive_store::listen::ListenEvent;
@@ -89,6 +89,7 @@ pub struct NewDomainInput {
     /// The return path's subdomain; `send` when unset.
     pub custom_return_path: Option<String>,
     pub capabilities: CapabilitiesInput,
+    pub inbound_dmarc: Option<InboundDmarc>,
 }
 
 /// One record of a domain with its last verdict.
@@ -214,6 +215,7 @@ impl Domains {
                     custom_return_path: &custom_return_path,
                     sending: input.capabilities.sending.unwrap_or(Capability::Enabled),
                     receiving: input.capabilities.receiving.unwrap_or(Capability::Disabled),
+                    inbound_dmarc: input.inbound_dmarc.unwrap_or_default(),
                     key: NewDkimKey {
                         algorithm,
                         selector: &selector,

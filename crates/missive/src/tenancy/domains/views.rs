@@ -3,7 +3,7 @@
 //! [`missive_store::DomainRecord`], which has no column for it.
 
 use missive_core::sending_domain::{
-    Capability, DkimAlgorithm, DomainTls, Region, VerificationStatus,
+    Capability, DkimAlgorithm, DomainTls, InboundDmarc, Region, VerificationStatus,
 };
 use missive_core::{DomainId, Scope, TenantId};
 use missive_store::{DomainPatch, DomainRecord};
@@ -48,6 +48,9 @@ pub struct CreateDomainRequest {
     pub tracking_subdomain: Option<String>,
     /// What the domain does: sending on and receiving off unless given.
     pub capabilities: Option<CapabilitiesInput>,
+    /// Receiving: `record` (the default) keeps SPF/DKIM/DMARC verdicts and refuses nothing;
+    /// `enforce` refuses a message failing DMARC whose author's domain asks for reject.
+    pub inbound_dmarc: Option<InboundDmarc>,
 }
 
 /// `PATCH /v1/domains/{id}`.
@@ -62,6 +65,8 @@ pub struct UpdateDomainRequest {
     pub tracking_subdomain: Option<String>,
     /// Turn sending or receiving on or off.
     pub capabilities: Option<CapabilitiesInput>,
+    /// `record` or `enforce` (see the create request).
+    pub inbound_dmarc: Option<InboundDmarc>,
 }
 
 /// Resend's `capabilities` as a request gives them: each optional.
@@ -127,6 +132,8 @@ pub struct DomainView {
     /// The subdomain return paths use (`send.<name>`).
     pub custom_return_path: String,
     pub capabilities: Capabilities,
+    /// What receiving does with mail that fails DMARC: `record` or `enforce`.
+    pub inbound_dmarc: InboundDmarc,
     pub records: Vec<RecordOut>,
     #[serde(with = "time::serde::rfc3339::option")]
     pub checked_at: Option<OffsetDateTime>,
@@ -210,6 +217,7 @@ fn view(domains: &Domains, record: DomainRecord) -> DomainView {
             sending: record.sending,
             receiving: record.receiving,
         },
+        inbound_dmarc: record.inbound_dmarc,
         records,
         checked_at: record.checked_at,
         created_at: record.created_at,
@@ -259,6 +267,7 @@ impl Domains {
                     click_tracking: request.click_tracking,
                     custom_return_path: request.custom_return_path,
                     capabilities: request.capabilities.unwrap_or_default(),
+                    inbound_dmarc: request.inbound_dmarc,
                 },
             )
             .await?;
@@ -331,6 +340,7 @@ impl Domains {
                     tls: request.tls,
                     sending: request.capabilities.and_then(|c| c.sending),
                     receiving: request.capabilities.and_then(|c| c.receiving),
+                    inbound_dmarc: request.inbound_dmarc,
                 },
             )
             .await?;

@@ -106,6 +106,10 @@ pub struct BreakdownView {
     pub api_requests: i64,
     /// Emails accepted over SMTP.
     pub smtp_messages: i64,
+    /// Messages received for the tenant's domains (counted in its default project).
+    pub received: i64,
+    /// Their size, in bytes.
+    pub received_bytes: i64,
 }
 
 impl From<UsageTotals> for BreakdownView {
@@ -119,6 +123,8 @@ impl From<UsageTotals> for BreakdownView {
             suppressed: t.suppressed,
             api_requests: t.api_requests,
             smtp_messages: t.smtp_messages,
+            received: t.received,
+            received_bytes: t.received_bytes,
         }
     }
 }

@@ -10,19 +10,31 @@
 //! ([`missive_store::Store::record_report`]) before the 250. Which email a report is about comes
 //! from the authenticated return path, never from what the report says, so a forged report (a
 //! changed token, or another tenant's email) changes nothing; those are counted.
+//!
+//! Received mail is authenticated on arrival ([`auth`]) and stored with its verdicts, within
+//! the tenant's caps (`452 4.2.2` past its messages per day, `552 5.2.2` past its stored bytes).
 
+pub mod auth;
+
+use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
+use mail_auth::MessageAuthenticator;
+
+use missive_core::received::{Arrival, arrival};
 use missive_core::report::{Reading, read};
 use missive_core::return_path::{LOCAL_PART_LEN, ReturnPaths};
 use missive_core::{EmailAddress, EmailId, TenantId};
-use missive_store::{NewReceivedEmail, ReceivingDomain, SoftBounceRule, Store, StoreError};
+use missive_store::{
+    NewReceivedEmail, ReceivingCaps, ReceivingDomain, SoftBounceRule, Store, StoreError, Stored,
+};
 use tracing::Instrument as _;
 
 use crate::edge::smtp::reply::Reply;
 
 /// What the MX needs: the store, the keys return paths are checked with, and its rules.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Mx {
     pub store: Store,
     /// `None` without `MISSIVE_SECRET_KEY`: no return path is minted, and none taken.
@@ -34,6 +46,33 @@ pub struct Mx {
     pub parse_timeout: Duration,
     /// Take mail for receiving domains whose MX record was not found yet.
     pub allow_unverified: bool,
+    /// Checks SPF, DKIM and DMARC of received mail.
+    pub authenticator: Arc<MessageAuthenticator>,
+    /// How long those checks may take together.
+    pub auth_timeout: Duration,
+    /// This host's name, for SPF explanations.
+    pub hostname: String,
+    /// The operator's inbound caps.
+    pub caps: ReceivingCaps,
+}
+
+impl std::fmt::Debug for Mx {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Mx")
+            .field("paths", &self.paths)
+            .field("feedback_address", &self.feedback_address)
+            .field("allow_unverified", &self.allow_unverified)
+            .field("caps", &self.caps)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The SMTP client of a message, as the session knows it.
+#[derive(Clone, Copy, Debug)]
+pub struct Peer<'a> {
+    pub ip: IpAddr,
+    /// The HELO/EHLO name.
+    pub helo: &'a str,
 }
 
 /// A recipient the MX takes.
@@ -54,6 +93,18 @@ pub const PARSE_TIMEOUT: Reply = Reply::new(
     "4.3.0",
     "The message could not be read in time, try again later",
 );
+pub const DMARC_REJECTED: Reply = Reply::new(
+    550,
+    "5.7.1",
+    "The message fails DMARC and its author's domain asks for it to be rejected",
+);
+pub const OVER_DAILY_CAP: Reply = Reply::new(
+    452,
+    "4.2.2",
+    "The recipient has received all the messages it may today, try again later",
+);
+pub const OVER_STORAGE_CAP: Reply =
+    Reply::new(552, "5.2.2", "The recipient's mailbox storage is full");
 
 impl Mx {
     /// What `address` is to the MX: `None` for anything it does not take (counted as forged
@@ -103,13 +154,15 @@ impl Mx {
         }
     }
 
-    /// Takes a message for `recipients` (each with its address): stores it for each tenant
-    /// that receives for one of them, and reads and records it for return paths and the
-    /// feedback address; the reply to give, after the commits.
+    /// Takes a message for `recipients` (each with its address) from `peer`: stores it for
+    /// each tenant that receives for one of them (authenticated, within its caps), and reads
+    /// and records it for return paths and the feedback address; the reply to give, after the
+    /// commits.
     pub async fn receive(
         &self,
         recipients: &[(Inbound, EmailAddress)],
         mail_from: Option<&EmailAddress>,
+        peer: Peer<'_>,
         text: Vec<u8>,
     ) -> Reply {
         let size = text.len();
@@ -117,16 +170,19 @@ impl Mx {
         let reports = recipients
             .iter()
             .any(|(inbound, _)| !matches!(inbound, Inbound::Receiving(_)));
+        let receiving = recipients
+            .iter()
+            .any(|(inbound, _)| matches!(inbound, Inbound::Receiving(_)));
         let parsed = tokio::time::timeout(
             self.parse_timeout,
             tokio::task::spawn_blocking(move || {
                 let reading = reports.then(|| read(&text, null_sender));
-                let headers = Headers::of(&text);
-                (text, reading, headers)
+                let arrived = receiving.then(|| arrival(&text));
+                (text, reading, arrived)
             }),
         )
         .await;
-        let (text, reading, headers) = match parsed {
+        let (text, reading, arrived) = match parsed {
             Ok(Ok(parsed)) => parsed,
             Ok(Err(err)) => {
                 tracing::error!(error = %err, size, "message parsing failed");
@@ -139,42 +195,13 @@ impl Mx {
             }
         };
         let mut stored = Vec::new();
-        let mut domains: Vec<ReceivingDomain> = Vec::new();
-        for (inbound, _) in recipients {
-            if let Inbound::Receiving(domain) = inbound
-                && !domains.iter().any(|d| d.tenant_id == domain.tenant_id)
+        if let Some(arrived) = arrived {
+            match self
+                .store_received(recipients, mail_from, peer, &text, &arrived)
+                .await
             {
-                domains.push(*domain);
-            }
-        }
-        for domain in domains {
-            let rcpt_to: Vec<String> = recipients
-                .iter()
-                .filter(|(inbound, _)| {
-                    matches!(inbound, Inbound::Receiving(d) if d.tenant_id == domain.tenant_id)
-                })
-                .map(|(_, address)| address.as_str().to_owned())
-                .collect();
-            let new = NewReceivedEmail {
-                tenant_id: domain.tenant_id,
-                domain_id: domain.id,
-                mail_from: mail_from.map_or("", EmailAddress::as_str),
-                rcpt_to: &rcpt_to,
-                message_id: headers.message_id.as_deref(),
-                from_address: headers.from.as_deref(),
-                subject: headers.subject.as_deref(),
-                raw: &text,
-            };
-            match self.store.insert_received_email(&new).await {
-                Ok(id) => {
-                    tracing::info!(tenant_id = %domain.tenant_id, received_id = %id, size, "message received");
-                    metrics::counter!("missive_mx_received_total").increment(1);
-                    stored.push(id.to_string());
-                }
-                Err(err) => {
-                    tracing::error!(tenant_id = %domain.tenant_id, error = %err, "received message not stored");
-                    return crate::edge::smtp::reply::TEMPORARY_FAILURE;
-                }
+                Ok(ids) => stored = ids,
+                Err(reply) => return reply,
             }
         }
         if let Some(reading) = reading {
@@ -188,6 +215,95 @@ impl Mx {
         } else {
             Reply::owned(250, "2.0.0", format!("Received as {}", stored.join(" ")))
         }
+    }
+
+    /// Authenticates a message for receiving domains and stores it once for each tenant among
+    /// `recipients`; the ids, or the refusal to give.
+    async fn store_received(
+        &self,
+        recipients: &[(Inbound, EmailAddress)],
+        mail_from: Option<&EmailAddress>,
+        peer: Peer<'_>,
+        text: &[u8],
+        arrived: &Arrival,
+    ) -> Result<Vec<String>, Reply> {
+        let mut domains: Vec<ReceivingDomain> = Vec::new();
+        for (inbound, _) in recipients {
+            if let Inbound::Receiving(domain) = inbound
+                && !domains.iter().any(|d| d.tenant_id == domain.tenant_id)
+            {
+                domains.push(*domain);
+            }
+        }
+        let verdicts = auth::authenticate(
+            &self.authenticator,
+            &self.hostname,
+            auth::Client {
+                ip: peer.ip,
+                helo: peer.helo,
+                mail_from: mail_from.map(EmailAddress::as_str),
+            },
+            text,
+            self.auth_timeout,
+        )
+        .await;
+        if verdicts.dmarc_rejects() && domains.iter().any(|d| d.enforce_dmarc) {
+            metrics::counter!("missive_mx_received_total", "outcome" => "dmarc_rejected")
+                .increment(1);
+            tracing::info!(author = ?verdicts.dmarc.domain, "received message refused by DMARC");
+            return Err(DMARC_REJECTED);
+        }
+        let authentication = serde_json::to_value(&verdicts).unwrap_or_default();
+        let summary = serde_json::to_value(&arrived.summary).unwrap_or_default();
+        let mut stored = Vec::new();
+        for domain in domains {
+            let rcpt_to: Vec<String> = recipients
+                .iter()
+                .filter(|(inbound, _)| {
+                    matches!(inbound, Inbound::Receiving(d) if d.tenant_id == domain.tenant_id)
+                })
+                .map(|(_, address)| address.as_str().to_owned())
+                .collect();
+            let new = NewReceivedEmail {
+                tenant_id: domain.tenant_id,
+                domain_id: domain.id,
+                mail_from: mail_from.map_or("", EmailAddress::as_str),
+                rcpt_to: &rcpt_to,
+                message_id: arrived.message_id.as_deref(),
+                from_address: arrived.from_address.as_deref(),
+                subject: arrived.subject.as_deref(),
+                summary: &summary,
+                authentication: &authentication,
+                client_ip: Some(peer.ip),
+                helo: Some(peer.helo),
+                raw: text,
+            };
+            let tenant_id = domain.tenant_id;
+            match self.store.insert_received_email(&new, self.caps).await {
+                Ok(Stored::Received(id)) => {
+                    tracing::info!(%tenant_id, received_id = %id, size = text.len(), "message received");
+                    metrics::counter!("missive_mx_received_total", "outcome" => "stored")
+                        .increment(1);
+                    stored.push(id.to_string());
+                }
+                Ok(refused) => {
+                    let (outcome, reply) = if refused == Stored::OverDailyCap {
+                        ("daily_cap", OVER_DAILY_CAP)
+                    } else {
+                        ("storage_cap", OVER_STORAGE_CAP)
+                    };
+                    metrics::counter!("missive_mx_received_total", "outcome" => outcome)
+                        .increment(1);
+                    tracing::info!(%tenant_id, outcome, "received message refused by a cap");
+                    return Err(reply);
+                }
+                Err(err) => {
+                    tracing::error!(%tenant_id, error = %err, "received message not stored");
+                    return Err(crate::edge::smtp::reply::TEMPORARY_FAILURE);
+                }
+            }
+        }
+        Ok(stored)
     }
 
     /// Records what a report says for the return paths (and the feedback address) among
@@ -237,31 +353,5 @@ impl Mx {
         let outcome = if written > 0 { "recorded" } else { "unmatched" };
         metrics::counter!("missive_mx_reports_total", "outcome" => outcome).increment(1);
         Ok(())
-    }
-}
-
-/// What a listing shows of a received message, from its headers.
-#[derive(Debug, Default)]
-struct Headers {
-    message_id: Option<String>,
-    from: Option<String>,
-    subject: Option<String>,
-}
-
-impl Headers {
-    fn of(raw: &[u8]) -> Self {
-        let Some(message) = mail_parser::MessageParser::default().parse_headers(raw) else {
-            return Self::default();
-        };
-        let clip = |s: &str| s.chars().take(998).collect::<String>();
-        Self {
-            message_id: message.message_id().map(clip),
-            from: message
-                .from()
-                .and_then(|f| f.first())
-                .and_then(|a| a.address())
-                .map(clip),
-            subject: message.subject().map(clip),
-        }
     }
 }

@@ -1,14 +1,76 @@
-//! Receiving, as far as it goes: a domain's `capabilities` (Resend's shape) turn receiving on,
-//! which lists and verifies the domain's MX record to Missive's MX, and sending off, which stops
-//! the domain signing and passing as a verified sender domain; once its MX record is found, the
-//! MX takes mail for any address of the domain and stores it whole for its tenant (a domain
-//! receives for one tenant).
+//! Receiving: a domain's `capabilities` (Resend's shape) turn receiving on, which lists and
+//! verifies the domain's MX record to Missive's MX, and sending off, which stops the domain
+//! signing and passing as a verified sender domain; once its MX record is found, the MX takes
+//! mail for any address of the domain and stores it whole for its tenant (a domain receives for
+//! one tenant). `api` reads it back through Resend's Receiving API and its SDKs, `auth` checks
+//! the SPF, DKIM and DMARC verdicts, `limits` the caps and usage.
 
-use missive_tests::{Auth, TestApp};
+use missive_tests::{Auth, CreatedTenant, DnsServer, TestApp};
 use serde_json::{Value, json};
 
 use crate::domains::zone_of;
 use crate::reports::domains::app_with_dns;
+
+mod api;
+mod auth;
+mod limits;
+
+/// An app whose MX takes mail for receiving domains before their MX record is found, with a
+/// local DNS server (empty unless a test publishes records) for its SPF, DKIM and DMARC checks.
+pub async fn receiving_app(adjust: impl FnOnce(&mut missive::Config)) -> (DnsServer, TestApp) {
+    app_with_dns(|c| {
+        c.mx.receiving_allow_unverified = true;
+        c.webhooks.allow_private = true;
+        adjust(c);
+    })
+    .await
+}
+
+/// Turns receiving on for `name`, a new domain of `tenant`; the domain.
+pub async fn receiving_domain(app: &TestApp, tenant: &CreatedTenant, name: &str) -> Value {
+    let created = app
+        .post(
+            "/v1/domains",
+            Auth::Key(&tenant.key),
+            &json!({ "name": name, "capabilities": { "receiving": "enabled" } }),
+        )
+        .await;
+    created.expect(200).clone()
+}
+
+/// The bytes of [`INVOICE`]'s attachment.
+pub const PDF: &[u8] = b"%PDF-1.4\n\x00\x01\x02\xff";
+
+/// A reply with a text and an html part and one PDF attachment (base64 of [`PDF`]).
+pub const INVOICE: &str = "From: Ann Example <ann@sender.test>\r\n\
+To: support@acme.test\r\n\
+Cc: Carol <carol@acme.test>\r\n\
+Reply-To: replies@sender.test\r\n\
+Subject: Invoice 42\r\n\
+Message-ID: <invoice-42@sender.test>\r\n\
+Date: Tue, 08 Dec 2026 09:00:00 +0000\r\n\
+MIME-Version: 1.0\r\n\
+Content-Type: multipart/mixed; boundary=b\r\n\
+\r\n\
+--b\r\n\
+Content-Type: multipart/alternative; boundary=c\r\n\
+\r\n\
+--c\r\n\
+Content-Type: text/plain\r\n\
+\r\n\
+Please find the invoice attached.\r\n\
+--c\r\n\
+Content-Type: text/html\r\n\
+\r\n\
+<p>Please find the invoice attached.</p>\r\n\
+--c--\r\n\
+--b\r\n\
+Content-Type: application/pdf; name=invoice.pdf\r\n\
+Content-Disposition: attachment; filename=invoice.pdf\r\n\
+Content-Transfer-Encoding: base64\r\n\
+\r\n\
+JVBERi0xLjQKAAEC/w==\r\n\
+--b--\r\n";
 
 fn receiving_record(domain: &Value) -> Option<&Value> {
     domain["records"]
