@@ -245,6 +245,30 @@ def report(results_path, doc_path):
             f"{sum(col('mx', 'errors'))} | ≥ 1,000/s | {met(statistics.median(rate) >= 1000)} |",
             f"| CPU per report: Missive / Postgres | {cpu('mx')} | | |",
         ]
+    if "receiving" in by:
+        def received(target, key):
+            return [r[key] for r in by["receiving"] if r["target"] == target]
+
+        total = by["receiving"][0]["total"]
+        ours = received("missive", "accept_per_second")
+        lines += [
+            f"| Receiving: smtp-source 20 sessions × 10 KB × {total:,} to a tenant's receiving "
+            f"domain on the MX (SPF and DMARC checked, stored whole before each 250) | "
+            f"{summary(ours, unit='/s')} | ≥ 1,000/s | {met(statistics.median(ours) >= 1000)} |",
+            f"| CPU per received message: Missive / Postgres | "
+            f"{summary(received('missive', 'missive_cpu_us'), unit=' µs')} / "
+            f"{summary(received('missive', 'pg_cpu_us'), unit=' µs')} | | |",
+        ]
+        theirs = received("postfix", "e2e_per_second")
+        if theirs:
+            ratio = [a / b for a, b in zip(ours, theirs)]
+            lines.append(
+                f"| The same into a stock Postfix delivering to a local mailbox (virtual(8), one "
+                f"Maildir) | accepted {summary(received('postfix', 'accept_per_second'), unit='/s')}, "
+                f"in the mailbox {summary(theirs, unit='/s')}; Postfix CPU per message "
+                f"{summary(received('postfix', 'postfix_cpu_us'), unit=' µs')}; Missive stored ÷ "
+                f"Postfix in the mailbox {summary(ratio, 2, '×')} | | |"
+            )
     if "smtp" in by:
         def rates(target, key):
             return [r[key] for r in by["smtp"] if r["target"] == target]

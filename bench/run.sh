@@ -17,6 +17,9 @@
 #      and while another tenant has a 100,000-email backlog towards its own slow server;
 #   4b. the inbound MX (bench/mx.sh): delay reports from 8 connections to return paths of
 #      delivered emails, each authenticated, parsed and recorded;
+#   4c. receiving (bench/receiving.sh): smtp-source's 10 KB messages from 20 sessions into the MX
+#      for a tenant's receiving domain (SPF and DMARC checked, stored whole), and into a stock
+#      Postfix delivering them to a local mailbox;
 #   5. full features (bench/features.sh): each feature alone and all together, by one process
 #      with every role; plain and full by two processes (api+smtp, worker+webhooks) sharing a
 #      database; and full by the build of BENCH_BASELINE (default 1fca249, the commit whose full
@@ -30,6 +33,7 @@ source bench/postfix.sh
 source bench/fairness.sh
 source bench/features.sh
 source bench/mx.sh
+source bench/receiving.sh
 
 # The first full-features build, for the ratio the target is set against; BENCH_BASELINE= skips.
 BASELINE=${BENCH_BASELINE-1fca249}
@@ -60,6 +64,7 @@ results="$run_dir/results.jsonl"
 # The MX when the build has one (a build from before it measures the rest alike).
 mx_role=
 if "$missive" serve --help 2>/dev/null | grep -q -- '- mx:'; then mx_role=mx; fi
+if [ -n "$mx_role" ]; then receiving_prepare; fi
 start_missive missive.log api smtp $mx_role worker
 sleep 1
 missive_idle=$($measure rss "$missive_pid")
@@ -287,6 +292,9 @@ fairness
 # Reports into the MX (bench/mx.sh), to return paths of the emails delivered so far: last, so
 # the rows they write are not vacuumed during the runs the send path is compared by.
 if [ -n "$mx_role" ]; then mx_runs; fi
+# Mail into the MX for a receiving domain, beside a stock Postfix delivering to a mailbox
+# (bench/receiving.sh).
+if [ -n "$mx_role" ]; then receiving_runs; fi
 
 missive_peak=$($measure hwm "$missive_pid")
 kill "$missive_pid"; wait "$missive_pid" 2>/dev/null || true

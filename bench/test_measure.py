@@ -102,6 +102,25 @@ class Report(unittest.TestCase):
         self.assertTrue(drain.endswith("| 2,700/s (1,900–2,900) | ≥ 2,000/s | **yes** |"), drain)
         self.assertIn("130 µs (130–130) / 340 µs", self.row(text, "CPU per webhook delivery"))
 
+    def test_receiving_pairs_missive_with_postfix_delivering_to_a_mailbox(self):
+        rows = rows_for([3100, 2900, 3200], [(1800, 900)] * 3)
+        for rate, theirs in [(1200, 600), (900, 600), (1300, 500)]:
+            rows.append({"scenario": "receiving", "target": "missive", "total": 20000,
+                         "accept_per_second": rate, "e2e_per_second": rate,
+                         "missive_cpu_us": 400, "pg_cpu_us": 300, "postfix_cpu_us": 0})
+            rows.append({"scenario": "receiving", "target": "postfix", "total": 20000,
+                         "accept_per_second": theirs * 2, "e2e_per_second": theirs,
+                         "missive_cpu_us": 0, "pg_cpu_us": 0, "postfix_cpu_us": 700})
+        text = self.render(rows, "")
+        ours = self.row(text, "Receiving")
+        self.assertIn("× 20,000", ours)
+        self.assertTrue(ours.endswith("| 1,200/s (900–1,300) | ≥ 1,000/s | **yes** |"), ours)
+        self.assertIn("400 µs (400–400) / 300 µs", self.row(text, "CPU per received message"))
+        postfix = self.row(text, "The same into a stock Postfix")
+        # Per repeat 2.00, 1.50, 2.60: the median ratio is 2.00.
+        self.assertIn("in the mailbox 600/s (500–600)", postfix)
+        self.assertIn("2.00× (1.50–2.60)", postfix)
+
     def test_fairness_compares_b_under_a_backlog_with_b_alone(self):
         rows = rows_for([3100, 2900, 3200], [(1800, 900)] * 3)
         rows += [{"scenario": "fairness", "phase": "idle", "emails": 400, "p50_ms": 9.0,

@@ -48,6 +48,9 @@ async fn a_tenant_past_its_daily_cap_gets_452_and_usage_counts_what_it_received(
         "{usage}"
     );
     assert_eq!(usage["month"]["received"], 2);
+    // Resend's own field says the same.
+    assert_eq!(usage["emails"]["daily"]["received"], 2);
+    assert_eq!(usage["emails"]["monthly"]["received"], 2);
 }
 
 #[tokio::test]

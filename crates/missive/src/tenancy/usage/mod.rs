@@ -67,7 +67,7 @@ pub struct QuotaView {
     pub limit: Option<u64>,
     /// Emails accepted.
     pub sent: i64,
-    /// Always 0: Missive receives no inbound mail.
+    /// Messages received for the tenant's domains.
     pub received: i64,
     /// When the quota starts again (RFC 3339).
     #[serde(with = "time::serde::rfc3339")]
@@ -325,14 +325,14 @@ pub async fn get(
                 used: usage.today.used,
                 limit: usage.limits.emails_per_day,
                 sent: usage.today.sent,
-                received: 0,
+                received: usage.today.received,
                 resets_at: day_reset,
             },
             monthly: QuotaView {
                 used: usage.month.used,
                 limit: usage.limits.emails_per_month,
                 sent: usage.month.sent,
-                received: 0,
+                received: usage.month.received,
                 resets_at: month_reset,
             },
         },
