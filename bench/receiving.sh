@@ -47,20 +47,25 @@ CF
   receiving_maildir="$dir/mail/box"
 }
 
+# mailbox_count: messages Postfix has delivered into the Maildir.
+mailbox_count() {
+  if [ -d "${receiving_maildir:-}/new" ]; then find "$receiving_maildir/new" -type f | wc -l; else echo 0; fi
+}
+
 # receiving_run TARGET PORT: one smtp-source run into TARGET (missive or postfix) on PORT.
 receiving_run() {
   local target=$1 port=$2 start mid end missive_cpu pg_cpu postfix_cpu=0 delivered=0 master before
   master=$(cat "$run_dir/postfix/queue/pid/master.pid" 2>/dev/null | tr -d ' ') || true
   missive_cpu=$(missive_cpu); pg_cpu=$($measure cpu "$pg_pid")
   if [ "$target" = postfix ]; then postfix_cpu=$($measure cpu "$master"); fi
-  before=$(find "${receiving_maildir:-/nonexistent}" -type f 2>/dev/null | wc -l)
+  before=$(mailbox_count)
   start=$(date +%s.%N)
   smtp-source -s 20 -l 10240 -m "$RECEIVING_TOTAL" -f "bench@$RECEIVING_SENDER" \
     -t "support@$RECEIVING_DOMAIN" "127.0.0.1:$port"
   mid=$(date +%s.%N)
   if [ "$target" = postfix ]; then
     local deadline=$(( $(date +%s) + 600 ))
-    while delivered=$(( $(find "$receiving_maildir/new" -type f | wc -l) - before )) \
+    while delivered=$(( $(mailbox_count) - before )) \
         && [ "$delivered" -lt "$RECEIVING_TOTAL" ] && [ "$(date +%s)" -lt "$deadline" ]; do
       sleep 0.05
     done

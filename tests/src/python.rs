@@ -56,10 +56,12 @@ async fn run(python: &str, script: &str, envs: &[(&str, String)], input: Option<
             .unwrap_or_else(|err| panic!("write to {script}: {err}"));
     }
     drop(stdin);
-    let output = child
-        .wait_with_output()
-        .await
-        .unwrap_or_else(|err| panic!("run {script}: {err}"));
+    succeeded(script, child.wait_with_output().await)
+}
+
+/// What a script printed, when it ran and exited successfully.
+fn succeeded(script: &str, output: std::io::Result<std::process::Output>) -> Vec<u8> {
+    let output = output.unwrap_or_else(|err| panic!("run {script}: {err}"));
     assert!(
         output.status.success(),
         "{script} failed:\n{}",
@@ -110,13 +112,7 @@ pub async fn run_resend_node_script(base_url: &str, key: &str, script: &str) -> 
         .env("RESEND_API_KEY", key)
         .env("MISSIVE_TEST_NODE", modules)
         .output()
-        .await
-        .unwrap_or_else(|err| panic!("run {script}: {err}"));
-    assert!(
-        output.status.success(),
-        "{script} failed:\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    serde_json::from_slice(&output.stdout)
+        .await;
+    serde_json::from_slice(&succeeded(script, output))
         .unwrap_or_else(|err| panic!("{script} printed something other than JSON: {err}"))
 }

@@ -96,6 +96,9 @@ macro_rules! received_columns {
     };
 }
 
+/// Rows per tenant its arrivals count in (see the `received_totals` table).
+const TOTALS_SHARDS: i16 = 16;
+
 fn cap(value: Option<u64>) -> Option<i64> {
     value.map(|v| i64::try_from(v).unwrap_or(i64::MAX))
 }
@@ -133,9 +136,10 @@ impl Store {
     }
 
     /// Stores a received message for its tenant (readable by all its projects), unless it would
-    /// pass the tenant's caps (its own, else `caps`): in the same statement, the tenant's
-    /// counts move, its usage counts the message, and an `email.received` outbox row is written
-    /// for every enabled endpoint of the tenant subscribed to it.
+    /// pass the tenant's caps (its own, else `caps`; concurrent arrivals may pass one by at most
+    /// their number): in the same statement, the tenant's totals move, its usage counts the
+    /// message, and an `email.received` outbox row is written for every enabled endpoint of the
+    /// tenant subscribed to it.
     ///
     /// # Errors
     /// Database failures; nothing is stored then.
@@ -146,28 +150,30 @@ impl Store {
     ) -> Result<Stored, StoreError> {
         let id = Uuid::now_v7();
         let size = i64::try_from(new.raw.len()).unwrap_or(i64::MAX);
-        // The totals row's lock orders a tenant's arrivals: the caps are checked against what
-        // the arrival before committed. The default project's id is the tenant's.
+        // The caps are checked against the totals as committed (no lock taken), and the
+        // arrival counts in a shard of its own choosing. The default project's id is the
+        // tenant's.
         let row = sqlx::query!(
             r#"WITH t AS (
                    SELECT coalesce(received_per_day, $15::int8) AS per_day,
-                          coalesce(received_stored_bytes, $16::int8) AS max_bytes
+                          coalesce(received_stored_bytes, $16::int8) AS max_bytes,
+                          (now() AT TIME ZONE 'UTC')::date AS today
                    FROM tenants WHERE id = $1
+               ), seen AS (
+                   SELECT coalesce(sum(r.today) FILTER (WHERE r.day = t.today), 0)::int8 AS today,
+                          coalesce(sum(r.stored_bytes), 0)::int8 AS stored
+                   FROM t LEFT JOIN received_totals r ON r.tenant_id = $1
                ), room AS (
-                   INSERT INTO received_totals AS r (tenant_id, day, today, stored_bytes)
-                   SELECT $1, (now() AT TIME ZONE 'UTC')::date, 1, $10 FROM t
-                   WHERE (t.per_day IS NULL OR t.per_day >= 1)
-                     AND (t.max_bytes IS NULL OR t.max_bytes >= $10)
-                   ON CONFLICT (tenant_id) DO UPDATE
+                   SELECT t.today FROM t, seen
+                   WHERE (t.per_day IS NULL OR seen.today < t.per_day)
+                     AND (t.max_bytes IS NULL OR seen.stored + $10 <= t.max_bytes)
+               ), totals AS (
+                   INSERT INTO received_totals AS r (tenant_id, shard, day, today, stored_bytes)
+                   SELECT $1, $20, room.today, 1, $10 FROM room
+                   ON CONFLICT (tenant_id, shard) DO UPDATE
                    SET today = CASE WHEN r.day = excluded.day THEN r.today + 1 ELSE 1 END,
                        day = excluded.day,
                        stored_bytes = r.stored_bytes + excluded.stored_bytes
-                   WHERE ((SELECT per_day FROM t) IS NULL
-                          OR CASE WHEN r.day = excluded.day THEN r.today ELSE 0 END
-                             < (SELECT per_day FROM t))
-                     AND ((SELECT max_bytes FROM t) IS NULL
-                          OR r.stored_bytes + excluded.stored_bytes <= (SELECT max_bytes FROM t))
-                   RETURNING 1 AS ok
                ), stored AS (
                    INSERT INTO received_emails (tenant_id, project_id, id, domain_id, mail_from,
                                                 rcpt_to, message_id, from_address, subject, size,
@@ -194,9 +200,7 @@ impl Store {
                )
                SELECT (SELECT count(*) FROM stored) AS "stored!",
                       (SELECT per_day FROM t) AS per_day,
-                      (SELECT r.today FROM received_totals r
-                       WHERE r.tenant_id = $1
-                         AND r.day = (now() AT TIME ZONE 'UTC')::date) AS today"#,
+                      (SELECT today FROM seen) AS today"#,
             new.tenant_id.as_uuid(),
             id,
             new.domain_id.as_uuid(),
@@ -216,13 +220,14 @@ impl Store {
             WebhookEventType::Received.as_str(),
             WebhookStatus::Enabled.as_str(),
             other_shard(),
+            rand::random_range(0..TOTALS_SHARDS),
         )
         .fetch_one(&self.pool)
         .await?;
         if row.stored > 0 {
             return Ok(Stored::Received(id));
         }
-        // Refused: the statement saw the totals as the arrival before left them.
+        // Refused: the statement saw the totals as the arrivals before committed them.
         Ok(match (row.per_day, row.today) {
             (Some(per_day), Some(today)) if today >= per_day => Stored::OverDailyCap,
             (Some(0), _) => Stored::OverDailyCap,
