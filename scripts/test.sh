@@ -25,6 +25,17 @@ if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null
     exit 1
   fi
 fi
+# swaks, a sending server's client for the receiving tests: Debian's package, when missing.
+if ! command -v swaks >/dev/null 2>&1; then
+  if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "test.sh: installing swaks" >&2
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq swaks >&2 \
+      || { DEBIAN_FRONTEND=noninteractive apt-get update -qq >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq swaks >&2; }
+  else
+    echo "test.sh: the receiving tests need swaks (apt-get install swaks)" >&2
+    exit 1
+  fi
+fi
 export MISSIVE_TEST_DATABASE_URL MISSIVE_TEST_PG_BIN MISSIVE_TEST_PYTHON MISSIVE_TEST_NODE
 
 # The compiler-checked SQL's offline data must be what the migrations and statements make: a

@@ -13,6 +13,7 @@ use crate::reports::domains::app_with_dns;
 
 mod api;
 mod auth;
+mod clients;
 mod limits;
 
 /// An app whose MX takes mail for receiving domains before their MX record is found, with a

@@ -58,7 +58,7 @@ handlebars_helper!(when: |at: Value| {
 });
 
 // How many items a list holds.
-handlebars_helper!(count: |v: Value| v.as_array().map_or(0, Vec::len));
+handlebars_helper!(item_count: |v: Value| v.as_array().map_or(0, Vec::len));
 
 // A value as indented JSON (escaped like any other value where it is put).
 handlebars_helper!(pretty: |v: Value| serde_json::to_string_pretty(&v).unwrap_or_default());
@@ -74,7 +74,7 @@ impl Views {
         registry.set_strict_mode(true);
         registry.register_helper("when", Box::new(when));
         registry.register_helper("pretty", Box::new(pretty));
-        registry.register_helper("count", Box::new(count));
+        registry.register_helper("item_count", Box::new(item_count));
         for (name, source) in TEMPLATES {
             registry
                 .register_template_string(name, source)
