@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 
-use mail_parser::{Address, HeaderName, Message, MessageParser, MimeHeaders as _};
+use mail_parser::{Address, HeaderName, Message, MessageParser, MessagePart, MimeHeaders as _};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -108,6 +108,17 @@ fn addresses(address: Option<&Address<'_>>) -> Vec<String> {
         .collect()
 }
 
+/// A part's MIME type, `type/subtype`.
+fn content_type(part: &MessagePart<'_>) -> String {
+    part.content_type().map_or_else(
+        || "application/octet-stream".to_owned(),
+        |ct| match ct.subtype() {
+            Some(sub) => format!("{}/{sub}", ct.ctype()),
+            None => ct.ctype().to_owned(),
+        },
+    )
+}
+
 fn parse(raw: &[u8]) -> Option<Message<'_>> {
     MessageParser::default().parse(raw)
 }
@@ -128,13 +139,7 @@ pub fn arrival(raw: &[u8]) -> Arrival {
             id: Uuid::now_v7(),
             part: u32::try_from(part).unwrap_or(u32::MAX),
             filename: attachment.attachment_name().map(clip),
-            content_type: attachment.content_type().map_or_else(
-                || "application/octet-stream".to_owned(),
-                |ct| match ct.subtype() {
-                    Some(sub) => format!("{}/{sub}", ct.ctype()),
-                    None => ct.ctype().to_owned(),
-                },
-            ),
+            content_type: content_type(attachment),
             content_id: attachment
                 .content_id()
                 .map(|id| clip(id.trim_matches(['<', '>']))),
@@ -161,9 +166,40 @@ pub fn arrival(raw: &[u8]) -> Arrival {
     }
 }
 
-/// The bodies and headers of `raw`.
+/// How inline images appear in a received message's html (Resend's `html_format`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum InlineImages {
+    /// `cid:` references replaced by `data:` URIs of the parts they name (Resend's default).
+    #[default]
+    DataUri,
+    /// `cid:` references kept; each matches an attachment's `content_id`.
+    Cid,
+}
+
+/// The html with each `cid:` reference to an inline part replaced by that part as a `data:` URI.
+fn inline_data_uris(message: &Message<'_>, html: String) -> String {
+    use base64::Engine as _;
+    let mut html = html;
+    for part in message.attachments() {
+        let Some(id) = part.content_id().map(|id| id.trim_matches(['<', '>'])) else {
+            continue;
+        };
+        let reference = format!("cid:{id}");
+        if id.is_empty() || !html.contains(&reference) {
+            continue;
+        }
+        let data = base64::engine::general_purpose::STANDARD.encode(part.contents());
+        html = html.replace(
+            &reference,
+            &format!("data:{};base64,{data}", content_type(part)),
+        );
+    }
+    html
+}
+
+/// The bodies and headers of `raw`, inline images in the html as `images` says.
 #[must_use]
-pub fn content(raw: &[u8]) -> Content {
+pub fn content(raw: &[u8], images: InlineImages) -> Content {
     let Some(message) = parse(raw) else {
         return Content::default();
     };
@@ -197,7 +233,10 @@ pub fn content(raw: &[u8]) -> Content {
             .html_body
             .first()
             .and(message.body_html(0))
-            .map(|h| h.into_owned()),
+            .map(|h| match images {
+                InlineImages::DataUri => inline_data_uris(&message, h.into_owned()),
+                InlineImages::Cid => h.into_owned(),
+            }),
         text: message
             .text_body
             .first()
@@ -278,7 +317,7 @@ JVBERi0xLjQKAAEC/w==\r\n\
 
     #[test]
     fn content_has_bodies_and_unfolded_headers() {
-        let content = content(MESSAGE);
+        let content = content(MESSAGE, InlineImages::DataUri);
         assert_eq!(content.text.as_deref().map(str::trim), Some("Hello"));
         assert_eq!(content.html.as_deref().map(str::trim), Some("<p>Hello</p>"));
         assert_eq!(content.headers["Received"], "from a\nfrom b");
@@ -287,8 +326,28 @@ JVBERi0xLjQKAAEC/w==\r\n\
     }
 
     #[test]
+    fn inline_images_become_data_uris_unless_cid_is_asked_for() {
+        let message = b"From: a@sender.test\r\nSubject: logo\r\nMIME-Version: 1.0\r\n\
+Content-Type: multipart/related; boundary=r\r\n\r\n--r\r\nContent-Type: text/html\r\n\r\n\
+<img src=\"cid:logo@x\">\r\n--r\r\nContent-Type: image/png\r\nContent-ID: <logo@x>\r\n\
+Content-Disposition: inline\r\nContent-Transfer-Encoding: base64\r\n\r\niVBORw==\r\n--r--\r\n";
+        let data = content(message, InlineImages::DataUri).html.unwrap();
+        assert!(
+            data.contains("src=\"data:image/png;base64,iVBORw==\""),
+            "{data}"
+        );
+        let cid = content(message, InlineImages::Cid).html.unwrap();
+        assert!(cid.contains("src=\"cid:logo@x\""), "{cid}");
+        let arrival = arrival(message);
+        assert_eq!(
+            arrival.summary.attachments[0].content_id.as_deref(),
+            Some("logo@x")
+        );
+    }
+
+    #[test]
     fn garbage_gives_empty_views() {
         assert_eq!(arrival(b"").summary, Summary::default());
-        assert!(content(b"").headers.is_empty());
+        assert!(content(b"", InlineImages::Cid).headers.is_empty());
     }
 }

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use missive_core::TenantId;
 use missive_core::download::{DownloadLinks, Target};
-use missive_core::received::{self, AttachmentMeta, Summary};
+use missive_core::received::{self, AttachmentMeta, InlineImages, Summary};
 use missive_core::{Scope, received::Content};
 use missive_store::{ReceivedRecord, Store};
 use serde::{Deserialize, Serialize};
@@ -139,8 +139,8 @@ pub struct ListReceivedQuery {
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct GetReceivedQuery {
-    /// `cid` keeps inline images as `cid:` references (the only form served here);
-    /// `data_uri` is accepted and answers the same.
+    /// `data_uri` (the default) puts inline images into `html` as base64 `data:` URIs; `cid`
+    /// keeps their `cid:` references, each matching an attachment's `content_id`.
     #[param(inline)]
     pub html_format: Option<HtmlFormat>,
 }
@@ -224,10 +224,15 @@ pub async fn get(
     store: &Store,
     caller: Caller<'_>,
     id: Uuid,
+    format: Option<HtmlFormat>,
 ) -> Result<ReceivedEmailView, ServiceError> {
     let tenant_id = caller.require(Scope::ReceivingRead)?;
     let (record, raw) = store.received_email(tenant_id, id).await?;
-    let content: Content = tokio::task::spawn_blocking(move || received::content(&raw))
+    let images = match format {
+        Some(HtmlFormat::Cid) => InlineImages::Cid,
+        Some(HtmlFormat::DataUri) | None => InlineImages::DataUri,
+    };
+    let content: Content = tokio::task::spawn_blocking(move || received::content(&raw, images))
         .await
         .map_err(|e| ServiceError::Internal(format!("reading a received message: {e}")))?;
     let summary = summary_of(&record);

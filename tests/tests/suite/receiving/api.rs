@@ -101,6 +101,17 @@ async fn the_receiving_api_shows_received_mail_and_serves_its_attachments_by_sig
         "<p>Please find the invoice attached.</p>"
     );
     assert_eq!(got["headers"]["Subject"], "Invoice 42");
+    let cid = app
+        .get(&format!("{path}?html_format=cid"), Auth::Key(&acme.key))
+        .await;
+    assert_eq!(
+        cid.expect(200)["html"],
+        got["html"],
+        "no inline image to differ by"
+    );
+    app.get(&format!("{path}?html_format=png"), Auth::Key(&acme.key))
+        .await
+        .expect_error(422, "validation_error");
     assert_eq!(got["size"], INVOICE.len());
     // No records published for sender.test: nothing to pass or fail.
     assert_eq!(got["authentication"]["spf"]["result"], "none");

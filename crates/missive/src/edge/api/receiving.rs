@@ -57,10 +57,10 @@ pub async fn get_received(
     auth: TenantAuth,
     State(state): State<AppState>,
     ApiPath(id): ApiPath<Uuid>,
-    ApiQuery(_query): ApiQuery<GetReceivedQuery>,
+    ApiQuery(query): ApiQuery<GetReceivedQuery>,
 ) -> Result<Json<ReceivedEmailView>, ApiError> {
     Ok(Json(
-        receiving::get(&state.store, (&auth).into(), id).await?,
+        receiving::get(&state.store, (&auth).into(), id, query.html_format).await?,
     ))
 }
 

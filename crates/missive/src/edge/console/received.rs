@@ -42,7 +42,7 @@ pub async fn view(
 ) -> Result<Response, ConsoleError> {
     let auth = session.tenant()?;
     let id: uuid::Uuid = path_id(&id)?;
-    let email = receiving::get(&state.store, auth.into(), id).await?;
+    let email = receiving::get(&state.store, auth.into(), id, None).await?;
     let query = ListReceivedQuery {
         limit: Some(100),
         after: None,
